@@ -1,0 +1,269 @@
+//! Test harness for kubegrid on lab hosts.
+//!
+//! [`LabGuard::up`] brings up lab hosts through the real `kubegrid` binary, in a state
+//! directory and address range of its own, and tears them down when dropped, also when a
+//! test panics. Hosts are checked with the plain OpenSSH client ([`LabGuard::ssh`]), never
+//! through kubegrid's own code, so verification does not trust the code under test.
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+use serde_json::Value;
+
+/// Where e2e labs keep their state; one folder per lab, named `<pid>-<slot>`.
+const STATE_ROOT: &str = "/var/tmp/kubegrid-e2e";
+/// Slot files, one per address range in use: `10.213.<slot>.0/24`.
+const SLOT_ROOT: &str = "/run/kubegrid-e2e/slots";
+/// Slots used by tests; the lab's own default range (10.213.0.0/24) stays free for users.
+const SLOTS: std::ops::Range<u16> = 100..200;
+
+/// The `kubegrid` binary under test: `$KUBEGRID_BIN`, or the one cargo built beside this test.
+pub fn kubegrid_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KUBEGRID_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test> -> target/<profile>/kubegrid
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("kubegrid"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "kubegrid binary not found at {}; build it (cargo build -p kubegrid) or set KUBEGRID_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// The base rootfs cache shared by all tests and the user's own labs, so it is built once.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("KUBEGRID_LAB_CACHE_DIR")
+        .map_or_else(|| PathBuf::from("/var/cache/kubegrid/lab"), PathBuf::from)
+}
+
+/// One lab host as `lab list` reports it.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Host name.
+    pub name: String,
+    /// Address on the lab bridge.
+    pub address: String,
+}
+
+/// A lab for one test; dropping it runs `kubegrid lab down --all`.
+pub struct LabGuard {
+    /// The lab's state directory.
+    pub state_dir: PathBuf,
+    /// The /24 it owns.
+    pub subnet: String,
+    /// Its hosts, in order.
+    pub hosts: Vec<Host>,
+    /// The SSH key that logs in to every host.
+    pub key: PathBuf,
+    /// The base rootfs cache it uses; [`cache_dir`] unless a test changes it.
+    pub cache_dir: PathBuf,
+    slot_file: PathBuf,
+}
+
+impl LabGuard {
+    /// Reserves a state directory and address range, without creating any host yet.
+    pub fn reserve() -> LabGuard {
+        sweep_stale();
+        fs::create_dir_all(SLOT_ROOT).expect("create slot folder");
+        for slot in SLOTS {
+            let slot_file = Path::new(SLOT_ROOT).join(slot.to_string());
+            let state_dir = Path::new(STATE_ROOT).join(format!("{}-{slot}", std::process::id()));
+            let Ok(mut f) = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&slot_file)
+            else {
+                continue;
+            };
+            writeln!(f, "{}\n{}", std::process::id(), state_dir.display())
+                .expect("write slot file");
+            return LabGuard {
+                key: state_dir.join("ssh/id_ed25519"),
+                cache_dir: cache_dir(),
+                state_dir,
+                subnet: format!("10.213.{slot}.0/24"),
+                hosts: Vec::new(),
+                slot_file,
+            };
+        }
+        panic!("no free e2e lab slot in {SLOT_ROOT}");
+    }
+
+    /// Brings up `n` hosts named `lab-1..n` and returns the guard that removes them.
+    pub fn up(n: usize) -> LabGuard {
+        let mut lab = LabGuard::reserve();
+        lab.bring_up(n);
+        lab
+    }
+
+    /// Runs `lab up --hosts n` for a reserved lab, records its hosts and returns the output.
+    pub fn bring_up(&mut self, n: usize) -> Output {
+        let out = self.kubegrid(&[
+            "up",
+            "--hosts",
+            &n.to_string(),
+            "--subnet",
+            &self.subnet.clone(),
+            "-o",
+            "json",
+        ]);
+        assert!(out.status.success(), "lab up failed:\n{}", describe(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("lab up prints JSON");
+        self.hosts = doc["lab"]["hosts"]
+            .as_array()
+            .expect("hosts array")
+            .iter()
+            .map(|h| Host {
+                name: h["name"].as_str().expect("name").to_string(),
+                address: h["address"].as_str().expect("address").to_string(),
+            })
+            .collect();
+        assert_eq!(
+            self.hosts.len(),
+            n,
+            "lab up reported {} hosts",
+            self.hosts.len()
+        );
+        out
+    }
+
+    /// Runs `kubegrid lab <args>` against this lab.
+    pub fn kubegrid(&self, args: &[&str]) -> Output {
+        Command::new(kubegrid_bin())
+            .arg("lab")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--cache-dir")
+            .arg(&self.cache_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubegrid")
+    }
+
+    /// `lab list -o json`, parsed.
+    pub fn list(&self) -> Value {
+        let out = self.kubegrid(&["list", "-o", "json"]);
+        assert!(out.status.success(), "lab list failed:\n{}", describe(&out));
+        serde_json::from_slice(&out.stdout).expect("lab list prints JSON")
+    }
+
+    /// Runs `cmd` on `host` as `user` with the plain ssh client.
+    pub fn ssh_as(&self, user: &str, host: &Host, cmd: &str) -> Output {
+        Command::new("ssh")
+            .arg("-i")
+            .arg(&self.key)
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args(["-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR"])
+            .arg(format!("{user}@{}", host.address))
+            .arg(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssh")
+    }
+
+    /// Runs `cmd` on `host` as root.
+    pub fn ssh(&self, host: &Host, cmd: &str) -> Output {
+        self.ssh_as("root", host, cmd)
+    }
+
+    /// Runs `cmd` on `host` as root, asserts success and returns trimmed stdout.
+    pub fn ssh_ok(&self, host: &Host, cmd: &str) -> String {
+        let out = self.ssh(host, cmd);
+        assert!(
+            out.status.success(),
+            "ssh {} `{cmd}` failed:\n{}",
+            host.name,
+            describe(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Host by name.
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no host {name}"))
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let out = self.kubegrid(&["down", "--all"]);
+        if !out.status.success() {
+            eprintln!(
+                "warning: tearing down e2e lab {} failed:\n{}",
+                self.state_dir.display(),
+                describe(&out)
+            );
+            return;
+        }
+        let _ = fs::remove_file(&self.slot_file);
+    }
+}
+
+/// Removes labs left by test processes that died without unwinding (killed by a timeout).
+fn sweep_stale() {
+    let Ok(entries) = fs::read_dir(SLOT_ROOT) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let text = fs::read_to_string(entry.path()).unwrap_or_default();
+        let mut lines = text.lines();
+        let (Some(pid), Some(dir)) = (lines.next(), lines.next()) else {
+            continue;
+        };
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let ok = Command::new(kubegrid_bin())
+            .args(["lab", "--state-dir", dir, "down", "--all"])
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            eprintln!("removed stale e2e lab {dir} (its test process {pid} is gone)");
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Exit status, stdout and stderr of a finished command, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Median of a non-empty sample.
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests on lab hosts. One test binary, one module per area.
+//!
+//! They need root, systemd-nspawn and debootstrap (see README.md); hosts are checked with
+//! the plain OpenSSH client, not with kubegrid's code.
+
+mod lab;
+mod lab_refusals;
+mod measure;

@@ -1,0 +1,493 @@
+//! The lab as a whole: the operations behind `kubegrid lab …`.
+
+use std::{
+    path::PathBuf,
+    thread,
+    time::{Duration, Instant},
+};
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::{
+    Error, HostRecord, LabState, Layout, Result,
+    base::{self, Recipe},
+    exec, host, identity, net, nspawn, spec,
+    view::Listing,
+};
+
+/// The lab's default address range.
+pub const DEFAULT_SUBNET: &str = "10.213.0.0/24";
+
+/// Where a lab keeps its state and finds its base rootfs.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// State directory: state file, keys, specs, host layers.
+    pub state_dir: PathBuf,
+    /// Cache directory for base rootfs builds.
+    pub cache_dir: PathBuf,
+    /// Debian mirror for debootstrap.
+    pub mirror: String,
+}
+
+/// What `up` should bring up.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Hosts `<prefix>-1` … `<prefix>-N` should exist and run.
+    pub hosts: usize,
+    /// Name prefix; also the host group and the generated cluster's name.
+    pub prefix: String,
+    /// Address range for a new lab (an existing lab keeps its own).
+    pub subnet: Option<Ipv4Net>,
+    /// How long to wait for every host to be ready.
+    pub timeout: Duration,
+}
+
+/// One host that `up` or `start` waited for.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostReady {
+    /// Host name.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// Seconds from boot to ready; zero if it was already running.
+    pub seconds: f64,
+    /// `running`, `degraded`, or `already-running`.
+    pub system_state: String,
+    /// Failed units of a degraded host.
+    pub failed_units: Vec<String>,
+}
+
+/// Which hosts `down` removes.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// Every host, and the lab itself.
+    All,
+    /// These hosts.
+    Names(Vec<String>),
+}
+
+/// A lab on this machine.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    config: LabConfig,
+    layout: Layout,
+}
+
+impl Lab {
+    /// The lab whose state lives in `config.state_dir`.
+    pub fn new(config: LabConfig) -> Self {
+        let layout = Layout {
+            dir: config.state_dir.clone(),
+        };
+        Lab { config, layout }
+    }
+
+    /// The lab's file layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Makes sure hosts `<prefix>-1..=N` exist and run, building the base rootfs if needed.
+    /// Existing hosts are kept; stopped ones are started. Returns when all are ready.
+    pub fn up(&self, opts: &UpOptions, progress: &dyn Fn(&str)) -> Result<Vec<HostReady>> {
+        validate_prefix(&opts.prefix)?;
+        if !(1..=250).contains(&opts.hosts) {
+            return Err(Error::InvalidArgument(format!(
+                "--hosts must be between 1 and 250, got {}",
+                opts.hosts
+            )));
+        }
+        preflight()?;
+        let recipe = Recipe::default();
+        if !base::is_built(&recipe, &self.config.cache_dir) {
+            exec::require("debootstrap", "debootstrap")?;
+            exec::require("chroot", "coreutils")?;
+        }
+        // Refuse a colliding range before writing anything; ensure_bridge checks again
+        // under the machine lock, where it counts.
+        let planned = self.load_or_new(opts.subnet)?;
+        if !net::bridge_exists(&planned) {
+            net::check_subnet_free(planned.subnet, &planned.bridge())?;
+        }
+        let _lock = self.layout.lock()?;
+        let mut state = self.load_or_new(opts.subnet)?;
+        let key = identity::ensure_client_key(&self.layout.ssh_key())?;
+        let base = base::ensure(
+            &recipe,
+            &self.config.cache_dir,
+            &self.config.mirror,
+            progress,
+        )?;
+        {
+            let _net = net::machine_lock()?;
+            net::ensure_bridge(&state)?;
+        }
+        self.layout.save(&state)?;
+
+        let mut booted = Vec::new();
+        let mut ready = Vec::new();
+        for i in 1..=opts.hosts {
+            let name = format!("{}-{i}", opts.prefix);
+            if !state.hosts.iter().any(|h| h.name == name) {
+                let record = host::new_record(&state, &name, &opts.prefix, &base)?;
+                state.hosts.push(record);
+                // Recorded before anything exists, so `down` can clean up after a crash.
+                self.layout.save(&state)?;
+                let created = host::create(&self.layout, &state, &name, &key)?;
+                *state.host_mut(&name)? = created;
+                self.layout.save(&state)?;
+                progress(&format!(
+                    "{name}: created at {}",
+                    state.host(&name)?.address
+                ));
+            }
+            if host::running(state.host(&name)?) {
+                let h = state.host(&name)?;
+                ready.push(already_running(h));
+                continue;
+            }
+            booted.push((name.clone(), Instant::now()));
+            host::boot(&self.layout, &mut state, &name)?;
+            self.layout.save(&state)?;
+        }
+        self.write_outputs(&state)?;
+        ready.extend(wait_all(
+            &self.layout,
+            &state,
+            &booted,
+            opts.timeout,
+            progress,
+        )?);
+        Ok(ready)
+    }
+
+    fn load_or_new(&self, subnet: Option<Ipv4Net>) -> Result<LabState> {
+        let default: Ipv4Net = DEFAULT_SUBNET
+            .parse()
+            .map_err(|_| Error::InvalidArgument("bad default subnet".into()))?;
+        match self.layout.load()? {
+            Some(state) => match subnet {
+                Some(s) if s != state.subnet => Err(Error::InvalidArgument(format!(
+                    "this lab already uses subnet {}; run `kubegrid lab down --all` first, or use another --state-dir",
+                    state.subnet
+                ))),
+                _ => Ok(state),
+            },
+            None => {
+                let subnet = subnet.unwrap_or(default);
+                if subnet.prefix_len() > 29 {
+                    return Err(Error::InvalidArgument(format!(
+                        "subnet {subnet} is too small; use a /29 or larger"
+                    )));
+                }
+                Ok(LabState::new(random_id(), subnet.trunc()))
+            }
+        }
+    }
+
+    /// Writes the cluster spec of every group and the lab's known_hosts file.
+    fn write_outputs(&self, state: &LabState) -> Result<()> {
+        let specs = self.layout.dir.join("specs");
+        std::fs::create_dir_all(&specs).map_err(Error::io("create directory", &specs))?;
+        let mut groups: Vec<&str> = state.hosts.iter().map(|h| h.group.as_str()).collect();
+        groups.dedup();
+        groups.sort_unstable();
+        groups.dedup();
+        for group in &groups {
+            let hosts: Vec<&HostRecord> =
+                state.hosts.iter().filter(|h| h.group == *group).collect();
+            let text = spec::render(group, &hosts, &self.layout.ssh_key())?;
+            identity::write_file(&self.layout.spec(group), text.as_bytes(), 0o644)?;
+        }
+        // Specs of groups whose hosts are all gone would point at nothing.
+        for entry in std::fs::read_dir(&specs)
+            .map_err(Error::io("read directory", &specs))?
+            .flatten()
+        {
+            let path = entry.path();
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if !groups.contains(&stem.as_str()) {
+                std::fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+            }
+        }
+        let known: String = state
+            .hosts
+            .iter()
+            .filter(|h| !h.host_key.is_empty())
+            .map(|h| format!("{},{} {}\n", h.name, h.address, h.host_key))
+            .collect();
+        identity::write_file(&self.layout.known_hosts(), known.as_bytes(), 0o644)
+    }
+
+    /// What the lab holds now.
+    pub fn list(&self) -> Result<Listing> {
+        let state = self.layout.load()?;
+        Ok(Listing::new(&self.layout, state.as_ref()))
+    }
+
+    /// Boots a stopped host and waits until it is ready.
+    pub fn start(
+        &self,
+        name: &str,
+        timeout: Duration,
+        progress: &dyn Fn(&str),
+    ) -> Result<HostReady> {
+        preflight()?;
+        let (_lock, mut state) = self.locked_state()?;
+        if host::running(state.host(name)?) {
+            return Ok(already_running(state.host(name)?));
+        }
+        let started = Instant::now();
+        {
+            let _net = net::machine_lock()?;
+            net::ensure_bridge(&state)?;
+        }
+        host::boot(&self.layout, &mut state, name)?;
+        self.layout.save(&state)?;
+        let mut ready = wait_all(
+            &self.layout,
+            &state,
+            &[(name.to_string(), started)],
+            timeout,
+            progress,
+        )?;
+        Ok(ready.remove(0))
+    }
+
+    /// Powers a host off cleanly (`graceful`) or pulls its plug; its disk and identity stay.
+    pub fn halt(&self, name: &str, graceful: bool) -> Result<()> {
+        exec_root()?;
+        let (_lock, mut state) = self.locked_state()?;
+        host::halt(&state, state.host(name)?, graceful)?;
+        let h = state.host_mut(name)?;
+        h.pid = None;
+        h.pid_start = None;
+        self.layout.save(&state)
+    }
+
+    /// Takes a host's network link down (`cut`) or up again.
+    pub fn set_cut(&self, name: &str, cut: bool) -> Result<()> {
+        exec_root()?;
+        let (_lock, mut state) = self.locked_state()?;
+        state.host_mut(name)?.cut = cut;
+        let h = state.host(name)?;
+        // A stopped host keeps its link down like a powered-off machine; heal only records intent.
+        net::set_link(&state, h, !cut && host::running(h))?;
+        self.layout.save(&state)
+    }
+
+    /// Removes hosts; with [`Selection::All`], also the bridge, keys and state.
+    /// Returns the names removed.
+    pub fn down(&self, which: &Selection, progress: &dyn Fn(&str)) -> Result<Vec<String>> {
+        exec_root()?;
+        if matches!(which, Selection::All) && !self.layout.state_file().exists() {
+            // Nothing to remove; and taking the lock would create the state directory.
+            return Ok(Vec::new());
+        }
+        let (lock, mut state) = self.locked_state()?;
+        let names: Vec<String> = match which {
+            Selection::All => state.hosts.iter().map(|h| h.name.clone()).collect(),
+            Selection::Names(names) => {
+                for n in names {
+                    state.host(n)?;
+                }
+                names.clone()
+            }
+        };
+        for name in &names {
+            host::destroy(&self.layout, &state, state.host(name)?)?;
+            state.hosts.retain(|h| &h.name != name);
+            self.layout.save(&state)?;
+            progress(&format!("{name}: removed"));
+        }
+        if matches!(which, Selection::All) || state.hosts.is_empty() {
+            {
+                let _net = net::machine_lock()?;
+                net::remove_bridge(&state)?;
+            }
+            base::remove_tree(&self.layout.dir)?;
+            drop(lock);
+        } else {
+            self.write_outputs(&state)?;
+        }
+        Ok(names)
+    }
+
+    /// Takes the lab lock and loads the state; refuses before creating anything when there
+    /// is no lab.
+    fn locked_state(&self) -> Result<(std::fs::File, LabState)> {
+        if !self.layout.state_file().exists() {
+            return Err(self.no_lab());
+        }
+        let lock = self.layout.lock()?;
+        let state = self.layout.load()?.ok_or_else(|| self.no_lab())?;
+        Ok((lock, state))
+    }
+
+    fn no_lab(&self) -> Error {
+        Error::InvalidArgument(format!(
+            "there is no lab in {}; run `kubegrid lab up` first (or pass the right --state-dir)",
+            self.layout.dir.display()
+        ))
+    }
+}
+
+fn already_running(h: &HostRecord) -> HostReady {
+    HostReady {
+        name: h.name.clone(),
+        address: h.address.to_string(),
+        seconds: 0.0,
+        system_state: "already-running".into(),
+        failed_units: vec![],
+    }
+}
+
+/// Waits for booted hosts in parallel; reports every late host at once.
+fn wait_all(
+    layout: &Layout,
+    state: &LabState,
+    booted: &[(String, Instant)],
+    timeout: Duration,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<HostReady>> {
+    let deadline = Instant::now() + timeout;
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::scope(|scope| {
+        for (name, started) in booted {
+            let h = state.host(name).expect("booted hosts are in the state");
+            let proc = host::proc_of(h);
+            let tx = tx.clone();
+            scope.spawn(move || {
+                let result = match proc {
+                    Some(p) => nspawn::wait_ready(p, h.address, h.cut, deadline),
+                    None => Err("no systemd-nspawn process recorded".into()),
+                };
+                let _ = tx.send((name.clone(), h.address, started.elapsed(), result));
+            });
+        }
+        drop(tx);
+        let mut ready = Vec::new();
+        let mut late = Vec::new();
+        let mut exited = None;
+        for (name, address, took, result) in rx {
+            match result {
+                Ok(r) => {
+                    let note = if r.failed_units.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; failed units: {}", r.failed_units.join(", "))
+                    };
+                    progress(&format!(
+                        "{name}: ready in {:.1}s ({}{note})",
+                        took.as_secs_f64(),
+                        r.system_state
+                    ));
+                    ready.push(HostReady {
+                        name,
+                        address: address.to_string(),
+                        seconds: took.as_secs_f64(),
+                        system_state: r.system_state,
+                        failed_units: r.failed_units,
+                    });
+                }
+                Err(why) if why == "systemd-nspawn exited" => {
+                    let log =
+                        std::fs::read_to_string(layout.console_log(&name)).unwrap_or_default();
+                    exited.get_or_insert(Error::HostExited {
+                        host: name.clone(),
+                        console: exec::tail(&log, 12),
+                    });
+                    late.push((name, why));
+                }
+                Err(why) => late.push((name, why)),
+            }
+        }
+        ready.sort_by(|a, b| a.name.cmp(&b.name));
+        match (exited, late.is_empty()) {
+            (Some(e), _) => Err(e),
+            (None, true) => Ok(ready),
+            (None, false) => {
+                late.sort();
+                Err(Error::BootTimeout {
+                    late,
+                    total: booted.len(),
+                    timeout_s: timeout.as_secs(),
+                })
+            }
+        }
+    })
+}
+
+fn validate_prefix(prefix: &str) -> Result<()> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 40
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !prefix.starts_with('-')
+        && !prefix.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "--name `{prefix}` is not a valid host name prefix: use 1-40 lowercase letters, digits and inner dashes"
+        )))
+    }
+}
+
+fn random_id() -> String {
+    use ssh_key::rand_core::{OsRng, RngCore};
+    format!("{:04x}", OsRng.next_u32() & 0xffff)
+}
+
+/// Checks the machine can run lab hosts at all.
+fn preflight() -> Result<()> {
+    exec_root()?;
+    for (program, package) in [
+        ("systemd-nspawn", "systemd-container"),
+        ("ip", "iproute2"),
+        ("nsenter", "util-linux"),
+        ("setsid", "util-linux"),
+        ("timeout", "coreutils"),
+    ] {
+        exec::require(program, package)?;
+    }
+    Ok(())
+}
+
+fn exec_root() -> Result<()> {
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid == 0 {
+        Ok(())
+    } else {
+        Err(Error::NotRoot { uid })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_must_be_host_name_labels() {
+        for good in ["lab", "gpu-a", "n1"] {
+            assert!(validate_prefix(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-x", "x-", "Lab", "a_b", "a.b", &"x".repeat(41)] {
+            assert!(validate_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lab_ids_are_four_hex_digits() {
+        let id = random_id();
+        assert_eq!(id.len(), 4);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,5 @@
+//! The `kubegrid` command. All behaviour lives in the library; this only hands over.
+
+fn main() -> std::process::ExitCode {
+    kubegrid::cli::main()
+}
