@@ -18,19 +18,7 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// A record for a new host with the lowest free address; nothing exists for it yet.
 pub fn new_record(state: &LabState, name: &str, group: &str, base: &Path) -> Result<HostRecord> {
-    Ok(HostRecord {
-        name: name.to_string(),
-        group: group.to_string(),
-        address: state.free_address()?,
-        base: base.to_path_buf(),
-        rootfs: RootfsMode::Overlay,
-        machine_id: String::new(),
-        host_key: String::new(),
-        cut: false,
-        pid: None,
-        pid_start: None,
-        cgroups: Vec::new(),
-    })
+    Ok(HostRecord::new(name, group, state.free_address()?, base))
 }
 
 /// Makes a recorded host's writable rootfs and writes its identity; returns the updated record.

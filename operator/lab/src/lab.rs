@@ -2,7 +2,6 @@
 
 use std::{
     path::PathBuf,
-    thread,
     time::{Duration, Instant},
 };
 
@@ -12,7 +11,7 @@ use serde::Serialize;
 use crate::{
     Error, HostRecord, LabState, Layout, Result,
     base::{self, Recipe},
-    exec, host, identity, net, nspawn, spec,
+    exec, host, identity, net, ready, spec,
     view::Listing,
 };
 
@@ -145,7 +144,7 @@ impl Lab {
             }
             if host::running(state.host(&name)?) {
                 let h = state.host(&name)?;
-                ready.push(already_running(h));
+                ready.push(ready::already_running(h));
                 continue;
             }
             booted.push((name.clone(), Instant::now()));
@@ -153,7 +152,7 @@ impl Lab {
             self.layout.save(&state)?;
         }
         self.write_outputs(&state)?;
-        ready.extend(wait_all(
+        ready.extend(ready::wait_all(
             &self.layout,
             &state,
             &booted,
@@ -241,7 +240,7 @@ impl Lab {
         preflight()?;
         let (_lock, mut state) = self.locked_state()?;
         if host::running(state.host(name)?) {
-            return Ok(already_running(state.host(name)?));
+            return Ok(ready::already_running(state.host(name)?));
         }
         let started = Instant::now();
         {
@@ -250,7 +249,7 @@ impl Lab {
         }
         host::boot(&self.layout, &mut state, name)?;
         self.layout.save(&state)?;
-        let mut ready = wait_all(
+        let mut ready = ready::wait_all(
             &self.layout,
             &state,
             &[(name.to_string(), started)],
@@ -336,92 +335,6 @@ impl Lab {
             self.layout.dir.display()
         ))
     }
-}
-
-fn already_running(h: &HostRecord) -> HostReady {
-    HostReady {
-        name: h.name.clone(),
-        address: h.address.to_string(),
-        seconds: 0.0,
-        system_state: "already-running".into(),
-        failed_units: vec![],
-    }
-}
-
-/// Waits for booted hosts in parallel; reports every late host at once.
-fn wait_all(
-    layout: &Layout,
-    state: &LabState,
-    booted: &[(String, Instant)],
-    timeout: Duration,
-    progress: &dyn Fn(&str),
-) -> Result<Vec<HostReady>> {
-    let deadline = Instant::now() + timeout;
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::scope(|scope| {
-        for (name, started) in booted {
-            let h = state.host(name).expect("booted hosts are in the state");
-            let proc = host::proc_of(h);
-            let tx = tx.clone();
-            scope.spawn(move || {
-                let result = match proc {
-                    Some(p) => nspawn::wait_ready(p, h.address, h.cut, deadline),
-                    None => Err("no systemd-nspawn process recorded".into()),
-                };
-                let _ = tx.send((name.clone(), h.address, started.elapsed(), result));
-            });
-        }
-        drop(tx);
-        let mut ready = Vec::new();
-        let mut late = Vec::new();
-        let mut exited = None;
-        for (name, address, took, result) in rx {
-            match result {
-                Ok(r) => {
-                    let note = if r.failed_units.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; failed units: {}", r.failed_units.join(", "))
-                    };
-                    progress(&format!(
-                        "{name}: ready in {:.1}s ({}{note})",
-                        took.as_secs_f64(),
-                        r.system_state
-                    ));
-                    ready.push(HostReady {
-                        name,
-                        address: address.to_string(),
-                        seconds: took.as_secs_f64(),
-                        system_state: r.system_state,
-                        failed_units: r.failed_units,
-                    });
-                }
-                Err(why) if why == "systemd-nspawn exited" => {
-                    let log =
-                        std::fs::read_to_string(layout.console_log(&name)).unwrap_or_default();
-                    exited.get_or_insert(Error::HostExited {
-                        host: name.clone(),
-                        console: exec::tail(&log, 12),
-                    });
-                    late.push((name, why));
-                }
-                Err(why) => late.push((name, why)),
-            }
-        }
-        ready.sort_by(|a, b| a.name.cmp(&b.name));
-        match (exited, late.is_empty()) {
-            (Some(e), _) => Err(e),
-            (None, true) => Ok(ready),
-            (None, false) => {
-                late.sort();
-                Err(Error::BootTimeout {
-                    late,
-                    total: booted.len(),
-                    timeout_s: timeout.as_secs(),
-                })
-            }
-        }
-    })
 }
 
 fn validate_prefix(prefix: &str) -> Result<()> {

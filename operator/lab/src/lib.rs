@@ -17,6 +17,7 @@ mod lab;
 mod mounts;
 mod net;
 mod nspawn;
+mod ready;
 mod spec;
 mod state;
 mod view;

@@ -138,22 +138,9 @@ pub fn render(group: &str, hosts: &[&HostRecord], private_key: &Path) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::RootfsMode;
 
     fn host(name: &str, last: u8) -> HostRecord {
-        HostRecord {
-            name: name.into(),
-            group: "lab".into(),
-            address: [10, 213, 0, last].into(),
-            base: "/b".into(),
-            rootfs: RootfsMode::Overlay,
-            machine_id: String::new(),
-            host_key: String::new(),
-            cut: false,
-            pid: None,
-            pid_start: None,
-            cgroups: vec![],
-        }
+        HostRecord::new(name, "lab", [10, 213, 0, last].into(), Path::new("/b"))
     }
 
     #[test]

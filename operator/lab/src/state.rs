@@ -71,6 +71,25 @@ pub struct HostRecord {
     pub cgroups: Vec<PathBuf>,
 }
 
+impl HostRecord {
+    /// A host that has nothing created yet: no identity, no process, no cgroups.
+    pub fn new(name: &str, group: &str, address: Ipv4Addr, base: &Path) -> Self {
+        HostRecord {
+            name: name.to_string(),
+            group: group.to_string(),
+            address,
+            base: base.to_path_buf(),
+            rootfs: RootfsMode::Overlay,
+            machine_id: String::new(),
+            host_key: String::new(),
+            cut: false,
+            pid: None,
+            pid_start: None,
+            cgroups: Vec::new(),
+        }
+    }
+}
+
 impl LabState {
     /// A new, empty lab.
     pub fn new(id: String, subnet: Ipv4Net) -> Self {
@@ -230,19 +249,7 @@ mod tests {
     use super::*;
 
     fn host(name: &str, address: &str) -> HostRecord {
-        HostRecord {
-            name: name.into(),
-            group: "lab".into(),
-            address: address.parse().unwrap(),
-            base: "/base".into(),
-            rootfs: RootfsMode::Overlay,
-            machine_id: "0".repeat(32),
-            host_key: "SHA256:x".into(),
-            cut: false,
-            pid: None,
-            pid_start: None,
-            cgroups: vec![],
-        }
+        HostRecord::new(name, "lab", address.parse().unwrap(), Path::new("/base"))
     }
 
     #[test]
