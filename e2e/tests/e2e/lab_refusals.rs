@@ -165,3 +165,35 @@ fn tempfile_dir(tag: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn up_names_the_hosts_that_are_late_and_why() {
+    let lab = LabGuard::reserve();
+    let out = lab.kubegrid(&[
+        "up",
+        "--hosts",
+        "2",
+        "--subnet",
+        &lab.subnet,
+        "--timeout",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("2 of 2 lab hosts did not become ready within 0s"),
+        "{}",
+        describe(&out)
+    );
+    for host in ["lab-1", "lab-2"] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!("- {host}: ")))
+            .unwrap_or_else(|| panic!("{host} not named:\n{err}"));
+        assert!(
+            line.len() > format!("  - {host}: ").len(),
+            "no reason given for {host}"
+        );
+    }
+    // The hosts were created and keep booting; the guard removes them.
+}
