@@ -133,7 +133,11 @@ pub enum Error {
     },
 
     /// One or more hosts did not come up.
-    #[error("{} of {total} lab hosts did not become ready within {timeout_s}s:{}", late.len(), format_late(late))]
+    #[error(
+        "{} of {total} lab hosts did not become ready within {timeout_s}s:{}\nhint: raise --timeout, or read the hosts' console logs (paths in `kubegrid lab list`)",
+        late.len(),
+        format_late(late)
+    )]
     BootTimeout {
         /// Hosts that were late, each with the reason seen last.
         late: Vec<(String, String)>,
