@@ -4,7 +4,8 @@
 //! same run, is bringing up a single host: the ratio shows what each extra host costs when
 //! hosts boot in parallel. The target is 12 hosts in under 30 s on a 2-core machine.
 //!
-//! Run as root: `cargo bench -p kubegrid-e2e` (KUBEGRID_BENCH_RUNS sets the run count, default 5).
+//! Run as root: `cargo build --release -p kubegrid && cargo bench -p kubegrid-e2e`
+//! (KUBEGRID_BENCH_RUNS sets the run count, default 5).
 
 use std::time::Instant;
 
