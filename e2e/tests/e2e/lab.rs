@@ -279,3 +279,41 @@ fn harness_tears_the_lab_down_when_a_test_panics() {
         "the guard must remove the lab during unwinding"
     );
 }
+
+#[test]
+fn up_again_keeps_hosts_and_adds_new_ones() {
+    let lab = LabGuard::up(1);
+    let before = lab.ssh_ok(&lab.hosts[0], "cat /etc/machine-id");
+    // Re-run without --subnet and with one more host: the lab keeps its range and lab-1.
+    let out = lab.kubegrid(&["up", "--hosts", "2", "-o", "json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<(&str, &str)> = doc["ready"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap(),
+                r["systemState"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(states, [("lab-1", "already-running"), ("lab-2", "running")]);
+    assert_eq!(
+        lab.ssh_ok(&lab.hosts[0], "cat /etc/machine-id"),
+        before,
+        "lab-1 must be untouched"
+    );
+    let lab2 = kubegrid_e2e::Host {
+        name: "lab-2".into(),
+        address: doc["ready"][1]["address"].as_str().unwrap().into(),
+    };
+    assert!(
+        lab2.address
+            .starts_with(lab.subnet.trim_end_matches("0/24")),
+        "lab-2 at {}",
+        lab2.address
+    );
+    assert_eq!(lab.ssh_ok(&lab2, "hostname"), "lab-2");
+}

@@ -134,6 +134,9 @@ impl Lab {
                 state.hosts.push(record);
                 // Recorded before anything exists, so `down` can clean up after a crash.
                 self.layout.save(&state)?;
+            }
+            // No host key means an earlier `up` stopped before the host was finished.
+            if state.host(&name)?.host_key.is_empty() {
                 let created = host::create(&self.layout, &state, &name, &key)?;
                 *state.host_mut(&name)? = created;
                 self.layout.save(&state)?;

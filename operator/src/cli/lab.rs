@@ -49,9 +49,10 @@ pub enum LabCommand {
         /// Host name prefix; also the cluster name in the written spec.
         #[arg(long = "name", value_name = "PREFIX", default_value = "lab")]
         prefix: String,
-        /// Private address range for a new lab.
-        #[arg(long, default_value = kubegrid_lab::DEFAULT_SUBNET)]
-        subnet: ipnet::Ipv4Net,
+        /// Private address range for a new lab [default: 10.213.0.0/24]; an existing lab
+        /// keeps its own.
+        #[arg(long)]
+        subnet: Option<ipnet::Ipv4Net>,
         /// Seconds to wait for every host to boot and answer on SSH.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
@@ -117,7 +118,7 @@ pub fn run(args: &LabArgs, output: Output) -> anyhow::Result<()> {
             let opts = UpOptions {
                 hosts: *hosts,
                 prefix: prefix.clone(),
-                subnet: Some(*subnet),
+                subnet: *subnet,
                 timeout: Duration::from_secs(*timeout),
             };
             let ready = lab.up(&opts, &progress)?;
