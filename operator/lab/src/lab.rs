@@ -194,7 +194,6 @@ impl Lab {
         let specs = self.layout.dir.join("specs");
         std::fs::create_dir_all(&specs).map_err(Error::io("create directory", &specs))?;
         let mut groups: Vec<&str> = state.hosts.iter().map(|h| h.group.as_str()).collect();
-        groups.dedup();
         groups.sort_unstable();
         groups.dedup();
         for group in &groups {
