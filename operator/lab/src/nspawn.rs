@@ -157,6 +157,15 @@ pub fn nsenter(init: u32, limit: Duration, args: &[&str]) -> Result<(bool, Strin
     Ok((out.status.success(), text(&out.stdout), text(&out.stderr)))
 }
 
+/// Why a host is not ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    /// The nspawn process ended: the host died while booting.
+    Exited,
+    /// The deadline passed (or checking failed); the last thing seen.
+    Late(String),
+}
+
 /// How a host finished booting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ready {
@@ -175,16 +184,17 @@ pub fn wait_ready(
     address: Ipv4Addr,
     link_cut: bool,
     deadline: Instant,
-) -> Result<Ready, String> {
+) -> Result<Ready, NotReady> {
+    let late = |e: Error| NotReady::Late(e.to_string());
     let mut why = "systemd-nspawn started; container init not running yet".to_string();
     let mut booted: Option<Ready> = None;
     loop {
         if !alive(p) {
-            return Err("systemd-nspawn exited".into());
+            return Err(NotReady::Exited);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(why);
+            return Err(NotReady::Late(why));
         }
         let Some(init) = init_pid(p) else {
             thread::sleep(POLL);
@@ -193,8 +203,7 @@ pub fn wait_ready(
         let Some(ready) = &booted else {
             // `--wait` blocks until boot finishes, so this waits on the condition itself.
             let (_, state, err) =
-                nsenter(init, left, &["systemctl", "is-system-running", "--wait"])
-                    .map_err(|e| e.to_string())?;
+                nsenter(init, left, &["systemctl", "is-system-running", "--wait"]).map_err(late)?;
             match state.as_str() {
                 "running" | "degraded" => {
                     let failed = if state == "degraded" {
@@ -203,7 +212,7 @@ pub fn wait_ready(
                             left,
                             &["systemctl", "--failed", "--plain", "--no-legend"],
                         )
-                        .map_err(|e| e.to_string())?;
+                        .map_err(late)?;
                         out.lines()
                             .filter_map(|l| l.split_whitespace().next())
                             .map(String::from)

@@ -5,8 +5,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{Error, HostReady, HostRecord, LabState, Layout, Result, exec, host, nspawn};
+use crate::{
+    Error, HostReady, HostRecord, LabState, Layout, Result, exec, host,
+    nspawn::{self, NotReady},
+};
 
+/// The report for a host that `up` or `start` found running already.
 pub(crate) fn already_running(h: &HostRecord) -> HostReady {
     HostReady {
         name: h.name.clone(),
@@ -35,7 +39,7 @@ pub(crate) fn wait_all(
             scope.spawn(move || {
                 let result = match proc {
                     Some(p) => nspawn::wait_ready(p, h.address, h.cut, deadline),
-                    None => Err("no systemd-nspawn process recorded".into()),
+                    None => Err(NotReady::Late("no systemd-nspawn process recorded".into())),
                 };
                 let _ = tx.send((name.clone(), h.address, started.elapsed(), result));
             });
@@ -65,16 +69,16 @@ pub(crate) fn wait_all(
                         failed_units: r.failed_units,
                     });
                 }
-                Err(why) if why == "systemd-nspawn exited" => {
+                Err(NotReady::Exited) => {
                     let log =
                         std::fs::read_to_string(layout.console_log(&name)).unwrap_or_default();
                     exited.get_or_insert(Error::HostExited {
                         host: name.clone(),
                         console: exec::tail(&log, 12),
                     });
-                    late.push((name, why));
+                    late.push((name, "systemd-nspawn exited".to_string()));
                 }
-                Err(why) => late.push((name, why)),
+                Err(NotReady::Late(why)) => late.push((name, why)),
             }
         }
         ready.sort_by(|a, b| a.name.cmp(&b.name));
