@@ -2,10 +2,10 @@
 
 use std::{collections::BTreeMap, fs, path::Path};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the agent reports about its host.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Facts {
     /// The hostname.
@@ -14,6 +14,9 @@ pub struct Facts {
     pub machine_id: String,
     /// `ID` from os-release ("debian").
     pub os_id: String,
+    /// `ID_LIKE` from os-release, split on spaces (["rhel", "fedora"]).
+    #[serde(default)]
+    pub os_like: Vec<String>,
     /// `VERSION_ID` from os-release ("12").
     pub os_version: String,
     /// Kubernetes-style architecture name ("amd64", "arm64").
@@ -24,6 +27,116 @@ pub struct Facts {
     pub cpus: usize,
     /// Total memory in MiB.
     pub memory_mib: u64,
+    /// Active swap devices from /proc/swaps.
+    #[serde(default)]
+    pub swaps: Vec<SwapDevice>,
+    /// Swap entries in /etc/fstab that are not commented out (device field).
+    #[serde(default)]
+    pub fstab_swaps: Vec<String>,
+    /// Filesystems holding the paths asked for in `FactsArgs::disks`.
+    #[serde(default)]
+    pub disks: Vec<Disk>,
+    /// cgroup layout.
+    #[serde(default)]
+    pub cgroup: Cgroup,
+    /// PID 1's name ("systemd").
+    #[serde(default)]
+    pub init: String,
+    /// The host's clock when facts were read, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub time_unix_ms: u64,
+    /// PCI devices from /sys/bus/pci/devices.
+    #[serde(default)]
+    pub pci: Vec<PciDevice>,
+    /// Listening TCP ports (v4 and v6) from /proc/net.
+    #[serde(default)]
+    pub listening: Vec<Listener>,
+    /// Availability of the kernel modules asked for.
+    #[serde(default)]
+    pub modules: BTreeMap<String, ModuleState>,
+    /// Installed version of each package asked for; absent when not installed.
+    #[serde(default)]
+    pub packages: BTreeMap<String, String>,
+    /// Which of the paths asked for exist.
+    #[serde(default)]
+    pub paths: BTreeMap<String, bool>,
+    /// sha256 names of the blobs already in the host's store.
+    #[serde(default)]
+    pub store: Vec<String>,
+}
+
+/// An active swap area.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SwapDevice {
+    /// Device or file path.
+    pub path: String,
+    /// Size in KiB.
+    pub size_kib: u64,
+}
+
+/// A filesystem and its free space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Disk {
+    /// The path asked about.
+    pub path: String,
+    /// Bytes available to unprivileged users.
+    pub available_bytes: u64,
+    /// Total bytes.
+    pub total_bytes: u64,
+}
+
+/// How cgroups are mounted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cgroup {
+    /// 1 (legacy or hybrid) or 2 (unified); 0 when not mounted.
+    pub version: u8,
+    /// Controllers available (cpu, memory, pids, ...).
+    pub controllers: Vec<String>,
+    /// /sys/fs/cgroup can be written (a container runtime needs that).
+    pub writable: bool,
+}
+
+/// A PCI device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PciDevice {
+    /// Bus address ("0000:3b:00.0").
+    pub address: String,
+    /// Vendor id ("0x10de").
+    pub vendor: String,
+    /// Device id.
+    pub device: String,
+    /// Class ("0x030200").
+    pub class: String,
+    /// Vendor is NVIDIA (0x10de).
+    pub nvidia: bool,
+}
+
+/// A listening TCP socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listener {
+    /// Local address ("0.0.0.0", "::").
+    pub address: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// Whether a kernel module can be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleState {
+    /// Loaded now (/sys/module/<name> or /proc/modules).
+    Loaded,
+    /// Built into the kernel (modules.builtin, or the feature it provides is present).
+    Builtin,
+    /// A module file exists under /lib/modules/<kernel>.
+    Loadable,
+    /// None of the above.
+    Missing,
 }
 
 /// Gathers facts from the files under `root` ("/" on a real host; tests pass a fake tree).
@@ -39,6 +152,7 @@ pub fn gather(root: &Path) -> Facts {
         kernel: read("proc/sys/kernel/osrelease").trim().to_string(),
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
         memory_mib: parse_mem_total_kib(&read("proc/meminfo")) / 1024,
+        ..Facts::default()
     }
 }
 

@@ -1,6 +1,7 @@
 //! kubegrid-agent: the program kubegrid pushes to each host.
 //!
-//! It will run typed plans and stream JSON events back; this first slice gathers the
-//! host facts that preflight and plan compilation build on.
+//! It reads a typed [`protocol::Plan`] on stdin, runs its tasks in order and streams
+//! [`protocol::Event`]s back as JSON lines. The engine links this crate for the wire types.
 
 pub mod facts;
+pub mod protocol;

@@ -1,0 +1,345 @@
+//! The wire between the engine and the agent.
+//!
+//! One SSH exec per host per phase: the engine writes one [`Plan`] as a JSON line on the
+//! agent's stdin, followed by the raw bytes of every blob the plan's header announces, and
+//! the agent answers with [`Event`]s, one JSON object per line on stdout. Templates are
+//! rendered on the engine side, so a plan carries final file contents and never a template.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::Facts;
+
+/// Bumped whenever a plan or event changes shape; the agent refuses other versions.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Where blobs (bundle files) live on a host, named by their sha256.
+pub const DEFAULT_STORE_DIR: &str = "/var/lib/kubegrid/store";
+
+/// Where the agent keeps its own state (unit restart stamps, file backups).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/kubegrid/state";
+
+/// One phase's work for one host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Plan {
+    /// Must equal [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The phase this plan belongs to ("os-prepare"); echoed in logs only.
+    pub phase: String,
+    /// Dry run: report what would change, change nothing (blobs are not sent either).
+    #[serde(default)]
+    pub check_mode: bool,
+    /// Content-addressed blob store; [`DEFAULT_STORE_DIR`] when empty.
+    #[serde(default)]
+    pub store_dir: Option<PathBuf>,
+    /// Agent state directory; [`DEFAULT_STATE_DIR`] when empty.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Blobs whose bytes follow the plan line on stdin, in this order.
+    #[serde(default)]
+    pub blobs: Vec<BlobHeader>,
+    /// Tasks, run in order; the first failure stops the plan.
+    pub tasks: Vec<Task>,
+}
+
+/// Announces one blob that follows the plan on stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlobHeader {
+    /// Lower-case hex sha256 of the bytes; the agent verifies it before storing.
+    pub sha256: String,
+    /// Exact byte count.
+    pub size: u64,
+}
+
+/// One named, typed step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Task {
+    /// Human name, unique within the plan ("write containerd config").
+    pub name: String,
+    /// What to do.
+    pub action: Action,
+}
+
+/// The modules. Each is idempotent and reports changed or unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "module")]
+pub enum Action {
+    /// Report [`Facts`] (emitted as an [`Event::Facts`]); never changes anything.
+    Facts(FactsArgs),
+    /// A file's content, mode and owner, written atomically.
+    File(FileArgs),
+    /// Install packages from blobs in the store (.deb via dpkg, .rpm via rpm).
+    Packages(PackagesArgs),
+    /// A systemd unit: optional unit file, enabled, running, restarted when inputs change.
+    SystemdUnit(UnitArgs),
+    /// Kernel parameters, applied now and persisted in a sysctl.d file.
+    Sysctl(SysctlArgs),
+    /// Kernel modules, loaded now and persisted in a modules-load.d file.
+    KernelModules(ModulesArgs),
+    /// Swap off now, and swap lines commented out of fstab.
+    SwapOff(SwapOffArgs),
+    /// A command, guarded so that re-runs skip it.
+    Command(CommandArgs),
+    /// A read-only check that passes or fails (never "changed").
+    Check(CheckArgs),
+}
+
+/// Extra things to probe while gathering facts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FactsArgs {
+    /// Kernel modules whose availability to report (loaded, built in, loadable, missing).
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// Packages whose installed version to report (dpkg or rpm).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Paths whose existence to report (conflicting runtimes' binaries, sockets).
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// Mount points whose free space to report (the filesystem holding each path).
+    #[serde(default)]
+    pub disks: Vec<PathBuf>,
+}
+
+/// A whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileArgs {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Full content (UTF-8 text; binary payloads travel as blobs and packages).
+    pub content: String,
+    /// Permission bits, e.g. 0o644.
+    pub mode: u32,
+    /// Owner user name.
+    #[serde(default = "root")]
+    pub owner: String,
+    /// Owner group name.
+    #[serde(default = "root")]
+    pub group: String,
+    /// Keep the previous version under the agent state dir before replacing it.
+    #[serde(default = "yes")]
+    pub backup: bool,
+}
+
+/// Packages, all installed in one transaction so their dependencies order themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PackagesArgs {
+    /// The packages.
+    pub packages: Vec<PackageRef>,
+}
+
+/// A package file in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PackageRef {
+    /// Package name ("containerd").
+    pub name: String,
+    /// Exact version the file carries ("1.6.20~ds1-1+b1"); installed equal means unchanged.
+    pub version: String,
+    /// sha256 of the file; its bytes are at `<store>/<sha256>`.
+    pub sha256: String,
+    /// The file's format.
+    pub format: PackageFormat,
+}
+
+/// Package file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageFormat {
+    /// Debian package, installed with dpkg.
+    Deb,
+    /// RPM package, installed with rpm.
+    Rpm,
+}
+
+/// A systemd unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnitArgs {
+    /// Unit name ("containerd.service").
+    pub name: String,
+    /// Unit file content for /etc/systemd/system/<name>; None keeps the packaged unit.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Enabled at boot.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Running now.
+    #[serde(default = "yes")]
+    pub running: bool,
+    /// Files the service reads; when their content (or the unit's) differs from what the
+    /// service was last (re)started with, it is restarted. Kept as a stamp on the host, so a
+    /// run killed between writing a config and restarting still restarts next time.
+    #[serde(default)]
+    pub watch: Vec<PathBuf>,
+}
+
+/// sysctl keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SysctlArgs {
+    /// Persistent file, e.g. /etc/sysctl.d/99-kubegrid.conf.
+    pub file: PathBuf,
+    /// Rendered content of that file.
+    pub content: String,
+    /// Keys and values to apply now.
+    pub values: BTreeMap<String, String>,
+}
+
+/// Kernel modules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModulesArgs {
+    /// Persistent file, e.g. /etc/modules-load.d/kubegrid.conf.
+    pub file: PathBuf,
+    /// Rendered content of that file.
+    pub content: String,
+    /// Modules to have now. A module built into the kernel counts as loaded.
+    pub modules: Vec<String>,
+}
+
+/// Swap off; no arguments.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SwapOffArgs {}
+
+/// A command with guards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommandArgs {
+    /// Program and arguments; no shell.
+    pub argv: Vec<String>,
+    /// Skip (unchanged) when this path exists.
+    #[serde(default)]
+    pub creates: Option<PathBuf>,
+    /// Skip (unchanged) when this command exits 0.
+    #[serde(default)]
+    pub unless: Option<Vec<String>>,
+    /// Extra environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// A check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckArgs {
+    /// What to check.
+    pub check: CheckKind,
+}
+
+/// The checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum CheckKind {
+    /// `systemctl is-active` says active.
+    ServiceActive {
+        /// Unit name.
+        unit: String,
+    },
+    /// containerd answers on its socket (a version request round trip).
+    ContainerdSocket {
+        /// Socket path, e.g. /run/containerd/containerd.sock.
+        socket: PathBuf,
+    },
+    /// A container runs from a rootfs tarball blob and prints what is expected.
+    ContainerRuns {
+        /// containerd socket.
+        socket: PathBuf,
+        /// containerd runtime type, e.g. io.containerd.runc.v2.
+        runtime: String,
+        /// sha256 of a rootfs .tar in the store.
+        rootfs_sha256: String,
+        /// Command to run inside.
+        argv: Vec<String>,
+        /// Text stdout must contain.
+        expect: String,
+    },
+}
+
+/// What the agent writes on stdout, one per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum Event {
+    /// First line of every run.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of this agent.
+        protocol: u32,
+        /// Agent crate version.
+        version: String,
+    },
+    /// A blob from stdin was verified and stored.
+    BlobStored {
+        /// Its sha256.
+        sha256: String,
+    },
+    /// A task began.
+    TaskStarted {
+        /// Index in the plan.
+        index: usize,
+        /// Task name.
+        name: String,
+    },
+    /// Facts gathered by a facts task.
+    Facts {
+        /// Index of the facts task.
+        index: usize,
+        /// The facts.
+        facts: Box<Facts>,
+    },
+    /// A task ended.
+    TaskFinished {
+        /// Index in the plan.
+        index: usize,
+        /// Task name.
+        name: String,
+        /// Outcome.
+        status: TaskStatus,
+        /// Wall time.
+        duration_ms: u64,
+        /// One line saying what changed or would change ("mode 0600 -> 0644"), or why it failed.
+        message: String,
+        /// Tail of the output of commands the task ran (stdout and stderr, at most 4 KiB).
+        #[serde(default)]
+        output: String,
+    },
+    /// The plan is done (also after a failure).
+    PlanFinished {
+        /// No task failed.
+        ok: bool,
+        /// Tasks that changed (or would change, in check mode).
+        changed: usize,
+    },
+    /// The plan could not run at all (bad plan, blob checksum mismatch, I/O on stdin).
+    Fatal {
+        /// Why.
+        message: String,
+    },
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// It changed the host (or would, in check mode).
+    Changed,
+    /// The host already matched.
+    Unchanged,
+    /// It failed; the plan stops.
+    Failed,
+}
+
+fn root() -> String {
+    "root".into()
+}
+
+fn yes() -> bool {
+    true
+}
