@@ -1,8 +1,23 @@
 //! Host facts, read from the kernel's and the OS's own files.
 
+mod modules;
+mod packages;
+pub mod parse;
+mod probe;
+
 use std::{collections::BTreeMap, fs, path::Path};
 
 use serde::{Deserialize, Serialize};
+
+pub use self::{
+    modules::module_state,
+    packages::{PackageDb, parse_dpkg_query, parse_rpm_query},
+    probe::NVIDIA_VENDOR,
+};
+use crate::{
+    fsutil::{read_or_empty, under_root, unix_ms},
+    protocol::FactsArgs,
+};
 
 /// What the agent reports about its host.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -139,21 +154,59 @@ pub enum ModuleState {
     Missing,
 }
 
-/// Gathers facts from the files under `root` ("/" on a real host; tests pass a fake tree).
-pub fn gather(root: &Path) -> Facts {
-    let read = |p: &str| fs::read_to_string(root.join(p)).unwrap_or_default();
+/// Gathers facts from the files under `root` ("/" on a real host; tests pass a fake tree),
+/// probing what `args` asks for and listing the blobs in `store_dir`. Package versions come
+/// from the host's package database, whatever `root` is. Never fails: a fact that cannot
+/// be read is left empty, and preflight reports what it needed and did not get.
+pub fn gather(root: &Path, args: &FactsArgs, store_dir: &Path) -> Facts {
+    let read = |p: &str| read_or_empty(&root.join(p));
     let os = parse_os_release(&read("etc/os-release"));
+    let kernel = read("proc/sys/kernel/osrelease").trim().to_string();
     Facts {
         hostname: read("proc/sys/kernel/hostname").trim().to_string(),
         machine_id: read("etc/machine-id").trim().to_string(),
         os_id: os.get("ID").cloned().unwrap_or_default(),
+        os_like: os
+            .get("ID_LIKE")
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default(),
         os_version: os.get("VERSION_ID").cloned().unwrap_or_default(),
         arch: kube_arch(std::env::consts::ARCH).to_string(),
-        kernel: read("proc/sys/kernel/osrelease").trim().to_string(),
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
         memory_mib: parse_mem_total_kib(&read("proc/meminfo")) / 1024,
-        ..Facts::default()
+        swaps: parse::parse_swaps(&read("proc/swaps")),
+        fstab_swaps: parse::parse_fstab_swaps(&read("etc/fstab")),
+        disks: probe::disks(root, &args.disks),
+        cgroup: probe::cgroup(root),
+        init: read("proc/1/comm").trim().to_string(),
+        time_unix_ms: unix_ms(),
+        pci: probe::pci(root),
+        listening: probe::listening(root),
+        modules: args
+            .modules
+            .iter()
+            .map(|m| (m.clone(), module_state(root, &kernel, m)))
+            .collect(),
+        packages: query_packages(&args.packages),
+        paths: args
+            .paths
+            .iter()
+            .map(|p| {
+                let exists = fs::symlink_metadata(under_root(root, p)).is_ok();
+                (p.to_string_lossy().into_owned(), exists)
+            })
+            .collect(),
+        store: probe::store(store_dir),
+        kernel,
     }
+}
+
+/// A host with neither dpkg nor rpm reports no packages installed, which is what it has.
+fn query_packages(names: &[String]) -> BTreeMap<String, String> {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    PackageDb::detect()
+        .and_then(|db| db.installed(&names).ok())
+        .unwrap_or_default()
 }
 
 /// Parses os-release `KEY=value` lines, unquoting values.
@@ -189,34 +242,80 @@ pub fn kube_arch(rust_arch: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::testutil::write;
 
     #[test]
     fn reads_facts_from_a_host_tree() {
-        let dir = tempfile_dir();
-        let w = |p: &str, s: &str| {
-            let path = dir.join(p);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, s).unwrap();
-        };
-        w(
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(
+            root,
             "etc/os-release",
-            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+            "PRETTY_NAME=\"Rocky Linux 9.3\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\n",
         );
-        w("etc/machine-id", "abc123\n");
-        w("proc/sys/kernel/hostname", "lab-1\n");
-        w("proc/sys/kernel/osrelease", "6.1.0-13-amd64\n");
-        w(
+        write(root, "etc/machine-id", "abc123\n");
+        write(root, "etc/fstab", "/dev/sda2 none swap sw 0 0\n");
+        write(root, "proc/sys/kernel/hostname", "lab-1\n");
+        write(root, "proc/sys/kernel/osrelease", "6.1.0-13-amd64\n");
+        write(
+            root,
             "proc/meminfo",
             "MemTotal:       24683808 kB\nMemFree: 1 kB\n",
         );
-        let f = gather(&dir);
+        write(
+            root,
+            "proc/swaps",
+            "Filename Type Size Used Priority\n/dev/sda2 partition 1024 0 -2\n",
+        );
+        write(root, "proc/1/comm", "systemd\n");
+        write(root, "proc/filesystems", "nodev\toverlay\n");
+        write(root, "usr/bin/docker", "");
+        let args = FactsArgs {
+            modules: vec!["overlay".into(), "ip_vs".into()],
+            packages: vec![],
+            paths: vec![
+                PathBuf::from("/usr/bin/docker"),
+                PathBuf::from("/usr/bin/podman"),
+            ],
+            disks: vec![PathBuf::from("/var/lib")],
+        };
+        let before = unix_ms();
+        let f = gather(root, &args, &root.join("store"));
         assert_eq!(f.hostname, "lab-1");
         assert_eq!(f.machine_id, "abc123");
-        assert_eq!((f.os_id.as_str(), f.os_version.as_str()), ("debian", "12"));
+        assert_eq!((f.os_id.as_str(), f.os_version.as_str()), ("rocky", "9.3"));
+        assert_eq!(f.os_like, vec!["rhel", "centos", "fedora"]);
         assert_eq!(f.kernel, "6.1.0-13-amd64");
         assert_eq!(f.memory_mib, 24105);
-        fs::remove_dir_all(dir).unwrap();
+        assert_eq!(
+            f.swaps,
+            vec![SwapDevice {
+                path: "/dev/sda2".into(),
+                size_kib: 1024
+            }]
+        );
+        assert_eq!(f.fstab_swaps, vec!["/dev/sda2"]);
+        assert_eq!(f.init, "systemd");
+        assert!(f.time_unix_ms >= before);
+        assert_eq!(f.disks.len(), 1);
+        assert_eq!(
+            f.modules,
+            BTreeMap::from([
+                ("ip_vs".to_string(), ModuleState::Missing),
+                ("overlay".to_string(), ModuleState::Builtin),
+            ])
+        );
+        assert_eq!(
+            f.paths,
+            BTreeMap::from([
+                ("/usr/bin/docker".to_string(), true),
+                ("/usr/bin/podman".to_string(), false),
+            ])
+        );
+        assert!(f.packages.is_empty() && f.store.is_empty() && f.pci.is_empty());
     }
 
     #[test]
@@ -224,11 +323,5 @@ mod tests {
         assert_eq!(kube_arch("x86_64"), "amd64");
         assert_eq!(kube_arch("aarch64"), "arm64");
         assert_eq!(kube_arch("riscv64"), "riscv64");
-    }
-
-    fn tempfile_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("kubegrid-agent-facts-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

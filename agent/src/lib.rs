@@ -3,5 +3,15 @@
 //! It reads a typed [`protocol::Plan`] on stdin, runs its tasks in order and streams
 //! [`protocol::Event`]s back as JSON lines. The engine links this crate for the wire types.
 
+pub mod checks;
+pub mod error;
+pub mod exec;
 pub mod facts;
+pub mod fsutil;
 pub mod protocol;
+pub mod run;
+pub mod tasks;
+#[cfg(test)]
+mod testutil;
+
+pub use self::error::{Error, Result};

@@ -2,7 +2,12 @@
 
 use std::{path::Path, process::ExitCode};
 
-const USAGE: &str = "usage: kubegrid-agent <facts|version>\n  facts    print this host's facts as JSON\n  version  print the agent version";
+use kubegrid_agent::{facts, protocol, run};
+
+const USAGE: &str = "usage: kubegrid-agent <run|facts|version>
+  run      read a plan (one JSON line, then its blobs) on stdin; stream JSON events on stdout
+  facts    print this host's facts as JSON
+  version  print the agent version";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -12,16 +17,24 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["facts"] => match serde_json::to_string(&kubegrid_agent::facts::gather(Path::new("/"))) {
-            Ok(json) => {
-                println!("{json}");
-                ExitCode::SUCCESS
+        ["run"] => ExitCode::from(run::run_stdio().code()),
+        ["facts"] => {
+            let facts = facts::gather(
+                Path::new("/"),
+                &protocol::FactsArgs::default(),
+                Path::new(protocol::DEFAULT_STORE_DIR),
+            );
+            match serde_json::to_string(&facts) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: failed to encode facts: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("error: failed to encode facts: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         ["version"] | ["--version"] => {
             println!("kubegrid-agent {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -47,6 +47,20 @@ pub fn cache_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("/var/cache/kubegrid/lab"), PathBuf::from)
 }
 
+/// The slice's offline bundle, built by `.ci/setup` with `offline-bundle/dev-bundle.sh`
+/// (`$KUBEGRID_BUNDLE` overrides). Tests never download it themselves.
+pub fn bundle_dir() -> PathBuf {
+    let dir = std::env::var_os("KUBEGRID_BUNDLE")
+        .map_or_else(|| PathBuf::from("/var/cache/kubegrid/bundle-dev"), PathBuf::from);
+    assert!(
+        dir.join("manifest.yaml").is_file(),
+        "no offline bundle at {}; build it with offline-bundle/dev-bundle.sh {} (.ci/setup does)",
+        dir.display(),
+        dir.display()
+    );
+    dir
+}
+
 /// One lab host as `lab list` reports it.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -195,6 +209,33 @@ impl LabGuard {
             describe(&out)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The Cluster/Node spec `lab up` wrote for this lab's hosts.
+    pub fn spec(&self) -> PathBuf {
+        self.state_dir.join("specs/lab.yaml")
+    }
+
+    /// This lab's own journal, so parallel tests never share one.
+    pub fn journal(&self) -> PathBuf {
+        self.state_dir.join("journal.db")
+    }
+
+    /// Runs a top-level kubegrid command (`apply`, `plan`, `history`, …) with this lab's
+    /// journal. `apply` and `plan` also get the dev bundle.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run kubegrid")
+    }
+
+    /// The command [`LabGuard::run`] would run, for tests that need to watch it as it goes.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(kubegrid_bin());
+        cmd.args(args).arg("--journal").arg(self.journal());
+        if matches!(args.first(), Some(&"apply") | Some(&"plan")) {
+            cmd.arg("--bundle").arg(bundle_dir());
+        }
+        cmd.stdin(Stdio::null());
+        cmd
     }
 
     /// Host by name.

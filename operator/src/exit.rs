@@ -11,3 +11,8 @@ pub const USAGE: u8 = 2;
 pub const ENVIRONMENT: u8 = 3;
 /// Hosts did not become ready in time.
 pub const TIMEOUT: u8 = 4;
+/// Preflight found problems on some host. Nothing was changed.
+pub const PREFLIGHT: u8 = 5;
+/// A host could not be reached, refused authentication, or presented a changed host key.
+/// Nothing was changed.
+pub const UNREACHABLE: u8 = 6;

@@ -3,6 +3,7 @@
 //! They need root, systemd-nspawn and debootstrap (see README.md); hosts are checked with
 //! the plain OpenSSH client, not with kubegrid's code.
 
+mod apply;
 mod lab;
 mod lab_refusals;
 mod measure;

@@ -1,1 +1,50 @@
-//! kubegrid-api.
+//! kubegrid's `Cluster` and `Node` resources (`kubegrid.io/v1alpha1`): the types, reading
+//! them from multi-document YAML with file:line:column errors, semantic validation, and
+//! resolving each Node into a host to connect to.
+//!
+//! The CLI reads the same YAML that `kubectl apply` takes; the types derive
+//! [`kube::CustomResource`], so the operator installs them as CRDs unchanged
+//! (`Cluster::crd()`, `Node::crd()`).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), kubegrid_api::Error> {
+//! let manifest = kubegrid_api::load(std::path::Path::new("cluster.yaml"))?;
+//! for host in manifest.hosts() {
+//!     println!("{} {}@{}:{}", host.name, host.user, host.address, host.port);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod cluster;
+mod error;
+mod hosts;
+mod manifest;
+mod node;
+mod parse;
+mod ssh;
+mod status;
+mod validate;
+pub mod version;
+
+pub use cluster::{
+    BundleSpec, Cluster, ClusterSpec, ContainerRuntimeSpec, ContainerdSpec, ControlPlaneEndpoint,
+    DEFAULT_API_SERVER_PORT, DEFAULT_CNI, NetworkSpec, RegistryMirror, RuntimeName,
+};
+pub use error::{API_VERSION, Error, Problem, Result, SourceLine};
+pub use hosts::{BastionTarget, HostTarget};
+pub use manifest::Manifest;
+pub use node::{Arch, Node, NodeSpec, Role, Taint, TaintEffect};
+pub use parse::{Documents, load, parse, parse_all};
+pub use ssh::{
+    BastionSpec, DEFAULT_SECRET_KEY, DEFAULT_SSH_PORT, DEFAULT_SSH_USER, LocalObjectRef,
+    NodeSshSpec, SecretKeyRef, SshSpec,
+};
+pub use status::{
+    CertificateStatus, ClusterPhase, ClusterStatus, Condition, GpuFacts, NodeCounts, NodeFacts,
+    NodePhase, NodeStatus, NodeVersions, OperationStatus,
+};
+pub use validate::ValidateFor;
+pub use version::{
+    SUPPORTED_CONTAINERD_LINES, SUPPORTED_KUBERNETES_MINORS, parse_kubernetes_version,
+};

@@ -1,1 +1,16 @@
-//! kubegrid-engine.
+//! kubegrid's install engine: validate, gather facts, preflight, compile, fan out over SSH.
+//!
+//! The CLI and the operator share this crate: they build a [`operation::Request`] from the
+//! spec and hand it to [`operation::execute`], which journals everything it does.
+
+pub mod agent;
+pub mod error;
+pub mod operation;
+pub mod phases;
+pub mod preflight;
+pub mod progress;
+pub mod session;
+pub mod spec;
+pub mod ssh;
+
+pub use error::Error;

@@ -1,80 +1,74 @@
 //! The Cluster and Node spec that `lab up` writes for each host group, ready for
 //! `kubegrid apply -f`.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
 
-use serde::Serialize;
+use ipnet::IpNet;
+use kubegrid_api::{
+    Cluster, ClusterSpec, ContainerRuntimeSpec, ContainerdSpec, ControlPlaneEndpoint, NetworkSpec,
+    Node, NodeSpec, Role, RuntimeName, SshSpec,
+};
 
 use crate::{Error, HostRecord, Result};
 
 /// The Kubernetes version the generated spec asks for.
 pub const KUBERNETES_VERSION: &str = "v1.31.4";
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Doc<S> {
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: Metadata,
-    spec: S,
-}
+/// The containerd release line the generated spec asks for: lab hosts get Debian
+/// bookworm's containerd 1.6.20.
+pub const CONTAINERD_LINE: &str = "1.6";
 
-#[derive(Serialize)]
-struct Metadata {
-    name: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ClusterSpec {
-    kubernetes_version: &'static str,
-    control_plane_endpoint: Endpoint,
-    network: Network,
-    ssh: Ssh,
-}
-
-#[derive(Serialize)]
-struct Endpoint {
-    address: String,
-    port: u16,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Network {
-    #[serde(rename = "podCIDR")]
-    pod_cidr: &'static str,
-    #[serde(rename = "serviceCIDR")]
-    service_cidr: &'static str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Ssh {
-    user: &'static str,
-    port: u16,
-    private_key_file: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct NodeSpec {
-    cluster_name: String,
-    address: String,
-    roles: Vec<&'static str>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: BTreeMap<String, String>,
-}
+const POD_CIDR: IpNet = IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(10, 244, 0, 0)), 16);
+const SERVICE_CIDR: IpNet = IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 0)), 12);
 
 /// Roles for the i-th host (0-based) of `n`: one host does everything; from five hosts on,
 /// three control-plane/etcd members give an HA control plane with an odd etcd quorum.
-fn roles(i: usize, n: usize) -> Vec<&'static str> {
+fn roles(i: usize, n: usize) -> Vec<Role> {
     let control_planes = if n >= 5 { 3 } else { 1 };
     match (n, i < control_planes) {
-        (1, _) => vec!["control-plane", "etcd", "worker"],
-        (_, true) => vec!["control-plane", "etcd"],
-        (_, false) => vec!["worker"],
+        (1, _) => vec![Role::ControlPlane, Role::Etcd, Role::Worker],
+        (_, true) => vec![Role::ControlPlane, Role::Etcd],
+        (_, false) => vec![Role::Worker],
     }
+}
+
+/// The Cluster for a group whose first host serves the API. The spec names no bundle:
+/// `kubegrid apply --bundle DIR` supplies it.
+fn cluster(group: &str, first: &HostRecord, private_key: &Path) -> Cluster {
+    Cluster::new(
+        group,
+        ClusterSpec {
+            kubernetes_version: KUBERNETES_VERSION.to_string(),
+            control_plane_endpoint: ControlPlaneEndpoint {
+                address: Some(first.address.to_string()),
+                vip: None,
+                port: kubegrid_api::DEFAULT_API_SERVER_PORT,
+            },
+            network: NetworkSpec {
+                pod_cidr: POD_CIDR,
+                service_cidr: SERVICE_CIDR,
+                cni: kubegrid_api::DEFAULT_CNI.to_string(),
+            },
+            container_runtime: ContainerRuntimeSpec {
+                containerd: ContainerdSpec {
+                    version: CONTAINERD_LINE.to_string(),
+                },
+                runtimes: vec![RuntimeName::Runc],
+                default_runtime: RuntimeName::Runc,
+                sandbox_image: None,
+                registry_mirrors: Vec::new(),
+            },
+            bundle: None,
+            ssh: SshSpec {
+                private_key_file: Some(private_key.display().to_string()),
+                ..SshSpec::default()
+            },
+        },
+    )
 }
 
 /// Renders the multi-document spec for one group of hosts.
@@ -86,49 +80,27 @@ pub fn render(group: &str, hosts: &[&HostRecord], private_key: &Path) -> Result<
     let first = hosts
         .first()
         .ok_or_else(|| Error::InvalidArgument(format!("group `{group}` has no hosts")))?;
-    let cluster = Doc {
-        api_version: "kubegrid.io/v1alpha1",
-        kind: "Cluster",
-        metadata: Metadata {
-            name: group.to_string(),
-        },
-        spec: ClusterSpec {
-            kubernetes_version: KUBERNETES_VERSION,
-            control_plane_endpoint: Endpoint {
-                address: first.address.to_string(),
-                port: 6443,
-            },
-            network: Network {
-                pod_cidr: "10.244.0.0/16",
-                service_cidr: "10.96.0.0/12",
-            },
-            ssh: Ssh {
-                user: "root",
-                port: 22,
-                private_key_file: private_key.display().to_string(),
-            },
-        },
-    };
     let mut out = format!(
         "# Written by `kubegrid lab up` for lab group `{group}` ({} hosts).\n\
          # Every host also has user `kube` with passwordless sudo and the same key.\n",
         hosts.len()
     );
-    out.push_str(&serde_yaml::to_string(&cluster).map_err(err)?);
+    out.push_str(&serde_yaml::to_string(&cluster(group, first, private_key)).map_err(err)?);
     for (i, host) in hosts.iter().enumerate() {
-        let node = Doc {
-            api_version: "kubegrid.io/v1alpha1",
-            kind: "Node",
-            metadata: Metadata {
-                name: host.name.clone(),
-            },
-            spec: NodeSpec {
+        let node = Node::new(
+            &host.name,
+            NodeSpec {
                 cluster_name: group.to_string(),
                 address: host.address.to_string(),
+                port: None,
+                user: None,
                 roles: roles(i, hosts.len()),
                 labels: BTreeMap::from([("kubegrid.io/lab".to_string(), "true".to_string())]),
+                taints: Vec::new(),
+                arch: None,
+                ssh: None,
             },
-        };
+        );
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&node).map_err(err)?);
     }
@@ -153,20 +125,48 @@ mod tests {
             Path::new("/var/lib/kubegrid/lab/ssh/id_ed25519"),
         )
         .unwrap();
-        let golden = include_str!("../tests/golden/lab-3-hosts.yaml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/lab-3-hosts.yaml");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &got).unwrap();
+        }
+        let golden = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             got, golden,
-            "regenerate the golden file if the change is intended:\n{got}"
+            "regenerate the golden file with UPDATE_GOLDEN=1 if the change is intended:\n{got}"
         );
     }
 
     #[test]
+    fn rendered_specs_parse_and_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id_ed25519");
+        std::fs::write(&key, "key").unwrap();
+        for n in [1, 2, 3, 5, 12] {
+            let hosts: Vec<HostRecord> = (0..n)
+                .map(|i| host(&format!("lab-{}", i + 1), 2 + i as u8))
+                .collect();
+            let refs: Vec<&HostRecord> = hosts.iter().collect();
+            let text = render("lab", &refs, &key).unwrap();
+            let manifest = kubegrid_api::parse(&text, &dir.path().join("lab.yaml")).unwrap();
+            manifest
+                .validate(kubegrid_api::ValidateFor::Cli)
+                .unwrap_or_else(|err| panic!("{n} hosts: {err}"));
+            assert_eq!(manifest.nodes().len(), n);
+            let first = &manifest.hosts()[0];
+            assert_eq!(first.key_file.as_deref(), Some(key.as_path()));
+            assert_eq!(first.user, "root");
+            assert!(!first.sudo);
+            assert_eq!(manifest.bundle_dir(), None);
+        }
+    }
+
+    #[test]
     fn roles_scale_with_host_count() {
-        assert_eq!(roles(0, 1), ["control-plane", "etcd", "worker"]);
-        assert_eq!(roles(0, 3), ["control-plane", "etcd"]);
-        assert_eq!(roles(1, 3), ["worker"]);
+        assert_eq!(roles(0, 1), [Role::ControlPlane, Role::Etcd, Role::Worker]);
+        assert_eq!(roles(0, 3), [Role::ControlPlane, Role::Etcd]);
+        assert_eq!(roles(1, 3), [Role::Worker]);
         let five: Vec<_> = (0..5).map(|i| roles(i, 5)).collect();
-        assert_eq!(five.iter().filter(|r| r.contains(&"etcd")).count(), 3);
+        assert_eq!(five.iter().filter(|r| r.contains(&Role::Etcd)).count(), 3);
     }
 
     #[test]

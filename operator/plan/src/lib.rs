@@ -1,1 +1,39 @@
-//! kubegrid-plan.
+//! kubegrid's plan compiler: playbooks, tera templates and the offline bundle manifest,
+//! turned into typed agent tasks.
+//!
+//! - A [`Playbook`] (embedded from playbooks/, or loaded from a directory while developing)
+//!   lists phases of typed tasks with typed `when:` predicates.
+//! - Templates from templates/ are embedded ([`TEMPLATES`]) and rendered on the engine side
+//!   with the [`ClusterContext`] and the [`HostContext`] (facts included).
+//! - A [`Bundle`] is a verified offline-bundle directory; packages and the test rootfs
+//!   resolve against it for the host's arch.
+//! - [`compile`] turns all of that into one [`PhasePlan`] per phase for one host.
+//!
+//! No network, no SSH and no spec types here: the engine gathers facts and glues the spec to
+//! the context structs.
+
+mod bundle;
+mod compile;
+mod context;
+mod error;
+mod playbook;
+mod predicate;
+mod templates;
+
+pub use bundle::{
+    Arch, Bundle, BundleFile, FileKind, MANIFEST_FILE, MANIFEST_VERSION, Manifest, sha256_file,
+};
+pub use compile::{
+    CONFLICTING_PACKAGES, CONFLICTING_PATHS, PREFLIGHT_DISKS, PhasePlan, compile, facts_probes,
+};
+pub use context::{
+    ClusterContext, DEFAULT_SANDBOX_IMAGE, HostContext, OsFamily, REGISTRY_CONFIG_PATH,
+    RegistryMirror, parse_containerd_line,
+};
+pub use error::{Error, Result};
+pub use playbook::{
+    Batch, CheckSpec, CommandSpec, FileSpec, HostSelector, Mode, Module, PLAYBOOKS, PackagesSpec,
+    Phase, Playbook, RegistryHostsSpec, TaskSpec, TemplatedFileSpec, UnitSpec,
+};
+pub use predicate::{Role, When};
+pub use templates::{TEMPLATES, Template, render, template};

@@ -1,10 +1,14 @@
 //! The command line: parsing, output format, error reporting and exit codes.
 
+mod apply;
+mod journal;
 mod lab;
+mod progress;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use kubegrid_engine::operation::Mode;
 use kubegrid_lab::ErrorKind;
 
 use crate::exit;
@@ -38,19 +42,46 @@ pub enum Output {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Bring hosts to the spec: preflight, OS preparation, container runtime, checks.
+    Apply(apply::ApplyArgs),
+    /// Show what `apply` would change on each host, changing nothing.
+    Plan(apply::ApplyArgs),
+    /// List past operations from the journal.
+    History(journal::HistoryArgs),
+    /// Show one operation's per-host task events.
+    Logs(journal::LogsArgs),
+    /// Pinned SSH host keys: show one, or deliberately accept a changed one.
+    HostKey(journal::HostKeyArgs),
     /// Throwaway lab hosts on this machine (systemd-nspawn), to try kubegrid without hardware.
     Lab(lab::LabArgs),
 }
+
+/// Bad input found by the CLI itself (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// Parses the arguments, runs the command and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match &cli.command {
-        Command::Lab(args) => lab::run(args, cli.output),
+        Command::Lab(args) => lab::run(args, cli.output).map(|()| exit::OK),
+        Command::Apply(a) => block_on(apply::run(a, Mode::Apply, cli.output)),
+        Command::Plan(a) => block_on(apply::run(a, Mode::Plan, cli.output)),
+        Command::History(a) => block_on(async { journal::history(a, cli.output).await.map(|()| exit::OK) }),
+        Command::Logs(a) => block_on(async { journal::logs(a, cli.output).await.map(|()| exit::OK) }),
+        Command::HostKey(a) => block_on(async { journal::host_key(a, cli.output).await.map(|()| exit::OK) }),
     };
     match result {
-        Ok(()) => ExitCode::from(exit::OK),
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             let code = exit_code(&err);
             report(&err, cli.output, code);
@@ -74,8 +105,23 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+fn block_on(work: impl Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(work)
+}
+
 /// Maps an error to its documented exit code by what kind of failure it is.
 fn exit_code(err: &anyhow::Error) -> u8 {
+    // Bad input of any kind (flags, spec, bundle, keys) is caught before hosts are touched.
+    if err.downcast_ref::<UsageError>().is_some()
+        || err.downcast_ref::<kubegrid_api::Error>().is_some()
+        || err.downcast_ref::<kubegrid_plan::Error>().is_some()
+        || err.downcast_ref::<kubegrid_engine::Error>().is_some_and(kubegrid_engine::Error::is_input)
+    {
+        return exit::USAGE;
+    }
     match err
         .downcast_ref::<kubegrid_lab::Error>()
         .map(kubegrid_lab::Error::kind)

@@ -1,0 +1,310 @@
+//! Read-only checks that pass or fail; they never report "changed".
+//!
+//! In check mode the things a check looks at may not exist yet (containerd is installed by
+//! an earlier task of the same dry run), so a check that cannot pass there reports what it
+//! would check instead of failing.
+
+use std::{fs, path::Path, time::Duration};
+
+use crate::{
+    error::{Error, Result},
+    exec::{self, Ran},
+    fsutil::{sha256_file, sync_dir},
+    protocol::{CheckArgs, CheckKind},
+    tasks::{Ctx, Outcome},
+};
+
+/// How long `ctr version` may take: it is one round trip on a local socket.
+const VERSION_LIMIT: Duration = Duration::from_secs(30);
+/// How long the test container may take, image-less start included.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs the check.
+pub fn apply(args: &CheckArgs, ctx: &Ctx) -> Result<Outcome> {
+    let result = match &args.check {
+        CheckKind::ServiceActive { unit } => service_active(unit),
+        CheckKind::ContainerdSocket { socket } => containerd_socket(socket),
+        CheckKind::ContainerRuns {
+            socket,
+            runtime,
+            rootfs_sha256,
+            argv,
+            expect,
+        } => container_runs(ctx, socket, runtime, rootfs_sha256, argv, expect),
+    };
+    match result {
+        Err(e) if ctx.check_mode => Ok(Outcome::unchanged(format!(
+            "would check {} (cannot pass yet: {e})",
+            describe(&args.check)
+        ))),
+        other => other,
+    }
+}
+
+fn describe(check: &CheckKind) -> String {
+    match check {
+        CheckKind::ServiceActive { unit } => format!("that {unit} is active"),
+        CheckKind::ContainerdSocket { socket } => {
+            format!("that containerd answers on {}", socket.display())
+        }
+        CheckKind::ContainerRuns { runtime, .. } => {
+            format!("that a container runs with runtime {runtime}")
+        }
+    }
+}
+
+fn service_active(unit: &str) -> Result<Outcome> {
+    let ran = exec::run(&["systemctl", "is-active", unit])?;
+    let state = ran.stdout.trim();
+    if state == "active" {
+        return Ok(Outcome::unchanged(format!("{unit} is active")));
+    }
+    let status = exec::run(&["systemctl", "status", "--no-pager", "--lines=20", unit])?;
+    Err(Error::CheckFailed {
+        check: format!("service {unit}"),
+        seen: if state.is_empty() {
+            "no answer".into()
+        } else {
+            state.to_string()
+        },
+        expected: "active".into(),
+        hint: format!("journalctl -u {unit} shows why"),
+        output: status.tail(),
+    })
+}
+
+fn ctr(socket: &Path, args: &[&str], limit: Duration) -> Result<Ran> {
+    let mut argv = vec![
+        "ctr".to_string(),
+        "--address".into(),
+        socket.to_string_lossy().into_owned(),
+    ];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    exec::run_with(&argv, &Default::default(), Some(limit))
+}
+
+fn containerd_socket(socket: &Path) -> Result<Outcome> {
+    // Without this, ctr spends its 10 s dial timeout finding out.
+    if fs::symlink_metadata(socket).is_err() {
+        return Err(Error::CheckFailed {
+            check: format!("containerd socket {}", socket.display()),
+            seen: "no socket there".into(),
+            expected: "containerd listening on it".into(),
+            hint: "is containerd running? systemctl status containerd".into(),
+            output: String::new(),
+        });
+    }
+    let ran = ctr(socket, &["version"], VERSION_LIMIT)?;
+    match server_version(&ran.stdout) {
+        Some(v) if ran.success() => Ok(Outcome {
+            changed: false,
+            message: format!("containerd {v} answers on {}", socket.display()),
+            output: ran.tail(),
+        }),
+        _ => Err(Error::CheckFailed {
+            check: format!("containerd socket {}", socket.display()),
+            seen: last_line(&ran.tail()).unwrap_or_else(|| ran.status_text()),
+            expected: "a Server section with a Version from `ctr version`".into(),
+            hint: "is containerd running? systemctl status containerd".into(),
+            output: ran.tail(),
+        }),
+    }
+}
+
+/// The server's version from `ctr version` output, when it has a Server section.
+pub fn server_version(stdout: &str) -> Option<String> {
+    let (_, server) = stdout.split_once("Server:")?;
+    server.lines().find_map(|l| {
+        let v = l.trim().strip_prefix("Version:")?.trim();
+        (!v.is_empty()).then(|| v.to_string())
+    })
+}
+
+fn last_line(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+fn container_runs(
+    ctx: &Ctx,
+    socket: &Path,
+    runtime: &str,
+    rootfs_sha256: &str,
+    argv: &[String],
+    expect: &str,
+) -> Result<Outcome> {
+    if argv.is_empty() {
+        return Err(Error::EmptyArgv {
+            what: "container_runs argv",
+        });
+    }
+    let rootfs = ctx.state_dir.join("rootfs").join(rootfs_sha256);
+    if !rootfs.is_dir() {
+        if ctx.check_mode {
+            return Ok(Outcome::unchanged(format!(
+                "would check that a container runs with runtime {runtime} (its rootfs is not unpacked yet)"
+            )));
+        }
+        unpack_rootfs(ctx, rootfs_sha256, &rootfs)?;
+    }
+    let id = format!("kubegrid-check-{}", std::process::id());
+    let rootfs_arg = rootfs.to_string_lossy().into_owned();
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        runtime,
+        "--rootfs",
+        &rootfs_arg,
+        &id,
+    ];
+    args.extend(argv.iter().map(String::as_str));
+    let ran = ctr(socket, &args, RUN_LIMIT)?;
+    if ran.success() && ran.stdout.contains(expect) {
+        return Ok(Outcome {
+            changed: false,
+            message: format!("a container ran with runtime {runtime} and printed {expect:?}"),
+            output: ran.tail(),
+        });
+    }
+    // `run --rm` leaves the container behind when it fails; a later check reuses no name,
+    // but a stale container is litter on the host.
+    let _ = ctr(
+        socket,
+        &["tasks", "kill", "--signal", "SIGKILL", &id],
+        VERSION_LIMIT,
+    );
+    let _ = ctr(socket, &["tasks", "delete", "--force", &id], VERSION_LIMIT);
+    let _ = ctr(socket, &["containers", "rm", &id], VERSION_LIMIT);
+    Err(Error::CheckFailed {
+        check: format!("container {id} ({runtime})"),
+        seen: if ran.success() {
+            format!("stdout {:?}", exec::tail(ran.stdout.trim(), 200))
+        } else {
+            format!(
+                "`ctr run` {}: {}",
+                ran.status_text(),
+                last_line(&ran.stderr).unwrap_or_default()
+            )
+        },
+        expected: format!("stdout containing {expect:?}"),
+        hint: "the output below is ctr's; check the runtime's config in containerd".into(),
+        output: ran.tail(),
+    })
+}
+
+/// Unpacks the rootfs tar once: into a temp dir beside the final one, renamed when whole,
+/// so a killed unpack never looks finished.
+fn unpack_rootfs(ctx: &Ctx, sha256: &str, dest: &Path) -> Result<()> {
+    let blob = ctx.blob(sha256);
+    let what = "container rootfs".to_string();
+    let actual = sha256_file(&blob).map_err(|_| Error::BlobMissing {
+        sha256: sha256.to_string(),
+        what: what.clone(),
+        path: blob.clone(),
+    })?;
+    if actual != sha256 {
+        return Err(Error::BlobCorrupt {
+            what,
+            path: blob,
+            expected: sha256.to_string(),
+            actual,
+        });
+    }
+    let parent = ctx.state_dir.join("rootfs");
+    let tmp = parent.join(format!(".{sha256}.tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp)
+        .map_err(|source| crate::fsutil::write_err("create directory", &tmp, source))?;
+    let blob_arg = blob.to_string_lossy().into_owned();
+    let tmp_arg = tmp.to_string_lossy().into_owned();
+    let untar = exec::run(&["tar", "-xf", &blob_arg, "-C", &tmp_arg])?;
+    if !untar.success() {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(untar.failed("the rootfs blob must be a plain .tar"));
+    }
+    fs::rename(&tmp, dest)
+        .map_err(|source| crate::fsutil::write_err("rename into place", dest, source))?;
+    sync_dir(&parent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_server_version() {
+        let out = "Client:\n  Version:  1.6.20~ds1\n  Revision: 1.6.20~ds1-1+b1\n  Go version: go1.19.8\n\n\
+                   Server:\n  Version:  1.6.20~ds1\n  Revision: 1.6.20~ds1-1+b1\n  UUID: 4f0b\n";
+        assert_eq!(server_version(out).as_deref(), Some("1.6.20~ds1"));
+        let client_only = "Client:\n  Version:  1.6.20~ds1\n";
+        assert_eq!(server_version(client_only), None);
+    }
+
+    #[test]
+    fn check_mode_reports_would_check_when_it_cannot_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Ctx {
+            root: "/".into(),
+            store_dir: dir.path().join("store"),
+            state_dir: dir.path().join("state"),
+            check_mode: true,
+        };
+        let args = CheckArgs {
+            check: CheckKind::ContainerRuns {
+                socket: "/run/containerd/containerd.sock".into(),
+                runtime: "io.containerd.runc.v2".into(),
+                rootfs_sha256: "a".repeat(64),
+                argv: vec!["/bin/busybox".into(), "echo".into(), "ok".into()],
+                expect: "ok".into(),
+            },
+        };
+        let out = apply(&args, &ctx).unwrap();
+        assert!(!out.changed);
+        assert!(
+            out.message.starts_with(
+                "would check that a container runs with runtime io.containerd.runc.v2"
+            )
+        );
+        assert!(!ctx.state_dir.exists(), "check mode unpacks nothing");
+    }
+
+    #[test]
+    fn unpacks_a_rootfs_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("bin")).unwrap();
+        fs::write(src.join("bin/hello"), "hi").unwrap();
+        let tar = dir.path().join("rootfs.tar");
+        let ran = exec::run(&[
+            "tar",
+            "-cf",
+            tar.to_str().unwrap(),
+            "-C",
+            src.to_str().unwrap(),
+            ".",
+        ])
+        .unwrap();
+        assert!(ran.success());
+        let sha = sha256_file(&tar).unwrap();
+        let ctx = Ctx {
+            root: "/".into(),
+            store_dir: dir.path().join("store"),
+            state_dir: dir.path().join("state"),
+            check_mode: false,
+        };
+        fs::create_dir_all(&ctx.store_dir).unwrap();
+        fs::copy(&tar, ctx.blob(&sha)).unwrap();
+        let dest = ctx.state_dir.join("rootfs").join(&sha);
+        unpack_rootfs(&ctx, &sha, &dest).unwrap();
+        assert_eq!(fs::read_to_string(dest.join("bin/hello")).unwrap(), "hi");
+        let entries: Vec<_> = fs::read_dir(ctx.state_dir.join("rootfs"))
+            .unwrap()
+            .collect();
+        assert_eq!(entries.len(), 1, "no temp dir is left");
+        let missing = unpack_rootfs(&ctx, &"b".repeat(64), &dest).unwrap_err();
+        assert!(matches!(missing, Error::BlobMissing { .. }));
+    }
+}

@@ -1,0 +1,309 @@
+//! The runner: one plan in on stdin, events out on stdout.
+//!
+//! Stdin holds one JSON plan line, then the raw bytes of each blob the plan announces, in
+//! order. Every event is flushed as soon as it is written, since the engine streams them
+//! to the terminal and the journal as they come.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, BufRead, Read, Write},
+    panic::{AssertUnwindSafe, catch_unwind},
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use nix::{
+    errno::Errno,
+    fcntl::{Flock, FlockArg},
+};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    checks,
+    error::{Error, Result},
+    facts,
+    fsutil::{is_sha256_name, sync_dir, write_err},
+    protocol::{
+        Action, BlobHeader, DEFAULT_STATE_DIR, DEFAULT_STORE_DIR, Event, PROTOCOL_VERSION, Plan,
+        TaskStatus,
+    },
+    tasks::{self, Ctx, Outcome},
+};
+
+/// How a run ended; the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every task succeeded.
+    Ok,
+    /// A task failed (its event says why); later tasks did not run.
+    TaskFailed,
+    /// The plan could not run at all (a `Fatal` event says why, if stdout still worked).
+    Fatal,
+}
+
+impl Exit {
+    /// 0, 1 or 2.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::TaskFailed => 1,
+            Self::Fatal => 2,
+        }
+    }
+}
+
+/// Runs the plan on `input`, writing events to `out`. `root` is where the host's own files
+/// are ("/"; tests pass a fake tree).
+pub fn run(input: &mut impl BufRead, out: &mut impl Write, root: &Path) -> Exit {
+    let hello = Event::Hello {
+        protocol: PROTOCOL_VERSION,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    if emit(out, &hello).is_err() {
+        return Exit::Fatal;
+    }
+    match run_plan(input, out, root) {
+        Ok(exit) => exit,
+        Err(e) => {
+            // When stdout itself failed there is nobody left to tell.
+            let _ = emit(
+                out,
+                &Event::Fatal {
+                    message: one_line(&e.to_string()),
+                },
+            );
+            Exit::Fatal
+        }
+    }
+}
+
+fn run_plan(input: &mut impl BufRead, out: &mut impl Write, root: &Path) -> Result<Exit> {
+    let plan = read_plan(input)?;
+    let ctx = Ctx {
+        root: root.to_path_buf(),
+        store_dir: plan
+            .store_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STORE_DIR.into()),
+        state_dir: plan
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+        check_mode: plan.check_mode,
+    };
+    // Read-only runs (facts before preflight, dry runs) must leave no trace on the host, not
+    // even the state directory, and cannot race with anything, so they take no lock.
+    let read_only = plan.check_mode
+        || plan
+            .tasks
+            .iter()
+            .all(|t| matches!(t.action, Action::Facts(_)));
+    let _lock = if read_only { None } else { Some(lock(&ctx.state_dir)?) };
+    for header in &plan.blobs {
+        receive_blob(input, header, &ctx.store_dir)?;
+        emit(
+            out,
+            &Event::BlobStored {
+                sha256: header.sha256.clone(),
+            },
+        )?;
+    }
+    let mut changed = 0;
+    let mut ok = true;
+    for (index, task) in plan.tasks.iter().enumerate() {
+        let name = task.name.clone();
+        emit(
+            out,
+            &Event::TaskStarted {
+                index,
+                name: name.clone(),
+            },
+        )?;
+        let start = Instant::now();
+        let result = match &task.action {
+            Action::Facts(args) => {
+                let facts = facts::gather(&ctx.root, args, &ctx.store_dir);
+                emit(
+                    out,
+                    &Event::Facts {
+                        index,
+                        facts: Box::new(facts),
+                    },
+                )?;
+                Ok(Outcome::unchanged("facts gathered"))
+            }
+            action => catch_unwind(AssertUnwindSafe(|| execute(action, &ctx)))
+                .unwrap_or_else(|panic| Err(panicked(&panic))),
+        };
+        let (status, message, output) = match result {
+            Ok(o) if o.changed => {
+                changed += 1;
+                let message = if ctx.check_mode {
+                    format!("would {}", o.message)
+                } else {
+                    o.message
+                };
+                (TaskStatus::Changed, message, o.output)
+            }
+            Ok(o) => (TaskStatus::Unchanged, o.message, o.output),
+            Err(e) => (TaskStatus::Failed, e.to_string(), e.output().to_string()),
+        };
+        emit(
+            out,
+            &Event::TaskFinished {
+                index,
+                name,
+                status,
+                duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                message: one_line(&message),
+                output,
+            },
+        )?;
+        if status == TaskStatus::Failed {
+            ok = false;
+            break;
+        }
+    }
+    emit(out, &Event::PlanFinished { ok, changed })?;
+    Ok(if ok { Exit::Ok } else { Exit::TaskFailed })
+}
+
+/// Dispatches every action but facts, which needs the event stream.
+fn execute(action: &Action, ctx: &Ctx) -> Result<Outcome> {
+    match action {
+        Action::Facts(_) => Ok(Outcome::unchanged("facts gathered")),
+        Action::File(a) => tasks::file::apply(a, ctx),
+        Action::Packages(a) => tasks::packages::apply(a, ctx),
+        Action::SystemdUnit(a) => tasks::systemd_unit::apply(a, ctx),
+        Action::Sysctl(a) => tasks::sysctl::apply(a, ctx),
+        Action::KernelModules(a) => tasks::kernel_modules::apply(a, ctx),
+        Action::SwapOff(_) => tasks::swap_off::apply(ctx),
+        Action::Command(a) => tasks::command::apply(a, ctx),
+        Action::Check(a) => checks::apply(a, ctx),
+    }
+}
+
+fn panicked(panic: &Box<dyn std::any::Any + Send>) -> Error {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    Error::Panicked { what }
+}
+
+/// Reads the plan line, checking the protocol before the shape so that a plan from a newer
+/// engine is refused for its version, not for a field this agent does not know.
+pub fn read_plan(input: &mut impl BufRead) -> Result<Plan> {
+    let mut line = Vec::new();
+    let n = input
+        .read_until(b'\n', &mut line)
+        .map_err(|source| Error::ReadPlan { source })?;
+    if n == 0 {
+        return Err(Error::NoPlan);
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(&line).map_err(|source| Error::ParsePlan { source })?;
+    let found = value.get("protocol").and_then(|p| p.as_u64()).unwrap_or(0);
+    if found != u64::from(PROTOCOL_VERSION) {
+        return Err(Error::ProtocolMismatch {
+            found,
+            expected: PROTOCOL_VERSION,
+        });
+    }
+    serde_json::from_value(value).map_err(|source| Error::ParsePlan { source })
+}
+
+/// Holds the state directory's lock: two agents on one host would race on the same files.
+fn lock(state_dir: &Path) -> Result<Flock<File>> {
+    fs::create_dir_all(state_dir)
+        .map_err(|source| write_err("create directory", state_dir, source))?;
+    let path = state_dir.join("agent.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| write_err("open", &path, source))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        Errno::EWOULDBLOCK => Error::Busy { path: path.clone() },
+        other => write_err("lock", &path, io::Error::from(other)),
+    })
+}
+
+/// Reads exactly `header.size` bytes into the store as `<store>/<sha256>`, through a temp
+/// file that is renamed only once the bytes are synced and verified.
+fn receive_blob(input: &mut impl Read, header: &BlobHeader, store: &Path) -> Result<PathBuf> {
+    if !is_sha256_name(&header.sha256) {
+        return Err(Error::BadBlobName {
+            value: header.sha256.clone(),
+        });
+    }
+    fs::create_dir_all(store).map_err(|source| write_err("create directory", store, source))?;
+    let dest = store.join(&header.sha256);
+    let tmp = store.join(format!(".{}.tmp-{}", header.sha256, std::process::id()));
+    let result = copy_verified(input, header, &tmp);
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, &dest).map_err(|source| write_err("rename into place", &dest, source))?;
+    sync_dir(store)?;
+    Ok(dest)
+}
+
+fn copy_verified(input: &mut impl Read, header: &BlobHeader, tmp: &Path) -> Result<()> {
+    let mut file = File::create(tmp).map_err(|source| write_err("create", tmp, source))?;
+    let mut hasher = Sha256::new();
+    let mut received = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    let read_err = |received, source| Error::ReadBlob {
+        sha256: header.sha256.clone(),
+        received,
+        size: header.size,
+        source,
+    };
+    while received < header.size {
+        let want = usize::try_from(header.size - received).map_or(buf.len(), |r| r.min(buf.len()));
+        let n = match input.read(&mut buf[..want]) {
+            Ok(0) => return Err(read_err(received, io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(received, e)),
+        };
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])
+            .map_err(|source| write_err("write", tmp, source))?;
+        received += n as u64;
+    }
+    let actual = hex::encode(hasher.finalize());
+    if actual != header.sha256 {
+        return Err(Error::BlobChecksum {
+            expected: header.sha256.clone(),
+            actual,
+        });
+    }
+    file.sync_all()
+        .map_err(|source| write_err("sync", tmp, source))
+}
+
+/// Writes one event line and flushes it.
+pub fn emit(out: &mut impl Write, event: &Event) -> Result<()> {
+    let mut line = serde_json::to_vec(event).map_err(|e| Error::WriteEvent { source: e.into() })?;
+    line.push(b'\n');
+    out.write_all(&line)
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::WriteEvent { source })
+}
+
+/// Messages are one line on the wire; multi-line error text is folded.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Runs the plan on the process's stdin and stdout.
+pub fn run_stdio() -> Exit {
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    run(&mut stdin.lock(), &mut stdout.lock(), Path::new("/"))
+}

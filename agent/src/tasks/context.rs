@@ -1,0 +1,67 @@
+//! What every task gets and what it gives back.
+
+use std::path::{Path, PathBuf};
+
+use crate::{exec::OUTPUT_TAIL_BYTES, fsutil::under_root};
+
+/// Where a task runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ctx {
+    /// Where the OS's and the kernel's own files are (/proc, /sys, /etc/fstab, unit
+    /// directories): "/" on a host, a fake tree in tests. Paths a plan names are used as given.
+    pub root: PathBuf,
+    /// The blob store.
+    pub store_dir: PathBuf,
+    /// The agent's state (restart stamps, backups, unpacked rootfs).
+    pub state_dir: PathBuf,
+    /// Report what would change; change nothing.
+    pub check_mode: bool,
+}
+
+impl Ctx {
+    /// A well-known host path ("/proc/swaps") under [`Ctx::root`].
+    pub fn host(&self, path: &str) -> PathBuf {
+        under_root(&self.root, Path::new(path))
+    }
+
+    /// A blob's path in the store.
+    pub fn blob(&self, sha256: &str) -> PathBuf {
+        self.store_dir.join(sha256)
+    }
+}
+
+/// How a task that did not fail ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// It changed the host (or would, in check mode).
+    pub changed: bool,
+    /// One line: what changed or would change, or why nothing had to.
+    pub message: String,
+    /// Tail of the output of the commands it ran.
+    pub output: String,
+}
+
+impl Outcome {
+    /// Nothing to do.
+    pub fn unchanged(message: impl Into<String>) -> Self {
+        Self {
+            changed: false,
+            message: message.into(),
+            output: String::new(),
+        }
+    }
+
+    /// Changes, one per entry, joined into the message; unchanged with `otherwise` when
+    /// there are none.
+    pub fn from_changes(changes: &[String], otherwise: &str, output: &str) -> Self {
+        Self {
+            changed: !changes.is_empty(),
+            message: if changes.is_empty() {
+                otherwise.to_string()
+            } else {
+                changes.join(", ")
+            },
+            output: crate::exec::tail(output, OUTPUT_TAIL_BYTES),
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The Cluster resource: intent for a whole cluster.
+
+use ipnet::IpNet;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ssh::{LocalObjectRef, SshSpec},
+    status::ClusterStatus,
+};
+
+/// The API server port when the spec names none.
+pub const DEFAULT_API_SERVER_PORT: u16 = 6443;
+
+/// The CNI when the spec names none.
+pub const DEFAULT_CNI: &str = "calico";
+
+/// Intent for a whole cluster. Its hosts are the Nodes whose `clusterName` names it.
+#[expect(
+    clippy::duplicated_attributes,
+    reason = "kube's printcolumn(...) entries repeat keys such as type_ by design"
+)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kubegrid.io",
+    version = "v1alpha1",
+    kind = "Cluster",
+    namespaced,
+    shortname = "kgc",
+    category = "kubegrid",
+    status = "ClusterStatus",
+    derive = "PartialEq",
+    doc = "A Kubernetes cluster that kubegrid installs over SSH on the Nodes that name it.",
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".spec.kubernetesVersion"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.nodes.ready"),
+    printcolumn(name = "Nodes", type_ = "integer", json_path = ".status.nodes.total"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Kubernetes version, e.g. `v1.31.4`.
+    pub kubernetes_version: String,
+    /// Where the API server is reached.
+    pub control_plane_endpoint: ControlPlaneEndpoint,
+    /// Pod and service networks.
+    pub network: NetworkSpec,
+    /// containerd and its runtimes.
+    pub container_runtime: ContainerRuntimeSpec,
+    /// The offline bundle; the CLI's `--bundle DIR` stands in when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleSpec>,
+    /// SSH defaults for every Node.
+    #[serde(default)]
+    pub ssh: SshSpec,
+}
+
+/// Where the API server is reached: a load balancer's address, or a virtual IP that
+/// kubegrid runs with kube-vip. Exactly one of the two.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ControlPlaneEndpoint {
+    /// IP address or DNS name of an existing load balancer or of one control-plane host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Virtual IP address that kubegrid assigns with kube-vip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip: Option<String>,
+    /// API server port.
+    #[serde(default = "default_api_server_port")]
+    #[schemars(range(min = 1))]
+    pub port: u16,
+}
+
+fn default_api_server_port() -> u16 {
+    DEFAULT_API_SERVER_PORT
+}
+
+/// Pod and service networks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// Pod network, e.g. `10.244.0.0/16`.
+    #[serde(rename = "podCIDR")]
+    #[schemars(with = "String")]
+    pub pod_cidr: IpNet,
+    /// Service network, e.g. `10.96.0.0/12`.
+    #[serde(rename = "serviceCIDR")]
+    #[schemars(with = "String")]
+    pub service_cidr: IpNet,
+    /// CNI plugin.
+    #[serde(default = "default_cni")]
+    pub cni: String,
+}
+
+fn default_cni() -> String {
+    DEFAULT_CNI.to_string()
+}
+
+/// containerd and the OCI runtimes it offers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerRuntimeSpec {
+    /// containerd release line.
+    pub containerd: ContainerdSpec,
+    /// Runtime handlers to configure.
+    #[serde(default = "default_runtimes")]
+    pub runtimes: Vec<RuntimeName>,
+    /// Handler that pods without a RuntimeClass use.
+    #[serde(default)]
+    pub default_runtime: RuntimeName,
+    /// Pause image; the bundle's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_image: Option<String>,
+    /// Registry mirrors, tried in order before the registry itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registry_mirrors: Vec<RegistryMirror>,
+}
+
+fn default_runtimes() -> Vec<RuntimeName> {
+    vec![RuntimeName::Runc]
+}
+
+/// The containerd release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerdSpec {
+    /// Release line such as `1.7` or `2.1`; the bundle pins the patch release.
+    pub version: String,
+}
+
+impl ContainerdSpec {
+    /// The containerd config format this line reads (2 or 3); `None` when the line is
+    /// unsupported, which validation reports.
+    pub fn config_version(&self) -> Option<u8> {
+        crate::version::containerd_config_version(&self.version)
+    }
+}
+
+/// An OCI runtime handler that containerd offers to pods.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeName {
+    /// runc: ordinary containers.
+    #[default]
+    Runc,
+    /// Kata Containers on QEMU.
+    KataQemu,
+    /// Kata Containers on Cloud Hypervisor.
+    KataClh,
+    /// Kata Containers on Firecracker.
+    KataFc,
+    /// The NVIDIA container runtime, for GPU pods.
+    Nvidia,
+}
+
+impl RuntimeName {
+    /// Every runtime, in documentation order.
+    pub const ALL: [RuntimeName; 5] = [
+        Self::Runc,
+        Self::KataQemu,
+        Self::KataClh,
+        Self::KataFc,
+        Self::Nvidia,
+    ];
+
+    /// The handler name as written in the spec and in containerd's config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Runc => "runc",
+            Self::KataQemu => "kata-qemu",
+            Self::KataClh => "kata-clh",
+            Self::KataFc => "kata-fc",
+            Self::Nvidia => "nvidia",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mirror for one registry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryMirror {
+    /// Registry host as images name it, e.g. `docker.io`.
+    pub registry: String,
+    /// Mirror URL, e.g. `https://mirror.example:5000`.
+    pub endpoint: String,
+}
+
+/// The offline bundle that hosts get every artifact from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BundleSpec {
+    /// A path or a `file://` URL; relative paths resolve against the spec file's directory.
+    pub source: String,
+    /// Secret that holds the public key the bundle's signature is checked with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_ref: Option<LocalObjectRef>,
+}

@@ -1,0 +1,206 @@
+//! Observed state that the operator writes. Every field is optional, so specs written for
+//! `kubectl apply` (which carry no status) parse, and older operators can read newer
+//! status.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::node::Arch;
+
+/// Observed state of a Cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// Where the cluster is in its life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ClusterPhase>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Kubernetes version that runs now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    /// Node counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeCounts>,
+    /// The operation in progress or last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OperationStatus>,
+    /// Ready, Progressing and Degraded conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Where a Cluster is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ClusterPhase {
+    /// Accepted, nothing done yet.
+    Pending,
+    /// Being installed.
+    Provisioning,
+    /// Installed and healthy.
+    Ready,
+    /// Being upgraded.
+    Upgrading,
+    /// Installed, but some hosts are not healthy.
+    Degraded,
+    /// Being removed.
+    Deleting,
+}
+
+/// How many Nodes a Cluster has and how many are ready.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCounts {
+    /// Nodes that name the Cluster.
+    #[serde(default)]
+    pub total: u32,
+    /// Nodes in phase Ready.
+    #[serde(default)]
+    pub ready: u32,
+}
+
+/// A journaled operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    /// Journal id.
+    pub id: i64,
+    /// What it does: install, upgrade, rotate-certs, ...
+    pub kind: String,
+    /// Current phase of its playbook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Start time, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+}
+
+/// A status condition, shaped like Kubernetes' `metav1.Condition`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type: Ready, Progressing or Degraded.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// CamelCase reason for the last transition.
+    #[serde(default)]
+    pub reason: String,
+    /// Human-readable detail.
+    #[serde(default)]
+    pub message: String,
+    /// When `status` last changed, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// The `metadata.generation` the condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Observed state of a Node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// Where the host is in its life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<NodePhase>,
+    /// The step running now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<String>,
+    /// Why the last step failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// SSH host key fingerprint (`SHA256:...`), pinned on first contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
+    /// Facts gathered from the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<NodeFacts>,
+    /// Versions of what is installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<NodeVersions>,
+    /// Certificates on the host and when they expire.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateStatus>,
+}
+
+/// Where a Node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum NodePhase {
+    /// Accepted, not contacted yet.
+    Pending,
+    /// Preflight checks run.
+    Preflight,
+    /// Packages and configuration are installed.
+    Installing,
+    /// Joining the cluster.
+    Joining,
+    /// Part of the cluster and healthy.
+    Ready,
+    /// Being upgraded.
+    Upgrading,
+    /// Being drained.
+    Draining,
+    /// The last operation failed on this host.
+    Failed,
+    /// Being removed from the cluster.
+    Removing,
+}
+
+/// Facts gathered from a host.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeFacts {
+    /// Distribution and release, e.g. `debian 12`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    /// Kernel release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// CPU architecture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<Arch>,
+    /// Logical CPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    /// Memory in MiB.
+    #[serde(rename = "memoryMiB", default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// GPUs by model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuFacts>,
+}
+
+/// GPUs of one model on a host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuFacts {
+    /// Model name, e.g. `H100 80GB HBM3`.
+    pub model: String,
+    /// How many.
+    pub count: u32,
+}
+
+/// Versions of what is installed on a host.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeVersions {
+    /// kubelet version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<String>,
+    /// containerd version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerd: Option<String>,
+}
+
+/// A certificate on a host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// Certificate name, e.g. `apiserver`.
+    pub name: String,
+    /// Expiry, RFC 3339.
+    pub not_after: String,
+}

@@ -1,0 +1,7 @@
+//! Tests of the public API: parsing, validation, host resolution and CRD generation.
+
+mod common;
+mod crd;
+mod hosts;
+mod parse;
+mod validate;

@@ -1,0 +1,410 @@
+//! One test per semantic rule: each names the resource and the field.
+
+use kubegrid_api::ValidateFor;
+
+use crate::common::{GOOD, edit, one_problem, problems_for};
+
+const CLUSTER: &str = "Cluster/gpu-prod";
+
+#[test]
+fn problems_name_the_file_and_document_line() {
+    let text = edit("address: 10.0.0.22", "address: \"\"");
+    let problem = one_problem(&text, "Node/gpu-2", "spec.address", "an empty string");
+    assert!(problem.contains("cluster.yaml:"), "{problem}");
+    let line: usize = GOOD
+        .lines()
+        .position(|l| l.contains("name: gpu-2"))
+        .unwrap()
+        - 2;
+    assert!(
+        problem.contains(&format!(":{line}: Node/gpu-2")),
+        "{problem}"
+    );
+}
+
+#[test]
+fn all_problems_are_reported_together() {
+    let text = edit("address: 10.0.0.22", "address: \"\"")
+        .replace("kubernetesVersion: v1.31.4", "kubernetesVersion: v1.20.0");
+    let problems = problems_for(&text, ValidateFor::Cli);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+}
+
+#[test]
+fn duplicate_node_names() {
+    let text = edit("name: gpu-2", "name: gpu-1");
+    one_problem(
+        &text,
+        "Node/gpu-1",
+        "metadata.name",
+        "a second Node named `gpu-1`",
+    );
+}
+
+#[test]
+fn duplicate_addresses() {
+    let text = edit("address: 10.0.0.22", "address: 10.0.0.11");
+    one_problem(
+        &text,
+        "Node/gpu-2",
+        "spec.address",
+        "Node/cp-1 already uses",
+    );
+}
+
+#[test]
+fn same_address_on_another_port_is_fine() {
+    let text = edit("address: 10.0.0.22", "address: 10.0.0.21");
+    assert!(problems_for(&text, ValidateFor::Cli).is_empty());
+}
+
+#[test]
+fn no_control_plane_node() {
+    let text = edit("roles: [control-plane, etcd]", "roles: [etcd]");
+    one_problem(
+        &text,
+        CLUSTER,
+        "Node spec.roles",
+        "none with role control-plane",
+    );
+}
+
+#[test]
+fn even_etcd_count() {
+    let text = edit(
+        "roles: [worker]\n  labels",
+        "roles: [worker, etcd]\n  labels",
+    );
+    one_problem(
+        &text,
+        CLUSTER,
+        "Node spec.roles",
+        "2 etcd members (Nodes with role etcd: cp-1, gpu-1)",
+    );
+}
+
+#[test]
+fn stacked_etcd_counts_control_plane_nodes() {
+    let text = edit("roles: [control-plane, etcd]", "roles: [control-plane]").replace(
+        "roles: [worker]\n  labels",
+        "roles: [control-plane]\n  labels",
+    );
+    one_problem(
+        &text,
+        CLUSTER,
+        "Node spec.roles",
+        "2 etcd members (stacked on the control-plane Nodes: cp-1, gpu-1)",
+    );
+}
+
+#[test]
+fn node_without_roles() {
+    // gpu-1 says `roles: []`, gpu-2 has no roles field.
+    let text = GOOD
+        .replacen("  roles: [worker]\n", "  roles: []\n", 1)
+        .replacen("  roles: [worker]\n", "", 1);
+    let problems = problems_for(&text, ValidateFor::Cli);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    for (problem, node) in problems.iter().zip(["gpu-1", "gpu-2"]) {
+        assert!(
+            problem.contains(&format!("Node/{node} spec.roles: got an empty list")),
+            "{problem}"
+        );
+    }
+}
+
+#[test]
+fn overlapping_cidrs() {
+    let text = edit("serviceCIDR: 10.96.0.0/12", "serviceCIDR: 10.244.128.0/24");
+    one_problem(
+        &text,
+        CLUSTER,
+        "spec.network.serviceCIDR",
+        "overlaps podCIDR `10.244.0.0/16`",
+    );
+}
+
+#[test]
+fn mixed_cidr_families() {
+    let text = edit("serviceCIDR: 10.96.0.0/12", "serviceCIDR: fd00:10:96::/112");
+    one_problem(&text, CLUSTER, "spec.network", "is IPv4 and serviceCIDR");
+}
+
+#[test]
+fn cidr_with_host_bits() {
+    let text = edit("podCIDR: 10.244.0.0/16", "podCIDR: 10.244.1.0/16");
+    let problem = one_problem(&text, CLUSTER, "spec.network.podCIDR", "host bits set");
+    assert!(problem.contains("`10.244.0.0/16`"), "{problem}");
+}
+
+#[test]
+fn missing_key_file() {
+    let text = edit(
+        "privateKeyFile: keys/id_ed25519",
+        "privateKeyFile: keys/id_rsa",
+    );
+    let problem = one_problem(
+        &text,
+        CLUSTER,
+        "spec.ssh.privateKeyFile",
+        "which does not exist",
+    );
+    assert!(problem.contains("keys/id_rsa"), "{problem}");
+}
+
+#[test]
+fn key_file_that_is_a_directory() {
+    let text = edit("privateKeyFile: keys/id_ed25519", "privateKeyFile: keys");
+    one_problem(
+        &text,
+        CLUSTER,
+        "spec.ssh.privateKeyFile",
+        "not a regular file",
+    );
+}
+
+#[test]
+fn node_key_override_is_checked_too() {
+    let text = edit(
+        "ssh: {user: root, port: 2222}",
+        "ssh: {user: root, port: 2222, privateKeyFile: /nope/key}",
+    );
+    one_problem(
+        &text,
+        "Node/gpu-1",
+        "spec.ssh.privateKeyFile",
+        "`/nope/key`, which does not exist",
+    );
+}
+
+#[test]
+fn missing_key_files_are_not_checked_for_the_operator() {
+    let text = edit(
+        "privateKeyFile: keys/id_ed25519",
+        "privateKeyFile: keys/id_rsa",
+    );
+    assert!(problems_for(&text, ValidateFor::Operator).is_empty());
+}
+
+#[test]
+fn unsupported_kubernetes_version() {
+    let text = edit("kubernetesVersion: v1.31.4", "kubernetesVersion: v1.29.3");
+    let problem = one_problem(&text, CLUSTER, "spec.kubernetesVersion", "`v1.29.3`");
+    assert!(problem.contains("from 1.30 to 1.35"), "{problem}");
+}
+
+#[test]
+fn kubernetes_version_that_is_not_semver() {
+    let text = edit("kubernetesVersion: v1.31.4", "kubernetesVersion: latest");
+    one_problem(
+        &text,
+        CLUSTER,
+        "spec.kubernetesVersion",
+        "not a semantic version",
+    );
+}
+
+#[test]
+fn unsupported_containerd_line() {
+    let text = edit("version: \"1.7\"", "version: \"1.7.24\"");
+    let problem = one_problem(
+        &text,
+        CLUSTER,
+        "spec.containerRuntime.containerd.version",
+        "`1.7.24`",
+    );
+    assert!(problem.contains("1.6, 1.7, 2.0, 2.1, 2.2"), "{problem}");
+}
+
+#[test]
+fn default_runtime_must_be_listed() {
+    let text = edit(
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [runc]\n    defaultRuntime: nvidia",
+    );
+    one_problem(
+        &text,
+        CLUSTER,
+        "spec.containerRuntime.defaultRuntime",
+        "`nvidia`",
+    );
+}
+
+#[test]
+fn registry_mirror_needs_a_url() {
+    let text = edit("\"https://mirror.example:5000\"", "mirror.example");
+    one_problem(
+        &text,
+        CLUSTER,
+        "spec.containerRuntime.registryMirrors[0].endpoint",
+        "`mirror.example`",
+    );
+}
+
+#[test]
+fn endpoint_needs_exactly_one_of_address_and_vip() {
+    let text = edit(
+        "vip: 10.0.0.100",
+        "vip: 10.0.0.100\n    address: lb.example",
+    );
+    one_problem(&text, CLUSTER, "spec.controlPlaneEndpoint", "both address");
+    let text = edit("vip: 10.0.0.100", "port: 6443");
+    one_problem(
+        &text,
+        CLUSTER,
+        "spec.controlPlaneEndpoint",
+        "neither address nor vip",
+    );
+}
+
+#[test]
+fn vip_must_be_an_ip() {
+    let text = edit("vip: 10.0.0.100", "vip: lb.example");
+    one_problem(
+        &text,
+        CLUSTER,
+        "spec.controlPlaneEndpoint.vip",
+        "not an IP address",
+    );
+}
+
+#[test]
+fn port_zero() {
+    let text = edit(
+        "ssh: {user: root, port: 2222}",
+        "ssh: {user: root, port: 0}",
+    );
+    one_problem(&text, "Node/gpu-1", "spec.ssh.port", "got 0;");
+}
+
+#[test]
+fn port_set_twice() {
+    let text = edit(
+        "  address: 10.0.0.21\n",
+        "  address: 10.0.0.21\n  port: 22\n",
+    );
+    one_problem(
+        &text,
+        "Node/gpu-1",
+        "spec.ssh.port",
+        "both spec.port (22) and spec.ssh.port (2222)",
+    );
+}
+
+#[test]
+fn bundle_url_must_be_local() {
+    let text = edit("source: bundle", "source: https://example.com/b.tar.zst");
+    one_problem(
+        &text,
+        CLUSTER,
+        "spec.bundle.source",
+        "a URL kubegrid cannot fetch",
+    );
+}
+
+#[test]
+fn missing_bundle_for_the_cli() {
+    let text = edit("source: bundle", "source: file:///nonexistent/bundle");
+    one_problem(&text, CLUSTER, "spec.bundle.source", "does not exist");
+}
+
+#[test]
+fn duplicate_taints() {
+    let text = edit(
+        "taints: [{key: dedicated, value: gpu, effect: NoSchedule}]",
+        "taints: [{key: dedicated, effect: NoSchedule}, {key: dedicated, effect: NoSchedule}]",
+    );
+    one_problem(
+        &text,
+        "Node/gpu-1",
+        "spec.taints[1]",
+        "key `dedicated` with effect NoSchedule again",
+    );
+}
+
+#[test]
+fn no_credentials_anywhere() {
+    let text = edit("    privateKeyFile: keys/id_ed25519\n", "");
+    let problem = one_problem(
+        &text,
+        CLUSTER,
+        "spec.ssh",
+        "no privateKeyFile or passwordEnv",
+    );
+    assert!(problem.contains("on the Cluster or the Node"), "{problem}");
+}
+
+#[test]
+fn node_without_credentials_when_others_have_their_own() {
+    let text = edit("    privateKeyFile: keys/id_ed25519\n", "")
+        .replace(
+            "ssh: {user: root, port: 2222}",
+            "ssh: {user: root, port: 2222, passwordEnv: PATH}",
+        )
+        .replace(
+            "  arch: amd64\n",
+            "  arch: amd64\n  ssh: {privateKeyFile: keys/id_ed25519}\n",
+        );
+    one_problem(
+        &text,
+        "Node/gpu-2",
+        "spec.ssh",
+        "no privateKeyFile or passwordEnv",
+    );
+}
+
+#[test]
+fn secret_reference_alone_is_enough_only_for_the_operator() {
+    let text = edit(
+        "    privateKeyFile: keys/id_ed25519\n",
+        "    privateKeySecretRef: {name: gpu-prod-ssh}\n",
+    );
+    one_problem(
+        &text,
+        CLUSTER,
+        "spec.ssh",
+        "only privateKeySecretRef, which the CLI cannot read",
+    );
+    assert!(problems_for(&text, ValidateFor::Operator).is_empty());
+}
+
+#[test]
+fn password_env_must_be_set_for_the_cli() {
+    let text = edit(
+        "    privateKeyFile: keys/id_ed25519\n",
+        "    passwordEnv: KUBEGRID_TEST_SURELY_UNSET_VARIABLE\n",
+    );
+    one_problem(
+        &text,
+        CLUSTER,
+        "spec.ssh.passwordEnv",
+        "`KUBEGRID_TEST_SURELY_UNSET_VARIABLE`, which is not set",
+    );
+    let set = edit(
+        "    privateKeyFile: keys/id_ed25519\n",
+        "    passwordEnv: PATH\n",
+    );
+    assert!(problems_for(&set, ValidateFor::Cli).is_empty());
+}
+
+#[test]
+fn bastion_needs_an_address() {
+    let text = edit("address: 203.0.113.10", "address: \" \"");
+    one_problem(
+        &text,
+        CLUSTER,
+        "spec.ssh.bastion.address",
+        "an empty string",
+    );
+}
+
+#[test]
+fn node_inside_the_pod_network() {
+    let text = edit("address: 10.0.0.22", "address: 10.244.3.7");
+    one_problem(
+        &text,
+        "Node/gpu-2",
+        "spec.address",
+        "inside the Cluster's podCIDR `10.244.0.0/16`",
+    );
+}

@@ -1,0 +1,244 @@
+//! Finding the agent binary for a host's architecture and the shell lines that place it.
+//!
+//! The agent lives on a host at `/var/lib/kubegrid/agent/kubegrid-agent-<sha256>`: naming it
+//! by content makes "already uploaded" one `test -x`, and an upgrade of kubegrid simply
+//! brings a new file next to the old one.
+
+use std::{
+    collections::BTreeMap,
+    io::Read,
+    path::{Path, PathBuf},
+};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// Where agents live on hosts.
+pub const REMOTE_DIR: &str = "/var/lib/kubegrid/agent";
+
+/// An agent binary on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentBinary {
+    /// Local file.
+    pub path: PathBuf,
+    /// Its sha256, lower-case hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl AgentBinary {
+    /// The path it is installed at on a host.
+    pub fn remote_path(&self) -> String {
+        format!("{REMOTE_DIR}/kubegrid-agent-{}", self.sha256)
+    }
+}
+
+/// Agent binaries by architecture ("amd64", "arm64").
+#[derive(Debug, Clone, Default)]
+pub struct Agents {
+    by_arch: BTreeMap<String, AgentBinary>,
+    looked: Vec<PathBuf>,
+}
+
+impl Agents {
+    /// Looks in `dirs` (in order) for `kubegrid-agent-<arch>`, and for a plain
+    /// `kubegrid-agent` that is taken to be built for this machine's own architecture.
+    pub fn discover(dirs: &[PathBuf]) -> Result<Agents, Error> {
+        let mut agents = Agents::default();
+        let native = kubegrid_agent::facts::kube_arch(std::env::consts::ARCH).to_string();
+        for dir in dirs {
+            for arch in ["amd64", "arm64"] {
+                let candidates = [
+                    (dir.join(format!("kubegrid-agent-{arch}")), true),
+                    (dir.join("kubegrid-agent"), arch == native),
+                ];
+                for (path, applies) in candidates {
+                    if !applies || agents.by_arch.contains_key(arch) {
+                        continue;
+                    }
+                    agents.looked.push(path.clone());
+                    if path.is_file() {
+                        agents.by_arch.insert(arch.to_string(), hash_file(&path)?);
+                    }
+                }
+            }
+        }
+        Ok(agents)
+    }
+
+    /// The agent for `arch`, or an error naming where it was looked for.
+    pub fn for_arch(&self, host: &str, arch: &str) -> Result<&AgentBinary, Error> {
+        self.by_arch.get(arch).ok_or_else(|| Error::AgentMissing {
+            host: host.to_string(),
+            arch: arch.to_string(),
+            looked: self
+                .looked
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// All known agents.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &AgentBinary)> {
+        self.by_arch.iter().map(|(a, b)| (a.as_str(), b))
+    }
+}
+
+/// The default places to look: the bundle's `agent/` folder, then beside this executable.
+pub fn default_dirs(bundle_dir: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("KUBEGRID_AGENT_DIR") {
+        dirs.push(PathBuf::from(dir));
+    }
+    if let Some(b) = bundle_dir {
+        dirs.push(b.join("agent"));
+    }
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        dirs.push(dir);
+    }
+    dirs
+}
+
+fn hash_file(path: &Path) -> Result<AgentBinary, Error> {
+    let read = |e| Error::ReadLocal {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut file = std::fs::File::open(path).map_err(read)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(read)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok(AgentBinary {
+        path: path.to_path_buf(),
+        sha256: hex::encode(hasher.finalize()),
+        size,
+    })
+}
+
+/// Quotes a word for a POSIX shell.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Wraps a shell script so it runs as root: as is for root, through `sudo -n` otherwise
+/// (`-n` because nothing can answer a password prompt; a sudo that wants one fails at once).
+pub fn privileged(script: &str, sudo: bool) -> String {
+    if sudo {
+        format!("sudo -n sh -c {}", shell_quote(script))
+    } else {
+        format!("sh -c {}", shell_quote(script))
+    }
+}
+
+/// The first round trip: the host's machine name and which known agents it already has.
+pub fn probe_script(agents: &Agents) -> String {
+    let mut s = String::from("uname -m");
+    for (_, a) in agents.all() {
+        let p = a.remote_path();
+        s.push_str(&format!("; if [ -x {p} ]; then echo have {p}; fi"));
+    }
+    s
+}
+
+/// Runs an agent that is already installed.
+pub fn run_installed(agent: &AgentBinary) -> String {
+    format!("exec {} run", agent.remote_path())
+}
+
+/// Receives the agent on stdin (exactly `size` bytes), verifies its checksum, installs it
+/// under its content name and then runs it on the rest of stdin. `head -c` reads no more than
+/// it is told to, so the plan that follows the binary reaches the agent intact.
+pub fn install_and_run(agent: &AgentBinary) -> String {
+    format!(
+        "set -e; umask 077; mkdir -p {REMOTE_DIR}; t=$(mktemp {REMOTE_DIR}/.upload.XXXXXX); \
+         head -c {size} > \"$t\"; \
+         if ! echo '{sha}  '\"$t\" | sha256sum -c --status; then rm -f \"$t\"; echo 'kubegrid: agent upload corrupted' >&2; exit 97; fi; \
+         chmod 0755 \"$t\"; mv -f \"$t\" {dest}; exec {dest} run",
+        size = agent.size,
+        sha = agent.sha256,
+        dest = agent.remote_path(),
+    )
+}
+
+/// Dry runs must not leave anything behind: the agent goes to a temporary file that is
+/// removed when the run ends.
+pub fn run_transient(agent: &AgentBinary) -> String {
+    format!(
+        "set -e; t=$(mktemp /tmp/kubegrid-agent.XXXXXX); trap 'rm -f \"$t\"' EXIT; \
+         head -c {size} > \"$t\"; \
+         if ! echo '{sha}  '\"$t\" | sha256sum -c --status; then echo 'kubegrid: agent upload corrupted' >&2; exit 97; fi; \
+         chmod 0700 \"$t\"; \"$t\" run",
+        size = agent.size,
+        sha = agent.sha256,
+    )
+}
+
+/// Maps `uname -m` to Kubernetes' architecture names.
+pub fn arch_from_uname(machine: &str) -> Option<&'static str> {
+    match machine.trim() {
+        "x86_64" | "amd64" => Some("amd64"),
+        "aarch64" | "arm64" => Some("arm64"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_only_when_needed() {
+        assert_eq!(shell_quote("/var/lib/x"), "/var/lib/x");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn sudo_wraps_the_whole_script() {
+        assert_eq!(privileged("echo hi", false), "sh -c 'echo hi'");
+        assert_eq!(privileged("echo hi", true), "sudo -n sh -c 'echo hi'");
+    }
+
+    #[test]
+    fn maps_uname() {
+        assert_eq!(arch_from_uname("x86_64\n"), Some("amd64"));
+        assert_eq!(arch_from_uname("aarch64"), Some("arm64"));
+        assert_eq!(arch_from_uname("riscv64"), None);
+    }
+
+    #[test]
+    fn discovers_a_native_agent_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kubegrid-agent"), b"agent bytes").unwrap();
+        let agents = Agents::discover(&[dir.path().to_path_buf()]).unwrap();
+        let native = kubegrid_agent::facts::kube_arch(std::env::consts::ARCH);
+        let a = agents.for_arch("h1", native).unwrap();
+        assert_eq!(a.size, 11);
+        assert_eq!(a.sha256, hex::encode(Sha256::digest(b"agent bytes")));
+        assert!(a.remote_path().ends_with(&a.sha256));
+        let other = if native == "amd64" { "arm64" } else { "amd64" };
+        let err = agents.for_arch("h1", other).unwrap_err().to_string();
+        assert!(err.contains(&format!("kubegrid-agent-{other}")), "{err}");
+    }
+}

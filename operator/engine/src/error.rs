@@ -1,0 +1,130 @@
+//! The engine's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while running an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// TCP connect or SSH handshake failed on every attempt.
+    #[error("{host}: cannot connect to {address} after {attempts} attempt(s): {reason}\n  hint: check that the host is up, sshd listens on that port and no firewall drops the traffic")]
+    Connect {
+        /// Node name.
+        host: String,
+        /// address:port.
+        address: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        reason: String,
+    },
+    /// The host presented a different key from the one pinned on first contact.
+    #[error("{host}: host key for {address} changed: pinned {pinned}, offered {offered}; refusing to connect\n  hint: if the host was really reinstalled, accept the new key deliberately with: kubegrid host-key accept {host} --cluster {cluster} --fingerprint {offered}")]
+    HostKeyChanged {
+        /// Cluster name.
+        cluster: String,
+        /// Node name.
+        host: String,
+        /// address:port.
+        address: String,
+        /// The pinned fingerprint.
+        pinned: String,
+        /// The fingerprint offered now.
+        offered: String,
+    },
+    /// Every configured authentication method was refused.
+    #[error("{host}: authentication as {user} refused (tried {tried})\n  hint: check the user, that the public key is in ~{user}/.ssh/authorized_keys, or the password")]
+    Auth {
+        /// Node name.
+        host: String,
+        /// Login user.
+        user: String,
+        /// Methods tried.
+        tried: String,
+    },
+    /// A private key file could not be read or parsed.
+    #[error("{host}: cannot load private key {path}: {reason}")]
+    LoadKey {
+        /// Node name.
+        host: String,
+        /// Key file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An encrypted key without its passphrase.
+    #[error("{host}: private key {path} is encrypted and ${var} is not set\n  hint: export {var} with the key's passphrase")]
+    KeyPassphrase {
+        /// Node name.
+        host: String,
+        /// Key file.
+        path: PathBuf,
+        /// The variable to set.
+        var: &'static str,
+    },
+    /// Password auth was asked for but its variable is unset.
+    #[error("{host}: ssh.passwordEnv names ${var}, which is not set")]
+    PasswordEnv {
+        /// Node name.
+        host: String,
+        /// The variable.
+        var: String,
+    },
+    /// The connection dropped or a channel could not be opened.
+    #[error("{host}: connection lost: {reason}")]
+    ConnectionLost {
+        /// Node name.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// The host or agent answered something the engine cannot use.
+    #[error("{host}: {message}")]
+    Protocol {
+        /// Node name.
+        host: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// No agent binary for a host's architecture.
+    #[error("{host}: no kubegrid-agent for {arch}; looked for {looked}\n  hint: build it (cargo build -p kubegrid-agent) or put kubegrid-agent-{arch} in the bundle's agent/ folder")]
+    AgentMissing {
+        /// Node name.
+        host: String,
+        /// Host architecture.
+        arch: String,
+        /// Paths tried.
+        looked: String,
+    },
+    /// Reading a local file (agent binary, bundle file) failed.
+    #[error("cannot read {path}: {source}")]
+    ReadLocal {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Compiling the playbook for a host failed.
+    #[error("{host}: cannot compile the plan: {source}")]
+    Compile {
+        /// Node name.
+        host: String,
+        /// Why (boxed: plan errors are large and this enum is returned everywhere).
+        source: Box<kubegrid_plan::Error>,
+    },
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] kubegrid_journal::Error),
+}
+
+impl Error {
+    /// True for failures caused by what the user gave (spec, bundle, keys), not by hosts.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            Error::LoadKey { .. }
+                | Error::KeyPassphrase { .. }
+                | Error::PasswordEnv { .. }
+                | Error::AgentMissing { .. }
+        )
+    }
+}

@@ -1,0 +1,21 @@
+//! The phases of an operation. Each is a barrier: every host finishes it (or fails) before the
+//! next begins. Within a phase, hosts run concurrently up to `--parallel`.
+
+mod facts;
+mod fan_out;
+mod playbook;
+mod preflight;
+
+pub use facts::Facts;
+pub use playbook::{PlaybookPhase, compile_all};
+pub use preflight::Preflight;
+
+use crate::{error::Error, operation::Run};
+
+/// A phase of an operation.
+pub trait Phase {
+    /// Its name, as progress and the journal show it.
+    fn name(&self) -> &str;
+    /// Runs it over the hosts still standing in `run`.
+    fn run(&self, run: &mut Run) -> impl Future<Output = Result<(), Error>> + Send;
+}

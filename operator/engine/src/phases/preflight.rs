@@ -1,0 +1,55 @@
+//! Phase two: preflight over every host's facts. It blocks: one finding anywhere stops the
+//! operation before any host is changed.
+
+use super::Phase;
+use crate::{
+    error::Error,
+    operation::Run,
+    preflight::{self, Subject},
+    progress::Progress,
+};
+
+/// Engine-side checks over the gathered facts.
+#[derive(Debug, Clone, Copy)]
+pub struct Preflight;
+
+impl Phase for Preflight {
+    fn name(&self) -> &str {
+        "preflight"
+    }
+
+    async fn run(&self, run: &mut Run) -> Result<(), Error> {
+        run.observer.event(&Progress::PhaseStarted {
+            phase: self.name().to_string(),
+            hosts: run.live().len(),
+        });
+        let subjects: Vec<Subject<'_>> = run
+            .live()
+            .into_iter()
+            .filter_map(|i| {
+                let h = &run.req.hosts[i];
+                Some(Subject {
+                    name: &h.target.host,
+                    roles: &h.roles,
+                    declared_arch: h.declared_arch.as_deref(),
+                    facts: run.facts[i].as_ref()?,
+                    clock_offset_ms: run.clock_offsets[i],
+                })
+            })
+            .collect();
+        let findings = preflight::run(&subjects, &run.req.options.skip_checks);
+        drop(subjects);
+        for i in run.live() {
+            let name = run.reports[i].name.clone();
+            let mine: Vec<String> = findings.iter().filter(|f| f.host == name).map(ToString::to_string).collect();
+            if !mine.is_empty() {
+                run.fail_host(i, self.name(), mine.join("; ")).await;
+            }
+        }
+        run.findings = findings;
+        run.observer.event(&Progress::PhaseFinished {
+            phase: self.name().to_string(),
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,91 @@
+//! Preflight: checks over every host's facts that must all pass before anything changes.
+//!
+//! Checks run on the engine side from facts gathered in one round trip, so a failing
+//! preflight has cost each host exactly one read-only agent run.
+
+mod cluster;
+mod host;
+
+use kubegrid_agent::facts::Facts;
+use serde::Serialize;
+
+/// A host as preflight sees it.
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    /// Node name.
+    pub name: &'a str,
+    /// Roles ("control-plane", "etcd", "worker").
+    pub roles: &'a [String],
+    /// Architecture declared in the spec, if any.
+    pub declared_arch: Option<&'a str>,
+    /// Gathered facts.
+    pub facts: &'a Facts,
+    /// Host clock minus engine clock, corrected for half the round trip.
+    pub clock_offset_ms: i64,
+}
+
+impl Subject<'_> {
+    fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// One failed check on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// Node name.
+    pub host: String,
+    /// Check name (what `--skip-check` takes).
+    pub check: &'static str,
+    /// What was seen.
+    pub seen: String,
+    /// What was expected.
+    pub expected: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: check {}: saw {}; expected {}\n    hint: {}",
+            self.host, self.check, self.seen, self.expected, self.hint
+        )
+    }
+}
+
+/// A preflight check.
+pub trait Check: Send + Sync {
+    /// Name, as `--skip-check` takes it.
+    fn name(&self) -> &'static str;
+    /// One line on what it checks.
+    fn describe(&self) -> &'static str;
+    /// Findings over all hosts (empty when it passes).
+    fn run(&self, hosts: &[Subject<'_>]) -> Vec<Finding>;
+}
+
+/// Every check, in report order.
+pub fn checks() -> Vec<Box<dyn Check>> {
+    let mut all = host::checks();
+    all.extend(cluster::checks());
+    all
+}
+
+/// Names of every check.
+pub fn names() -> Vec<&'static str> {
+    checks().iter().map(|c| c.name()).collect()
+}
+
+/// Runs every check not in `skip`; returns the findings.
+pub fn run(hosts: &[Subject<'_>], skip: &[String]) -> Vec<Finding> {
+    checks()
+        .into_iter()
+        .filter(|c| !skip.iter().any(|s| s == c.name()))
+        .flat_map(|c| c.run(hosts))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,80 @@
+//! Progress as it happens, for a terminal display, log lines or an operator's status.
+
+use kubegrid_agent::protocol::TaskStatus;
+use serde::Serialize;
+
+/// Something that just happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "event")]
+pub enum Progress {
+    /// A phase begins on `hosts` hosts.
+    PhaseStarted {
+        /// Phase name.
+        phase: String,
+        /// Hosts taking part.
+        hosts: usize,
+    },
+    /// A host began a task.
+    TaskStarted {
+        /// Node name.
+        host: String,
+        /// Phase name.
+        phase: String,
+        /// Task name.
+        task: String,
+    },
+    /// A host finished a task.
+    TaskFinished {
+        /// Node name.
+        host: String,
+        /// Phase name.
+        phase: String,
+        /// Task name.
+        task: String,
+        /// "changed", "unchanged" or "failed".
+        status: String,
+        /// What changed or why it failed.
+        message: String,
+    },
+    /// A host finished (or failed) a phase.
+    HostDone {
+        /// Node name.
+        host: String,
+        /// Phase name.
+        phase: String,
+        /// It succeeded.
+        ok: bool,
+        /// Tasks changed.
+        changed: usize,
+        /// Why it failed.
+        error: Option<String>,
+    },
+    /// A phase ended on every host.
+    PhaseFinished {
+        /// Phase name.
+        phase: String,
+    },
+}
+
+/// Receives progress; must be cheap, it is called from the fan-out tasks.
+pub trait Observer: Send + Sync {
+    /// One event.
+    fn event(&self, event: &Progress);
+}
+
+/// Ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn event(&self, _: &Progress) {}
+}
+
+/// The wire name of a task status.
+pub fn status_name(s: TaskStatus) -> &'static str {
+    match s {
+        TaskStatus::Changed => "changed",
+        TaskStatus::Unchanged => "unchanged",
+        TaskStatus::Failed => "failed",
+    }
+}

@@ -1,0 +1,248 @@
+//! One host's side of an operation: its connection, its agent and its blob store.
+
+use std::{collections::BTreeSet, path::PathBuf};
+
+use kubegrid_agent::{
+    facts::Facts,
+    protocol::{BlobHeader, Event, Plan, TaskStatus},
+};
+
+use crate::{
+    agent::{self, AgentBinary, Agents},
+    error::Error,
+    ssh::{Connection, Input},
+};
+
+/// A blob the plan needs: its sha256, size and where the bytes are on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalBlob {
+    /// sha256, lower-case hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Local file.
+    pub path: PathBuf,
+}
+
+/// One task's outcome as the agent reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskReport {
+    /// Task name.
+    pub name: String,
+    /// Outcome.
+    pub status: TaskStatus,
+    /// Wall time on the host.
+    pub duration_ms: u64,
+    /// What changed, or why it failed.
+    pub message: String,
+    /// Output tail.
+    pub output: String,
+}
+
+/// What one plan run produced.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOutcome {
+    /// Facts, when the plan had a facts task.
+    pub facts: Option<Facts>,
+    /// Finished tasks, in order.
+    pub tasks: Vec<TaskReport>,
+    /// Why the host failed this phase, if it did.
+    pub failure: Option<String>,
+}
+
+impl PlanOutcome {
+    /// Tasks that changed (or would change).
+    pub fn changed(&self) -> usize {
+        self.tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Changed)
+            .count()
+    }
+}
+
+/// A connected host.
+#[derive(Debug)]
+pub struct HostSession {
+    conn: Connection,
+    agent: Option<AgentBinary>,
+    installed: bool,
+    arch: Option<String>,
+    store: BTreeSet<String>,
+}
+
+impl HostSession {
+    /// Wraps a fresh connection.
+    pub fn new(conn: Connection) -> Self {
+        HostSession {
+            conn,
+            agent: None,
+            installed: false,
+            arch: None,
+            store: BTreeSet::new(),
+        }
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The architecture found by [`HostSession::probe`].
+    pub fn arch(&self) -> Option<&str> {
+        self.arch.as_deref()
+    }
+
+    fn host(&self) -> &str {
+        &self.conn.target().host
+    }
+
+    /// Round trip one: asks the host for its architecture and whether our agent is there.
+    pub async fn probe(&mut self, agents: &Agents) -> Result<String, Error> {
+        let script = agent::privileged(&agent::probe_script(agents), self.conn.target().sudo);
+        let mut lines = Vec::new();
+        let out = self.conn.exec(&script, Vec::new(), |l| lines.push(l.to_string())).await?;
+        if out.exit != Some(0) {
+            return Err(self.exec_failure("probing the host", &out.stderr, out.exit));
+        }
+        let machine = lines.first().cloned().unwrap_or_default();
+        let arch = agent::arch_from_uname(&machine).ok_or_else(|| Error::Protocol {
+            host: self.host().to_string(),
+            message: format!("unsupported machine architecture {machine:?}; expected x86_64 or aarch64"),
+        })?;
+        let binary = agents.for_arch(self.host(), arch)?.clone();
+        let remote = binary.remote_path();
+        self.installed = lines.iter().any(|l| l.strip_prefix("have ") == Some(remote.as_str()));
+        self.agent = Some(binary);
+        self.arch = Some(arch.to_string());
+        Ok(arch.to_string())
+    }
+
+    /// Records blobs the host already has (from its facts), so they are not sent again.
+    pub fn note_store(&mut self, shas: impl IntoIterator<Item = String>) {
+        self.store.extend(shas);
+    }
+
+    /// Runs one plan: one round trip carrying the agent (only if the host lacks it), the
+    /// plan line and the blobs the host lacks; events stream back through `on_event`.
+    ///
+    /// The agent is installed on the host only by a plan that may change it (`persist`): the
+    /// read-only phases before preflight, and dry runs, use a copy that is removed afterwards,
+    /// so a refused operation leaves nothing behind.
+    pub async fn run_plan(
+        &mut self,
+        mut plan: Plan,
+        persist: bool,
+        blobs: &[LocalBlob],
+        mut on_event: impl FnMut(&Event),
+    ) -> Result<PlanOutcome, Error> {
+        let agent = self.agent.clone().ok_or_else(|| Error::Protocol {
+            host: self.host().to_string(),
+            message: "plan run before the host was probed".into(),
+        })?;
+        let mut input = Vec::new();
+        let check = plan.check_mode;
+        let persist = persist && !check;
+        let script = if self.installed {
+            agent::run_installed(&agent)
+        } else {
+            input.push(Input::File(agent.path.clone()));
+            if persist {
+                agent::install_and_run(&agent)
+            } else {
+                agent::run_transient(&agent)
+            }
+        };
+        let send: Vec<&LocalBlob> = if check {
+            Vec::new()
+        } else {
+            blobs.iter().filter(|b| !self.store.contains(&b.sha256)).collect()
+        };
+        plan.blobs = send
+            .iter()
+            .map(|b| BlobHeader {
+                sha256: b.sha256.clone(),
+                size: b.size,
+            })
+            .collect();
+        let mut line = serde_json::to_vec(&plan).map_err(|e| Error::Protocol {
+            host: self.host().to_string(),
+            message: format!("cannot encode the plan: {e}"),
+        })?;
+        line.push(b'\n');
+        input.push(Input::Bytes(line));
+        input.extend(send.iter().map(|b| Input::File(b.path.clone())));
+
+        let mut outcome = PlanOutcome::default();
+        let mut fatal = None;
+        let mut garbage = None;
+        let mut finished = false;
+        let script = agent::privileged(&script, self.conn.target().sudo);
+        let out = self
+            .conn
+            .exec(&script, input, |l| match serde_json::from_str::<Event>(l) {
+                Ok(ev) => {
+                    match &ev {
+                        Event::Facts { facts, .. } => outcome.facts = Some((**facts).clone()),
+                        Event::TaskFinished {
+                            name,
+                            status,
+                            duration_ms,
+                            message,
+                            output,
+                            ..
+                        } => outcome.tasks.push(TaskReport {
+                            name: name.clone(),
+                            status: *status,
+                            duration_ms: *duration_ms,
+                            message: message.clone(),
+                            output: output.clone(),
+                        }),
+                        Event::Fatal { message } => fatal = Some(message.clone()),
+                        Event::PlanFinished { .. } => finished = true,
+                        Event::Hello { .. } | Event::BlobStored { .. } | Event::TaskStarted { .. } => {}
+                    }
+                    on_event(&ev);
+                }
+                Err(_) if garbage.is_none() => garbage = Some(l.to_string()),
+                Err(_) => {}
+            })
+            .await?;
+        if persist && !self.installed && out.exit.is_some_and(|c| c != 97) {
+            self.installed = true;
+        }
+        if !check {
+            self.store.extend(send.iter().map(|b| b.sha256.clone()));
+        }
+        if let Some(t) = outcome.tasks.iter().find(|t| t.status == TaskStatus::Failed) {
+            outcome.failure = Some(format!("task {:?} failed: {}", t.name, t.message));
+        } else if let Some(m) = fatal {
+            outcome.failure = Some(format!("agent refused the plan: {m}"));
+        } else if out.exit.is_none() {
+            outcome.failure = Some("connection lost before the agent finished (host down or rebooted?)".into());
+        } else if out.exit != Some(0) || !finished {
+            return Err(self.exec_failure(
+                &format!("running the agent{}", garbage.map(|g| format!(" (it printed {g:?})")).unwrap_or_default()),
+                &out.stderr,
+                out.exit,
+            ));
+        }
+        Ok(outcome)
+    }
+
+    fn exec_failure(&self, what: &str, stderr: &str, exit: Option<u32>) -> Error {
+        let stderr = stderr.trim();
+        let hint = if stderr.contains("a password is required") || stderr.contains("a terminal is required") {
+            format!("\n  hint: {} needs passwordless sudo (NOPASSWD) for kubegrid", self.conn.target().user)
+        } else {
+            String::new()
+        };
+        Error::Protocol {
+            host: self.host().to_string(),
+            message: format!(
+                "{what} failed (exit {}): {}{hint}",
+                exit.map_or("none".to_string(), |c| c.to_string()),
+                if stderr.is_empty() { "no error output" } else { stderr },
+            ),
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The offline bundle: a directory with a manifest.yaml listing every file with its sha256.
+//! Opening a bundle verifies every file, so nothing corrupt is ever sent to a host.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::Read,
+    path::{Component, Path, PathBuf},
+    sync::{Mutex, OnceLock},
+    time::{Duration, SystemTime},
+};
+
+use kubegrid_agent::protocol::PackageFormat;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The manifest format this crate reads (manifest.yaml's `version`).
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// The manifest's file name inside a bundle directory.
+pub const MANIFEST_FILE: &str = "manifest.yaml";
+
+/// manifest.yaml, as offline-bundle/README.md describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Format version; must be [`MANIFEST_VERSION`].
+    pub version: u32,
+    /// Bundle name, for display.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Every file in the bundle.
+    pub files: Vec<BundleFile>,
+}
+
+/// One file of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleFile {
+    /// Path relative to the bundle directory.
+    pub path: PathBuf,
+    /// Lower-case hex sha256 of the content.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Architecture the file is for.
+    pub arch: Arch,
+    /// What the file is.
+    pub kind: FileKind,
+    /// Package (or image, binary) name; required for packages.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Version the file carries; required for packages.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// Architectures, in Kubernetes' spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// x86-64.
+    Amd64,
+    /// 64-bit ARM.
+    Arm64,
+    /// Architecture-independent.
+    All,
+}
+
+impl Arch {
+    /// Whether a file for this arch serves a host whose facts say `host_arch`.
+    pub fn serves(self, host_arch: &str) -> bool {
+        match self {
+            Arch::Amd64 => host_arch == "amd64",
+            Arch::Arm64 => host_arch == "arm64",
+            Arch::All => true,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+            Arch::All => "all",
+        }
+    }
+}
+
+/// What a bundle file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// A Debian package.
+    Deb,
+    /// An RPM package.
+    Rpm,
+    /// A root filesystem tarball for test containers.
+    Rootfs,
+    /// A kubegrid-agent binary.
+    Agent,
+    /// Any other executable or archive (kubeadm, kubelet, CNI plugins).
+    Binary,
+    /// A container image archive (OCI layout or docker-archive tar).
+    Image,
+}
+
+impl FileKind {
+    fn package_format(self) -> Option<PackageFormat> {
+        match self {
+            FileKind::Deb => Some(PackageFormat::Deb),
+            FileKind::Rpm => Some(PackageFormat::Rpm),
+            _ => None,
+        }
+    }
+}
+
+/// An opened, verified bundle.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl Bundle {
+    /// Reads `<dir>/manifest.yaml` and verifies every listed file's size and sha256.
+    pub fn open(dir: &Path) -> Result<Bundle> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadManifest {
+            path: path.clone(),
+            source,
+        })?;
+        let manifest: Manifest =
+            serde_yaml::from_str(&text).map_err(|source| Error::ParseManifest {
+                path: path.clone(),
+                source,
+            })?;
+        check_manifest(&manifest).map_err(|problem| Error::InvalidManifest {
+            path: path.clone(),
+            problem,
+        })?;
+        for file in &manifest.files {
+            verify(&dir.join(&file.path), file.size, &file.sha256)?;
+        }
+        Ok(Bundle {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// The bundle directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The package file named `name` in `format` for a host of arch `arch`.
+    pub fn package(&self, name: &str, arch: &str, format: PackageFormat) -> Result<&BundleFile> {
+        self.manifest
+            .files
+            .iter()
+            .find(|f| {
+                f.kind.package_format() == Some(format)
+                    && f.name.as_deref() == Some(name)
+                    && f.arch.serves(arch)
+            })
+            .ok_or_else(|| Error::PackageNotInBundle {
+                dir: self.dir.clone(),
+                name: name.to_string(),
+                arch: arch.to_string(),
+                format: format_name(format).to_string(),
+                available: self.packages_listing(),
+            })
+    }
+
+    /// The test-container rootfs for a host of arch `arch`.
+    pub fn rootfs(&self, arch: &str) -> Result<&BundleFile> {
+        self.manifest
+            .files
+            .iter()
+            .find(|f| f.kind == FileKind::Rootfs && f.arch.serves(arch))
+            .ok_or_else(|| Error::RootfsNotInBundle {
+                dir: self.dir.clone(),
+                arch: arch.to_string(),
+            })
+    }
+
+    /// The entry whose content has this sha256.
+    pub fn file(&self, sha256: &str) -> Option<&BundleFile> {
+        self.manifest.files.iter().find(|f| f.sha256 == sha256)
+    }
+
+    /// Where the content with this sha256 lies on this machine, to stream it to hosts.
+    pub fn file_path(&self, sha256: &str) -> Option<PathBuf> {
+        self.file(sha256).map(|f| self.dir.join(&f.path))
+    }
+
+    /// "name version (arch format)" for every package, for error messages.
+    fn packages_listing(&self) -> String {
+        let listed: Vec<String> = self
+            .manifest
+            .files
+            .iter()
+            .filter_map(|f| {
+                let format = f.kind.package_format()?;
+                Some(format!(
+                    "{} {} ({} {})",
+                    f.name.as_deref().unwrap_or("?"),
+                    f.version.as_deref().unwrap_or("?"),
+                    f.arch.as_str(),
+                    format_name(format),
+                ))
+            })
+            .collect();
+        if listed.is_empty() {
+            "no packages".into()
+        } else {
+            listed.join(", ")
+        }
+    }
+}
+
+fn format_name(format: PackageFormat) -> &'static str {
+    match format {
+        PackageFormat::Deb => "deb",
+        PackageFormat::Rpm => "rpm",
+    }
+}
+
+/// Rules serde cannot express. Paths must stay inside the bundle, since they are joined to
+/// its directory and read.
+fn check_manifest(manifest: &Manifest) -> Result<(), String> {
+    if manifest.version != MANIFEST_VERSION {
+        return Err(format!(
+            "version is {}, this kubegrid reads version {MANIFEST_VERSION}; hint: use a kubegrid that matches the bundle",
+            manifest.version
+        ));
+    }
+    let mut paths = Vec::new();
+    for file in &manifest.files {
+        let at = format!("file `{}`", file.path.display());
+        let inside = file.path.components().next().is_some()
+            && file
+                .path
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+        if !inside {
+            return Err(format!(
+                "{at}: the path must be relative and stay inside the bundle"
+            ));
+        }
+        if paths.contains(&&file.path) {
+            return Err(format!("{at} is listed twice"));
+        }
+        paths.push(&file.path);
+        let hex_ok = file.sha256.len() == 64
+            && file
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex_ok {
+            return Err(format!(
+                "{at}: sha256 `{}` is not 64 lower-case hex digits",
+                file.sha256
+            ));
+        }
+        if file.kind.package_format().is_some() && (file.name.is_none() || file.version.is_none()) {
+            return Err(format!("{at}: a package entry needs `name` and `version`"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a file's size and sha256.
+fn verify(path: &Path, size: u64, sha256: &str) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::MissingBundleFile {
+                path: path.to_path_buf(),
+                sha256: sha256.to_string(),
+            }
+        } else {
+            Error::ReadBundleFile {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    if !meta.is_file() {
+        return Err(Error::ReadBundleFile {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("not a regular file"),
+        });
+    }
+    if meta.len() != size {
+        return Err(Error::BundleFileSize {
+            path: path.to_path_buf(),
+            expected: size,
+            actual: meta.len(),
+        });
+    }
+    let actual = hash_cached(path, &meta)?;
+    if actual != sha256 {
+        return Err(Error::BundleFileChecksum {
+            path: path.to_path_buf(),
+            expected: sha256.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Bundles are opened once per command and hashing tens of MB each time adds up, so hashes
+/// are kept for the process, keyed by what changes when the file does. Like git's racy-clean
+/// rule, a file modified in the last seconds is not cached: a write within the same clock tick
+/// would leave its mtime unchanged.
+fn hash_cached(path: &Path, meta: &std::fs::Metadata) -> Result<String> {
+    type Key = (PathBuf, u64, SystemTime);
+    static CACHE: OnceLock<Mutex<HashMap<Key, String>>> = OnceLock::new();
+    let settled = meta.modified().ok().filter(|m| {
+        SystemTime::now()
+            .duration_since(*m)
+            .is_ok_and(|age| age >= Duration::from_secs(2))
+    });
+    let key = settled.map(|m| (path.to_path_buf(), meta.len(), m));
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(key) = &key
+        && let Some(hit) = cache.lock().ok().and_then(|c| c.get(key).cloned())
+    {
+        return Ok(hit);
+    }
+    let digest = sha256_file(path)?;
+    if let Some(key) = key
+        && let Ok(mut c) = cache.lock()
+    {
+        c.insert(key, digest.clone());
+    }
+    Ok(digest)
+}
+
+/// Lower-case hex sha256 of a file's content.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let read_err = |source| Error::ReadBundleFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

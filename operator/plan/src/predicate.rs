@@ -1,0 +1,126 @@
+//! `when:` predicates: typed conditions on the spec and the host, evaluated by the engine.
+
+use semver::VersionReq;
+use serde::Deserialize;
+
+use crate::context::{ClusterContext, HostContext, OsFamily};
+
+/// A condition on a task. Each form is one YAML key, e.g. `{runtime: kata-qemu}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum When {
+    /// The spec enables this runtime handler ("runc", "nvidia", "kata-qemu").
+    Runtime(String),
+    /// The host has this role.
+    Role(Role),
+    /// The configured containerd version line matches this semver requirement (">=2.0").
+    Containerd(VersionReq),
+    /// The host's OS family (from os-release ID and ID_LIKE).
+    OsFamily(OsFamily),
+    /// The host's architecture ("amd64", "arm64").
+    Arch(String),
+    /// The spec configures at least one registry mirror.
+    RegistryMirrors(bool),
+    /// Every condition holds.
+    All(Vec<When>),
+    /// At least one condition holds.
+    Any(Vec<When>),
+    /// The condition does not hold.
+    Not(Box<When>),
+}
+
+/// Host roles, typed so a misspelt role in a playbook is a parse error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Runs the Kubernetes control plane.
+    ControlPlane,
+    /// Runs etcd.
+    Etcd,
+    /// Runs workloads.
+    Worker,
+}
+
+impl Role {
+    /// The role's name as specs and host contexts spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ControlPlane => "control-plane",
+            Role::Etcd => "etcd",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl When {
+    /// Whether the condition holds for this host of this cluster.
+    pub fn eval(&self, cluster: &ClusterContext, host: &HostContext) -> bool {
+        match self {
+            When::Runtime(name) => cluster.has_runtime(name),
+            When::Role(role) => host.has_role(role.as_str()),
+            When::Containerd(req) => req.matches(&cluster.containerd),
+            When::OsFamily(family) => host.os_family() == Some(*family),
+            When::Arch(arch) => host.facts.arch == *arch,
+            When::RegistryMirrors(want) => cluster.registry_mirrors.is_empty() != *want,
+            When::All(all) => all.iter().all(|w| w.eval(cluster, host)),
+            When::Any(any) => any.iter().any(|w| w.eval(cluster, host)),
+            When::Not(inner) => !inner.eval(cluster, host),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kubegrid_agent::facts::Facts;
+
+    use super::*;
+
+    fn when(yaml: &str) -> When {
+        crate::playbook::from_yaml(yaml).unwrap()
+    }
+
+    #[test]
+    fn predicates_evaluate_against_cluster_and_host() {
+        let mut cluster = ClusterContext::new("c", "2.1").unwrap();
+        cluster.runtimes.push("kata-qemu".into());
+        let host = HostContext {
+            name: "h".into(),
+            roles: vec!["worker".into()],
+            facts: Facts {
+                os_id: "debian".into(),
+                arch: "amd64".into(),
+                ..Facts::default()
+            },
+        };
+        let holds = |yaml: &str| when(yaml).eval(&cluster, &host);
+        assert!(holds("{runtime: kata-qemu}"));
+        assert!(holds("{runtime: runc}"));
+        assert!(!holds("{runtime: nvidia}"));
+        assert!(holds("{role: worker}"));
+        assert!(!holds("{role: control-plane}"));
+        assert!(holds("{containerd: '>=2.0'}"));
+        assert!(!holds("{containerd: '<2.0'}"));
+        assert!(holds("{os_family: debian}"));
+        assert!(!holds("{arch: arm64}"));
+        assert!(!holds("{registry_mirrors: true}"));
+        assert!(holds("{all: [{role: worker}, {not: {runtime: nvidia}}]}"));
+        assert!(holds("{any: [{role: etcd}, {arch: amd64}]}"));
+        assert!(!holds("{all: [{role: worker}, {arch: arm64}]}"));
+    }
+
+    #[test]
+    fn unknown_forms_and_values_do_not_parse() {
+        for bad in [
+            "{gpu: true}",
+            "{role: master}",
+            "{os_family: arch}",
+            "{containerd: 'two'}",
+            "{role: worker, arch: amd64}",
+        ] {
+            assert!(
+                crate::playbook::from_yaml::<When>(bad).is_err(),
+                "{bad} parsed"
+            );
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `kubegrid apply` and `kubegrid plan`: validate, connect, preflight, then run (or dry-run)
+//! the install playbook.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use clap::Args;
+use kubegrid_engine::{
+    agent::{self, Agents},
+    operation::{self, Mode, Options, Outcome, Report, Request},
+    preflight,
+    ssh::{PASSPHRASE_ENV, SshOptions},
+};
+use kubegrid_journal::Redactor;
+use kubegrid_plan::{Bundle, Playbook};
+use sha2::{Digest, Sha256};
+
+use super::{Output, UsageError, journal::JournalArg, progress};
+use crate::exit;
+
+/// Arguments of `apply` and `plan`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The spec: Cluster and Node resources, multi-document YAML.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Offline bundle directory; overrides the Cluster's spec.bundle.source.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// Hosts worked on at once within a phase.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
+    /// Skip one preflight check, knowingly (repeatable). `--skip-check help` lists them.
+    #[arg(long = "skip-check", value_name = "NAME")]
+    pub skip_checks: Vec<String>,
+    /// Seconds allowed for each host's TCP connect plus SSH handshake.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Journal location.
+    #[command(flatten)]
+    pub journal: JournalArg,
+}
+
+/// Runs `apply` (mode Apply) or `plan` (mode Plan); returns the exit code.
+pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result<u8> {
+    let names = preflight::names();
+    if args.skip_checks.iter().any(|s| s == "help") {
+        for c in preflight::checks() {
+            println!("{:<18} {}", c.name(), c.describe());
+        }
+        return Ok(exit::OK);
+    }
+    if let Some(bad) = args.skip_checks.iter().find(|s| !names.contains(&s.as_str())) {
+        return Err(UsageError(format!("--skip-check {bad}: no such check; known: {}", names.join(", "))).into());
+    }
+    // Everything below up to `execute` only reads local files: a bad spec, bundle or key
+    // stops here, before any host is contacted.
+    let manifest = kubegrid_api::load(&args.file)?;
+    let bundle_dir = match (&args.bundle, manifest.bundle_dir()) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) => dir,
+        (None, None) => {
+            return Err(UsageError(format!(
+                "{}: the Cluster has no spec.bundle.source and no --bundle was given\n  hint: build one with offline-bundle/dev-bundle.sh DIR and pass --bundle DIR",
+                args.file.display()
+            ))
+            .into());
+        }
+    };
+    let bundle = Bundle::open(&bundle_dir)?;
+    let agents = Agents::discover(&agent::default_dirs(Some(&bundle_dir)))?;
+    let context = kubegrid_engine::spec::cluster_context(&manifest)?;
+    let hosts = kubegrid_engine::spec::hosts(&manifest);
+    let text = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let mut redactor = Redactor::default();
+    for h in &hosts {
+        if let Some(v) = h.target.password_env.as_ref().and_then(|v| std::env::var(v).ok()) {
+            redactor.add_secret(v);
+        }
+    }
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        redactor.add_secret(p);
+    }
+    let mut journal = args.journal.open().await?;
+    journal.set_redactor(redactor);
+
+    let names: Vec<String> = hosts.iter().map(|h| h.target.host.clone()).collect();
+    let observer = progress::observer(&names, output == Output::Json);
+    let req = Request {
+        mode,
+        cluster: manifest.name().to_string(),
+        spec_digest: hex::encode(Sha256::digest(&text)),
+        context,
+        hosts,
+        bundle: Arc::new(bundle),
+        playbook: Arc::new(Playbook::builtin("install")?),
+        agents: Arc::new(agents),
+        options: Options {
+            parallel: usize::from(args.parallel),
+            skip_checks: args.skip_checks.clone(),
+            ssh: SshOptions {
+                connect_timeout: Duration::from_secs(args.connect_timeout),
+                ..SshOptions::default()
+            },
+        },
+    };
+    let report = operation::execute(req, journal, observer.clone()).await?;
+    drop(observer);
+    super::emit(output, &report, || render(&report))?;
+    Ok(match report.outcome {
+        Outcome::Succeeded => exit::OK,
+        Outcome::HostsFailed => exit::FAILED,
+        Outcome::PreflightFailed => exit::PREFLIGHT,
+        Outcome::Unreachable => exit::UNREACHABLE,
+    })
+}
+
+/// The text form of a report.
+fn render(r: &Report) -> String {
+    let verb = match r.mode {
+        Mode::Apply => "apply",
+        Mode::Plan => "plan",
+    };
+    let mut s = String::new();
+    let failed = r.hosts.iter().filter(|h| !h.ok).count();
+    let unchanged: usize = r.hosts.iter().map(|h| h.unchanged).sum();
+    if r.mode == Mode::Plan && r.outcome == Outcome::Succeeded {
+        for h in &r.hosts {
+            s.push_str(&format!("{}:\n", h.name));
+            for t in h.tasks.iter().filter(|t| t.status == "changed") {
+                s.push_str(&format!("  ~ {} / {}: {}\n", t.phase, t.task, t.message));
+            }
+            if h.changed == 0 {
+                s.push_str("  (no changes)\n");
+            }
+        }
+    }
+    match r.outcome {
+        Outcome::PreflightFailed => {
+            s.push_str("preflight failed; nothing was changed:\n");
+            for f in &r.preflight {
+                s.push_str(&format!("  {f}\n"));
+            }
+            s.push_str("  (to override one check knowingly: --skip-check NAME)\n");
+        }
+        Outcome::Unreachable => {
+            s.push_str("not every host could be reached; nothing was changed:\n");
+        }
+        _ => {}
+    }
+    for h in r.hosts.iter().filter(|h| !h.ok && r.outcome != Outcome::PreflightFailed) {
+        s.push_str(&format!(
+            "  {} FAILED in {}: {}\n",
+            h.name,
+            h.failed_phase.as_deref().unwrap_or("?"),
+            h.error.as_deref().unwrap_or("")
+        ));
+    }
+    let changed = if r.mode == Mode::Plan { "would change" } else { "changed" };
+    s.push_str(&format!(
+        "{verb} {}: {} host(s), {} task(s) {changed}, {unchanged} unchanged, {failed} host(s) failed, in {:.1}s (operation {})\n",
+        r.cluster,
+        r.hosts.len(),
+        r.changed(),
+        r.duration_ms as f64 / 1000.0,
+        r.operation,
+    ));
+    s
+}

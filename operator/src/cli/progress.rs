@@ -1,0 +1,125 @@
+//! Live progress on stderr: one indicatif line per host on a terminal, plain lines otherwise
+//! (CI logs, pipes, and `--output json`, whose stdout stays one clean document).
+
+use std::{
+    collections::BTreeMap,
+    io::IsTerminal,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kubegrid_engine::progress::{Observer, Progress};
+
+/// Chooses the display for this process's stderr.
+pub fn observer(hosts: &[String], plain: bool) -> Arc<dyn Observer> {
+    if !plain && std::io::stderr().is_terminal() {
+        Arc::new(Bars::new(hosts))
+    } else {
+        Arc::new(Lines {
+            started: Instant::now(),
+        })
+    }
+}
+
+/// Plain, timestamped lines: one per phase start, host result and failed or changed task.
+struct Lines {
+    started: Instant,
+}
+
+impl Observer for Lines {
+    fn event(&self, e: &Progress) {
+        let t = self.started.elapsed().as_secs_f64();
+        match e {
+            Progress::PhaseStarted { phase, hosts } => eprintln!("[{t:6.1}s] phase {phase}: {hosts} host(s)"),
+            Progress::TaskFinished {
+                host,
+                phase,
+                task,
+                status,
+                message,
+            } if status != "unchanged" => eprintln!("[{t:6.1}s] {host} {phase}: {task}: {status}{}", suffix(message)),
+            Progress::HostDone { host, phase, ok: false, error, .. } => {
+                eprintln!("[{t:6.1}s] {host} FAILED in {phase}: {}", error.as_deref().unwrap_or(""))
+            }
+            _ => {}
+        }
+    }
+}
+
+fn suffix(message: &str) -> String {
+    if message.is_empty() { String::new() } else { format!(" ({message})") }
+}
+
+/// A spinner per host showing its phase and current task, and a tally of changes.
+struct Bars {
+    _multi: MultiProgress,
+    bars: BTreeMap<String, ProgressBar>,
+    changed: Mutex<BTreeMap<String, usize>>,
+}
+
+impl Bars {
+    fn new(hosts: &[String]) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let width = hosts.iter().map(String::len).max().unwrap_or(4);
+        let style = ProgressStyle::with_template(&format!("{{spinner}} {{prefix:<{width}}} {{elapsed:>4}} {{msg}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bars = hosts
+            .iter()
+            .map(|h| {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_prefix(h.clone());
+                bar.set_message("connecting");
+                bar.enable_steady_tick(Duration::from_millis(120));
+                (h.clone(), bar)
+            })
+            .collect();
+        Bars {
+            _multi: multi,
+            bars,
+            changed: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn tally(&self, host: &str) -> usize {
+        self.changed.lock().map(|m| m.get(host).copied().unwrap_or(0)).unwrap_or(0)
+    }
+}
+
+impl Observer for Bars {
+    fn event(&self, e: &Progress) {
+        match e {
+            Progress::TaskStarted { host, phase, task } => {
+                if let Some(b) = self.bars.get(host) {
+                    b.set_message(format!("{phase}: {task}  [{} changed]", self.tally(host)));
+                }
+            }
+            Progress::TaskFinished { host, status, .. } if status == "changed" => {
+                if let Ok(mut m) = self.changed.lock() {
+                    *m.entry(host.clone()).or_default() += 1;
+                }
+            }
+            Progress::HostDone { host, phase, ok, error, .. } => {
+                if let Some(b) = self.bars.get(host) {
+                    if *ok {
+                        b.set_message(format!("{phase} done  [{} changed]", self.tally(host)));
+                    } else {
+                        b.finish_with_message(format!("FAILED in {phase}: {}", error.as_deref().unwrap_or("")));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        for (host, b) in &self.bars {
+            if !b.is_finished() {
+                b.finish_with_message(format!("done  [{} changed]", self.tally(host)));
+            }
+        }
+    }
+}
