@@ -237,7 +237,11 @@ pub struct CheckArgs {
 
 /// The checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", rename_all_fields = "camelCase", tag = "kind")]
+#[serde(
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase",
+    tag = "kind"
+)]
 pub enum CheckKind {
     /// `systemctl is-active` says active.
     ServiceActive {
@@ -266,7 +270,11 @@ pub enum CheckKind {
 
 /// What the agent writes on stdout, one per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", rename_all_fields = "camelCase", tag = "event")]
+#[serde(
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase",
+    tag = "event"
+)]
 pub enum Event {
     /// First line of every run.
     Hello {

@@ -98,7 +98,11 @@ fn run_plan(input: &mut impl BufRead, out: &mut impl Write, root: &Path) -> Resu
             .tasks
             .iter()
             .all(|t| matches!(t.action, Action::Facts(_)));
-    let _lock = if read_only { None } else { Some(lock(&ctx.state_dir)?) };
+    let _lock = if read_only {
+        None
+    } else {
+        Some(lock(&ctx.state_dir)?)
+    };
     for header in &plan.blobs {
         receive_blob(input, header, &ctx.store_dir)?;
         emit(

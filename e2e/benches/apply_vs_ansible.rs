@@ -1,9 +1,9 @@
 //! Benchmark: `kubegrid apply` against ansible-core running the equivalent playbook.
 //!
-//! For 3 and 12 lab hosts, each sample brings up two fresh labs of that size (not timed),
-//! then times a full `kubegrid apply` and its no-op re-apply on one, and
+//! For 3 and 12 lab hosts, each sample brings up a fresh lab of that size per tool (not
+//! timed), then times a full `kubegrid apply` and its no-op re-apply on one, and
 //! `ansible-playbook e2e/benches/ansible/install.yaml` and its no-op re-run on the other.
-//! The order of the two tools alternates between samples. Afterwards every host pair is
+//! The order of the two tools alternates between samples. Every host pair is then
 //! compared over plain ssh (file contents and modes, package versions, service state,
 //! live sysctls), so both tools provably did the same work. Medians over the samples and
 //! the ratio Ansible / kubegrid are printed as a table; the targets, on 12 hosts,
@@ -299,37 +299,42 @@ impl Recap {
     }
 }
 
-/// One sample: two fresh labs, both tools timed, then their hosts compared.
+/// One sample: a fresh lab per tool, both tools timed, then their hosts compared. The labs
+/// are up one at a time: two 12-host labs at once exhaust the default inotify instance limit
+/// (128 per user) on the machine, and idle hosts would only add noise to the timings.
 fn sample(hosts: usize, index: usize, ansible: &Ansible, bundle: &Path) -> Sample {
-    let kg_lab = LabGuard::up(hosts);
-    let ans_lab = LabGuard::up(hosts);
-    let work = ansible.prepare(&ans_lab);
-    let run_kubegrid = || kubegrid_apply_twice(&kg_lab);
+    let run_kubegrid = || {
+        let lab = LabGuard::up(hosts);
+        (kubegrid_apply_twice(&lab), host_states(&lab))
+    };
     let run_ansible = || {
+        let lab = LabGuard::up(hosts);
+        let work = ansible.prepare(&lab);
         let (full, changed) = ansible.play(&work, bundle, "full");
         assert!(
             changed > 0,
             "Ansible's first run on fresh hosts changed nothing"
         );
         let (noop, changed) = ansible.play(&work, bundle, "noop");
+        Ansible::close_connections(&work);
         assert_eq!(
             changed,
             0,
             "Ansible's re-run changed {changed} tasks; see {}",
             work.join("noop.log").display()
         );
-        (full, noop)
+        ((full, noop), host_states(&lab))
     };
     // Alternating which tool goes first keeps drift on a busy machine from favouring one.
-    let ((kubegrid_full, kubegrid_noop), (ansible_full, ansible_noop)) = if index.is_multiple_of(2) {
-        let k = run_kubegrid();
-        (k, run_ansible())
-    } else {
-        let a = run_ansible();
-        (run_kubegrid(), a)
-    };
-    Ansible::close_connections(&work);
-    compare_hosts(&kg_lab, &ans_lab);
+    let (((kubegrid_full, kubegrid_noop), kg), ((ansible_full, ansible_noop), ans)) =
+        if index.is_multiple_of(2) {
+            let k = run_kubegrid();
+            (k, run_ansible())
+        } else {
+            let a = run_ansible();
+            (run_kubegrid(), a)
+        };
+    compare_states(&kg, &ans);
     Sample {
         kubegrid_full,
         kubegrid_noop,
@@ -396,22 +401,27 @@ fn total_changed(report: &Value) -> u64 {
         .sum()
 }
 
-/// Checks that host i of the kubegrid lab and host i of the Ansible lab ended up alike.
-fn compare_hosts(kg_lab: &LabGuard, ans_lab: &LabGuard) {
-    for (k, a) in kg_lab.hosts.iter().zip(&ans_lab.hosts) {
-        let kg = kg_lab.ssh_ok(k, HOST_STATE);
-        let ans = ans_lab.ssh_ok(a, HOST_STATE);
-        if kg != ans {
-            let diff: Vec<String> = kg
+/// Each host's name and [`HOST_STATE`] report, read over plain ssh.
+fn host_states(lab: &LabGuard) -> Vec<(String, String)> {
+    lab.hosts
+        .iter()
+        .map(|h| (h.name.clone(), lab.ssh_ok(h, HOST_STATE)))
+        .collect()
+}
+
+/// Checks that host i after kubegrid and host i after Ansible ended up alike.
+fn compare_states(kg: &[(String, String)], ans: &[(String, String)]) {
+    assert_eq!(kg.len(), ans.len(), "the labs have different host counts");
+    for ((name, k), (_, a)) in kg.iter().zip(ans) {
+        if k != a {
+            let diff: Vec<String> = k
                 .lines()
-                .zip(ans.lines())
+                .zip(a.lines())
                 .filter(|(x, y)| x != y)
                 .map(|(x, y)| format!("  kubegrid: {x}\n  ansible:  {y}"))
                 .collect();
             panic!(
-                "{} after kubegrid differs from {} after Ansible; the playbook under e2e/benches/ansible no longer does what kubegrid does:\n{}\n--- kubegrid host\n{kg}\n--- ansible host\n{ans}",
-                k.name,
-                a.name,
+                "{name} after kubegrid differs from {name} after Ansible; the playbook under e2e/benches/ansible no longer does what kubegrid does:\n{}\n--- kubegrid host\n{k}\n--- ansible host\n{a}",
                 diff.join("\n")
             );
         }

@@ -50,8 +50,10 @@ pub fn cache_dir() -> PathBuf {
 /// The slice's offline bundle, built by `.ci/setup` with `offline-bundle/dev-bundle.sh`
 /// (`$KUBEGRID_BUNDLE` overrides). Tests never download it themselves.
 pub fn bundle_dir() -> PathBuf {
-    let dir = std::env::var_os("KUBEGRID_BUNDLE")
-        .map_or_else(|| PathBuf::from("/var/cache/kubegrid/bundle-dev"), PathBuf::from);
+    let dir = std::env::var_os("KUBEGRID_BUNDLE").map_or_else(
+        || PathBuf::from("/var/cache/kubegrid/bundle-dev"),
+        PathBuf::from,
+    );
     assert!(
         dir.join("manifest.yaml").is_file(),
         "no offline bundle at {}; build it with offline-bundle/dev-bundle.sh {} (.ci/setup does)",

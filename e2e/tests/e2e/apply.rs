@@ -15,7 +15,8 @@ use serde_json::Value;
 const UNTOUCHED: &str = "test ! -e /var/lib/kubegrid && test ! -e /etc/containerd && ! dpkg -s containerd >/dev/null 2>&1 && echo untouched";
 
 fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", describe(out)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", describe(out)))
 }
 
 fn code(out: &std::process::Output) -> i32 {
@@ -24,12 +25,22 @@ fn code(out: &std::process::Output) -> i32 {
 
 fn assert_untouched(lab: &LabGuard) {
     for h in &lab.hosts {
-        assert_eq!(lab.ssh_ok(h, UNTOUCHED), "untouched", "{} was changed", h.name);
+        assert_eq!(
+            lab.ssh_ok(h, UNTOUCHED),
+            "untouched",
+            "{} was changed",
+            h.name
+        );
     }
 }
 
 /// Rewrites the lab's spec with `edit` applied to the Node named `node`, into a new file.
-fn edited_spec(lab: &LabGuard, name: &str, node: &str, edit: impl Fn(&mut serde_yaml::Value)) -> PathBuf {
+fn edited_spec(
+    lab: &LabGuard,
+    name: &str,
+    node: &str,
+    edit: impl Fn(&mut serde_yaml::Value),
+) -> PathBuf {
     let text = fs::read_to_string(lab.spec()).expect("read lab spec");
     let mut docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).expect("yaml doc"))
@@ -39,7 +50,10 @@ fn edited_spec(lab: &LabGuard, name: &str, node: &str, edit: impl Fn(&mut serde_
             edit(d);
         }
     }
-    let out: Vec<String> = docs.iter().map(|d| serde_yaml::to_string(d).expect("yaml")).collect();
+    let out: Vec<String> = docs
+        .iter()
+        .map(|d| serde_yaml::to_string(d).expect("yaml"))
+        .collect();
     let path = lab.state_dir.join(format!("specs-e2e-{name}.yaml"));
     fs::write(&path, out.join("---\n")).expect("write spec");
     path
@@ -53,7 +67,12 @@ fn apply(lab: &LabGuard, spec: &Path, extra: &[&str]) -> std::process::Output {
 }
 
 fn total_changed(report: &Value) -> u64 {
-    report["hosts"].as_array().expect("hosts").iter().map(|h| h["changed"].as_u64().expect("changed")).sum()
+    report["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| h["changed"].as_u64().expect("changed"))
+        .sum()
 }
 
 #[test]
@@ -82,7 +101,9 @@ fn apply_refuses_bad_input_then_installs_containerd_and_converges() {
     assert_eq!(report["outcome"], "preflightFailed");
     let findings = report["preflight"].as_array().expect("findings");
     assert!(
-        findings.iter().any(|f| f["host"] == "lab-1" && f["check"] == "ports" && f["seen"].as_str().unwrap_or("").contains("6443")),
+        findings.iter().any(|f| f["host"] == "lab-1"
+            && f["check"] == "ports"
+            && f["seen"].as_str().unwrap_or("").contains("6443")),
         "{findings:?}"
     );
     assert_untouched(&lab);
@@ -94,7 +115,10 @@ fn apply_refuses_bad_input_then_installs_containerd_and_converges() {
     assert_eq!(code(&out), 0, "{}", describe(&out));
     let plan = json(&out);
     for h in plan["hosts"].as_array().expect("hosts") {
-        assert!(h["changed"].as_u64().unwrap() > 0, "plan shows no change for {h}");
+        assert!(
+            h["changed"].as_u64().unwrap() > 0,
+            "plan shows no change for {h}"
+        );
     }
     assert_untouched(&lab);
 
@@ -109,14 +133,26 @@ fn apply_refuses_bad_input_then_installs_containerd_and_converges() {
             h,
             "systemctl is-active containerd; grep -c 'SystemdCgroup = true' /etc/containerd/config.toml; \
              grep -o 'sandbox_image = \"[^\"]*\"' /etc/containerd/config.toml; cat /proc/sys/net/ipv4/ip_forward; \
-             cat /etc/modules-load.d/kubegrid.conf | grep -v '^#' | sort | tr '\\n' ' '; swapon --show=NAME --noheadings | wc -l",
+             grep -v '^#' /etc/modules-load.d/kubegrid.conf | sort | tr '\\n' ' '; echo; swapon --show=NAME --noheadings | wc -l",
         );
         let lines: Vec<&str> = state.lines().collect();
         assert_eq!(lines[0], "active", "{}: {state}", h.name);
-        assert_eq!(lines[1], "1", "{}: runc must use the systemd cgroup driver", h.name);
-        assert_eq!(lines[2], "sandbox_image = \"registry.k8s.io/pause:3.10\"", "{}", h.name);
+        assert_eq!(
+            lines[1], "1",
+            "{}: runc must use the systemd cgroup driver",
+            h.name
+        );
+        assert_eq!(
+            lines[2], "sandbox_image = \"registry.k8s.io/pause:3.10\"",
+            "{}",
+            h.name
+        );
         assert_eq!(lines[3], "1", "{}: ip_forward", h.name);
-        assert!(lines[4].contains("br_netfilter") && lines[4].contains("overlay"), "{}: {state}", h.name);
+        assert!(
+            lines[4].contains("br_netfilter") && lines[4].contains("overlay"),
+            "{}: {state}",
+            h.name
+        );
         assert_eq!(lines[5], "0", "{}: swap must be off", h.name);
         // A container of our own, run with plain ctr from the rootfs the bundle shipped.
         let said = lab.ssh_ok(
@@ -129,17 +165,29 @@ fn apply_refuses_bad_input_then_installs_containerd_and_converges() {
     // Idempotence: a second apply changes nothing.
     let out = apply(&lab, &spec, &[]);
     assert_eq!(code(&out), 0, "{}", describe(&out));
-    assert_eq!(total_changed(&json(&out)), 0, "re-apply changed something:\n{}", describe(&out));
+    assert_eq!(
+        total_changed(&json(&out)),
+        0,
+        "re-apply changed something:\n{}",
+        describe(&out)
+    );
 
     // The journal has every operation, and one host's events on request.
     let hist = json(&lab.run(&["history", "-o", "json"]));
     let ops = hist["operations"].as_array().expect("operations");
     let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["succeeded", "succeeded", "succeeded", "failed"], "{hist}");
+    assert_eq!(
+        statuses,
+        ["succeeded", "succeeded", "succeeded", "failed"],
+        "{hist}"
+    );
     let last = ops[1]["id"].as_i64().unwrap().to_string();
     let logs = json(&lab.run(&["logs", &last, "--host", "lab-4", "-o", "json"]));
     let events = logs["events"].as_array().expect("events");
-    assert!(!events.is_empty() && events.iter().all(|e| e["host"] == "lab-4"), "{logs}");
+    assert!(
+        !events.is_empty() && events.iter().all(|e| e["host"] == "lab-4"),
+        "{logs}"
+    );
 
     // A changed host key is refused, naming both fingerprints and the command to accept it.
     let h3 = lab.host("lab-3");
@@ -147,12 +195,32 @@ fn apply_refuses_bad_input_then_installs_containerd_and_converges() {
     let out = apply(&lab, &spec, &[]);
     assert_eq!(code(&out), 6, "{}", describe(&out));
     let report = json(&out);
-    let h = report["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "lab-3").expect("lab-3");
+    let h = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "lab-3")
+        .expect("lab-3");
     let error = h["error"].as_str().expect("error");
-    assert!(error.contains("changed") && error.matches("SHA256:").count() >= 2, "{error}");
+    assert!(
+        error.contains("changed") && error.matches("SHA256:").count() >= 2,
+        "{error}"
+    );
     assert!(error.contains("kubegrid host-key accept lab-3"), "{error}");
-    let offered = error.split("offered ").nth(1).and_then(|s| s.split([';', ' ', '\n']).next()).expect("offered fingerprint");
-    let out = lab.run(&["host-key", "accept", "lab-3", "--cluster", "lab", "--fingerprint", offered]);
+    let offered = error
+        .split("offered ")
+        .nth(1)
+        .and_then(|s| s.split([';', ' ', '\n']).next())
+        .expect("offered fingerprint");
+    let out = lab.run(&[
+        "host-key",
+        "accept",
+        "lab-3",
+        "--cluster",
+        "lab",
+        "--fingerprint",
+        offered,
+    ]);
     assert_eq!(code(&out), 0, "{}", describe(&out));
     let out = apply(&lab, &spec, &[]);
     assert_eq!(code(&out), 0, "{}", describe(&out));
@@ -168,12 +236,15 @@ fn apply_until_phase(lab: &LabGuard, phase: &str) -> (Child, Vec<String>) {
         .spawn()
         .expect("start apply");
     let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
     let mut seen = Vec::new();
-    for line in BufReader::new(stderr).lines() {
+    while let Some(line) = lines.next() {
         let line = line.expect("read stderr");
         let hit = line.contains(&format!("phase {phase}:"));
         seen.push(line);
         if hit {
+            // Keep draining, so the rest of the run never writes into a closed pipe.
+            std::thread::spawn(move || lines.for_each(drop));
             return (child, seen);
         }
     }
@@ -209,7 +280,10 @@ fn killed_apply_and_killed_host_are_recorded_and_the_next_apply_converges() {
         }
     }
     for name in ["lab-1", "lab-3"] {
-        assert_eq!(lab.ssh_ok(lab.host(name), "systemctl is-active containerd"), "active");
+        assert_eq!(
+            lab.ssh_ok(lab.host(name), "systemctl is-active containerd"),
+            "active"
+        );
     }
 
     // Back up, the next apply converges: lab-2 catches up, the others have nothing to do.
@@ -224,8 +298,16 @@ fn killed_apply_and_killed_host_are_recorded_and_the_next_apply_converges() {
             assert_eq!(h["changed"], 0, "{h}");
         }
     }
-    assert_eq!(lab.ssh_ok(lab.host("lab-2"), "systemctl is-active containerd"), "active");
+    assert_eq!(
+        lab.ssh_ok(lab.host("lab-2"), "systemctl is-active containerd"),
+        "active"
+    );
     let hist = json(&lab.run(&["history", "-o", "json"]));
-    let statuses: Vec<&str> = hist["operations"].as_array().unwrap().iter().map(|o| o["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = hist["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["succeeded", "failed", "interrupted"], "{hist}");
 }

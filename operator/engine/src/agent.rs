@@ -97,7 +97,10 @@ pub fn default_dirs(bundle_dir: Option<&Path>) -> Vec<PathBuf> {
     if let Some(b) = bundle_dir {
         dirs.push(b.join("agent"));
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         dirs.push(dir);
     }
     dirs

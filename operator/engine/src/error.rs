@@ -6,7 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// TCP connect or SSH handshake failed on every attempt.
-    #[error("{host}: cannot connect to {address} after {attempts} attempt(s): {reason}\n  hint: check that the host is up, sshd listens on that port and no firewall drops the traffic")]
+    #[error(
+        "{host}: cannot connect to {address} after {attempts} attempt(s): {reason}\n  hint: check that the host is up, sshd listens on that port and no firewall drops the traffic"
+    )]
     Connect {
         /// Node name.
         host: String,
@@ -18,7 +20,9 @@ pub enum Error {
         reason: String,
     },
     /// The host presented a different key from the one pinned on first contact.
-    #[error("{host}: host key for {address} changed: pinned {pinned}, offered {offered}; refusing to connect\n  hint: if the host was really reinstalled, accept the new key deliberately with: kubegrid host-key accept {host} --cluster {cluster} --fingerprint {offered}")]
+    #[error(
+        "{host}: host key for {address} changed: pinned {pinned}, offered {offered}; refusing to connect\n  hint: if the host was really reinstalled, accept the new key deliberately with: kubegrid host-key accept {host} --cluster {cluster} --fingerprint {offered}"
+    )]
     HostKeyChanged {
         /// Cluster name.
         cluster: String,
@@ -32,7 +36,9 @@ pub enum Error {
         offered: String,
     },
     /// Every configured authentication method was refused.
-    #[error("{host}: authentication as {user} refused (tried {tried})\n  hint: check the user, that the public key is in ~{user}/.ssh/authorized_keys, or the password")]
+    #[error(
+        "{host}: authentication as {user} refused (tried {tried})\n  hint: check the user, that the public key is in ~{user}/.ssh/authorized_keys, or the password"
+    )]
     Auth {
         /// Node name.
         host: String,
@@ -52,7 +58,9 @@ pub enum Error {
         reason: String,
     },
     /// An encrypted key without its passphrase.
-    #[error("{host}: private key {path} is encrypted and ${var} is not set\n  hint: export {var} with the key's passphrase")]
+    #[error(
+        "{host}: private key {path} is encrypted and ${var} is not set\n  hint: export {var} with the key's passphrase"
+    )]
     KeyPassphrase {
         /// Node name.
         host: String,
@@ -86,7 +94,9 @@ pub enum Error {
         message: String,
     },
     /// No agent binary for a host's architecture.
-    #[error("{host}: no kubegrid-agent for {arch}; looked for {looked}\n  hint: build it (cargo build -p kubegrid-agent) or put kubegrid-agent-{arch} in the bundle's agent/ folder")]
+    #[error(
+        "{host}: no kubegrid-agent for {arch}; looked for {looked}\n  hint: build it (cargo build -p kubegrid-agent) or put kubegrid-agent-{arch} in the bundle's agent/ folder"
+    )]
     AgentMissing {
         /// Node name.
         host: String,

@@ -3,7 +3,9 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
-use kubegrid_journal::{HostOutcome, Journal, NewOperation, OperationId, OperationKind, FinalStatus};
+use kubegrid_journal::{
+    FinalStatus, HostOutcome, Journal, NewOperation, OperationId, OperationKind,
+};
 use kubegrid_plan::{Bundle, ClusterContext, Playbook};
 use serde::Serialize;
 
@@ -174,7 +176,7 @@ pub struct Run {
     pub sessions: Vec<Option<HostSession>>,
     /// Facts by host index.
     pub facts: Vec<Option<kubegrid_agent::facts::Facts>>,
-    /// Host clock minus engine clock by host index.
+    /// Clock skew by host index (see [`crate::preflight::Subject::clock_offset_ms`]).
     pub clock_offsets: Vec<i64>,
     /// Per-host reports, by host index.
     pub reports: Vec<HostReport>,
@@ -199,7 +201,15 @@ impl Run {
         });
         let rec = self
             .journal
-            .host_result(self.op, &r.name, phase, HostOutcome { ok: false, error: Some(error) })
+            .host_result(
+                self.op,
+                &r.name,
+                phase,
+                HostOutcome {
+                    ok: false,
+                    error: Some(error),
+                },
+            )
             .await;
         if let Err(e) = rec {
             tracing::warn!("journal: {e}");
@@ -227,13 +237,19 @@ impl Run {
 
     /// Indexes of hosts still standing.
     pub fn live(&self) -> Vec<usize> {
-        (0..self.sessions.len()).filter(|&i| self.sessions[i].is_some()).collect()
+        (0..self.sessions.len())
+            .filter(|&i| self.sessions[i].is_some())
+            .collect()
     }
 }
 
 /// Runs an operation and journals it. Errors are for failures of the engine itself (journal,
 /// bundle); host failures are in the report.
-pub async fn execute(req: Request, journal: Journal, observer: Arc<dyn Observer>) -> Result<Report, Error> {
+pub async fn execute(
+    req: Request,
+    journal: Journal,
+    observer: Arc<dyn Observer>,
+) -> Result<Report, Error> {
     let started = Instant::now();
     journal.recover_interrupted().await?;
     let op = journal
@@ -295,7 +311,10 @@ pub async fn execute(req: Request, journal: Journal, observer: Arc<dyn Observer>
         Outcome::Succeeded => (FinalStatus::Succeeded, None),
         Outcome::PreflightFailed => (
             FinalStatus::Failed,
-            Some(format!("preflight failed: {} finding(s)", run.findings.len())),
+            Some(format!(
+                "preflight failed: {} finding(s)",
+                run.findings.len()
+            )),
         ),
         _ => (FinalStatus::Failed, Some(failed.join("; "))),
     };
@@ -325,15 +344,19 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
         let per_host: BTreeMap<usize, _> = plans
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.iter().find(|pp| pp.name == phase.name).map(|pp| (i, pp.clone())))
+            .filter_map(|(i, p)| {
+                p.iter()
+                    .find(|pp| pp.name == phase.name)
+                    .map(|pp| (i, pp.clone()))
+            })
             .collect();
         phases::PlaybookPhase {
             name: phase.name.clone(),
             batch: phase.batch,
             plans: per_host,
         }
-            .run(run)
-            .await?;
+        .run(run)
+        .await?;
     }
     Ok(if run.reports.iter().all(|r| r.ok) {
         Outcome::Succeeded

@@ -100,18 +100,25 @@ impl HostSession {
     pub async fn probe(&mut self, agents: &Agents) -> Result<String, Error> {
         let script = agent::privileged(&agent::probe_script(agents), self.conn.target().sudo);
         let mut lines = Vec::new();
-        let out = self.conn.exec(&script, Vec::new(), |l| lines.push(l.to_string())).await?;
+        let out = self
+            .conn
+            .exec(&script, Vec::new(), |l| lines.push(l.to_string()))
+            .await?;
         if out.exit != Some(0) {
             return Err(self.exec_failure("probing the host", &out.stderr, out.exit));
         }
         let machine = lines.first().cloned().unwrap_or_default();
         let arch = agent::arch_from_uname(&machine).ok_or_else(|| Error::Protocol {
             host: self.host().to_string(),
-            message: format!("unsupported machine architecture {machine:?}; expected x86_64 or aarch64"),
+            message: format!(
+                "unsupported machine architecture {machine:?}; expected x86_64 or aarch64"
+            ),
         })?;
         let binary = agents.for_arch(self.host(), arch)?.clone();
         let remote = binary.remote_path();
-        self.installed = lines.iter().any(|l| l.strip_prefix("have ") == Some(remote.as_str()));
+        self.installed = lines
+            .iter()
+            .any(|l| l.strip_prefix("have ") == Some(remote.as_str()));
         self.agent = Some(binary);
         self.arch = Some(arch.to_string());
         Ok(arch.to_string())
@@ -155,7 +162,10 @@ impl HostSession {
         let send: Vec<&LocalBlob> = if check {
             Vec::new()
         } else {
-            blobs.iter().filter(|b| !self.store.contains(&b.sha256)).collect()
+            blobs
+                .iter()
+                .filter(|b| !self.store.contains(&b.sha256))
+                .collect()
         };
         plan.blobs = send
             .iter()
@@ -199,7 +209,9 @@ impl HostSession {
                         }),
                         Event::Fatal { message } => fatal = Some(message.clone()),
                         Event::PlanFinished { .. } => finished = true,
-                        Event::Hello { .. } | Event::BlobStored { .. } | Event::TaskStarted { .. } => {}
+                        Event::Hello { .. }
+                        | Event::BlobStored { .. }
+                        | Event::TaskStarted { .. } => {}
                     }
                     on_event(&ev);
                 }
@@ -213,15 +225,25 @@ impl HostSession {
         if !check {
             self.store.extend(send.iter().map(|b| b.sha256.clone()));
         }
-        if let Some(t) = outcome.tasks.iter().find(|t| t.status == TaskStatus::Failed) {
+        if let Some(t) = outcome
+            .tasks
+            .iter()
+            .find(|t| t.status == TaskStatus::Failed)
+        {
             outcome.failure = Some(format!("task {:?} failed: {}", t.name, t.message));
         } else if let Some(m) = fatal {
             outcome.failure = Some(format!("agent refused the plan: {m}"));
         } else if out.exit.is_none() {
-            outcome.failure = Some("connection lost before the agent finished (host down or rebooted?)".into());
+            outcome.failure =
+                Some("connection lost before the agent finished (host down or rebooted?)".into());
         } else if out.exit != Some(0) || !finished {
             return Err(self.exec_failure(
-                &format!("running the agent{}", garbage.map(|g| format!(" (it printed {g:?})")).unwrap_or_default()),
+                &format!(
+                    "running the agent{}",
+                    garbage
+                        .map(|g| format!(" (it printed {g:?})"))
+                        .unwrap_or_default()
+                ),
                 &out.stderr,
                 out.exit,
             ));
@@ -231,8 +253,13 @@ impl HostSession {
 
     fn exec_failure(&self, what: &str, stderr: &str, exit: Option<u32>) -> Error {
         let stderr = stderr.trim();
-        let hint = if stderr.contains("a password is required") || stderr.contains("a terminal is required") {
-            format!("\n  hint: {} needs passwordless sudo (NOPASSWD) for kubegrid", self.conn.target().user)
+        let hint = if stderr.contains("a password is required")
+            || stderr.contains("a terminal is required")
+        {
+            format!(
+                "\n  hint: {} needs passwordless sudo (NOPASSWD) for kubegrid",
+                self.conn.target().user
+            )
         } else {
             String::new()
         };
@@ -241,7 +268,11 @@ impl HostSession {
             message: format!(
                 "{what} failed (exit {}): {}{hint}",
                 exit.map_or("none".to_string(), |c| c.to_string()),
-                if stderr.is_empty() { "no error output" } else { stderr },
+                if stderr.is_empty() {
+                    "no error output"
+                } else {
+                    stderr
+                },
             ),
         }
     }

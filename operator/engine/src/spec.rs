@@ -61,16 +61,21 @@ pub fn cluster_context(manifest: &Manifest) -> Result<ClusterContext, kubegrid_p
     ctx.sandbox_image = match &rt.sandbox_image {
         Some(image) => image.clone(),
         None => {
-            let v = kubegrid_api::parse_kubernetes_version(&spec.kubernetes_version)
-                .map_err(|e| kubegrid_plan::Error::InvalidContext {
-                problem: format!("kubernetesVersion: {e}"),
-            })?;
+            let v =
+                kubegrid_api::parse_kubernetes_version(&spec.kubernetes_version).map_err(|e| {
+                    kubegrid_plan::Error::InvalidContext {
+                        problem: format!("kubernetesVersion: {e}"),
+                    }
+                })?;
             ClusterContext::sandbox_image_for(&v)?
         }
     };
     let mut mirrors: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for m in &rt.registry_mirrors {
-        mirrors.entry(&m.registry).or_default().push(m.endpoint.clone());
+        mirrors
+            .entry(&m.registry)
+            .or_default()
+            .push(m.endpoint.clone());
     }
     ctx.registry_mirrors = mirrors
         .into_iter()

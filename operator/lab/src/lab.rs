@@ -99,6 +99,7 @@ impl Lab {
             )));
         }
         preflight()?;
+        raise_inotify_limits(progress);
         let recipe = Recipe::default();
         if !base::is_built(&recipe, &self.config.cache_dir) {
             exec::require("debootstrap", "debootstrap")?;
@@ -374,6 +375,27 @@ fn preflight() -> Result<()> {
         exec::require(program, package)?;
     }
     Ok(())
+}
+
+/// Every host's systemd takes several inotify instances, and the kernel's default of 128 per
+/// user runs out at a few dozen hosts: systemd then dies at boot with "Too many open files".
+/// Raising a limit the machine had set higher is never done; lowering never happens.
+fn raise_inotify_limits(progress: &dyn Fn(&str)) {
+    for (key, want) in [
+        ("max_user_instances", 8192u64),
+        ("max_user_watches", 524_288),
+    ] {
+        let path = format!("/proc/sys/fs/inotify/{key}");
+        let have: u64 = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        if have < want && std::fs::write(&path, want.to_string()).is_ok() {
+            progress(&format!(
+                "raised fs.inotify.{key} from {have} to {want} for the lab's systemd instances"
+            ));
+        }
+    }
 }
 
 fn exec_root() -> Result<()> {

@@ -50,8 +50,16 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
         }
         return Ok(exit::OK);
     }
-    if let Some(bad) = args.skip_checks.iter().find(|s| !names.contains(&s.as_str())) {
-        return Err(UsageError(format!("--skip-check {bad}: no such check; known: {}", names.join(", "))).into());
+    if let Some(bad) = args
+        .skip_checks
+        .iter()
+        .find(|s| !names.contains(&s.as_str()))
+    {
+        return Err(UsageError(format!(
+            "--skip-check {bad}: no such check; known: {}",
+            names.join(", ")
+        ))
+        .into());
     }
     // Everything below up to `execute` only reads local files: a bad spec, bundle or key
     // stops here, before any host is contacted.
@@ -71,10 +79,16 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     let agents = Agents::discover(&agent::default_dirs(Some(&bundle_dir)))?;
     let context = kubegrid_engine::spec::cluster_context(&manifest)?;
     let hosts = kubegrid_engine::spec::hosts(&manifest);
-    let text = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let text =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let mut redactor = Redactor::default();
     for h in &hosts {
-        if let Some(v) = h.target.password_env.as_ref().and_then(|v| std::env::var(v).ok()) {
+        if let Some(v) = h
+            .target
+            .password_env
+            .as_ref()
+            .and_then(|v| std::env::var(v).ok())
+        {
             redactor.add_secret(v);
         }
     }
@@ -148,7 +162,11 @@ fn render(r: &Report) -> String {
         }
         _ => {}
     }
-    for h in r.hosts.iter().filter(|h| !h.ok && r.outcome != Outcome::PreflightFailed) {
+    for h in r
+        .hosts
+        .iter()
+        .filter(|h| !h.ok && r.outcome != Outcome::PreflightFailed)
+    {
         s.push_str(&format!(
             "  {} FAILED in {}: {}\n",
             h.name,
@@ -156,7 +174,11 @@ fn render(r: &Report) -> String {
             h.error.as_deref().unwrap_or("")
         ));
     }
-    let changed = if r.mode == Mode::Plan { "would change" } else { "changed" };
+    let changed = if r.mode == Mode::Plan {
+        "would change"
+    } else {
+        "changed"
+    };
     s.push_str(&format!(
         "{verb} {}: {} host(s), {} task(s) {changed}, {unchanged} unchanged, {failed} host(s) failed, in {:.1}s (operation {})\n",
         r.cluster,

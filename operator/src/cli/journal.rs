@@ -14,7 +14,7 @@ use super::{Output, UsageError, emit};
 pub struct JournalArg {
     /// Journal database (SQLite). Default: /var/lib/kubegrid/journal.db as root,
     /// ~/.local/state/kubegrid/journal.db otherwise.
-    #[arg(long, env = "KUBEGRID_JOURNAL", value_name = "FILE")]
+    #[arg(long, global = true, env = "KUBEGRID_JOURNAL", value_name = "FILE")]
     pub journal: Option<PathBuf>,
 }
 
@@ -114,7 +114,10 @@ pub async fn history(args: &HistoryArgs, output: Output) -> anyhow::Result<()> {
     journal.recover_interrupted().await?;
     let ops = journal.operations(args.limit).await?;
     emit(output, &json!({ "operations": ops }), || {
-        let mut s = format!("{:>4}  {:<6} {:<12} {:<11} {:<20} {:>8}  {:>5} {:>7} {:>6}\n", "ID", "KIND", "CLUSTER", "STATUS", "STARTED", "TOOK", "HOSTS", "CHANGED", "FAILED");
+        let mut s = format!(
+            "{:>4}  {:<6} {:<12} {:<11} {:<20} {:>8}  {:>5} {:>7} {:>6}\n",
+            "ID", "KIND", "CLUSTER", "STATUS", "STARTED", "TOOK", "HOSTS", "CHANGED", "FAILED"
+        );
         for o in &ops {
             s.push_str(&format!(
                 "{:>4}  {:<6} {:<12} {:<11} {:<20} {:>8}  {:>5} {:>7} {:>6}\n",
@@ -155,33 +158,52 @@ pub async fn logs(args: &LogsArgs, output: Output) -> anyhow::Result<()> {
         .into_iter()
         .filter(|r| args.host.as_ref().is_none_or(|h| *h == r.host))
         .collect();
-    emit(output, &json!({ "operation": op, "events": events, "hostResults": results }), || {
-        let mut s = format!(
-            "operation {} ({}, cluster {}): {} — started {}{}\n",
-            op.id.0,
-            op.kind.as_str(),
-            op.cluster,
-            op.status.as_str(),
-            format_time(op.started_ms),
-            op.summary.as_ref().map(|m| format!("\n  {m}")).unwrap_or_default()
-        );
-        for e in &events {
-            s.push_str(&format!(
-                "{}  {:<10} {:<18} {:<9} {:>6}ms  {}{}\n",
-                e.host,
-                e.phase,
-                e.task,
-                e.status.as_str(),
-                e.duration_ms,
-                e.message,
-                if e.output.is_empty() { String::new() } else { format!("\n      output: {}", e.output.trim_end().replace('\n', "\n      ")) }
-            ));
-        }
-        for r in results.iter().filter(|r| !r.ok) {
-            s.push_str(&format!("{} FAILED in {}: {}\n", r.host, r.phase, r.error.clone().unwrap_or_default()));
-        }
-        s
-    })
+    emit(
+        output,
+        &json!({ "operation": op, "events": events, "hostResults": results }),
+        || {
+            let mut s = format!(
+                "operation {} ({}, cluster {}): {} — started {}{}\n",
+                op.id.0,
+                op.kind.as_str(),
+                op.cluster,
+                op.status.as_str(),
+                format_time(op.started_ms),
+                op.summary
+                    .as_ref()
+                    .map(|m| format!("\n  {m}"))
+                    .unwrap_or_default()
+            );
+            for e in &events {
+                s.push_str(&format!(
+                    "{}  {:<18} {:<28} {:<9} {:>6}ms  {}{}\n",
+                    e.host,
+                    e.phase,
+                    e.task,
+                    e.status.as_str(),
+                    e.duration_ms,
+                    e.message,
+                    if e.output.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "\n      output: {}",
+                            e.output.trim_end().replace('\n', "\n      ")
+                        )
+                    }
+                ));
+            }
+            for r in results.iter().filter(|r| !r.ok) {
+                s.push_str(&format!(
+                    "{} FAILED in {}: {}\n",
+                    r.host,
+                    r.phase,
+                    r.error.clone().unwrap_or_default()
+                ));
+            }
+            s
+        },
+    )
 }
 
 /// Runs `host-key`.
@@ -195,27 +217,49 @@ pub async fn host_key(args: &HostKeyArgs, output: Output) -> anyhow::Result<()> 
             algorithm,
         } => {
             if !fingerprint.starts_with("SHA256:") {
-                return Err(UsageError(format!("--fingerprint {fingerprint:?} is not a SHA256:… fingerprint")).into());
+                return Err(UsageError(format!(
+                    "--fingerprint {fingerprint:?} is not a SHA256:… fingerprint"
+                ))
+                .into());
             }
             let old = journal.pinned_key(cluster, host).await?;
             let algorithm = algorithm
                 .clone()
                 .or_else(|| old.as_ref().map(|k| k.algorithm.clone()))
                 .unwrap_or_else(|| "ssh-ed25519".into());
-            let new = journal.replace_key(cluster, host, &algorithm, fingerprint).await?;
-            emit(output, &json!({ "host": host, "cluster": cluster, "previous": old, "pinned": new }), || {
-                format!(
-                    "{host}: now pinned to {fingerprint}{}\n",
-                    old.as_ref().map(|k| format!(" (was {})", k.fingerprint)).unwrap_or_default()
-                )
-            })
+            let new = journal
+                .replace_key(cluster, host, &algorithm, fingerprint)
+                .await?;
+            emit(
+                output,
+                &json!({ "host": host, "cluster": cluster, "previous": old, "pinned": new }),
+                || {
+                    format!(
+                        "{host}: now pinned to {fingerprint}{}\n",
+                        old.as_ref()
+                            .map(|k| format!(" (was {})", k.fingerprint))
+                            .unwrap_or_default()
+                    )
+                },
+            )
         }
         HostKeyCommand::Show { host, cluster } => {
             let key = journal.pinned_key(cluster, host).await?;
-            emit(output, &json!({ "host": host, "cluster": cluster, "pinned": key }), || match &key {
-                Some(k) => format!("{host}: {} {} (first seen {})\n", k.algorithm, k.fingerprint, format_time(k.first_seen_ms)),
-                None => format!("{host}: no key pinned yet; the next apply pins the one it sees\n"),
-            })
+            emit(
+                output,
+                &json!({ "host": host, "cluster": cluster, "pinned": key }),
+                || match &key {
+                    Some(k) => format!(
+                        "{host}: {} {} (first seen {})\n",
+                        k.algorithm,
+                        k.fingerprint,
+                        format_time(k.first_seen_ms)
+                    ),
+                    None => {
+                        format!("{host}: no key pinned yet; the next apply pins the one it sees\n")
+                    }
+                },
+            )
         }
     }
 }

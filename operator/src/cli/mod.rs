@@ -76,9 +76,15 @@ pub fn main() -> ExitCode {
         Command::Lab(args) => lab::run(args, cli.output).map(|()| exit::OK),
         Command::Apply(a) => block_on(apply::run(a, Mode::Apply, cli.output)),
         Command::Plan(a) => block_on(apply::run(a, Mode::Plan, cli.output)),
-        Command::History(a) => block_on(async { journal::history(a, cli.output).await.map(|()| exit::OK) }),
-        Command::Logs(a) => block_on(async { journal::logs(a, cli.output).await.map(|()| exit::OK) }),
-        Command::HostKey(a) => block_on(async { journal::host_key(a, cli.output).await.map(|()| exit::OK) }),
+        Command::History(a) => {
+            block_on(async { journal::history(a, cli.output).await.map(|()| exit::OK) })
+        }
+        Command::Logs(a) => {
+            block_on(async { journal::logs(a, cli.output).await.map(|()| exit::OK) })
+        }
+        Command::HostKey(a) => {
+            block_on(async { journal::host_key(a, cli.output).await.map(|()| exit::OK) })
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -118,7 +124,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<UsageError>().is_some()
         || err.downcast_ref::<kubegrid_api::Error>().is_some()
         || err.downcast_ref::<kubegrid_plan::Error>().is_some()
-        || err.downcast_ref::<kubegrid_engine::Error>().is_some_and(kubegrid_engine::Error::is_input)
+        || err
+            .downcast_ref::<kubegrid_engine::Error>()
+            .is_some_and(kubegrid_engine::Error::is_input)
     {
         return exit::USAGE;
     }

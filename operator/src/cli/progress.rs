@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::IsTerminal,
+    io::{IsTerminal, Write},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -30,17 +30,38 @@ struct Lines {
 impl Observer for Lines {
     fn event(&self, e: &Progress) {
         let t = self.started.elapsed().as_secs_f64();
+        // A closed stderr (the reader went away) must not stop the operation, so write errors
+        // are ignored rather than panicking as eprintln! would.
+        macro_rules! line {
+            ($($arg:tt)*) => {{
+                let _ = writeln!(std::io::stderr(), $($arg)*);
+            }};
+        }
         match e {
-            Progress::PhaseStarted { phase, hosts } => eprintln!("[{t:6.1}s] phase {phase}: {hosts} host(s)"),
+            Progress::PhaseStarted { phase, hosts } => {
+                line!("[{t:6.1}s] phase {phase}: {hosts} host(s)")
+            }
             Progress::TaskFinished {
                 host,
                 phase,
                 task,
                 status,
                 message,
-            } if status != "unchanged" => eprintln!("[{t:6.1}s] {host} {phase}: {task}: {status}{}", suffix(message)),
-            Progress::HostDone { host, phase, ok: false, error, .. } => {
-                eprintln!("[{t:6.1}s] {host} FAILED in {phase}: {}", error.as_deref().unwrap_or(""))
+            } if status != "unchanged" => line!(
+                "[{t:6.1}s] {host} {phase}: {task}: {status}{}",
+                suffix(message)
+            ),
+            Progress::HostDone {
+                host,
+                phase,
+                ok: false,
+                error,
+                ..
+            } => {
+                line!(
+                    "[{t:6.1}s] {host} FAILED in {phase}: {}",
+                    error.as_deref().unwrap_or("")
+                )
             }
             _ => {}
         }
@@ -48,7 +69,11 @@ impl Observer for Lines {
 }
 
 fn suffix(message: &str) -> String {
-    if message.is_empty() { String::new() } else { format!(" ({message})") }
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(" ({message})")
+    }
 }
 
 /// A spinner per host showing its phase and current task, and a tally of changes.
@@ -62,8 +87,10 @@ impl Bars {
     fn new(hosts: &[String]) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let width = hosts.iter().map(String::len).max().unwrap_or(4);
-        let style = ProgressStyle::with_template(&format!("{{spinner}} {{prefix:<{width}}} {{elapsed:>4}} {{msg}}"))
-            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let style = ProgressStyle::with_template(&format!(
+            "{{spinner}} {{prefix:<{width}}} {{elapsed:>4}} {{msg}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
         let bars = hosts
             .iter()
             .map(|h| {
@@ -83,7 +110,10 @@ impl Bars {
     }
 
     fn tally(&self, host: &str) -> usize {
-        self.changed.lock().map(|m| m.get(host).copied().unwrap_or(0)).unwrap_or(0)
+        self.changed
+            .lock()
+            .map(|m| m.get(host).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 }
 
@@ -100,12 +130,21 @@ impl Observer for Bars {
                     *m.entry(host.clone()).or_default() += 1;
                 }
             }
-            Progress::HostDone { host, phase, ok, error, .. } => {
+            Progress::HostDone {
+                host,
+                phase,
+                ok,
+                error,
+                ..
+            } => {
                 if let Some(b) = self.bars.get(host) {
                     if *ok {
                         b.set_message(format!("{phase} done  [{} changed]", self.tally(host)));
                     } else {
-                        b.finish_with_message(format!("FAILED in {phase}: {}", error.as_deref().unwrap_or("")));
+                        b.finish_with_message(format!(
+                            "FAILED in {phase}: {}",
+                            error.as_deref().unwrap_or("")
+                        ));
                     }
                 }
             }

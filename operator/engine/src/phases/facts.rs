@@ -39,7 +39,11 @@ impl Phase for Facts {
     async fn run(&self, run: &mut Run) -> Result<(), Error> {
         let mut pins = BTreeMap::new();
         for h in &run.req.hosts {
-            if let Some(p) = run.journal.pinned_key(&run.req.cluster, &h.target.host).await? {
+            if let Some(p) = run
+                .journal
+                .pinned_key(&run.req.cluster, &h.target.host)
+                .await?
+            {
                 pins.insert(
                     h.target.host.clone(),
                     HostKey {
@@ -53,7 +57,11 @@ impl Phase for Facts {
         let limit = Arc::new(Semaphore::new(run.req.options.parallel.max(1)));
         let mut set = JoinSet::new();
         for (i, h) in run.req.hosts.iter().enumerate() {
-            let (target, opts, agents) = (h.target.clone(), run.req.options.ssh.clone(), run.req.agents.clone());
+            let (target, opts, agents) = (
+                h.target.clone(),
+                run.req.options.ssh.clone(),
+                run.req.agents.clone(),
+            );
             let (pins, limit) = (pins.clone(), limit.clone());
             set.spawn(async move {
                 let _permit = limit.acquire_owned().await;
@@ -76,7 +84,13 @@ impl Phase for Facts {
                     let t = &run.req.hosts[i].target;
                     if !pins.0.contains_key(&t.host) {
                         run.journal
-                            .pin_key(&run.req.cluster, &t.host, &format!("{}:{}", t.address, t.port), &key.algorithm, &key.fingerprint)
+                            .pin_key(
+                                &run.req.cluster,
+                                &t.host,
+                                &format!("{}:{}", t.address, t.port),
+                                &key.algorithm,
+                                &key.fingerprint,
+                            )
                             .await?;
                     }
                     run.sessions[i] = Some(session);
@@ -95,10 +109,11 @@ impl Phase for Facts {
                 roles: h.roles.clone(),
                 facts: Default::default(),
             };
-            let args = kubegrid_plan::facts_probes(&run.req.playbook, &run.req.context, &host).map_err(|source| Error::Compile {
-                host: h.target.host.clone(),
-                source: Box::new(source),
-            })?;
+            let args = kubegrid_plan::facts_probes(&run.req.playbook, &run.req.context, &host)
+                .map_err(|source| Error::Compile {
+                    host: h.target.host.clone(),
+                    source: Box::new(source),
+                })?;
             jobs.push(Job {
                 index,
                 plan: Plan {
@@ -127,17 +142,28 @@ impl Phase for Facts {
             };
             match (outcome.failure, outcome.facts) {
                 (None, Some(facts)) => {
-                    // The host read its clock somewhere inside the round trip; its midpoint is
-                    // the best estimate of when.
-                    let mid = (d.sent_ms + d.done_ms) / 2;
-                    run.clock_offsets[d.index] = facts.time_unix_ms as i64 - mid as i64;
+                    // The host read its clock somewhere inside the round trip, but where is
+                    // unknown (an agent upload may come first), so only a reading outside
+                    // [sent, done] proves skew, by its distance from that window.
+                    let t = facts.time_unix_ms as i64;
+                    let (sent, done) = (d.sent_ms as i64, d.done_ms as i64);
+                    run.clock_offsets[d.index] = if t < sent {
+                        t - sent
+                    } else if t > done {
+                        t - done
+                    } else {
+                        0
+                    };
                     if let Some(s) = run.sessions[d.index].as_mut() {
                         s.note_store(facts.store.iter().cloned());
                     }
                     run.facts[d.index] = Some(facts);
                 }
                 (Some(why), _) => run.fail_host(d.index, self.name(), why).await,
-                (None, None) => run.fail_host(d.index, self.name(), "the agent returned no facts".into()).await,
+                (None, None) => {
+                    run.fail_host(d.index, self.name(), "the agent returned no facts".into())
+                        .await
+                }
             }
         }
         Ok(())

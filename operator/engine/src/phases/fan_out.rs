@@ -74,7 +74,9 @@ pub(crate) async fn fan_out(run: &mut Run, phase: &str, jobs: Vec<Job>) -> Vec<D
             let mut session: HostSession = session;
             let sent_ms = now_ms();
             let result = session
-                .run_plan(job.plan, job.persist, &job.blobs, |ev| forward(ev, &host, &phase, &*observer, &tx))
+                .run_plan(job.plan, job.persist, &job.blobs, |ev| {
+                    forward(ev, &host, &phase, &*observer, &tx)
+                })
                 .await;
             let done = Done {
                 index: job.index,
@@ -103,7 +105,13 @@ pub(crate) async fn fan_out(run: &mut Run, phase: &str, jobs: Vec<Job>) -> Vec<D
     done
 }
 
-fn forward(ev: &Event, host: &str, phase: &str, observer: &dyn crate::progress::Observer, tx: &mpsc::UnboundedSender<TaskRecord>) {
+fn forward(
+    ev: &Event,
+    host: &str,
+    phase: &str,
+    observer: &dyn crate::progress::Observer,
+    tx: &mpsc::UnboundedSender<TaskRecord>,
+) {
     match ev {
         Event::TaskStarted { name, .. } => observer.event(&Progress::TaskStarted {
             host: host.to_string(),

@@ -30,11 +30,12 @@ pub fn compile_all(run: &Run) -> Result<Vec<Vec<PhasePlan>>, Error> {
             roles: h.roles.clone(),
             facts: facts.clone(),
         };
-        let plans = kubegrid_plan::compile(&run.req.playbook, &run.req.context, &host, &run.req.bundle)
-            .map_err(|source| Error::Compile {
-                host: h.target.host.clone(),
-                source: Box::new(source),
-            })?;
+        let plans =
+            kubegrid_plan::compile(&run.req.playbook, &run.req.context, &host, &run.req.bundle)
+                .map_err(|source| Error::Compile {
+                    host: h.target.host.clone(),
+                    source: Box::new(source),
+                })?;
         all.push(plans);
     }
     Ok(all)
@@ -76,7 +77,9 @@ impl Phase for PlaybookPhase {
                     .map(|sha| {
                         let file = run.req.bundle.file(sha).ok_or_else(|| Error::Protocol {
                             host: run.reports[index].name.clone(),
-                            message: format!("the plan needs {sha}, which the bundle does not list"),
+                            message: format!(
+                                "the plan needs {sha}, which the bundle does not list"
+                            ),
                         })?;
                         Ok(LocalBlob {
                             sha256: sha.clone(),
@@ -115,8 +118,13 @@ impl Phase for PlaybookPhase {
                                     changed: outcome.changed(),
                                     error: None,
                                 });
-                                let ok = kubegrid_journal::HostOutcome { ok: true, error: None };
-                                if let Err(e) = run.journal.host_result(run.op, &name, &self.name, ok).await {
+                                let ok = kubegrid_journal::HostOutcome {
+                                    ok: true,
+                                    error: None,
+                                };
+                                if let Err(e) =
+                                    run.journal.host_result(run.op, &name, &self.name, ok).await
+                                {
                                     tracing::warn!("journal: {e}");
                                 }
                             }

@@ -41,7 +41,11 @@ impl Phase for Preflight {
         drop(subjects);
         for i in run.live() {
             let name = run.reports[i].name.clone();
-            let mine: Vec<String> = findings.iter().filter(|f| f.host == name).map(ToString::to_string).collect();
+            let mine: Vec<String> = findings
+                .iter()
+                .filter(|f| f.host == name)
+                .map(ToString::to_string)
+                .collect();
             if !mine.is_empty() {
                 run.fail_host(i, self.name(), mine.join("; ")).await;
             }

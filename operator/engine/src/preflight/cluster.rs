@@ -65,8 +65,16 @@ impl Check for Unique {
     fn run(&self, hosts: &[Subject<'_>]) -> Vec<Finding> {
         let mut out = Vec::new();
         for (what, get, hint) in [
-            ("hostname", (|h: &Subject<'_>| h.facts.hostname.clone()) as fn(&Subject<'_>) -> String, "give each host its own hostname (hostnamectl set-hostname)"),
-            ("machine-id", |h: &Subject<'_>| h.facts.machine_id.clone(), "cloned images share /etc/machine-id: empty it and run systemd-machine-id-setup"),
+            (
+                "hostname",
+                (|h: &Subject<'_>| h.facts.hostname.clone()) as fn(&Subject<'_>) -> String,
+                "give each host its own hostname (hostnamectl set-hostname)",
+            ),
+            (
+                "machine-id",
+                |h: &Subject<'_>| h.facts.machine_id.clone(),
+                "cloned images share /etc/machine-id: empty it and run systemd-machine-id-setup",
+            ),
         ] {
             let mut by: BTreeMap<String, Vec<&str>> = BTreeMap::new();
             for h in hosts {

@@ -22,7 +22,11 @@ pub(super) fn checks() -> Vec<Box<dyn Check>> {
     ]
 }
 
-fn each(hosts: &[Subject<'_>], check: &'static str, f: impl Fn(&Subject<'_>) -> Option<(String, String, String)>) -> Vec<Finding> {
+fn each(
+    hosts: &[Subject<'_>],
+    check: &'static str,
+    f: impl Fn(&Subject<'_>) -> Option<(String, String, String)>,
+) -> Vec<Finding> {
     hosts
         .iter()
         .filter_map(|h| {
@@ -86,7 +90,11 @@ impl Check for Arch {
         each(hosts, self.name(), |h| {
             let arch = h.facts.arch.as_str();
             if !["amd64", "arm64"].contains(&arch) {
-                return Some((arch.into(), "amd64 or arm64".into(), "kubegrid supports amd64 and arm64 hosts".into()));
+                return Some((
+                    arch.into(),
+                    "amd64 or arm64".into(),
+                    "kubegrid supports amd64 and arm64 hosts".into(),
+                ));
             }
             match h.declared_arch {
                 Some(d) if d != arch => Some((
@@ -111,12 +119,19 @@ impl Check for Resources {
     fn run(&self, hosts: &[Subject<'_>]) -> Vec<Finding> {
         each(hosts, self.name(), |h| {
             // kubeadm's own minimums for a control-plane node; others just need headroom.
-            let (cpus, mib) = if h.has_role("control-plane") { (2, 1700) } else { (1, 1024) };
+            let (cpus, mib) = if h.has_role("control-plane") {
+                (2, 1700)
+            } else {
+                (1, 1024)
+            };
             let f = h.facts;
             (f.cpus < cpus || f.memory_mib < mib).then(|| {
                 (
                     format!("{} CPUs, {} MiB", f.cpus, f.memory_mib),
-                    format!("at least {cpus} CPUs and {mib} MiB for roles {}", h.roles.join(",")),
+                    format!(
+                        "at least {cpus} CPUs and {mib} MiB for roles {}",
+                        h.roles.join(",")
+                    ),
                     "give the host more CPU or memory".into(),
                 )
             })
@@ -267,7 +282,8 @@ impl Check for RuntimeConflict {
                 (
                     seen.join(", "),
                     "no other container runtime".into(),
-                    "remove it first; two runtimes fight over containerd's socket and cgroups".into(),
+                    "remove it first; two runtimes fight over containerd's socket and cgroups"
+                        .into(),
                 )
             })
         })

@@ -20,7 +20,8 @@ pub struct Subject<'a> {
     pub declared_arch: Option<&'a str>,
     /// Gathered facts.
     pub facts: &'a Facts,
-    /// Host clock minus engine clock, corrected for half the round trip.
+    /// How far the host's clock reading fell outside the engine's send..receive window (0
+    /// when inside it); negative when the host is behind.
     pub clock_offset_ms: i64,
 }
 

@@ -51,7 +51,11 @@ fn cp() -> Vec<String> {
 }
 
 fn only(findings: &[Finding], check: &str) -> Vec<Finding> {
-    findings.iter().filter(|f| f.check == check).cloned().collect()
+    findings
+        .iter()
+        .filter(|f| f.check == check)
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -66,20 +70,38 @@ fn each_failure_names_host_check_seen_and_expected() {
     let mut bad = good("b");
     bad.os_id = "arch".into();
     bad.cpus = 1;
-    bad.swaps = vec![SwapDevice { path: "/dev/zram0".into(), size_kib: 1 }];
+    bad.swaps = vec![SwapDevice {
+        path: "/dev/zram0".into(),
+        size_kib: 1,
+    }];
     bad.cgroup.writable = false;
     bad.disks[0].available_bytes = 100 << 20;
-    bad.modules.insert("br_netfilter".into(), ModuleState::Missing);
+    bad.modules
+        .insert("br_netfilter".into(), ModuleState::Missing);
     bad.packages.insert("docker-ce".into(), "27.0".into());
-    bad.listening.push(Listener { address: "0.0.0.0".into(), port: 6443 });
+    bad.listening.push(Listener {
+        address: "0.0.0.0".into(),
+        port: 6443,
+    });
     let facts = [good("a"), bad];
     let roles = cp();
     let f = run(&subjects(&facts, &roles), &[]);
-    for check in ["os", "resources", "swap", "cgroup", "disk", "kernel-modules", "runtime-conflict", "ports"] {
+    for check in [
+        "os",
+        "resources",
+        "swap",
+        "cgroup",
+        "disk",
+        "kernel-modules",
+        "runtime-conflict",
+        "ports",
+    ] {
         let hits = only(&f, check);
         assert_eq!(hits.len(), 1, "{check}: {f:#?}");
         assert_eq!(hits[0].host, "b");
-        assert!(!hits[0].seen.is_empty() && !hits[0].expected.is_empty() && !hits[0].hint.is_empty());
+        assert!(
+            !hits[0].seen.is_empty() && !hits[0].expected.is_empty() && !hits[0].hint.is_empty()
+        );
     }
     assert!(only(&f, "ports")[0].seen.contains("6443"));
     assert!(only(&f, "disk")[0].seen.contains("100 MiB"));
@@ -88,7 +110,10 @@ fn each_failure_names_host_check_seen_and_expected() {
 #[test]
 fn swap_from_fstab_is_fine_because_os_prepare_turns_it_off() {
     let mut h = good("a");
-    h.swaps = vec![SwapDevice { path: "/swapfile".into(), size_kib: 1 }];
+    h.swaps = vec![SwapDevice {
+        path: "/swapfile".into(),
+        size_kib: 1,
+    }];
     h.fstab_swaps = vec!["/swapfile".into()];
     let facts = [h];
     let roles = cp();

@@ -44,7 +44,10 @@ impl Connection {
                 .await
                 .map_err(|e| self.lost(e))?
         };
-        channel.exec(true, command).await.map_err(|e| self.lost(e))?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| self.lost(e))?;
         let (mut read, write) = channel.split();
         let host = self.target.host.clone();
         let writer = tokio::spawn(async move {
@@ -91,11 +94,17 @@ impl Connection {
         }
         let start = stderr.len().saturating_sub(STDERR_TAIL);
         out.stderr = String::from_utf8_lossy(&stderr[start..]).into_owned();
+        // The channel is closed: whatever stdin was not sent yet can never be read. A writer
+        // still waiting for window space would wait forever on a dead host, so stop it.
+        if !writer.is_finished() {
+            writer.abort();
+        }
         match writer.await {
             // The remote side may exit before reading all of stdin (a refused plan); that is
             // reported by the exit status, not as a transport failure.
-            Ok(Ok(())) | Ok(Err(_)) if out.exit.is_some() => Ok(out),
+            Ok(_) if out.exit.is_some() => Ok(out),
             Ok(Ok(())) => Ok(out),
+            Err(e) if e.is_cancelled() => Ok(out),
             Ok(Err(e)) => Err(Error::ConnectionLost {
                 host,
                 reason: e.to_string(),

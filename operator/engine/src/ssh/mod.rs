@@ -181,7 +181,10 @@ impl Connection {
                 .flatten()
                 .or(Some(HashAlg::Sha256));
             let res = handle
-                .authenticate_publickey(t.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .authenticate_publickey(
+                    t.user.clone(),
+                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                )
                 .await
                 .map_err(|e| self.lost(e))?;
             if res.success() {
@@ -206,7 +209,11 @@ impl Connection {
         Err(Error::Auth {
             host: t.host.clone(),
             user: t.user.clone(),
-            tried: if tried.is_empty() { "nothing (no key file or password configured)".into() } else { tried.join(", ") },
+            tried: if tried.is_empty() {
+                "nothing (no key file or password configured)".into()
+            } else {
+                tried.join(", ")
+            },
         })
     }
 
@@ -246,7 +253,12 @@ async fn connect_once(
             Some(b) => {
                 let handle = b.handle.lock().await;
                 let channel = handle
-                    .channel_open_direct_tcpip(target.address.clone(), u32::from(target.port), "127.0.0.1", 0)
+                    .channel_open_direct_tcpip(
+                        target.address.clone(),
+                        u32::from(target.port),
+                        "127.0.0.1",
+                        0,
+                    )
                     .await?;
                 drop(handle);
                 client::connect_stream(config, channel.into_stream(), handler).await
