@@ -107,7 +107,17 @@ fn apply_refuses_bad_input_then_installs_containerd_and_converges() {
         "{findings:?}"
     );
     assert_untouched(&lab);
-    // Knowingly skipping the check would proceed; instead the port is freed.
+    // Knowingly skipping that one check lets the (read-only) plan proceed.
+    let out = lab.run(&[
+        "plan",
+        "-f",
+        spec.to_str().unwrap(),
+        "--skip-check",
+        "ports",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
     lab.ssh_ok(lab.host("lab-1"), "systemctl stop kg-squat");
 
     // A dry run lists changes for every host and changes nothing.

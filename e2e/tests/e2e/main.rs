@@ -7,3 +7,4 @@ mod apply;
 mod lab;
 mod lab_refusals;
 mod measure;
+mod ssh;

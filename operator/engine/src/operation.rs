@@ -103,6 +103,8 @@ pub struct HostReport {
     pub error: Option<String>,
     /// Every task, in order, with its phase.
     pub tasks: Vec<PhaseTask>,
+    /// SSH round trips per phase (the engine's budget is two).
+    pub round_trips: BTreeMap<String, usize>,
 }
 
 /// A task report tagged with its phase.
@@ -235,6 +237,17 @@ impl Run {
         }
     }
 
+    /// Notes the round trips a host's session made in `phase`.
+    pub fn count_round_trips(&mut self, i: usize, phase: &str) {
+        if let Some(s) = self.sessions[i].as_mut() {
+            let n = s.take_round_trips();
+            *self.reports[i]
+                .round_trips
+                .entry(phase.to_string())
+                .or_default() += n;
+        }
+    }
+
     /// Indexes of hosts still standing.
     pub fn live(&self) -> Vec<usize> {
         (0..self.sessions.len())
@@ -275,6 +288,7 @@ pub async fn execute(
             failed_phase: None,
             error: None,
             tasks: Vec::new(),
+            round_trips: BTreeMap::new(),
         })
         .collect();
     let mut run = Run {

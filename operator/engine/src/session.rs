@@ -68,6 +68,7 @@ pub struct HostSession {
     installed: bool,
     arch: Option<String>,
     store: BTreeSet<String>,
+    round_trips: usize,
 }
 
 impl HostSession {
@@ -79,6 +80,7 @@ impl HostSession {
             installed: false,
             arch: None,
             store: BTreeSet::new(),
+            round_trips: 0,
         }
     }
 
@@ -122,6 +124,12 @@ impl HostSession {
         self.agent = Some(binary);
         self.arch = Some(arch.to_string());
         Ok(arch.to_string())
+    }
+
+    /// SSH round trips (commands run) since the last call; phases report them so the
+    /// "at most two per host per phase" budget is visible in every report.
+    pub fn take_round_trips(&mut self) -> usize {
+        std::mem::take(&mut self.round_trips)
     }
 
     /// Records blobs the host already has (from its facts), so they are not sent again.
@@ -187,6 +195,7 @@ impl HostSession {
         let mut garbage = None;
         let mut finished = false;
         let script = agent::privileged(&script, self.conn.target().sudo);
+        self.round_trips += 1;
         let out = self
             .conn
             .exec(&script, input, |l| match serde_json::from_str::<Event>(l) {

@@ -83,3 +83,42 @@ pub fn cluster_context(manifest: &Manifest) -> Result<ClusterContext, kubegrid_p
         .collect();
     Ok(ctx)
 }
+
+/// The bundle's containerd must be on the line the spec asks for: the config format follows
+/// the line, and containerd 1.x cannot read a version 3 config. Checked before any connection.
+pub fn check_bundle(
+    ctx: &ClusterContext,
+    bundle: &kubegrid_plan::Bundle,
+) -> Result<(), kubegrid_plan::Error> {
+    let line = (ctx.containerd.major, ctx.containerd.minor);
+    for f in &bundle.manifest().files {
+        if f.name.as_deref() != Some("containerd") {
+            continue;
+        }
+        let version = f.version.as_deref().unwrap_or("");
+        // Debian versions carry an epoch ("1:") and suffixes ("~ds1-1"); the upstream
+        // major.minor is what decides compatibility.
+        let upstream = version.rsplit_once(':').map_or(version, |(_, v)| v);
+        let mut parts = upstream
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty());
+        let found = (
+            parts.next().and_then(|p| p.parse::<u64>().ok()),
+            parts.next().and_then(|p| p.parse::<u64>().ok()),
+        );
+        if found != (Some(line.0), Some(line.1)) {
+            return Err(kubegrid_plan::Error::InvalidContext {
+                problem: format!(
+                    "spec.containerRuntime.containerd.version is {}.{}, but the bundle {} carries containerd {version} ({}); use a bundle for {}.{} or set the version line to the bundle's",
+                    line.0,
+                    line.1,
+                    bundle.dir().display(),
+                    f.path.display(),
+                    line.0,
+                    line.1
+                ),
+            });
+        }
+    }
+    Ok(())
+}

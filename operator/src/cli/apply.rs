@@ -78,6 +78,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     let bundle = Bundle::open(&bundle_dir)?;
     let agents = Agents::discover(&agent::default_dirs(Some(&bundle_dir)))?;
     let context = kubegrid_engine::spec::cluster_context(&manifest)?;
+    kubegrid_engine::spec::check_bundle(&context, &bundle)?;
     let hosts = kubegrid_engine::spec::hosts(&manifest);
     let text =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;

@@ -93,6 +93,7 @@ pub(crate) async fn fan_out(run: &mut Run, phase: &str, jobs: Vec<Job>) -> Vec<D
         match joined {
             Ok((session, d)) => {
                 run.sessions[d.index] = Some(session);
+                run.count_round_trips(d.index, phase);
                 done.push(d);
             }
             // A panicking host task is a bug; its host is reported failed below by absence.
