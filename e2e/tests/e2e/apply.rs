@@ -188,7 +188,7 @@ fn apply_refuses_bad_input_then_installs_containerd_and_converges() {
     let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
     assert_eq!(
         statuses,
-        ["succeeded", "succeeded", "succeeded", "failed"],
+        ["succeeded", "succeeded", "succeeded", "succeeded", "failed"],
         "{hist}"
     );
     let last = ops[1]["id"].as_i64().unwrap().to_string();
