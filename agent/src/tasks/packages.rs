@@ -122,8 +122,11 @@ fn install(db: PackageDb, todo: &[&PackageRef], ctx: &Ctx) -> Result<String> {
     let output = ran.tail();
     // syncfs of the filesystems holding /usr and dpkg's database: a power cut after this task
     // reported success cannot leave an "installed" package with unwritten files.
-    let sync: Vec<String> = ["sync", "-f", "/usr", "/var/lib"].map(str::to_string).to_vec();
-    exec::run_with(&sync, &BTreeMap::new(), None)?.ok_or("sync after installing packages failed")?;
+    let sync: Vec<String> = ["sync", "-f", "/usr", "/var/lib"]
+        .map(str::to_string)
+        .to_vec();
+    exec::run_with(&sync, &BTreeMap::new(), None)?
+        .ok_or("sync after installing packages failed")?;
     let names: Vec<&str> = todo.iter().map(|p| p.name.as_str()).collect();
     let after = db.installed(&names)?;
     for p in todo {

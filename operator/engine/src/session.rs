@@ -39,6 +39,29 @@ pub struct TaskReport {
     pub output: String,
 }
 
+impl TaskReport {
+    /// The report a `TaskFinished` event carries; None for other events.
+    pub fn from_event(ev: &Event) -> Option<TaskReport> {
+        match ev {
+            Event::TaskFinished {
+                name,
+                status,
+                duration_ms,
+                message,
+                output,
+                ..
+            } => Some(TaskReport {
+                name: name.clone(),
+                status: *status,
+                duration_ms: *duration_ms,
+                message: message.clone(),
+                output: output.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// What one plan run produced.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOutcome {
@@ -202,20 +225,9 @@ impl HostSession {
                 Ok(ev) => {
                     match &ev {
                         Event::Facts { facts, .. } => outcome.facts = Some((**facts).clone()),
-                        Event::TaskFinished {
-                            name,
-                            status,
-                            duration_ms,
-                            message,
-                            output,
-                            ..
-                        } => outcome.tasks.push(TaskReport {
-                            name: name.clone(),
-                            status: *status,
-                            duration_ms: *duration_ms,
-                            message: message.clone(),
-                            output: output.clone(),
-                        }),
+                        Event::TaskFinished { .. } => {
+                            outcome.tasks.extend(TaskReport::from_event(&ev))
+                        }
                         Event::Fatal { message } => fatal = Some(message.clone()),
                         Event::PlanFinished { .. } => finished = true,
                         Event::Hello { .. }

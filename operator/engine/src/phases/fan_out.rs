@@ -14,7 +14,7 @@ use crate::{
     error::Error,
     operation::Run,
     progress::{Progress, status_name},
-    session::{HostSession, LocalBlob, PlanOutcome},
+    session::{HostSession, LocalBlob, PlanOutcome, TaskReport},
 };
 
 /// One host's work in a phase.
@@ -119,33 +119,29 @@ fn forward(
             phase: phase.to_string(),
             task: name.clone(),
         }),
-        Event::TaskFinished {
-            name,
-            status,
-            duration_ms,
-            message,
-            output,
-            ..
-        } => {
+        Event::TaskFinished { .. } => {
+            let Some(t) = TaskReport::from_event(ev) else {
+                return;
+            };
             observer.event(&Progress::TaskFinished {
                 host: host.to_string(),
                 phase: phase.to_string(),
-                task: name.clone(),
-                status: status_name(*status).to_string(),
-                message: message.clone(),
+                task: t.name.clone(),
+                status: status_name(t.status).to_string(),
+                message: t.message.clone(),
             });
             let _ = tx.send(TaskRecord {
                 host: host.to_string(),
                 phase: phase.to_string(),
-                task: name.clone(),
-                status: match status {
+                task: t.name,
+                status: match t.status {
                     TaskStatus::Changed => TaskState::Changed,
                     TaskStatus::Unchanged => TaskState::Unchanged,
                     TaskStatus::Failed => TaskState::Failed,
                 },
-                duration_ms: *duration_ms,
-                message: message.clone(),
-                output: output.clone(),
+                duration_ms: t.duration_ms,
+                message: t.message,
+                output: t.output,
             });
         }
         _ => {}
