@@ -173,7 +173,7 @@ pub fn run_installed(agent: &AgentBinary) -> String {
 /// it is told to, so the plan that follows the binary reaches the agent intact.
 pub fn install_and_run(agent: &AgentBinary) -> String {
     format!(
-        "set -e; umask 077; mkdir -p {REMOTE_DIR}; t=$(mktemp {REMOTE_DIR}/.upload.XXXXXX); \
+        "set -e; umask 077; mkdir -p {REMOTE_DIR}; t=$(mktemp -p {REMOTE_DIR}); \
          head -c {size} > \"$t\"; \
          if ! echo '{sha}  '\"$t\" | sha256sum -c --status; then rm -f \"$t\"; echo 'kubegrid: agent upload corrupted' >&2; exit 97; fi; \
          chmod 0755 \"$t\"; mv -f \"$t\" {dest}; exec {dest} run",
@@ -187,7 +187,7 @@ pub fn install_and_run(agent: &AgentBinary) -> String {
 /// removed when the run ends.
 pub fn run_transient(agent: &AgentBinary) -> String {
     format!(
-        "set -e; t=$(mktemp /tmp/kubegrid-agent.XXXXXX); trap 'rm -f \"$t\"' EXIT; \
+        "set -e; t=$(mktemp -p /tmp); trap 'rm -f \"$t\"' EXIT; \
          head -c {size} > \"$t\"; \
          if ! echo '{sha}  '\"$t\" | sha256sum -c --status; then echo 'kubegrid: agent upload corrupted' >&2; exit 97; fi; \
          chmod 0700 \"$t\"; \"$t\" run",
