@@ -168,11 +168,15 @@ fn render(r: &Report) -> String {
         .iter()
         .filter(|h| !h.ok && r.outcome != Outcome::PreflightFailed)
     {
+        // Engine errors name their host already; the line starts with it.
+        let error = h.error.as_deref().unwrap_or("");
+        let error = error
+            .strip_prefix(&format!("{}: ", h.name))
+            .unwrap_or(error);
         s.push_str(&format!(
-            "  {} FAILED in {}: {}\n",
+            "  {} FAILED in {}: {error}\n",
             h.name,
             h.failed_phase.as_deref().unwrap_or("?"),
-            h.error.as_deref().unwrap_or("")
         ));
     }
     let changed = if r.mode == Mode::Plan {

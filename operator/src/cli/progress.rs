@@ -58,10 +58,10 @@ impl Observer for Lines {
                 error,
                 ..
             } => {
-                line!(
-                    "[{t:6.1}s] {host} FAILED in {phase}: {}",
-                    error.as_deref().unwrap_or("")
-                )
+                // Engine errors name their host already; the line starts with it.
+                let error = error.as_deref().unwrap_or("");
+                let error = error.strip_prefix(&format!("{host}: ")).unwrap_or(error);
+                line!("[{t:6.1}s] {host} FAILED in {phase}: {error}")
             }
             _ => {}
         }

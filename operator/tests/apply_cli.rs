@@ -1,0 +1,103 @@
+//! `kubegrid apply`/`plan`/`history` refusals that need no host: bad input exits 2 before any
+//! connection, with a message naming what was wrong. Runs against addresses in TEST-NET-1,
+//! which are never contacted because validation stops first.
+
+use std::{fs, path::Path, process::Command};
+
+use serde_json::Value;
+
+fn kubegrid(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kubegrid"))
+        .args(args)
+        .output()
+        .expect("run kubegrid")
+}
+
+/// A valid spec in `dir`, with a key file and the bundle at `bundle`.
+fn spec(dir: &Path, bundle: &str, extra_node: &str) -> String {
+    fs::write(dir.join("key"), "not really a key, but readable").unwrap();
+    let text = format!(
+        "apiVersion: kubegrid.io/v1alpha1
+kind: Cluster
+metadata: {{name: t}}
+spec:
+  kubernetesVersion: v1.31.4
+  controlPlaneEndpoint: {{address: 192.0.2.10, port: 6443}}
+  network: {{podCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/12}}
+  containerRuntime: {{containerd: {{version: \"1.6\"}}}}
+  bundle: {{source: {bundle}}}
+  ssh: {{privateKeyFile: key}}
+---
+apiVersion: kubegrid.io/v1alpha1
+kind: Node
+metadata: {{name: n1}}
+spec: {{clusterName: t, address: 192.0.2.10, roles: [control-plane, etcd, worker]}}
+{extra_node}"
+    );
+    let path = dir.join("spec.yaml");
+    fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn journal(dir: &Path) -> String {
+    dir.join("journal.db").to_str().unwrap().to_string()
+}
+
+#[test]
+fn an_invalid_spec_exits_2_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let dup = "---\napiVersion: kubegrid.io/v1alpha1\nkind: Node\nmetadata: {name: n2}\nspec: {clusterName: t, address: 192.0.2.10, roles: [worker]}\n";
+    let spec = spec(dir.path(), "bundle", dup);
+    let out = kubegrid(&["apply", "-f", &spec, "--journal", &journal(dir.path()), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON error on stdout");
+    let message = doc["error"]["message"].as_str().unwrap_or_default().to_string()
+        + &doc["error"]["causes"].to_string();
+    assert!(message.contains("n2") && message.contains("address"), "{doc}");
+    assert_eq!(doc["error"]["exitCode"], 2);
+    assert!(!dir.path().join("journal.db").exists(), "nothing is recorded for a refused spec");
+}
+
+#[test]
+fn a_corrupt_bundle_exits_2_naming_the_file_and_both_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    fs::create_dir_all(bundle.join("debs")).unwrap();
+    fs::write(bundle.join("debs/runc.deb"), b"tampered").unwrap();
+    let want = "0".repeat(64);
+    fs::write(
+        bundle.join("manifest.yaml"),
+        format!(
+            "version: 1\nfiles:\n  - path: debs/runc.deb\n    sha256: {want}\n    size: 8\n    arch: amd64\n    kind: deb\n    name: runc\n    version: \"1.1.5\"\n"
+        ),
+    )
+    .unwrap();
+    let spec = spec(dir.path(), "bundle", "");
+    let out = kubegrid(&["plan", "-f", &spec, "--journal", &journal(dir.path())]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("runc.deb") && err.contains(&want), "{err}");
+}
+
+#[test]
+fn an_unknown_skip_check_exits_2_listing_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(dir.path(), "bundle", "");
+    let out = kubegrid(&["apply", "-f", &spec, "--skip-check", "nosuch", "--journal", &journal(dir.path())]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nosuch") && err.contains("ports") && err.contains("swap"), "{err}");
+}
+
+#[test]
+fn history_of_a_new_journal_is_empty_and_logs_of_a_missing_operation_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    let out = kubegrid(&["history", "--journal", &j, "-o", "json"]);
+    assert!(out.status.success());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["operations"], serde_json::json!([]));
+    let out = kubegrid(&["logs", "42", "--journal", &j]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no operation 42"));
+}
