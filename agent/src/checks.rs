@@ -251,6 +251,7 @@ mod tests {
             store_dir: dir.path().join("store"),
             state_dir: dir.path().join("state"),
             check_mode: true,
+            verified: Default::default(),
         };
         let args = CheckArgs {
             check: CheckKind::ContainerRuns {
@@ -294,6 +295,7 @@ mod tests {
             store_dir: dir.path().join("store"),
             state_dir: dir.path().join("state"),
             check_mode: false,
+            verified: Default::default(),
         };
         fs::create_dir_all(&ctx.store_dir).unwrap();
         fs::copy(&tar, ctx.blob(&sha)).unwrap();

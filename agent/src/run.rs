@@ -79,7 +79,7 @@ pub fn run(input: &mut impl BufRead, out: &mut impl Write, root: &Path) -> Exit 
 
 fn run_plan(input: &mut impl BufRead, out: &mut impl Write, root: &Path) -> Result<Exit> {
     let plan = read_plan(input)?;
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         root: root.to_path_buf(),
         store_dir: plan
             .store_dir
@@ -90,6 +90,7 @@ fn run_plan(input: &mut impl BufRead, out: &mut impl Write, root: &Path) -> Resu
             .clone()
             .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
         check_mode: plan.check_mode,
+        verified: Default::default(),
     };
     // Read-only runs (facts before preflight, dry runs) must leave no trace on the host, not
     // even the state directory, and cannot race with anything, so they take no lock.
@@ -105,6 +106,7 @@ fn run_plan(input: &mut impl BufRead, out: &mut impl Write, root: &Path) -> Resu
     };
     for header in &plan.blobs {
         receive_blob(input, header, &ctx.store_dir)?;
+        ctx.verified.insert(header.sha256.clone());
         emit(
             out,
             &Event::BlobStored {

@@ -48,14 +48,31 @@ fn an_invalid_spec_exits_2_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let dup = "---\napiVersion: kubegrid.io/v1alpha1\nkind: Node\nmetadata: {name: n2}\nspec: {clusterName: t, address: 192.0.2.10, roles: [worker]}\n";
     let spec = spec(dir.path(), "bundle", dup);
-    let out = kubegrid(&["apply", "-f", &spec, "--journal", &journal(dir.path()), "-o", "json"]);
+    let out = kubegrid(&[
+        "apply",
+        "-f",
+        &spec,
+        "--journal",
+        &journal(dir.path()),
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON error on stdout");
-    let message = doc["error"]["message"].as_str().unwrap_or_default().to_string()
+    let message = doc["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
         + &doc["error"]["causes"].to_string();
-    assert!(message.contains("n2") && message.contains("address"), "{doc}");
+    assert!(
+        message.contains("n2") && message.contains("address"),
+        "{doc}"
+    );
     assert_eq!(doc["error"]["exitCode"], 2);
-    assert!(!dir.path().join("journal.db").exists(), "nothing is recorded for a refused spec");
+    assert!(
+        !dir.path().join("journal.db").exists(),
+        "nothing is recorded for a refused spec"
+    );
 }
 
 #[test]
@@ -74,7 +91,12 @@ fn a_corrupt_bundle_exits_2_naming_the_file_and_both_checksums() {
     .unwrap();
     let spec = spec(dir.path(), "bundle", "");
     let out = kubegrid(&["plan", "-f", &spec, "--journal", &journal(dir.path())]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("runc.deb") && err.contains(&want), "{err}");
 }
@@ -83,10 +105,21 @@ fn a_corrupt_bundle_exits_2_naming_the_file_and_both_checksums() {
 fn an_unknown_skip_check_exits_2_listing_the_known_ones() {
     let dir = tempfile::tempdir().unwrap();
     let spec = spec(dir.path(), "bundle", "");
-    let out = kubegrid(&["apply", "-f", &spec, "--skip-check", "nosuch", "--journal", &journal(dir.path())]);
+    let out = kubegrid(&[
+        "apply",
+        "-f",
+        &spec,
+        "--skip-check",
+        "nosuch",
+        "--journal",
+        &journal(dir.path()),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nosuch") && err.contains("ports") && err.contains("swap"), "{err}");
+    assert!(
+        err.contains("nosuch") && err.contains("ports") && err.contains("swap"),
+        "{err}"
+    );
 }
 
 #[test]

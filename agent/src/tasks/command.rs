@@ -64,6 +64,7 @@ mod tests {
             store_dir: PathBuf::from("/nonexistent/store"),
             state_dir: PathBuf::from("/nonexistent/state"),
             check_mode,
+            verified: Default::default(),
         }
     }
 

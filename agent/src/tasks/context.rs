@@ -1,6 +1,9 @@
 //! What every task gets and what it gives back.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
 
 use crate::{exec::OUTPUT_TAIL_BYTES, fsutil::under_root};
 
@@ -16,6 +19,9 @@ pub struct Ctx {
     pub state_dir: PathBuf,
     /// Report what would change; change nothing.
     pub check_mode: bool,
+    /// Blobs this run received and verified from stdin moments ago; hashing 25 MB again
+    /// before using them would only cost CPU.
+    pub verified: BTreeSet<String>,
 }
 
 impl Ctx {

@@ -172,6 +172,7 @@ mod tests {
             store_dir: dir.path().join("store"),
             state_dir: dir.path().join("state"),
             check_mode,
+            verified: Default::default(),
         };
         let path = dir.path().join("etc/containerd/config.toml");
         Env {

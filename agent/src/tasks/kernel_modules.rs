@@ -68,6 +68,7 @@ mod tests {
             store_dir: root.join("store"),
             state_dir: root.join("state"),
             check_mode: false,
+            verified: Default::default(),
         }
     }
 

@@ -86,6 +86,10 @@ fn install(db: PackageDb, todo: &[&PackageRef], ctx: &Ctx) -> Result<String> {
     let mut files = Vec::with_capacity(todo.len());
     for p in todo {
         let path = ctx.blob(&p.sha256);
+        if ctx.verified.contains(&p.sha256) {
+            files.push(path.to_string_lossy().into_owned());
+            continue;
+        }
         let what = format!("package {} {}", p.name, p.version);
         let actual = sha256_file(&path).map_err(|_| Error::BlobMissing {
             sha256: p.sha256.clone(),

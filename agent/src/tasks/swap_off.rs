@@ -106,6 +106,7 @@ mod tests {
             state_dir: root.join("state"),
             root: root.clone(),
             check_mode: false,
+            verified: Default::default(),
         };
         let out = apply(&ctx).unwrap();
         assert!(out.changed);

@@ -97,6 +97,7 @@ mod tests {
             store_dir: dir.path().join("store"),
             state_dir: dir.path().join("state"),
             check_mode,
+            verified: Default::default(),
         };
         let args = SysctlArgs {
             file: dir.path().join("etc/sysctl.d/99-kubegrid.conf"),
