@@ -114,29 +114,38 @@ pub async fn history(args: &HistoryArgs, output: Output) -> anyhow::Result<()> {
     journal.recover_interrupted().await?;
     let ops = journal.operations(args.limit).await?;
     emit(output, &json!({ "operations": ops }), || {
-        let mut s = format!(
-            "{:>4}  {:<6} {:<12} {:<11} {:<20} {:>8}  {:>5} {:>7} {:>6}\n",
-            "ID", "KIND", "CLUSTER", "STATUS", "STARTED", "TOOK", "HOSTS", "CHANGED", "FAILED"
+        let mut s = history_row(
+            [
+                "ID", "KIND", "CLUSTER", "STATUS", "STARTED", "TOOK", "HOSTS", "CHANGED", "FAILED",
+            ]
+            .map(String::from),
         );
         for o in &ops {
-            s.push_str(&format!(
-                "{:>4}  {:<6} {:<12} {:<11} {:<20} {:>8}  {:>5} {:>7} {:>6}\n",
-                o.id.0,
-                o.kind.as_str(),
-                o.cluster,
-                o.status.as_str(),
+            s.push_str(&history_row([
+                o.id.0.to_string(),
+                o.kind.as_str().to_string(),
+                o.cluster.clone(),
+                o.status.as_str().to_string(),
                 format_time(o.started_ms),
                 o.duration_ms.map_or("-".into(), format_duration),
-                o.hosts.len(),
-                o.changed,
-                o.hosts_failed,
-            ));
+                o.hosts.len().to_string(),
+                o.changed.to_string(),
+                o.hosts_failed.to_string(),
+            ]));
         }
         if ops.is_empty() {
             s.push_str("(no operations yet)\n");
         }
         s
     })
+}
+
+/// One line of the `history` table; the header goes through here too, so columns line up.
+fn history_row(c: [String; 9]) -> String {
+    format!(
+        "{:>4}  {:<6} {:<12} {:<11} {:<20} {:>8}  {:>5} {:>7} {:>6}\n",
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+    )
 }
 
 /// Runs `logs`.

@@ -28,15 +28,7 @@ async fn begin_record_finish_round_trip() {
         .await
         .unwrap();
     journal
-        .host_result(
-            first,
-            "h1",
-            "prepare",
-            HostOutcome {
-                ok: true,
-                error: None,
-            },
-        )
+        .host_result(first, "h1", "prepare", ok())
         .await
         .unwrap();
 
@@ -135,15 +127,7 @@ async fn a_second_result_for_the_same_phase_replaces_the_first() {
         .await
         .unwrap();
     journal
-        .host_result(
-            id,
-            "h1",
-            "prepare",
-            HostOutcome {
-                ok: true,
-                error: None,
-            },
-        )
+        .host_result(id, "h1", "prepare", ok())
         .await
         .unwrap();
     let results = journal.host_results(id).await.unwrap();
@@ -246,4 +230,12 @@ async fn kinds_round_trip_as_text() {
     let json = serde_json::to_value(&later).unwrap();
     assert_eq!(json["kind"], "upgrade");
     assert_eq!(json["status"], "running");
+}
+
+/// A successful host result.
+fn ok() -> HostOutcome {
+    HostOutcome {
+        ok: true,
+        error: None,
+    }
 }
