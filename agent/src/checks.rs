@@ -4,12 +4,12 @@
 //! an earlier task of the same dry run), so a check that cannot pass there reports what it
 //! would check instead of failing.
 
-use std::{fs, path::Path, time::Duration};
+use std::{collections::BTreeMap, fs, path::Path, time::Duration};
 
 use crate::{
     error::{Error, Result},
     exec::{self, Ran},
-    fsutil::{sha256_file, sync_dir},
+    fsutil::sync_dir,
     protocol::{CheckArgs, CheckKind},
     tasks::{Ctx, Outcome},
 };
@@ -18,6 +18,9 @@ use crate::{
 const VERSION_LIMIT: Duration = Duration::from_secs(30);
 /// How long the test container may take, image-less start included.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
+/// How long a probing command may take; `etcdctl endpoint health` gives up after 5 s on
+/// its own, and a check that hangs would stall the whole phase.
+const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 
 /// Runs the check.
 pub fn apply(args: &CheckArgs, ctx: &Ctx) -> Result<Outcome> {
@@ -31,6 +34,9 @@ pub fn apply(args: &CheckArgs, ctx: &Ctx) -> Result<Outcome> {
             argv,
             expect,
         } => container_runs(ctx, socket, runtime, rootfs_sha256, argv, expect),
+        CheckKind::CommandSucceeds { argv, env, expect } => {
+            command_succeeds(argv, env, expect.as_deref())
+        }
     };
     match result {
         Err(e) if ctx.check_mode => Ok(Outcome::unchanged(format!(
@@ -49,6 +55,9 @@ fn describe(check: &CheckKind) -> String {
         }
         CheckKind::ContainerRuns { runtime, .. } => {
             format!("that a container runs with runtime {runtime}")
+        }
+        CheckKind::CommandSucceeds { argv, .. } => {
+            format!("that `{}` succeeds", exec::command_line(argv))
         }
     }
 }
@@ -109,6 +118,49 @@ fn containerd_socket(socket: &Path) -> Result<Outcome> {
             output: ran.tail(),
         }),
     }
+}
+
+fn command_succeeds(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    expect: Option<&str>,
+) -> Result<Outcome> {
+    if argv.is_empty() {
+        return Err(Error::EmptyArgv {
+            what: "command_succeeds argv",
+        });
+    }
+    let ran = exec::run_with(argv, env, Some(COMMAND_LIMIT))?;
+    let found = expect.is_none_or(|e| ran.stdout.contains(e));
+    if ran.success() && found {
+        let printed = expect
+            .map(|e| format!(" and printed {e:?}"))
+            .unwrap_or_default();
+        return Ok(Outcome {
+            changed: false,
+            message: format!("`{}` exited 0{printed}", ran.command),
+            output: ran.tail(),
+        });
+    }
+    // The output's end usually says why; it goes in the one-line message too, so that the
+    // reason shows without digging into the event's output field.
+    let tail = exec::tail(ran.tail().trim(), 300);
+    let expected = match expect {
+        Some(e) => format!("exit code 0 and stdout containing {e:?}"),
+        None => "exit code 0".into(),
+    };
+    let seen = if ran.success() {
+        format!("exit code 0 without it in stdout: {tail}")
+    } else {
+        format!("`{}` {}: {tail}", argv[0], ran.status_text())
+    };
+    Err(Error::CheckFailed {
+        check: format!("command `{}`", ran.command),
+        seen,
+        expected,
+        hint: String::new(),
+        output: ran.tail(),
+    })
 }
 
 /// The server's version from `ctr version` output, when it has a Server section.
@@ -198,21 +250,7 @@ fn container_runs(
 /// Unpacks the rootfs tar once: into a temp dir beside the final one, renamed when whole,
 /// so a killed unpack never looks finished.
 fn unpack_rootfs(ctx: &Ctx, sha256: &str, dest: &Path) -> Result<()> {
-    let blob = ctx.blob(sha256);
-    let what = "container rootfs".to_string();
-    let actual = sha256_file(&blob).map_err(|_| Error::BlobMissing {
-        sha256: sha256.to_string(),
-        what: what.clone(),
-        path: blob.clone(),
-    })?;
-    if actual != sha256 {
-        return Err(Error::BlobCorrupt {
-            what,
-            path: blob,
-            expected: sha256.to_string(),
-            actual,
-        });
-    }
+    let blob = ctx.verified_blob(sha256, "container rootfs")?;
     let parent = ctx.state_dir.join("rootfs");
     let tmp = parent.join(format!(".{sha256}.tmp-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
@@ -233,6 +271,8 @@ fn unpack_rootfs(ctx: &Ctx, sha256: &str, dest: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::sha256_file;
+    use crate::testutil::ctx_in;
 
     #[test]
     fn finds_the_server_version() {
@@ -243,16 +283,72 @@ mod tests {
         assert_eq!(server_version(client_only), None);
     }
 
+    fn command_check(script: &str, expect: Option<&str>) -> CheckArgs {
+        CheckArgs {
+            check: CheckKind::CommandSucceeds {
+                argv: vec!["sh".into(), "-c".into(), script.into()],
+                env: BTreeMap::from([("KG_STATE".to_string(), "healthy".to_string())]),
+                expect: expect.map(str::to_string),
+            },
+        }
+    }
+
+    fn plain_ctx(check_mode: bool) -> Ctx {
+        Ctx {
+            root: "/".into(),
+            store_dir: "/nonexistent/store".into(),
+            state_dir: "/nonexistent/state".into(),
+            check_mode,
+            verified: Default::default(),
+        }
+    }
+
+    #[test]
+    fn command_succeeds_passes_on_exit_0_with_the_expected_text() {
+        let ctx = plain_ctx(false);
+        let bare = apply(&command_check("true", None), &ctx).unwrap();
+        assert_eq!(bare, Outcome::unchanged("`sh -c true` exited 0"));
+        let args = command_check("echo \"127.0.0.1:2379 is $KG_STATE\"", Some("is healthy"));
+        let out = apply(&args, &ctx).unwrap();
+        assert!(!out.changed);
+        assert!(
+            out.message.ends_with("exited 0 and printed \"is healthy\""),
+            "{}",
+            out.message
+        );
+        assert_eq!(out.output, "127.0.0.1:2379 is healthy\n");
+    }
+
+    #[test]
+    fn command_succeeds_fails_with_the_exit_code_and_output() {
+        let ctx = plain_ctx(false);
+        let args = command_check("echo context deadline exceeded >&2; exit 3", None);
+        let err = apply(&args, &ctx).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "command `sh -c 'echo context deadline exceeded >&2; exit 3'`: saw `sh` exited with code 3: context deadline exceeded, expected exit code 0"
+        );
+        assert_eq!(err.output(), "context deadline exceeded\n");
+        let wrong = apply(&command_check("echo unhealthy", Some("is healthy")), &ctx).unwrap_err();
+        assert!(
+            wrong
+                .to_string()
+                .contains("saw exit code 0 without it in stdout: unhealthy, expected exit code 0 and stdout containing \"is healthy\""),
+            "{wrong}"
+        );
+        let dry = apply(&args, &plain_ctx(true)).unwrap();
+        assert!(!dry.changed);
+        assert!(
+            dry.message.starts_with("would check that `sh -c"),
+            "{}",
+            dry.message
+        );
+    }
+
     #[test]
     fn check_mode_reports_would_check_when_it_cannot_pass() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Ctx {
-            root: "/".into(),
-            store_dir: dir.path().join("store"),
-            state_dir: dir.path().join("state"),
-            check_mode: true,
-            verified: Default::default(),
-        };
+        let ctx = ctx_in(dir.path(), true);
         let args = CheckArgs {
             check: CheckKind::ContainerRuns {
                 socket: "/run/containerd/containerd.sock".into(),
@@ -290,13 +386,7 @@ mod tests {
         .unwrap();
         assert!(ran.success());
         let sha = sha256_file(&tar).unwrap();
-        let ctx = Ctx {
-            root: "/".into(),
-            store_dir: dir.path().join("store"),
-            state_dir: dir.path().join("state"),
-            check_mode: false,
-            verified: Default::default(),
-        };
+        let ctx = ctx_in(dir.path(), false);
         fs::create_dir_all(&ctx.store_dir).unwrap();
         fs::copy(&tar, ctx.blob(&sha)).unwrap();
         let dest = ctx.state_dir.join("rootfs").join(&sha);

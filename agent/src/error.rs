@@ -106,6 +106,36 @@ pub enum Error {
         /// What it hashes to.
         actual: String,
     },
+    /// A plan names a blob by something that is not a sha256, so it cannot be a store path.
+    #[error(
+        "{what} names blob {value:?}, which is not a lower-case hex sha256 (64 characters); hint: the engine must send sha256 names from the bundle manifest"
+    )]
+    InvalidBlobName {
+        /// The task's subject ("binary /usr/bin/kubeadm").
+        what: String,
+        /// The name as given.
+        value: String,
+    },
+    /// An archive holds a member that would land outside its destination.
+    #[error(
+        "archive {sha256} holds member {member:?}, which is absolute or climbs out with `..`; nothing was unpacked into {dest}; hint: rebuild the archive with relative member names"
+    )]
+    UnsafeArchiveMember {
+        /// The archive blob.
+        sha256: String,
+        /// The offending member name, as `tar -t` lists it.
+        member: String,
+        /// Where it was to be unpacked.
+        dest: PathBuf,
+    },
+    /// A failure whose text held a secret the plan asked to redact; the secret is blanked.
+    #[error("{message}")]
+    Redacted {
+        /// The original message with every secret replaced by `[redacted]`.
+        message: String,
+        /// The original output tail, redacted alike.
+        output: String,
+    },
     /// After installing, a package is not at the version its file carries.
     #[error("after installing, {manager} reports {name} at {}, expected {expected}; hint: the bundle's manifest and the package file disagree", found.as_deref().unwrap_or("not installed"))]
     PackageVersion {
@@ -267,8 +297,46 @@ impl Error {
         match self {
             Self::CommandFailed { output, .. }
             | Self::PackageVersion { output, .. }
-            | Self::CheckFailed { output, .. } => output,
+            | Self::CheckFailed { output, .. }
+            | Self::Redacted { output, .. } => output,
             _ => "",
+        }
+    }
+}
+
+impl Error {
+    /// This error with every secret blanked in what it reports. A command failure keeps its
+    /// shape; any other error whose text holds a secret becomes [`Error::Redacted`].
+    pub fn redact(self, secrets: &[String]) -> Self {
+        use crate::exec::redact;
+        if secrets.iter().all(String::is_empty) {
+            return self;
+        }
+        match self {
+            Self::CommandFailed {
+                command,
+                status,
+                output,
+                hint,
+            } => Self::CommandFailed {
+                command: redact(&command, secrets),
+                status,
+                output: redact(&output, secrets),
+                hint: redact(&hint, secrets),
+            },
+            other => {
+                let message = other.to_string();
+                let clean = redact(&message, secrets);
+                let output = redact(other.output(), secrets);
+                if clean == message && output == other.output() {
+                    other
+                } else {
+                    Self::Redacted {
+                        message: clean,
+                        output,
+                    }
+                }
+            }
         }
     }
 }

@@ -46,6 +46,17 @@ pub struct Ran {
 }
 
 impl Ran {
+    /// This run with every secret blanked in its command line and output, before any tail
+    /// is cut: cutting first could leave the end of a secret at the start of the tail.
+    pub fn redacted(self, secrets: &[String]) -> Self {
+        Self {
+            command: redact(&self.command, secrets),
+            status: self.status,
+            stdout: redact(&self.stdout, secrets),
+            stderr: redact(&self.stderr, secrets),
+        }
+    }
+
     /// Exited 0.
     pub fn success(&self) -> bool {
         self.status.is_some_and(|s| s.success())
@@ -199,6 +210,19 @@ pub fn tail(text: &str, max: usize) -> String {
     text[start..].to_string()
 }
 
+/// What a secret is replaced with in reported text.
+pub const REDACTED: &str = "[redacted]";
+
+/// `text` with every non-empty secret replaced by [`REDACTED`]; longer secrets go first so
+/// that one containing another is blanked whole.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    sorted.into_iter().fold(text.to_string(), |acc, secret| {
+        acc.replace(secret.as_str(), REDACTED)
+    })
+}
+
 /// `argv` as one line, quoting words that need it, for messages.
 pub fn command_line(argv: &[String]) -> String {
     argv.iter()
@@ -265,6 +289,20 @@ mod tests {
             "{err}"
         );
         assert!(err.ends_with("hint: is it installed and on PATH?"), "{err}");
+    }
+
+    #[test]
+    fn redacts_every_secret_longest_first() {
+        let secrets = vec![
+            "abcdef".to_string(),
+            String::new(),
+            "abcdef.0123456789abcdef".to_string(),
+        ];
+        assert_eq!(
+            redact("token abcdef.0123456789abcdef id abcdef", &secrets),
+            "token [redacted] id [redacted]"
+        );
+        assert_eq!(redact("nothing here", &[]), "nothing here");
     }
 
     #[test]

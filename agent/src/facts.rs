@@ -1,6 +1,7 @@
 //! Host facts, read from the kernel's and the OS's own files.
 
 mod modules;
+mod net;
 mod packages;
 pub mod parse;
 mod probe;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::{
     modules::module_state,
+    net::{TCP_PROBE_TIMEOUT, parse_ip_addr},
     packages::{PackageDb, parse_dpkg_query, parse_rpm_query},
     probe::NVIDIA_VENDOR,
 };
@@ -78,6 +80,35 @@ pub struct Facts {
     /// sha256 names of the blobs already in the host's store.
     #[serde(default)]
     pub store: Vec<String>,
+    /// Network interfaces and their addresses.
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+    /// What a TCP connection to each `ip:port` asked for found.
+    #[serde(default)]
+    pub tcp_probes: BTreeMap<String, TcpProbe>,
+}
+
+/// A network interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Interface {
+    /// Name, e.g. "eth0" or "host0".
+    pub name: String,
+    /// Addresses with prefix length, e.g. "10.213.70.11/24".
+    pub addresses: Vec<String>,
+}
+
+/// The result of one TCP connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpProbe {
+    /// Something accepted the connection.
+    Open,
+    /// A host answered with a reset: the address is in use, the port closed.
+    Refused,
+    /// Nothing answered before the timeout, or the address is unreachable (no ARP reply):
+    /// the address is free.
+    Silent,
 }
 
 /// An active swap area.
@@ -156,7 +187,8 @@ pub enum ModuleState {
 
 /// Gathers facts from the files under `root` ("/" on a real host; tests pass a fake tree),
 /// probing what `args` asks for and listing the blobs in `store_dir`. Package versions come
-/// from the host's package database, whatever `root` is. Never fails: a fact that cannot
+/// from the host's package database and interfaces from the host's network, whatever `root`
+/// is; the TCP probes asked for take at most [`TCP_PROBE_TIMEOUT`] together. Never fails: a fact that cannot
 /// be read is left empty, and preflight reports what it needed and did not get.
 pub fn gather(root: &Path, args: &FactsArgs, store_dir: &Path) -> Facts {
     let read = |p: &str| read_or_empty(&root.join(p));
@@ -197,6 +229,8 @@ pub fn gather(root: &Path, args: &FactsArgs, store_dir: &Path) -> Facts {
             })
             .collect(),
         store: probe::store(store_dir),
+        interfaces: net::interfaces(),
+        tcp_probes: net::tcp_probes(&args.tcp_probes),
         kernel,
     }
 }
@@ -281,6 +315,7 @@ mod tests {
                 PathBuf::from("/usr/bin/podman"),
             ],
             disks: vec![PathBuf::from("/var/lib")],
+            tcp_probes: vec![],
         };
         let before = unix_ms();
         let f = gather(root, &args, &root.join("store"));

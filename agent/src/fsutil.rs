@@ -38,11 +38,25 @@ impl Perms {
 /// torn one, even across a crash: temp file in the same directory, fsync, owner and mode,
 /// rename, fsync of the directory. Missing parent directories are created (0755).
 pub fn atomic_write(path: &Path, bytes: &[u8], perms: Perms) -> Result<()> {
+    atomic_write_with(path, perms, |f, tmp| {
+        f.write_all(bytes)
+            .map_err(|source| write_err("write", tmp, source))
+    })
+}
+
+/// [`atomic_write`] with the content written by `fill` into the temp file (given with its
+/// path, for messages), so that large blobs stream instead of sitting in memory. When
+/// `fill` fails the temp file is removed and `path` is left as it was.
+pub fn atomic_write_with(
+    path: &Path,
+    perms: Perms,
+    fill: impl FnOnce(&mut File, &Path) -> Result<()>,
+) -> Result<()> {
     let dir = parent(path);
     fs::create_dir_all(dir).map_err(|source| write_err("create directory", dir, source))?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.kubegrid-{}", std::process::id()));
-    let result = write_tmp(&tmp, bytes, perms).and_then(|()| {
+    let result = write_tmp(&tmp, perms, fill).and_then(|()| {
         fs::rename(&tmp, path).map_err(|source| write_err("rename into place", path, source))
     });
     if result.is_err() {
@@ -52,7 +66,11 @@ pub fn atomic_write(path: &Path, bytes: &[u8], perms: Perms) -> Result<()> {
     sync_dir(dir)
 }
 
-fn write_tmp(tmp: &Path, bytes: &[u8], perms: Perms) -> Result<()> {
+fn write_tmp(
+    tmp: &Path,
+    perms: Perms,
+    fill: impl FnOnce(&mut File, &Path) -> Result<()>,
+) -> Result<()> {
     let _ = fs::remove_file(tmp);
     let mut f = OpenOptions::new()
         .write(true)
@@ -60,8 +78,8 @@ fn write_tmp(tmp: &Path, bytes: &[u8], perms: Perms) -> Result<()> {
         .mode(0o600)
         .open(tmp)
         .map_err(|source| write_err("create", tmp, source))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
+    fill(&mut f, tmp)?;
+    f.sync_all()
         .map_err(|source| write_err("write", tmp, source))?;
     if perms.uid.is_some() || perms.gid.is_some() {
         std::os::unix::fs::fchown(&f, perms.uid, perms.gid)
@@ -128,6 +146,11 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 /// `s` is a lower-case hex sha256, so it is safe as a file name in the store.
 pub fn is_sha256_name(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The first 12 hex digits of a sha256: enough to tell blobs apart in a one-line message.
+pub fn short_sha(sha256: &str) -> &str {
+    sha256.get(..12).unwrap_or(sha256)
 }
 
 /// Milliseconds since the Unix epoch.

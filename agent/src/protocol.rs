@@ -86,6 +86,32 @@ pub enum Action {
     Command(CommandArgs),
     /// A read-only check that passes or fails (never "changed").
     Check(CheckArgs),
+    /// An executable from a blob in the store, installed at a path (kubeadm, kubelet, etcd).
+    Binary(BinaryArgs),
+    /// A tar.gz blob from the store, unpacked into a directory (the CNI plugins).
+    Archive(ArchiveArgs),
+}
+
+/// An executable installed from the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BinaryArgs {
+    /// Absolute destination path, e.g. /usr/bin/kubeadm.
+    pub path: PathBuf,
+    /// sha256 of the blob; a file already at `path` with this sha256 and mode is unchanged.
+    pub sha256: String,
+    /// Permission bits, e.g. 0o755.
+    pub mode: u32,
+}
+
+/// A tar.gz archive unpacked from the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArchiveArgs {
+    /// sha256 of the .tar.gz blob.
+    pub sha256: String,
+    /// Directory to unpack into (created when missing), e.g. /opt/cni/bin.
+    pub dest: PathBuf,
 }
 
 /// Extra things to probe while gathering facts.
@@ -104,6 +130,10 @@ pub struct FactsArgs {
     /// Mount points whose free space to report (the filesystem holding each path).
     #[serde(default)]
     pub disks: Vec<PathBuf>,
+    /// `ip:port` addresses to try a TCP connection to (is a virtual IP already taken?); each
+    /// is reported as [`crate::facts::Facts::tcp_probes`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp_probes: Vec<String>,
 }
 
 /// A whole file.
@@ -225,6 +255,10 @@ pub struct CommandArgs {
     /// Extra environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Secrets (bootstrap tokens, certificate keys) that the command's output may echo; the
+    /// agent replaces each with `[redacted]` in every message and output tail it reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
 }
 
 /// A check.
@@ -265,6 +299,17 @@ pub enum CheckKind {
         argv: Vec<String>,
         /// Text stdout must contain.
         expect: String,
+    },
+    /// A command exits 0 and, when `expect` is set, its stdout contains it (etcd health).
+    CommandSucceeds {
+        /// Program and arguments; no shell.
+        argv: Vec<String>,
+        /// Extra environment.
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// Text stdout must contain.
+        #[serde(default)]
+        expect: Option<String>,
     },
 }
 

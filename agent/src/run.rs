@@ -186,6 +186,8 @@ fn execute(action: &Action, ctx: &Ctx) -> Result<Outcome> {
         Action::SwapOff(_) => tasks::swap_off::apply(ctx),
         Action::Command(a) => tasks::command::apply(a, ctx),
         Action::Check(a) => checks::apply(a, ctx),
+        Action::Binary(a) => tasks::binary::apply(a, ctx),
+        Action::Archive(a) => tasks::archive::apply(a, ctx),
     }
 }
 

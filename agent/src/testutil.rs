@@ -2,6 +2,8 @@
 
 use std::{fs, path::Path};
 
+use crate::tasks::Ctx;
+
 /// Writes `content` at `rel` under `root`, creating the directories on the way.
 pub fn write(root: &Path, rel: &str, content: &str) {
     let path = root.join(rel);
@@ -16,4 +18,15 @@ pub fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
         write(dir.path(), rel, content);
     }
     dir
+}
+
+/// A context for the real host ("/") whose store and state dirs lie under `dir`.
+pub fn ctx_in(dir: &Path, check_mode: bool) -> Ctx {
+    Ctx {
+        root: "/".into(),
+        store_dir: dir.join("store"),
+        state_dir: dir.join("state"),
+        check_mode,
+        verified: Default::default(),
+    }
 }

@@ -6,15 +6,18 @@ use std::{
     collections::BTreeMap,
     fs,
     io::Write,
+    net::TcpListener,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
 use kubegrid_agent::{
+    facts::TcpProbe,
     fsutil::sha256_hex,
     protocol::{
-        Action, BlobHeader, CommandArgs, Event, FactsArgs, FileArgs, PROTOCOL_VERSION, Plan, Task,
-        TaskStatus,
+        Action, ArchiveArgs, BinaryArgs, BlobHeader, CommandArgs, Event, FactsArgs, FileArgs,
+        PROTOCOL_VERSION, Plan, Task, TaskStatus,
     },
 };
 
@@ -119,6 +122,7 @@ fn command_task(name: &str, script: &str, creates: Option<PathBuf>) -> Task {
             creates,
             unless: None,
             env: BTreeMap::new(),
+            redact: Vec::new(),
         }),
     )
 }
@@ -297,5 +301,128 @@ fn refuses_another_protocol_and_bad_plans() {
     assert_eq!(code, 2);
     assert!(
         matches!(&events[1], Event::Fatal { message } if message.starts_with("stdin ended before a plan line"))
+    );
+}
+
+/// A tar.gz holding `files`, made with the system tar in a scratch directory under `host`.
+fn tar_gz(host: &Host, files: &[(&str, &str)]) -> Vec<u8> {
+    let src = host.path("tar-src");
+    for (rel, content) in files {
+        let path = src.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+    let out = host.path("archive.tgz");
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(&out)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::read(out).unwrap()
+}
+
+#[test]
+fn installs_binaries_and_archives_from_blobs_and_redacts_secrets() {
+    let host = Host::new();
+    let kubeadm = b"#!/bin/sh\necho kubeadm v1.31.0\n".as_slice();
+    let cni = tar_gz(&host, &[("bridge", "bridge"), ("host-local", "ipam")]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().to_string();
+    let token = "abcdef.0123456789abcdef";
+    let (bin_path, cni_dir, marker) = (
+        host.path("usr/bin/kubeadm"),
+        host.path("opt/cni/bin"),
+        host.path("joined"),
+    );
+    let mut plan = host.plan(vec![
+        task(
+            "facts",
+            Action::Facts(FactsArgs {
+                tcp_probes: vec![open.clone()],
+                ..FactsArgs::default()
+            }),
+        ),
+        task(
+            "kubeadm",
+            Action::Binary(BinaryArgs {
+                path: bin_path.clone(),
+                sha256: sha256_hex(kubeadm),
+                mode: 0o755,
+            }),
+        ),
+        task(
+            "cni plugins",
+            Action::Archive(ArchiveArgs {
+                sha256: sha256_hex(&cni),
+                dest: cni_dir.clone(),
+            }),
+        ),
+        task(
+            "join",
+            Action::Command(CommandArgs {
+                argv: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("echo using token {token}; touch {}", marker.display()),
+                ],
+                creates: Some(marker.clone()),
+                unless: None,
+                env: BTreeMap::new(),
+                redact: vec![token.into()],
+            }),
+        ),
+    ]);
+    plan.blobs = [kubeadm, cni.as_slice()]
+        .iter()
+        .map(|bytes| BlobHeader {
+            sha256: sha256_hex(bytes),
+            size: bytes.len() as u64,
+        })
+        .collect();
+    let (events, code) = run_plan(&plan, &[kubeadm, &cni]);
+    assert_eq!(code, 0, "{events:?}");
+    let facts = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Facts { facts, .. } => Some(facts),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(facts.tcp_probes, BTreeMap::from([(open, TcpProbe::Open)]));
+    assert!(facts.interfaces.iter().all(|i| i.name != "lo"));
+    let statuses: Vec<TaskStatus> = finished(&events).into_iter().map(|f| f.1).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            TaskStatus::Unchanged,
+            TaskStatus::Changed,
+            TaskStatus::Changed,
+            TaskStatus::Changed
+        ]
+    );
+    let line = String::from_utf8(serde_json::to_vec(&events).unwrap()).unwrap();
+    assert!(!line.contains(token), "the token leaked: {line}");
+    assert!(line.contains("using token [redacted]"), "{line}");
+    assert_eq!(fs::read(&bin_path).unwrap(), kubeadm);
+    assert_eq!(fs::metadata(&bin_path).unwrap().mode() & 0o7777, 0o755);
+    assert_eq!(
+        fs::read_to_string(cni_dir.join("host-local")).unwrap(),
+        "ipam"
+    );
+
+    // Again, with the blobs already in the store and nothing sent.
+    plan.blobs.clear();
+    let (again, code) = run_plan(&plan, &[]);
+    assert_eq!(code, 0, "{again:?}");
+    assert_eq!(
+        again.last(),
+        Some(&Event::PlanFinished {
+            ok: true,
+            changed: 0
+        })
     );
 }

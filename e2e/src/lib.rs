@@ -47,16 +47,18 @@ pub fn cache_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("/var/cache/kubegrid/lab"), PathBuf::from)
 }
 
-/// The slice's offline bundle, built by `.ci/setup` with `offline-bundle/dev-bundle.sh`
-/// (`$KUBEGRID_BUNDLE` overrides). Tests never download it themselves.
+/// The e2e offline bundle: the dev bundle's real Debian artifacts (containerd, runc, etcd,
+/// CNI plugins) plus STAND-INS for kubeadm, kubelet, kubectl and crictl, which no registry
+/// here provides. `.ci/setup` builds it with `e2e/standin-bundle.sh`; `$KUBEGRID_BUNDLE`
+/// overrides. Tests never download it themselves.
 pub fn bundle_dir() -> PathBuf {
     let dir = std::env::var_os("KUBEGRID_BUNDLE").map_or_else(
-        || PathBuf::from("/var/cache/kubegrid/bundle-dev"),
+        || PathBuf::from("/var/cache/kubegrid/bundle-e2e"),
         PathBuf::from,
     );
     assert!(
         dir.join("manifest.yaml").is_file(),
-        "no offline bundle at {}; build it with offline-bundle/dev-bundle.sh {} (.ci/setup does)",
+        "no offline bundle at {}; build it with e2e/standin-bundle.sh {} (.ci/setup does)",
         dir.display(),
         dir.display()
     );

@@ -7,8 +7,20 @@ use crate::{
     protocol::CommandArgs,
 };
 
-/// Runs `argv` unless `creates` exists or `unless` exits 0.
+/// Runs `argv` unless `creates` exists or `unless` exits 0. Every message and output tail
+/// it reports, failures included, has the plan's secrets blanked.
 pub fn apply(args: &CommandArgs, ctx: &Ctx) -> Result<Outcome> {
+    match run(args, ctx) {
+        Ok(o) => Ok(Outcome {
+            changed: o.changed,
+            message: exec::redact(&o.message, &args.redact),
+            output: exec::redact(&o.output, &args.redact),
+        }),
+        Err(e) => Err(e.redact(&args.redact)),
+    }
+}
+
+fn run(args: &CommandArgs, ctx: &Ctx) -> Result<Outcome> {
     if args.argv.is_empty() {
         return Err(Error::EmptyArgv {
             what: "command argv",
@@ -44,7 +56,9 @@ pub fn apply(args: &CommandArgs, ctx: &Ctx) -> Result<Outcome> {
             output: String::new(),
         });
     }
-    let ran = exec::run_with(&args.argv, &args.env, None)?.ok_or("")?;
+    let ran = exec::run_with(&args.argv, &args.env, None)?
+        .redacted(&args.redact)
+        .ok_or("")?;
     Ok(Outcome {
         changed: true,
         message: format!("run `{line}`"),
@@ -81,6 +95,7 @@ mod tests {
             creates: Some(marker.clone()),
             unless: None,
             env: BTreeMap::from([("GREETING".to_string(), "there".to_string())]),
+            redact: Vec::new(),
         };
         let dry = apply(&args, &ctx(true)).unwrap();
         assert!(dry.changed && !marker.exists());
@@ -101,6 +116,7 @@ mod tests {
             creates: None,
             unless: Some(vec!["true".into()]),
             env: BTreeMap::new(),
+            redact: Vec::new(),
         };
         assert_eq!(
             apply(&args, &ctx(false)).unwrap(),
@@ -115,6 +131,7 @@ mod tests {
             creates: None,
             unless: Some(vec!["false".into()]),
             env: BTreeMap::new(),
+            redact: Vec::new(),
         };
         let err = apply(&args, &ctx(false)).unwrap_err();
         assert_eq!(
@@ -122,5 +139,54 @@ mod tests {
             "`sh -c 'echo boom >&2; exit 4'` exited with code 4"
         );
         assert_eq!(err.output(), "boom\n");
+    }
+
+    const TOKEN: &str = "abcdef.0123456789abcdef";
+
+    #[test]
+    fn redacts_secrets_in_output_and_messages() {
+        let args = CommandArgs {
+            argv: sh(&format!("echo joining with {TOKEN}; echo key $KEY >&2")),
+            creates: None,
+            unless: None,
+            env: BTreeMap::from([("KEY".to_string(), "c0ffee".to_string())]),
+            redact: vec![TOKEN.to_string(), "c0ffee".to_string(), String::new()],
+        };
+        let ran = apply(&args, &ctx(false)).unwrap();
+        assert_eq!(ran.output, "joining with [redacted]\nkey [redacted]\n");
+        assert_eq!(
+            ran.message,
+            "run `sh -c 'echo joining with [redacted]; echo key $KEY >&2'`"
+        );
+        let dry = apply(&args, &ctx(true)).unwrap();
+        assert!(!dry.message.contains(TOKEN), "{}", dry.message);
+    }
+
+    #[test]
+    fn redacts_secrets_in_failures() {
+        let args = CommandArgs {
+            argv: sh(&format!("echo bad token {TOKEN} >&2; exit 1")),
+            creates: None,
+            unless: None,
+            env: BTreeMap::new(),
+            redact: vec![TOKEN.to_string()],
+        };
+        let err = apply(&args, &ctx(false)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`sh -c 'echo bad token [redacted] >&2; exit 1'` exited with code 1"
+        );
+        assert_eq!(err.output(), "bad token [redacted]\n");
+        let spawn = CommandArgs {
+            argv: vec![format!("kubegrid-no-such-{TOKEN}")],
+            ..args
+        };
+        let err = apply(&spawn, &ctx(false)).unwrap_err();
+        assert!(matches!(err, Error::Redacted { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("failed to run `kubegrid-no-such-[redacted]`"),
+            "{err}"
+        );
     }
 }

@@ -5,7 +5,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{exec::OUTPUT_TAIL_BYTES, fsutil::under_root};
+use crate::{
+    error::{Error, Result},
+    exec::OUTPUT_TAIL_BYTES,
+    fsutil::{is_sha256_name, sha256_file, under_root},
+};
 
 /// Where a task runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +37,43 @@ impl Ctx {
     /// A blob's path in the store.
     pub fn blob(&self, sha256: &str) -> PathBuf {
         self.store_dir.join(sha256)
+    }
+
+    /// The path of blob `sha256` once it is known to be in the store with bytes that hash
+    /// to its name. Blobs received this run were hashed on the way in and are not read
+    /// again. `what` says what the blob holds, for messages ("binary /usr/bin/kubeadm").
+    pub fn verified_blob(&self, sha256: &str, what: &str) -> Result<PathBuf> {
+        require_blob_name(sha256, what)?;
+        let path = self.blob(sha256);
+        if self.verified.contains(sha256) && path.is_file() {
+            return Ok(path);
+        }
+        let actual = sha256_file(&path).map_err(|_| Error::BlobMissing {
+            sha256: sha256.to_string(),
+            what: what.to_string(),
+            path: path.clone(),
+        })?;
+        if actual != sha256 {
+            return Err(Error::BlobCorrupt {
+                what: what.to_string(),
+                path,
+                expected: sha256.to_string(),
+                actual,
+            });
+        }
+        Ok(path)
+    }
+}
+
+/// Fails unless `sha256` can be a store name: anything else could name a path outside it.
+pub fn require_blob_name(sha256: &str, what: &str) -> Result<()> {
+    if is_sha256_name(sha256) {
+        Ok(())
+    } else {
+        Err(Error::InvalidBlobName {
+            what: what.to_string(),
+            value: sha256.to_string(),
+        })
     }
 }
 

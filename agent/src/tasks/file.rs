@@ -158,6 +158,7 @@ fn backup(path: &Path, old: &[u8], ctx: &Ctx) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::ctx_in;
 
     struct Env {
         _dir: tempfile::TempDir,
@@ -167,13 +168,7 @@ mod tests {
 
     fn env(check_mode: bool) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Ctx {
-            root: PathBuf::from("/"),
-            store_dir: dir.path().join("store"),
-            state_dir: dir.path().join("state"),
-            check_mode,
-            verified: Default::default(),
-        };
+        let ctx = ctx_in(dir.path(), check_mode);
         let path = dir.path().join("etc/containerd/config.toml");
         Env {
             _dir: dir,

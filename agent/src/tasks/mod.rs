@@ -3,6 +3,8 @@
 
 mod context;
 
+pub mod archive;
+pub mod binary;
 pub mod command;
 pub mod file;
 pub mod kernel_modules;
@@ -11,4 +13,4 @@ pub mod swap_off;
 pub mod sysctl;
 pub mod systemd_unit;
 
-pub use self::context::{Ctx, Outcome};
+pub use self::context::{Ctx, Outcome, require_blob_name};

@@ -7,7 +7,6 @@ use crate::{
     error::{Error, Result},
     exec::{self, which},
     facts::PackageDb,
-    fsutil::sha256_file,
     protocol::{PackageFormat, PackageRef, PackagesArgs},
 };
 
@@ -85,25 +84,8 @@ fn db_for(format: PackageFormat, wanted: &[&PackageRef]) -> Result<PackageDb> {
 fn install(db: PackageDb, todo: &[&PackageRef], ctx: &Ctx) -> Result<String> {
     let mut files = Vec::with_capacity(todo.len());
     for p in todo {
-        let path = ctx.blob(&p.sha256);
-        if ctx.verified.contains(&p.sha256) {
-            files.push(path.to_string_lossy().into_owned());
-            continue;
-        }
         let what = format!("package {} {}", p.name, p.version);
-        let actual = sha256_file(&path).map_err(|_| Error::BlobMissing {
-            sha256: p.sha256.clone(),
-            what: what.clone(),
-            path: path.clone(),
-        })?;
-        if actual != p.sha256 {
-            return Err(Error::BlobCorrupt {
-                what,
-                path,
-                expected: p.sha256.clone(),
-                actual,
-            });
-        }
+        let path = ctx.verified_blob(&p.sha256, &what)?;
         files.push(path.to_string_lossy().into_owned());
     }
     let (mut argv, env) = match db {

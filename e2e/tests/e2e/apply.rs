@@ -11,6 +11,10 @@ use std::{
 use kubegrid_e2e::{LabGuard, describe};
 use serde_json::Value;
 
+/// These scenarios are about preparing hosts and the container runtime (issue #3); the
+/// Kubernetes bootstrap has its own scenario in bootstrap.rs.
+const RUNTIME: &str = "container-runtime";
+
 /// What a host looks like before kubegrid ever changed it.
 const UNTOUCHED: &str = "test ! -e /var/lib/kubegrid && test ! -e /etc/containerd && ! dpkg -s containerd >/dev/null 2>&1 && echo untouched";
 
@@ -61,7 +65,7 @@ fn edited_spec(
 
 fn apply(lab: &LabGuard, spec: &Path, extra: &[&str]) -> std::process::Output {
     let spec = spec.to_str().expect("utf-8 path");
-    let mut args = vec!["apply", "-f", spec, "-o", "json"];
+    let mut args = vec!["apply", "-f", spec, "-o", "json", "--until", RUNTIME];
     args.extend_from_slice(extra);
     lab.run(&args)
 }
@@ -240,7 +244,15 @@ fn apply_refuses_bad_input_then_installs_containerd_and_converges() {
 /// Starts `apply` and returns it once its progress says `phase` began.
 fn apply_until_phase(lab: &LabGuard, phase: &str) -> (Child, Vec<String>) {
     let mut child = lab
-        .command(&["apply", "-f", lab.spec().to_str().unwrap(), "-o", "json"])
+        .command(&[
+            "apply",
+            "-f",
+            lab.spec().to_str().unwrap(),
+            "-o",
+            "json",
+            "--until",
+            RUNTIME,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -4,6 +4,7 @@
 //! the plain OpenSSH client, not with kubegrid's code.
 
 mod apply;
+mod bootstrap;
 mod lab;
 mod lab_refusals;
 mod measure;

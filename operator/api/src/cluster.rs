@@ -14,7 +14,13 @@ use crate::{
 pub const DEFAULT_API_SERVER_PORT: u16 = 6443;
 
 /// The CNI when the spec names none.
-pub const DEFAULT_CNI: &str = "calico";
+pub const DEFAULT_CNI: &str = "cilium";
+/// The CNIs kubegrid renders itself; `none` means the user's own manifest.
+pub const SUPPORTED_CNIS: &[&str] = &["cilium", "none"];
+/// Leaf certificate validity when the spec names none (kubeadm's one year).
+pub const DEFAULT_CERT_VALIDITY: &str = "8760h";
+/// CA validity when the spec names none (kubeadm's ten years).
+pub const DEFAULT_CA_VALIDITY: &str = "87600h";
 
 /// Intent for a whole cluster. Its hosts are the Nodes whose `clusterName` names it.
 #[expect(
@@ -62,6 +68,49 @@ pub struct ClusterSpec {
     /// SSH defaults for every Node.
     #[serde(default)]
     pub ssh: SshSpec,
+    /// Certificate lifetimes for the certificates kubegrid and kubeadm issue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificatesSpec>,
+}
+
+/// Certificate lifetimes, as durations like `8760h`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificatesSpec {
+    /// Leaf certificates (API server, etcd, clients); default 8760h. Below Kubernetes 1.31
+    /// (kubeadm v1beta3) kubeadm's own leaves stay at one year; kubegrid's follow this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity: Option<String>,
+    /// Certificate authorities; default 87600h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_validity: Option<String>,
+}
+
+impl ClusterSpec {
+    /// Leaf and CA validity, parsed; the error names the field.
+    pub fn certificate_validity(
+        &self,
+    ) -> Result<(std::time::Duration, std::time::Duration), String> {
+        let c = self.certificates.as_ref();
+        let parse = |field: &str, value: Option<&String>, default: &str| {
+            let text = value.map_or(default, String::as_str);
+            humantime::parse_duration(text).map_err(|e| {
+                format!("spec.certificates.{field}: `{text}` is not a duration like 8760h: {e}")
+            })
+        };
+        Ok((
+            parse(
+                "validity",
+                c.and_then(|c| c.validity.as_ref()),
+                DEFAULT_CERT_VALIDITY,
+            )?,
+            parse(
+                "caValidity",
+                c.and_then(|c| c.ca_validity.as_ref()),
+                DEFAULT_CA_VALIDITY,
+            )?,
+        ))
+    }
 }
 
 /// Where the API server is reached: a load balancer's address, or a virtual IP that
@@ -97,9 +146,13 @@ pub struct NetworkSpec {
     #[serde(rename = "serviceCIDR")]
     #[schemars(with = "String")]
     pub service_cidr: IpNet,
-    /// CNI plugin.
+    /// CNI plugin: `cilium`, or `none` to apply your own manifest (`cniManifest`).
     #[serde(default = "default_cni")]
     pub cni: String,
+    /// Your own CNI manifest file, applied on the first control-plane Node instead of a
+    /// rendered one; relative paths resolve against the spec file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_manifest: Option<String>,
 }
 
 fn default_cni() -> String {

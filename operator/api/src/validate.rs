@@ -5,6 +5,8 @@ mod nodes;
 
 use std::{io::ErrorKind, net::IpAddr};
 
+use serde::Deserialize;
+
 use crate::{
     Error, Manifest, Problem, Result, SourceLine,
     cluster::{ContainerRuntimeSpec, ControlPlaneEndpoint, NetworkSpec},
@@ -106,6 +108,51 @@ impl Checker<'_> {
         self.runtime(&at, &spec.container_runtime);
         self.bundle(&at);
         self.ssh(&at, &spec.ssh);
+        if let Err(problem) = spec.certificate_validity() {
+            let (field, seen) = problem
+                .split_once(": ")
+                .unwrap_or(("spec.certificates", &problem));
+            self.report(
+                &at,
+                field,
+                seen.to_string(),
+                "a duration such as 8760h or 365d",
+            );
+        }
+        self.cni_manifest(&at);
+    }
+
+    /// A CLI run reads the user's CNI manifest from disk, so it must be readable YAML now.
+    fn cni_manifest(&mut self, at: &Subject) {
+        let Some(raw) = &self.manifest.cluster().spec.network.cni_manifest else {
+            return;
+        };
+        if self.target != ValidateFor::Cli {
+            return;
+        }
+        let path = self.manifest.resolve_path(raw);
+        match std::fs::read_to_string(&path) {
+            Err(e) => self.report(
+                at,
+                "spec.network.cniManifest",
+                format!("`{}`, which cannot be read: {e}", path.display()),
+                "a readable manifest file",
+            ),
+            Ok(text) => {
+                let docs: Result<Vec<serde_yaml::Value>, _> =
+                    serde_yaml::Deserializer::from_str(&text)
+                        .map(serde_yaml::Value::deserialize)
+                        .collect();
+                if let Err(e) = docs {
+                    self.report(
+                        at,
+                        "spec.network.cniManifest",
+                        format!("`{}`, which is not YAML: {e}", path.display()),
+                        "a Kubernetes manifest (YAML documents)",
+                    );
+                }
+            }
+        }
     }
 
     fn endpoint(&mut self, at: &Subject, endpoint: &ControlPlaneEndpoint) {
@@ -173,12 +220,19 @@ impl Checker<'_> {
                 "a range that shares no address with podCIDR",
             );
         }
-        if network.cni.trim().is_empty() {
+        if !crate::cluster::SUPPORTED_CNIS.contains(&network.cni.as_str()) {
             self.report(
                 at,
                 "spec.network.cni",
-                "an empty string",
-                "a CNI name such as calico",
+                format!("`{}`", network.cni),
+                "cilium, or none with your own manifest in spec.network.cniManifest",
+            );
+        } else if network.cni == "none" && network.cni_manifest.is_none() {
+            self.report(
+                at,
+                "spec.network.cniManifest",
+                "no manifest while cni is none",
+                "the path of your CNI's manifest, applied on the first control-plane Node",
             );
         }
     }

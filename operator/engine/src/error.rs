@@ -121,6 +121,24 @@ pub enum Error {
         /// Why (boxed: plan errors are large and this enum is returned everywhere).
         source: Box<kubegrid_plan::Error>,
     },
+    /// kubegrid's PKI could not load or issue a certificate.
+    #[error("cannot prepare certificate {what}: {source}")]
+    Pki {
+        /// Which certificate ("kubernetes-ca", "etcd-server-node-1").
+        what: String,
+        /// Why.
+        source: Box<kubegrid_pki::Error>,
+    },
+    /// The admin kubeconfig could not be written where the user asked.
+    #[error(
+        "cannot write the admin kubeconfig to {path}: {source}\n  hint: pick a writable path with --kubeconfig"
+    )]
+    WriteKubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] kubegrid_journal::Error),

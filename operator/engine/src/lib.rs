@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod error;
+pub mod kubernetes;
 pub mod operation;
 pub mod phases;
 pub mod preflight;

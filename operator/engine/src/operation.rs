@@ -6,12 +6,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 use kubegrid_journal::{
     FinalStatus, HostOutcome, Journal, NewOperation, OperationId, OperationKind,
 };
-use kubegrid_plan::{Bundle, ClusterContext, Playbook};
+use kubegrid_plan::{Bundle, ClusterContext, HostContext, PkiFile, Playbook, TaintContext};
 use serde::Serialize;
 
 use crate::{
     agent::Agents,
     error::Error,
+    kubernetes::{self, ClusterChecks},
     phases::{self, Phase},
     preflight::Finding,
     progress::{Observer, Progress},
@@ -38,6 +39,34 @@ pub struct HostSpec {
     pub roles: Vec<String>,
     /// spec.arch, when the Node declares one.
     pub declared_arch: Option<String>,
+    /// Kubernetes labels for its Node object.
+    pub labels: BTreeMap<String, String>,
+    /// Kubernetes taints for its Node object.
+    pub taints: Vec<TaintContext>,
+}
+
+impl HostSpec {
+    /// The compiler's view of the host, given its facts and the certificates issued for it.
+    pub fn context(
+        &self,
+        facts: kubegrid_agent::facts::Facts,
+        pki: BTreeMap<String, Vec<PkiFile>>,
+    ) -> HostContext {
+        HostContext {
+            name: self.target.host.clone(),
+            roles: self.roles.clone(),
+            facts,
+            address: self.target.address.clone(),
+            labels: self.labels.clone(),
+            taints: self.taints.clone(),
+            pki,
+        }
+    }
+
+    /// Whether the host has a role.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
 }
 
 /// Knobs for one run.
@@ -49,6 +78,19 @@ pub struct Options {
     pub skip_checks: Vec<String>,
     /// SSH behaviour.
     pub ssh: SshOptions,
+    /// Where to write the admin kubeconfig (mode 0600); it is journaled either way.
+    pub kubeconfig_out: Option<std::path::PathBuf>,
+    /// Run the cluster checks through the Kubernetes API after the playbook.
+    pub cluster_checks: bool,
+    /// Images and deadlines of the cluster checks.
+    pub check_options: kubegrid_cluster::CheckOptions,
+    /// Remove Nodes that left the spec even when their drain fails.
+    pub force_remove: bool,
+    /// How Nodes that left the spec are drained.
+    pub drain: kubegrid_cluster::DrainOptions,
+    /// Stop after this playbook phase (e.g. `container-runtime` prepares hosts only); the
+    /// cluster-level steps run only when the whole playbook ran.
+    pub until: Option<String>,
 }
 
 impl Default for Options {
@@ -57,6 +99,12 @@ impl Default for Options {
             parallel: 64,
             skip_checks: Vec::new(),
             ssh: SshOptions::default(),
+            kubeconfig_out: None,
+            cluster_checks: true,
+            check_options: kubegrid_cluster::CheckOptions::default(),
+            force_remove: false,
+            drain: kubegrid_cluster::DrainOptions::default(),
+            until: None,
         }
     }
 }
@@ -135,6 +183,8 @@ pub enum Outcome {
     PreflightFailed,
     /// Some hosts failed during the phases; the others finished.
     HostsFailed,
+    /// Every host finished, but a cluster check or a Node removal failed.
+    ClusterFailed,
 }
 
 /// The result of an operation.
@@ -155,6 +205,10 @@ pub struct Report {
     pub preflight: Vec<Finding>,
     /// Per host.
     pub hosts: Vec<HostReport>,
+    /// The kubeconfig, cluster checks and removals.
+    pub kubernetes: ClusterChecks,
+    /// Wall time per phase.
+    pub phases: Vec<PhaseTime>,
 }
 
 impl Report {
@@ -184,6 +238,27 @@ pub struct Run {
     pub reports: Vec<HostReport>,
     /// Preflight findings.
     pub findings: Vec<Finding>,
+    /// Certificate sets issued per host index.
+    pub pki: Vec<BTreeMap<String, Vec<PkiFile>>>,
+    /// The admin client certificate, once the PKI is prepared.
+    pub admin_client: Option<kubegrid_pki::IssuedCert>,
+    /// The Kubernetes CA certificate, once the PKI is prepared.
+    pub kubernetes_ca_pem: Option<String>,
+    /// What the cluster-level steps found.
+    pub kubernetes: ClusterChecks,
+    /// Wall time of each phase, in order.
+    pub phase_times: Vec<PhaseTime>,
+}
+
+/// How long one phase took on the engine's clock, from its first SSH exec to its last result.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseTime {
+    /// Phase name ("facts", a playbook phase, or "cluster" for the kubeconfig, removals and
+    /// API checks).
+    pub phase: String,
+    /// Wall time.
+    pub wall_ms: u64,
 }
 
 impl Run {
@@ -301,6 +376,11 @@ pub async fn execute(
         clock_offsets: vec![0; n],
         reports,
         findings: Vec::new(),
+        pki: vec![BTreeMap::new(); n],
+        admin_client: None,
+        kubernetes_ca_pem: None,
+        kubernetes: ClusterChecks::default(),
+        phase_times: Vec::new(),
     };
     let outcome = drive(&mut run).await;
     for s in run.sessions.iter().flatten() {
@@ -330,6 +410,22 @@ pub async fn execute(
                 run.findings.len()
             )),
         ),
+        Outcome::ClusterFailed => {
+            let k = &run.kubernetes;
+            let problems: Vec<String> = k
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("check {}: {}", c.name, c.detail))
+                .chain(
+                    k.removed
+                        .iter()
+                        .filter(|r| !r.ok)
+                        .map(|r| format!("remove {}: {}", r.name, r.detail)),
+                )
+                .collect();
+            (FinalStatus::Failed, Some(problems.join("; ")))
+        }
         _ => (FinalStatus::Failed, Some(failed.join("; "))),
     };
     run.journal.finish(op, status, summary).await?;
@@ -341,11 +437,18 @@ pub async fn execute(
         duration_ms: started.elapsed().as_millis() as u64,
         preflight: run.findings,
         hosts: run.reports,
+        kubernetes: run.kubernetes,
+        phases: run.phase_times,
     })
 }
 
 async fn drive(run: &mut Run) -> Result<Outcome, Error> {
+    let started = Instant::now();
     phases::Facts.run(run).await?;
+    run.phase_times.push(PhaseTime {
+        phase: "facts".into(),
+        wall_ms: started.elapsed().as_millis() as u64,
+    });
     if run.reports.iter().any(|r| !r.ok) {
         return Ok(Outcome::Unreachable);
     }
@@ -353,6 +456,7 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
     if !run.findings.is_empty() {
         return Ok(Outcome::PreflightFailed);
     }
+    kubernetes::prepare(run).await?;
     let plans = phases::compile_all(run)?;
     for phase in run.req.playbook.phases.clone() {
         let per_host: BTreeMap<usize, _> = plans
@@ -364,6 +468,7 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
                     .map(|pp| (i, pp.clone()))
             })
             .collect();
+        let started = Instant::now();
         phases::PlaybookPhase {
             name: phase.name.clone(),
             batch: phase.batch,
@@ -371,10 +476,30 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
         }
         .run(run)
         .await?;
+        run.phase_times.push(PhaseTime {
+            phase: phase.name.clone(),
+            wall_ms: started.elapsed().as_millis() as u64,
+        });
+        if run.req.options.until.as_deref() == Some(phase.name.as_str()) {
+            return Ok(host_outcome(run));
+        }
     }
-    Ok(if run.reports.iter().all(|r| r.ok) {
+    let started = Instant::now();
+    run.kubernetes = kubernetes::finish(run).await?;
+    run.phase_times.push(PhaseTime {
+        phase: "cluster".into(),
+        wall_ms: started.elapsed().as_millis() as u64,
+    });
+    Ok(match host_outcome(run) {
+        Outcome::Succeeded if !run.kubernetes.ok() => Outcome::ClusterFailed,
+        other => other,
+    })
+}
+
+fn host_outcome(run: &Run) -> Outcome {
+    if run.reports.iter().all(|r| r.ok) {
         Outcome::Succeeded
     } else {
         Outcome::HostsFailed
-    })
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use kubegrid_api::{HostTarget, Manifest};
-use kubegrid_plan::{ClusterContext, RegistryMirror};
+use kubegrid_plan::{ClusterContext, RegistryMirror, TaintContext};
 
 use crate::{operation::HostSpec, ssh::SshTarget};
 
@@ -17,6 +17,16 @@ pub fn hosts(manifest: &Manifest) -> Vec<HostSpec> {
             target: target(manifest.name(), &h),
             roles: h.roles.iter().map(|r| r.as_str().to_string()).collect(),
             declared_arch: h.arch.map(|a| a.as_str().to_string()),
+            labels: h.labels.clone(),
+            taints: h
+                .taints
+                .iter()
+                .map(|t| TaintContext {
+                    key: t.key.clone(),
+                    value: t.value.clone(),
+                    effect: format!("{:?}", t.effect),
+                })
+                .collect(),
         })
         .collect()
 }
@@ -81,6 +91,7 @@ pub fn cluster_context(manifest: &Manifest) -> Result<ClusterContext, kubegrid_p
         .into_iter()
         .map(|(registry, endpoints)| RegistryMirror::new(registry, endpoints))
         .collect();
+    ctx.kubernetes = Some(crate::kubernetes::kubernetes_context(manifest)?);
     Ok(ctx)
 }
 

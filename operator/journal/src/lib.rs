@@ -10,6 +10,7 @@ mod keys;
 mod ops;
 mod owner;
 mod redact;
+mod state;
 mod time;
 mod types;
 
@@ -28,6 +29,7 @@ use sqlx::sqlite::{
 
 pub use error::{Error, KeyConflict, Result};
 pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor};
+pub use state::StoredCert;
 pub use time::{format_duration, format_time};
 pub use types::{
     EventRow, FinalStatus, HostOutcome, HostResult, NewOperation, OperationId, OperationKind,

@@ -52,6 +52,7 @@ fn cluster(group: &str, first: &HostRecord, private_key: &Path) -> Cluster {
                 pod_cidr: POD_CIDR,
                 service_cidr: SERVICE_CIDR,
                 cni: kubegrid_api::DEFAULT_CNI.to_string(),
+                cni_manifest: None,
             },
             container_runtime: ContainerRuntimeSpec {
                 containerd: ContainerdSpec {
@@ -67,6 +68,7 @@ fn cluster(group: &str, first: &HostRecord, private_key: &Path) -> Cluster {
                 private_key_file: Some(private_key.display().to_string()),
                 ..SshSpec::default()
             },
+            certificates: None,
         },
     )
 }

@@ -100,8 +100,10 @@ pub enum FileKind {
     Rootfs,
     /// A kubegrid-agent binary.
     Agent,
-    /// Any other executable or archive (kubeadm, kubelet, CNI plugins).
+    /// One executable, installed at a path (kubeadm, kubelet, etcd).
     Binary,
+    /// A .tar.gz unpacked into a directory (the CNI plugins).
+    Archive,
     /// A container image archive (OCI layout or docker-archive tar).
     Image,
 }
@@ -175,6 +177,41 @@ impl Bundle {
                 arch: arch.to_string(),
                 format: format_name(format).to_string(),
                 available: self.packages_listing(),
+            })
+    }
+
+    /// The executable named `name` for a host of arch `arch`.
+    pub fn binary(&self, name: &str, arch: &str) -> Result<&BundleFile> {
+        self.named(FileKind::Binary, name, arch)
+    }
+
+    /// The archive named `name` for a host of arch `arch`.
+    pub fn archive(&self, name: &str, arch: &str) -> Result<&BundleFile> {
+        self.named(FileKind::Archive, name, arch)
+    }
+
+    fn named(&self, kind: FileKind, name: &str, arch: &str) -> Result<&BundleFile> {
+        let files = &self.manifest.files;
+        files
+            .iter()
+            .find(|f| f.kind == kind && f.name.as_deref() == Some(name) && f.arch.serves(arch))
+            .ok_or_else(|| Error::ArtifactNotInBundle {
+                dir: self.dir.clone(),
+                name: name.to_string(),
+                arch: arch.to_string(),
+                available: files
+                    .iter()
+                    .filter(|f| f.kind == kind)
+                    .map(|f| {
+                        format!(
+                            "{} {} ({})",
+                            f.name.as_deref().unwrap_or("?"),
+                            f.version.as_deref().unwrap_or("?"),
+                            f.arch.as_str()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
     }
 

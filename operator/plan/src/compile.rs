@@ -12,6 +12,8 @@ use crate::{
     bundle::Bundle,
     context::{ClusterContext, HostContext, OsFamily},
     error::{Error, Result},
+    kube_modules,
+    kubernetes::KUBERNETES_PATHS,
     playbook::{CheckSpec, Module, Playbook, TaskSpec, TemplatedFileSpec},
     templates::render,
 };
@@ -95,7 +97,11 @@ pub fn compile(
 ) -> Result<Vec<PhasePlan>> {
     cluster.validate()?;
     let mut phases = Vec::new();
-    for phase in playbook.phases.iter().filter(|p| p.hosts.selects(host)) {
+    for phase in playbook
+        .phases
+        .iter()
+        .filter(|p| p.hosts.selects(cluster, host))
+    {
         let mut out = PhasePlan {
             name: phase.name.clone(),
             tasks: Vec::new(),
@@ -126,7 +132,7 @@ fn compile_task(
             mode: f.mode.0,
             owner: f.owner.clone().unwrap_or_else(|| "root".into()),
             group: f.group.clone().unwrap_or_else(|| "root".into()),
-            backup: true,
+            backup: !f.secret,
         }),
         Module::Packages(p) => {
             let format = package_format(host)?;
@@ -175,6 +181,10 @@ fn compile_task(
             creates: c.creates.clone(),
             unless: c.unless.clone(),
             env: BTreeMap::new(),
+            redact: match (&cluster.kubernetes, c.redact_join_secrets) {
+                (Some(k), true) => k.join.redactions(),
+                _ => Vec::new(),
+            },
         }),
         Module::Check(check) => Action::Check(CheckArgs {
             check: match check {
@@ -183,6 +193,11 @@ fn compile_task(
                 }
                 CheckSpec::ContainerdSocket { socket } => CheckKind::ContainerdSocket {
                     socket: socket.clone(),
+                },
+                CheckSpec::CommandSucceeds { argv, expect } => CheckKind::CommandSucceeds {
+                    argv: argv.clone(),
+                    env: BTreeMap::new(),
+                    expect: expect.clone(),
                 },
                 CheckSpec::ContainerRuns {
                     socket,
@@ -217,6 +232,36 @@ fn compile_task(
                         backup: true,
                     }),
                 );
+            }
+            return Ok(());
+        }
+        Module::Binaries(b) => {
+            for (name, action, sha) in kube_modules::binaries(b, &spec.name, host, bundle)? {
+                add_blob(&mut out.blobs, &sha);
+                out.tasks.push(Task { name, action });
+            }
+            return Ok(());
+        }
+        Module::Archive(a) => {
+            let (action, sha) = kube_modules::archive(a, host, bundle)?;
+            add_blob(&mut out.blobs, &sha);
+            action
+        }
+        Module::PkiFiles(p) => {
+            for (name, action) in kube_modules::pki_files(p, &spec.name, host)? {
+                push(name, action);
+            }
+            return Ok(());
+        }
+        Module::CniManifest(c) => {
+            for (name, action) in kube_modules::cni_manifest(c, &spec.name, cluster, host)? {
+                push(name, action);
+            }
+            return Ok(());
+        }
+        Module::RefreshJoinSecrets => {
+            for (name, action) in kube_modules::refresh_join_secrets(&spec.name, cluster)? {
+                push(name, action);
             }
             return Ok(());
         }
@@ -335,9 +380,31 @@ pub fn facts_probes(
     CONFLICTING_PACKAGES
         .iter()
         .for_each(|n| add(&mut probes.packages, n));
-    probes.paths = CONFLICTING_PATHS.iter().map(PathBuf::from).collect();
+    probes.paths = CONFLICTING_PATHS
+        .iter()
+        .chain(KUBERNETES_PATHS)
+        .map(PathBuf::from)
+        .collect();
+    // Whether the VIP is free is asked of every control-plane host: any of them may be the
+    // one that shares a subnet with it.
+    let vip = cluster
+        .kubernetes
+        .as_ref()
+        .and_then(|k| k.vip.as_ref().map(|v| (v, k.endpoint_port)));
+    if let (Some((vip, port)), true) = (vip, host.has_role("control-plane")) {
+        probes.tcp_probes.push(vip_probe(vip, port));
+    }
     probes.disks = PREFLIGHT_DISKS.iter().map(PathBuf::from).collect();
     Ok(probes)
+}
+
+/// The `ip:port` the facts phase probes for a VIP.
+pub fn vip_probe(vip: &str, port: u16) -> String {
+    if vip.contains(':') {
+        format!("[{vip}]:{port}")
+    } else {
+        format!("{vip}:{port}")
+    }
 }
 
 #[cfg(test)]

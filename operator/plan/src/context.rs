@@ -6,7 +6,12 @@ use kubegrid_agent::facts::Facts;
 use semver::Version;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+
+use crate::{
+    error::{Error, Result},
+    kubernetes::{ADMIN_CONF, KUBELET_CONF, KubernetesContext},
+};
 
 /// The sandbox image used when no Kubernetes version picks one.
 pub const DEFAULT_SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
@@ -58,6 +63,8 @@ pub struct ClusterContext {
     pub sandbox_image: String,
     /// Registry mirrors written as certs.d `hosts.toml` files.
     pub registry_mirrors: Vec<RegistryMirror>,
+    /// Kubernetes bootstrap inputs; None for an operation that only prepares hosts.
+    pub kubernetes: Option<KubernetesContext>,
 }
 
 impl ClusterContext {
@@ -71,6 +78,7 @@ impl ClusterContext {
             default_runtime: "runc".into(),
             sandbox_image: DEFAULT_SANDBOX_IMAGE.into(),
             registry_mirrors: Vec::new(),
+            kubernetes: None,
         })
     }
 
@@ -89,6 +97,13 @@ impl ClusterContext {
                     .collect::<Vec<_>>()
                     .join(", "),
             })
+    }
+
+    /// Whether `host` runs (or ran) `kubeadm init`.
+    pub fn is_init_node(&self, host: &HostContext) -> bool {
+        self.kubernetes
+            .as_ref()
+            .is_some_and(|k| k.init_node == host.name)
     }
 
     /// Whether a runtime handler is enabled; runc always is.
@@ -133,6 +148,9 @@ impl ClusterContext {
                 ));
             }
             seen.push(&mirror.registry);
+        }
+        if let Some(k) = &self.kubernetes {
+            k.validate()?;
         }
         Ok(())
     }
@@ -237,7 +255,7 @@ impl RegistryMirror {
 }
 
 /// One host as the compiler sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HostContext {
     /// Host (Node) name.
     pub name: String,
@@ -245,12 +263,67 @@ pub struct HostContext {
     pub roles: Vec<String>,
     /// Facts gathered from the host.
     pub facts: Facts,
+    /// The address kubegrid reaches it at; also the kubelet's node IP and the API server's
+    /// advertise address.
+    pub address: String,
+    /// Kubernetes labels for its Node object.
+    pub labels: BTreeMap<String, String>,
+    /// Kubernetes taints for its Node object.
+    pub taints: Vec<TaintContext>,
+    /// Certificate sets kubegrid's PKI issued for the host, by set name ("etcd",
+    /// "control-plane"); `pki_files:` tasks write them.
+    pub pki: BTreeMap<String, Vec<PkiFile>>,
+}
+
+/// A certificate or key file to place on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkiFile {
+    /// Absolute path.
+    pub path: std::path::PathBuf,
+    /// PEM text.
+    pub content: String,
+    /// Permission bits (0600 for keys).
+    pub mode: u32,
+}
+
+/// A taint as kubeadm's `nodeRegistration.taints` writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaintContext {
+    /// Key.
+    pub key: String,
+    /// Value; None for a key-only taint.
+    pub value: Option<String>,
+    /// NoSchedule, PreferNoSchedule or NoExecute.
+    pub effect: String,
 }
 
 impl HostContext {
     /// Whether the host has a role.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether the host's kubelet has joined a cluster (kubeadm wrote kubelet.conf).
+    pub fn joined(&self) -> bool {
+        self.facts.paths.get(KUBELET_CONF).copied().unwrap_or(false)
+    }
+
+    /// Whether `kubeadm init` ran on this host (admin.conf exists).
+    pub fn initialized(&self) -> bool {
+        self.facts.paths.get(ADMIN_CONF).copied().unwrap_or(false)
+    }
+
+    /// The interface that carries the host's address (kube-vip announces the VIP there).
+    pub fn interface_for_address(&self) -> Option<&str> {
+        self.facts
+            .interfaces
+            .iter()
+            .find(|i| {
+                i.addresses
+                    .iter()
+                    .any(|a| a.split('/').next() == Some(self.address.as_str()))
+            })
+            .map(|i| i.name.as_str())
     }
 
     /// The OS family from os-release's ID and ID_LIKE, as `when: {os_family: ...}` sees it.
@@ -333,6 +406,7 @@ mod tests {
             name: "h".into(),
             roles: vec![],
             facts: Facts::default(),
+            ..Default::default()
         };
         assert_eq!(host.os_family(), None);
         host.facts.os_id = "rocky".into();

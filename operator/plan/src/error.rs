@@ -211,6 +211,22 @@ pub enum Error {
         available: String,
     },
 
+    /// The bundle has no binary or archive of that name for the host's arch.
+    #[error(
+        "bundle {} has no `{name}` for arch {arch}; it has: {available}; hint: build the bundle with Kubernetes artifacts for that arch",
+        dir.display()
+    )]
+    ArtifactNotInBundle {
+        /// Bundle directory.
+        dir: PathBuf,
+        /// Artifact name ("kubeadm", "cni-plugins").
+        name: String,
+        /// The host's arch.
+        arch: String,
+        /// Artifacts of that kind the bundle has.
+        available: String,
+    },
+
     /// The bundle has no rootfs for the host's arch.
     #[error(
         "bundle {} has no rootfs for arch {arch}; hint: build the bundle for that arch (offline-bundle/dev-bundle.sh OUTDIR {arch})",

@@ -16,6 +16,8 @@ mod bundle;
 mod compile;
 mod context;
 mod error;
+mod kube_modules;
+mod kubernetes;
 mod playbook;
 mod predicate;
 mod templates;
@@ -25,15 +27,24 @@ pub use bundle::{
 };
 pub use compile::{
     CONFLICTING_PACKAGES, CONFLICTING_PATHS, PREFLIGHT_DISKS, PhasePlan, compile, facts_probes,
+    vip_probe,
 };
 pub use context::{
-    ClusterContext, DEFAULT_SANDBOX_IMAGE, HostContext, OsFamily, REGISTRY_CONFIG_PATH,
-    RegistryMirror, parse_containerd_line,
+    ClusterContext, DEFAULT_SANDBOX_IMAGE, HostContext, OsFamily, PkiFile, REGISTRY_CONFIG_PATH,
+    RegistryMirror, TaintContext, parse_containerd_line,
 };
 pub use error::{Error, Result};
+pub use kubernetes::{
+    ADMIN_CONF, ETCD_CLIENT_PORT, ETCD_PEER_PORT, ETCD_UNIT, EtcdContext, EtcdMember, JoinSecrets,
+    KUBE_VIP_IMAGE, KUBEGRID_ETC, KUBELET_CONF, KUBERNETES_PATHS, KubernetesContext,
+};
 pub use playbook::{
-    Batch, CheckSpec, CommandSpec, FileSpec, HostSelector, Mode, Module, PLAYBOOKS, PackagesSpec,
-    Phase, Playbook, RegistryHostsSpec, TaskSpec, TemplatedFileSpec, UnitSpec,
+    ArchiveSpec, Batch, BinariesSpec, CheckSpec, CniManifestSpec, CommandSpec, FileSpec,
+    HostSelector, Mode, Module, PLAYBOOKS, PackagesSpec, Phase, PkiFilesSpec, Playbook,
+    RegistryHostsSpec, TaskSpec, TemplatedFileSpec, UnitSpec,
 };
 pub use predicate::{Role, When};
-pub use templates::{TEMPLATES, Template, render, template};
+pub use templates::{
+    CILIUM_IMAGE, CILIUM_OPERATOR_IMAGE, TEMPLATES, Template, kubelet_may_set_label, render,
+    template,
+};

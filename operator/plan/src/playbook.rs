@@ -5,16 +5,19 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::kube_modules::{ArchiveSpec, BinariesSpec, CniManifestSpec, PkiFilesSpec};
 use crate::{
-    context::HostContext,
+    context::{ClusterContext, HostContext},
     error::{Error, Result},
     predicate::{Role, When},
     templates,
 };
 
 /// Playbooks embedded in the binary, by name.
-pub const PLAYBOOKS: &[(&str, &str)] =
-    &[("install", include_str!("../../../playbooks/install.yaml"))];
+pub const PLAYBOOKS: &[(&str, &str)] = &[
+    ("install", include_str!("../../../playbooks/install.yaml")),
+    ("reset", include_str!("../../../playbooks/reset.yaml")),
+];
 
 /// One operation's playbook. Parse it with [`Playbook::parse`] (or `builtin`, `load`): its
 /// enums are YAML single-key maps, which a bare `serde_yaml::from_str` does not accept.
@@ -50,14 +53,22 @@ pub enum HostSelector {
     All,
     /// Hosts having at least one of these roles.
     Roles(Vec<Role>),
+    /// The control-plane host that runs (or ran) `kubeadm init`.
+    InitNode,
+    /// Hosts having at least one of these roles, except the init node: the ones that join.
+    Joining(Vec<Role>),
 }
 
 impl HostSelector {
     /// Whether the host is selected.
-    pub fn selects(&self, host: &HostContext) -> bool {
+    pub fn selects(&self, cluster: &ClusterContext, host: &HostContext) -> bool {
+        let any_role = |roles: &[Role]| roles.iter().any(|r| host.has_role(r.as_str()));
+        let is_init = cluster.is_init_node(host);
         match self {
             HostSelector::All => true,
-            HostSelector::Roles(roles) => roles.iter().any(|r| host.has_role(r.as_str())),
+            HostSelector::Roles(roles) => any_role(roles),
+            HostSelector::InitNode => is_init,
+            HostSelector::Joining(roles) => any_role(roles) && !is_init,
         }
     }
 }
@@ -141,9 +152,20 @@ pub enum Module {
     Command(CommandSpec),
     /// A read-only check.
     Check(CheckSpec),
-    /// One certs.d `hosts.toml` per registry mirror in the spec. This is the only module that
-    /// expands into several tasks; it exists so the language needs no loops.
+    /// One certs.d `hosts.toml` per registry mirror in the spec. Like `binaries` and
+    /// `pki_files`, it expands into several tasks so the language needs no loops.
     RegistryHosts(RegistryHostsSpec),
+    /// Executables from the bundle, one task each.
+    Binaries(BinariesSpec),
+    /// A bundle archive unpacked into a directory.
+    Archive(ArchiveSpec),
+    /// The certificates and keys kubegrid's PKI issued for this host, one file task each.
+    PkiFiles(PkiFilesSpec),
+    /// The CNI manifest (rendered, or the user's own) and its `kubectl apply`.
+    CniManifest(CniManifestSpec),
+    /// A fresh bootstrap token and re-uploaded control-plane certificates, so hosts can join
+    /// a cluster initialised by an earlier operation.
+    RefreshJoinSecrets,
 }
 
 /// `file:`
@@ -156,6 +178,9 @@ pub struct FileSpec {
     pub template: String,
     /// Permission bits.
     pub mode: Mode,
+    /// Holds secrets: never backed up (a backup would outlive the secret's rotation).
+    #[serde(default)]
+    pub secret: bool,
     /// Owner; root when absent.
     #[serde(default)]
     pub owner: Option<String>,
@@ -235,6 +260,10 @@ pub struct CommandSpec {
     /// Skip when this command exits 0.
     #[serde(default)]
     pub unless: Option<Vec<String>>,
+    /// The command's output may echo the operation's join secrets (kubeadm init prints the
+    /// join command): the agent redacts them.
+    #[serde(default)]
+    pub redact_join_secrets: bool,
 }
 
 /// `check:`
@@ -261,6 +290,14 @@ pub enum CheckSpec {
         argv: Vec<String>,
         /// Text stdout must contain.
         expect: String,
+    },
+    /// A command exits 0 (and its stdout contains `expect`, when given).
+    CommandSucceeds {
+        /// Program and arguments; no shell.
+        argv: Vec<String>,
+        /// Text stdout must contain.
+        #[serde(default)]
+        expect: Option<String>,
     },
 }
 
@@ -292,9 +329,14 @@ struct RawTask {
     command: Option<CommandSpec>,
     check: Option<CheckSpec>,
     registry_hosts: Option<RegistryHostsSpec>,
+    binaries: Option<BinariesSpec>,
+    archive: Option<ArchiveSpec>,
+    pki_files: Option<PkiFilesSpec>,
+    cni_manifest: Option<CniManifestSpec>,
+    refresh_join_secrets: Option<SwapOffSpec>,
 }
 
-/// `swap_off: {}` takes no keys.
+/// `swap_off: {}` and `refresh_join_secrets: {}` take no keys.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SwapOffSpec {}
@@ -313,6 +355,11 @@ impl TryFrom<RawTask> for TaskSpec {
             raw.command.map(Module::Command),
             raw.check.map(Module::Check),
             raw.registry_hosts.map(Module::RegistryHosts),
+            raw.binaries.map(Module::Binaries),
+            raw.archive.map(Module::Archive),
+            raw.pki_files.map(Module::PkiFiles),
+            raw.cni_manifest.map(Module::CniManifest),
+            raw.refresh_join_secrets.map(|_| Module::RefreshJoinSecrets),
         ]
         .into_iter()
         .flatten()
@@ -320,7 +367,7 @@ impl TryFrom<RawTask> for TaskSpec {
         let count = modules.len();
         let Ok::<[Module; 1], _>([module]) = modules.try_into() else {
             return Err(format!(
-                "task `{}` has {count} module keys; it needs exactly one of file, packages, systemd_unit, sysctl, kernel_modules, swap_off, command, check, registry_hosts",
+                "task `{}` has {count} module keys; it needs exactly one of file, packages, systemd_unit, sysctl, kernel_modules, swap_off, command, check, registry_hosts, binaries, archive, pki_files, cni_manifest, refresh_join_secrets",
                 raw.name
             ));
         };
@@ -434,9 +481,13 @@ impl Module {
                 u.template.as_deref().map_or(Ok(()), known)
             }
             Module::Command(c) if c.argv.is_empty() => Err("`argv` is empty".into()),
-            Module::Check(CheckSpec::ContainerRuns { argv, .. }) if argv.is_empty() => {
-                Err("`argv` is empty".into())
-            }
+            Module::Check(
+                CheckSpec::ContainerRuns { argv, .. } | CheckSpec::CommandSucceeds { argv, .. },
+            ) if argv.is_empty() => Err("`argv` is empty".into()),
+            Module::Binaries(b) if b.bundle.is_empty() => Err("`bundle` lists no binaries".into()),
+            Module::Binaries(b) => absolute(&b.dir),
+            Module::Archive(a) => absolute(&a.dest),
+            Module::CniManifest(c) => absolute(&c.path).and(known(&c.template)),
             _ => Ok(()),
         }
     }

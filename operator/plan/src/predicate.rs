@@ -21,6 +21,18 @@ pub enum When {
     Arch(String),
     /// The spec configures at least one registry mirror.
     RegistryMirrors(bool),
+    /// The host runs (or ran) `kubeadm init`.
+    InitNode(bool),
+    /// The host's kubelet has joined the cluster (kubeadm wrote kubelet.conf).
+    Joined(bool),
+    /// `kubeadm init` has run on the init node.
+    Initialized(bool),
+    /// Some host of the operation has yet to join.
+    JoinsPending(bool),
+    /// The etcd topology: "stacked" or "external".
+    Etcd(String),
+    /// The spec asks for a kube-vip VIP.
+    KubeVip(bool),
     /// Every condition holds.
     All(Vec<When>),
     /// At least one condition holds.
@@ -55,6 +67,7 @@ impl Role {
 impl When {
     /// Whether the condition holds for this host of this cluster.
     pub fn eval(&self, cluster: &ClusterContext, host: &HostContext) -> bool {
+        let k = cluster.kubernetes.as_ref();
         match self {
             When::Runtime(name) => cluster.has_runtime(name),
             When::Role(role) => host.has_role(role.as_str()),
@@ -62,6 +75,12 @@ impl When {
             When::OsFamily(family) => host.os_family() == Some(*family),
             When::Arch(arch) => host.facts.arch == *arch,
             When::RegistryMirrors(want) => cluster.registry_mirrors.is_empty() != *want,
+            When::InitNode(want) => cluster.is_init_node(host) == *want,
+            When::Joined(want) => host.joined() == *want,
+            When::Initialized(want) => k.is_some_and(|k| k.initialized) == *want,
+            When::JoinsPending(want) => k.is_some_and(|k| k.joins_pending) == *want,
+            When::Etcd(topology) => k.is_some_and(|k| k.etcd.topology == *topology),
+            When::KubeVip(want) => k.is_some_and(|k| k.vip.is_some()) == *want,
             When::All(all) => all.iter().all(|w| w.eval(cluster, host)),
             When::Any(any) => any.iter().any(|w| w.eval(cluster, host)),
             When::Not(inner) => !inner.eval(cluster, host),
@@ -91,6 +110,7 @@ mod tests {
                 arch: "amd64".into(),
                 ..Facts::default()
             },
+            ..Default::default()
         };
         let holds = |yaml: &str| when(yaml).eval(&cluster, &host);
         assert!(holds("{runtime: kata-qemu}"));

@@ -1,15 +1,16 @@
 //! The tera templates, embedded so the binary is self-contained, and what they are rendered
 //! with.
 
-use std::sync::OnceLock;
+use std::{collections::BTreeMap, sync::OnceLock};
 
 use kubegrid_agent::facts::Facts;
 use serde::Serialize;
 use tera::Tera;
 
 use crate::{
-    context::{ClusterContext, HostContext, REGISTRY_CONFIG_PATH, RegistryMirror},
+    context::{ClusterContext, HostContext, REGISTRY_CONFIG_PATH, RegistryMirror, TaintContext},
     error::{Error, Result, tera_detail},
+    kubernetes::{EtcdContext, JoinSecrets, KubernetesContext},
 };
 
 /// An embedded template.
@@ -35,7 +36,22 @@ pub const TEMPLATES: &[Template] = templates![
     "crictl.yaml.tera",
     "sysctl/kubernetes.conf.tera",
     "modules-load/kubernetes.conf.tera",
+    "kubeadm/init.yaml.tera",
+    "kubeadm/join.yaml.tera",
+    "kubelet/kubelet.service.tera",
+    "kubelet/10-kubeadm.conf.tera",
+    "kube-vip/kube-vip.yaml.tera",
+    "etcd/etcd.service.tera",
+    "cni/cilium.yaml.tera",
 ];
+
+/// The Cilium agent image cni/cilium.yaml.tera deploys; agent and operator must be one release.
+pub const CILIUM_IMAGE: &str = "quay.io/cilium/cilium:v1.16.5";
+/// The Cilium operator image, the same release as [`CILIUM_IMAGE`].
+pub const CILIUM_OPERATOR_IMAGE: &str = "quay.io/cilium/operator-generic:v1.16.5";
+
+/// The taint kubeadm puts on control-plane Nodes.
+const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 
 /// CDI spec directories containerd scans when CDI is on.
 const CDI_SPEC_DIRS: &[&str] = &["/etc/cdi", "/var/run/cdi"];
@@ -63,6 +79,19 @@ pub fn template(name: &str) -> Result<&'static Template> {
 /// `[{handler, shim}]`, `nvidia`, `cdi_spec_dirs`), `host` (`name`, `roles`, and `facts` with
 /// the wire's camelCase keys, e.g. `host.facts.osId`) and `mirror` (a [`RegistryMirror`] or
 /// null). An undefined variable is an error, never an empty string.
+///
+/// `cluster.kubernetes` is null for an operation without Kubernetes; otherwise it has every
+/// [`KubernetesContext`] field (`version` as "1.31.4" with `major`/`minor`/`patch`,
+/// `kubeadm_api`, `v1beta4`, `endpoint_host`, `endpoint_port`, `vip`, `pod_cidr`,
+/// `service_cidr`, `dns_domain`, `cni`, `cni_manifest`, `etcd {topology, members, endpoints,
+/// initial_cluster}`, `init_node`, `initialized`, `joins_pending`, `cert_validity_hours`,
+/// `ca_validity_hours`, `join {token, certificate_key, ca_cert_hash}`, `kube_vip_image`) plus
+/// `endpoint` ("host:port", IPv6 bracketed), `cilium_image` and `cilium_operator_image`.
+/// `host` also has `address`, `url_address` (bracketed when IPv6), `labels`, `taints`,
+/// `interface` (the one carrying the address, or null), `is_init_node`,
+/// `kubelet_node_labels` ("k=v,..." of the labels [`kubelet_may_set_label`] allows, for the
+/// kubelet's `--node-labels`) and `kubeadm_taints` (the control-plane taint for control-plane
+/// hosts, then `taints`, without duplicates).
 pub fn render(
     name: &str,
     cluster: &ClusterContext,
@@ -124,6 +153,39 @@ struct ClusterView<'a> {
     kata: Vec<KataView<'a>>,
     nvidia: bool,
     cdi_spec_dirs: &'static [&'static str],
+    kubernetes: Option<KubernetesView<'a>>,
+}
+
+#[derive(Serialize)]
+struct KubernetesView<'a> {
+    /// "1.31.4"
+    version: String,
+    major: u64,
+    minor: u64,
+    patch: u64,
+    kubeadm_api: &'a str,
+    /// Picks list-form extraArgs and the validity periods, which only v1beta4 has.
+    v1beta4: bool,
+    endpoint_host: &'a str,
+    endpoint_port: u16,
+    /// `endpoint_host:endpoint_port`, bracketed when the host is IPv6.
+    endpoint: String,
+    vip: Option<&'a str>,
+    pod_cidr: &'a str,
+    service_cidr: &'a str,
+    dns_domain: &'a str,
+    cni: &'a str,
+    cni_manifest: Option<&'a str>,
+    etcd: &'a EtcdContext,
+    init_node: &'a str,
+    initialized: bool,
+    joins_pending: bool,
+    cert_validity_hours: u64,
+    ca_validity_hours: u64,
+    join: &'a JoinSecrets,
+    kube_vip_image: &'a str,
+    cilium_image: &'static str,
+    cilium_operator_image: &'static str,
 }
 
 #[derive(Serialize)]
@@ -147,6 +209,16 @@ struct HostView<'a> {
     name: &'a str,
     roles: &'a [String],
     facts: &'a Facts,
+    address: &'a str,
+    /// The address as a URL host: bracketed when IPv6.
+    url_address: String,
+    labels: &'a BTreeMap<String, String>,
+    taints: &'a [TaintContext],
+    interface: Option<&'a str>,
+    is_init_node: bool,
+    /// Only labels the kubelet may set on itself; the rest go through the API.
+    kubelet_node_labels: String,
+    kubeadm_taints: Vec<TaintContext>,
 }
 
 impl<'a> View<'a> {
@@ -181,13 +253,152 @@ impl<'a> View<'a> {
                 kata,
                 nvidia: cluster.has_runtime("nvidia"),
                 cdi_spec_dirs: CDI_SPEC_DIRS,
+                kubernetes: cluster.kubernetes.as_ref().map(KubernetesView::new),
             },
-            host: HostView {
-                name: &host.name,
-                roles: &host.roles,
-                facts: &host.facts,
-            },
+            host: HostView::new(host, cluster.kubernetes.as_ref()),
             mirror,
+        }
+    }
+}
+
+impl<'a> KubernetesView<'a> {
+    fn new(k: &'a KubernetesContext) -> Self {
+        KubernetesView {
+            version: k.version.to_string(),
+            major: k.version.major,
+            minor: k.version.minor,
+            patch: k.version.patch,
+            kubeadm_api: &k.kubeadm_api,
+            v1beta4: k.kubeadm_api.ends_with("/v1beta4"),
+            endpoint_host: &k.endpoint_host,
+            endpoint_port: k.endpoint_port,
+            endpoint: format!("{}:{}", url_host(&k.endpoint_host), k.endpoint_port),
+            vip: k.vip.as_deref(),
+            pod_cidr: &k.pod_cidr,
+            service_cidr: &k.service_cidr,
+            dns_domain: &k.dns_domain,
+            cni: &k.cni,
+            cni_manifest: k.cni_manifest.as_deref(),
+            etcd: &k.etcd,
+            init_node: &k.init_node,
+            initialized: k.initialized,
+            joins_pending: k.joins_pending,
+            cert_validity_hours: k.cert_validity_hours,
+            ca_validity_hours: k.ca_validity_hours,
+            join: &k.join,
+            kube_vip_image: &k.kube_vip_image,
+            cilium_image: CILIUM_IMAGE,
+            cilium_operator_image: CILIUM_OPERATOR_IMAGE,
+        }
+    }
+}
+
+impl<'a> HostView<'a> {
+    fn new(host: &'a HostContext, kubernetes: Option<&KubernetesContext>) -> Self {
+        let kubelet_node_labels = host
+            .labels
+            .iter()
+            .filter(|(key, _)| kubelet_may_set_label(key))
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut kubeadm_taints = Vec::new();
+        if host.has_role("control-plane") {
+            kubeadm_taints.push(TaintContext {
+                key: CONTROL_PLANE_TAINT.into(),
+                value: None,
+                effect: "NoSchedule".into(),
+            });
+        }
+        for taint in &host.taints {
+            if !kubeadm_taints.contains(taint) {
+                kubeadm_taints.push(taint.clone());
+            }
+        }
+        HostView {
+            name: &host.name,
+            roles: &host.roles,
+            facts: &host.facts,
+            address: &host.address,
+            url_address: url_host(&host.address),
+            labels: &host.labels,
+            taints: &host.taints,
+            interface: host.interface_for_address(),
+            is_init_node: kubernetes.is_some_and(|k| k.init_node == host.name),
+            kubelet_node_labels,
+            kubeadm_taints,
+        }
+    }
+}
+
+/// Labels in the kubernetes.io and k8s.io namespaces that a kubelet may put on its own Node.
+const KUBELET_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+];
+
+/// Namespaces (and their subdomains) in which a kubelet may label its own Node.
+const KUBELET_LABEL_NAMESPACES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
+
+/// Whether the kubelet accepts `key` in `--node-labels`. It refuses to start on any other
+/// label in the kubernetes.io or k8s.io namespaces (node-role.kubernetes.io/* included, so a
+/// node cannot promote itself); such labels must be set through the API after the join.
+pub fn kubelet_may_set_label(key: &str) -> bool {
+    let Some((namespace, _)) = key.split_once('/') else {
+        return true;
+    };
+    let in_domain = |ns: &str, domain: &str| ns == domain || ns.ends_with(&format!(".{domain}"));
+    let reserved = in_domain(namespace, "kubernetes.io") || in_domain(namespace, "k8s.io");
+    !reserved
+        || KUBELET_LABELS.contains(&key)
+        || KUBELET_LABEL_NAMESPACES
+            .iter()
+            .any(|allowed| in_domain(namespace, allowed))
+}
+
+/// An IPv6 address in a URL or `host:port` needs brackets.
+fn url_host(address: &str) -> String {
+    if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kubelet_may_set_label;
+
+    #[test]
+    fn kubelet_labels_follow_the_kubelets_own_rule() {
+        for allowed in [
+            "gpu",
+            "example.com/rack",
+            "nvidia.com/gpu.present",
+            "topology.kubernetes.io/zone",
+            "node.kubernetes.io/instance-type",
+            "node.kubernetes.io/pool",
+            "team.kubelet.kubernetes.io/x",
+        ] {
+            assert!(kubelet_may_set_label(allowed), "{allowed}");
+        }
+        for refused in [
+            "node-role.kubernetes.io/worker",
+            "node-role.kubernetes.io/control-plane",
+            "kubernetes.io/role",
+            "foo.k8s.io/bar",
+            "k8s.io/x",
+        ] {
+            assert!(!kubelet_may_set_label(refused), "{refused}");
         }
     }
 }

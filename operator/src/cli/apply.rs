@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 use kubegrid_engine::{
     agent::{self, Agents},
+    kubernetes::ClusterChecks,
     operation::{self, Mode, Options, Outcome, Report, Request},
     preflight,
     ssh::{PASSPHRASE_ENV, SshOptions},
@@ -33,6 +34,17 @@ pub struct ApplyArgs {
     /// Skip one preflight check, knowingly (repeatable). `--skip-check help` lists them.
     #[arg(long = "skip-check", value_name = "NAME")]
     pub skip_checks: Vec<String>,
+    /// Where to write the cluster's admin kubeconfig (mode 0600); default
+    /// ~/.kube/<cluster>.conf. It is also kept in the journal.
+    #[arg(long = "kubeconfig-out", value_name = "FILE")]
+    pub kubeconfig_out: Option<PathBuf>,
+    /// Stop after this phase of the install playbook, e.g. `container-runtime` to prepare
+    /// hosts without bootstrapping Kubernetes.
+    #[arg(long, value_name = "PHASE")]
+    pub until: Option<String>,
+    /// Remove Nodes that left the spec even when draining them fails.
+    #[arg(long)]
+    pub force_remove: bool,
     /// Seconds allowed for each host's TCP connect plus SSH handshake.
     #[arg(long, default_value_t = 10)]
     pub connect_timeout: u64,
@@ -43,11 +55,15 @@ pub struct ApplyArgs {
 
 /// Runs `apply` (mode Apply) or `plan` (mode Plan); returns the exit code.
 pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result<u8> {
-    let names = preflight::names();
+    let mut names = preflight::names();
+    names.push(CLUSTER_API_CHECKS);
     if args.skip_checks.iter().any(|s| s == "help") {
         for c in preflight::checks() {
             println!("{:<18} {}", c.name(), c.describe());
         }
+        println!(
+            "{CLUSTER_API_CHECKS:<18} after the install: readyz, nodes Ready, system pods, DNS and pod-to-pod traffic through the Kubernetes API"
+        );
         return Ok(exit::OK);
     }
     if let Some(bad) = args
@@ -96,6 +112,26 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
         redactor.add_secret(p);
     }
+    let playbook = Arc::new(Playbook::builtin("install")?);
+    if let Some(until) = &args.until
+        && playbook.phase(until).is_none()
+    {
+        let known: Vec<&str> = playbook.phases.iter().map(|p| p.name.as_str()).collect();
+        return Err(UsageError(format!(
+            "--until {until}: no such phase; the install playbook has: {}",
+            known.join(", ")
+        ))
+        .into());
+    }
+    let kubeconfig_out = match &args.kubeconfig_out {
+        Some(path) => path.clone(),
+        None => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .ok_or_else(|| UsageError("HOME is not set; pass --kubeconfig-out FILE".into()))?;
+            home.join(".kube").join(format!("{}.conf", manifest.name()))
+        }
+    };
     let mut journal = args.journal.open().await?;
     journal.set_redactor(redactor);
 
@@ -108,7 +144,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
         context,
         hosts,
         bundle: Arc::new(bundle),
-        playbook: Arc::new(Playbook::builtin("install")?),
+        playbook,
         agents: Arc::new(agents),
         options: Options {
             parallel: usize::from(args.parallel),
@@ -117,6 +153,11 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
                 connect_timeout: Duration::from_secs(args.connect_timeout),
                 ..SshOptions::default()
             },
+            kubeconfig_out: Some(kubeconfig_out),
+            cluster_checks: !args.skip_checks.iter().any(|s| s == CLUSTER_API_CHECKS),
+            force_remove: args.force_remove,
+            until: args.until.clone(),
+            ..Options::default()
         },
     };
     let report = operation::execute(req, journal, observer.clone()).await?;
@@ -124,10 +165,36 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     super::emit(output, &report, || render(&report))?;
     Ok(match report.outcome {
         Outcome::Succeeded => exit::OK,
-        Outcome::HostsFailed => exit::FAILED,
+        Outcome::HostsFailed | Outcome::ClusterFailed => exit::FAILED,
         Outcome::PreflightFailed => exit::PREFLIGHT,
         Outcome::Unreachable => exit::UNREACHABLE,
     })
+}
+
+/// `--skip-check` name of the checks through the Kubernetes API after the install.
+const CLUSTER_API_CHECKS: &str = "cluster-api";
+
+/// The kubeconfig, removals and cluster checks of a report.
+fn render_cluster(k: &ClusterChecks) -> String {
+    let mut s = String::new();
+    if let Some(path) = &k.kubeconfig {
+        s.push_str(&format!("admin kubeconfig: {path}\n"));
+    }
+    for r in &k.removed {
+        let mark = if r.ok { "removed" } else { "NOT removed" };
+        s.push_str(&format!("  {} {mark}: {}\n", r.name, r.detail));
+    }
+    for c in &k.checks {
+        let mark = if c.ok { "ok" } else { "FAILED" };
+        s.push_str(&format!(
+            "  cluster check {:<12} {mark:<6} {} ({} ms)\n",
+            c.name, c.detail, c.duration_ms
+        ));
+    }
+    if let Some(why) = &k.skipped {
+        s.push_str(&format!("  cluster checks skipped: {why}\n"));
+    }
+    s
 }
 
 /// The text form of a report.
@@ -179,6 +246,7 @@ fn render(r: &Report) -> String {
             h.failed_phase.as_deref().unwrap_or("?"),
         ));
     }
+    s.push_str(&render_cluster(&r.kubernetes));
     let changed = if r.mode == Mode::Plan {
         "would change"
     } else {

@@ -34,7 +34,7 @@ fn good_spec_parses_and_validates() {
     assert_eq!(spec.container_runtime.containerd.config_version(), Some(2));
     assert_eq!(spec.container_runtime.default_runtime, RuntimeName::Runc);
     assert_eq!(spec.control_plane_endpoint.port, 6443);
-    assert_eq!(spec.network.cni, "calico");
+    assert_eq!(spec.network.cni, "cilium");
     assert_eq!(manifest.path(), Some(fixture.path.as_path()));
     assert_eq!(manifest.spec_dir(), fixture.dir.path());
 }

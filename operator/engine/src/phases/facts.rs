@@ -4,7 +4,6 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use kubegrid_agent::protocol::{Action, PROTOCOL_VERSION, Plan, Task};
-use kubegrid_plan::HostContext;
 use tokio::{sync::Semaphore, task::JoinSet};
 
 use super::{
@@ -104,11 +103,7 @@ impl Phase for Facts {
         let mut jobs = Vec::new();
         for index in run.live() {
             let h = &run.req.hosts[index];
-            let host = HostContext {
-                name: h.target.host.clone(),
-                roles: h.roles.clone(),
-                facts: Default::default(),
-            };
+            let host = h.context(Default::default(), BTreeMap::new());
             let args = kubegrid_plan::facts_probes(&run.req.playbook, &run.req.context, &host)
                 .map_err(|source| Error::Compile {
                     host: h.target.host.clone(),

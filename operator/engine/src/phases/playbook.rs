@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use kubegrid_agent::protocol::{PROTOCOL_VERSION, Plan};
-use kubegrid_plan::{Batch, HostContext, PhasePlan};
+use kubegrid_plan::{Batch, PhasePlan};
 
 use super::{
     Phase,
@@ -25,11 +25,7 @@ pub fn compile_all(run: &Run) -> Result<Vec<Vec<PhasePlan>>, Error> {
             all.push(Vec::new());
             continue;
         };
-        let host = HostContext {
-            name: h.target.host.clone(),
-            roles: h.roles.clone(),
-            facts: facts.clone(),
-        };
+        let host = h.context(facts.clone(), run.pki[i].clone());
         let plans =
             kubegrid_plan::compile(&run.req.playbook, &run.req.context, &host, &run.req.bundle)
                 .map_err(|source| Error::Compile {

@@ -34,6 +34,8 @@ impl Phase for Preflight {
                     declared_arch: h.declared_arch.as_deref(),
                     facts: run.facts[i].as_ref()?,
                     clock_offset_ms: run.clock_offsets[i],
+                    address: &h.target.address,
+                    kubernetes: run.req.context.kubernetes.as_ref(),
                 })
             })
             .collect();

@@ -34,9 +34,19 @@ impl Check for Ports {
     fn run(&self, hosts: &[Subject<'_>]) -> Vec<Finding> {
         let mut out = Vec::new();
         for h in hosts {
+            // A host that already runs what kubegrid installed listens there by design.
+            let joined = h.has_path(kubegrid_plan::KUBELET_CONF);
+            let etcd_installed = h.has_path(kubegrid_plan::ETCD_UNIT);
             let busy: Vec<String> = PORTS
                 .iter()
                 .filter(|(role, _, _)| role.is_empty() || h.has_role(role))
+                .filter(|(role, _, _)| {
+                    if *role == "etcd" {
+                        !etcd_installed
+                    } else {
+                        !joined
+                    }
+                })
                 .filter(|(_, port, _)| h.facts.listening.iter().any(|l| l.port == *port))
                 .map(|(_, port, what)| format!("{port} ({what})"))
                 .collect();

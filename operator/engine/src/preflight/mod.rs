@@ -4,6 +4,7 @@
 //! preflight has cost each host exactly one read-only agent run.
 
 mod cluster;
+mod endpoint;
 mod host;
 
 use kubegrid_agent::facts::Facts;
@@ -23,11 +24,20 @@ pub struct Subject<'a> {
     /// How far the host's clock reading fell outside the engine's send..receive window (0
     /// when inside it); negative when the host is behind.
     pub clock_offset_ms: i64,
+    /// The address kubegrid reaches the host at.
+    pub address: &'a str,
+    /// The operation's Kubernetes settings, when it bootstraps Kubernetes.
+    pub kubernetes: Option<&'a kubegrid_plan::KubernetesContext>,
 }
 
 impl Subject<'_> {
     fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether a path the facts phase probed exists on the host.
+    fn has_path(&self, path: &str) -> bool {
+        self.facts.paths.get(path).copied().unwrap_or(false)
     }
 }
 
@@ -71,6 +81,7 @@ pub trait Check: Send + Sync {
 pub fn checks() -> Vec<Box<dyn Check>> {
     let mut all = host::checks();
     all.extend(cluster::checks());
+    all.extend(endpoint::checks());
     all
 }
 

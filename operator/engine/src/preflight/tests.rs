@@ -42,6 +42,8 @@ fn subjects<'a>(facts: &'a [Facts], roles: &'a [String]) -> Vec<Subject<'a>> {
             declared_arch: None,
             facts: f,
             clock_offset_ms: 0,
+            address: &f.hostname,
+            kubernetes: None,
         })
         .collect()
 }
@@ -151,4 +153,73 @@ fn a_skipped_check_does_not_run() {
     let roles = cp();
     assert!(run(&subjects(&facts, &roles), &["resources".into()]).is_empty());
     assert!(names().contains(&"resources"));
+}
+
+fn with_vip(vip: &str) -> kubegrid_plan::KubernetesContext {
+    kubegrid_plan::KubernetesContext {
+        version: semver::Version::new(1, 31, 4),
+        kubeadm_api: "kubeadm.k8s.io/v1beta4".into(),
+        endpoint_host: vip.into(),
+        endpoint_port: 6443,
+        vip: Some(vip.into()),
+        pod_cidr: "10.244.0.0/16".into(),
+        service_cidr: "10.96.0.0/12".into(),
+        dns_domain: "cluster.local".into(),
+        cni: "cilium".into(),
+        cni_manifest: None,
+        etcd: kubegrid_plan::EtcdContext::stacked(),
+        init_node: "cp1".into(),
+        initialized: false,
+        joins_pending: true,
+        cert_validity_hours: 8760,
+        ca_validity_hours: 87600,
+        join: kubegrid_plan::JoinSecrets {
+            token: "abcdef.0123456789abcdef".into(),
+            certificate_key: "00".repeat(32),
+            ca_cert_hash: "sha256:00".into(),
+        },
+        kube_vip_image: kubegrid_plan::KUBE_VIP_IMAGE.into(),
+    }
+}
+
+#[test]
+fn vip_must_be_in_the_subnet_and_free_until_the_cluster_exists() {
+    use kubegrid_agent::facts::{Interface, TcpProbe};
+    let mut f = good("cp1");
+    f.interfaces = vec![Interface {
+        name: "host0".into(),
+        addresses: vec!["10.1.0.11/24".into()],
+    }];
+    fn vip_findings(f: &Facts, k: &kubegrid_plan::KubernetesContext) -> Vec<Finding> {
+        let roles = cp();
+        let subjects = vec![Subject {
+            name: "cp1",
+            roles: &roles,
+            declared_arch: None,
+            facts: f,
+            clock_offset_ms: 0,
+            address: "10.1.0.11",
+            kubernetes: Some(k),
+        }];
+        only(&run(&subjects, &[]), "vip")
+    }
+    let inside = with_vip("10.1.0.100");
+    f.tcp_probes
+        .insert("10.1.0.100:6443".into(), TcpProbe::Silent);
+    assert!(vip_findings(&f, &inside).is_empty());
+
+    let outside = with_vip("10.2.0.100");
+    let found = vip_findings(&f, &outside);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].seen.contains("10.1.0.0/24"), "{}", found[0].seen);
+
+    f.tcp_probes
+        .insert("10.1.0.100:6443".into(), TcpProbe::Refused);
+    let found = vip_findings(&f, &inside);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].seen.contains("answers"), "{}", found[0].seen);
+
+    // After init kube-vip holds the VIP, so an answer is expected.
+    f.paths.insert(kubegrid_plan::ADMIN_CONF.into(), true);
+    assert!(vip_findings(&f, &inside).is_empty());
 }

@@ -44,7 +44,7 @@ async fn fresh_file_gets_private_dir_wal_and_reopens_idempotently() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        assert_eq!(applied, 1, "each migration applied once");
+        assert_eq!(applied, 2, "each of the two migrations applied once");
         again.close().await;
     }
 }

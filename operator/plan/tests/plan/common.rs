@@ -26,6 +26,7 @@ pub fn host(arch: &str, roles: &[&str]) -> HostContext {
             memory_mib: 8192,
             ..Facts::default()
         },
+        ..Default::default()
     }
 }
 

@@ -5,12 +5,21 @@ use kubegrid_plan::{Bundle, Error, Playbook, compile, facts_probes};
 
 use crate::common::{FAKE_FILES, full_cluster, host, lab_host, runc_cluster, sha_of, write_bundle};
 
-/// A fake bundle (kept alive by the returned directory) and the install playbook.
+/// A fake bundle (kept alive by the returned directory) and the install playbook's host
+/// preparation: its phases up to the container runtime (the Kubernetes phases have their
+/// own tests).
 fn fixture() -> (tempfile::TempDir, Bundle, Playbook) {
     let dir = tempfile::tempdir().unwrap();
     write_bundle(dir.path());
     let bundle = Bundle::open(dir.path()).unwrap();
-    (dir, bundle, Playbook::builtin("install").unwrap())
+    let mut playbook = Playbook::builtin("install").unwrap();
+    let runtime = playbook
+        .phases
+        .iter()
+        .position(|p| p.name == "container-runtime")
+        .unwrap();
+    playbook.phases.truncate(runtime + 1);
+    (dir, bundle, playbook)
 }
 
 fn names(tasks: &[Task]) -> Vec<&str> {
@@ -32,7 +41,7 @@ fn runc_only_host_gets_v2_config_and_bundle_packages() {
     let (dir, bundle, playbook) = fixture();
     let phases = compile(&playbook, &runc_cluster("1.7"), &lab_host(), &bundle).unwrap();
     let phase_names: Vec<_> = phases.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(phase_names, ["os-prepare", "container-runtime", "verify"]);
+    assert_eq!(phase_names, ["os-prepare", "container-runtime"]);
 
     let prepare = &phases[0];
     assert_eq!(
@@ -57,7 +66,10 @@ fn runc_only_host_gets_v2_config_and_bundle_packages() {
             "containerd and runc packages",
             "containerd config (1.x)",
             "crictl config",
-            "containerd service"
+            "containerd service",
+            "containerd is active",
+            "containerd socket answers",
+            "runc runs a container"
         ]
     );
     let config = file_content(&runtime.tasks, "/etc/containerd/config.toml");
@@ -100,7 +112,8 @@ fn runc_only_host_gets_v2_config_and_bundle_packages() {
             ),
         ]
     );
-    assert_eq!(runtime.blobs, [containerd, runc]);
+    let rootfs = sha_of(dir.path(), "rootfs/amd64/busybox.tar");
+    assert_eq!(runtime.blobs, [containerd, runc, rootfs.clone()]);
     let Action::SystemdUnit(unit) = &runtime.tasks[3].action else {
         panic!()
     };
@@ -109,16 +122,13 @@ fn runc_only_host_gets_v2_config_and_bundle_packages() {
         [std::path::PathBuf::from("/etc/containerd/config.toml")]
     );
 
-    let verify = &phases[2];
-    let rootfs = sha_of(dir.path(), "rootfs/amd64/busybox.tar");
-    let Action::Check(check) = &verify.tasks[2].action else {
+    let Action::Check(check) = &runtime.tasks[6].action else {
         panic!()
     };
     assert!(
         matches!(&check.check, CheckKind::ContainerRuns { rootfs_sha256, expect, .. }
             if *rootfs_sha256 == rootfs && expect == "kubegrid-container-ok")
     );
-    assert_eq!(verify.blobs, [rootfs]);
 }
 
 #[test]
@@ -136,6 +146,9 @@ fn containerd_2_with_mirrors_gets_v3_config_and_one_hosts_file_per_mirror() {
             "registry mirrors (_default)",
             "crictl config",
             "containerd service",
+            "containerd is active",
+            "containerd socket answers",
+            "runc runs a container",
         ]
     );
     let config = file_content(&runtime.tasks, "/etc/containerd/config.toml");
@@ -242,7 +255,8 @@ fn wire_plans_announce_only_missing_blobs() {
     let containerd = sha_of(dir.path(), FAKE_FILES[0].path);
     let plan = runtime.to_plan(&bundle, &[containerd], false).unwrap();
     assert_eq!(plan.phase, "container-runtime");
-    assert_eq!(plan.blobs.len(), 1);
+    // runc and the rootfs are missing; containerd is already there.
+    assert_eq!(plan.blobs.len(), 2);
     assert_eq!(plan.blobs[0].sha256, runtime.blobs[1]);
     assert_eq!(
         plan.blobs[0].size,

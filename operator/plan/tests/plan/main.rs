@@ -3,5 +3,9 @@
 mod bundle;
 mod common;
 mod compile;
+mod k8s_fixtures;
+mod k8s_manifests;
+mod k8s_templates;
+mod k8s_validate;
 mod playbook;
 mod templates;

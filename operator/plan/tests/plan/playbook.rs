@@ -15,7 +15,20 @@ fn one_task(task: &str) -> String {
 fn install_playbook_has_the_slice_phases() {
     let playbook = Playbook::builtin("install").unwrap();
     let names: Vec<_> = playbook.phases.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["os-prepare", "container-runtime", "verify"]);
+    assert_eq!(
+        names,
+        [
+            "os-prepare",
+            "container-runtime",
+            "kubernetes-packages",
+            "etcd",
+            "control-plane-init",
+            "control-plane-join",
+            "worker-join",
+            "cni",
+            "verify"
+        ]
+    );
     let runtime = playbook.phase("container-runtime").unwrap();
     let config_v3 = runtime
         .tasks
@@ -27,11 +40,18 @@ fn install_playbook_has_the_slice_phases() {
         panic!("not a file task: {config_v3:?}")
     };
     assert_eq!(file.mode, Mode(0o644));
-    let verify = playbook.phase("verify").unwrap();
     assert!(matches!(
-        verify.tasks.last().unwrap().module,
+        runtime.tasks.last().unwrap().module,
         Module::Check(CheckSpec::ContainerRuns { .. })
     ));
+    assert_eq!(
+        playbook.phase("control-plane-join").unwrap().hosts,
+        HostSelector::Joining(vec![Role::ControlPlane])
+    );
+    assert_eq!(
+        playbook.phase("control-plane-init").unwrap().hosts,
+        HostSelector::InitNode
+    );
 }
 
 #[test]

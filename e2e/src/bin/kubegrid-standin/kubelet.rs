@@ -1,0 +1,101 @@
+//! The STAND-IN kubelet: checks the files it is pointed at, answers its health endpoint so
+//! `kubeadm init`/`join` see it start, and runs until SIGTERM so systemd reports it active.
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, TcpListener},
+    path::Path,
+    thread,
+};
+
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::{Ctx, Error, io_error, record::Record, yaml};
+
+/// The kubelet's healthz port (`healthzPort`, 10248), on 127.0.0.1 as the real one.
+pub const HEALTHZ_PORT: u16 = 10248;
+
+/// The value of `--name=value` or `--name value` in `args`.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let long = format!("--{name}");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix(&long).and_then(|r| r.strip_prefix('=')) {
+            return Some(v);
+        }
+        if *a == long {
+            return it.next().map(String::as_str);
+        }
+    }
+    None
+}
+
+/// Runs the kubelet stand-in; returns after SIGTERM or SIGINT.
+pub fn run(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Error> {
+    if args
+        .iter()
+        .any(|a| a == "--version" || a == "--version=true")
+    {
+        println!("Kubernetes {} ({})", ctx.version, ctx.tool.disclaimer());
+        return Ok(());
+    }
+    // Before kubeadm writes /var/lib/kubelet/config.yaml the real kubelet exits and systemd
+    // restarts it; the stand-in does the same.
+    if let Some(config) = flag(args, "config")
+        && !Path::new(config).exists()
+    {
+        return Err(Error::Invalid(format!(
+            "failed to load kubelet config file, path: {config}: no such file or directory \
+             (as the real kubelet before kubeadm init/join writes it; systemd restarts it)"
+        )));
+    }
+    for name in ["config", "kubeconfig", "bootstrap-kubeconfig"] {
+        let Some(path) = flag(args, name).map(Path::new).filter(|p| p.exists()) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(path).map_err(io_error("read", path))?;
+        yaml::parse_docs(&text).map_err(|e| {
+            Error::Invalid(format!(
+                "--{name} {} is not valid YAML: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    // Block the stop signals before the health thread starts, so it inherits the mask and
+    // only this thread's sigwait receives them.
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGTERM);
+    stop.add(Signal::SIGINT);
+    stop.thread_block()
+        .map_err(|e| Error::Invalid(format!("cannot block SIGTERM: {e}")))?;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, HEALTHZ_PORT)).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot listen on 127.0.0.1:{HEALTHZ_PORT} for healthz: {e} (another kubelet running?)"
+        ))
+    })?;
+    thread::spawn(move || serve_healthz(&listener));
+    ctx.say(&format!(
+        "kubelet {} running: it runs no pods and talks to no apiserver; stops on SIGTERM",
+        ctx.version
+    ));
+    rec.finish(None)
+        .map_err(|e| Error::Invalid(format!("cannot record this invocation: {e}")))?;
+    let signal = stop
+        .wait()
+        .map_err(|e| Error::Invalid(format!("waiting for SIGTERM failed: {e}")))?;
+    ctx.say(&format!("stopping on {signal}"));
+    Ok(())
+}
+
+fn serve_healthz(listener: &TcpListener) {
+    for mut conn in listener.incoming().flatten() {
+        let mut buf = [0u8; 512];
+        let n = conn.read(&mut buf).unwrap_or(0);
+        let reply: &[u8] = if buf[..n].starts_with(b"GET /healthz ") {
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+        } else {
+            b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+        };
+        let _ = conn.write_all(reply);
+    }
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Builds the e2e bundle the lab tests install from: the development bundle
+# (offline-bundle/dev-bundle.sh: containerd, runc, busybox rootfs, real etcd/etcdctl, CNI
+# plugins) plus TEST STAND-INS for kubeadm, kubelet, kubectl and crictl. No registry here provides
+# Kubernetes 1.3x binaries, so those four are one binary, kubegrid-standin
+# (e2e/src/bin/kubegrid-standin), which records how it is invoked and validates its input. It is
+# never upstream Kubernetes and never part of a product bundle.
+#
+# Usage: e2e/standin-bundle.sh [OUTDIR] [K8S_VERSION]
+#   OUTDIR       default /var/cache/kubegrid/bundle-e2e
+#   K8S_VERSION  the version the stand-ins claim, vMAJOR.MINOR.PATCH (default v1.31.4); the
+#                manifest lists it without the v
+#   DEV_BUNDLE   (env) the development bundle to start from, built there first when needed
+#                (default /var/cache/kubegrid/bundle-dev)
+#   The stand-in is built with `cargo build --release` (CARGO_TARGET_DIR is honoured) for this
+#   machine's arch only.
+#
+# Idempotent: cargo rebuilds the stand-in only when its source or K8S_VERSION changed, and when
+# OUTDIR/manifest.yaml is exactly what this run would write and every file verifies, OUTDIR is
+# left alone. Otherwise the bundle is built in OUTDIR.partial (files hard-linked from the
+# development bundle where possible) and renamed over OUTDIR at the end.
+set -euo pipefail
+
+STANDINS=(kubeadm kubelet kubectl crictl)
+
+die() {
+	echo "standin-bundle: $*" >&2
+	exit 1
+}
+
+[[ $# -le 2 ]] || die "usage: $0 [OUTDIR] [K8S_VERSION]"
+OUT=${1:-/var/cache/kubegrid/bundle-e2e}
+OUT=${OUT%/}
+K8S_VERSION=${2:-v1.31.4}
+DEV=${DEV_BUNDLE:-/var/cache/kubegrid/bundle-dev}
+[[ $K8S_VERSION =~ ^v1\.[0-9]+\.[0-9]+$ ]] || die "K8S_VERSION '$K8S_VERSION' is not like v1.31.4"
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+for tool in cargo dpkg sha256sum stat awk cmp; do
+	command -v "$tool" >/dev/null || die "'$tool' is not installed"
+done
+ARCH=$(dpkg --print-architecture)
+
+# Prints "path sha256 size" for each file entry of a manifest written one key per line.
+manifest_entries() {
+	awk '
+		/^  - path: / { path = $3 }
+		/^    sha256: / { sha = $2 }
+		/^    size: / { print path, sha, $2 }
+	' "$1"
+}
+
+# Succeeds when every file the manifest in $1 lists has its size and sha256.
+files_ok() {
+	local dir=$1 path sha size n=0
+	[[ -f $dir/manifest.yaml ]] || return 1
+	while read -r path sha size; do
+		[[ -f $dir/$path ]] || return 1
+		[[ $(stat -c %s "$dir/$path") == "$size" ]] || return 1
+		[[ $(sha256sum "$dir/$path" | cut -d' ' -f1) == "$sha" ]] || return 1
+		n=$((n + 1))
+	done < <(manifest_entries "$dir/manifest.yaml")
+	[[ $n -gt 0 ]]
+}
+
+"$REPO/offline-bundle/dev-bundle.sh" "$DEV" "$ARCH"
+
+echo "standin-bundle: building kubegrid-standin ($K8S_VERSION)"
+(cd "$REPO" && KUBEGRID_STANDIN_K8S_VERSION=$K8S_VERSION \
+	cargo build --release --quiet -p kubegrid-e2e --bin kubegrid-standin) ||
+	die "cargo build of kubegrid-standin failed"
+TARGET_DIR=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
+	sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+STANDIN=$TARGET_DIR/release/kubegrid-standin
+[[ -x $STANDIN ]] || die "no stand-in binary at $STANDIN after cargo build"
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+# A stale binary from another version would pass every checksum, so check what it claims; its
+# invocation log goes under WORK, not into this machine's /var/log.
+claimed=$(KUBEGRID_STANDIN_ROOT=$WORK/root "$STANDIN" kubeadm version -o short 2>/dev/null) || true
+[[ $claimed == "$K8S_VERSION" ]] || die "$STANDIN claims '$claimed', expected $K8S_VERSION"
+sha=$(sha256sum "$STANDIN" | cut -d' ' -f1)
+size=$(stat -c %s "$STANDIN")
+# The manifest this run writes: the development bundle's entries verbatim, then the stand-ins.
+{
+	echo "# kubegrid offline bundle manifest; format: offline-bundle/README.md"
+	echo "# E2E bundle for the lab tests (e2e/standin-bundle.sh): NOT a product bundle."
+	echo "version: 1"
+	echo "name: e2e-$ARCH-$K8S_VERSION"
+	echo "files:"
+	sed -n '/^files:$/,$p' "$DEV/manifest.yaml" | tail -n +2
+	echo "  # TEST STAND-INS, not upstream Kubernetes: the four entries below are one binary,"
+	echo "  # kubegrid-standin (e2e/src/bin/kubegrid-standin), which records each invocation in"
+	echo "  # /var/log/kubegrid-standins/invocations.jsonl and validates its input; it runs no"
+	echo "  # control plane. Built by e2e/standin-bundle.sh claiming Kubernetes $K8S_VERSION."
+	for name in "${STANDINS[@]}"; do
+		cat <<-EOF
+			  - path: standin/$ARCH/$name
+			    sha256: $sha
+			    size: $size
+			    arch: $ARCH
+			    kind: binary
+			    name: $name
+			    version: "${K8S_VERSION#v}"
+		EOF
+	done
+} >"$WORK/manifest.yaml"
+
+if [[ -f $OUT/manifest.yaml ]] && cmp -s "$WORK/manifest.yaml" "$OUT/manifest.yaml" && files_ok "$OUT"; then
+	echo "standin-bundle: $OUT is up to date ($ARCH, $K8S_VERSION)"
+	exit 0
+fi
+
+# OUTDIR is replaced wholesale at the end, so refuse a directory that is not a bundle.
+if [[ -e $OUT && ! -f $OUT/manifest.yaml ]] && [[ -n $(ls -A "$OUT" 2>/dev/null) || ! -d $OUT ]]; then
+	die "$OUT exists and is not a bundle (no manifest.yaml); refusing to replace it"
+fi
+
+PARTIAL=$OUT.partial
+rm -rf "$PARTIAL"
+mkdir -p "$PARTIAL"
+# Hard links share the development bundle's bytes; neither builder ever rewrites a file in
+# place (both replace whole directories), so a link never changes under a manifest.
+while read -r path _ _; do
+	mkdir -p "$(dirname "$PARTIAL/$path")"
+	ln "$DEV/$path" "$PARTIAL/$path" 2>/dev/null || cp "$DEV/$path" "$PARTIAL/$path"
+done < <(manifest_entries "$DEV/manifest.yaml")
+mkdir -p "$PARTIAL/standin/$ARCH"
+install -m 0755 "$STANDIN" "$PARTIAL/standin/$ARCH/${STANDINS[0]}"
+for name in "${STANDINS[@]:1}"; do
+	ln "$PARTIAL/standin/$ARCH/${STANDINS[0]}" "$PARTIAL/standin/$ARCH/$name"
+done
+cp "$WORK/manifest.yaml" "$PARTIAL/manifest.yaml"
+
+files_ok "$PARTIAL" || die "the bundle just built in $PARTIAL does not verify"
+rm -rf "$OUT"
+mv "$PARTIAL" "$OUT"
+echo "standin-bundle: wrote $OUT ($ARCH, $K8S_VERSION, $(manifest_entries "$OUT/manifest.yaml" | wc -l) files)"

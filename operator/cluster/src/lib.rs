@@ -1,0 +1,27 @@
+//! kubegrid's view of a running cluster through the Kubernetes API.
+//!
+//! After bootstrap the engine connects with the admin kubeconfig it generated
+//! ([`connect`]), labels the nodes ([`label_nodes`]), runs the post-install
+//! checks ([`run_checks`]) and, when Node entries leave the spec, drains and
+//! deletes their Nodes ([`remove_node`]).
+
+mod checks;
+mod connect;
+mod drain;
+mod error;
+mod poll;
+
+pub use crate::{
+    checks::{
+        API_READYZ, CONTROL_PLANE_LABEL, CheckOptions, CheckResult, DNS, ExpectedNode, NODES_READY,
+        POD_NETWORK, ROLE_CONTROL_PLANE, ROLE_WORKER, SYSTEM_PODS, WORKER_LABEL, check_api_readyz,
+        check_dns, check_nodes_ready, check_pod_network, check_system_pods, label_nodes,
+        run_checks,
+    },
+    connect::{connect, install_crypto_provider},
+    drain::{DrainOptions, DrainReport, RemovalOutcome, delete_node, drain, remove_node},
+    error::{Error, Result},
+};
+
+/// Field manager kubegrid's writes are recorded under in managedFields.
+pub const FIELD_MANAGER: &str = "kubegrid";

@@ -1,0 +1,142 @@
+//! An in-memory Kubernetes API server for tests.
+//!
+//! It keeps nodes, pods and namespaces as JSON, answers the REST paths the
+//! crate uses, and "runs" the pods the checks create according to
+//! [`PodRule`]s: each read of such a pod moves it one step along
+//! Pending → Running → its final phase, so the code under test really waits.
+
+mod objects;
+mod routes;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    convert::Infallible,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use http::{Request, Response};
+use kube::client::Body;
+use serde_json::Value;
+
+pub use self::objects::{node, owned_pod, system_pod};
+
+/// What a created pod does once "started", chosen by the first rule whose
+/// needle occurs in its command line (arguments joined by spaces).
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// Runs to completion with this phase and log.
+    Exit { succeed: bool, log: String },
+    /// Keeps running, becomes Ready and serves `page` on its pod IP.
+    Serve { page: String },
+    /// Fetches the URL that ends its command: succeeds with the page when a
+    /// serving pod on another node has that IP and `network_up` is set,
+    /// fails like busybox wget otherwise.
+    Fetch { network_up: bool },
+}
+
+/// A created pod's progress through its script.
+#[derive(Debug, Clone)]
+pub(crate) struct Script {
+    pub behaviour: Option<Behaviour>,
+    pub step: u8,
+}
+
+/// Everything the fake knows, shared with the service.
+#[derive(Debug, Default)]
+pub struct State {
+    pub nodes: BTreeMap<String, Value>,
+    pub pods: BTreeMap<(String, String), Value>,
+    pub namespaces: BTreeSet<String>,
+    pub rules: Vec<(String, Behaviour)>,
+    /// `/readyz` answers 500 this many times before `ok`.
+    pub readyz_failures: usize,
+    /// `/readyz` never answers `ok`.
+    pub readyz_down: bool,
+    /// Eviction refusals (429) per `namespace/name`: `None` refuses forever.
+    pub eviction_blocks: BTreeMap<String, Option<usize>>,
+    /// Evictions answered 500 (several budgets match the pod), per `namespace/name`.
+    pub eviction_errors: BTreeSet<String>,
+    /// Pod creations refused with 403 as in a namespace whose `default`
+    /// ServiceAccount does not exist yet.
+    pub pod_create_refusals: usize,
+    /// Accepted evictions: `namespace/name` and the request body.
+    pub evictions: Vec<(String, Value)>,
+    /// Every request as `METHOD path?query`.
+    pub requests: Vec<String>,
+    /// Pod bodies as the client posted them.
+    pub created_pods: Vec<Value>,
+    pub(crate) scripts: BTreeMap<(String, String), Script>,
+    pub(crate) logs: BTreeMap<(String, String), String>,
+    pub(crate) counter: u64,
+}
+
+/// A fake cluster; clone it to keep a handle for assertions.
+#[derive(Debug, Clone, Default)]
+pub struct FakeCluster {
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeCluster {
+    /// An empty cluster with the namespaces every cluster has.
+    pub fn new() -> Self {
+        let fake = Self::default();
+        fake.state()
+            .namespaces
+            .extend(["default".into(), "kube-system".into()]);
+        fake
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("fake state lock poisoned")
+    }
+
+    pub fn add_node(&self, node: Value) -> &Self {
+        let name = node["metadata"]["name"]
+            .as_str()
+            .expect("node name")
+            .to_owned();
+        self.state().nodes.insert(name, node);
+        self
+    }
+
+    pub fn add_pod(&self, pod: Value) -> &Self {
+        let key = objects::key_of(&pod);
+        self.state().pods.insert(key, pod);
+        self
+    }
+
+    pub fn rule(&self, needle: &str, behaviour: Behaviour) -> &Self {
+        self.state().rules.push((needle.into(), behaviour));
+        self
+    }
+
+    /// Requests whose `METHOD path` starts with `prefix`.
+    pub fn requests_matching(&self, prefix: &str) -> Vec<String> {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    pub fn pod_names(&self, namespace: &str) -> Vec<String> {
+        let state = self.state();
+        state
+            .pods
+            .keys()
+            .filter(|(ns, _)| ns == namespace)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    /// A kube client whose every request this fake answers.
+    pub fn client(&self) -> kube::Client {
+        let state = Arc::clone(&self.state);
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let state = Arc::clone(&state);
+            async move { Ok::<Response<Body>, Infallible>(routes::handle(&state, request).await) }
+        });
+        kube::Client::new(service, "default")
+    }
+}

@@ -1,0 +1,298 @@
+//! The REST paths the fake answers.
+
+use std::sync::{Arc, Mutex};
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use serde_json::{Value, json};
+
+use super::{
+    State,
+    objects::{merge_patch, status_error},
+};
+
+type Reply = (StatusCode, String);
+
+pub async fn handle(state: &Arc<Mutex<State>>, request: Request<Body>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let bytes = body.collect_bytes().await.expect("request body");
+    let body: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("JSON body")
+    };
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().unwrap_or_default().to_owned();
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let (status, text) = {
+        let mut state = state.lock().expect("fake state lock poisoned");
+        state
+            .requests
+            .push(format!("{} {path}?{query}", parts.method));
+        route(
+            &mut state,
+            &parts.method,
+            &path,
+            &query,
+            &content_type,
+            body,
+        )
+    };
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(text.into_bytes()))
+        .expect("response")
+}
+
+fn route(
+    state: &mut State,
+    method: &Method,
+    path: &str,
+    query: &str,
+    content_type: &str,
+    body: Value,
+) -> Reply {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("GET", ["readyz"]) => readyz(state),
+        ("GET", ["api", "v1", "nodes"]) => ok(list("NodeList", state.nodes.values())),
+        ("GET", ["api", "v1", "nodes", name]) => found(state.nodes.get(*name), "nodes", name),
+        ("PATCH", ["api", "v1", "nodes", name]) => {
+            if content_type != "application/merge-patch+json" {
+                return error(
+                    415,
+                    "UnsupportedMediaType",
+                    &format!("fake expects merge patches, got {content_type}"),
+                );
+            }
+            match state.nodes.get_mut(*name) {
+                Some(node) => {
+                    merge_patch(node, &body);
+                    ok(node.clone())
+                }
+                None => not_found("nodes", name),
+            }
+        }
+        ("DELETE", ["api", "v1", "nodes", name]) => match state.nodes.remove(*name) {
+            Some(node) => ok(node),
+            None => not_found("nodes", name),
+        },
+        ("POST", ["api", "v1", "namespaces"]) => {
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if !state.namespaces.insert(name.clone()) {
+                return error(
+                    409,
+                    "AlreadyExists",
+                    &format!("namespaces \"{name}\" already exists"),
+                );
+            }
+            (StatusCode::CREATED, body.to_string())
+        }
+        ("GET", ["api", "v1", "namespaces", name]) => {
+            if state.namespaces.contains(*name) {
+                ok(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } }))
+            } else {
+                not_found("namespaces", name)
+            }
+        }
+        ("GET", ["api", "v1", "pods"]) => {
+            let node = field_selector(query, "spec.nodeName");
+            let pods = state
+                .pods
+                .values()
+                .filter(|pod| node.as_deref().is_none_or(|n| pod["spec"]["nodeName"] == n));
+            ok(list("PodList", pods))
+        }
+        ("GET", ["api", "v1", "namespaces", ns, "pods"]) => ok(list(
+            "PodList",
+            state
+                .pods
+                .iter()
+                .filter(|((pns, _), _)| pns == ns)
+                .map(|(_, pod)| pod),
+        )),
+        ("POST", ["api", "v1", "namespaces", ns, "pods"]) => {
+            if !state.namespaces.contains(*ns) {
+                return not_found("namespaces", ns);
+            }
+            if state.pod_create_refusals > 0 {
+                state.pod_create_refusals -= 1;
+                let message = format!(
+                    "pods \"{}\" is forbidden: error looking up service account {ns}/default: \
+                     serviceaccount \"default\" not found",
+                    body["metadata"]["generateName"]
+                        .as_str()
+                        .unwrap_or_default()
+                );
+                return error(403, "Forbidden", &message);
+            }
+            state.created_pods.push(body.clone());
+            (StatusCode::CREATED, state.admit_pod(ns, body).to_string())
+        }
+        ("GET", ["api", "v1", "namespaces", ns, "pods", name]) => {
+            let key = ((*ns).to_owned(), (*name).to_owned());
+            state.advance(&key);
+            found(state.pods.get(&key), "pods", name)
+        }
+        ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => {
+            match state.pods.remove(&((*ns).to_owned(), (*name).to_owned())) {
+                Some(pod) => ok(pod),
+                None => not_found("pods", name),
+            }
+        }
+        ("GET", ["api", "v1", "namespaces", ns, "pods", name, "log"]) => {
+            let key = ((*ns).to_owned(), (*name).to_owned());
+            if !state.pods.contains_key(&key) {
+                return not_found("pods", name);
+            }
+            (
+                StatusCode::OK,
+                state.logs.get(&key).cloned().unwrap_or_default(),
+            )
+        }
+        ("POST", ["api", "v1", "namespaces", ns, "pods", name, "eviction"]) => {
+            evict(state, ns, name, body)
+        }
+        _ => not_found("paths", path),
+    }
+}
+
+fn readyz(state: &mut State) -> Reply {
+    if state.readyz_down {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "[-]etcd failed: reason withheld\nreadyz check failed".into(),
+        );
+    }
+    if state.readyz_failures > 0 {
+        state.readyz_failures -= 1;
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "[-]poststarthook/rbac failed\nreadyz check failed".into(),
+        );
+    }
+    (StatusCode::OK, "ok".into())
+}
+
+fn evict(state: &mut State, ns: &str, name: &str, body: Value) -> Reply {
+    let key = (ns.to_owned(), name.to_owned());
+    if !state.pods.contains_key(&key) {
+        return not_found("pods", name);
+    }
+    // The apiserver rejects eviction bodies that are not a policy/v1 Eviction for this pod.
+    if body["apiVersion"] != "policy/v1"
+        || body["kind"] != "Eviction"
+        || body["metadata"]["name"] != name
+    {
+        return error(
+            400,
+            "BadRequest",
+            &format!("fake: not a policy/v1 Eviction for {name}: {body}"),
+        );
+    }
+    let pod_ref = format!("{ns}/{name}");
+    if state.eviction_errors.contains(&pod_ref) {
+        return error(
+            500,
+            "InternalError",
+            "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+        );
+    }
+    if let Some(block) = state.eviction_blocks.get_mut(&pod_ref) {
+        let refuse = match block {
+            None => true,
+            Some(0) => false,
+            Some(left) => {
+                *left -= 1;
+                true
+            }
+        };
+        if refuse {
+            return error(
+                429,
+                "TooManyRequests",
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+            );
+        }
+    }
+    state.pods.remove(&key);
+    state.evictions.push((pod_ref, body));
+    (
+        StatusCode::CREATED,
+        json!({ "apiVersion": "v1", "kind": "Status", "status": "Success", "code": 201 })
+            .to_string(),
+    )
+}
+
+fn list<'a>(kind: &str, items: impl Iterator<Item = &'a Value>) -> Value {
+    json!({ "apiVersion": "v1", "kind": kind, "metadata": { "resourceVersion": "1" }, "items": items.cloned().collect::<Vec<_>>() })
+}
+
+/// The value of `field=` in a `fieldSelector` query parameter.
+fn field_selector(query: &str, field: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| *key == "fieldSelector")
+        .map(|(_, value)| percent_decode(value))
+        .find_map(|selector| {
+            selector
+                .strip_prefix(&format!("{field}="))
+                .map(str::to_owned)
+        })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("ascii");
+                out.push(u8::from_str_radix(hex, 16).expect("hex escape"));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+fn ok(object: Value) -> Reply {
+    (StatusCode::OK, object.to_string())
+}
+
+fn found(object: Option<&Value>, resource: &str, name: &str) -> Reply {
+    match object {
+        Some(object) => ok(object.clone()),
+        None => not_found(resource, name),
+    }
+}
+
+fn not_found(resource: &str, name: &str) -> Reply {
+    error(404, "NotFound", &format!("{resource} \"{name}\" not found"))
+}
+
+fn error(code: u16, reason: &str, message: &str) -> Reply {
+    (
+        StatusCode::from_u16(code).expect("status code"),
+        status_error(code, reason, message).to_string(),
+    )
+}

@@ -1,0 +1,219 @@
+//! After the playbook: the admin kubeconfig, the member list, removals, and the cluster checks
+//! through the Kubernetes API.
+
+use std::{io::Write, path::Path};
+
+use kubegrid_cluster::{CheckOptions, CheckResult, ExpectedNode};
+use kubegrid_journal::{TaskRecord, TaskState};
+use serde::Serialize;
+
+use super::remove::{self, MemberRecord, RemovedNode};
+use crate::{
+    error::Error,
+    operation::{Mode, Run},
+    progress::Progress,
+};
+
+/// The phase name cluster checks are journaled and reported under.
+pub const CLUSTER_CHECKS: &str = "cluster-checks";
+
+/// What the cluster-level steps found.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterChecks {
+    /// Where the admin kubeconfig was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    /// The checks through the API, in order; empty when skipped.
+    pub checks: Vec<CheckResult>,
+    /// Why the checks did not run, when they did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Nodes that left the spec and what became of them.
+    pub removed: Vec<RemovedNode>,
+}
+
+impl ClusterChecks {
+    /// Every check passed and every removal completed.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok) && self.removed.iter().all(|r| r.ok)
+    }
+}
+
+/// The API server URL of the control-plane endpoint.
+fn server_url(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("https://[{host}]:{port}")
+    } else {
+        format!("https://{host}:{port}")
+    }
+}
+
+/// Runs the cluster-level steps of an apply whose init node finished. Plans and operations
+/// without Kubernetes do nothing.
+pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
+    let mut out = ClusterChecks::default();
+    let Some(k) = run.req.context.kubernetes.clone() else {
+        return Ok(out);
+    };
+    if run.req.mode == Mode::Plan {
+        return Ok(out);
+    }
+    let init_ok = run.reports.iter().any(|r| r.name == k.init_node && r.ok);
+    let (Some(admin), Some(ca_pem), true) = (&run.admin_client, &run.kubernetes_ca_pem, init_ok)
+    else {
+        out.skipped = Some(format!("{} did not finish kubeadm init", k.init_node));
+        return Ok(out);
+    };
+    let server = server_url(&k.endpoint_host, k.endpoint_port);
+    let kubeconfig = kubegrid_pki::kubeconfig(
+        &run.req.cluster,
+        &server,
+        ca_pem,
+        kubegrid_pki::ADMIN_USER,
+        admin,
+    )
+    .map_err(|e| Error::Pki {
+        what: "admin kubeconfig".into(),
+        source: Box::new(e),
+    })?;
+    run.journal
+        .put_kubeconfig(&run.req.cluster, &server, &kubeconfig)
+        .await?;
+    if let Some(path) = &run.req.options.kubeconfig_out {
+        write_private(path, &kubeconfig).map_err(|source| Error::WriteKubeconfig {
+            path: path.clone(),
+            source,
+        })?;
+        out.kubeconfig = Some(path.display().to_string());
+    }
+    for (i, h) in run.req.hosts.iter().enumerate() {
+        if run.reports[i].ok {
+            let record = MemberRecord::of(h).to_json();
+            run.journal
+                .put_member(&run.req.cluster, &h.target.host, &record)
+                .await?;
+        }
+    }
+    let client = if run.req.options.cluster_checks || !remove::absent(run).await?.is_empty() {
+        Some(kubegrid_cluster::connect(&kubeconfig).await)
+    } else {
+        None
+    };
+    out.removed = remove::remove_absent(run, client.as_ref().and_then(|c| c.as_ref().ok())).await?;
+    if !run.req.options.cluster_checks {
+        out.skipped = Some("--skip-check cluster-api".into());
+        return Ok(out);
+    }
+    run.observer.event(&Progress::PhaseStarted {
+        phase: CLUSTER_CHECKS.into(),
+        hosts: 1,
+    });
+    let expected: Vec<ExpectedNode> = run
+        .req
+        .hosts
+        .iter()
+        .map(|h| ExpectedNode {
+            name: h.target.host.clone(),
+            roles: h.roles.clone(),
+            labels: h.labels.clone(),
+            taints: h
+                .taints
+                .iter()
+                .map(|t| (t.key.clone(), t.value.clone(), t.effect.clone()))
+                .collect(),
+        })
+        .collect();
+    let options = CheckOptions {
+        dns_domain: k.dns_domain.clone(),
+        ..run.req.options.check_options.clone()
+    };
+    out.checks = match client {
+        Some(Ok(client)) => {
+            if let Err(e) = kubegrid_cluster::label_nodes(&client, &expected).await {
+                tracing::warn!("labelling nodes: {e}");
+            }
+            kubegrid_cluster::run_checks(&client, &options, &expected).await
+        }
+        Some(Err(e)) => vec![CheckResult {
+            name: kubegrid_cluster::API_READYZ.into(),
+            ok: false,
+            detail: format!("cannot build a client for {server}: {e}"),
+            duration_ms: 0,
+        }],
+        None => Vec::new(),
+    };
+    for c in &out.checks {
+        let rec = TaskRecord {
+            host: run.req.cluster.clone(),
+            phase: CLUSTER_CHECKS.into(),
+            task: c.name.clone(),
+            status: if c.ok {
+                TaskState::Unchanged
+            } else {
+                TaskState::Failed
+            },
+            duration_ms: c.duration_ms,
+            message: c.detail.clone(),
+            output: String::new(),
+        };
+        run.journal.record(run.op, &rec).await?;
+    }
+    run.observer.event(&Progress::PhaseFinished {
+        phase: CLUSTER_CHECKS.into(),
+    });
+    Ok(out)
+}
+
+/// Writes `text` to `path` with mode 0600 from the first byte: a temporary file in the same
+/// directory, fsynced, then renamed over `path`, so a crash never leaves half a kubeconfig.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn kubeconfig_is_written_private_and_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/admin.conf");
+        write_private(&path, "one").unwrap();
+        write_private(&path, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
+    }
+
+    #[test]
+    fn server_urls_bracket_ipv6() {
+        assert_eq!(server_url("10.0.0.1", 6443), "https://10.0.0.1:6443");
+        assert_eq!(server_url("fd00::1", 6443), "https://[fd00::1]:6443");
+    }
+}

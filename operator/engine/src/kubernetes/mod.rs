@@ -1,0 +1,18 @@
+//! Kubernetes on top of the prepared hosts: the spec's Kubernetes settings, the cluster's PKI
+//! and join secrets (engine-side, before the playbook), and after it the admin kubeconfig,
+//! membership, removals and the cluster checks through the API.
+//!
+//! The engine owns the CAs (kept in the journal) rather than reading them back from the first
+//! control-plane host: the CA hash for joins and the admin kubeconfig are then known before
+//! any host runs kubeadm, so the whole plan compiles up front and nothing secret travels back
+//! over SSH.
+
+mod context;
+mod finish;
+mod pki;
+mod remove;
+mod secrets;
+
+pub use context::{kubernetes_context, prepare};
+pub use finish::{ClusterChecks, finish};
+pub use remove::{MemberRecord, RemovedNode};

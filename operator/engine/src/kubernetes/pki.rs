@@ -1,0 +1,221 @@
+//! The cluster's certificates: CAs and leaves kept in the journal per cluster, reused while
+//! they still fit (same SANs, not near expiry) so re-applies change nothing on hosts.
+
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
+
+use kubegrid_journal::StoredCert;
+use kubegrid_pki::{
+    Ca, EtcdMember, ExternalEtcdClient, IssuedCert, LeafSpec, admin_client_spec,
+    apiserver_etcd_client_spec, ca_cert_hash, control_plane_ca_files, etcd_healthcheck_client_spec,
+    etcd_member_files, etcd_peer_spec, etcd_server_spec, matches_sans, needs_renewal,
+    time::OffsetDateTime,
+};
+use kubegrid_plan::{KubernetesContext, PkiFile};
+
+use crate::{
+    error::Error,
+    operation::{Mode, Run},
+};
+
+/// A stored leaf this close to expiry is issued again instead of reused.
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What [`issue`] hands the rest of the operation.
+pub struct Issued {
+    /// `sha256:<hex>` of the Kubernetes CA's public key.
+    pub ca_cert_hash: String,
+    /// Certificate sets per host index, for `pki_files:` tasks.
+    pub per_host: Vec<BTreeMap<String, Vec<PkiFile>>>,
+    /// The admin client certificate for the kubeconfig.
+    pub admin: IssuedCert,
+    /// The Kubernetes CA certificate.
+    pub ca_pem: String,
+}
+
+struct Store<'a> {
+    run: &'a Run,
+    save: bool,
+}
+
+impl Store<'_> {
+    fn cluster(&self) -> &str {
+        &self.run.req.cluster
+    }
+
+    async fn ca(&self, name: &str, common_name: &str, validity: Duration) -> Result<Ca, Error> {
+        if let Some(s) = self.run.journal.cert(self.cluster(), name).await? {
+            return Ca::from_pem(&s.cert_pem, &s.key_pem).map_err(|e| pki_error(name, e));
+        }
+        let ca = Ca::generate(common_name, validity).map_err(|e| pki_error(name, e))?;
+        self.put(name, ca.cert_pem(), ca.key_pem()).await?;
+        Ok(ca)
+    }
+
+    async fn leaf(&self, ca: &Ca, name: &str, spec: &LeafSpec) -> Result<IssuedCert, Error> {
+        if let Some(s) = self.run.journal.cert(self.cluster(), name).await? {
+            let fits = matches_sans(&s.cert_pem, &spec.dns_names, &spec.ip_addresses)
+                .unwrap_or(false)
+                && !needs_renewal(&s.cert_pem, RENEW_BEFORE, OffsetDateTime::now_utc())
+                    .unwrap_or(true);
+            if fits {
+                return Ok(IssuedCert {
+                    cert_pem: s.cert_pem,
+                    key_pem: s.key_pem,
+                });
+            }
+        }
+        let issued = ca.issue(spec).map_err(|e| pki_error(name, e))?;
+        self.put(name, &issued.cert_pem, &issued.key_pem).await?;
+        Ok(issued)
+    }
+
+    /// Plans leave the journal as it was; their certificates live only for the dry run.
+    async fn put(&self, name: &str, cert_pem: &str, key_pem: &str) -> Result<(), Error> {
+        if !self.save {
+            return Ok(());
+        }
+        let stored = StoredCert {
+            cert_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+        };
+        Ok(self
+            .run
+            .journal
+            .put_cert(self.cluster(), name, &stored)
+            .await?)
+    }
+}
+
+fn pki_error(name: &str, source: kubegrid_pki::Error) -> Error {
+    Error::Pki {
+        what: name.to_string(),
+        source: Box::new(source),
+    }
+}
+
+fn plan_files(files: Vec<kubegrid_pki::PkiFile>) -> Vec<PkiFile> {
+    files
+        .into_iter()
+        .map(|f| PkiFile {
+            path: PathBuf::from(f.path),
+            content: f.content,
+            mode: f.mode,
+        })
+        .collect()
+}
+
+/// Loads or creates the CAs, issues what each host needs, and returns it.
+pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
+    let store = Store {
+        run,
+        save: run.req.mode == Mode::Apply,
+    };
+    let hours = |h: u64| Duration::from_secs(h * 3600);
+    let (validity, ca_validity) = (hours(k.cert_validity_hours), hours(k.ca_validity_hours));
+    let kube_ca = store
+        .ca(
+            "kubernetes-ca",
+            kubegrid_pki::KUBERNETES_CA_COMMON_NAME,
+            ca_validity,
+        )
+        .await?;
+    let admin = store
+        .leaf(&kube_ca, "admin", &admin_client_spec(validity))
+        .await?;
+    let mut per_host = vec![BTreeMap::new(); run.req.hosts.len()];
+    let mut etcd_client = None;
+    if k.etcd.is_external() {
+        let etcd_ca = store
+            .ca("etcd-ca", kubegrid_pki::ETCD_CA_COMMON_NAME, ca_validity)
+            .await?;
+        let health = store
+            .leaf(
+                &etcd_ca,
+                "etcd-healthcheck-client",
+                &etcd_healthcheck_client_spec(validity),
+            )
+            .await?;
+        let apiserver = store
+            .leaf(
+                &etcd_ca,
+                "apiserver-etcd-client",
+                &apiserver_etcd_client_spec(validity),
+            )
+            .await?;
+        for (i, h) in run.req.hosts.iter().enumerate() {
+            if !h.has_role("etcd") {
+                continue;
+            }
+            let member = etcd_member(h, run.facts[i].as_ref());
+            let hostname = run.facts[i].as_ref().map(|f| f.hostname.clone());
+            let with_hostname = |mut spec: LeafSpec| {
+                if let Some(name) = hostname.as_ref().filter(|n| !n.is_empty())
+                    && !spec.dns_names.contains(name)
+                {
+                    spec.dns_names.push(name.clone());
+                }
+                spec
+            };
+            let server = with_hostname(etcd_server_spec(&member, validity));
+            let peer = with_hostname(etcd_peer_spec(&member, validity));
+            let node = &h.target.host;
+            let certs = kubegrid_pki::EtcdMemberCerts {
+                server: store
+                    .leaf(&etcd_ca, &format!("etcd-server-{node}"), &server)
+                    .await?,
+                peer: store
+                    .leaf(&etcd_ca, &format!("etcd-peer-{node}"), &peer)
+                    .await?,
+            };
+            per_host[i].insert(
+                "etcd".to_string(),
+                plan_files(etcd_member_files(etcd_ca.cert_pem(), &certs, &health)),
+            );
+        }
+        etcd_client = Some((etcd_ca.cert_pem().to_string(), apiserver));
+    }
+    let control_plane = plan_files(control_plane_ca_files(
+        &kube_ca,
+        etcd_client
+            .as_ref()
+            .map(|(ca_pem, client)| ExternalEtcdClient {
+                etcd_ca_cert_pem: ca_pem,
+                apiserver_etcd_client: client,
+            }),
+    ));
+    for (i, h) in run.req.hosts.iter().enumerate() {
+        if h.target.host == k.init_node {
+            per_host[i].insert("control-plane".to_string(), control_plane.clone());
+        }
+    }
+    let ca_cert_hash =
+        ca_cert_hash(kube_ca.cert_pem()).map_err(|e| pki_error("kubernetes-ca", e))?;
+    Ok(Issued {
+        ca_cert_hash,
+        per_host,
+        admin,
+        ca_pem: kube_ca.cert_pem().to_string(),
+    })
+}
+
+/// The member's addresses for its SANs: the Node's address and every address the host's
+/// interfaces carry, since peers and clients may reach it on any of them.
+fn etcd_member(
+    h: &crate::operation::HostSpec,
+    facts: Option<&kubegrid_agent::facts::Facts>,
+) -> EtcdMember {
+    let mut addresses: Vec<IpAddr> = h.target.address.parse().into_iter().collect();
+    for iface in facts.map(|f| f.interfaces.as_slice()).unwrap_or_default() {
+        for a in &iface.addresses {
+            if let Some(ip) = a.split('/').next().and_then(|ip| ip.parse().ok())
+                && !addresses.contains(&ip)
+            {
+                addresses.push(ip);
+            }
+        }
+    }
+    EtcdMember {
+        name: h.target.host.clone(),
+        addresses,
+    }
+}

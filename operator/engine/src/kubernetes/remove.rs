@@ -1,0 +1,244 @@
+//! Nodes that left the spec: drained and deleted through the API, then reset over SSH. A
+//! Node whose drain failed keeps running and stays a member unless the user forces removal.
+
+use std::{path::PathBuf, sync::Arc};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::Error,
+    operation::{self, HostSpec, Mode, Options, Outcome, Request, Run},
+    ssh::SshTarget,
+};
+
+/// How the engine remembers a member host, so it can still reach one removed from the spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRecord {
+    /// Address SSH connects to.
+    pub address: String,
+    /// SSH port.
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+    /// Private key file.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// sudo for privileged commands.
+    #[serde(default)]
+    pub sudo: bool,
+    /// Jump host.
+    #[serde(default)]
+    pub bastion: Option<Box<MemberRecord>>,
+    /// Roles the host had.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl MemberRecord {
+    /// The record of a host of this operation.
+    pub fn of(h: &HostSpec) -> Self {
+        let mut record = Self::of_target(&h.target);
+        record.roles = h.roles.clone();
+        record
+    }
+
+    fn of_target(t: &SshTarget) -> Self {
+        MemberRecord {
+            address: t.address.clone(),
+            port: t.port,
+            user: t.user.clone(),
+            key_file: t.key_file.clone(),
+            password_env: t.password_env.clone(),
+            sudo: t.sudo,
+            bastion: t.bastion.as_deref().map(|b| Box::new(Self::of_target(b))),
+            roles: Vec::new(),
+        }
+    }
+
+    /// JSON for the journal.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    fn target(&self, cluster: &str, host: &str) -> SshTarget {
+        SshTarget {
+            cluster: cluster.to_string(),
+            host: host.to_string(),
+            address: self.address.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            key_file: self.key_file.clone(),
+            password_env: self.password_env.clone(),
+            sudo: self.sudo,
+            bastion: self
+                .bastion
+                .as_deref()
+                .map(|b| Box::new(b.target(cluster, &format!("bastion {}", b.address)))),
+        }
+    }
+}
+
+/// What became of a Node removed from the spec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedNode {
+    /// Node name.
+    pub name: String,
+    /// Drained (or forced), deleted and reset.
+    pub ok: bool,
+    /// What happened, or why it stopped.
+    pub detail: String,
+}
+
+/// Members the journal knows that the spec no longer lists.
+pub async fn absent(run: &Run) -> Result<Vec<(String, MemberRecord)>, Error> {
+    let members = run.journal.members(&run.req.cluster).await?;
+    Ok(members
+        .into_iter()
+        .filter(|(name, _)| !run.req.hosts.iter().any(|h| &h.target.host == name))
+        .filter_map(|(name, json)| Some((name, serde_json::from_str(&json).ok()?)))
+        .collect())
+}
+
+/// Drains, deletes and resets every absent member; control-plane and etcd members are
+/// refused (shrinking those needs etcd membership changes this operation does not make).
+pub async fn remove_absent(
+    run: &mut Run,
+    client: Option<&kube::Client>,
+) -> Result<Vec<RemovedNode>, Error> {
+    let mut out = Vec::new();
+    for (name, record) in absent(run).await? {
+        if record
+            .roles
+            .iter()
+            .any(|r| r == "control-plane" || r == "etcd")
+        {
+            out.push(RemovedNode {
+                name,
+                ok: false,
+                detail: format!(
+                    "has roles {}; only workers can be removed by leaving them out of the spec\n  hint: put the Node back in the spec",
+                    record.roles.join(", ")
+                ),
+            });
+            continue;
+        }
+        let force = run.req.options.force_remove;
+        let drained = match client {
+            Some(client) => {
+                let opts = kubegrid_cluster::DrainOptions {
+                    force,
+                    ..run.req.options.drain.clone()
+                };
+                kubegrid_cluster::remove_node(client, &name, &opts)
+                    .await
+                    .map(|o| describe(&o))
+                    .map_err(|e| e.to_string())
+            }
+            None => Err("the Kubernetes API cannot be reached to drain it".to_string()),
+        };
+        let api_note = match (drained, force) {
+            (Ok(note), _) => note,
+            (Err(why), true) => format!("drain or delete failed ({why}); removal forced"),
+            (Err(why), false) => {
+                out.push(RemovedNode {
+                    name,
+                    ok: false,
+                    detail: format!(
+                        "drain failed: {why}; the Node was not deleted and the host was not reset\n  hint: fix what blocks the drain and apply again, or pass --force-remove"
+                    ),
+                });
+                continue;
+            }
+        };
+        let reset = reset_host(run, &name, &record).await?;
+        if reset.outcome == Outcome::Succeeded {
+            run.journal.remove_member(&run.req.cluster, &name).await?;
+            out.push(RemovedNode {
+                name,
+                ok: true,
+                detail: format!("{api_note}; host reset (operation {})", reset.operation),
+            });
+        } else {
+            let why = reset
+                .hosts
+                .first()
+                .and_then(|h| h.error.clone())
+                .unwrap_or_else(|| format!("{:?}", reset.outcome));
+            out.push(RemovedNode {
+                name,
+                ok: false,
+                detail: format!(
+                    "{api_note}; resetting the host failed (operation {}): {why}",
+                    reset.operation
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn describe(outcome: &kubegrid_cluster::RemovalOutcome) -> String {
+    use kubegrid_cluster::RemovalOutcome as R;
+    match outcome {
+        R::Removed(d) => format!(
+            "drained ({} pod(s) evicted) and deleted the Node",
+            d.evicted.len()
+        ),
+        R::ForcedAfterFailedDrain { reason, pods, .. } => format!(
+            "drain failed ({reason}; {} pod(s) left); Node deleted because removal was forced",
+            pods.len()
+        ),
+        R::AlreadyAbsent { .. } => "no Node object was left to delete".into(),
+    }
+}
+
+/// Runs the reset playbook on one host as its own journaled operation. Preflight is skipped:
+/// the host is expected to run Kubernetes, which is what the checks refuse.
+async fn reset_host(
+    run: &Run,
+    name: &str,
+    record: &MemberRecord,
+) -> Result<operation::Report, Error> {
+    let mut context = run.req.context.clone();
+    context.kubernetes = None;
+    let playbook = kubegrid_plan::Playbook::builtin("reset").map_err(|source| Error::Compile {
+        host: name.to_string(),
+        source: Box::new(source),
+    })?;
+    let req = Request {
+        mode: Mode::Apply,
+        cluster: run.req.cluster.clone(),
+        spec_digest: run.req.spec_digest.clone(),
+        context,
+        hosts: vec![HostSpec {
+            target: record.target(&run.req.cluster, name),
+            roles: record.roles.clone(),
+            declared_arch: None,
+            labels: Default::default(),
+            taints: Vec::new(),
+        }],
+        bundle: Arc::clone(&run.req.bundle),
+        playbook: Arc::new(playbook),
+        agents: Arc::clone(&run.req.agents),
+        options: Options {
+            skip_checks: crate::preflight::names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            cluster_checks: false,
+            kubeconfig_out: None,
+            ..run.req.options.clone()
+        },
+    };
+    Box::pin(operation::execute(
+        req,
+        run.journal.clone(),
+        Arc::clone(&run.observer),
+    ))
+    .await
+}

@@ -1,0 +1,36 @@
+//! kubegrid's PKI: the CAs and leaf certificates kubeadm and external etcd need, in kubeadm's
+//! file layout, plus the inspection the engine uses to decide when to reissue them.
+//!
+//! Keys are ECDSA P-256, written as PKCS#8 PEM. The engine keeps every CA and leaf as a
+//! [`StoredCert`] in its journal so re-applies reuse them, and writes them to hosts as
+//! [`PkiFile`]s.
+
+mod ca;
+mod error;
+mod etcd;
+mod inspect;
+mod kubeconfig;
+mod kubernetes;
+pub mod layout;
+mod leaf;
+
+pub use time;
+
+pub use crate::{
+    ca::Ca,
+    error::{Error, Result},
+    etcd::{
+        APISERVER_ETCD_CLIENT_COMMON_NAME, ETCD_CA_COMMON_NAME,
+        ETCD_HEALTHCHECK_CLIENT_COMMON_NAME, EtcdMember, EtcdMemberCerts,
+        apiserver_etcd_client_spec, etcd_healthcheck_client_spec, etcd_peer_spec, etcd_server_spec,
+        generate_etcd_ca, issue_etcd_member,
+    },
+    inspect::{CertInfo, ca_cert_hash, matches_sans, needs_renewal, read_expiry},
+    kubeconfig::kubeconfig,
+    kubernetes::{
+        ADMIN_GROUP, ADMIN_USER, KUBERNETES_CA_COMMON_NAME, admin_client_spec,
+        generate_kubernetes_ca,
+    },
+    layout::{ExternalEtcdClient, PkiFile, control_plane_ca_files, etcd_member_files},
+    leaf::{CLOCK_SKEW_ALLOWANCE, IssuedCert, LeafSpec, StoredCert, Usage},
+};

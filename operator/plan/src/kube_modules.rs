@@ -1,0 +1,319 @@
+//! The playbook modules that bootstrap Kubernetes, and how they compile to agent tasks.
+
+use std::path::{Path, PathBuf};
+
+use kubegrid_agent::protocol::{Action, ArchiveArgs, BinaryArgs, CommandArgs, FileArgs};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    bundle::Bundle,
+    context::{ClusterContext, HostContext},
+    error::{Error, Result},
+    kubernetes::{ADMIN_CONF, KubernetesContext},
+    templates::render,
+};
+
+/// `binaries:` executables from the bundle, installed into one directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinariesSpec {
+    /// Names the bundle manifest lists with `kind: binary`.
+    pub bundle: Vec<String>,
+    /// Directory they are installed in, e.g. /usr/bin.
+    pub dir: PathBuf,
+}
+
+/// `archive:` a bundle archive unpacked into a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSpec {
+    /// Name the bundle manifest lists with `kind: archive`.
+    pub bundle: String,
+    /// Directory it is unpacked into.
+    pub dest: PathBuf,
+}
+
+/// `pki_files:` the files of one certificate set the engine issued for the host.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiFilesSpec {
+    /// Set name: `etcd` (an external etcd member's certificates) or `control-plane` (the CAs
+    /// and clients kubeadm init reads).
+    pub set: String,
+}
+
+/// `cni_manifest:` the CNI's manifest and its apply on the init node.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CniManifestSpec {
+    /// Where the manifest is written.
+    pub path: PathBuf,
+    /// Template rendered when the user brings no manifest of their own.
+    pub template: String,
+}
+
+/// Where `kubectl apply` records the manifest it applied, so a re-run with the same manifest
+/// applies nothing and reports unchanged.
+const CNI_STAMP_DIR: &str = "/var/lib/kubegrid/cni-applied";
+
+fn kubernetes<'a>(cluster: &'a ClusterContext, task: &str) -> Result<&'a KubernetesContext> {
+    cluster
+        .kubernetes
+        .as_ref()
+        .ok_or_else(|| Error::InvalidContext {
+            problem: format!(
+                "task `{task}` bootstraps Kubernetes, but the operation has no Kubernetes settings"
+            ),
+        })
+}
+
+/// One Binary task per executable.
+pub(crate) fn binaries(
+    spec: &BinariesSpec,
+    task: &str,
+    host: &HostContext,
+    bundle: &Bundle,
+) -> Result<Vec<(String, Action, String)>> {
+    spec.bundle
+        .iter()
+        .map(|name| {
+            let file = bundle.binary(name, &host.facts.arch)?;
+            let action = Action::Binary(BinaryArgs {
+                path: spec.dir.join(name),
+                sha256: file.sha256.clone(),
+                mode: 0o755,
+            });
+            Ok((format!("{task} ({name})"), action, file.sha256.clone()))
+        })
+        .collect()
+}
+
+/// The Archive task.
+pub(crate) fn archive(
+    spec: &ArchiveSpec,
+    host: &HostContext,
+    bundle: &Bundle,
+) -> Result<(Action, String)> {
+    let file = bundle.archive(&spec.bundle, &host.facts.arch)?;
+    let action = Action::Archive(ArchiveArgs {
+        sha256: file.sha256.clone(),
+        dest: spec.dest.clone(),
+    });
+    Ok((action, file.sha256.clone()))
+}
+
+/// One File task per certificate or key of the set; keys keep the PKI's 0600.
+pub(crate) fn pki_files(
+    spec: &PkiFilesSpec,
+    task: &str,
+    host: &HostContext,
+) -> Result<Vec<(String, Action)>> {
+    let files = host
+        .pki
+        .get(&spec.set)
+        .ok_or_else(|| Error::InvalidContext {
+            problem: format!(
+                "task `{task}` writes certificate set `{}`, but none was issued for host {}",
+                spec.set, host.name
+            ),
+        })?;
+    Ok(files
+        .iter()
+        .map(|f| {
+            let action = Action::File(FileArgs {
+                path: f.path.clone(),
+                content: f.content.clone(),
+                mode: f.mode,
+                owner: "root".into(),
+                group: "root".into(),
+                backup: false,
+            });
+            (format!("{task} ({})", file_name(&f.path)), action)
+        })
+        .collect())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The manifest file, then `kubectl apply` guarded by a stamp named after the manifest's
+/// sha256: applied once per distinct manifest.
+pub(crate) fn cni_manifest(
+    spec: &CniManifestSpec,
+    task: &str,
+    cluster: &ClusterContext,
+    host: &HostContext,
+) -> Result<Vec<(String, Action)>> {
+    let k = kubernetes(cluster, task)?;
+    let content = match &k.cni_manifest {
+        Some(own) => own.clone(),
+        None => render(&spec.template, cluster, host, None)?,
+    };
+    let digest = hex::encode(Sha256::digest(content.as_bytes()));
+    let stamp = format!("{CNI_STAMP_DIR}/{}", &digest[..16]);
+    let apply = format!(
+        "kubectl --kubeconfig {ADMIN_CONF} apply --server-side --force-conflicts -f {} && mkdir -p {CNI_STAMP_DIR} && touch {stamp}",
+        spec.path.display()
+    );
+    Ok(vec![
+        (
+            format!("{task} (manifest)"),
+            Action::File(FileArgs {
+                path: spec.path.clone(),
+                content,
+                mode: 0o600,
+                owner: "root".into(),
+                group: "root".into(),
+                backup: true,
+            }),
+        ),
+        (
+            format!("{task} (apply)"),
+            Action::Command(CommandArgs {
+                argv: vec!["/bin/sh".into(), "-c".into(), apply],
+                creates: Some(PathBuf::from(stamp)),
+                unless: None,
+                env: Default::default(),
+                redact: Vec::new(),
+            }),
+        ),
+    ])
+}
+
+/// A bootstrap token for this operation's joins and the control-plane certificates uploaded
+/// again under this operation's key (kubeadm deletes them after two hours).
+pub(crate) fn refresh_join_secrets(
+    task: &str,
+    cluster: &ClusterContext,
+) -> Result<Vec<(String, Action)>> {
+    let k = kubernetes(cluster, task)?;
+    let command = |argv: Vec<String>| {
+        Action::Command(CommandArgs {
+            argv,
+            creates: None,
+            unless: None,
+            env: Default::default(),
+            redact: k.join.redactions(),
+        })
+    };
+    let s = |x: &str| x.to_string();
+    Ok(vec![
+        (
+            format!("{task} (token)"),
+            command(vec![
+                s("kubeadm"),
+                s("token"),
+                s("create"),
+                k.join.token.clone(),
+                s("--ttl"),
+                s("2h"),
+                s("--description"),
+                s("kubegrid join"),
+            ]),
+        ),
+        (
+            format!("{task} (certificates)"),
+            command(vec![
+                s("kubeadm"),
+                s("init"),
+                s("phase"),
+                s("upload-certs"),
+                s("--upload-certs"),
+                s("--certificate-key"),
+                k.join.certificate_key.clone(),
+            ]),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use kubegrid_agent::protocol::Action;
+    use semver::Version;
+
+    use super::*;
+    use crate::kubernetes::{EtcdContext, JoinSecrets};
+
+    fn cluster(own_cni: Option<&str>) -> ClusterContext {
+        let mut c = ClusterContext::new("c", "1.7").unwrap();
+        c.kubernetes = Some(KubernetesContext {
+            version: Version::new(1, 31, 4),
+            kubeadm_api: "kubeadm.k8s.io/v1beta4".into(),
+            endpoint_host: "10.0.0.10".into(),
+            endpoint_port: 6443,
+            vip: None,
+            pod_cidr: "10.244.0.0/16".into(),
+            service_cidr: "10.96.0.0/12".into(),
+            dns_domain: "cluster.local".into(),
+            cni: if own_cni.is_some() { "none" } else { "cilium" }.into(),
+            cni_manifest: own_cni.map(String::from),
+            etcd: EtcdContext::stacked(),
+            init_node: "cp-1".into(),
+            initialized: false,
+            joins_pending: true,
+            cert_validity_hours: 8760,
+            ca_validity_hours: 87600,
+            join: JoinSecrets {
+                token: "abcdef.0123456789abcdef".into(),
+                certificate_key: "ab".repeat(32),
+                ca_cert_hash: "sha256:00".into(),
+            },
+            kube_vip_image: crate::kubernetes::KUBE_VIP_IMAGE.into(),
+        });
+        c
+    }
+
+    fn spec() -> CniManifestSpec {
+        CniManifestSpec {
+            path: "/etc/kubernetes/kubegrid/cni.yaml".into(),
+            template: "cni/cilium.yaml.tera".into(),
+        }
+    }
+
+    fn host() -> HostContext {
+        HostContext {
+            name: "cp-1".into(),
+            roles: vec!["control-plane".into()],
+            address: "10.0.0.11".into(),
+            ..Default::default()
+        }
+    }
+
+    /// The manifest and the stamp the apply is guarded by.
+    fn manifest_and_stamp(tasks: &[(String, Action)]) -> (String, PathBuf) {
+        let (Action::File(file), Action::Command(apply)) = (&tasks[0].1, &tasks[1].1) else {
+            panic!("expected a file then a command: {tasks:?}")
+        };
+        (file.content.clone(), apply.creates.clone().unwrap())
+    }
+
+    #[test]
+    fn own_cni_manifest_is_applied_as_given_and_once_per_content() {
+        let own = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: my-cni}\n";
+        let tasks = cni_manifest(&spec(), "cni", &cluster(Some(own)), &host()).unwrap();
+        let (content, stamp) = manifest_and_stamp(&tasks);
+        assert_eq!(content, own);
+        let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: my-cni-2}\n";
+        let tasks2 = cni_manifest(&spec(), "cni", &cluster(Some(other)), &host()).unwrap();
+        let (_, stamp2) = manifest_and_stamp(&tasks2);
+        assert_ne!(stamp, stamp2, "a changed manifest is applied again");
+        let again = cni_manifest(&spec(), "cni", &cluster(Some(own)), &host()).unwrap();
+        assert_eq!(manifest_and_stamp(&again).1, stamp, "the same one is not");
+    }
+
+    #[test]
+    fn rendered_cilium_carries_the_pod_cidr_and_secrets_are_redacted() {
+        let tasks = cni_manifest(&spec(), "cni", &cluster(None), &host()).unwrap();
+        let (content, _) = manifest_and_stamp(&tasks);
+        assert!(content.contains("10.244.0.0/16"));
+        let refresh = refresh_join_secrets("join secrets", &cluster(None)).unwrap();
+        for (_, action) in &refresh {
+            let Action::Command(c) = action else { panic!() };
+            assert_eq!(c.redact.len(), 2, "token and certificate key are redacted");
+        }
+    }
+}
