@@ -137,7 +137,7 @@ pub struct FactsArgs {
 }
 
 /// A whole file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileArgs {
     /// Absolute path.
@@ -241,7 +241,7 @@ pub struct ModulesArgs {
 pub struct SwapOffArgs {}
 
 /// A command with guards.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommandArgs {
     /// Program and arguments; no shell.
@@ -387,6 +387,33 @@ pub enum TaskStatus {
     Unchanged,
     /// It failed; the plan stops.
     Failed,
+}
+
+// File contents can hold join secrets and keys, and `redact` holds the secrets themselves:
+// Debug output (logs, panic messages) shows their size only.
+impl std::fmt::Debug for FileArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileArgs")
+            .field("path", &self.path)
+            .field("content", &format_args!("[{} bytes]", self.content.len()))
+            .field("mode", &format_args!("{:o}", self.mode))
+            .field("owner", &self.owner)
+            .field("group", &self.group)
+            .field("backup", &self.backup)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CommandArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandArgs")
+            .field("argv", &self.argv)
+            .field("creates", &self.creates)
+            .field("unless", &self.unless)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("redact", &format_args!("[{} secret(s)]", self.redact.len()))
+            .finish()
+    }
 }
 
 fn root() -> String {

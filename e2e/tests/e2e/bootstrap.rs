@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kubegrid_e2e::{Host, LabGuard, describe};
+use kubegrid_e2e::{Host, LabGuard, bundle_dir, describe, kubegrid_bin};
 use serde_json::Value;
 
 const STANDIN_LOG: &str = "/var/log/kubegrid-standins/invocations.jsonl";
@@ -216,6 +216,19 @@ fn ha_control_plane_with_external_etcd_joins_in_order_and_workers_come_and_go() 
         "a worker joined before the control plane"
     );
 
+    // The configs that carried the secrets are gone once used.
+    for h in &lab.hosts {
+        assert_eq!(
+            lab.ssh_ok(
+                h,
+                "ls /etc/kubernetes/kubegrid/kubeadm-*.yaml 2>/dev/null | wc -l"
+            ),
+            "0",
+            "{}",
+            h.name
+        );
+    }
+
     // The join token never reached the journal.
     let token = doc(config, "InitConfiguration")["bootstrapTokens"][0]["token"]
         .as_str()
@@ -241,6 +254,20 @@ fn ha_control_plane_with_external_etcd_joins_in_order_and_workers_come_and_go() 
         .map(|h| h["changed"].as_u64().unwrap())
         .sum();
     assert_eq!(changed, 0, "{}", describe(&out));
+
+    // A journal that did not install this cluster holds none of its CAs: apply refuses
+    // rather than write a new CA over the cluster's, and changes nothing.
+    let stranger = lab.state_dir.join("other-journal.db");
+    let out = std::process::Command::new(kubegrid_bin())
+        .args(["apply", "-f", all.to_str().unwrap(), "--bundle"])
+        .arg(bundle_dir())
+        .args(["--skip-check", "cluster-api", "--journal"])
+        .arg(&stranger)
+        .output()
+        .expect("run kubegrid");
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds no kubernetes-ca"), "{stderr}");
 
     // lab-6 leaves the spec: without an API its drain cannot happen, so it stays joined.
     let five = spec_with(&lab, "five", &vip, &names[..5]);

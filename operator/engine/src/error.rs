@@ -129,6 +129,33 @@ pub enum Error {
         /// Why.
         source: Box<kubegrid_pki::Error>,
     },
+    /// A host already has a CA the journal does not hold.
+    #[error(
+        "{host}: already has a CA at {path}, but the journal {} holds no {ca} for cluster {cluster}; refusing to replace it, which would break every certificate of that cluster\n  hint: run kubegrid with the journal that installed this cluster (--journal), or reset the hosts if the cluster is to be rebuilt",
+        journal.display()
+    )]
+    CaNotInJournal {
+        /// Cluster name.
+        cluster: String,
+        /// The host holding a CA.
+        host: String,
+        /// Which CA ("kubernetes-ca", "etcd-ca").
+        ca: String,
+        /// Where the host has it.
+        path: String,
+        /// The journal in use.
+        journal: PathBuf,
+    },
+    /// The spec adds etcd members to a running external etcd.
+    #[error(
+        "external etcd already runs on {running}, and the spec adds {new}; adding or replacing etcd members is not supported yet\n  hint: keep the etcd role on the Nodes that have it; add control-plane or worker Nodes instead"
+    )]
+    EtcdMembershipChange {
+        /// Members that run etcd.
+        running: String,
+        /// Members the spec adds.
+        new: String,
+    },
     /// The admin kubeconfig could not be written where the user asked.
     #[error(
         "cannot write the admin kubeconfig to {path}: {source}\n  hint: pick a writable path with --kubeconfig"
@@ -150,6 +177,8 @@ impl Error {
         matches!(
             self,
             Error::LoadKey { .. }
+                | Error::CaNotInJournal { .. }
+                | Error::EtcdMembershipChange { .. }
                 | Error::KeyPassphrase { .. }
                 | Error::PasswordEnv { .. }
                 | Error::AgentMissing { .. }

@@ -469,6 +469,18 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
             })
             .collect();
         let started = Instant::now();
+        // Joining needs the cluster that init makes; without it each join would only wait
+        // out kubeadm's discovery timeout.
+        if let (kubegrid_plan::HostSelector::Joining(_), Some(why)) =
+            (&phase.hosts, kubernetes::init_failed(run))
+        {
+            for &i in per_host.keys() {
+                if run.sessions[i].is_some() {
+                    run.fail_host(i, &phase.name, why.clone()).await;
+                }
+            }
+            continue;
+        }
         phases::PlaybookPhase {
             name: phase.name.clone(),
             batch: phase.batch,

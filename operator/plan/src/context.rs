@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     error::{Error, Result},
-    kubernetes::{ADMIN_CONF, KUBELET_CONF, KubernetesContext},
+    kubernetes::{INIT_DONE, JOIN_DONE, KubernetesContext},
 };
 
 /// The sandbox image used when no Kubernetes version picks one.
@@ -276,7 +276,7 @@ pub struct HostContext {
 }
 
 /// A certificate or key file to place on a host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PkiFile {
     /// Absolute path.
     pub path: std::path::PathBuf,
@@ -303,14 +303,19 @@ impl HostContext {
         self.roles.iter().any(|r| r == role)
     }
 
-    /// Whether the host's kubelet has joined a cluster (kubeadm wrote kubelet.conf).
+    /// Whether the host finished `kubeadm init` or `kubeadm join`.
     pub fn joined(&self) -> bool {
-        self.facts.paths.get(KUBELET_CONF).copied().unwrap_or(false)
+        self.has_path(JOIN_DONE) || self.has_path(INIT_DONE)
     }
 
-    /// Whether `kubeadm init` ran on this host (admin.conf exists).
+    /// Whether `kubeadm init` finished on this host.
     pub fn initialized(&self) -> bool {
-        self.facts.paths.get(ADMIN_CONF).copied().unwrap_or(false)
+        self.has_path(INIT_DONE)
+    }
+
+    /// Whether a path the facts phase probed exists.
+    pub fn has_path(&self, path: &str) -> bool {
+        self.facts.paths.get(path).copied().unwrap_or(false)
     }
 
     /// The interface that carries the host's address (kube-vip announces the VIP there).
@@ -340,6 +345,17 @@ impl HostContext {
             }
         }
         family
+    }
+}
+
+// Private keys must not reach logs or panic messages through a Debug of a host context.
+impl std::fmt::Debug for PkiFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PkiFile")
+            .field("path", &self.path)
+            .field("content", &format_args!("[{} bytes]", self.content.len()))
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
     }
 }
 

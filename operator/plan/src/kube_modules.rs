@@ -184,6 +184,12 @@ pub(crate) fn cni_manifest(
     ])
 }
 
+/// Where `refresh_join_secrets` finds this operation's token and certificate key: the init
+/// configuration rendered again (a file task before it), so neither secret is on a command
+/// line, and `upload-certs` sees the cluster's etcd settings (with external etcd it must also
+/// upload the etcd client certificates).
+pub const REFRESH_CONFIG: &str = "/etc/kubernetes/kubegrid/kubeadm-refresh.yaml";
+
 /// A bootstrap token for this operation's joins and the control-plane certificates uploaded
 /// again under this operation's key (kubeadm deletes them after two hours).
 pub(crate) fn refresh_join_secrets(
@@ -191,41 +197,35 @@ pub(crate) fn refresh_join_secrets(
     cluster: &ClusterContext,
 ) -> Result<Vec<(String, Action)>> {
     let k = kubernetes(cluster, task)?;
-    let command = |argv: Vec<String>| {
+    let command = |argv: &[&str]| {
         Action::Command(CommandArgs {
-            argv,
+            argv: argv.iter().map(|a| a.to_string()).collect(),
             creates: None,
             unless: None,
             env: Default::default(),
             redact: k.join.redactions(),
         })
     };
-    let s = |x: &str| x.to_string();
     Ok(vec![
         (
             format!("{task} (token)"),
-            command(vec![
-                s("kubeadm"),
-                s("token"),
-                s("create"),
-                k.join.token.clone(),
-                s("--ttl"),
-                s("2h"),
-                s("--description"),
-                s("kubegrid join"),
-            ]),
+            command(&["kubeadm", "token", "create", "--config", REFRESH_CONFIG]),
         ),
         (
             format!("{task} (certificates)"),
-            command(vec![
-                s("kubeadm"),
-                s("init"),
-                s("phase"),
-                s("upload-certs"),
-                s("--upload-certs"),
-                s("--certificate-key"),
-                k.join.certificate_key.clone(),
+            command(&[
+                "kubeadm",
+                "init",
+                "phase",
+                "upload-certs",
+                "--upload-certs",
+                "--config",
+                REFRESH_CONFIG,
             ]),
+        ),
+        (
+            format!("{task} (cleanup)"),
+            command(&["rm", "-f", REFRESH_CONFIG]),
         ),
     ])
 }

@@ -13,8 +13,25 @@ pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 /// kubegrid's external etcd unit; its presence means the host already runs kubegrid's etcd.
 pub const ETCD_UNIT: &str = "/etc/systemd/system/etcd.service";
+/// Written once `kubeadm init` succeeded. kubeadm writes admin.conf early in init (and on
+/// every control-plane join), so only this marker says init finished, and on which host.
+pub const INIT_DONE: &str = "/etc/kubernetes/kubegrid/init.done";
+/// Written once `kubeadm join` succeeded; kubelet.conf appears before a join finishes.
+pub const JOIN_DONE: &str = "/etc/kubernetes/kubegrid/join.done";
+/// The cluster CA certificate in kubeadm's layout.
+pub const CLUSTER_CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
+/// The external etcd CA certificate kubegrid writes.
+pub const ETCD_CA_CERT: &str = "/etc/etcd/pki/ca.crt";
 /// Paths whose existence the facts phase reports, so the compiler knows what is done.
-pub const KUBERNETES_PATHS: &[&str] = &[ADMIN_CONF, KUBELET_CONF, ETCD_UNIT];
+pub const KUBERNETES_PATHS: &[&str] = &[
+    ADMIN_CONF,
+    KUBELET_CONF,
+    ETCD_UNIT,
+    INIT_DONE,
+    JOIN_DONE,
+    CLUSTER_CA_CERT,
+    ETCD_CA_CERT,
+];
 /// Where kubegrid keeps the kubeadm configuration and manifests it renders on hosts.
 pub const KUBEGRID_ETC: &str = "/etc/kubernetes/kubegrid";
 /// The kube-vip image; #5 pins images by digest in the bundle.

@@ -50,6 +50,9 @@ pub const CILIUM_IMAGE: &str = "quay.io/cilium/cilium:v1.16.5";
 /// The Cilium operator image, the same release as [`CILIUM_IMAGE`].
 pub const CILIUM_OPERATOR_IMAGE: &str = "quay.io/cilium/operator-generic:v1.16.5";
 
+/// The port kubeadm's API server binds by default.
+const API_SERVER_BIND_PORT: u16 = 6443;
+
 /// The taint kubeadm puts on control-plane Nodes.
 const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 
@@ -82,7 +85,7 @@ pub fn template(name: &str) -> Result<&'static Template> {
 ///
 /// `cluster.kubernetes` is null for an operation without Kubernetes; otherwise it has every
 /// [`KubernetesContext`] field (`version` as "1.31.4" with `major`/`minor`/`patch`,
-/// `kubeadm_api`, `v1beta4`, `endpoint_host`, `endpoint_port`, `vip`, `pod_cidr`,
+/// `kubeadm_api`, `v1beta4`, `endpoint_host`, `endpoint_port`, `bind_port`, `vip`, `pod_cidr`,
 /// `service_cidr`, `dns_domain`, `cni`, `cni_manifest`, `etcd {topology, members, endpoints,
 /// initial_cluster}`, `init_node`, `initialized`, `joins_pending`, `cert_validity_hours`,
 /// `ca_validity_hours`, `join {token, certificate_key, ca_cert_hash}`, `kube_vip_image`) plus
@@ -91,7 +94,7 @@ pub fn template(name: &str) -> Result<&'static Template> {
 /// `interface` (the one carrying the address, or null), `is_init_node`,
 /// `kubelet_node_labels` ("k=v,..." of the labels [`kubelet_may_set_label`] allows, for the
 /// kubelet's `--node-labels`) and `kubeadm_taints` (the control-plane taint for control-plane
-/// hosts, then `taints`, without duplicates).
+/// hosts that are not also workers, then `taints`, without duplicates).
 pub fn render(
     name: &str,
     cluster: &ClusterContext,
@@ -168,6 +171,9 @@ struct KubernetesView<'a> {
     v1beta4: bool,
     endpoint_host: &'a str,
     endpoint_port: u16,
+    /// The port the API server binds: the endpoint's with kube-vip (the VIP forwards nothing),
+    /// kubeadm's 6443 behind a load balancer, which may listen on another port.
+    bind_port: u16,
     /// `endpoint_host:endpoint_port`, bracketed when the host is IPv6.
     endpoint: String,
     vip: Option<&'a str>,
@@ -272,6 +278,11 @@ impl<'a> KubernetesView<'a> {
             v1beta4: k.kubeadm_api.ends_with("/v1beta4"),
             endpoint_host: &k.endpoint_host,
             endpoint_port: k.endpoint_port,
+            bind_port: if k.vip.is_some() {
+                k.endpoint_port
+            } else {
+                API_SERVER_BIND_PORT
+            },
             endpoint: format!("{}:{}", url_host(&k.endpoint_host), k.endpoint_port),
             vip: k.vip.as_deref(),
             pod_cidr: &k.pod_cidr,
@@ -303,7 +314,8 @@ impl<'a> HostView<'a> {
             .collect::<Vec<_>>()
             .join(",");
         let mut kubeadm_taints = Vec::new();
-        if host.has_role("control-plane") {
+        // A control-plane host that is also a worker takes workloads, so it is not tainted.
+        if host.has_role("control-plane") && !host.has_role("worker") {
             kubeadm_taints.push(TaintContext {
                 key: CONTROL_PLANE_TAINT.into(),
                 value: None,

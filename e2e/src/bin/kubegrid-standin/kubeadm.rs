@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Error> {
         (Some("init"), Some("phase")) => upload_certs(ctx, &args[2..], rec),
         (Some("init"), _) => init_or_join(ctx, Flow::Init, &args[1..], rec),
         (Some("join"), _) => init_or_join(ctx, Flow::Join, &args[1..], rec),
-        (Some("token"), Some("create")) => token_create(ctx, &args[2..]),
+        (Some("token"), Some("create")) => token_create(ctx, &args[2..], rec),
         (Some("reset"), _) => reset(ctx, &args[1..]),
         (Some("version"), _) => version(ctx, &args[1..]),
         (Some("--version"), None) => version(ctx, &[]),
@@ -150,18 +150,39 @@ fn require_kubeconfig(ctx: &Ctx, flags: &Flags) -> Result<(), Error> {
     }
 }
 
-fn token_create(ctx: &Ctx, args: &[String]) -> Result<(), Error> {
+fn token_create(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Error> {
     let flags = Flags::parse(
         args,
-        &["ttl", "description", "usages", "groups", "kubeconfig"],
+        &[
+            "ttl",
+            "description",
+            "usages",
+            "groups",
+            "kubeconfig",
+            "config",
+        ],
         &["print-join-command"],
     )?;
+    // As kubeadm: with --config and no token argument, the token is the config's first
+    // bootstrap token, so it never has to appear on a command line.
+    let from_config = match flags.value("config") {
+        Some(config) => {
+            load_config(ctx, Flow::Init, config, rec)?;
+            rec.config
+                .as_array()
+                .and_then(|docs| docs.iter().find(|d| d["kind"] == "InitConfiguration"))
+                .and_then(|d| d["bootstrapTokens"][0]["token"].as_str())
+                .map(String::from)
+        }
+        None => None,
+    };
     if flags.has("print-join-command") {
         return Err(Error::Usage(
             "--print-join-command: the stand-in has no CA to compute the hash from; kubegrid's engine builds join configs itself".into(),
         ));
     }
     let token = match flags.positional.as_slice() {
+        [] if from_config.is_some() => from_config.unwrap_or_default(),
         [] => format!("{}.{}", &host::random_hex(3)?, &host::random_hex(8)?),
         [t] if is_bootstrap_token(t) => t.clone(),
         [_] => {
@@ -204,7 +225,19 @@ fn upload_certs(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Erro
         ctx.say("[upload-certs] Skipping phase. Please see --upload-certs");
         return Ok(());
     }
-    let key = match flags.value("certificate-key") {
+    // As kubeadm: without --certificate-key, the config's certificateKey is used.
+    let configured = match flags.value("config") {
+        Some(config) => {
+            load_config(ctx, Flow::Init, config, rec)?;
+            rec.config
+                .as_array()
+                .and_then(|docs| docs.iter().find(|d| d["kind"] == "InitConfiguration"))
+                .and_then(|d| d["certificateKey"].as_str())
+                .map(String::from)
+        }
+        None => None,
+    };
+    let key = match flags.value("certificate-key").or(configured.as_deref()) {
         Some(k) if is_hex(k, 64) => k.to_string(),
         Some(k) => {
             return Err(Error::Invalid(format!(
@@ -214,9 +247,6 @@ fn upload_certs(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Erro
         }
         None => host::random_hex(32)?,
     };
-    if let Some(config) = flags.value("config") {
-        load_config(ctx, Flow::Init, config, rec)?;
-    }
     require_kubeconfig(ctx, &flags)?;
     ctx.say("[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" (STAND-IN: stored nowhere)");
     if !flags.has("skip-certificate-key-print") {

@@ -63,6 +63,17 @@ impl Checker<'_> {
             );
         }
         self.address(at, "spec.address", &spec.address);
+        // kubeadm's advertise address, the kubelet's node IP and etcd's listen URLs take IP
+        // addresses only, and they all come from the Node's address.
+        let blank = spec.address.trim().is_empty() || spec.address.contains(char::is_whitespace);
+        if !blank && spec.address.parse::<std::net::IpAddr>().is_err() {
+            self.report(
+                at,
+                "spec.address",
+                format!("`{}`, a DNS name", spec.address),
+                "an IP address: it is also the API server's advertise address, the kubelet's node IP and etcd's listen address",
+            );
+        }
         self.outside_cluster_networks(at, &spec.address);
         if let Some(port) = spec.port {
             self.port(at, "spec.port", port);

@@ -59,6 +59,26 @@ fn same_address_on_another_port_is_fine() {
 }
 
 #[test]
+fn node_address_must_be_an_ip_for_kubeadm_and_etcd() {
+    let text = edit("address: 10.0.0.22", "address: gpu-2.example");
+    one_problem(&text, "Node/gpu-2", "spec.address", "a DNS name");
+}
+
+#[test]
+fn cni_none_needs_a_manifest_and_unknown_cnis_are_refused() {
+    let text = edit(
+        "podCIDR: 10.244.0.0/16",
+        "podCIDR: 10.244.0.0/16\n    cni: none",
+    );
+    one_problem(&text, CLUSTER, "spec.network.cniManifest", "no manifest");
+    let text = edit(
+        "podCIDR: 10.244.0.0/16",
+        "podCIDR: 10.244.0.0/16\n    cni: flannel",
+    );
+    one_problem(&text, CLUSTER, "spec.network.cni", "`flannel`");
+}
+
+#[test]
 fn no_control_plane_node() {
     let text = edit("roles: [control-plane, etcd]", "roles: [etcd]");
     one_problem(

@@ -99,7 +99,7 @@ pub async fn prepare(run: &mut Run) -> Result<(), Error> {
         .collect();
     if let Some(&i) = control_planes
         .iter()
-        .find(|&&i| has(i, kubegrid_plan::ADMIN_CONF))
+        .find(|&&i| has(i, kubegrid_plan::INIT_DONE))
     {
         k.init_node = run.req.hosts[i].target.host.clone();
         k.initialized = true;
@@ -107,9 +107,22 @@ pub async fn prepare(run: &mut Run) -> Result<(), Error> {
     k.joins_pending = (0..run.req.hosts.len()).any(|i| {
         let h = &run.req.hosts[i];
         (h.has_role("control-plane") || h.has_role("worker"))
-            && !has(i, kubegrid_plan::KUBELET_CONF)
+            && !has(i, kubegrid_plan::JOIN_DONE)
+            && !has(i, kubegrid_plan::INIT_DONE)
     });
+    refuse_etcd_membership_change(run, &k)?;
     let issued = pki::issue(run, &k).await?;
+    // Every host that passed preflight is about to be changed: remember it now, so that a
+    // host whose join fails half-way can still be reset once it leaves the spec.
+    if run.req.mode == crate::operation::Mode::Apply {
+        for i in run.live() {
+            let h = &run.req.hosts[i];
+            let record = super::remove::MemberRecord::of(h).to_json();
+            run.journal
+                .put_member(&run.req.cluster, &h.target.host, &record)
+                .await?;
+        }
+    }
     k.join.ca_cert_hash = issued.ca_cert_hash;
     run.pki = issued.per_host;
     run.admin_client = Some(issued.admin);
@@ -121,4 +134,57 @@ pub async fn prepare(run: &mut Run) -> Result<(), Error> {
     run.journal.set_redactor(redactor);
     run.req.context.kubernetes = Some(k);
     Ok(())
+}
+
+/// kubegrid starts external etcd as one new cluster; adding or replacing members of a running
+/// one needs `etcdctl member add` first, which it does not do yet, so it refuses instead of
+/// starting a member that would form a cluster of its own.
+fn refuse_etcd_membership_change(run: &Run, k: &KubernetesContext) -> Result<(), Error> {
+    if !k.etcd.is_external() {
+        return Ok(());
+    }
+    let has_etcd = |i: usize| {
+        run.facts[i].as_ref().is_some_and(|f| {
+            f.paths
+                .get(kubegrid_plan::ETCD_UNIT)
+                .copied()
+                .unwrap_or(false)
+        })
+    };
+    let members: Vec<usize> = (0..run.req.hosts.len())
+        .filter(|&i| run.req.hosts[i].has_role("etcd"))
+        .collect();
+    let (running, new): (Vec<usize>, Vec<usize>) = members.iter().partition(|&&i| has_etcd(i));
+    if running.is_empty() || new.is_empty() {
+        return Ok(());
+    }
+    let names = |idx: &[usize]| {
+        idx.iter()
+            .map(|&i| run.req.hosts[i].target.host.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(Error::EtcdMembershipChange {
+        running: names(&running),
+        new: names(&new),
+    })
+}
+
+/// Why hosts cannot join: the init node failed (or never ran) in this operation, and no
+/// earlier operation finished init. None when joining can go ahead.
+pub fn init_failed(run: &Run) -> Option<String> {
+    let k = run.req.context.kubernetes.as_ref()?;
+    let i = run
+        .req
+        .hosts
+        .iter()
+        .position(|h| h.target.host == k.init_node)?;
+    let report = &run.reports[i];
+    (!report.ok).then(|| {
+        format!(
+            "not joined: init node {} failed in {}",
+            k.init_node,
+            report.failed_phase.as_deref().unwrap_or("an earlier phase")
+        )
+    })
 }

@@ -7,7 +7,7 @@ use kubegrid_cluster::{CheckOptions, CheckResult, ExpectedNode};
 use kubegrid_journal::{TaskRecord, TaskState};
 use serde::Serialize;
 
-use super::remove::{self, MemberRecord, RemovedNode};
+use super::remove::{self, RemovedNode};
 use crate::{
     error::Error,
     operation::{Mode, Run},
@@ -57,6 +57,8 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
         return Ok(out);
     };
     if run.req.mode == Mode::Plan {
+        out.removed = remove::remove_absent(run, None).await?;
+        out.skipped = Some("a plan changes nothing".into());
         return Ok(out);
     }
     let init_ok = run.reports.iter().any(|r| r.name == k.init_node && r.ok);
@@ -86,14 +88,6 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
             source,
         })?;
         out.kubeconfig = Some(path.display().to_string());
-    }
-    for (i, h) in run.req.hosts.iter().enumerate() {
-        if run.reports[i].ok {
-            let record = MemberRecord::of(h).to_json();
-            run.journal
-                .put_member(&run.req.cluster, &h.target.host, &record)
-                .await?;
-        }
     }
     let client = if run.req.options.cluster_checks || !remove::absent(run).await?.is_empty() {
         Some(kubegrid_cluster::connect(&kubeconfig).await)

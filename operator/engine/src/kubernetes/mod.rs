@@ -13,6 +13,6 @@ mod pki;
 mod remove;
 mod secrets;
 
-pub use context::{kubernetes_context, prepare};
+pub use context::{init_failed, kubernetes_context, prepare};
 pub use finish::{ClusterChecks, finish};
 pub use remove::{MemberRecord, RemovedNode};

@@ -7,7 +7,7 @@ use kubegrid_journal::StoredCert;
 use kubegrid_pki::{
     Ca, EtcdMember, ExternalEtcdClient, IssuedCert, LeafSpec, admin_client_spec,
     apiserver_etcd_client_spec, ca_cert_hash, control_plane_ca_files, etcd_healthcheck_client_spec,
-    etcd_member_files, etcd_peer_spec, etcd_server_spec, matches_sans, needs_renewal,
+    etcd_member_files, etcd_peer_spec, etcd_server_spec, needs_renewal, read_expiry,
     time::OffsetDateTime,
 };
 use kubegrid_plan::{KubernetesContext, PkiFile};
@@ -42,9 +42,32 @@ impl Store<'_> {
         &self.run.req.cluster
     }
 
-    async fn ca(&self, name: &str, common_name: &str, validity: Duration) -> Result<Ca, Error> {
+    /// The CA kept as `name`, or a new one. A host that already has a CA certificate at
+    /// `host_path` while the journal has none belongs to a cluster whose CA kubegrid lost (or
+    /// never made): writing a new CA there would break every certificate, so it is refused.
+    async fn ca(
+        &self,
+        name: &str,
+        common_name: &str,
+        validity: Duration,
+        host_path: &str,
+    ) -> Result<Ca, Error> {
         if let Some(s) = self.run.journal.cert(self.cluster(), name).await? {
             return Ca::from_pem(&s.cert_pem, &s.key_pem).map_err(|e| pki_error(name, e));
+        }
+        let holder = (0..self.run.req.hosts.len()).find(|&i| {
+            self.run.facts[i]
+                .as_ref()
+                .is_some_and(|f| f.paths.get(host_path).copied().unwrap_or(false))
+        });
+        if let Some(i) = holder {
+            return Err(Error::CaNotInJournal {
+                cluster: self.cluster().to_string(),
+                host: self.run.req.hosts[i].target.host.clone(),
+                ca: name.to_string(),
+                path: host_path.to_string(),
+                journal: self.run.journal.path().to_path_buf(),
+            });
         }
         let ca = Ca::generate(common_name, validity).map_err(|e| pki_error(name, e))?;
         self.put(name, ca.cert_pem(), ca.key_pem()).await?;
@@ -53,8 +76,7 @@ impl Store<'_> {
 
     async fn leaf(&self, ca: &Ca, name: &str, spec: &LeafSpec) -> Result<IssuedCert, Error> {
         if let Some(s) = self.run.journal.cert(self.cluster(), name).await? {
-            let fits = matches_sans(&s.cert_pem, &spec.dns_names, &spec.ip_addresses)
-                .unwrap_or(false)
+            let fits = covers_sans(&s.cert_pem, spec)
                 && !needs_renewal(&s.cert_pem, RENEW_BEFORE, OffsetDateTime::now_utc())
                     .unwrap_or(true);
             if fits {
@@ -84,6 +106,22 @@ impl Store<'_> {
             .put_cert(self.cluster(), name, &stored)
             .await?)
     }
+}
+
+/// Whether a stored certificate names at least the SANs wanted now. A superset is fine: a
+/// certificate is only issued again when it lacks a name clients may use.
+fn covers_sans(cert_pem: &str, spec: &LeafSpec) -> bool {
+    let Ok(info) = read_expiry(cert_pem) else {
+        return false;
+    };
+    spec.dns_names.iter().all(|d| {
+        info.dns_names
+            .iter()
+            .any(|have| have.eq_ignore_ascii_case(d))
+    }) && spec
+        .ip_addresses
+        .iter()
+        .all(|ip| info.ip_addresses.contains(ip))
 }
 
 fn pki_error(name: &str, source: kubegrid_pki::Error) -> Error {
@@ -117,6 +155,7 @@ pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
             "kubernetes-ca",
             kubegrid_pki::KUBERNETES_CA_COMMON_NAME,
             ca_validity,
+            kubegrid_plan::CLUSTER_CA_CERT,
         )
         .await?;
     let admin = store
@@ -126,7 +165,12 @@ pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
     let mut etcd_client = None;
     if k.etcd.is_external() {
         let etcd_ca = store
-            .ca("etcd-ca", kubegrid_pki::ETCD_CA_COMMON_NAME, ca_validity)
+            .ca(
+                "etcd-ca",
+                kubegrid_pki::ETCD_CA_COMMON_NAME,
+                ca_validity,
+                kubegrid_plan::ETCD_CA_CERT,
+            )
             .await?;
         let health = store
             .leaf(
@@ -146,7 +190,7 @@ pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
             if !h.has_role("etcd") {
                 continue;
             }
-            let member = etcd_member(h, run.facts[i].as_ref());
+            let member = etcd_member(h);
             let hostname = run.facts[i].as_ref().map(|f| f.hostname.clone());
             let with_hostname = |mut spec: LeafSpec| {
                 if let Some(name) = hostname.as_ref().filter(|n| !n.is_empty())
@@ -198,24 +242,12 @@ pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
     })
 }
 
-/// The member's addresses for its SANs: the Node's address and every address the host's
-/// interfaces carry, since peers and clients may reach it on any of them.
-fn etcd_member(
-    h: &crate::operation::HostSpec,
-    facts: Option<&kubegrid_agent::facts::Facts>,
-) -> EtcdMember {
-    let mut addresses: Vec<IpAddr> = h.target.address.parse().into_iter().collect();
-    for iface in facts.map(|f| f.interfaces.as_slice()).unwrap_or_default() {
-        for a in &iface.addresses {
-            if let Some(ip) = a.split('/').next().and_then(|ip| ip.parse().ok())
-                && !addresses.contains(&ip)
-            {
-                addresses.push(ip);
-            }
-        }
-    }
+/// The member as its SANs see it: the Node's address, which etcd listens and advertises on
+/// (loopback is added by the PKI). Addresses that come and go on the host's interfaces (a
+/// VIP, CNI bridges, temporary IPv6) are left out, so they never force a re-issue.
+fn etcd_member(h: &crate::operation::HostSpec) -> EtcdMember {
     EtcdMember {
         name: h.target.host.clone(),
-        addresses,
+        addresses: h.target.address.parse::<IpAddr>().into_iter().collect(),
     }
 }

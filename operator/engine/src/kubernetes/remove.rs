@@ -112,6 +112,31 @@ pub async fn remove_absent(
 ) -> Result<Vec<RemovedNode>, Error> {
     let mut out = Vec::new();
     for (name, record) in absent(run).await? {
+        // The same machine under a new Node name must not be drained and reset as the old one.
+        if let Some(h) = run
+            .req
+            .hosts
+            .iter()
+            .find(|h| h.target.address == record.address)
+        {
+            out.push(RemovedNode {
+                name: name.clone(),
+                ok: false,
+                detail: format!(
+                    "its address {} now belongs to Node {}; not draining or resetting a host the spec still lists\n  hint: renaming a Node is removing it and adding a new one: remove it, apply, then add it under the new name",
+                    record.address, h.target.host
+                ),
+            });
+            continue;
+        }
+        if run.req.mode == Mode::Plan {
+            out.push(RemovedNode {
+                name,
+                ok: true,
+                detail: "would be drained, deleted and reset".into(),
+            });
+            continue;
+        }
         if record
             .roles
             .iter()
@@ -169,12 +194,21 @@ pub async fn remove_absent(
                 .first()
                 .and_then(|h| h.error.clone())
                 .unwrap_or_else(|| format!("{:?}", reset.outcome));
+            // Forced: a host that is gone for good must not block every later apply.
+            if force {
+                run.journal.remove_member(&run.req.cluster, &name).await?;
+            }
             out.push(RemovedNode {
                 name,
-                ok: false,
+                ok: force,
                 detail: format!(
-                    "{api_note}; resetting the host failed (operation {}): {why}",
-                    reset.operation
+                    "{api_note}; resetting the host failed (operation {}): {why}{}",
+                    reset.operation,
+                    if force {
+                        "; forgotten anyway because removal was forced: reset the machine yourself before reusing it"
+                    } else {
+                        "\n  hint: bring the host back and apply again, or pass --force-remove to forget it"
+                    }
                 ),
             });
         }

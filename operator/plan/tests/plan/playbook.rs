@@ -215,3 +215,20 @@ fn load_reads_a_playbook_from_a_directory() {
         Playbook::builtin("install").unwrap()
     );
 }
+
+#[test]
+fn reset_playbook_parses_and_guards_every_command() {
+    let reset = Playbook::builtin("reset").unwrap();
+    let tasks = &reset.phase("reset").unwrap().tasks;
+    assert!(!tasks.is_empty());
+    for t in tasks {
+        let Module::Command(c) = &t.module else {
+            panic!("{} is not a command", t.name)
+        };
+        assert!(
+            c.unless.is_some(),
+            "{} would report a change every run",
+            t.name
+        );
+    }
+}
