@@ -20,6 +20,10 @@ use crate::{
     ssh::{SshOptions, SshTarget},
 };
 
+mod report;
+
+pub use report::{HostReport, Outcome, PhaseTask, PhaseTime, Report};
+
 /// Apply changes, or only report what would change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,93 +135,6 @@ pub struct Request {
     pub options: Options,
 }
 
-/// Where a host ended up.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HostReport {
-    /// Node name.
-    pub name: String,
-    /// It finished every phase.
-    pub ok: bool,
-    /// Tasks that changed (would change, in plan mode).
-    pub changed: usize,
-    /// Tasks that were already right.
-    pub unchanged: usize,
-    /// Phase it failed in.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failed_phase: Option<String>,
-    /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Every task, in order, with its phase.
-    pub tasks: Vec<PhaseTask>,
-    /// SSH round trips per phase (the engine's budget is two).
-    pub round_trips: BTreeMap<String, usize>,
-}
-
-/// A task report tagged with its phase.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PhaseTask {
-    /// Phase name.
-    pub phase: String,
-    /// Task name.
-    pub task: String,
-    /// "changed", "unchanged" or "failed".
-    pub status: String,
-    /// Host-side duration.
-    pub duration_ms: u64,
-    /// What changed or why it failed.
-    pub message: String,
-}
-
-/// How an operation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Outcome {
-    /// Every host finished every phase.
-    Succeeded,
-    /// A host could not be reached, or refused (host key); nothing was changed.
-    Unreachable,
-    /// Preflight failed; nothing was changed.
-    PreflightFailed,
-    /// Some hosts failed during the phases; the others finished.
-    HostsFailed,
-    /// Every host finished, but a cluster check or a Node removal failed.
-    ClusterFailed,
-}
-
-/// The result of an operation.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Report {
-    /// Journal id.
-    pub operation: i64,
-    /// Apply or plan.
-    pub mode: Mode,
-    /// Cluster name.
-    pub cluster: String,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Wall time.
-    pub duration_ms: u64,
-    /// Preflight findings (when preflight failed).
-    pub preflight: Vec<Finding>,
-    /// Per host.
-    pub hosts: Vec<HostReport>,
-    /// The kubeconfig, cluster checks and removals.
-    pub kubernetes: ClusterChecks,
-    /// Wall time per phase.
-    pub phases: Vec<PhaseTime>,
-}
-
-impl Report {
-    /// Tasks changed over all hosts.
-    pub fn changed(&self) -> usize {
-        self.hosts.iter().map(|h| h.changed).sum()
-    }
-}
-
 /// Mutable state shared by the phases of one run.
 pub struct Run {
     /// The request.
@@ -248,17 +165,6 @@ pub struct Run {
     pub kubernetes: ClusterChecks,
     /// Wall time of each phase, in order.
     pub phase_times: Vec<PhaseTime>,
-}
-
-/// How long one phase took on the engine's clock, from its first SSH exec to its last result.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PhaseTime {
-    /// Phase name ("facts", a playbook phase, or "cluster" for the kubeconfig, removals and
-    /// API checks).
-    pub phase: String,
-    /// Wall time.
-    pub wall_ms: u64,
 }
 
 impl Run {
