@@ -5,6 +5,7 @@
 
 mod apply;
 mod bootstrap;
+mod cluster_checks;
 mod lab;
 mod lab_refusals;
 mod measure;

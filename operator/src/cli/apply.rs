@@ -45,6 +45,10 @@ pub struct ApplyArgs {
     /// Remove Nodes that left the spec even when draining them fails.
     #[arg(long)]
     pub force_remove: bool,
+    /// Longest wait, in seconds, for each cluster check through the API (readyz, nodes Ready,
+    /// system pods, each probe pod); shorter built-in deadlines stay as they are.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub check_timeout: u64,
     /// Seconds allowed for each host's TCP connect plus SSH handshake.
     #[arg(long, default_value_t = 10)]
     pub connect_timeout: u64,
@@ -137,6 +141,29 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
 
     let names: Vec<String> = hosts.iter().map(|h| h.target.host.clone()).collect();
     let observer = progress::observer(&names, output == Output::Json);
+    let mut options = Options {
+        parallel: usize::from(args.parallel),
+        skip_checks: args.skip_checks.clone(),
+        ssh: SshOptions {
+            connect_timeout: Duration::from_secs(args.connect_timeout),
+            ..SshOptions::default()
+        },
+        kubeconfig_out: Some(kubeconfig_out),
+        cluster_checks: !args.skip_checks.iter().any(|s| s == CLUSTER_API_CHECKS),
+        force_remove: args.force_remove,
+        until: args.until.clone(),
+        ..Options::default()
+    };
+    let limit = Duration::from_secs(args.check_timeout);
+    let checks = &mut options.check_options;
+    for deadline in [
+        &mut checks.readyz_timeout,
+        &mut checks.nodes_timeout,
+        &mut checks.system_pods_timeout,
+        &mut checks.pod_timeout,
+    ] {
+        *deadline = (*deadline).min(limit);
+    }
     let req = Request {
         mode,
         cluster: manifest.name().to_string(),
@@ -146,19 +173,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
         bundle: Arc::new(bundle),
         playbook,
         agents: Arc::new(agents),
-        options: Options {
-            parallel: usize::from(args.parallel),
-            skip_checks: args.skip_checks.clone(),
-            ssh: SshOptions {
-                connect_timeout: Duration::from_secs(args.connect_timeout),
-                ..SshOptions::default()
-            },
-            kubeconfig_out: Some(kubeconfig_out),
-            cluster_checks: !args.skip_checks.iter().any(|s| s == CLUSTER_API_CHECKS),
-            force_remove: args.force_remove,
-            until: args.until.clone(),
-            ..Options::default()
-        },
+        options,
     };
     let report = operation::execute(req, journal, observer.clone()).await?;
     drop(observer);

@@ -4,10 +4,7 @@ use std::time::Duration;
 
 use kubegrid_cluster::{CONTROL_PLANE_LABEL, CheckOptions, ExpectedNode, WORKER_LABEL};
 
-use crate::fake::{Behaviour, FakeCluster, node, system_pod};
-
-pub const NSLOOKUP_OUTPUT: &str = "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10:53\n\n\
-                                   Name:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1\n";
+use crate::fake::{FakeCluster, node, system_pod};
 
 /// cp1 (tainted control plane), w1 (GPU worker, tainted), w2 (worker), all Ready,
 /// with running kube-system pods and pods that behave like busybox would.
@@ -35,20 +32,7 @@ pub fn healthy() -> FakeCluster {
     ] {
         fake.add_pod(system_pod(name, node, true));
     }
-    fake.rule(
-        "nslookup kubernetes.default.svc.cluster.local",
-        Behaviour::Exit {
-            succeed: true,
-            log: NSLOOKUP_OUTPUT.into(),
-        },
-    )
-    .rule(
-        "httpd -f -p 8080",
-        Behaviour::Serve {
-            page: "kubegrid-pod-network".into(),
-        },
-    )
-    .rule("wget -q -O- -T 5", Behaviour::Fetch { network_up: true });
+    fake.busybox_rules("cluster.local");
     fake
 }
 

@@ -14,6 +14,9 @@ use crate::{
     progress::Progress,
 };
 
+/// The result name of labelling the Nodes, reported only when it fails.
+pub const NODE_LABELS: &str = "node-labels";
+
 /// The phase name cluster checks are journaled and reported under.
 pub const CLUSTER_CHECKS: &str = "cluster-checks";
 
@@ -124,10 +127,21 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
     };
     out.checks = match client {
         Some(Ok(client)) => {
-            if let Err(e) = kubegrid_cluster::label_nodes(&client, &expected).await {
-                tracing::warn!("labelling nodes: {e}");
+            // The checks still run: nodes-ready then shows which labels are missing.
+            let labelled = kubegrid_cluster::label_nodes(&client, &expected).await;
+            let mut results = kubegrid_cluster::run_checks(&client, &options, &expected).await;
+            if let Err(e) = labelled {
+                results.insert(
+                    0,
+                    CheckResult {
+                        name: NODE_LABELS.into(),
+                        ok: false,
+                        detail: format!("cannot set the spec's labels on the Nodes: {e}"),
+                        duration_ms: 0,
+                    },
+                );
             }
-            kubegrid_cluster::run_checks(&client, &options, &expected).await
+            results
         }
         Some(Err(e)) => vec![CheckResult {
             name: kubegrid_cluster::API_READYZ.into(),

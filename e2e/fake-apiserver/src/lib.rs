@@ -1,12 +1,22 @@
-//! An in-memory Kubernetes API server for tests.
+//! **TEST STAND-IN for kube-apiserver.** An in-memory Kubernetes API for kubegrid's tests,
+//! because no real apiserver runs on the machines the tests use. It is never used by the
+//! product: only test code depends on it (`publish = false`).
 //!
-//! It keeps nodes, pods and namespaces as JSON, answers the REST paths the
-//! crate uses, and "runs" the pods the checks create according to
-//! [`PodRule`]s: each read of such a pod moves it one step along
-//! Pending → Running → its final phase, so the code under test really waits.
+//! It keeps nodes, pods and namespaces as JSON, answers the REST paths kubegrid-cluster uses,
+//! and "runs" the pods the checks create according to rules ([`FakeCluster::rule`]): each
+//! read of such a pod moves it one step along Pending → Running → its final phase, so the
+//! code under test really waits.
+//!
+//! Two ways in:
+//! - [`FakeCluster::client`]: a `kube::Client` whose requests never leave the process;
+//! - [`serve_tls`] / [`serve_mutual_tls`]: the same API over HTTPS on a socket, for a
+//!   `kubegrid` binary that connects with a kubeconfig like it would to a real cluster.
 
+mod error;
 mod objects;
 mod routes;
+mod seed;
+mod tls;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,20 +28,36 @@ use http::{Request, Response};
 use kube::client::Body;
 use serde_json::Value;
 
-pub use self::objects::{node, owned_pod, system_pod};
+pub use self::{
+    error::{Error, Result},
+    objects::{node, owned_pod, system_pod},
+    seed::{NSLOOKUP_OUTPUT, POD_NETWORK_PAGE},
+    tls::{ServerHandle, serve_mutual_tls, serve_tls},
+};
 
 /// What a created pod does once "started", chosen by the first rule whose
 /// needle occurs in its command line (arguments joined by spaces).
 #[derive(Debug, Clone)]
 pub enum Behaviour {
     /// Runs to completion with this phase and log.
-    Exit { succeed: bool, log: String },
+    Exit {
+        /// Whether it ends Succeeded (else Failed).
+        succeed: bool,
+        /// What `kubectl logs` shows afterwards.
+        log: String,
+    },
     /// Keeps running, becomes Ready and serves `page` on its pod IP.
-    Serve { page: String },
+    Serve {
+        /// The body the server returns.
+        page: String,
+    },
     /// Fetches the URL that ends its command: succeeds with the page when a
     /// serving pod on another node has that IP and `network_up` is set,
     /// fails like busybox wget otherwise.
-    Fetch { network_up: bool },
+    Fetch {
+        /// Whether pods on different nodes can reach each other.
+        network_up: bool,
+    },
 }
 
 /// A created pod's progress through its script.
@@ -44,9 +70,14 @@ pub(crate) struct Script {
 /// Everything the fake knows, shared with the service.
 #[derive(Debug, Default)]
 pub struct State {
+    /// Nodes by name.
     pub nodes: BTreeMap<String, Value>,
+    /// Pods by `(namespace, name)`.
     pub pods: BTreeMap<(String, String), Value>,
+    /// Namespaces that exist.
     pub namespaces: BTreeSet<String>,
+    /// Behaviour of created pods: the first `(needle, behaviour)` whose needle is in the
+    /// pod's command line applies.
     pub rules: Vec<(String, Behaviour)>,
     /// `/readyz` answers 500 this many times before `ok`.
     pub readyz_failures: usize,
@@ -65,6 +96,10 @@ pub struct State {
     pub requests: Vec<String>,
     /// Pod bodies as the client posted them.
     pub created_pods: Vec<Value>,
+    /// TLS handshakes completed by [`serve_tls`] / [`serve_mutual_tls`].
+    pub tls_connections: usize,
+    /// TLS handshakes that failed, with the reason (e.g. no or a foreign client certificate).
+    pub tls_errors: Vec<String>,
     pub(crate) scripts: BTreeMap<(String, String), Script>,
     pub(crate) logs: BTreeMap<(String, String), String>,
     pub(crate) counter: u64,
@@ -86,10 +121,12 @@ impl FakeCluster {
         fake
     }
 
+    /// Locks the state for reading or changing it directly.
     pub fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("fake state lock poisoned")
     }
 
+    /// Adds (or replaces) a Node, e.g. one made with [`node`].
     pub fn add_node(&self, node: Value) -> &Self {
         let name = node["metadata"]["name"]
             .as_str()
@@ -99,12 +136,14 @@ impl FakeCluster {
         self
     }
 
+    /// Adds (or replaces) a Pod, e.g. one made with [`system_pod`].
     pub fn add_pod(&self, pod: Value) -> &Self {
         let key = objects::key_of(&pod);
         self.state().pods.insert(key, pod);
         self
     }
 
+    /// Appends a rule: created pods whose command line contains `needle` behave so.
     pub fn rule(&self, needle: &str, behaviour: Behaviour) -> &Self {
         self.state().rules.push((needle.into(), behaviour));
         self
@@ -120,6 +159,7 @@ impl FakeCluster {
             .collect()
     }
 
+    /// Names of the pods in `namespace`.
     pub fn pod_names(&self, namespace: &str) -> Vec<String> {
         let state = self.state();
         state
@@ -130,13 +170,24 @@ impl FakeCluster {
             .collect()
     }
 
-    /// A kube client whose every request this fake answers.
+    /// A kube client whose every request this fake answers in process.
     pub fn client(&self) -> kube::Client {
         let state = Arc::clone(&self.state);
         let service = tower::service_fn(move |request: Request<Body>| {
             let state = Arc::clone(&state);
-            async move { Ok::<Response<Body>, Infallible>(routes::handle(&state, request).await) }
+            async move {
+                let (parts, body) = request.into_parts();
+                let reply = match body.collect_bytes().await {
+                    Ok(bytes) => routes::handle(&state, &parts, &bytes),
+                    Err(e) => routes::bad_request(&format!("unreadable request body: {e}")),
+                };
+                Ok::<Response<Body>, Infallible>(routes::response(reply, Body::from))
+            }
         });
         kube::Client::new(service, "default")
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Mutex<State>> {
+        Arc::clone(&self.state)
     }
 }

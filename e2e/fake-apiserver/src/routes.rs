@@ -1,9 +1,8 @@
 //! The REST paths the fake answers.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
+use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{
@@ -11,15 +10,18 @@ use super::{
     objects::{merge_patch, status_error},
 };
 
-type Reply = (StatusCode, String);
+/// A status and a body (JSON, or plain text for `/readyz` and logs).
+pub(crate) type Reply = (StatusCode, String);
 
-pub async fn handle(state: &Arc<Mutex<State>>, request: Request<Body>) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let bytes = body.collect_bytes().await.expect("request body");
+/// Answers one request from its head and body bytes, recording it in the state.
+pub(crate) fn handle(state: &Mutex<State>, parts: &http::request::Parts, bytes: &[u8]) -> Reply {
     let body: Value = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).expect("JSON body")
+        match serde_json::from_slice(bytes) {
+            Ok(body) => body,
+            Err(e) => return bad_request(&format!("fake: request body is not JSON: {e}")),
+        }
     };
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or_default().to_owned();
@@ -29,25 +31,33 @@ pub async fn handle(state: &Arc<Mutex<State>>, request: Request<Body>) -> Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let (status, text) = {
-        let mut state = state.lock().expect("fake state lock poisoned");
-        state
-            .requests
-            .push(format!("{} {path}?{query}", parts.method));
-        route(
-            &mut state,
-            &parts.method,
-            &path,
-            &query,
-            &content_type,
-            body,
-        )
-    };
+    let mut state = state.lock().expect("fake state lock poisoned");
+    state
+        .requests
+        .push(format!("{} {path}?{query}", parts.method));
+    route(
+        &mut state,
+        &parts.method,
+        &path,
+        &query,
+        &content_type,
+        body,
+    )
+}
+
+/// The HTTP response for `reply`, its body made by `body` (each transport has its own type).
+pub(crate) fn response<B>(reply: Reply, body: impl FnOnce(Vec<u8>) -> B) -> Response<B> {
+    let (status, text) = reply;
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::from(text.into_bytes()))
+        .body(body(text.into_bytes()))
         .expect("response")
+}
+
+/// A 400 answer, for requests the fake cannot read.
+pub(crate) fn bad_request(message: &str) -> Reply {
+    error(400, "BadRequest", message)
 }
 
 fn route(

@@ -1,0 +1,169 @@
+//! The fake over HTTPS, reached by a kube client built from a kubeconfig as kubegrid builds
+//! it: server certificate checked against the CA, client certificate checked by the fake.
+
+use std::{net::SocketAddr, time::Duration};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::{
+    Api, Client, Config,
+    api::{ListParams, Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use kubegrid_fake_apiserver::{FakeCluster, node, serve_mutual_tls, serve_tls};
+use kubegrid_pki::{Ca, IssuedCert, LeafSpec, Usage};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn leaf(ca: &Ca, common_name: &str, usage: Usage) -> IssuedCert {
+    ca.issue(&LeafSpec {
+        common_name: common_name.into(),
+        organizations: Vec::new(),
+        dns_names: Vec::new(),
+        ip_addresses: vec!["127.0.0.1".parse().unwrap()],
+        usage,
+        validity: DAY,
+    })
+    .expect("issue leaf")
+}
+
+async fn client(ca: &Ca, user: &IssuedCert, address: SocketAddr) -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let text = kubegrid_pki::kubeconfig(
+        "fake",
+        &format!("https://{address}"),
+        ca.cert_pem(),
+        "admin",
+        user,
+    )
+    .expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(
+        Kubeconfig::from_yaml(&text).expect("parse kubeconfig"),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .expect("load kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+#[tokio::test]
+async fn serves_reads_and_patches_over_mutual_tls() {
+    let ca = Ca::generate("kubernetes", DAY).expect("ca");
+    let server = leaf(&ca, "kube-apiserver", Usage::Server);
+    let admin = leaf(&ca, "kubernetes-admin", Usage::Client);
+    let fake = FakeCluster::new();
+    fake.add_node(node("n1", true, &[], &[]));
+    let (address, handle) = serve_mutual_tls(
+        &fake,
+        any_port(),
+        &server.cert_pem,
+        &server.key_pem,
+        ca.cert_pem(),
+    )
+    .expect("serve");
+    assert_eq!(handle.address(), address);
+    let client = client(&ca, &admin, address).await;
+
+    let readyz = client
+        .request_text(http::Request::get("/readyz").body(Vec::new()).unwrap())
+        .await
+        .expect("readyz");
+    assert_eq!(readyz, "ok");
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "metadata": { "labels": { "a": "b" } } })),
+        )
+        .await
+        .expect("patch");
+    let listed = nodes.list(&ListParams::default()).await.expect("list");
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(
+        fake.node_labels("n1"),
+        Some(serde_json::json!({ "a": "b" }))
+    );
+    assert!(fake.state().tls_connections >= 1);
+    assert!(
+        fake.state().tls_errors.is_empty(),
+        "{:?}",
+        fake.state().tls_errors
+    );
+
+    handle.stop();
+    assert!(
+        std::net::TcpStream::connect(address).is_err(),
+        "still listening after stop"
+    );
+}
+
+#[tokio::test]
+async fn mutual_tls_refuses_a_client_certificate_from_another_ca() {
+    let ca = Ca::generate("kubernetes", DAY).expect("ca");
+    let stranger = Ca::generate("someone-else", DAY).expect("other ca");
+    let server = leaf(&ca, "kube-apiserver", Usage::Server);
+    let intruder = leaf(&stranger, "kubernetes-admin", Usage::Client);
+    let fake = FakeCluster::new();
+    let (address, _handle) = serve_mutual_tls(
+        &fake,
+        any_port(),
+        &server.cert_pem,
+        &server.key_pem,
+        ca.cert_pem(),
+    )
+    .expect("serve");
+    let client = client(&ca, &intruder, address).await;
+
+    let result = client
+        .request_text(http::Request::get("/readyz").body(Vec::new()).unwrap())
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    assert!(fake.requests_matching("GET").is_empty());
+    let errors = fake.state().tls_errors.clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("UnknownIssuer"), "{errors:?}");
+}
+
+#[test]
+fn serving_without_a_key_is_refused_with_what_was_expected() {
+    let ca = Ca::generate("kubernetes", DAY).expect("ca");
+    let server = leaf(&ca, "kube-apiserver", Usage::Server);
+    let err = serve_tls(&FakeCluster::new(), any_port(), &server.cert_pem, "").expect_err("no key");
+    assert!(
+        err.to_string()
+            .starts_with("failed to read the server key PEM:"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().ends_with("expected one PRIVATE KEY block"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_node_turns_not_ready_and_back() {
+    let fake = FakeCluster::new();
+    fake.add_node(node("n1", true, &[("x", "y")], &[]));
+    let ready = |fake: &FakeCluster| {
+        fake.state().nodes["n1"]["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()["status"]
+            .clone()
+    };
+    assert!(fake.set_node_ready("n1", false));
+    assert_eq!(ready(&fake), "False");
+    assert!(fake.set_node_ready("n1", true));
+    assert_eq!(ready(&fake), "True");
+    assert_eq!(
+        fake.node_labels("n1"),
+        Some(serde_json::json!({ "x": "y" }))
+    );
+    assert!(!fake.set_node_ready("n2", true));
+}
