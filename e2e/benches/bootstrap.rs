@@ -32,17 +32,7 @@ fn main() {
         let lab = LabGuard::up(6);
         let spec = lab.spec();
         let t = Instant::now();
-        let out = lab.run(&[
-            "apply",
-            "-f",
-            spec.to_str().unwrap(),
-            "-o",
-            "json",
-            "--skip-check",
-            "cluster-api",
-            "--kubeconfig-out",
-            lab.state_dir.join("admin.conf").to_str().unwrap(),
-        ]);
+        let out = lab.apply_json(&spec, &["--skip-check", "cluster-api"]);
         totals.push(t.elapsed().as_secs_f64());
         assert!(out.status.success(), "{}", describe(&out));
         let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");

@@ -231,6 +231,23 @@ impl LabGuard {
         self.command(args).output().expect("run kubegrid")
     }
 
+    /// `kubegrid apply -f SPEC -o json` with the admin kubeconfig written into the lab's state
+    /// directory (never the user's `~/.kube`), plus `extra` arguments.
+    pub fn apply_json(&self, spec: &Path, extra: &[&str]) -> Output {
+        let kubeconfig = self.state_dir.join("admin.conf");
+        let mut args = vec![
+            "apply",
+            "-f",
+            spec.to_str().expect("utf-8 spec path"),
+            "-o",
+            "json",
+            "--kubeconfig-out",
+            kubeconfig.to_str().expect("utf-8 state dir"),
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
     /// The command [`LabGuard::run`] would run, for tests that need to watch it as it goes.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(kubegrid_bin());

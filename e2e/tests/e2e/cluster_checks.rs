@@ -11,7 +11,7 @@
 use std::{
     fs,
     net::{IpAddr, SocketAddr, TcpListener},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Output,
     time::Duration,
 };
@@ -57,21 +57,6 @@ fn spec_with_endpoint(lab: &LabGuard, address: IpAddr, port: u16) -> PathBuf {
     let path = lab.state_dir.join("specs-e2e-cluster-checks.yaml");
     fs::write(&path, docs.join("---\n")).expect("write spec");
     path
-}
-
-fn apply(lab: &LabGuard, spec: &Path, extra: &[&str]) -> Output {
-    let kubeconfig = lab.state_dir.join("admin.conf");
-    let mut args = vec![
-        "apply",
-        "-f",
-        spec.to_str().unwrap(),
-        "-o",
-        "json",
-        "--kubeconfig-out",
-        kubeconfig.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    lab.run(&args)
 }
 
 /// The cluster CA the first apply kept in the journal, as the engine stored it.
@@ -160,7 +145,7 @@ fn apply_runs_the_cluster_checks_through_the_api_and_fails_on_a_not_ready_node()
 
     // Install without the API checks: this makes the cluster CA the fake's certificates
     // come from.
-    let out = apply(&lab, &spec, &["--skip-check", "cluster-api"]);
+    let out = lab.apply_json(&spec, &["--skip-check", "cluster-api"]);
     assert_eq!(code(&out), 0, "{}", describe(&out));
     let report = json(&out);
     assert_eq!(
@@ -194,7 +179,7 @@ fn apply_runs_the_cluster_checks_through_the_api_and_fails_on_a_not_ready_node()
     .expect("serve the fake apiserver");
 
     // With the API up, every check passes and the workers get their role label.
-    let out = apply(&lab, &spec, &[]);
+    let out = lab.apply_json(&spec, &[]);
     assert_eq!(code(&out), 0, "{}", describe(&out));
     let report = json(&out);
     assert_eq!(report["outcome"], "succeeded", "{report}");
@@ -258,7 +243,7 @@ fn apply_runs_the_cluster_checks_through_the_api_and_fails_on_a_not_ready_node()
 
     // lab-3's kubelet stops reporting Ready: nodes-ready fails naming it, the rest pass.
     assert!(fake.set_node_ready("lab-3", false));
-    let out = apply(&lab, &spec, &["--check-timeout", "10"]);
+    let out = lab.apply_json(&spec, &["--check-timeout", "10"]);
     assert_eq!(code(&out), 1, "{}", describe(&out));
     let report = json(&out);
     assert_eq!(report["outcome"], "clusterFailed", "{report}");
