@@ -33,6 +33,10 @@ OUT=${1:-/var/cache/kubegrid/bundle-e2e}
 OUT=${OUT%/}
 K8S_VERSION=${2:-v1.31.4}
 DEV=${DEV_BUNDLE:-/var/cache/kubegrid/bundle-dev}
+# Building the e2e bundle over the dev bundle would stack stand-in entries into it run
+# after run; refuse (e.g. an old KUBEGRID_BUNDLE still naming the dev bundle).
+[[ $(realpath -m "$OUT") != $(realpath -m "$DEV") ]] ||
+	die "OUT ($OUT) is the dev bundle; give the e2e bundle its own directory (default /var/cache/kubegrid/bundle-e2e)"
 [[ $K8S_VERSION =~ ^v1\.[0-9]+\.[0-9]+$ ]] || die "K8S_VERSION '$K8S_VERSION' is not like v1.31.4"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 for tool in cargo dpkg sha256sum stat awk cmp; do

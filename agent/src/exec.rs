@@ -3,6 +3,7 @@
 //! Children never see the agent's stdin: it carries the plan and the blobs, and a program
 //! that read from it (dpkg prompting for a conffile) would eat the stream or hang.
 
+use std::os::unix::process::CommandExt;
 use std::{
     collections::BTreeMap,
     env,
@@ -122,18 +123,23 @@ pub fn run_with(
     let (program, args) = argv
         .split_first()
         .ok_or(Error::EmptyArgv { what: "command" })?;
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .env("PATH", search_path())
         .envs(extra_env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        .stderr(Stdio::piped());
+    if limit.is_some() {
+        // Its own process group, so a time-out kills what it started too (`sh -c` children
+        // that would otherwise hold the output pipes open past the limit).
+        command.process_group(0);
+    }
+    let mut child = command.spawn().map_err(|source| Error::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     // Both pipes are drained concurrently so a chatty program never blocks on a full pipe.
     let out = child.stdout.take().map(drain);
     let err = child.stderr.take().map(drain);
@@ -146,6 +152,12 @@ pub fn run_with(
                     Ok(Some(status)) => break Some(Ok(status)),
                     Ok(None) if start.elapsed() >= limit => {
                         // Killing may race with a normal exit; either way it is gone after wait.
+                        if let Ok(pid) = i32::try_from(child.id()) {
+                            let _ = nix::sys::signal::killpg(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
                         let _ = child.kill();
                         let _ = child.wait();
                         break None;
@@ -272,6 +284,20 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(10));
         assert!(!ran.success());
         assert_eq!(ran.status_text(), "ran past its time limit and was killed");
+    }
+
+    #[test]
+    fn a_time_out_also_kills_what_the_command_started() {
+        // The shell's child holds stdout open; without killing the group, collecting the
+        // output would wait the full 30 s.
+        let argv: Vec<String> = ["sh", "-c", "sleep 30 & wait"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let start = Instant::now();
+        let ran = run_with(&argv, &BTreeMap::new(), Some(Duration::from_millis(100))).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+        assert!(!ran.success());
     }
 
     #[test]

@@ -123,10 +123,23 @@ pub async fn drain(client: &Client, node: &str, opts: &DrainOptions) -> Result<D
                 still_pending.push(pod);
                 continue;
             }
-            match evict(client, &pod, opts).await {
+            // kube's own read timeout is minutes long: one hung request must not carry the
+            // drain past its deadline.
+            let limit = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(2));
+            let attempt = tokio::time::timeout(limit, evict(client, &pod, opts)).await;
+            let Ok(result) = attempt else {
+                reason = format!("eviction of {} got no answer", pod_ref(&pod));
+                still_pending.push(pod);
+                continue;
+            };
+            match result {
                 Ok(()) => terminating.push(pod),
                 Err(err) if api_code(&err) == Some(404) => {}
-                Err(err) if api_code(&err) == Some(429) => {
+                // A budget (429), an apiserver or etcd hiccup (502-504) or no answer at all
+                // can clear by itself; they are retried until the deadline.
+                Err(err) if matches!(api_code(&err), Some(429 | 502 | 503 | 504) | None) => {
                     reason = format!("eviction of {} refused: {}", pod_ref(&pod), describe(&err));
                     still_pending.push(pod);
                 }
@@ -141,7 +154,7 @@ pub async fn drain(client: &Client, node: &str, opts: &DrainOptions) -> Result<D
             }
         }
         pending = still_pending;
-        // Only budgets are worth waiting for; any other refusal will not go away.
+        // Any other refusal (403, 500 for overlapping budgets, ...) will not go away.
         if let Some(reason) = fatal {
             let pods = pending.iter().chain(&terminating).map(pod_ref).collect();
             return Err(Error::DrainFailed {

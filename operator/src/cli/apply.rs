@@ -127,15 +127,22 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
         ))
         .into());
     }
-    let kubeconfig_out = match &args.kubeconfig_out {
-        Some(path) => path.clone(),
-        None => {
+    // Only an apply that runs the whole playbook writes the kubeconfig; its directory is
+    // checked now, before any host is touched, rather than after every host was changed.
+    let writes_kubeconfig = mode == Mode::Apply && args.until.is_none();
+    let kubeconfig_out = match (&args.kubeconfig_out, writes_kubeconfig) {
+        (_, false) => None,
+        (Some(path), true) => Some(path.clone()),
+        (None, true) => {
             let home = std::env::var_os("HOME")
                 .map(PathBuf::from)
                 .ok_or_else(|| UsageError("HOME is not set; pass --kubeconfig-out FILE".into()))?;
-            home.join(".kube").join(format!("{}.conf", manifest.name()))
+            Some(home.join(".kube").join(format!("{}.conf", manifest.name())))
         }
     };
+    if let Some(path) = &kubeconfig_out {
+        check_writable(path)?;
+    }
     let mut journal = args.journal.open().await?;
     journal.set_redactor(redactor);
 
@@ -148,7 +155,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
             connect_timeout: Duration::from_secs(args.connect_timeout),
             ..SshOptions::default()
         },
-        kubeconfig_out: Some(kubeconfig_out),
+        kubeconfig_out,
         cluster_checks: !args.skip_checks.iter().any(|s| s == CLUSTER_API_CHECKS),
         force_remove: args.force_remove,
         until: args.until.clone(),
@@ -183,6 +190,23 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
         Outcome::HostsFailed | Outcome::ClusterFailed => exit::FAILED,
         Outcome::PreflightFailed => exit::PREFLIGHT,
         Outcome::Unreachable => exit::UNREACHABLE,
+    })
+}
+
+/// Fails with a usage error when the kubeconfig's directory cannot be made or written.
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let probe = std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir).map(drop));
+    probe.map_err(|e| {
+        UsageError(format!(
+            "--kubeconfig-out {}: cannot write in {}: {e}",
+            path.display(),
+            dir.display()
+        ))
+        .into()
     })
 }
 

@@ -56,6 +56,12 @@ fn pod_problem(pod: &Pod) -> Option<String> {
     let name = pod.metadata.name.as_deref().unwrap_or("<unnamed>");
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
+    // A pod on its way out, or one the kubelet evicted (its controller has replaced it), says
+    // nothing about the system's health now; counting it would fail every later apply.
+    let evicted = status.and_then(|s| s.reason.as_deref()) == Some("Evicted");
+    if pod.metadata.deletion_timestamp.is_some() || (phase == "Failed" && evicted) {
+        return None;
+    }
     match phase {
         "Succeeded" => None,
         "Running" => {

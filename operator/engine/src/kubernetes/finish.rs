@@ -34,12 +34,17 @@ pub struct ClusterChecks {
     pub skipped: Option<String>,
     /// Nodes that left the spec and what became of them.
     pub removed: Vec<RemovedNode>,
+    /// Cluster-level steps that failed outside the checks (writing the kubeconfig).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 impl ClusterChecks {
     /// Every check passed and every removal completed.
     pub fn ok(&self) -> bool {
-        self.checks.iter().all(|c| c.ok) && self.removed.iter().all(|r| r.ok)
+        self.checks.iter().all(|c| c.ok)
+            && self.removed.iter().all(|r| r.ok)
+            && self.errors.is_empty()
     }
 }
 
@@ -85,12 +90,19 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
     run.journal
         .put_kubeconfig(&run.req.cluster, &server, &kubeconfig)
         .await?;
+    // Every host is already changed by now: a kubeconfig that cannot be written is reported
+    // (it is in the journal either way), not allowed to swallow the report.
     if let Some(path) = &run.req.options.kubeconfig_out {
-        write_private(path, &kubeconfig).map_err(|source| Error::WriteKubeconfig {
-            path: path.clone(),
-            source,
-        })?;
-        out.kubeconfig = Some(path.display().to_string());
+        match write_private(path, &kubeconfig) {
+            Ok(()) => out.kubeconfig = Some(path.display().to_string()),
+            Err(source) => out.errors.push(
+                Error::WriteKubeconfig {
+                    path: path.clone(),
+                    source,
+                }
+                .to_string(),
+            ),
+        }
     }
     let client = if run.req.options.cluster_checks || !remove::absent(run).await?.is_empty() {
         Some(kubegrid_cluster::connect(&kubeconfig).await)
@@ -175,7 +187,7 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
 
 /// Writes `text` to `path` with mode 0600 from the first byte: a temporary file in the same
 /// directory, fsynced, then renamed over `path`, so a crash never leaves half a kubeconfig.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = dir {

@@ -108,6 +108,24 @@ impl Store<'_> {
     }
 }
 
+/// Where the init node's CA files wait for `kubeadm init`, which copies them into
+/// `/etc/kubernetes/pki` (see the install playbook's control-plane-init phase).
+const PKI_STAGING: &str = "/etc/kubernetes/kubegrid/pki";
+
+/// The control-plane files moved from kubeadm's directory to the staging one.
+fn staged(files: Vec<PkiFile>) -> Vec<PkiFile> {
+    files
+        .into_iter()
+        .map(|f| PkiFile {
+            path: match f.path.strip_prefix("/etc/kubernetes/pki") {
+                Ok(rest) => std::path::Path::new(PKI_STAGING).join(rest),
+                Err(_) => f.path,
+            },
+            ..f
+        })
+        .collect()
+}
+
 /// Whether a stored certificate names at least the SANs wanted now. A superset is fine: a
 /// certificate is only issued again when it lacks a name clients may use.
 fn covers_sans(cert_pem: &str, spec: &LeafSpec) -> bool {
@@ -218,7 +236,7 @@ pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
         }
         etcd_client = Some((etcd_ca.cert_pem().to_string(), apiserver));
     }
-    let control_plane = plan_files(control_plane_ca_files(
+    let control_plane = staged(plan_files(control_plane_ca_files(
         &kube_ca,
         etcd_client
             .as_ref()
@@ -226,7 +244,7 @@ pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
                 etcd_ca_cert_pem: ca_pem,
                 apiserver_etcd_client: client,
             }),
-    ));
+    )));
     for (i, h) in run.req.hosts.iter().enumerate() {
         if h.target.host == k.init_node {
             per_host[i].insert("control-plane".to_string(), control_plane.clone());

@@ -171,10 +171,10 @@ pub async fn remove_absent(
             (Err(why), true) => format!("drain or delete failed ({why}); removal forced"),
             (Err(why), false) => {
                 out.push(RemovedNode {
-                    name,
+                    name: name.clone(),
                     ok: false,
                     detail: format!(
-                        "drain failed: {why}; the Node was not deleted and the host was not reset\n  hint: fix what blocks the drain and apply again, or pass --force-remove"
+                        "drain failed: {why}; the Node was not deleted and the host was not reset, but the Node stays cordoned\n  hint: fix what blocks the drain and apply again, pass --force-remove, or take it back with kubectl uncordon {name}"
                     ),
                 });
                 continue;

@@ -329,6 +329,7 @@ pub async fn execute(
                         .filter(|r| !r.ok)
                         .map(|r| format!("remove {}: {}", r.name, r.detail)),
                 )
+                .chain(k.errors.iter().cloned())
                 .collect();
             (FinalStatus::Failed, Some(problems.join("; ")))
         }
