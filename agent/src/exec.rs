@@ -296,7 +296,11 @@ mod tests {
             .collect();
         let start = Instant::now();
         let ran = run_with(&argv, &BTreeMap::new(), Some(Duration::from_millis(100))).unwrap();
-        assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
         assert!(!ran.success());
     }
 

@@ -1,6 +1,7 @@
 //! The command line: parsing, output format, error reporting and exit codes.
 
 mod apply;
+mod bundle;
 mod journal;
 mod lab;
 mod progress;
@@ -54,6 +55,8 @@ pub enum Command {
     HostKey(journal::HostKeyArgs),
     /// Throwaway lab hosts on this machine (systemd-nspawn), to try kubegrid without hardware.
     Lab(lab::LabArgs),
+    /// Offline bundles: signing keys, signatures, inspection and comparison.
+    Bundle(bundle::BundleArgs),
 }
 
 /// Bad input found by the CLI itself (exit code 2).
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match &cli.command {
         Command::Lab(args) => lab::run(args, cli.output).map(|()| exit::OK),
+        Command::Bundle(args) => bundle::run(args, cli.output),
         Command::Apply(a) => block_on(apply::run(a, Mode::Apply, cli.output)),
         Command::Plan(a) => block_on(apply::run(a, Mode::Plan, cli.output)),
         Command::History(a) => {
@@ -124,6 +128,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<UsageError>().is_some()
         || err.downcast_ref::<kubegrid_api::Error>().is_some()
         || err.downcast_ref::<kubegrid_plan::Error>().is_some()
+        || err
+            .downcast_ref::<kubegrid_bundle::Error>()
+            .is_some_and(kubegrid_bundle::Error::is_input)
         || err
             .downcast_ref::<kubegrid_engine::Error>()
             .is_some_and(kubegrid_engine::Error::is_input)
