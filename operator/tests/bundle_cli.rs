@@ -97,15 +97,18 @@ fn keygen_sign_verify_and_a_tampered_artifact_exits_2_naming_it() {
 
     let out = kubegrid(&["bundle", "sign", &dir, "--key", &private, "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let out = kubegrid(&[
-        "bundle",
-        "verify",
-        &dir,
-        "--public-key",
-        &public,
-        "-o",
-        "json",
-    ]);
+    let verify = || {
+        kubegrid(&[
+            "bundle",
+            "verify",
+            &dir,
+            "--public-key",
+            &public,
+            "-o",
+            "json",
+        ])
+    };
+    let out = verify();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let report = json(&out);
     assert_eq!(report["keyFingerprint"], fingerprint.as_str());
@@ -113,15 +116,7 @@ fn keygen_sign_verify_and_a_tampered_artifact_exits_2_naming_it() {
 
     let kubelet = Path::new(&dir).join("bin/amd64/kubelet");
     fs::write(&kubelet, b"KUBELET bytes").unwrap();
-    let out = kubegrid(&[
-        "bundle",
-        "verify",
-        &dir,
-        "--public-key",
-        &public,
-        "-o",
-        "json",
-    ]);
+    let out = verify();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let doc = json(&out);
     assert_eq!(doc["error"]["exitCode"], 2);

@@ -5,7 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use kubegrid_plan::{Arch, BundleFile, FileKind, MANIFEST_FILE, MANIFEST_VERSION, Manifest};
+use kubegrid_plan::{BundleFile, MANIFEST_FILE, MANIFEST_VERSION, Manifest};
 use serde::Serialize;
 
 use crate::{Error, Result, SIGNATURE_FILE};
@@ -124,18 +124,18 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
     let mut kinds: BTreeMap<String, Vec<Artifact>> = BTreeMap::new();
     for f in &manifest.files {
         kinds
-            .entry(kind_name(f.kind).to_string())
+            .entry(f.kind.as_str().to_string())
             .or_default()
             .push(Artifact {
                 name: f.name.clone(),
                 version: f.version.clone(),
-                arch: arch_name(f.arch).to_string(),
+                arch: f.arch.as_str().to_string(),
                 size: f.size,
                 path: f.path.clone(),
                 sha256: f.sha256.clone(),
             });
     }
-    let arches: BTreeSet<&str> = manifest.files.iter().map(|f| arch_name(f.arch)).collect();
+    let arches: BTreeSet<&str> = manifest.files.iter().map(|f| f.arch.as_str()).collect();
     Ok(Inspection {
         dir: dir.to_path_buf(),
         name: manifest.name.clone(),
@@ -203,12 +203,12 @@ fn by_key(manifest: &Manifest) -> BTreeMap<ArtifactKey, Vec<ArtifactVersion>> {
 fn version_of(f: &BundleFile) -> ArtifactVersion {
     ArtifactVersion {
         key: ArtifactKey {
-            kind: kind_name(f.kind).to_string(),
+            kind: f.kind.as_str().to_string(),
             name: f
                 .name
                 .clone()
                 .unwrap_or_else(|| f.path.display().to_string()),
-            arch: arch_name(f.arch).to_string(),
+            arch: f.arch.as_str().to_string(),
         },
         version: f.version.clone(),
         sha256: f.sha256.clone(),
@@ -236,26 +236,4 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
         });
     }
     Ok(manifest)
-}
-
-/// A kind as manifest.yaml spells it.
-pub fn kind_name(kind: FileKind) -> &'static str {
-    match kind {
-        FileKind::Deb => "deb",
-        FileKind::Rpm => "rpm",
-        FileKind::Rootfs => "rootfs",
-        FileKind::Agent => "agent",
-        FileKind::Binary => "binary",
-        FileKind::Archive => "archive",
-        FileKind::Image => "image",
-    }
-}
-
-/// An arch as manifest.yaml spells it.
-pub fn arch_name(arch: Arch) -> &'static str {
-    match arch {
-        Arch::Amd64 => "amd64",
-        Arch::Arm64 => "arm64",
-        Arch::All => "all",
-    }
 }

@@ -16,8 +16,7 @@ mod signature;
 
 pub use error::{Error, Result};
 pub use inspect::{
-    Artifact, ArtifactKey, ArtifactVersion, BundleDiff, Change, Inspection, arch_name, diff,
-    inspect, kind_name,
+    Artifact, ArtifactKey, ArtifactVersion, BundleDiff, Change, Inspection, diff, inspect,
 };
 pub use keys::{PUBLIC_KEY_PREFIX, PublicKey, generate_key, read_public_key};
 pub use signature::{SIGNATURE_FILE, SIGNATURE_PREFIX, VerifyReport, sign, verify};

@@ -79,7 +79,8 @@ impl Arch {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The arch as manifest.yaml spells it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Arch::Amd64 => "amd64",
             Arch::Arm64 => "arm64",
@@ -109,6 +110,19 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// The kind as manifest.yaml spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Deb => "deb",
+            FileKind::Rpm => "rpm",
+            FileKind::Rootfs => "rootfs",
+            FileKind::Agent => "agent",
+            FileKind::Binary => "binary",
+            FileKind::Archive => "archive",
+            FileKind::Image => "image",
+        }
+    }
+
     fn package_format(self) -> Option<PackageFormat> {
         match self {
             FileKind::Deb => Some(PackageFormat::Deb),

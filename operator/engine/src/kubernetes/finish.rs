@@ -65,7 +65,8 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
         return Ok(out);
     };
     if run.req.mode == Mode::Plan {
-        out.removed = remove::remove_absent(run, None).await?;
+        let absent = remove::absent(run).await?;
+        out.removed = remove::remove_absent(run, None, absent).await?;
         out.skipped = Some("a plan changes nothing".into());
         return Ok(out);
     }
@@ -104,12 +105,14 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
             ),
         }
     }
-    let client = if run.req.options.cluster_checks || !remove::absent(run).await?.is_empty() {
+    let absent = remove::absent(run).await?;
+    let client = if run.req.options.cluster_checks || !absent.is_empty() {
         Some(kubegrid_cluster::connect(&kubeconfig).await)
     } else {
         None
     };
-    out.removed = remove::remove_absent(run, client.as_ref().and_then(|c| c.as_ref().ok())).await?;
+    let api = client.as_ref().and_then(|c| c.as_ref().ok());
+    out.removed = remove::remove_absent(run, api, absent).await?;
     if !run.req.options.cluster_checks {
         out.skipped = Some("--skip-check cluster-api".into());
         return Ok(out);

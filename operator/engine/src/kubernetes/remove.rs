@@ -104,14 +104,15 @@ pub async fn absent(run: &Run) -> Result<Vec<(String, MemberRecord)>, Error> {
         .collect())
 }
 
-/// Drains, deletes and resets every absent member; control-plane and etcd members are
+/// Drains, deletes and resets the `absent` members ([`absent`]); control-plane and etcd members are
 /// refused (shrinking those needs etcd membership changes this operation does not make).
 pub async fn remove_absent(
     run: &mut Run,
     client: Option<&kube::Client>,
+    absent: Vec<(String, MemberRecord)>,
 ) -> Result<Vec<RemovedNode>, Error> {
     let mut out = Vec::new();
-    for (name, record) in absent(run).await? {
+    for (name, record) in absent {
         // The same machine under a new Node name must not be drained and reset as the old one.
         if let Some(h) = run
             .req
