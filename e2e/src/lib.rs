@@ -65,6 +65,15 @@ pub fn bundle_dir() -> PathBuf {
     dir
 }
 
+/// The public key the e2e bundle is signed with: `$KUBEGRID_BUNDLE_PUBLIC_KEY`, or the key
+/// `.ci/setup` makes once and signs the cached bundles with.
+pub fn bundle_public_key() -> PathBuf {
+    std::env::var_os("KUBEGRID_BUNDLE_PUBLIC_KEY").map_or_else(
+        || PathBuf::from("/var/cache/kubegrid/bundle-signing.key.pub"),
+        PathBuf::from,
+    )
+}
+
 /// One lab host as `lab list` reports it.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -226,7 +235,7 @@ impl LabGuard {
     }
 
     /// Runs a top-level kubegrid command (`apply`, `plan`, `history`, …) with this lab's
-    /// journal. `apply` and `plan` also get the dev bundle.
+    /// journal. `apply` and `plan` also get the e2e bundle and its public key.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run kubegrid")
     }
@@ -254,6 +263,7 @@ impl LabGuard {
         cmd.args(args).arg("--journal").arg(self.journal());
         if matches!(args.first(), Some(&"apply") | Some(&"plan")) {
             cmd.arg("--bundle").arg(bundle_dir());
+            cmd.arg("--bundle-public-key").arg(bundle_public_key());
         }
         cmd.stdin(Stdio::null());
         cmd

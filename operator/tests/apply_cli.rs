@@ -90,7 +90,15 @@ fn a_corrupt_bundle_exits_2_naming_the_file_and_both_checksums() {
     )
     .unwrap();
     let spec = spec(dir.path(), "bundle", "");
-    let out = kubegrid(&["plan", "-f", &spec, "--journal", &journal(dir.path())]);
+    // --insecure-bundle skips only the signature: the artifact check still refuses.
+    let out = kubegrid(&[
+        "plan",
+        "-f",
+        &spec,
+        "--insecure-bundle",
+        "--journal",
+        &journal(dir.path()),
+    ]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -99,6 +107,118 @@ fn a_corrupt_bundle_exits_2_naming_the_file_and_both_checksums() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("runc.deb") && err.contains(&want), "{err}");
+}
+
+/// A one-artifact bundle in `dir/bundle`, signed with a new key pair `dir/key{,.pub}` when
+/// `signed`; returns the public key path.
+fn signed_bundle(dir: &Path, signed: bool) -> String {
+    let bundle = dir.join("bundle");
+    fs::create_dir_all(bundle.join("bin")).unwrap();
+    fs::write(bundle.join("bin/tool"), b"tool").unwrap();
+    fs::write(
+        bundle.join("manifest.yaml"),
+        format!(
+            "version: 1\nfiles:\n  - {{path: bin/tool, sha256: {}, size: 4, arch: amd64, kind: binary, name: tool, version: \"1\"}}\n",
+            sha256_hex(b"tool")
+        ),
+    )
+    .unwrap();
+    let private = dir.join("bundle.key");
+    let public = dir.join("bundle.key.pub");
+    let out = kubegrid(&[
+        "bundle",
+        "keygen",
+        "--private",
+        private.to_str().unwrap(),
+        "--public",
+        public.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    if signed {
+        let out = kubegrid(&[
+            "bundle",
+            "sign",
+            bundle.to_str().unwrap(),
+            "--key",
+            private.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    public.to_str().unwrap().to_string()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// `plan` with `extra` flags; returns the exit code and stderr.
+fn plan(dir: &Path, spec: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let journal = journal(dir);
+    let mut args = vec!["plan", "-f", spec, "--journal", &journal];
+    args.extend_from_slice(extra);
+    let out = kubegrid(&args);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_unsigned_bundle_is_refused_unless_insecure_bundle_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = signed_bundle(dir.path(), false);
+    let spec = spec(dir.path(), "bundle", "");
+    let (code, err) = plan(dir.path(), &spec, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no public key") && err.contains("--insecure-bundle"),
+        "{err}"
+    );
+    let (code, err) = plan(dir.path(), &spec, &["--bundle-public-key", &public]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is not signed"), "{err}");
+    // Past the bundle, the next check (the --until phase name) is what refuses.
+    let (code, err) = plan(
+        dir.path(),
+        &spec,
+        &["--insecure-bundle", "--until", "nosuch"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--until nosuch: no such phase"), "{err}");
+}
+
+#[test]
+fn a_signed_bundle_passes_and_a_tampered_or_foreign_signed_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = signed_bundle(dir.path(), true);
+    // The key named in the spec, relative to the spec's directory.
+    let spec_path = spec(dir.path(), "bundle", "");
+    let text = fs::read_to_string(&spec_path).unwrap().replace(
+        "bundle: {source: bundle}",
+        "bundle: {source: bundle, publicKeyFile: bundle.key.pub}",
+    );
+    fs::write(&spec_path, text).unwrap();
+    let (code, err) = plan(dir.path(), &spec_path, &["--until", "nosuch"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--until nosuch: no such phase"), "{err}");
+
+    // Signed with another key: the flag overrides the spec's key, and the signature fails.
+    let other = tempfile::tempdir().unwrap();
+    let foreign = signed_bundle(other.path(), true);
+    let (code, err) = plan(dir.path(), &spec_path, &["--bundle-public-key", &foreign]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("does not match manifest"), "{err}");
+
+    // An artifact changed after signing is named, with both checksums.
+    fs::write(dir.path().join("bundle/bin/tool"), b"evil").unwrap();
+    let (code, err) = plan(dir.path(), &spec_path, &["--bundle-public-key", &public]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("bin/tool") && err.contains(&sha256_hex(b"evil")),
+        "{err}"
+    );
+    assert!(!dir.path().join("journal.db").exists(), "nothing recorded");
 }
 
 #[test]

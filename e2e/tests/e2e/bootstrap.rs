@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kubegrid_e2e::{Host, LabGuard, bundle_dir, describe, kubegrid_bin};
+use kubegrid_e2e::{Host, LabGuard, bundle_dir, bundle_public_key, describe, kubegrid_bin};
 use serde_json::Value;
 
 const STANDIN_LOG: &str = "/var/log/kubegrid-standins/invocations.jsonl";
@@ -251,6 +251,8 @@ fn ha_control_plane_with_external_etcd_joins_in_order_and_workers_come_and_go() 
     let out = std::process::Command::new(kubegrid_bin())
         .args(["apply", "-f", all.to_str().unwrap(), "--bundle"])
         .arg(bundle_dir())
+        .arg("--bundle-public-key")
+        .arg(bundle_public_key())
         .args(["--skip-check", "cluster-api", "--journal"])
         .arg(&stranger)
         .output()

@@ -273,7 +273,47 @@ pub struct RegistryMirror {
 pub struct BundleSpec {
     /// A path or a `file://` URL; relative paths resolve against the spec file's directory.
     pub source: String,
-    /// Secret that holds the public key the bundle's signature is checked with.
+    /// Secret that holds the public key the bundle's signature is checked with (operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_ref: Option<LocalObjectRef>,
+    /// File with the public key the bundle's signature is checked with (CLI; a relative
+    /// path resolves against the spec file's directory). `--bundle-public-key` overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<String>,
+    /// An image registry kubegrid runs on one Node, filled with the bundle's images; every
+    /// host pulls registry.k8s.io, docker.io, quay.io, ghcr.io and nvcr.io images from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<BundleRegistrySpec>,
+}
+
+/// The port the bundle registry listens on when the spec names none.
+pub const DEFAULT_BUNDLE_REGISTRY_PORT: u16 = 5000;
+
+/// The upstream registries whose pulls go to the bundle registry, and never upstream, when
+/// `spec.bundle.registry` is set. kubegrid-plan's list of the same name must match.
+pub const BUNDLE_REGISTRY_MIRRORED: &[&str] = &[
+    "registry.k8s.io",
+    "docker.io",
+    "quay.io",
+    "ghcr.io",
+    "nvcr.io",
+];
+
+/// The image registry kubegrid runs from the bundle's `registry` binary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BundleRegistrySpec {
+    /// Name of the Node that runs it; other hosts reach it at that Node's address.
+    pub host: String,
+    /// Port it listens on.
+    #[serde(default = "default_bundle_registry_port")]
+    #[schemars(range(min = 1))]
+    pub port: u16,
+    /// Serve plain HTTP instead of TLS with a certificate from kubegrid's registry CA.
+    #[serde(default)]
+    pub plain_http: bool,
+}
+
+fn default_bundle_registry_port() -> u16 {
+    DEFAULT_BUNDLE_REGISTRY_PORT
 }

@@ -105,6 +105,19 @@ impl Manifest {
         Some(self.resolve_path(raw))
     }
 
+    /// The public key file named by `spec.bundle.publicKeyFile`, absolute; `None` when the
+    /// spec names none.
+    pub fn bundle_public_key_file(&self) -> Option<PathBuf> {
+        let raw = self
+            .cluster
+            .spec
+            .bundle
+            .as_ref()?
+            .public_key_file
+            .as_ref()?;
+        Some(self.resolve_path(raw))
+    }
+
     /// Where the Cluster's document starts.
     pub(crate) fn cluster_location(&self) -> Option<SourceLine> {
         self.source.as_ref().map(|s| SourceLine {

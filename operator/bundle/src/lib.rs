@@ -19,4 +19,4 @@ pub use inspect::{
     Artifact, ArtifactKey, ArtifactVersion, BundleDiff, Change, Inspection, diff, inspect,
 };
 pub use keys::{PUBLIC_KEY_PREFIX, PublicKey, generate_key, read_public_key};
-pub use signature::{SIGNATURE_FILE, SIGNATURE_PREFIX, VerifyReport, sign, verify};
+pub use signature::{SIGNATURE_FILE, SIGNATURE_PREFIX, VerifyReport, open_verified, sign, verify};

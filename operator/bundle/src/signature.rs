@@ -68,6 +68,12 @@ pub fn sign(dir: &Path, private_key_path: &Path) -> Result<PathBuf> {
 /// under the public key at `public_key_path`, and then every artifact must have the size and
 /// sha256 the manifest lists.
 pub fn verify(dir: &Path, public_key_path: &Path) -> Result<VerifyReport> {
+    open_verified(dir, public_key_path).map(|(_, report)| report)
+}
+
+/// [`verify`], returning the opened bundle too, so a caller that goes on to use the bundle
+/// (`apply`) hashes every artifact once, not twice.
+pub fn open_verified(dir: &Path, public_key_path: &Path) -> Result<(Bundle, VerifyReport)> {
     let key = read_public_key(public_key_path)?;
     let manifest_path = dir.join(MANIFEST_FILE);
     let sig_path = dir.join(SIGNATURE_FILE);
@@ -85,14 +91,15 @@ pub fn verify(dir: &Path, public_key_path: &Path) -> Result<VerifyReport> {
         })?;
     let bundle = open_matching(dir, &manifest_path, &bytes)?;
     let files = &bundle.manifest().files;
-    Ok(VerifyReport {
+    let report = VerifyReport {
         dir: dir.to_path_buf(),
         name: bundle.manifest().name.clone(),
         manifest_sha256,
         key_fingerprint: key.fingerprint(),
         artifacts: files.len(),
         bytes: files.iter().map(|f| f.size).sum(),
-    })
+    };
+    Ok((bundle, report))
 }
 
 fn read_manifest(path: &Path) -> Result<Vec<u8>> {

@@ -28,6 +28,14 @@ pub struct ApplyArgs {
     /// Offline bundle directory; overrides the Cluster's spec.bundle.source.
     #[arg(long, value_name = "DIR")]
     pub bundle: Option<PathBuf>,
+    /// Public key (`kubegrid bundle keygen --public`) that the bundle's signature must verify
+    /// under; overrides the Cluster's spec.bundle.publicKeyFile.
+    #[arg(long = "bundle-public-key", value_name = "FILE")]
+    pub bundle_public_key: Option<PathBuf>,
+    /// Use a bundle without checking its signature (every artifact's sha256 is still
+    /// checked against its manifest). Only for bundles you built yourself.
+    #[arg(long)]
+    pub insecure_bundle: bool,
     /// Hosts worked on at once within a phase.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallel: u16,
@@ -95,7 +103,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
             .into());
         }
     };
-    let bundle = Bundle::open(&bundle_dir)?;
+    let bundle = open_bundle(args, &manifest, &bundle_dir)?;
     let agents = Agents::discover(&agent::default_dirs(Some(&bundle_dir)))?;
     let context = kubegrid_engine::spec::cluster_context(&manifest)?;
     kubegrid_engine::spec::check_bundle(&context, &bundle)?;
@@ -300,4 +308,41 @@ fn render(r: &Report) -> String {
         r.operation,
     ));
     s
+}
+
+/// Opens the bundle, refusing it unless its signature verifies under the public key from
+/// `--bundle-public-key` or spec.bundle.publicKeyFile; `--insecure-bundle` skips only the
+/// signature. Either way every artifact's sha256 is checked before any host is contacted.
+fn open_bundle(
+    args: &ApplyArgs,
+    manifest: &kubegrid_api::Manifest,
+    dir: &std::path::Path,
+) -> anyhow::Result<Bundle> {
+    if args.insecure_bundle {
+        eprintln!(
+            "warning: --insecure-bundle: the signature of bundle {} is not checked",
+            dir.display()
+        );
+        return Ok(Bundle::open(dir)?);
+    }
+    let Some(key) = args
+        .bundle_public_key
+        .clone()
+        .or_else(|| manifest.bundle_public_key_file())
+    else {
+        return Err(UsageError(format!(
+            "bundle {}: no public key to check its signature with\n  hint: pass --bundle-public-key FILE or set spec.bundle.publicKeyFile in {}; --insecure-bundle skips the signature check (only for bundles you built yourself)",
+            dir.display(),
+            args.file.display()
+        ))
+        .into());
+    };
+    let (bundle, report) = kubegrid_bundle::open_verified(dir, &key)?;
+    tracing::info!(
+        bundle = %dir.display(),
+        key = %report.key_fingerprint,
+        artifacts = report.artifacts,
+        "bundle signature verified"
+    );
+    Ok(bundle)
 }
