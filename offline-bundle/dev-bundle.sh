@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the development bundle from Debian bookworm's packages: containerd and runc as debs, a
 # busybox rootfs for the post-install container check, the etcd and etcdctl binaries (real etcd
-# for the external-etcd topology) and the CNI plugins as a tar.gz, with a manifest.yaml in the
-# format offline-bundle/README.md describes.
+# for the external-etcd topology), the image registry binary (Debian's docker-registry, i.e.
+# distribution 2.8, for spec.bundle.registry) and the CNI plugins as a tar.gz, with a
+# manifest.yaml in the format offline-bundle/README.md describes.
 #
 # Usage: offline-bundle/dev-bundle.sh OUTDIR [ARCH]
 #   ARCH defaults to this machine's dpkg architecture (amd64 or arm64). A foreign ARCH needs
@@ -16,7 +17,8 @@ set -euo pipefail
 PACKAGES=(containerd runc)
 ROOTFS_PACKAGE=busybox-static
 # Binaries taken out of Debian packages: "package:path-in-package:bundle-name".
-BINARIES=(etcd-server:usr/bin/etcd:etcd etcd-client:usr/bin/etcdctl:etcdctl)
+BINARIES=(etcd-server:usr/bin/etcd:etcd etcd-client:usr/bin/etcdctl:etcdctl
+	docker-registry:usr/bin/docker-registry:registry)
 CNI_PACKAGE=containernetworking-plugins
 CNI_DIR=usr/lib/cni
 
@@ -161,7 +163,8 @@ for p in "${PACKAGES[@]}"; do
 	add_entry "$rel" "$(dpkg-deb -f "$deb" Architecture)" deb "$p" "$(dpkg-deb -f "$deb" Version)"
 done
 
-# Single executables (etcd, etcdctl), installed on hosts at a path of the playbook's choosing.
+# Single executables (etcd, etcdctl, registry), installed on hosts at a path of the playbook's
+# choosing.
 for b in "${BINARIES[@]}"; do
 	IFS=: read -r p inpath name <<<"$b"
 	deb=$(deb_of "$p")

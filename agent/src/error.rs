@@ -259,13 +259,71 @@ pub enum Error {
         /// Why.
         source: io::Error,
     },
-    /// A blob's bytes from stdin do not hash to its announced sha256.
-    #[error("blob from stdin hashes to {actual}, its header says {expected}; nothing was stored")]
+    /// A received blob's bytes do not hash to its announced sha256.
+    #[error(
+        "blob {expected} from {from} hashes to {actual}, expected {expected}; the partial file was deleted and nothing was stored; hint: re-run apply to transfer it afresh, and if it repeats check the bundle file against its manifest (kubegrid bundle verify)"
+    )]
     BlobChecksum {
+        /// Where the bytes came from ("stdin", a URL).
+        from: String,
         /// Announced.
         expected: String,
         /// Computed.
         actual: String,
+    },
+    /// Another agent is receiving the same blob into the same partial file.
+    #[error(
+        "partial file {path} is locked by another kubegrid-agent receiving the same blob; hint: wait for it to finish"
+    )]
+    PartialBusy {
+        /// The partial file.
+        path: PathBuf,
+    },
+    /// The engine resumes a stdin blob past what the partial file holds.
+    #[error(
+        "the engine resumes blob {sha256} at byte {offset}, but the partial file {path} holds {have} bytes; hint: re-run apply, its facts report the partial file afresh"
+    )]
+    PartialShort {
+        /// The blob.
+        sha256: String,
+        /// The partial file.
+        path: PathBuf,
+        /// Bytes it holds.
+        have: u64,
+        /// Where the engine's stream starts.
+        offset: u64,
+    },
+    /// The blob server refused a fetch in a way retrying cannot fix (404, 403, 416, …).
+    #[error("fetching blob {sha256} from {url}: {problem}; hint: {hint}")]
+    FetchRefused {
+        /// The blob.
+        sha256: String,
+        /// Where from.
+        url: String,
+        /// What the server answered, or what was wrong with its answer.
+        problem: String,
+        /// What to try.
+        hint: String,
+    },
+    /// Fetching a blob made no progress until the deadline.
+    #[error(
+        "gave up fetching blob {sha256} from {url} after {attempts} attempt(s): no byte arrived for {stalled_s} s; {received} of {size} bytes are kept in the partial file for the next run; last error: {last}; hint: check that this host reaches the engine's address (a firewall, a cut link), then re-run apply to resume"
+    )]
+    FetchGaveUp {
+        /// The blob.
+        sha256: String,
+        /// Where from.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Seconds without progress.
+        stalled_s: u64,
+        /// Bytes kept.
+        received: u64,
+        /// The blob's size.
+        size: u64,
+        /// The last failure.
+        last: String,
     },
     /// Another agent holds the state directory's lock.
     #[error(

@@ -80,6 +80,10 @@ pub struct Facts {
     /// sha256 names of the blobs already in the host's store.
     #[serde(default)]
     pub store: Vec<String>,
+    /// Partial files of blob transfers that were cut, by sha256, with the bytes each holds:
+    /// the engine resumes an SSH push from there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partials: BTreeMap<String, u64>,
     /// Network interfaces and their addresses.
     #[serde(default)]
     pub interfaces: Vec<Interface>,
@@ -229,6 +233,7 @@ pub fn gather(root: &Path, args: &FactsArgs, store_dir: &Path) -> Facts {
             })
             .collect(),
         store: probe::store(store_dir),
+        partials: crate::store::partial_sizes(store_dir),
         interfaces: net::interfaces(),
         tcp_probes: net::tcp_probes(&args.tcp_probes),
         kernel,

@@ -7,9 +7,11 @@ pub mod checks;
 pub mod error;
 pub mod exec;
 pub mod facts;
+pub mod fetch;
 pub mod fsutil;
 pub mod protocol;
 pub mod run;
+pub mod store;
 pub mod tasks;
 #[cfg(test)]
 mod testutil;

@@ -1,8 +1,9 @@
 //! The wire between the engine and the agent.
 //!
 //! One SSH exec per host per phase: the engine writes one [`Plan`] as a JSON line on the
-//! agent's stdin, followed by the raw bytes of every blob the plan's header announces, and
-//! the agent answers with [`Event`]s, one JSON object per line on stdout. Templates are
+//! agent's stdin, followed by the raw bytes of every blob the plan's header announces for
+//! stdin (the others the agent fetches over HTTP from the engine's blob server), and the
+//! agent answers with [`Event`]s, one JSON object per line on stdout. Templates are
 //! rendered on the engine side, so a plan carries final file contents and never a template.
 
 use std::{collections::BTreeMap, path::PathBuf};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::facts::Facts;
 
 /// Bumped whenever a plan or event changes shape; the agent refuses other versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Where blobs (bundle files) live on a host, named by their sha256.
 pub const DEFAULT_STORE_DIR: &str = "/var/lib/kubegrid/store";
@@ -37,14 +38,16 @@ pub struct Plan {
     /// Agent state directory; [`DEFAULT_STATE_DIR`] when empty.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
-    /// Blobs whose bytes follow the plan line on stdin, in this order.
+    /// Blobs the tasks need in the store, received in this order before the first task:
+    /// fetched from their `url`, or read from stdin, where their bytes follow the plan line.
     #[serde(default)]
     pub blobs: Vec<BlobHeader>,
     /// Tasks, run in order; the first failure stops the plan.
     pub tasks: Vec<Task>,
 }
 
-/// Announces one blob that follows the plan on stdin.
+/// Announces one blob the plan needs. Until it is whole and verified it lives in the
+/// store's partial directory, so a transfer cut part-way resumes where it stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BlobHeader {
@@ -52,6 +55,26 @@ pub struct BlobHeader {
     pub sha256: String,
     /// Exact byte count.
     pub size: u64,
+    /// Where to fetch it (`http://…/blobs/<token>/<sha256>`, Range requests resume it);
+    /// None: its bytes follow the plan on stdin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Stdin blobs only: the host's partial file already holds the bytes before this offset
+    /// (its facts said so), and only the rest, `size - offset` bytes, follows on stdin.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub offset: u64,
+}
+
+impl BlobHeader {
+    /// A blob whose bytes follow on stdin, whole.
+    pub fn stdin(sha256: impl Into<String>, size: u64) -> Self {
+        Self {
+            sha256: sha256.into(),
+            size,
+            url: None,
+            offset: 0,
+        }
+    }
 }
 
 /// One named, typed step.
@@ -328,10 +351,55 @@ pub enum Event {
         /// Agent crate version.
         version: String,
     },
-    /// A blob from stdin was verified and stored.
+    /// A blob transfer began.
+    BlobStarted {
+        /// Its sha256.
+        sha256: String,
+        /// Its size.
+        size: u64,
+        /// Bytes an earlier, cut transfer left in the partial file; the transfer goes on
+        /// from there.
+        have: u64,
+    },
+    /// A blob transfer goes on; sent about once a second at most.
+    BlobProgress {
+        /// Its sha256.
+        sha256: String,
+        /// Bytes the partial file holds now.
+        received: u64,
+        /// The blob's size.
+        size: u64,
+    },
+    /// A fetch failed part-way (connect, read, timeout, server error) and is tried again
+    /// from the bytes received so far.
+    BlobRetry {
+        /// Its sha256.
+        sha256: String,
+        /// Retries so far, this one included.
+        attempt: u32,
+        /// Bytes the partial file holds.
+        received: u64,
+        /// What went wrong.
+        error: String,
+    },
+    /// A blob was verified and stored.
     BlobStored {
         /// Its sha256.
         sha256: String,
+        /// Its size.
+        #[serde(default)]
+        size: u64,
+        /// The byte the last request (or the stdin stream) started at: above 0 when the
+        /// transfer resumed from bytes an earlier attempt, in this run or an earlier one,
+        /// had kept.
+        #[serde(default)]
+        resumed_from: u64,
+        /// Fetch retries it took.
+        #[serde(default)]
+        retries: u32,
+        /// Wall time of the transfer, verification included.
+        #[serde(default)]
+        seconds: f64,
     },
     /// A task began.
     TaskStarted {
@@ -414,6 +482,10 @@ impl std::fmt::Debug for CommandArgs {
             .field("redact", &format_args!("[{} secret(s)]", self.redact.len()))
             .finish()
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn root() -> String {

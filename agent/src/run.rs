@@ -1,8 +1,9 @@
 //! The runner: one plan in on stdin, events out on stdout.
 //!
-//! Stdin holds one JSON plan line, then the raw bytes of each blob the plan announces, in
-//! order. Every event is flushed as soon as it is written, since the engine streams them
-//! to the terminal and the journal as they come.
+//! Stdin holds one JSON plan line, then the raw bytes of each blob the plan announces for
+//! stdin, in order; blobs with a URL are fetched over HTTP instead. Every event is flushed
+//! as soon as it is written, since the engine streams them to the terminal and the journal
+//! as they come.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -16,17 +17,18 @@ use nix::{
     errno::Errno,
     fcntl::{Flock, FlockArg},
 };
-use sha2::{Digest, Sha256};
 
 use crate::{
     checks,
     error::{Error, Result},
     facts,
-    fsutil::{is_sha256_name, sync_dir, write_err},
+    fetch::{self, FetchConfig},
+    fsutil::write_err,
     protocol::{
         Action, BlobHeader, DEFAULT_STATE_DIR, DEFAULT_STORE_DIR, Event, PROTOCOL_VERSION, Plan,
         TaskStatus,
     },
+    store::Partial,
     tasks::{self, Ctx, Outcome},
 };
 
@@ -95,24 +97,29 @@ fn run_plan(input: &mut impl BufRead, out: &mut impl Write, root: &Path) -> Resu
     // Read-only runs (facts before preflight, dry runs) must leave no trace on the host, not
     // even the state directory, and cannot race with anything, so they take no lock.
     let read_only = plan.check_mode
-        || plan
-            .tasks
-            .iter()
-            .all(|t| matches!(t.action, Action::Facts(_)));
+        || (plan.blobs.is_empty()
+            && plan
+                .tasks
+                .iter()
+                .all(|t| matches!(t.action, Action::Facts(_))));
     let _lock = if read_only {
         None
     } else {
         Some(lock(&ctx.state_dir)?)
     };
+    let fetch_config = FetchConfig::default();
     for header in &plan.blobs {
-        receive_blob(input, header, &ctx.store_dir)?;
+        match &header.url {
+            Some(url) => {
+                fetch::fetch(header, url, &ctx.store_dir, &fetch_config, &mut |e| {
+                    emit(out, e)
+                })?;
+            }
+            None => {
+                receive_blob(input, header, &ctx.store_dir, &mut |e| emit(out, e))?;
+            }
+        }
         ctx.verified.insert(header.sha256.clone());
-        emit(
-            out,
-            &Event::BlobStored {
-                sha256: header.sha256.clone(),
-            },
-        )?;
     }
     let mut changed = 0;
     let mut ok = true;
@@ -239,60 +246,58 @@ fn lock(state_dir: &Path) -> Result<Flock<File>> {
     })
 }
 
-/// Reads exactly `header.size` bytes into the store as `<store>/<sha256>`, through a temp
-/// file that is renamed only once the bytes are synced and verified.
-fn receive_blob(input: &mut impl Read, header: &BlobHeader, store: &Path) -> Result<PathBuf> {
-    if !is_sha256_name(&header.sha256) {
-        return Err(Error::BadBlobName {
-            value: header.sha256.clone(),
+/// Reads the blob's bytes from `input` (all of them, or those after `header.offset` when
+/// the partial file already holds the rest) through its partial file into the store. A
+/// stream cut part-way leaves the partial file for the engine to resume next time.
+fn receive_blob(
+    input: &mut impl Read,
+    header: &BlobHeader,
+    store: &Path,
+    emit: &mut dyn FnMut(&Event) -> Result<()>,
+) -> Result<PathBuf> {
+    let started = Instant::now();
+    let mut partial = Partial::open(store, &header.sha256, header.size)?;
+    if header.offset > partial.have() {
+        return Err(Error::PartialShort {
+            sha256: header.sha256.clone(),
+            path: partial.path().to_path_buf(),
+            have: partial.have(),
+            offset: header.offset,
         });
     }
-    fs::create_dir_all(store).map_err(|source| write_err("create directory", store, source))?;
-    let dest = store.join(&header.sha256);
-    let tmp = store.join(format!(".{}.tmp-{}", header.sha256, std::process::id()));
-    let result = copy_verified(input, header, &tmp);
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::rename(&tmp, &dest).map_err(|source| write_err("rename into place", &dest, source))?;
-    sync_dir(store)?;
-    Ok(dest)
-}
-
-fn copy_verified(input: &mut impl Read, header: &BlobHeader, tmp: &Path) -> Result<()> {
-    let mut file = File::create(tmp).map_err(|source| write_err("create", tmp, source))?;
-    let mut hasher = Sha256::new();
-    let mut received = 0u64;
-    let mut buf = vec![0u8; 1 << 16];
-    let read_err = |received, source| Error::ReadBlob {
+    partial.truncate(header.offset)?;
+    emit(&Event::BlobStarted {
         sha256: header.sha256.clone(),
-        received,
         size: header.size,
-        source,
-    };
-    while received < header.size {
-        let want = usize::try_from(header.size - received).map_or(buf.len(), |r| r.min(buf.len()));
+        have: header.offset,
+    })?;
+    let mut buf = vec![0u8; 1 << 16];
+    while partial.have() < header.size {
+        let left = header.size - partial.have();
+        let want = usize::try_from(left).map_or(buf.len(), |r| r.min(buf.len()));
+        let read_err = |source| Error::ReadBlob {
+            sha256: header.sha256.clone(),
+            received: partial.have(),
+            size: header.size,
+            source,
+        };
         let n = match input.read(&mut buf[..want]) {
-            Ok(0) => return Err(read_err(received, io::ErrorKind::UnexpectedEof.into())),
+            Ok(0) => return Err(read_err(io::ErrorKind::UnexpectedEof.into())),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_err(received, e)),
+            Err(e) => return Err(read_err(e)),
         };
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n])
-            .map_err(|source| write_err("write", tmp, source))?;
-        received += n as u64;
+        partial.write(&buf[..n])?;
     }
-    let actual = hex::encode(hasher.finalize());
-    if actual != header.sha256 {
-        return Err(Error::BlobChecksum {
-            expected: header.sha256.clone(),
-            actual,
-        });
-    }
-    file.sync_all()
-        .map_err(|source| write_err("sync", tmp, source))
+    let path = partial.finish(store, "stdin")?;
+    emit(&Event::BlobStored {
+        sha256: header.sha256.clone(),
+        size: header.size,
+        resumed_from: header.offset,
+        retries: 0,
+        seconds: started.elapsed().as_secs_f64(),
+    })?;
+    Ok(path)
 }
 
 /// Writes one event line and flushes it.

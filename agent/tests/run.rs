@@ -238,17 +238,14 @@ fn stores_verified_blobs() {
     let mut plan = host.plan(vec![]);
     plan.blobs = [a, b]
         .iter()
-        .map(|bytes| BlobHeader {
-            sha256: sha256_hex(bytes),
-            size: bytes.len() as u64,
-        })
+        .map(|bytes| BlobHeader::stdin(sha256_hex(bytes), bytes.len() as u64))
         .collect();
     let (events, code) = run_plan(&plan, &[a, b]);
     assert_eq!(code, 0);
     let stored: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {
-            Event::BlobStored { sha256 } => Some(sha256.as_str()),
+            Event::BlobStored { sha256, .. } => Some(sha256.as_str()),
             _ => None,
         })
         .collect();
@@ -257,8 +254,59 @@ fn stores_verified_blobs() {
     assert_eq!(fs::read(host.path("store").join(sha256_hex(b))).unwrap(), b);
     assert_eq!(
         fs::read_dir(host.path("store")).unwrap().count(),
-        2,
-        "no temp files"
+        3,
+        "the two blobs and the partial directory"
+    );
+    assert_eq!(
+        fs::read_dir(host.path("store/.partial")).unwrap().count(),
+        0,
+        "no partial file is left"
+    );
+}
+
+#[test]
+fn a_cut_stdin_stream_keeps_its_bytes_and_the_engine_resumes_from_an_offset() {
+    let host = Host::new();
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let sha = sha256_hex(&blob);
+    let mut plan = host.plan(vec![]);
+    plan.blobs = vec![BlobHeader::stdin(sha.clone(), blob.len() as u64)];
+    // The stream ends after 100 000 bytes, as when the SSH connection drops.
+    let (events, code) = run_plan(&plan, &[&blob[..100_000]]);
+    assert_eq!(code, 2, "{events:?}");
+    assert!(
+        matches!(events.last(), Some(Event::Fatal { message }) if message.contains("after 100000 of 300000 bytes")),
+        "{events:?}"
+    );
+    let facts =
+        kubegrid_agent::facts::gather(&host.path("root"), &Default::default(), &host.path("store"));
+    assert_eq!(facts.partials, BTreeMap::from([(sha.clone(), 100_000)]));
+    assert!(!facts.store.contains(&sha));
+
+    plan.blobs[0].offset = 100_000;
+    let (events, code) = run_plan(&plan, &[&blob[100_000..]]);
+    assert_eq!(code, 0, "{events:?}");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::BlobStored {
+            resumed_from: 100_000,
+            size: 300_000,
+            ..
+        }
+    )));
+    assert_eq!(fs::read(host.path("store").join(&sha)).unwrap(), blob);
+
+    // An offset beyond what the partial file holds is refused.
+    let other = sha256_hex(b"other");
+    plan.blobs = vec![BlobHeader {
+        offset: 3,
+        ..BlobHeader::stdin(other, 5)
+    }];
+    let (events, code) = run_plan(&plan, &[b"er"]);
+    assert_eq!(code, 2);
+    assert!(
+        matches!(events.last(), Some(Event::Fatal { message }) if message.contains("holds 0 bytes")),
+        "{events:?}"
     );
 }
 
@@ -266,18 +314,24 @@ fn stores_verified_blobs() {
 fn a_blob_that_does_not_match_is_fatal_and_not_stored() {
     let host = Host::new();
     let mut plan = host.plan(vec![command_task("never", "true", None)]);
-    plan.blobs = vec![BlobHeader {
-        sha256: sha256_hex(b"expected"),
-        size: 8,
-    }];
+    plan.blobs = vec![BlobHeader::stdin(sha256_hex(b"expected"), 8)];
     let (events, code) = run_plan(&plan, &[b"tampered"]);
     assert_eq!(code, 2);
-    assert_eq!(events.len(), 2);
-    let Event::Fatal { message } = &events[1] else {
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(matches!(&events[1], Event::BlobStarted { have: 0, .. }));
+    let Event::Fatal { message } = &events[2] else {
         panic!("{events:?}")
     };
-    assert!(message.ends_with("nothing was stored"), "{message}");
-    assert_eq!(fs::read_dir(host.path("store")).unwrap().count(), 0);
+    assert!(message.contains("nothing was stored"), "{message}");
+    assert!(
+        message.contains(&sha256_hex(b"expected")) && message.contains(&sha256_hex(b"tampered")),
+        "{message}"
+    );
+    assert!(!host.path("store").join(sha256_hex(b"expected")).exists());
+    assert_eq!(
+        fs::read_dir(host.path("store/.partial")).unwrap().count(),
+        0
+    );
 }
 
 #[test]
@@ -378,10 +432,7 @@ fn installs_binaries_and_archives_from_blobs_and_redacts_secrets() {
     ]);
     plan.blobs = [kubeadm, cni.as_slice()]
         .iter()
-        .map(|bytes| BlobHeader {
-            sha256: sha256_hex(bytes),
-            size: bytes.len() as u64,
-        })
+        .map(|bytes| BlobHeader::stdin(sha256_hex(bytes), bytes.len() as u64))
         .collect();
     let (events, code) = run_plan(&plan, &[kubeadm, &cni]);
     assert_eq!(code, 0, "{events:?}");

@@ -3,10 +3,13 @@
 //! They need root, systemd-nspawn and debootstrap (see README.md); hosts are checked with
 //! the plain OpenSSH client, not with kubegrid's code.
 
+mod airgap;
 mod apply;
 mod bootstrap;
 mod cluster_checks;
+mod distribute;
 mod lab;
 mod lab_refusals;
 mod measure;
+mod registry;
 mod ssh;

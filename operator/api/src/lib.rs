@@ -28,8 +28,9 @@ mod validate;
 pub mod version;
 
 pub use cluster::{
-    BundleSpec, Cluster, ClusterSpec, ContainerRuntimeSpec, ContainerdSpec, ControlPlaneEndpoint,
-    DEFAULT_API_SERVER_PORT, DEFAULT_CNI, NetworkSpec, RegistryMirror, RuntimeName,
+    BUNDLE_REGISTRY_MIRRORED, BundleRegistrySpec, BundleSpec, Cluster, ClusterSpec,
+    ContainerRuntimeSpec, ContainerdSpec, ControlPlaneEndpoint, DEFAULT_API_SERVER_PORT,
+    DEFAULT_BUNDLE_REGISTRY_PORT, DEFAULT_CNI, NetworkSpec, RegistryMirror, RuntimeName,
 };
 pub use error::{API_VERSION, Error, Problem, Result, SourceLine};
 pub use hosts::{BastionTarget, HostTarget};

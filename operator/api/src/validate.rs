@@ -2,6 +2,7 @@
 //! is contacted. All problems are collected, so one run shows everything to fix.
 
 mod nodes;
+mod registry;
 
 use std::{io::ErrorKind, net::IpAddr};
 
@@ -107,6 +108,7 @@ impl Checker<'_> {
         self.network(&at, &spec.network);
         self.runtime(&at, &spec.container_runtime);
         self.bundle(&at);
+        self.bundle_registry(&at);
         self.ssh(&at, &spec.ssh);
         if let Err(problem) = spec.certificate_validity() {
             let (field, seen) = problem

@@ -5,7 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use kubegrid_plan::{BundleFile, MANIFEST_FILE, MANIFEST_VERSION, Manifest};
+use kubegrid_plan::{BundleFile, MANIFEST_FILE, MANIFEST_VERSIONS, Manifest, ManifestImage};
 use serde::Serialize;
 
 use crate::{Error, Result, SIGNATURE_FILE};
@@ -21,6 +21,9 @@ pub struct Inspection {
     pub name: Option<String>,
     /// The manifest format version.
     pub manifest_version: u32,
+    /// The Kubernetes version the bundle was built for (manifest v2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<String>,
     /// Every arch an artifact is listed for, sorted (`all` included when present).
     pub arches: Vec<String>,
     /// Whether manifest.yaml.sig exists; it is not verified here.
@@ -31,6 +34,8 @@ pub struct Inspection {
     pub bytes: u64,
     /// The artifacts by kind (`deb`, `binary`, ...), each list in manifest order.
     pub kinds: BTreeMap<String, Vec<Artifact>>,
+    /// The images in the bundle's OCI layout, in manifest order.
+    pub images: Vec<ManifestImage>,
 }
 
 /// One artifact in an [`Inspection`].
@@ -135,11 +140,23 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
                 sha256: f.sha256.clone(),
             });
     }
-    let arches: BTreeSet<&str> = manifest.files.iter().map(|f| f.arch.as_str()).collect();
+    let arches: BTreeSet<&str> = manifest
+        .files
+        .iter()
+        .map(|f| f.arch.as_str())
+        .chain(
+            manifest
+                .images
+                .iter()
+                .flat_map(|i| i.arches.iter().map(|a| a.as_str())),
+        )
+        .collect();
     Ok(Inspection {
         dir: dir.to_path_buf(),
         name: manifest.name.clone(),
         manifest_version: manifest.version,
+        kubernetes: manifest.kubernetes.clone(),
+        images: manifest.images.clone(),
         arches: arches.into_iter().map(String::from).collect(),
         signed: dir.join(SIGNATURE_FILE).exists(),
         artifacts: manifest.files.len(),
@@ -197,6 +214,21 @@ fn by_key(manifest: &Manifest) -> BTreeMap<ArtifactKey, Vec<ArtifactVersion>> {
         let entry = version_of(f);
         map.entry(entry.key.clone()).or_default().push(entry);
     }
+    // An image is one artifact across its arches: its digest covers them all.
+    for i in &manifest.images {
+        let arches: Vec<&str> = i.arches.iter().map(|a| a.as_str()).collect();
+        let entry = ArtifactVersion {
+            key: ArtifactKey {
+                kind: "image".to_string(),
+                name: i.name.clone(),
+                arch: arches.join(","),
+            },
+            version: Some(i.tag.clone()),
+            sha256: i.digest.clone(),
+            size: 0,
+        };
+        map.entry(entry.key.clone()).or_default().push(entry);
+    }
     map
 }
 
@@ -226,11 +258,11 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
         path: path.clone(),
         problem: e.to_string(),
     })?;
-    if manifest.version != MANIFEST_VERSION {
+    if !MANIFEST_VERSIONS.contains(&manifest.version) {
         return Err(Error::ParseManifest {
             path,
             problem: format!(
-                "version is {}, this kubegrid reads version {MANIFEST_VERSION}; hint: use a kubegrid that matches the bundle",
+                "version is {}, this kubegrid reads versions {MANIFEST_VERSIONS:?}; hint: use a kubegrid that matches the bundle",
                 manifest.version
             ),
         });

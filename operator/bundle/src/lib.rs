@@ -7,16 +7,38 @@
 //!   covers the whole bundle.
 //! - [`verify`] checks that signature and then every artifact, naming the first bad one.
 //! - [`inspect`] and [`diff`] describe one bundle or compare two from their manifests alone.
+//! - [`Sources`] models offline-bundle/sources.yaml; [`build`] (or [`prepare`] and
+//!   [`Build::finish`]) fetches, verifies and packs a bundle from it.
+//! - [`pack`], [`unpack`] and [`open_packed`] convert between a bundle directory and its
+//!   tar + zstd file.
 
+mod build;
 mod error;
 mod fsutil;
 mod inspect;
 mod keys;
+mod pack;
 mod signature;
+mod sources;
+mod sources_plan;
 
+pub use build::{
+    Build, BuildOptions, BuildReport, build, bundle_path, mirror_candidates, parse_mirror, prepare,
+};
 pub use error::{Error, Result};
 pub use inspect::{
     Artifact, ArtifactKey, ArtifactVersion, BundleDiff, Change, Inspection, diff, inspect,
 };
 pub use keys::{PUBLIC_KEY_PREFIX, PublicKey, generate_key, read_public_key};
-pub use signature::{SIGNATURE_FILE, SIGNATURE_PREFIX, VerifyReport, open_verified, sign, verify};
+pub use pack::{open_packed, pack, unpack};
+pub use signature::{
+    SIGNATURE_FILE, SIGNATURE_PREFIX, VerifyReport, open_verified, sign, verify, verify_images,
+};
+pub use sources::{
+    ArtifactKind, ArtifactSource, Checksum, ChecksumFormat, Component, DEFAULT_SOURCES, DebPackage,
+    DebRepo, DebSource, Extract, Release, SOURCES_VERSION, SourceImage, Sources, expand,
+};
+pub use sources_plan::{
+    BuildPlan, ExpectedChecksum, KUBERNETES_COMPONENT, PlannedDeb, PlannedDebs, PlannedFile,
+    PlannedImage,
+};

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use kubegrid_plan::{Bundle, MANIFEST_FILE, Manifest};
+use kubegrid_plan::{Bundle, IMAGES_DIR, MANIFEST_FILE, Manifest};
 use ring::signature::{ED25519, UnparsedPublicKey};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -123,7 +123,31 @@ fn open_matching(dir: &Path, manifest_path: &Path, signed_bytes: &[u8]) -> Resul
             path: manifest_path.to_path_buf(),
         });
     }
+    verify_images(dir, &bundle)?;
     Ok(bundle)
+}
+
+/// Checks the bundle's images: each one the manifest lists is in images/index.json under its
+/// digest, and every blob reachable from it is there and hashes to its name. The manifest
+/// pins each image's digest, and the digest pins everything below it, so the signature over
+/// the manifest covers the images too.
+pub fn verify_images(dir: &Path, bundle: &Bundle) -> Result<()> {
+    let images = &bundle.manifest().images;
+    if images.is_empty() {
+        return Ok(());
+    }
+    let failed = |e: kubegrid_oci::Error| Error::VerifyImages {
+        dir: dir.to_path_buf(),
+        source: Box::new(e),
+    };
+    let layout = kubegrid_oci::Layout::open(dir.join(IMAGES_DIR)).map_err(failed)?;
+    let digests = images
+        .iter()
+        .map(|i| kubegrid_oci::Digest::parse(&i.digest))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    layout.verify(&digests).map_err(failed)?;
+    Ok(())
 }
 
 fn read_signature(dir: &Path, path: &Path) -> Result<[u8; SIGNATURE_LEN]> {

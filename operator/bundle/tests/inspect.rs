@@ -115,10 +115,10 @@ fn diff_reports_added_removed_and_changed_by_kind_name_and_arch() {
 #[test]
 fn inspect_refuses_an_unknown_manifest_version() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("manifest.yaml"), "version: 2\nfiles: []\n").unwrap();
+    std::fs::write(tmp.path().join("manifest.yaml"), "version: 3\nfiles: []\n").unwrap();
     let err = inspect(tmp.path()).unwrap_err().to_string();
     assert!(
-        err.contains("manifest.yaml") && err.contains("version is 2"),
+        err.contains("manifest.yaml") && err.contains("version is 3"),
         "{err}"
     );
 }

@@ -4,12 +4,15 @@
 //! spec and hand it to [`operation::execute`], which journals everything it does.
 
 pub mod agent;
+pub mod distribute;
 pub mod error;
+pub mod images;
 pub mod kubernetes;
 pub mod operation;
 pub mod phases;
 pub mod preflight;
 pub mod progress;
+pub mod registry;
 pub mod session;
 pub mod spec;
 pub mod ssh;

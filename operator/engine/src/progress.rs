@@ -49,6 +49,28 @@ pub enum Progress {
         /// Why it failed.
         error: Option<String>,
     },
+    /// A blob transfer to a host moved on (see [`crate::distribute`]).
+    Transfer {
+        /// Node name.
+        host: String,
+        /// Phase name.
+        phase: String,
+        /// The blob's sha256.
+        blob: String,
+        /// "start", "progress" (about once a second), "retry" or "done".
+        stage: String,
+        /// Bytes the host holds.
+        bytes: u64,
+        /// The blob's size (0 on "retry").
+        size: u64,
+        /// At "start" and "retry", the byte the transfer goes on from; at "done", the byte
+        /// the last request started at: above 0 when the transfer resumed.
+        resumed_from: u64,
+        /// Wall time of the whole transfer, at "done".
+        millis: u64,
+        /// Why it is retried, at "retry".
+        message: String,
+    },
     /// A phase ended on every host.
     PhaseFinished {
         /// Phase name.

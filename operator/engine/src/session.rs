@@ -1,6 +1,9 @@
 //! One host's side of an operation: its connection, its agent and its blob store.
 
-use std::{collections::BTreeSet, path::PathBuf};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+};
 
 use kubegrid_agent::{
     facts::Facts,
@@ -91,6 +94,8 @@ pub struct HostSession {
     installed: bool,
     arch: Option<String>,
     store: BTreeSet<String>,
+    partials: BTreeMap<String, u64>,
+    blob_source: Option<String>,
     round_trips: usize,
 }
 
@@ -103,6 +108,8 @@ impl HostSession {
             installed: false,
             arch: None,
             store: BTreeSet::new(),
+            partials: BTreeMap::new(),
+            blob_source: None,
             round_trips: 0,
         }
     }
@@ -160,6 +167,37 @@ impl HostSession {
         self.store.extend(shas);
     }
 
+    /// Whether the host's store lacks a blob, as far as this session knows.
+    pub fn lacks(&self, sha256: &str) -> bool {
+        !self.store.contains(sha256)
+    }
+
+    /// Where the host fetches the blobs of the next plan: a blob server URL prefix to which
+    /// the sha256 is appended, or None to push them over SSH (see
+    /// [`crate::distribute::Distributor::route`]). It holds for one plan only, since the
+    /// server serves only the blobs routed with it.
+    pub fn set_blob_source(&mut self, base_url: Option<String>) {
+        self.blob_source = base_url;
+    }
+
+    /// The header announcing `blob`: a URL to fetch it from, or its bytes on stdin from
+    /// where a cut push left its partial file (as the host's facts reported).
+    fn blob_header(&self, blob: &LocalBlob) -> BlobHeader {
+        let mut header = BlobHeader::stdin(blob.sha256.clone(), blob.size);
+        match &self.blob_source {
+            Some(base) => header.url = Some(format!("{base}{}", blob.sha256)),
+            None => {
+                header.offset = self
+                    .partials
+                    .get(&blob.sha256)
+                    .copied()
+                    .filter(|&have| have < blob.size)
+                    .unwrap_or(0);
+            }
+        }
+        header
+    }
+
     /// Runs one plan: one round trip carrying the agent (only if the host lacks it), the
     /// plan line and the blobs the host lacks; events stream back through `on_event`.
     ///
@@ -198,20 +236,20 @@ impl HostSession {
                 .filter(|b| !self.store.contains(&b.sha256))
                 .collect()
         };
-        plan.blobs = send
-            .iter()
-            .map(|b| BlobHeader {
-                sha256: b.sha256.clone(),
-                size: b.size,
-            })
-            .collect();
+        plan.blobs = send.iter().map(|b| self.blob_header(b)).collect();
+        self.blob_source = None;
         let mut line = serde_json::to_vec(&plan).map_err(|e| Error::Protocol {
             host: self.host().to_string(),
             message: format!("cannot encode the plan: {e}"),
         })?;
         line.push(b'\n');
         input.push(Input::Bytes(line));
-        input.extend(send.iter().map(|b| Input::File(b.path.clone())));
+        input.extend(
+            send.iter()
+                .zip(&plan.blobs)
+                .filter(|(_, h)| h.url.is_none())
+                .map(|(b, h)| Input::FileAt(b.path.clone(), h.offset)),
+        );
 
         let mut outcome = PlanOutcome::default();
         let mut fatal = None;
@@ -231,6 +269,9 @@ impl HostSession {
                         Event::Fatal { message } => fatal = Some(message.clone()),
                         Event::PlanFinished { .. } => finished = true,
                         Event::Hello { .. }
+                        | Event::BlobStarted { .. }
+                        | Event::BlobProgress { .. }
+                        | Event::BlobRetry { .. }
                         | Event::BlobStored { .. }
                         | Event::TaskStarted { .. } => {}
                     }
@@ -245,6 +286,12 @@ impl HostSession {
         }
         if !check {
             self.store.extend(send.iter().map(|b| b.sha256.clone()));
+            for b in &send {
+                self.partials.remove(&b.sha256);
+            }
+        }
+        if let Some(f) = &outcome.facts {
+            self.partials = f.partials.clone();
         }
         if let Some(t) = outcome
             .tasks

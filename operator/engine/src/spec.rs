@@ -91,6 +91,7 @@ pub fn cluster_context(manifest: &Manifest) -> Result<ClusterContext, kubegrid_p
         .into_iter()
         .map(|(registry, endpoints)| RegistryMirror::new(registry, endpoints))
         .collect();
+    ctx.bundle_registry = crate::registry::bundle_registry(manifest)?;
     ctx.kubernetes = Some(crate::kubernetes::kubernetes_context(manifest)?);
     Ok(ctx)
 }

@@ -1,5 +1,6 @@
-//! kubegrid's PKI: the CAs and leaf certificates kubeadm and external etcd need, in kubeadm's
-//! file layout, plus the inspection the engine uses to decide when to reissue them.
+//! kubegrid's PKI: the CAs and leaf certificates kubeadm, external etcd and the bundle
+//! registry need, in kubeadm's file layout, plus the inspection the engine uses to decide when
+//! to reissue them.
 //!
 //! Keys are ECDSA P-256, written as PKCS#8 PEM. The engine keeps every CA and leaf as a
 //! [`StoredCert`] in its journal so re-applies reuse them, and writes them to hosts as
@@ -13,6 +14,7 @@ mod kubeconfig;
 mod kubernetes;
 pub mod layout;
 mod leaf;
+mod registry;
 
 pub use time;
 
@@ -33,4 +35,8 @@ pub use crate::{
     },
     layout::{ExternalEtcdClient, PkiFile, control_plane_ca_files, etcd_member_files},
     leaf::{CLOCK_SKEW_ALLOWANCE, IssuedCert, LeafSpec, StoredCert, Usage},
+    registry::{
+        REGISTRY_CA_CERT, REGISTRY_CA_COMMON_NAME, REGISTRY_CERT, REGISTRY_KEY,
+        generate_registry_ca, registry_ca_files, registry_server_files, registry_server_spec,
+    },
 };

@@ -11,32 +11,49 @@ use std::{
 };
 
 use kubegrid_agent::protocol::PackageFormat;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// The manifest format this crate reads (manifest.yaml's `version`).
+/// The first manifest format (manifest.yaml's `version`): files only. Old dev and e2e bundles
+/// carry it; this crate still reads it.
 pub const MANIFEST_VERSION: u32 = 1;
+
+/// The manifest format `kubegrid bundle build` writes: version 1 plus the Kubernetes version,
+/// each file's component and source, and the images in the bundle's OCI layout.
+pub const MANIFEST_VERSION_2: u32 = 2;
+
+/// Every manifest format this crate reads.
+pub const MANIFEST_VERSIONS: [u32; 2] = [MANIFEST_VERSION, MANIFEST_VERSION_2];
 
 /// The manifest's file name inside a bundle directory.
 pub const MANIFEST_FILE: &str = "manifest.yaml";
 
+/// The directory inside a bundle that holds its images as one OCI image layout.
+pub const IMAGES_DIR: &str = "images";
+
 /// manifest.yaml, as offline-bundle/README.md describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Format version; must be [`MANIFEST_VERSION`].
+    /// Format version; one of [`MANIFEST_VERSIONS`].
     pub version: u32,
     /// Bundle name, for display.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The Kubernetes version the bundle was built for (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<String>,
     /// Every file in the bundle.
     pub files: Vec<BundleFile>,
+    /// The images in the bundle's `images/` OCI layout (version 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ManifestImage>,
 }
 
 /// One file of a bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundleFile {
     /// Path relative to the bundle directory.
@@ -50,15 +67,43 @@ pub struct BundleFile {
     /// What the file is.
     pub kind: FileKind,
     /// Package (or image, binary) name; required for packages.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Version the file carries; required for packages.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The sources.yaml component the file belongs to (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// The upstream URL the file came from (version 2); a file taken out of an archive has
+    /// the archive's URL with `#<member>` appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// One image of a bundle's `images/` OCI layout (version 2).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ManifestImage {
+    /// Repository, without tag: `registry.k8s.io/pause`.
+    pub name: String,
+    /// Tag: `3.10`.
+    pub tag: String,
+    /// `sha256:<hex>` of the top manifest or index as stored in the layout.
+    pub digest: String,
+    /// `sha256:<hex>` the image was pinned to upstream; differs from `digest` when platforms
+    /// were filtered out of a multi-arch index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_digest: Option<String>,
+    /// The architectures the stored image serves.
+    pub arches: Vec<Arch>,
+    /// The sources.yaml component the image belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
 }
 
 /// Architectures, in Kubernetes' spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     /// x86-64.
@@ -90,7 +135,7 @@ impl Arch {
 }
 
 /// What a bundle file is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileKind {
     /// A Debian package.
@@ -286,12 +331,27 @@ fn format_name(format: PackageFormat) -> &'static str {
 /// Rules serde cannot express. Paths must stay inside the bundle, since they are joined to
 /// its directory and read.
 fn check_manifest(manifest: &Manifest) -> Result<(), String> {
-    if manifest.version != MANIFEST_VERSION {
+    if !MANIFEST_VERSIONS.contains(&manifest.version) {
         return Err(format!(
-            "version is {}, this kubegrid reads version {MANIFEST_VERSION}; hint: use a kubegrid that matches the bundle",
+            "version is {}, this kubegrid reads versions {MANIFEST_VERSION} and {MANIFEST_VERSION_2}; hint: use a kubegrid that matches the bundle",
             manifest.version
         ));
     }
+    if manifest.version == MANIFEST_VERSION {
+        let v2_only = manifest.kubernetes.is_some()
+            || !manifest.images.is_empty()
+            || manifest
+                .files
+                .iter()
+                .any(|f| f.component.is_some() || f.source.is_some());
+        if v2_only {
+            return Err(
+                "version 1 has no `kubernetes`, `images`, `component` or `source`; hint: a manifest with them says `version: 2`"
+                    .into(),
+            );
+        }
+    }
+    check_images(&manifest.images)?;
     let mut paths = Vec::new();
     for file in &manifest.files {
         let at = format!("file `{}`", file.path.display());
@@ -309,12 +369,7 @@ fn check_manifest(manifest: &Manifest) -> Result<(), String> {
             return Err(format!("{at} is listed twice"));
         }
         paths.push(&file.path);
-        let hex_ok = file.sha256.len() == 64
-            && file
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !hex_ok {
+        if !is_sha256_hex(&file.sha256) {
             return Err(format!(
                 "{at}: sha256 `{}` is not 64 lower-case hex digits",
                 file.sha256
@@ -325,6 +380,57 @@ fn check_manifest(manifest: &Manifest) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Image entries must name a repository without a tag and pin content by sha256, since the
+/// engine pushes exactly these digests from the layout.
+fn check_images(images: &[ManifestImage]) -> Result<(), String> {
+    let mut seen = Vec::new();
+    for image in images {
+        let at = format!("image `{}:{}`", image.name, image.tag);
+        let last = image.name.rsplit('/').next().unwrap_or_default();
+        if image.name.is_empty() || last.contains(':') || image.name.contains('@') {
+            return Err(format!(
+                "{at}: `name` must be a repository without tag or digest, like registry.k8s.io/pause"
+            ));
+        }
+        if image.tag.is_empty() {
+            return Err(format!("{at}: `tag` is empty"));
+        }
+        for (field, digest) in [
+            ("digest", Some(&image.digest)),
+            ("upstreamDigest", image.upstream_digest.as_ref()),
+        ] {
+            if let Some(digest) = digest
+                && !is_sha256_digest(digest)
+            {
+                return Err(format!(
+                    "{at}: {field} `{digest}` is not `sha256:` and 64 lower-case hex digits"
+                ));
+            }
+        }
+        if image.arches.is_empty() {
+            return Err(format!("{at}: `arches` is empty"));
+        }
+        if seen.contains(&(&image.name, &image.tag)) {
+            return Err(format!("{at} is listed twice"));
+        }
+        seen.push((&image.name, &image.tag));
+    }
+    Ok(())
+}
+
+/// Whether `digest` is `sha256:` followed by 64 lower-case hex digits.
+pub fn is_sha256_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(is_sha256_hex)
+}
+
+/// Whether `hex` is 64 lower-case hex digits, the form manifests use for sha256.
+pub fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Checks a file's size and sha256.

@@ -15,6 +15,7 @@ use crate::{
     kube_modules,
     kubernetes::KUBERNETES_PATHS,
     playbook::{CheckSpec, Module, Playbook, TaskSpec, TemplatedFileSpec},
+    registry::REGISTRY_CA_CERT,
     templates::render,
 };
 
@@ -69,10 +70,7 @@ impl PhasePlan {
                     dir: bundle.dir().to_path_buf(),
                     sha256: sha.clone(),
                 })?;
-                blobs.push(BlobHeader {
-                    sha256: sha.clone(),
-                    size: file.size,
-                });
+                blobs.push(BlobHeader::stdin(sha.clone(), file.size));
             }
         }
         Ok(Plan {
@@ -194,6 +192,7 @@ fn compile_task(
                 CheckSpec::ContainerdSocket { socket } => CheckKind::ContainerdSocket {
                     socket: socket.clone(),
                 },
+                CheckSpec::BundleRegistryAnswers {} => registry_answers(&spec.name, cluster)?,
                 CheckSpec::CommandSucceeds { argv, expect } => CheckKind::CommandSucceeds {
                     argv: argv.clone(),
                     env: BTreeMap::new(),
@@ -218,7 +217,7 @@ fn compile_task(
             },
         }),
         Module::RegistryHosts(r) => {
-            for mirror in &cluster.registry_mirrors {
+            for mirror in &cluster.mirrors() {
                 let path: PathBuf = r.dir.join(&mirror.registry).join("hosts.toml");
                 let content = render(&r.template, cluster, host, Some(mirror))?;
                 push(
@@ -268,6 +267,44 @@ fn compile_task(
     };
     push(spec.name.clone(), action);
     Ok(())
+}
+
+/// `curl` of the bundle registry's `/v2/` as other hosts reach it: the host's address (so
+/// the certificate's IP SAN is what is checked) and, with TLS, the registry CA only. curl
+/// retries while the service starts; the registry answers `{}` without credentials.
+fn registry_answers(task: &str, cluster: &ClusterContext) -> Result<CheckKind> {
+    let registry = cluster
+        .bundle_registry
+        .as_ref()
+        .ok_or_else(|| Error::InvalidContext {
+            problem: format!(
+                "task `{task}` checks the bundle registry, but the spec has none (spec.bundle.registry)"
+            ),
+        })?;
+    let mut argv: Vec<String> = [
+        "curl",
+        "--silent",
+        "--show-error",
+        "--fail",
+        "--max-time",
+        "5",
+        "--retry",
+        "15",
+        "--retry-delay",
+        "1",
+        "--retry-connrefused",
+    ]
+    .map(String::from)
+    .to_vec();
+    if !registry.plain_http {
+        argv.extend(["--cacert".to_string(), REGISTRY_CA_CERT.to_string()]);
+    }
+    argv.push(format!("{}/v2/", registry.endpoint()));
+    Ok(CheckKind::CommandSucceeds {
+        argv,
+        env: BTreeMap::new(),
+        expect: Some("{}".into()),
+    })
 }
 
 fn add_blob(blobs: &mut Vec<String>, sha: &str) {

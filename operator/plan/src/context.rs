@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use crate::{
     error::{Error, Result},
     kubernetes::{INIT_DONE, JOIN_DONE, KubernetesContext},
+    registry::{BUNDLE_REGISTRY_MIRRORED, BundleRegistry},
 };
 
 /// The sandbox image used when no Kubernetes version picks one.
@@ -61,8 +62,11 @@ pub struct ClusterContext {
     pub default_runtime: String,
     /// The pod sandbox (pause) image.
     pub sandbox_image: String,
-    /// Registry mirrors written as certs.d `hosts.toml` files.
+    /// The user's registry mirrors, written as certs.d `hosts.toml` files.
     pub registry_mirrors: Vec<RegistryMirror>,
+    /// The registry kubegrid runs from the bundle; when set, every host pulls the
+    /// [`BUNDLE_REGISTRY_MIRRORED`] registries from it (see [`ClusterContext::mirrors`]).
+    pub bundle_registry: Option<BundleRegistry>,
     /// Kubernetes bootstrap inputs; None for an operation that only prepares hosts.
     pub kubernetes: Option<KubernetesContext>,
 }
@@ -78,6 +82,7 @@ impl ClusterContext {
             default_runtime: "runc".into(),
             sandbox_image: DEFAULT_SANDBOX_IMAGE.into(),
             registry_mirrors: Vec::new(),
+            bundle_registry: None,
             kubernetes: None,
         })
     }
@@ -106,13 +111,30 @@ impl ClusterContext {
             .is_some_and(|k| k.init_node == host.name)
     }
 
+    /// Every certs.d mirror: the user's, then the bundle registry's.
+    pub fn mirrors(&self) -> Vec<RegistryMirror> {
+        let mut all = self.registry_mirrors.clone();
+        if let Some(registry) = &self.bundle_registry {
+            all.extend(registry.mirrors());
+        }
+        all
+    }
+
+    /// Whether `host` runs the bundle registry.
+    pub fn is_bundle_registry_host(&self, host: &HostContext) -> bool {
+        self.bundle_registry
+            .as_ref()
+            .is_some_and(|r| r.host == host.name)
+    }
+
     /// Whether a runtime handler is enabled; runc always is.
     pub fn has_runtime(&self, runtime: &str) -> bool {
         runtime == "runc" || self.runtimes.iter().any(|r| r == runtime)
     }
 
     /// Checks what templates rely on: known runtime names, a default that is enabled, a
-    /// sandbox image, and mirror names that are safe as directory names.
+    /// sandbox image, mirror names that are safe as directory names, and a bundle registry
+    /// that no user mirror competes with.
     pub fn validate(&self) -> Result<()> {
         let invalid = |problem: String| Err(Error::InvalidContext { problem });
         for runtime in &self.runtimes {
@@ -148,6 +170,19 @@ impl ClusterContext {
                 ));
             }
             seen.push(&mirror.registry);
+        }
+        if let Some(registry) = &self.bundle_registry {
+            registry.validate()?;
+            if let Some(mirror) = self
+                .registry_mirrors
+                .iter()
+                .find(|m| BUNDLE_REGISTRY_MIRRORED.contains(&m.registry.as_str()))
+            {
+                return invalid(format!(
+                    "registry `{}` has a mirror of its own, but the bundle registry on {} serves it; drop the mirror or the bundle registry",
+                    mirror.registry, registry.host
+                ));
+            }
         }
         if let Some(k) = &self.kubernetes {
             k.validate()?;
@@ -193,6 +228,9 @@ pub struct RegistryMirror {
     pub ca_file: Option<String>,
     /// Skip TLS verification of the mirrors (lab registries with self-signed certs).
     pub skip_verify: bool,
+    /// The endpoints' URL paths are the registry API root (containerd's `override_path`):
+    /// `https://reg:5000/v2/docker.io` serves docker.io's repositories under a prefix.
+    pub override_path: bool,
 }
 
 impl RegistryMirror {
@@ -211,6 +249,7 @@ impl RegistryMirror {
             server,
             ca_file: None,
             skip_verify: false,
+            override_path: false,
         }
     }
 

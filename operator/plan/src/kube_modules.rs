@@ -22,6 +22,10 @@ pub struct BinariesSpec {
     pub bundle: Vec<String>,
     /// Directory they are installed in, e.g. /usr/bin.
     pub dir: PathBuf,
+    /// Put before each installed file name: `kubegrid-` installs the bundle's `registry` as
+    /// `<dir>/kubegrid-registry`, so kubegrid's copy never shadows or replaces a packaged one.
+    #[serde(default)]
+    pub prefix: String,
 }
 
 /// `archive:` a bundle archive unpacked into a directory.
@@ -80,7 +84,7 @@ pub(crate) fn binaries(
         .map(|name| {
             let file = bundle.binary(name, &host.facts.arch)?;
             let action = Action::Binary(BinaryArgs {
-                path: spec.dir.join(name),
+                path: spec.dir.join(format!("{}{name}", spec.prefix)),
                 sha256: file.sha256.clone(),
                 mode: 0o755,
             });

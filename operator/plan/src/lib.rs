@@ -20,10 +20,13 @@ mod kube_modules;
 mod kubernetes;
 mod playbook;
 mod predicate;
+mod registry;
 mod templates;
 
 pub use bundle::{
-    Arch, Bundle, BundleFile, FileKind, MANIFEST_FILE, MANIFEST_VERSION, Manifest, sha256_file,
+    Arch, Bundle, BundleFile, FileKind, IMAGES_DIR, MANIFEST_FILE, MANIFEST_VERSION,
+    MANIFEST_VERSION_2, MANIFEST_VERSIONS, Manifest, ManifestImage, is_sha256_digest,
+    is_sha256_hex, sha256_file,
 };
 pub use compile::{
     CONFLICTING_PACKAGES, CONFLICTING_PATHS, PREFLIGHT_DISKS, PhasePlan, compile, facts_probes,
@@ -45,6 +48,11 @@ pub use playbook::{
     RegistryHostsSpec, TaskSpec, TemplatedFileSpec, UnitSpec,
 };
 pub use predicate::{Role, When};
+pub use registry::{
+    BUNDLE_REGISTRY_MARKER, BUNDLE_REGISTRY_MIRRORED, BundleRegistry, REGISTRY_BINARY,
+    REGISTRY_BUNDLE_NAME, REGISTRY_CA_CERT, REGISTRY_CA_SET, REGISTRY_CERT, REGISTRY_CONFIG,
+    REGISTRY_DATA_DIR, REGISTRY_KEY, REGISTRY_SET, REGISTRY_UNIT,
+};
 pub use templates::{
     CILIUM_IMAGE, CILIUM_OPERATOR_IMAGE, TEMPLATES, Template, kubelet_may_set_label, render,
     template,

@@ -57,6 +57,8 @@ pub enum HostSelector {
     InitNode,
     /// Hosts having at least one of these roles, except the init node: the ones that join.
     Joining(Vec<Role>),
+    /// The host that runs the bundle registry; none when the spec has no bundle registry.
+    BundleRegistry,
 }
 
 impl HostSelector {
@@ -69,6 +71,7 @@ impl HostSelector {
             HostSelector::Roles(roles) => any_role(roles),
             HostSelector::InitNode => is_init,
             HostSelector::Joining(roles) => any_role(roles) && !is_init,
+            HostSelector::BundleRegistry => cluster.is_bundle_registry_host(host),
         }
     }
 }
@@ -291,6 +294,10 @@ pub enum CheckSpec {
         /// Text stdout must contain.
         expect: String,
     },
+    /// The bundle registry answers its API (`/v2/`) at the address and port other hosts
+    /// use, over TLS verified with the registry CA unless it serves plain HTTP; retried while
+    /// it starts. Runs `curl` on the host.
+    BundleRegistryAnswers {},
     /// A command exits 0 (and its stdout contains `expect`, when given).
     CommandSucceeds {
         /// Program and arguments; no shell.
@@ -485,6 +492,10 @@ impl Module {
                 CheckSpec::ContainerRuns { argv, .. } | CheckSpec::CommandSucceeds { argv, .. },
             ) if argv.is_empty() => Err("`argv` is empty".into()),
             Module::Binaries(b) if b.bundle.is_empty() => Err("`bundle` lists no binaries".into()),
+            Module::Binaries(b) if b.prefix.contains('/') => Err(format!(
+                "prefix `{}` must be part of a file name, without '/'",
+                b.prefix
+            )),
             Module::Binaries(b) => absolute(&b.dir),
             Module::Archive(a) => absolute(&a.dest),
             Module::CniManifest(c) => absolute(&c.path).and(known(&c.template)),

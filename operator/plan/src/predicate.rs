@@ -19,8 +19,12 @@ pub enum When {
     OsFamily(OsFamily),
     /// The host's architecture ("amd64", "arm64").
     Arch(String),
-    /// The spec configures at least one registry mirror.
+    /// At least one certs.d mirror is configured: the user's, or the bundle registry's.
     RegistryMirrors(bool),
+    /// The spec runs a bundle registry.
+    BundleRegistry(bool),
+    /// The spec runs a bundle registry over TLS, so hosts need its CA.
+    BundleRegistryTls(bool),
     /// The host runs (or ran) `kubeadm init`.
     InitNode(bool),
     /// The host's kubelet has joined the cluster (kubeadm wrote kubelet.conf).
@@ -74,7 +78,17 @@ impl When {
             When::Containerd(req) => req.matches(&cluster.containerd),
             When::OsFamily(family) => host.os_family() == Some(*family),
             When::Arch(arch) => host.facts.arch == *arch,
-            When::RegistryMirrors(want) => cluster.registry_mirrors.is_empty() != *want,
+            When::RegistryMirrors(want) => {
+                (cluster.registry_mirrors.is_empty() && cluster.bundle_registry.is_none()) != *want
+            }
+            When::BundleRegistry(want) => cluster.bundle_registry.is_some() == *want,
+            When::BundleRegistryTls(want) => {
+                cluster
+                    .bundle_registry
+                    .as_ref()
+                    .is_some_and(|r| !r.plain_http)
+                    == *want
+            }
             When::InitNode(want) => cluster.is_init_node(host) == *want,
             When::Joined(want) => host.joined() == *want,
             When::Initialized(want) => k.is_some_and(|k| k.initialized) == *want,
@@ -126,6 +140,30 @@ mod tests {
         assert!(holds("{all: [{role: worker}, {not: {runtime: nvidia}}]}"));
         assert!(holds("{any: [{role: etcd}, {arch: amd64}]}"));
         assert!(!holds("{all: [{role: worker}, {arch: arm64}]}"));
+    }
+
+    #[test]
+    fn bundle_registry_predicates_follow_the_registry_and_its_scheme() {
+        let mut cluster = ClusterContext::new("c", "1.7").unwrap();
+        let host = HostContext::default();
+        let holds = |c: &ClusterContext, yaml: &str| when(yaml).eval(c, &host);
+        assert!(holds(&cluster, "{bundle_registry: false}"));
+        assert!(holds(&cluster, "{bundle_registry_tls: false}"));
+        cluster.bundle_registry = Some(crate::BundleRegistry {
+            host: "reg".into(),
+            address: "10.0.0.5".into(),
+            port: 5000,
+            plain_http: false,
+        });
+        assert!(holds(&cluster, "{bundle_registry: true}"));
+        assert!(holds(&cluster, "{bundle_registry_tls: true}"));
+        assert!(
+            holds(&cluster, "{registry_mirrors: true}"),
+            "the bundle registry's mirrors count"
+        );
+        cluster.bundle_registry.as_mut().unwrap().plain_http = true;
+        assert!(holds(&cluster, "{bundle_registry: true}"));
+        assert!(holds(&cluster, "{bundle_registry_tls: false}"));
     }
 
     #[test]

@@ -11,6 +11,10 @@ use crate::{
     context::{ClusterContext, HostContext, REGISTRY_CONFIG_PATH, RegistryMirror, TaintContext},
     error::{Error, Result, tera_detail},
     kubernetes::{EtcdContext, JoinSecrets, KubernetesContext},
+    registry::{
+        BundleRegistry, REGISTRY_BINARY, REGISTRY_CA_CERT, REGISTRY_CERT, REGISTRY_CONFIG,
+        REGISTRY_DATA_DIR, REGISTRY_KEY,
+    },
 };
 
 /// An embedded template.
@@ -43,6 +47,8 @@ pub const TEMPLATES: &[Template] = templates![
     "kube-vip/kube-vip.yaml.tera",
     "etcd/etcd.service.tera",
     "cni/cilium.yaml.tera",
+    "registry/config.yml.tera",
+    "registry/kubegrid-registry.service.tera",
 ];
 
 /// The Cilium agent image cni/cilium.yaml.tera deploys; agent and operator must be one release.
@@ -80,8 +86,16 @@ pub fn template(name: &str) -> Result<&'static Template> {
 /// Templates see `cluster` (`name`, `containerd.{line,major,minor}`, `runtimes`,
 /// `default_runtime`, `sandbox_image`, `registry_config_path`, `registry_mirrors`, `kata` as
 /// `[{handler, shim}]`, `nvidia`, `cdi_spec_dirs`), `host` (`name`, `roles`, and `facts` with
-/// the wire's camelCase keys, e.g. `host.facts.osId`) and `mirror` (a [`RegistryMirror`] or
-/// null). An undefined variable is an error, never an empty string.
+/// the wire's camelCase keys, e.g. `host.facts.osId`) and `mirror` (a [`RegistryMirror`] plus
+/// `bundle_registry`, true when it points at the bundle registry; or null). An undefined
+/// variable is an error, never an empty string. `cluster.registry_mirrors` is every certs.d
+/// mirror, the bundle registry's included ([`ClusterContext::mirrors`]).
+///
+/// `cluster.bundle_registry` is null without a bundle registry; otherwise it has `host`,
+/// `address`, `port`, `plain_http`, `scheme`, `endpoint` (the URL containerd pulls from),
+/// `listen` (what the registry binds), `binary`, `config_file`, `data_dir`,
+/// `state_directory` (`data_dir` under /var/lib, for systemd), `ca_file`, `cert_file` and
+/// `key_file`.
 ///
 /// `cluster.kubernetes` is null for an operation without Kubernetes; otherwise it has every
 /// [`KubernetesContext`] field (`version` as "1.31.4" with `major`/`minor`/`patch`,
@@ -103,7 +117,8 @@ pub fn render(
 ) -> Result<String> {
     template(name)?;
     let tera = engine()?;
-    let view = View::new(cluster, host, mirror);
+    let mirrors = cluster.mirrors();
+    let view = View::new(cluster, host, mirror, &mirrors);
     let context = tera::Context::from_serialize(&view).map_err(|e| Error::RenderTemplate {
         template: name.to_string(),
         host: host.name.clone(),
@@ -140,7 +155,56 @@ fn engine() -> Result<&'static Tera> {
 struct View<'a> {
     cluster: ClusterView<'a>,
     host: HostView<'a>,
-    mirror: Option<&'a RegistryMirror>,
+    mirror: Option<MirrorView<'a>>,
+}
+
+#[derive(Serialize)]
+struct MirrorView<'a> {
+    #[serde(flatten)]
+    mirror: &'a RegistryMirror,
+    /// It sends pulls to the bundle registry (hosts.toml marks it for reset).
+    bundle_registry: bool,
+}
+
+#[derive(Serialize)]
+struct BundleRegistryView<'a> {
+    host: &'a str,
+    address: &'a str,
+    port: u16,
+    plain_http: bool,
+    scheme: &'static str,
+    endpoint: String,
+    listen: String,
+    binary: &'static str,
+    config_file: &'static str,
+    data_dir: &'static str,
+    state_directory: &'static str,
+    ca_file: &'static str,
+    cert_file: &'static str,
+    key_file: &'static str,
+}
+
+impl<'a> BundleRegistryView<'a> {
+    fn new(r: &'a BundleRegistry) -> Self {
+        BundleRegistryView {
+            host: &r.host,
+            address: &r.address,
+            port: r.port,
+            plain_http: r.plain_http,
+            scheme: r.scheme(),
+            endpoint: r.endpoint(),
+            listen: r.listen(),
+            binary: REGISTRY_BINARY,
+            config_file: REGISTRY_CONFIG,
+            data_dir: REGISTRY_DATA_DIR,
+            state_directory: REGISTRY_DATA_DIR
+                .strip_prefix("/var/lib/")
+                .unwrap_or(REGISTRY_DATA_DIR),
+            ca_file: REGISTRY_CA_CERT,
+            cert_file: REGISTRY_CERT,
+            key_file: REGISTRY_KEY,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -152,6 +216,7 @@ struct ClusterView<'a> {
     sandbox_image: &'a str,
     registry_config_path: &'static str,
     registry_mirrors: &'a [RegistryMirror],
+    bundle_registry: Option<BundleRegistryView<'a>>,
     /// Kata handlers, so templates need no string slicing.
     kata: Vec<KataView<'a>>,
     nvidia: bool,
@@ -232,6 +297,7 @@ impl<'a> View<'a> {
         cluster: &'a ClusterContext,
         host: &'a HostContext,
         mirror: Option<&'a RegistryMirror>,
+        mirrors: &'a [RegistryMirror],
     ) -> Self {
         let kata = cluster
             .runtimes
@@ -255,14 +321,24 @@ impl<'a> View<'a> {
                 default_runtime: &cluster.default_runtime,
                 sandbox_image: &cluster.sandbox_image,
                 registry_config_path: REGISTRY_CONFIG_PATH,
-                registry_mirrors: &cluster.registry_mirrors,
+                registry_mirrors: mirrors,
+                bundle_registry: cluster
+                    .bundle_registry
+                    .as_ref()
+                    .map(BundleRegistryView::new),
                 kata,
                 nvidia: cluster.has_runtime("nvidia"),
                 cdi_spec_dirs: CDI_SPEC_DIRS,
                 kubernetes: cluster.kubernetes.as_ref().map(KubernetesView::new),
             },
             host: HostView::new(host, cluster.kubernetes.as_ref()),
-            mirror,
+            mirror: mirror.map(|mirror| MirrorView {
+                mirror,
+                bundle_registry: cluster
+                    .bundle_registry
+                    .as_ref()
+                    .is_some_and(|r| r.serves(mirror)),
+            }),
         }
     }
 }

@@ -25,8 +25,9 @@ pub struct ApplyArgs {
     /// The spec: Cluster and Node resources, multi-document YAML.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub file: PathBuf,
-    /// Offline bundle directory; overrides the Cluster's spec.bundle.source.
-    #[arg(long, value_name = "DIR")]
+    /// Offline bundle: a directory, or a packed .tar.zst from `bundle build` (unpacked once
+    /// into a cache); overrides the Cluster's spec.bundle.source.
+    #[arg(long, value_name = "DIR|FILE")]
     pub bundle: Option<PathBuf>,
     /// Public key (`kubegrid bundle keygen --public`) that the bundle's signature must verify
     /// under; overrides the Cluster's spec.bundle.publicKeyFile.
@@ -60,6 +61,11 @@ pub struct ApplyArgs {
     /// Seconds allowed for each host's TCP connect plus SSH handshake.
     #[arg(long, default_value_t = 10)]
     pub connect_timeout: u64,
+    /// How bundle files reach hosts: `http`, fetched by each host from a blob server this
+    /// command runs on its own address towards the hosts, resuming after a cut; or `ssh`,
+    /// pushed over each host's SSH connection (hosts behind a bastion always use ssh).
+    #[arg(long, value_name = "HOW", default_value = "http", value_parser = ["http", "ssh"])]
+    pub distribution: String,
     /// Journal location.
     #[command(flatten)]
     pub journal: JournalArg,
@@ -103,6 +109,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
             .into());
         }
     };
+    let bundle_dir = super::packed::bundle_dir(&bundle_dir)?;
     let bundle = open_bundle(args, &manifest, &bundle_dir)?;
     let agents = Agents::discover(&agent::default_dirs(Some(&bundle_dir)))?;
     let context = kubegrid_engine::spec::cluster_context(&manifest)?;
@@ -167,6 +174,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
         cluster_checks: !args.skip_checks.iter().any(|s| s == CLUSTER_API_CHECKS),
         force_remove: args.force_remove,
         until: args.until.clone(),
+        distribution: args.distribution.parse().map_err(UsageError)?,
         ..Options::default()
     };
     let limit = Duration::from_secs(args.check_timeout);
@@ -323,7 +331,9 @@ fn open_bundle(
             "warning: --insecure-bundle: the signature of bundle {} is not checked",
             dir.display()
         );
-        return Ok(Bundle::open(dir)?);
+        let bundle = Bundle::open(dir)?;
+        kubegrid_bundle::verify_images(dir, &bundle)?;
+        return Ok(bundle);
     }
     let Some(key) = args
         .bundle_public_key

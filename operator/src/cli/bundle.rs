@@ -1,12 +1,13 @@
-//! `kubegrid bundle`: keys, signatures and inspection of offline bundles.
+//! `kubegrid bundle`: building, keys, signatures and inspection of offline bundles.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Subcommand};
-use kubegrid_bundle::{BundleDiff, Inspection};
+use kubegrid_bundle::{BuildOptions, BuildReport, BundleDiff, Inspection, Sources};
+use kubegrid_plan::Arch;
 use serde_json::json;
 
-use super::{Output, emit};
+use super::{Output, UsageError, block_on, emit, packed::bundle_dir};
 use crate::exit;
 
 /// `kubegrid bundle`.
@@ -20,6 +21,9 @@ pub struct BundleArgs {
 /// Bundle commands.
 #[derive(Debug, Subcommand)]
 pub enum BundleCommand {
+    /// Download and verify everything a Kubernetes release needs, and pack it as one
+    /// tar + zstd bundle with a version 2 manifest.
+    Build(Box<BuildArgs>),
     /// Make an Ed25519 key pair for signing bundles; never overwrites a file.
     Keygen {
         /// Where to write the private key (mode 0600).
@@ -39,7 +43,7 @@ pub enum BundleCommand {
     },
     /// Check the manifest's signature, then every artifact's size and sha256.
     Verify {
-        /// The bundle directory.
+        /// The bundle: a directory, or a packed .tar.zst (unpacked once into a cache).
         dir: PathBuf,
         /// The public key from `bundle keygen`.
         #[arg(long, value_name = "FILE")]
@@ -47,21 +51,79 @@ pub enum BundleCommand {
     },
     /// Show the versions, arches and artifacts a bundle holds (reads the manifest only).
     Inspect {
-        /// The bundle directory.
+        /// The bundle: a directory, or a packed .tar.zst (unpacked once into a cache).
         dir: PathBuf,
     },
     /// Compare two bundles' artifacts by kind, name and arch.
     Diff {
-        /// The old bundle directory.
+        /// The old bundle (directory or packed .tar.zst).
         a: PathBuf,
-        /// The new bundle directory.
+        /// The new bundle (directory or packed .tar.zst).
         b: PathBuf,
     },
+}
+
+/// `kubegrid bundle build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The Kubernetes version (a release in the sources, e.g. 1.34.2).
+    #[arg(long = "k8s-version", value_name = "VERSION")]
+    pub k8s_version: String,
+    /// Architectures to fetch, comma-separated.
+    #[arg(
+        long,
+        value_name = "ARCH,...",
+        value_delimiter = ',',
+        default_value = "amd64"
+    )]
+    pub arch: Vec<String>,
+    /// Fetch through this mirror: https://<host>/<path> becomes URL/<host>/<path>. Repeat to
+    /// try several in order; upstream is then never contacted.
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
+    /// Pull images through this registry mirror, which holds each image under its upstream
+    /// host (`registry.k8s.io/pause` is repository `registry.k8s.io/pause` there).
+    #[arg(long, value_name = "URL")]
+    pub image_mirror: Option<String>,
+    /// Add the sources' OS packages for this distribution (e.g. debian-12) with an apt
+    /// repository for them.
+    #[arg(long, value_name = "DISTRO")]
+    pub include_os_packages: Option<String>,
+    /// Leave a component of the release out (e.g. kata); repeatable.
+    #[arg(long = "without", value_name = "COMPONENT")]
+    pub without: Vec<String>,
+    /// The sources file; defaults to the offline-bundle/sources.yaml built into kubegrid.
+    #[arg(long, value_name = "FILE")]
+    pub sources: Option<PathBuf>,
+    /// Where to write the bundle (.tar.zst); it appears only complete.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Keep downloads here (a cache across builds); defaults to OUT.work, removed after a
+    /// successful build. A failed build keeps it so a re-run resumes.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Downloads at a time.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+    /// Retries per URL on transient errors (connection cut, 5xx, 429), with backoff.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub retries: u32,
+    /// Milliseconds before the first retry; each further retry waits twice as long.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub retry_wait_ms: u64,
+    /// The bundle name in the manifest; defaults to kubernetes-<version>-<arches>.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Sign the bundle with this private key (`bundle keygen`) before packing, so the packed
+    /// file carries manifest.yaml.sig.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 }
 
 /// Runs a `bundle` command.
 pub fn run(args: &BundleArgs, output: Output) -> anyhow::Result<u8> {
     match &args.command {
+        BundleCommand::Build(b) => return block_on(build(b, output)),
         BundleCommand::Keygen { private, public } => {
             let key = kubegrid_bundle::generate_key(private, public)?;
             let doc = json!({
@@ -85,7 +147,7 @@ pub fn run(args: &BundleArgs, output: Output) -> anyhow::Result<u8> {
             })?;
         }
         BundleCommand::Verify { dir, public_key } => {
-            let report = kubegrid_bundle::verify(dir, public_key)?;
+            let report = kubegrid_bundle::verify(&bundle_dir(dir)?, public_key)?;
             emit(output, &report, || {
                 format!(
                     "bundle {} verified: signed by {}, {} artifacts, {}\n",
@@ -97,15 +159,89 @@ pub fn run(args: &BundleArgs, output: Output) -> anyhow::Result<u8> {
             })?;
         }
         BundleCommand::Inspect { dir } => {
-            let seen = kubegrid_bundle::inspect(dir)?;
+            let seen = kubegrid_bundle::inspect(&bundle_dir(dir)?)?;
             emit(output, &seen, || inspection_text(&seen))?;
         }
         BundleCommand::Diff { a, b } => {
-            let d = kubegrid_bundle::diff(a, b)?;
+            let d = kubegrid_bundle::diff(&bundle_dir(a)?, &bundle_dir(b)?)?;
             emit(output, &d, || diff_text(&d))?;
         }
     }
     Ok(exit::OK)
+}
+
+async fn build(args: &BuildArgs, output: Output) -> anyhow::Result<u8> {
+    let mut arches = Vec::new();
+    for a in &args.arch {
+        let arch = match a.trim() {
+            "amd64" => Arch::Amd64,
+            "arm64" => Arch::Arm64,
+            other => {
+                return Err(UsageError(format!(
+                    "--arch: unknown architecture `{other}`; expected amd64 and/or arm64"
+                ))
+                .into());
+            }
+        };
+        if !arches.contains(&arch) {
+            arches.push(arch);
+        }
+    }
+    let sources = match &args.sources {
+        Some(path) => Sources::read(path)?,
+        None => Sources::builtin()?,
+    };
+    let mut opts = BuildOptions::new(&args.k8s_version, &arches);
+    opts.mirrors.clone_from(&args.mirrors);
+    opts.image_mirror.clone_from(&args.image_mirror);
+    opts.os_packages.clone_from(&args.include_os_packages);
+    opts.without.clone_from(&args.without);
+    opts.work_dir.clone_from(&args.work_dir);
+    opts.name.clone_from(&args.name);
+    opts.sign_key.clone_from(&args.sign_key);
+    opts.jobs = args.jobs;
+    opts.retries = args.retries;
+    opts.backoff = Duration::from_millis(args.retry_wait_ms);
+    opts.progress = output == Output::Text;
+    let report = kubegrid_bundle::build(&sources, &opts, &args.out).await?;
+    emit(output, &report, || build_text(&report))?;
+    Ok(exit::OK)
+}
+
+fn build_text(r: &BuildReport) -> String {
+    let mut s = format!(
+        "wrote {} ({}, sha256 {})
+bundle {}: Kubernetes {} for {}, {} artifacts ({}), {} images
+",
+        r.output.display(),
+        size(r.size),
+        r.sha256,
+        r.name,
+        r.kubernetes,
+        r.arches.join(", "),
+        r.artifacts,
+        size(r.bytes),
+        r.images
+    );
+    if r.signed {
+        s.push_str("signed: manifest.yaml.sig is in the bundle\n");
+    }
+    if let Some(repo) = &r.apt_repository {
+        s.push_str(&format!(
+            "apt repository: {} (on a host: deb [trusted=yes] file:<bundle dir> {}/)
+",
+            repo.display(),
+            repo.display()
+        ));
+    }
+    if !r.images_not_included.is_empty() {
+        s.push_str(&format!(
+            "images not in this bundle: {}
+",
+            r.images_not_included.join(", ")
+        ));
+    }
+    s
 }
 
 fn inspection_text(seen: &Inspection) -> String {
@@ -114,13 +250,17 @@ fn inspection_text(seen: &Inspection) -> String {
         .clone()
         .unwrap_or_else(|| seen.dir.display().to_string());
     let mut s = format!(
-        "bundle {name}  manifest v{}  {}\narches: {}\n",
+        "bundle {name}  manifest v{}  {}\n{}arches: {}\n",
         seen.manifest_version,
         if seen.signed {
             "signed (signature not checked; use `bundle verify`)"
         } else {
             "unsigned"
         },
+        seen.kubernetes
+            .as_ref()
+            .map(|k| format!("kubernetes: {k}\n"))
+            .unwrap_or_default(),
         seen.arches.join(", ")
     );
     let mut rows = vec![["KIND", "NAME", "VERSION", "ARCH", "SIZE"].map(String::from)];
@@ -143,6 +283,20 @@ fn inspection_text(seen: &Inspection) -> String {
         seen.artifacts,
         size(seen.bytes)
     ));
+    if !seen.images.is_empty() {
+        let mut rows = vec![["IMAGE", "TAG", "ARCHES", "DIGEST"].map(String::from)];
+        for i in &seen.images {
+            let arches: Vec<&str> = i.arches.iter().map(|a| a.as_str()).collect();
+            rows.push([
+                i.name.clone(),
+                i.tag.clone(),
+                arches.join(","),
+                i.digest.clone(),
+            ]);
+        }
+        s.push_str(&table(&rows));
+        s.push_str(&format!("{} images\n", seen.images.len()));
+    }
     s
 }
 

@@ -4,6 +4,7 @@ mod apply;
 mod bundle;
 mod journal;
 mod lab;
+mod packed;
 mod progress;
 
 use std::process::ExitCode;

@@ -4,4 +4,5 @@ mod common;
 mod crd;
 mod hosts;
 mod parse;
+mod registry;
 mod validate;

@@ -95,6 +95,8 @@ pub struct Options {
     /// Stop after this playbook phase (e.g. `container-runtime` prepares hosts only); the
     /// cluster-level steps run only when the whole playbook ran.
     pub until: Option<String>,
+    /// How bundle blobs reach hosts: the engine's HTTP blob server or SSH push.
+    pub distribution: crate::distribute::Distribution,
 }
 
 impl Default for Options {
@@ -109,6 +111,7 @@ impl Default for Options {
             force_remove: false,
             drain: kubegrid_cluster::DrainOptions::default(),
             until: None,
+            distribution: crate::distribute::Distribution::default(),
         }
     }
 }
@@ -161,10 +164,15 @@ pub struct Run {
     pub admin_client: Option<kubegrid_pki::IssuedCert>,
     /// The Kubernetes CA certificate, once the PKI is prepared.
     pub kubernetes_ca_pem: Option<String>,
+    /// How to reach the bundle registry, once its certificates are prepared; None without
+    /// `spec.bundle.registry`.
+    pub registry: Option<crate::registry::BundleRegistryEndpoint>,
     /// What the cluster-level steps found.
     pub kubernetes: ClusterChecks,
     /// Wall time of each phase, in order.
     pub phase_times: Vec<PhaseTime>,
+    /// The blob server, once a host needed it; it stops when the run is dropped.
+    pub distributor: crate::distribute::Distributor,
 }
 
 impl Run {
@@ -285,8 +293,10 @@ pub async fn execute(
         pki: vec![BTreeMap::new(); n],
         admin_client: None,
         kubernetes_ca_pem: None,
+        registry: None,
         kubernetes: ClusterChecks::default(),
         phase_times: Vec::new(),
+        distributor: Default::default(),
     };
     let outcome = drive(&mut run).await;
     for s in run.sessions.iter().flatten() {
@@ -364,6 +374,7 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
         return Ok(Outcome::PreflightFailed);
     }
     kubernetes::prepare(run).await?;
+    crate::registry::prepare(run).await?;
     let plans = phases::compile_all(run)?;
     for phase in run.req.playbook.phases.clone() {
         let per_host: BTreeMap<usize, _> = plans
@@ -399,6 +410,9 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
             phase: phase.name.clone(),
             wall_ms: started.elapsed().as_millis() as u64,
         });
+        if phase.name == crate::images::AFTER_PHASE {
+            crate::images::push(run).await;
+        }
         if run.req.options.until.as_deref() == Some(phase.name.as_str()) {
             return Ok(host_outcome(run));
         }

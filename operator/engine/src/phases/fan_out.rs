@@ -144,7 +144,7 @@ fn forward(
                 output: t.output,
             });
         }
-        _ => {}
+        _ => crate::distribute::observe(ev, host, phase, observer),
     }
 }
 

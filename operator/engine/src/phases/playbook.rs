@@ -99,6 +99,12 @@ impl Phase for PlaybookPhase {
                     persist: true,
                 });
             }
+            for job in jobs.iter().filter(|j| !j.plan.check_mode) {
+                if let Some(session) = run.sessions[job.index].as_mut() {
+                    let mode = run.req.options.distribution;
+                    run.distributor.route(mode, session, &job.blobs).await;
+                }
+            }
             for d in fan_out(run, &self.name, jobs).await {
                 match d.result {
                     Ok(outcome) => {

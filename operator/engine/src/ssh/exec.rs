@@ -17,6 +17,8 @@ pub enum Input {
     Bytes(Vec<u8>),
     /// A file streamed from disk (an agent binary, a package).
     File(PathBuf),
+    /// A file streamed from disk from a byte offset on (the rest of a cut blob push).
+    FileAt(PathBuf, u64),
 }
 
 /// How a command ended.
@@ -26,6 +28,24 @@ pub struct ExecOutput {
     pub exit: Option<u32>,
     /// The last few KiB of stderr.
     pub stderr: String,
+}
+
+/// Opens a file to stream from `offset` on; errors name the file.
+async fn open_at(path: &std::path::Path, offset: u64) -> Result<tokio::fs::File, russh::Error> {
+    use tokio::io::AsyncSeekExt;
+    let named = |e: std::io::Error| {
+        russh::Error::IO(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", path.display()),
+        ))
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(named)?;
+    if offset > 0 {
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(named)?;
+    }
+    Ok(file)
 }
 
 impl Connection {
@@ -54,14 +74,9 @@ impl Connection {
             for part in input {
                 match part {
                     Input::Bytes(b) => write.data_bytes(b).await?,
-                    Input::File(path) => {
-                        let file = tokio::fs::File::open(&path).await.map_err(|e| {
-                            russh::Error::IO(std::io::Error::new(
-                                e.kind(),
-                                format!("{}: {e}", path.display()),
-                            ))
-                        })?;
-                        write.data(file).await?;
+                    Input::File(path) => write.data(open_at(&path, 0).await?).await?,
+                    Input::FileAt(path, offset) => {
+                        write.data(open_at(&path, offset).await?).await?
                     }
                 }
             }

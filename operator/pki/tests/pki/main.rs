@@ -8,3 +8,4 @@ mod inspect;
 mod kubeconfig;
 mod layout;
 mod leaf;
+mod registry;

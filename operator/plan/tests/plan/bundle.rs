@@ -115,9 +115,9 @@ fn bad_manifests_are_rejected() {
         msg.contains("unknown field `colour`") && msg.contains("line 4"),
         "{msg}"
     );
-    write(&entry("bin/x").replace("version: 1", "version: 2"));
+    write(&entry("bin/x").replace("version: 1", "version: 3"));
     let msg = Bundle::open(dir.path()).unwrap_err().to_string();
-    assert!(msg.contains("version is 2"), "{msg}");
+    assert!(msg.contains("version is 3"), "{msg}");
     write(&entry("bin/x").replace("binary", "deb"));
     let msg = Bundle::open(dir.path()).unwrap_err().to_string();
     assert!(msg.contains("needs `name` and `version`"), "{msg}");

@@ -8,4 +8,5 @@ mod k8s_manifests;
 mod k8s_templates;
 mod k8s_validate;
 mod playbook;
+mod registry;
 mod templates;

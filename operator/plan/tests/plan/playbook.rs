@@ -20,6 +20,7 @@ fn install_playbook_has_the_slice_phases() {
         [
             "os-prepare",
             "container-runtime",
+            "registry",
             "kubernetes-packages",
             "etcd",
             "control-plane-init",
@@ -51,6 +52,10 @@ fn install_playbook_has_the_slice_phases() {
     assert_eq!(
         playbook.phase("control-plane-init").unwrap().hosts,
         HostSelector::InitNode
+    );
+    assert_eq!(
+        playbook.phase("registry").unwrap().hosts,
+        HostSelector::BundleRegistry
     );
 }
 

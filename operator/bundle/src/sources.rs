@@ -1,0 +1,257 @@
+//! offline-bundle/sources.yaml: where every upstream artifact of a bundle comes from, per
+//! component, version and arch, and how each is verified; plus the images each Kubernetes
+//! release needs, pinned by digest.
+//!
+//! The model is plain data. [`Sources::validate`] checks what serde cannot, and
+//! [`Sources::plan`] turns it into the concrete downloads for one build.
+
+use std::{collections::BTreeMap, path::Path};
+
+use kubegrid_plan::Arch;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The sources file the build uses when none is given: offline-bundle/sources.yaml as it was
+/// when this kubegrid was built.
+pub const DEFAULT_SOURCES: &str = include_str!("../../../offline-bundle/sources.yaml");
+
+/// The sources format this crate reads (sources.yaml's `version`).
+pub const SOURCES_VERSION: u32 = 1;
+
+/// offline-bundle/sources.yaml.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Sources {
+    /// Format version; must be [`SOURCES_VERSION`].
+    pub version: u32,
+    /// Upstream artifacts by component name (`kubernetes`, `containerd`, ...).
+    pub components: BTreeMap<String, Component>,
+    /// OS packages by distribution (`debian-12`), added with `--include-os-packages`.
+    #[serde(default)]
+    pub os_packages: BTreeMap<String, DebSource>,
+    /// What a bundle for each Kubernetes version holds, keyed by that version (`1.34.2`).
+    pub releases: BTreeMap<String, Release>,
+}
+
+/// One component: files fetched by URL, Debian packages fetched from a repository, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Component {
+    /// Files fetched by URL pattern.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactSource>,
+    /// Packages fetched from a Debian repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debs: Option<DebSource>,
+}
+
+/// A file fetched by URL. Patterns take `{v}` (the component version) and `{arch}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ArtifactSource {
+    /// The name playbooks ask the bundle for (`kubeadm`, `cni-plugins`). Without one the file
+    /// itself stays out of the bundle and only its `extract` members go in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the file is.
+    pub kind: ArtifactKind,
+    /// URL pattern.
+    pub url: String,
+    /// How the download is verified.
+    pub checksum: Checksum,
+    /// Executables taken out of this archive into the bundle.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extract: Vec<Extract>,
+}
+
+/// The kinds of URL-fetched artifacts; each maps onto the manifest's `FileKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactKind {
+    /// One executable.
+    Binary,
+    /// A tarball (`.tar.gz`, `.tgz`, `.tar.xz`, `.tar.zst`).
+    Archive,
+    /// One Debian package (`.deb`) pinned by sha256 rather than found in a repository index;
+    /// its manifest `version` is the release's version string for the component, so pin the
+    /// Debian version there (`1.6.20~ds1-1+deb12u3`).
+    Deb,
+    /// A root file system tarball, unpacked on hosts as a container's rootfs.
+    Rootfs,
+}
+
+impl ArtifactKind {
+    /// The manifest kind a file of this kind is recorded as.
+    pub fn file_kind(self) -> kubegrid_plan::FileKind {
+        use kubegrid_plan::FileKind;
+        match self {
+            ArtifactKind::Binary => FileKind::Binary,
+            ArtifactKind::Archive => FileKind::Archive,
+            ArtifactKind::Deb => FileKind::Deb,
+            ArtifactKind::Rootfs => FileKind::Rootfs,
+        }
+    }
+
+    /// The name sources.yaml spells it with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtifactKind::Binary => "binary",
+            ArtifactKind::Archive => "archive",
+            ArtifactKind::Deb => "deb",
+            ArtifactKind::Rootfs => "rootfs",
+        }
+    }
+}
+
+/// How a download is verified: against an upstream checksum file, or a sha256 pinned here.
+/// Exactly one of `file` and `sha256` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Checksum {
+    /// URL pattern of the upstream checksum file; `{url}` stands for the artifact's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The checksum file's format; required with `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ChecksumFormat>,
+    /// The file name to look up in a `sha256sum` file (pattern); defaults to the last path
+    /// element of the artifact's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// sha256 pins by component version, then arch, for files upstream publishes no
+    /// checksum for.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sha256: BTreeMap<String, BTreeMap<Arch, String>>,
+}
+
+/// Checksum file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumFormat {
+    /// The file describes this one artifact: its first word is the hex sha256 (`x.sha256`;
+    /// anything after the hash, like a file name, is ignored).
+    Single,
+    /// `sha256sum` output: `<hex>  <name>` lines, looked up by file name (`x.sha256sum`,
+    /// `SHA256SUMS`).
+    Sha256sum,
+}
+
+/// A member of an archive that goes into the bundle as an executable.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Extract {
+    /// Path inside the archive (pattern), e.g. `etcd-v{v}-linux-{arch}/etcdctl`.
+    pub member: String,
+    /// The name playbooks ask the bundle for.
+    pub name: String,
+}
+
+/// Debian packages from one or more repositories, verified against the repositories'
+/// `Packages` indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DebSource {
+    /// Repositories, searched in order for each package.
+    pub repos: Vec<DebRepo>,
+    /// The packages to take.
+    pub packages: Vec<DebPackage>,
+}
+
+/// One Debian repository index.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DebRepo {
+    /// URL pattern of a `Packages`, `Packages.gz` or `Packages.xz` index; takes `{arch}`.
+    pub index: String,
+    /// URL pattern the index's `Filename` fields are relative to; takes `{arch}`.
+    pub base: String,
+}
+
+/// One package to take from a [`DebSource`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DebPackage {
+    /// Package name.
+    pub name: String,
+    /// Exact Debian version (pattern with `{v}`); without one the highest version any
+    /// listed repository has is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The component recorded in the manifest; defaults to the owning component's name, or
+    /// for OS packages to the package name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+}
+
+/// What a bundle for one Kubernetes version holds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Release {
+    /// Component name to component version; `kubernetes` must equal the release's version.
+    pub components: BTreeMap<String, String>,
+    /// The images the release needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<SourceImage>,
+}
+
+/// A container image, pinned by the digest of what its registry serves for the tag.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SourceImage {
+    /// Repository without tag: `registry.k8s.io/pause`.
+    pub name: String,
+    /// Tag: `3.10.1`.
+    pub tag: String,
+    /// `sha256:<hex>` of the tag's manifest or index upstream. Required: an image without a
+    /// pin is refused rather than trusted on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The architectures the pinned index serves.
+    pub arches: Vec<Arch>,
+    /// The component the image belongs to.
+    pub component: String,
+}
+
+impl Sources {
+    /// Parses and validates sources.yaml text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Sources> {
+        let sources: Sources = serde_yaml::from_str(text).map_err(|e| Error::ParseSources {
+            origin: origin.to_string(),
+            problem: e.to_string(),
+        })?;
+        sources
+            .validate()
+            .map_err(|problem| Error::InvalidSources {
+                origin: origin.to_string(),
+                problem,
+            })?;
+        Ok(sources)
+    }
+
+    /// Reads, parses and validates a sources file.
+    pub fn read(path: &Path) -> Result<Sources> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadSources {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Sources::parse(&text, &path.display().to_string())
+    }
+
+    /// The sources compiled into this kubegrid ([`DEFAULT_SOURCES`]).
+    pub fn builtin() -> Result<Sources> {
+        Sources::parse(DEFAULT_SOURCES, "built-in offline-bundle/sources.yaml")
+    }
+
+    /// The Kubernetes versions there are releases for, oldest first by string order.
+    pub fn kubernetes_versions(&self) -> Vec<&str> {
+        self.releases.keys().map(String::as_str).collect()
+    }
+}
+
+/// Expands `{v}` and `{arch}` in a pattern.
+pub fn expand(pattern: &str, version: &str, arch: Arch) -> String {
+    pattern
+        .replace("{v}", version)
+        .replace("{arch}", arch.as_str())
+}

@@ -1,0 +1,191 @@
+//! offline-bundle/sources.yaml and its rules.
+
+use kubegrid_bundle::{Error, ExpectedChecksum, KUBERNETES_COMPONENT, Sources};
+use kubegrid_plan::{Arch, FileKind};
+
+use crate::fixtures::Upstream;
+
+#[test]
+fn the_builtin_sources_cover_every_component_the_playbooks_install() {
+    let sources = Sources::builtin().unwrap();
+    let plan = sources
+        .plan("1.34.2", &[Arch::Arm64], Some("debian-12"), &[])
+        .unwrap();
+    let mut names: Vec<(&str, FileKind)> = plan
+        .files
+        .iter()
+        .flat_map(|f| {
+            f.name.iter().map(move |n| (n.as_str(), f.kind)).chain(
+                f.extract
+                    .iter()
+                    .map(|(_, n)| (n.as_str(), FileKind::Binary)),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("cni-plugins", FileKind::Archive),
+            ("containerd", FileKind::Archive),
+            ("crictl", FileKind::Binary),
+            ("etcd", FileKind::Binary),
+            ("etcdctl", FileKind::Binary),
+            ("helm", FileKind::Binary),
+            ("kata", FileKind::Archive),
+            ("kubeadm", FileKind::Binary),
+            ("kubectl", FileKind::Binary),
+            ("kubelet", FileKind::Binary),
+            ("runc", FileKind::Binary),
+        ]
+    );
+    // Only kata is pinned here; everything else is checked against upstream's checksums.
+    for f in &plan.files {
+        assert_eq!(
+            matches!(f.checksum, ExpectedChecksum::Pinned(_)),
+            f.component == "kata",
+            "{}",
+            f.url
+        );
+    }
+    let kubeadm = plan
+        .files
+        .iter()
+        .find(|f| f.name.as_deref() == Some("kubeadm"))
+        .unwrap();
+    assert_eq!(
+        kubeadm.url,
+        "https://dl.k8s.io/release/v1.34.2/bin/linux/arm64/kubeadm"
+    );
+    let debs: Vec<_> = plan
+        .debs
+        .iter()
+        .flat_map(|d| &d.packages)
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(
+        debs.contains(&"nvidia-container-toolkit") && debs.contains(&"containerd"),
+        "{debs:?}"
+    );
+    let images: Vec<_> = plan.images.iter().map(|i| i.reference()).collect();
+    for want in [
+        "registry.k8s.io/kube-apiserver:v1.34.2",
+        "registry.k8s.io/pause:3.10.1",
+        "registry.k8s.io/coredns/coredns:v1.12.1",
+        "registry.k8s.io/etcd:3.6.5-0",
+        "quay.io/cilium/cilium:v1.16.5",
+    ] {
+        assert!(
+            images.iter().any(|i| i == want),
+            "{want} missing from {images:?}"
+        );
+    }
+}
+
+#[test]
+fn a_file_without_its_pin_fails_the_plan_naming_it_unless_left_out() {
+    let sources = Sources::builtin().unwrap();
+    let err = sources
+        .plan("1.34.2", &[Arch::Amd64], None, &[])
+        .unwrap_err();
+    assert!(matches!(err, Error::MissingPin { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("kata 3.28.0 amd64 (https://github.com/kata-containers/kata-containers/releases/download/3.28.0/kata-static-3.28.0-amd64.tar.zst) has no sha256 pin"),
+        "{text}"
+    );
+    assert!(text.contains("--without kata"), "{text}");
+    assert!(err.is_input());
+    let plan = sources
+        .plan("1.34.2", &[Arch::Amd64], None, &["kata".into()])
+        .unwrap();
+    assert!(plan.files.iter().all(|f| f.component != "kata"));
+
+    let err = sources
+        .plan(
+            "1.34.2",
+            &[Arch::Amd64],
+            None,
+            &[KUBERNETES_COMPONENT.into()],
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no optional component `kubernetes`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_releases_and_distros_list_what_there_is() {
+    let sources = Sources::builtin().unwrap();
+    let err = sources
+        .plan("1.99.0", &[Arch::Amd64], None, &[])
+        .unwrap_err();
+    assert!(err.to_string().contains("they have: 1.34.2"), "{err}");
+    let err = sources
+        .plan("1.34.2", &[Arch::Arm64], Some("centos-7"), &[])
+        .unwrap_err();
+    assert!(err.to_string().contains("they have: debian-12"), "{err}");
+}
+
+#[test]
+fn invalid_sources_are_refused_naming_the_part() {
+    let up = Upstream::start();
+    let cases = [
+        (
+            // The fixture's release ends the file, so this adds an image to it.
+            format!(
+                "{}    images:\n      - {{name: registry.k8s.io/pause, tag: \"3.10\", arches: [amd64], component: kubernetes}}\n",
+                up.sources
+            ),
+            "image `registry.k8s.io/pause:3.10` has no `digest`",
+        ),
+        (
+            up.sources.replace("runc.{arch}\n", "runc.{os}\n"),
+            "component `runc` artifact 1",
+        ),
+        (
+            up.sources
+                .replace("kata: 3.0.0}", "kata: 3.0.0, helm: 3.0.0}"),
+            "release `1.0.0` names component `helm` 3.0.0",
+        ),
+        (
+            up.sources.replace("format: single", "format: md5"),
+            "unknown variant `md5`",
+        ),
+        (
+            up.sources.replace(
+                "checksum:\n          sha256:",
+                "checksum:\n          file: https://x.example/SUMS\n          sha256:",
+            ),
+            "not both",
+        ),
+        (
+            up.sources.replace(
+                "  etcd:\n    artifacts:\n      - kind: archive",
+                "  etcd:\n    artifacts:\n      - kind: binary",
+            ),
+            "only an `archive` can have `extract`",
+        ),
+        (
+            up.sources.replace(
+                "components: {kubernetes: 1.0.0,",
+                "components: {kubernetes: 1.0.1,",
+            ),
+            "components.kubernetes must be `1.0.0`",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = Sources::parse(&text, "test").unwrap_err().to_string();
+        assert!(err.contains(want), "want `{want}` in: {err}");
+    }
+    let err = up
+        .sources()
+        .plan("1.0.0", &[Arch::Arm64], None, &[])
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("kata 3.0.0 arm64"),
+        "a pin for amd64 does not cover arm64: {err}"
+    );
+}
