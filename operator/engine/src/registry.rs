@@ -3,25 +3,22 @@
 //! on hosts), the certificate sets hosts get, and [`BundleRegistryEndpoint`], what the step
 //! that pushes the bundle's images into it needs.
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use kubegrid_api::Manifest;
-use kubegrid_journal::StoredCert;
 use kubegrid_pki::{
-    Ca, IssuedCert, generate_registry_ca, matches_sans, needs_renewal, registry_ca_files,
-    registry_server_files, registry_server_spec, time::OffsetDateTime,
+    generate_registry_ca, registry_ca_files, registry_server_files, registry_server_spec,
 };
-use kubegrid_plan::{BundleRegistry, PkiFile, REGISTRY_CA_SET, REGISTRY_SET};
+use kubegrid_plan::{BundleRegistry, REGISTRY_CA_SET, REGISTRY_SET};
 
 use crate::{
     error::Error,
-    operation::{Mode, Run},
+    kubernetes::pki::{Store, plan_files},
+    operation::Run,
 };
 
 /// The journal's name for the registry CA.
 const CA_NAME: &str = "registry-ca";
-/// A stored server certificate this close to expiry is issued again instead of reused.
-const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Lifetimes when the operation has no Kubernetes settings to take them from (kubeadm's).
 const DEFAULT_VALIDITY_HOURS: (u64, u64) = (8760, 87600);
 
@@ -167,27 +164,17 @@ pub async fn prepare(run: &mut Run) -> Result<(), Error> {
             (k.cert_validity_hours, k.ca_validity_hours)
         });
     let hours = |h: u64| Duration::from_secs(h * 3600);
-    let save = run.req.mode == Mode::Apply;
-    let ca = load_or_create_ca(run, save, hours(ca_validity)).await?;
+    // Losing this CA breaks nothing for long: a new one goes to every host with a new server
+    // certificate in the same apply, so unlike the cluster CA no host-side copy is guarded.
+    let store = Store::new(run);
+    let ca = store
+        .stored_or_new_ca(CA_NAME, || generate_registry_ca(hours(ca_validity)))
+        .await?;
     let addresses: Vec<IpAddr> = registry.address.parse().into_iter().collect();
     let spec = registry_server_spec(&registry.host, &addresses, hours(validity));
-    let name = format!("registry-server-{}", registry.host);
-    let stored = run.journal.cert(&run.req.cluster, &name).await?;
-    let reusable = stored.filter(|s| {
-        matches_sans(&s.cert_pem, &spec.dns_names, &spec.ip_addresses).unwrap_or(false)
-            && !needs_renewal(&s.cert_pem, RENEW_BEFORE, OffsetDateTime::now_utc()).unwrap_or(true)
-    });
-    let server = match reusable {
-        Some(s) => IssuedCert {
-            cert_pem: s.cert_pem,
-            key_pem: s.key_pem,
-        },
-        None => {
-            let issued = ca.issue(&spec).map_err(|e| pki_error(&name, e))?;
-            put(run, save, &name, &issued.cert_pem, &issued.key_pem).await?;
-            issued
-        }
-    };
+    let server = store
+        .leaf(&ca, &format!("registry-server-{}", registry.host), &spec)
+        .await?;
     let every_host = plan_files(registry_ca_files(ca.cert_pem()));
     for sets in &mut run.pki {
         sets.insert(REGISTRY_CA_SET.to_string(), every_host.clone());
@@ -199,55 +186,6 @@ pub async fn prepare(run: &mut Run) -> Result<(), Error> {
     endpoint.ca_pem = Some(ca.cert_pem().to_string());
     run.registry = Some(endpoint);
     Ok(())
-}
-
-/// Losing this CA breaks nothing for long: a new one goes to every host with a new server
-/// certificate in the same apply, so unlike the cluster CA no host-side copy is guarded.
-async fn load_or_create_ca(run: &Run, save: bool, validity: Duration) -> Result<Ca, Error> {
-    if let Some(s) = run.journal.cert(&run.req.cluster, CA_NAME).await? {
-        return Ca::from_pem(&s.cert_pem, &s.key_pem).map_err(|e| pki_error(CA_NAME, e));
-    }
-    let ca = generate_registry_ca(validity).map_err(|e| pki_error(CA_NAME, e))?;
-    put(run, save, CA_NAME, ca.cert_pem(), ca.key_pem()).await?;
-    Ok(ca)
-}
-
-async fn put(
-    run: &Run,
-    save: bool,
-    name: &str,
-    cert_pem: &str,
-    key_pem: &str,
-) -> Result<(), Error> {
-    if !save {
-        return Ok(());
-    }
-    let stored = StoredCert {
-        cert_pem: cert_pem.to_string(),
-        key_pem: key_pem.to_string(),
-    };
-    Ok(run
-        .journal
-        .put_cert(&run.req.cluster, name, &stored)
-        .await?)
-}
-
-fn pki_error(name: &str, source: kubegrid_pki::Error) -> Error {
-    Error::Pki {
-        what: name.to_string(),
-        source: Box::new(source),
-    }
-}
-
-fn plan_files(files: Vec<kubegrid_pki::PkiFile>) -> Vec<PkiFile> {
-    files
-        .into_iter()
-        .map(|f| PkiFile {
-            path: PathBuf::from(f.path),
-            content: f.content,
-            mode: f.mode,
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 mod context;
 mod finish;
-mod pki;
+pub(crate) mod pki;
 mod remove;
 mod secrets;
 

@@ -32,14 +32,39 @@ pub struct Issued {
     pub ca_pem: String,
 }
 
-struct Store<'a> {
+/// The cluster's certificates in the journal: CAs and leaves are loaded from there and
+/// reused, or issued and (by an apply, not a plan) stored.
+pub(crate) struct Store<'a> {
     run: &'a Run,
     save: bool,
 }
 
-impl Store<'_> {
+impl<'a> Store<'a> {
+    /// The store for `run`; only an apply saves what it issues.
+    pub(crate) fn new(run: &'a Run) -> Self {
+        Store {
+            run,
+            save: run.req.mode == Mode::Apply,
+        }
+    }
+
     fn cluster(&self) -> &str {
         &self.run.req.cluster
+    }
+
+    /// The CA kept as `name`, or a new one from `generate`, with no check of the hosts: for a
+    /// CA whose loss only means reissuing every certificate under it in the same apply.
+    pub(crate) async fn stored_or_new_ca(
+        &self,
+        name: &str,
+        generate: impl FnOnce() -> Result<Ca, kubegrid_pki::Error>,
+    ) -> Result<Ca, Error> {
+        if let Some(s) = self.run.journal.cert(self.cluster(), name).await? {
+            return Ca::from_pem(&s.cert_pem, &s.key_pem).map_err(|e| pki_error(name, e));
+        }
+        let ca = generate().map_err(|e| pki_error(name, e))?;
+        self.put(name, ca.cert_pem(), ca.key_pem()).await?;
+        Ok(ca)
     }
 
     /// The CA kept as `name`, or a new one. A host that already has a CA certificate at
@@ -74,7 +99,14 @@ impl Store<'_> {
         Ok(ca)
     }
 
-    async fn leaf(&self, ca: &Ca, name: &str, spec: &LeafSpec) -> Result<IssuedCert, Error> {
+    /// The leaf kept as `name` while it still covers `spec`'s names and is not close to
+    /// expiry; otherwise a new one from `ca`.
+    pub(crate) async fn leaf(
+        &self,
+        ca: &Ca,
+        name: &str,
+        spec: &LeafSpec,
+    ) -> Result<IssuedCert, Error> {
         if let Some(s) = self.run.journal.cert(self.cluster(), name).await? {
             let fits = covers_sans(&s.cert_pem, spec)
                 && !needs_renewal(&s.cert_pem, RENEW_BEFORE, OffsetDateTime::now_utc())
@@ -142,14 +174,14 @@ fn covers_sans(cert_pem: &str, spec: &LeafSpec) -> bool {
         .all(|ip| info.ip_addresses.contains(ip))
 }
 
-fn pki_error(name: &str, source: kubegrid_pki::Error) -> Error {
+pub(crate) fn pki_error(name: &str, source: kubegrid_pki::Error) -> Error {
     Error::Pki {
         what: name.to_string(),
         source: Box::new(source),
     }
 }
 
-fn plan_files(files: Vec<kubegrid_pki::PkiFile>) -> Vec<PkiFile> {
+pub(crate) fn plan_files(files: Vec<kubegrid_pki::PkiFile>) -> Vec<PkiFile> {
     files
         .into_iter()
         .map(|f| PkiFile {
@@ -162,10 +194,7 @@ fn plan_files(files: Vec<kubegrid_pki::PkiFile>) -> Vec<PkiFile> {
 
 /// Loads or creates the CAs, issues what each host needs, and returns it.
 pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
-    let store = Store {
-        run,
-        save: run.req.mode == Mode::Apply,
-    };
+    let store = Store::new(run);
     let hours = |h: u64| Duration::from_secs(h * 3600);
     let (validity, ca_validity) = (hours(k.cert_validity_hours), hours(k.ca_validity_hours));
     let kube_ca = store
