@@ -7,24 +7,51 @@
 //! read of such a pod moves it one step along Pending → Running → its final phase, so the
 //! code under test really waits.
 //!
+//! Every other resource (kubegrid's Clusters and Nodes, Secrets, ConfigMaps, Events, Leases,
+//! ...) lives in a generic object store that answers the operator's traffic like
+//! kube-apiserver: get, list and streaming watch (label and field selectors,
+//! `resourceVersion`, bookmarks, `sendInitialEvents`), create (`generateName`, 409
+//! AlreadyExists), replace (409 Conflict on a stale `metadata.resourceVersion`), merge, apply,
+//! strategic-merge and JSON patches, and delete with finalizers. One resourceVersion counter
+//! covers all writes; `metadata.generation` moves only when `spec` changes; on resources with
+//! a status subresource (kubegrid.io `clusters` and `nodes`, more with
+//! [`FakeCluster::enable_status_subresource`]) the main resource and `/status` each change
+//! only their part. Errors are `Status` objects. Deliberate simplifications: no field
+//! managers (apply and strategic merge patches merge like JSON merge patches), namespaces are
+//! not checked on create, and a watch with a selector does not turn an object that stops
+//! matching into a DELETED event.
+//!
+//! Tests seed and inspect objects with [`FakeCluster::put`], [`FakeCluster::get_object`] and
+//! [`FakeCluster::list_objects`], wait on changes with [`FakeCluster::wait_for`], and inject
+//! failures: [`FakeCluster::client_as`] makes a named client (over TLS a client is named by
+//! its certificate's common name, or else its bearer token) that [`FakeCluster::partition`]
+//! cuts off until [`FakeCluster::heal`], and [`FakeCluster::fail_next`] fails matching
+//! requests with a status code.
+//!
 //! Two ways in:
 //! - [`FakeCluster::client`]: a `kube::Client` whose requests never leave the process;
 //! - [`serve_tls`] / [`serve_mutual_tls`]: the same API over HTTPS on a socket, for a
 //!   `kubegrid` binary that connects with a kubeconfig like it would to a real cluster.
 
 mod error;
+mod generic;
+mod hooks;
+mod kinds;
 mod objects;
 mod routes;
 mod seed;
+mod select;
+mod service;
+mod store;
 mod tls;
+mod watch;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    convert::Infallible,
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use http::{Request, Response};
+use http::Request;
 use kube::client::Body;
 use serde_json::Value;
 
@@ -32,6 +59,7 @@ pub use self::{
     error::{Error, Result},
     objects::{node, owned_pod, system_pod},
     seed::{NSLOOKUP_OUTPUT, POD_NETWORK_PAGE},
+    service::Partition,
     tls::{ServerHandle, serve_mutual_tls, serve_tls},
 };
 
@@ -92,7 +120,8 @@ pub struct State {
     pub pod_create_refusals: usize,
     /// Accepted evictions: `namespace/name` and the request body.
     pub evictions: Vec<(String, Value)>,
-    /// Every request as `METHOD path?query`.
+    /// Every request that reached the API as `METHOD path?query` (a partitioned client's
+    /// requests never do).
     pub requests: Vec<String>,
     /// Pod bodies as the client posted them.
     pub created_pods: Vec<Value>,
@@ -100,6 +129,13 @@ pub struct State {
     pub tls_connections: usize,
     /// TLS handshakes that failed, with the reason (e.g. no or a foreign client certificate).
     pub tls_errors: Vec<String>,
+    /// Requests of named clients as `(client, "METHOD path?query")`: in-process ones from
+    /// [`FakeCluster::client_as`], and over TLS those named by their client certificate's
+    /// common name or else their bearer token.
+    pub client_requests: Vec<(String, String)>,
+    pub(crate) store: store::Store,
+    pub(crate) partitions: BTreeMap<String, Partition>,
+    pub(crate) failures: Vec<routes::InjectedFailure>,
     pub(crate) scripts: BTreeMap<(String, String), Script>,
     pub(crate) logs: BTreeMap<(String, String), String>,
     pub(crate) counter: u64,
@@ -172,16 +208,29 @@ impl FakeCluster {
 
     /// A kube client whose every request this fake answers in process.
     pub fn client(&self) -> kube::Client {
+        self.make_client(None)
+    }
+
+    /// Like [`FakeCluster::client`], but named `name`: [`FakeCluster::partition`] can cut it
+    /// off, and its requests are also listed in [`State::client_requests`].
+    pub fn client_as(&self, name: &str) -> kube::Client {
+        self.make_client(Some(name.to_owned()))
+    }
+
+    fn make_client(&self, name: Option<String>) -> kube::Client {
         let state = Arc::clone(&self.state);
         let service = tower::service_fn(move |request: Request<Body>| {
             let state = Arc::clone(&state);
+            let name = name.clone();
             async move {
                 let (parts, body) = request.into_parts();
-                let reply = match body.collect_bytes().await {
-                    Ok(bytes) => routes::handle(&state, &parts, &bytes),
-                    Err(e) => routes::bad_request(&format!("unreadable request body: {e}")),
-                };
-                Ok::<Response<Body>, Infallible>(routes::response(reply, Body::from))
+                match body.collect_bytes().await {
+                    Ok(bytes) => service::call(state, name, parts, bytes).await,
+                    Err(e) => Ok(routes::response(
+                        routes::bad_request(&format!("unreadable request body: {e}")),
+                        service::full,
+                    )),
+                }
             }
         });
         kube::Client::new(service, "default")

@@ -1,4 +1,5 @@
-//! The REST paths the fake answers.
+//! The REST paths the fake answers: the special routes kubegrid-cluster's checks use, then
+//! the generic object store for everything else.
 
 use std::sync::Mutex;
 
@@ -6,43 +7,95 @@ use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{
-    State,
+    State, generic,
     objects::{merge_patch, status_error},
+    watch::WatchPlan,
 };
 
 /// A status and a body (JSON, or plain text for `/readyz` and logs).
 pub(crate) type Reply = (StatusCode, String);
 
+/// What a request gets: a whole answer, or a watch whose body streams.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Reply(Reply),
+    Watch(WatchPlan),
+}
+
+/// One request as the routes read it.
+#[derive(Debug)]
+pub(crate) struct Request<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub content_type: &'a str,
+    pub accept: &'a str,
+    pub body: Value,
+    /// The named client ([`crate::FakeCluster::client_as`]) that sent it, if any.
+    pub client: Option<&'a str>,
+}
+
+/// A failure injected with [`crate::FakeCluster::fail_next`].
+#[derive(Debug, Clone)]
+pub(crate) struct InjectedFailure {
+    pub method: String,
+    pub path_prefix: String,
+    pub code: u16,
+    pub left: usize,
+}
+
 /// Answers one request from its head and body bytes, recording it in the state.
-pub(crate) fn handle(state: &Mutex<State>, parts: &http::request::Parts, bytes: &[u8]) -> Reply {
+pub(crate) fn handle(
+    state: &Mutex<State>,
+    client: Option<&str>,
+    parts: &http::request::Parts,
+    bytes: &[u8],
+) -> Outcome {
     let body: Value = if bytes.is_empty() {
         Value::Null
     } else {
         match serde_json::from_slice(bytes) {
             Ok(body) => body,
-            Err(e) => return bad_request(&format!("fake: request body is not JSON: {e}")),
+            Err(e) => {
+                return Outcome::Reply(bad_request(&format!(
+                    "fake: request body is not JSON: {e}"
+                )));
+            }
         }
     };
-    let path = parts.uri.path().to_owned();
-    let query = parts.uri.query().unwrap_or_default().to_owned();
-    let content_type = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let mut state = state.lock().expect("fake state lock poisoned");
-    state
-        .requests
-        .push(format!("{} {path}?{query}", parts.method));
-    route(
-        &mut state,
-        &parts.method,
-        &path,
-        &query,
-        &content_type,
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let request = Request {
+        method: &parts.method,
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or_default(),
+        content_type: header(http::header::CONTENT_TYPE),
+        accept: header(http::header::ACCEPT),
         body,
-    )
+        client,
+    };
+    let mut state = state.lock().expect("fake state lock poisoned");
+    let line = format!("{} {}?{}", request.method, request.path, request.query);
+    if let Some(client) = client {
+        state
+            .client_requests
+            .push((client.to_owned(), line.clone()));
+    }
+    state.requests.push(line);
+    if let Some(reply) = injected_failure(&mut state, &request) {
+        return Outcome::Reply(reply);
+    }
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    if let Some(reply) = route(&mut state, &request, &segments) {
+        return Outcome::Reply(reply);
+    }
+    generic::route(&mut state.store, &request, &segments)
+        .unwrap_or_else(|| Outcome::Reply(not_found("paths", request.path)))
 }
 
 /// The HTTP response for `reply`, its body made by `body` (each transport has its own type).
@@ -60,26 +113,65 @@ pub(crate) fn bad_request(message: &str) -> Reply {
     error(400, "BadRequest", message)
 }
 
-fn route(
-    state: &mut State,
-    method: &Method,
-    path: &str,
-    query: &str,
-    content_type: &str,
-    body: Value,
-) -> Reply {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (method.as_str(), segments.as_slice()) {
+/// The decoded value of query parameter `key`.
+pub(crate) fn param(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, value)| percent_decode(value))
+}
+
+fn injected_failure(state: &mut State, request: &Request<'_>) -> Option<Reply> {
+    let index = state.failures.iter().position(|f| {
+        f.left > 0
+            && f.method.eq_ignore_ascii_case(request.method.as_str())
+            && request.path.starts_with(&f.path_prefix)
+    })?;
+    let failure = &mut state.failures[index];
+    failure.left -= 1;
+    let code = failure.code;
+    if failure.left == 0 {
+        state.failures.remove(index);
+    }
+    let reason = match code {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        409 => "Conflict",
+        410 => "Expired",
+        422 => "Invalid",
+        429 => "TooManyRequests",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "InternalError",
+    };
+    Some(error(
+        code,
+        reason,
+        &format!(
+            "fake: injected failure for {} {}",
+            request.method, request.path
+        ),
+    ))
+}
+
+/// The special routes, or `None` for a path they do not answer.
+fn route(state: &mut State, request: &Request<'_>, segments: &[&str]) -> Option<Reply> {
+    let (method, query, content_type) = (request.method, request.query, request.content_type);
+    let body = request.body.clone();
+    Some(match (method.as_str(), segments) {
         ("GET", ["readyz"]) => readyz(state),
         ("GET", ["api", "v1", "nodes"]) => ok(list("NodeList", state.nodes.values())),
         ("GET", ["api", "v1", "nodes", name]) => found(state.nodes.get(*name), "nodes", name),
         ("PATCH", ["api", "v1", "nodes", name]) => {
             if content_type != "application/merge-patch+json" {
-                return error(
+                return Some(error(
                     415,
                     "UnsupportedMediaType",
                     &format!("fake expects merge patches, got {content_type}"),
-                );
+                ));
             }
             match state.nodes.get_mut(*name) {
                 Some(node) => {
@@ -99,11 +191,11 @@ fn route(
                 .unwrap_or_default()
                 .to_owned();
             if !state.namespaces.insert(name.clone()) {
-                return error(
+                return Some(error(
                     409,
                     "AlreadyExists",
                     &format!("namespaces \"{name}\" already exists"),
-                );
+                ));
             }
             (StatusCode::CREATED, body.to_string())
         }
@@ -132,7 +224,7 @@ fn route(
         )),
         ("POST", ["api", "v1", "namespaces", ns, "pods"]) => {
             if !state.namespaces.contains(*ns) {
-                return not_found("namespaces", ns);
+                return Some(not_found("namespaces", ns));
             }
             if state.pod_create_refusals > 0 {
                 state.pod_create_refusals -= 1;
@@ -143,7 +235,7 @@ fn route(
                         .as_str()
                         .unwrap_or_default()
                 );
-                return error(403, "Forbidden", &message);
+                return Some(error(403, "Forbidden", &message));
             }
             state.created_pods.push(body.clone());
             (StatusCode::CREATED, state.admit_pod(ns, body).to_string())
@@ -162,7 +254,7 @@ fn route(
         ("GET", ["api", "v1", "namespaces", ns, "pods", name, "log"]) => {
             let key = ((*ns).to_owned(), (*name).to_owned());
             if !state.pods.contains_key(&key) {
-                return not_found("pods", name);
+                return Some(not_found("pods", name));
             }
             (
                 StatusCode::OK,
@@ -172,8 +264,8 @@ fn route(
         ("POST", ["api", "v1", "namespaces", ns, "pods", name, "eviction"]) => {
             evict(state, ns, name, body)
         }
-        _ => not_found("paths", path),
-    }
+        _ => return None,
+    })
 }
 
 fn readyz(state: &mut State) -> Reply {
@@ -261,7 +353,7 @@ fn field_selector(query: &str, field: &str) -> Option<String> {
         })
 }
 
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

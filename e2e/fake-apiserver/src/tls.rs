@@ -2,15 +2,14 @@
 //! the `kubegrid` binary) and asynchronous ones can both use it.
 
 use std::{
-    convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex},
     thread::JoinHandle,
 };
 
 use http::Request;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::{
     RootCertStore, ServerConfig,
@@ -23,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::{
     FakeCluster, State,
     error::{Error, Result},
-    routes,
+    routes, service,
 };
 
 /// A running HTTPS fake. Dropping it (or [`ServerHandle::stop`]) stops the server: the
@@ -104,8 +103,9 @@ fn serve(
 ) -> Result<(SocketAddr, ServerHandle)> {
     let config = server_config(server_cert_pem, server_key_pem, client_ca_pem)?;
     let acceptor = TlsAcceptor::from(Arc::new(config));
+    // Time too: watches end after their `timeoutSeconds`.
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
+        .enable_all()
         .build()
         .map_err(|source| Error::StartThread { source })?;
     let listen_err = |source| Error::Listen { listen, source };
@@ -148,6 +148,8 @@ fn serve(
 }
 
 /// One client connection: the TLS handshake, then HTTP/1.1 requests until it closes.
+/// The client is named, for [`FakeCluster::partition`], by its certificate's common name
+/// or else by the bearer token of each request.
 async fn connection(acceptor: TlsAcceptor, tcp: TcpStream, state: Arc<Mutex<State>>) {
     let tls = match acceptor.accept(tcp).await {
         Ok(tls) => {
@@ -159,23 +161,48 @@ async fn connection(acceptor: TlsAcceptor, tcp: TcpStream, state: Arc<Mutex<Stat
             return;
         }
     };
+    let certificate_name = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| common_name(leaf));
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let state = Arc::clone(&state);
+        let name = certificate_name.clone().or_else(|| bearer(&request));
         async move {
             let (parts, body) = request.into_parts();
-            let reply = match body.collect().await {
-                Ok(collected) => routes::handle(&state, &parts, &collected.to_bytes()),
-                Err(e) => routes::bad_request(&format!("unreadable request body: {e}")),
-            };
-            Ok::<_, Infallible>(routes::response(reply, |bytes| {
-                Full::new(Bytes::from(bytes))
-            }))
+            match body.collect().await {
+                Ok(collected) => service::call(state, name, parts, collected.to_bytes()).await,
+                Err(e) => Ok(routes::response(
+                    routes::bad_request(&format!("unreadable request body: {e}")),
+                    service::full,
+                )),
+            }
         }
     });
-    // A connection the client drops mid-request ends here; nothing else depends on it.
+    // A connection the client drops mid-request ends here, and so does one whose client is
+    // partitioned (the service's error closes it); nothing else depends on it.
     let _served = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(tls), service)
         .await;
+}
+
+/// The subject common name of a DER certificate.
+fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
+    let name = parsed.subject().iter_common_name().next()?;
+    name.as_str().ok().map(str::to_owned)
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer<B>(request: &Request<B>) -> Option<String> {
+    let value = request
+        .headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    value.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {

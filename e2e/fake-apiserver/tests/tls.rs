@@ -167,3 +167,49 @@ fn a_node_turns_not_ready_and_back() {
     );
     assert!(!fake.set_node_ready("n2", true));
 }
+
+/// Over mutual TLS a watch streams too, and a client is named by its certificate's common
+/// name: partitioning that name cuts it off.
+#[tokio::test]
+async fn watches_stream_and_certificate_names_partition_over_tls() {
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{WatchEvent, WatchParams};
+
+    let ca = Ca::generate("kubernetes", DAY).expect("ca");
+    let server = leaf(&ca, "kube-apiserver", Usage::Server);
+    let replica = leaf(&ca, "replica-a", Usage::Client);
+    let fake = FakeCluster::new();
+    let (address, _handle) = serve_mutual_tls(
+        &fake,
+        any_port(),
+        &server.cert_pem,
+        &server.key_pem,
+        ca.cert_pem(),
+    )
+    .expect("serve");
+    let leases: Api<Lease> = Api::namespaced(client(&ca, &replica, address).await, "default");
+    let rv = fake.resource_version().to_string();
+    let mut events = leases
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    fake.put(serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": { "name": "leader", "namespace": "default" },
+    }));
+    let event = tokio::time::timeout(Duration::from_secs(20), events.try_next())
+        .await
+        .expect("an event within 20 s")
+        .expect("a readable event")
+        .expect("the stream is open");
+    assert!(matches!(event, WatchEvent::Added(_)), "{event:?}");
+
+    fake.partition("replica-a");
+    let cut = leases.get("leader").await;
+    assert!(cut.is_err(), "{cut:?}");
+    fake.heal("replica-a");
+    leases.get("leader").await.expect("reachable after heal");
+    assert!(!fake.requests_from("replica-a").is_empty());
+}

@@ -11,5 +11,6 @@ mod distribute;
 mod lab;
 mod lab_refusals;
 mod measure;
+mod operator;
 mod registry;
 mod ssh;

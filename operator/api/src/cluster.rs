@@ -1,7 +1,7 @@
 //! The Cluster resource: intent for a whole cluster.
 
 use ipnet::IpNet;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +23,16 @@ pub const DEFAULT_CERT_VALIDITY: &str = "8760h";
 pub const DEFAULT_CA_VALIDITY: &str = "87600h";
 
 /// Intent for a whole cluster. Its hosts are the Nodes whose `clusterName` names it.
+///
+/// The API server checks the version format, the endpoint and the fields that cannot change
+/// after creation; kubegrid runs the same checks itself.
+// The CEL rules live in `rules.rs`; `Manifest::validate` and `Cluster::validate_update` are
+// their counterparts in code.
 #[expect(
     clippy::duplicated_attributes,
     reason = "kube's printcolumn(...) entries repeat keys such as type_ by design"
 )]
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "kubegrid.io",
     version = "v1alpha1",
@@ -38,14 +43,24 @@ pub const DEFAULT_CA_VALIDITY: &str = "87600h";
     status = "ClusterStatus",
     derive = "PartialEq",
     doc = "A Kubernetes cluster that kubegrid installs over SSH on the Nodes that name it.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
         name = "Version",
         type_ = "string",
         json_path = ".spec.kubernetesVersion"
     ),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.nodes.ready"),
-    printcolumn(name = "Nodes", type_ = "integer", json_path = ".status.nodes.total"),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        description = "Nodes in phase Ready",
+        json_path = ".status.nodes.ready"
+    ),
+    printcolumn(
+        name = "Nodes",
+        type_ = "integer",
+        description = "Nodes that name this Cluster",
+        json_path = ".status.nodes.total"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -55,8 +70,12 @@ pub const DEFAULT_CA_VALIDITY: &str = "87600h";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Kubernetes version, e.g. `v1.31.4`.
+    #[schemars(length(max = crate::version::MAX_KUBERNETES_VERSION_LEN))]
+    #[x_kube(validation = crate::rules::kubernetes_version())]
     pub kubernetes_version: String,
-    /// Where the API server is reached.
+    /// Where the API server is reached. Immutable: it is in every certificate and
+    /// kubeconfig.
+    #[x_kube(validation = crate::rules::immutable(crate::rules::WHY_ENDPOINT))]
     pub control_plane_endpoint: ControlPlaneEndpoint,
     /// Pod and service networks.
     pub network: NetworkSpec,
@@ -71,6 +90,30 @@ pub struct ClusterSpec {
     /// Certificate lifetimes for the certificates kubegrid and kubeadm issue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<CertificatesSpec>,
+    /// What the operator does to the hosts when the Cluster is deleted: `Orphan` (the
+    /// default) leaves them as they are, `Reset` runs the reset playbook on every host. The
+    /// CLI ignores it.
+    #[serde(default, skip_serializing_if = "DeletionPolicy::is_orphan")]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// What deleting a Cluster does to its hosts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave every host as it is: Kubernetes keeps running there and kubegrid stops
+    /// managing it.
+    #[default]
+    Orphan,
+    /// Run the reset playbook on every host (kubeadm reset, kubelet stopped, kubegrid's
+    /// files and the bundle registry removed) before the Cluster goes.
+    Reset,
+}
+
+impl DeletionPolicy {
+    /// Whether this is the default, [`DeletionPolicy::Orphan`].
+    pub fn is_orphan(&self) -> bool {
+        *self == Self::Orphan
+    }
 }
 
 /// Certificate lifetimes, as durations like `8760h`.
@@ -115,8 +158,9 @@ impl ClusterSpec {
 
 /// Where the API server is reached: a load balancer's address, or a virtual IP that
 /// kubegrid runs with kube-vip. Exactly one of the two.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = crate::rules::endpoint_address_or_vip())]
 pub struct ControlPlaneEndpoint {
     /// IP address or DNS name of an existing load balancer or of one control-plane host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,17 +178,20 @@ fn default_api_server_port() -> u16 {
     DEFAULT_API_SERVER_PORT
 }
 
-/// Pod and service networks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Pod and service networks. Both ranges are immutable: every host's routes, the CNI and
+/// the API server's certificate carry them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkSpec {
-    /// Pod network, e.g. `10.244.0.0/16`.
+    /// Pod network, e.g. `10.244.0.0/16`. Immutable.
     #[serde(rename = "podCIDR")]
     #[schemars(with = "String")]
+    #[x_kube(validation = crate::rules::immutable(crate::rules::WHY_POD_CIDR))]
     pub pod_cidr: IpNet,
-    /// Service network, e.g. `10.96.0.0/12`.
+    /// Service network, e.g. `10.96.0.0/12`. Immutable.
     #[serde(rename = "serviceCIDR")]
     #[schemars(with = "String")]
+    #[x_kube(validation = crate::rules::immutable(crate::rules::WHY_SERVICE_CIDR))]
     pub service_cidr: IpNet,
     /// CNI plugin: `cilium`, or `none` to apply your own manifest (`cniManifest`).
     #[serde(default = "default_cni")]
@@ -184,10 +231,11 @@ fn default_runtimes() -> Vec<RuntimeName> {
 }
 
 /// The containerd release.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerdSpec {
     /// Release line such as `1.7` or `2.1`; the bundle pins the patch release.
+    #[x_kube(validation = crate::rules::containerd_line())]
     pub version: String,
 }
 

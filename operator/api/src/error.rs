@@ -89,6 +89,15 @@ pub enum Error {
         /// Every problem found, in a stable order.
         problems: Vec<Problem>,
     },
+    /// A CRD could not be rendered as YAML.
+    #[error("failed to render CRD {name} as YAML")]
+    RenderCrd {
+        /// The CRD's name, e.g. `clusters.kubegrid.io`.
+        name: String,
+        /// The cause.
+        #[source]
+        source: serde_yaml::Error,
+    },
 }
 
 /// The apiVersion of both kinds.

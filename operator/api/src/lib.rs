@@ -4,7 +4,9 @@
 //!
 //! The CLI reads the same YAML that `kubectl apply` takes; the types derive
 //! [`kube::CustomResource`], so the operator installs them as CRDs unchanged
-//! (`Cluster::crd()`, `Node::crd()`).
+//! ([`crds`], as `kubegrid crd` prints them). The CRDs' CEL rules mirror checks that also
+//! run in code: [`Manifest::validate`] on create, [`Cluster::validate_update`] and
+//! [`Node::validate_update`] on update.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), kubegrid_api::Error> {
@@ -17,11 +19,13 @@
 //! ```
 
 mod cluster;
+mod crd;
 mod error;
 mod hosts;
 mod manifest;
 mod node;
 mod parse;
+mod rules;
 mod ssh;
 mod status;
 mod validate;
@@ -30,8 +34,10 @@ pub mod version;
 pub use cluster::{
     BUNDLE_REGISTRY_MIRRORED, BundleRegistrySpec, BundleSpec, Cluster, ClusterSpec,
     ContainerRuntimeSpec, ContainerdSpec, ControlPlaneEndpoint, DEFAULT_API_SERVER_PORT,
-    DEFAULT_BUNDLE_REGISTRY_PORT, DEFAULT_CNI, NetworkSpec, RegistryMirror, RuntimeName,
+    DEFAULT_BUNDLE_REGISTRY_PORT, DEFAULT_CNI, DeletionPolicy, NetworkSpec, RegistryMirror,
+    RuntimeName,
 };
+pub use crd::{CustomResourceDefinition, crd_file_name, crd_yaml, crds};
 pub use error::{API_VERSION, Error, Problem, Result, SourceLine};
 pub use hosts::{BastionTarget, HostTarget};
 pub use manifest::Manifest;
@@ -43,9 +49,10 @@ pub use ssh::{
 };
 pub use status::{
     CertificateStatus, ClusterPhase, ClusterStatus, Condition, GpuFacts, NodeCounts, NodeFacts,
-    NodePhase, NodeStatus, NodeVersions, OperationStatus,
+    NodePhase, NodeStatus, NodeVersions, OperationStatus, PhaseTiming,
 };
 pub use validate::ValidateFor;
 pub use version::{
-    SUPPORTED_CONTAINERD_LINES, SUPPORTED_KUBERNETES_MINORS, parse_kubernetes_version,
+    MAX_KUBERNETES_VERSION_LEN, SUPPORTED_CONTAINERD_LINES, SUPPORTED_KUBERNETES_MINORS,
+    parse_kubernetes_version,
 };

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -13,11 +13,19 @@ use crate::{ssh::NodeSshSpec, status::NodeStatus};
 ///
 /// The plural `nodes` collides with the core Node in kubectl: use `kubectl get kgn` or
 /// `kubectl get kubegrid`.
+///
+/// The API server keeps `clusterName` immutable and each SSH setting in one place; kubegrid
+/// runs the same checks itself. Rules about a Cluster's Nodes as a set, such as an odd
+/// number of etcd members, cannot be schema (CEL) rules, since a rule sees one object and
+/// each member is its own Node: kubegrid alone checks them, and the operator reports a
+/// breach as a condition on the Cluster.
+// The CEL rules live in `rules.rs`; `Manifest::validate` (with its `topology` check) and
+// `Node::validate_update` are their counterparts in code.
 #[expect(
     clippy::duplicated_attributes,
     reason = "kube's printcolumn(...) entries repeat keys such as type_ by design"
 )]
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "kubegrid.io",
     version = "v1alpha1",
@@ -29,9 +37,26 @@ use crate::{ssh::NodeSshSpec, status::NodeStatus};
     derive = "PartialEq",
     doc = "A host of a kubegrid Cluster, reached over SSH.",
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterName"),
-    printcolumn(name = "Address", type_ = "string", json_path = ".spec.address"),
     printcolumn(name = "Roles", type_ = "string", json_path = ".spec.roles"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Address", type_ = "string", json_path = ".spec.address"),
+    printcolumn(
+        name = "Arch",
+        type_ = "string",
+        description = "CPU architecture detected on the host; spec.arch is the declared one",
+        json_path = ".status.facts.arch"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "string",
+        description = "Present while the host should be in its Cluster, Absent while it is removed",
+        json_path = ".status.desiredState"
+    ),
+    printcolumn(
+        name = "Current",
+        type_ = "string",
+        description = "Where the host is in its life (status.phase)",
+        json_path = ".status.phase"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -39,8 +64,13 @@ use crate::{ssh::NodeSshSpec, status::NodeStatus};
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = crate::rules::node_port_once(),
+    validation = crate::rules::node_user_once()
+)]
 pub struct NodeSpec {
-    /// Name of the Cluster this host belongs to.
+    /// Name of the Cluster this host belongs to. Immutable.
+    #[x_kube(validation = crate::rules::immutable(crate::rules::WHY_CLUSTER_NAME))]
     pub cluster_name: String,
     /// IP address or DNS name that SSH connects to.
     pub address: String,
@@ -60,7 +90,8 @@ pub struct NodeSpec {
     /// Kubernetes taints for the host's Node object.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<Taint>,
-    /// CPU architecture; detected from the host when unset.
+    /// Declared CPU architecture; detected from the host when unset. The detected one is
+    /// `status.facts.arch` (the `Arch` column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arch: Option<Arch>,
     /// Overrides of the Cluster's SSH defaults.
@@ -77,7 +108,8 @@ pub enum Role {
     /// API server, controller manager and scheduler.
     ControlPlane,
     /// An etcd member. When no Node has this role, etcd is stacked on the control-plane
-    /// Nodes.
+    /// Nodes. The member count must be odd; only code checks that, since the members are
+    /// separate Node objects and a CEL rule sees one.
     Etcd,
     /// Runs workloads.
     Worker,

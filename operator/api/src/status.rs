@@ -29,6 +29,9 @@ pub struct ClusterStatus {
     /// Ready, Progressing and Degraded conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// One line on the state as a whole, e.g. which host failed or which Secret is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Where a Cluster is in its life.
@@ -124,6 +127,44 @@ pub struct NodeStatus {
     /// Certificates on the host and when they expire.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertificateStatus>,
+    /// Whether the host should be part of its Cluster: `Present` while the Node exists,
+    /// `Absent` once it is being deleted and the host is removed. Printed next to `phase`,
+    /// the current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<String>,
+    /// Journal id of the last operation that touched this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<i64>,
+    /// When `phase` last changed, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// How long each playbook phase of the last operation took on this host, in run order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phase_times: Vec<PhaseTiming>,
+}
+
+impl NodeStatus {
+    /// `desiredState` of a host that should be in its Cluster.
+    pub const PRESENT: &str = "Present";
+    /// `desiredState` of a host that is being removed from its Cluster.
+    pub const ABSENT: &str = "Absent";
+}
+
+/// When one playbook phase ran on a host.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseTiming {
+    /// Playbook phase, e.g. `container-runtime`.
+    pub phase: String,
+    /// Start time, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// End time, RFC 3339; unset while the phase runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Wall-clock duration in milliseconds; unset while the phase runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 /// Where a Node is in its life.
@@ -159,7 +200,8 @@ pub struct NodeFacts {
     /// Kernel release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
-    /// CPU architecture.
+    /// CPU architecture as detected on the host (the `Arch` column); `spec.arch` is the
+    /// declared one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arch: Option<Arch>,
     /// Logical CPUs.
@@ -203,4 +245,53 @@ pub struct CertificateStatus {
     pub name: String,
     /// Expiry, RFC 3339.
     pub not_after: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_status_fields_are_camel_case_and_empty_ones_are_left_out() {
+        assert_eq!(
+            serde_json::to_value(NodeStatus::default()).unwrap(),
+            serde_json::json!({})
+        );
+        let status = NodeStatus {
+            desired_state: Some(NodeStatus::ABSENT.to_string()),
+            operation: Some(7),
+            last_transition_time: Some("2025-01-02T03:04:05Z".into()),
+            phase_times: vec![PhaseTiming {
+                phase: "preflight".into(),
+                started_at: Some("2025-01-02T03:04:00Z".into()),
+                finished_at: None,
+                duration_ms: None,
+            }],
+            ..NodeStatus::default()
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "desiredState": "Absent",
+                "operation": 7,
+                "lastTransitionTime": "2025-01-02T03:04:05Z",
+                "phaseTimes": [{"phase": "preflight", "startedAt": "2025-01-02T03:04:00Z"}],
+            })
+        );
+        assert_eq!(serde_json::from_value::<NodeStatus>(json).unwrap(), status);
+    }
+
+    #[test]
+    fn cluster_status_carries_a_message() {
+        let status = ClusterStatus {
+            message: Some("host gpu-1 failed in phase kubelet".into()),
+            ..ClusterStatus::default()
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"message": "host gpu-1 failed in phase kubelet"})
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 mod nodes;
 mod registry;
+mod update;
 
 use std::{io::ErrorKind, net::IpAddr};
 

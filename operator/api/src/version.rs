@@ -9,11 +9,24 @@ pub const SUPPORTED_KUBERNETES_MINORS: RangeInclusive<u64> = 30..=35;
 /// containerd release lines kubegrid configures; the bundle pins the patch release.
 pub const SUPPORTED_CONTAINERD_LINES: &[&str] = &["1.6", "1.7", "2.0", "2.1", "2.2"];
 
+/// The longest Kubernetes version accepted. The CRD schema carries it as `maxLength`, which
+/// bounds what the API server's CEL cost estimate charges for the version's regex rule.
+pub const MAX_KUBERNETES_VERSION_LEN: usize = 64;
+
 /// Parses a Kubernetes version such as `v1.31.4` (the leading `v` is optional) and checks
 /// that its minor is supported.
 ///
+/// The CRD's CEL rule on `spec.kubernetesVersion` accepts the same language; a test in
+/// `tests/api/cel.rs` holds the two to the same verdicts.
+///
 /// The error is a sentence fragment that says what was wrong, for a validation problem.
 pub fn parse_kubernetes_version(text: &str) -> Result<semver::Version, String> {
+    if text.len() > MAX_KUBERNETES_VERSION_LEN {
+        return Err(format!(
+            "a version of {} characters, longer than {MAX_KUBERNETES_VERSION_LEN}",
+            text.len()
+        ));
+    }
     let bare = text.strip_prefix('v').unwrap_or(text);
     let version = semver::Version::parse(bare)
         .map_err(|err| format!("`{text}`, which is not a semantic version ({err})"))?;
@@ -59,6 +72,9 @@ mod tests {
         assert!(parse_kubernetes_version("v2.31.0").is_err());
         let err = parse_kubernetes_version("v1.31").unwrap_err();
         assert!(err.contains("not a semantic version"), "{err}");
+        let long = format!("v1.31.4+{}", "a".repeat(MAX_KUBERNETES_VERSION_LEN));
+        let err = parse_kubernetes_version(&long).unwrap_err();
+        assert!(err.contains("longer than 64"), "{err}");
     }
 
     #[test]

@@ -7,8 +7,9 @@ use crate::types::{OperationId, OperationStatus};
 /// `Result` with the journal's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Errors from the journal. Messages are lowercase fragments that name the journal file or the
-/// operation; front ends print the whole cause chain.
+/// Errors from the journal. Messages are lowercase fragments that name the journal (its file,
+/// or its Postgres URL without the password) or the operation; front ends print the whole
+/// cause chain. The `path` fields hold what [`Journal::path`](crate::Journal::path) returns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The journal's directory or file could not be created or locked.
@@ -23,10 +24,26 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// SQLite could not open the journal file.
-    #[error("failed to open journal {}", path.display())]
+    /// The journal URL names no backend this kubegrid has.
+    #[error(
+        "journal URL `{url}` is not supported: {reason}; hint: use postgres://USER@HOST/DATABASE, sqlite:///PATH or a plain file path"
+    )]
+    UnsupportedUrl {
+        /// The URL given, its password replaced by `***`.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The journal's SQLite file or Postgres database could not be opened (for Postgres also:
+    /// the URL could not be parsed, or no connection was made within
+    /// [`CONNECT_TIMEOUT`](crate::CONNECT_TIMEOUT)).
+    #[error(
+        "failed to open journal {}; hint: an SQLite journal needs a writable file path, a Postgres journal a reachable server and an existing database whose user may create tables",
+        path.display()
+    )]
     Open {
-        /// The journal file.
+        /// The journal file, or the Postgres URL without its password.
         path: PathBuf,
         /// The cause.
         #[source]
@@ -39,7 +56,7 @@ pub enum Error {
         path.display()
     )]
     Migrate {
-        /// The journal file.
+        /// The journal file, or the Postgres URL without its password.
         path: PathBuf,
         /// The cause.
         #[source]
@@ -51,7 +68,7 @@ pub enum Error {
     Query {
         /// What was being done ("record a task event").
         op: &'static str,
-        /// The journal file.
+        /// The journal file, or the Postgres URL without its password.
         path: PathBuf,
         /// The cause.
         #[source]
@@ -64,7 +81,7 @@ pub enum Error {
         path.display()
     )]
     Corrupt {
-        /// The journal file.
+        /// The journal file, or the Postgres URL without its password.
         path: PathBuf,
         /// What the value is ("an operation status").
         what: &'static str,
@@ -85,7 +102,7 @@ pub enum Error {
     /// An operation id that the journal does not hold.
     #[error("journal {} has no operation {id}; hint: `kubegrid history` lists them", path.display())]
     UnknownOperation {
-        /// The journal file.
+        /// The journal file, or the Postgres URL without its password.
         path: PathBuf,
         /// The id asked for.
         id: OperationId,
@@ -97,7 +114,7 @@ pub enum Error {
         path.display()
     )]
     AlreadyFinished {
-        /// The journal file.
+        /// The journal file, or the Postgres URL without its password.
         path: PathBuf,
         /// The operation.
         id: OperationId,
@@ -119,7 +136,7 @@ pub enum Error {
         path.display()
     )]
     KeyNotPinned {
-        /// The journal file.
+        /// The journal file, or the Postgres URL without its password.
         path: PathBuf,
         /// The cluster.
         cluster: String,

@@ -1,33 +1,53 @@
-//! kubegrid's journal: operations, per-host task events and pinned SSH host keys, kept in an
-//! embedded SQLite file through sqlx.
+//! kubegrid's journal: operations, per-host task events, pinned SSH host keys and cluster
+//! state, kept in an embedded SQLite file (the default) or in a PostgreSQL database that
+//! several operator replicas share, through sqlx.
+//!
+//! [`Journal::connect`] picks the backend from a URL (`postgres://…`, `sqlite://PATH` or a
+//! plain path); [`Journal::open`] opens an SQLite file. Both backends run the same queries
+//! against tables of the same shape (`migrations/sqlite` and `migrations/postgres`).
 //!
 //! Every write is its own short transaction, so a killed `apply` leaves everything it recorded
 //! before it died, and [`Journal::recover_interrupted`] later marks the operation it owned as
-//! interrupted. Text that came from hosts passes through a [`Redactor`] before it is stored.
+//! interrupted. An operator replica that has just become leader uses
+//! [`Journal::interrupt_running`] instead, since process ids mean nothing across replicas.
+//! Text that came from hosts passes through a [`Redactor`] before it is stored.
+//!
+//! # Choosing a backend
+//!
+//! | | SQLite (`/var/lib/kubegrid/journal.db`) | Postgres (`postgres://kubegrid@db/kubegrid`) |
+//! |---|---|---|
+//! | for | the CLI; an operator with one replica on a PVC | operator replicas sharing one database (HA) |
+//! | concurrency | one writer at a time (WAL, 5 s busy timeout) | concurrent writers, 5 s `lock_timeout` |
+//! | secrets at rest | file mode 0600 in a 0700 directory | whoever the database role and server let in |
+//! | recovery of a dead owner | [`Journal::recover_interrupted`] (pid, start time, boot id) | the same for owners on this machine; [`Journal::interrupt_running`] after winning the leader Lease |
+//!
+//! The journal holds host keys, cluster CA keys and the admin kubeconfig, so a Postgres
+//! database for it should be reachable by the operator's role only, over TLS
+//! (`sslmode=verify-full`).
 
+mod backend;
 mod error;
+mod history;
 mod keys;
 mod ops;
 mod owner;
+mod postgres;
 mod redact;
+mod sqlite;
 mod state;
 mod time;
 mod types;
 
 use std::{
-    fs::{DirBuilder, File, OpenOptions},
-    io,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-
+pub use backend::Backend;
+use backend::{Pool, Target, hide_password};
 pub use error::{Error, KeyConflict, Result};
+pub use postgres::CONNECT_TIMEOUT;
 pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor};
 pub use state::StoredCert;
 pub use time::{format_duration, format_time};
@@ -39,88 +59,89 @@ pub use types::{
 /// The most bytes of a task's output that are kept: the last ones, where failures show.
 pub const OUTPUT_TAIL_BYTES: usize = 4096;
 
-/// How long a statement waits for another writer (another `kubegrid` on the same journal)
-/// before it fails.
+/// How long a statement waits for another writer (another `kubegrid` on the same journal, or
+/// another operator replica on the same Postgres database) before it fails.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Connections per handle: writes are serialised by SQLite anyway, and a few let reads run
-/// beside a write under WAL.
-const MAX_CONNECTIONS: u32 = 4;
 
 /// An open journal. Cloning is cheap and shares the connection pool, so the engine can hand a
 /// clone to each host's task.
 #[derive(Debug, Clone)]
 pub struct Journal {
-    pool: SqlitePool,
+    pool: Pool,
+    /// The SQLite file, or the Postgres URL without its password.
     path: PathBuf,
     redactor: Arc<Redactor>,
 }
 
 impl Journal {
-    /// Opens the journal at `path` with only the built-in redaction patterns; see
+    /// Opens the SQLite journal at `path` with only the built-in redaction patterns; see
     /// [`Journal::open_with`].
     pub async fn open(path: &Path) -> Result<Journal> {
         Self::open_with(path, Redactor::default()).await
     }
 
-    /// Opens the journal at `path`, creating it and its directory (mode 0700) when missing,
-    /// and brings its schema up to date.
+    /// Opens the SQLite journal at `path`, creating it and its directory (mode 0700) when
+    /// missing, and brings its schema up to date.
     ///
     /// SQLite runs in WAL mode so that readers (`kubegrid history`) never block a running
     /// `apply`, with `synchronous=NORMAL`: in WAL mode that never corrupts the file and loses
     /// nothing when the process is killed, only the last commits on a power cut. FULL would add
     /// an fsync to every task event on every host, for a record that the next `apply`
-    /// re-creates anyway by converging.
+    /// re-creates anyway by converging. The file is created with mode 0600: it holds host keys,
+    /// certificate keys and command output.
     pub async fn open_with(path: &Path, redactor: Redactor) -> Result<Journal> {
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|source| prepare("create directory", &dir, source))?;
-        }
-        // Opens of journals in one directory take turns: switching a new file to WAL needs an
-        // exclusive lock that SQLite's busy timeout does not wait for, and sqlx's SQLite
-        // migrator takes no lock, so two first opens could otherwise race each other.
-        let guard = lock_dir(&dir).await?;
-        create_private(path)?;
-
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await
-            .map_err(|source| Error::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        sqlx::migrate!()
-            .run(&pool)
-            .await
-            .map_err(|source| Error::Migrate {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        drop(guard);
-
+        let pool = sqlite::open(path).await?;
         Ok(Journal {
-            pool,
+            pool: Pool::Sqlite(pool),
             path: path.to_path_buf(),
             redactor: Arc::new(redactor),
         })
     }
 
-    /// The journal file.
+    /// Opens the journal `url` names, with only the built-in redaction patterns; see
+    /// [`Journal::connect_with`].
+    pub async fn connect(url: &str) -> Result<Journal> {
+        Self::connect_with(url, Redactor::default()).await
+    }
+
+    /// Opens the journal `url` names and brings its schema up to date:
+    ///
+    /// - `postgres://…` or `postgresql://…`: a PostgreSQL database, in libpq's URL syntax as
+    ///   sqlx reads it (`postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=verify-full`,
+    ///   or `?host=/run/postgresql` for a unix socket). The database must exist; the tables are
+    ///   created on first connect. Several operator replicas may share it. TLS uses rustls
+    ///   with the system's root certificates, or `sslrootcert=PATH`. Connecting retries a
+    ///   server that refuses connections for up to [`CONNECT_TIMEOUT`].
+    /// - `sqlite://PATH`, `sqlite:PATH` or a plain path: the SQLite file at `PATH`, exactly
+    ///   as [`Journal::open_with`] opens it (`sqlite:///var/lib/kubegrid/journal.db` is
+    ///   absolute, `sqlite://journal.db` relative). The path is taken literally: no
+    ///   percent-decoding and no query parameters, since the SQLite settings are fixed.
+    ///
+    /// Any other scheme, an empty URL or an in-memory SQLite database is
+    /// [`Error::UnsupportedUrl`]. Errors and [`Journal::path`] show a Postgres URL with its
+    /// password replaced by `***`.
+    pub async fn connect_with(url: &str, redactor: Redactor) -> Result<Journal> {
+        match Target::parse(url)? {
+            Target::Sqlite(path) => Self::open_with(&path, redactor).await,
+            Target::Postgres(url) => {
+                let location = PathBuf::from(hide_password(&url));
+                let pool = postgres::connect(&url, &location).await?;
+                Ok(Journal {
+                    pool: Pool::Postgres(pool),
+                    path: location,
+                    redactor: Arc::new(redactor),
+                })
+            }
+        }
+    }
+
+    /// Which database holds this journal.
+    pub fn backend(&self) -> Backend {
+        self.pool.backend()
+    }
+
+    /// The journal file; for a Postgres journal, its URL with the password replaced by
+    /// `***`, so that messages which show "the journal" name it either way.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -135,62 +156,21 @@ impl Journal {
         &self.redactor
     }
 
-    /// Closes the connections, which folds the WAL back into the main file. Dropping the
-    /// journal is also safe; this just does it now rather than in the background.
+    /// Closes the connections; for SQLite that folds the WAL back into the main file.
+    /// Dropping the journal is also safe; this just does it now rather than in the background.
     pub async fn close(self) {
-        self.pool.close().await;
+        match self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
     }
 
-    /// Wraps a failed statement with what was being done and the journal's path.
+    /// Wraps a failed statement with what was being done and the journal's location.
     pub(crate) fn query_err(&self, op: &'static str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
         move |source| Error::Query {
             op,
             path: self.path.clone(),
             source,
         }
-    }
-}
-
-fn prepare(op: &'static str, path: &Path, source: io::Error) -> Error {
-    Error::Prepare {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Takes an exclusive advisory lock on `dir`, released when the returned file is dropped. The
-/// wait happens on a blocking thread so that other tasks (another open in this process among
-/// them) keep running.
-async fn lock_dir(dir: &Path) -> Result<File> {
-    let owned = dir.to_path_buf();
-    let locked = tokio::task::spawn_blocking(move || {
-        let file = File::open(&owned)?;
-        file.lock()?;
-        Ok::<_, io::Error>(file)
-    })
-    .await
-    .map_err(io::Error::other)
-    .and_then(|locked| locked);
-    locked.map_err(|source| prepare("lock directory", dir, source))
-}
-
-/// Creates the journal file readable by its owner only, before SQLite creates it with the
-/// umask's mode: it holds host keys and command output. SQLite gives its WAL and shared-memory
-/// files the mode of the main file. An existing file is left untouched, since opening and
-/// closing another descriptor on a file SQLite has open in this process drops its locks.
-fn create_private(path: &Path) -> Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(prepare("create file", path, source)),
     }
 }

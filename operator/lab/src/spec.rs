@@ -69,6 +69,7 @@ fn cluster(group: &str, first: &HostRecord, private_key: &Path) -> Cluster {
                 ..SshSpec::default()
             },
             certificates: None,
+            deletion_policy: kubegrid_api::DeletionPolicy::default(),
         },
     )
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
 use oci_client::{Client, errors::OciDistributionError};
 use tokio::io::AsyncReadExt as _;
 
@@ -84,8 +84,12 @@ pub async fn push(
         client: target.client().await?,
     };
 
-    let uploaded: Vec<bool> = futures::stream::iter(&graph.blobs)
-        .map(|blob| sink.push_blob(layout, blob))
+    // The stream yields owned descriptors and boxed `Send` futures: over `&Descriptor`,
+    // rustc cannot prove the closure's futures Send for every lifetime (rust#102211), and
+    // the operator runs this inside a spawned reconcile.
+    let sink = &sink;
+    let uploaded: Vec<bool> = futures::stream::iter(graph.blobs.iter().cloned())
+        .map(|blob| async move { sink.push_blob(layout, &blob).await }.boxed())
         .buffer_unordered(options.concurrency.max(1))
         .try_collect()
         .await?;

@@ -2,8 +2,10 @@
 
 mod apply;
 mod bundle;
+mod crd;
 mod journal;
 mod lab;
+mod operator;
 mod packed;
 mod progress;
 
@@ -58,6 +60,10 @@ pub enum Command {
     Lab(lab::LabArgs),
     /// Offline bundles: signing keys, signatures, inspection and comparison.
     Bundle(bundle::BundleArgs),
+    /// Print the operator's CRDs (Cluster, Node), or write them where the Helm chart keeps them.
+    Crd(crd::CrdArgs),
+    /// Run the operator: reconcile Cluster and Node resources in the cluster it runs in.
+    Operator(operator::OperatorArgs),
 }
 
 /// Bad input found by the CLI itself (exit code 2).
@@ -75,10 +81,15 @@ impl std::error::Error for UsageError {}
 /// Parses the arguments, runs the command and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    match &cli.command {
+        Command::Operator(args) => init_operator_logging(args.log_format),
+        _ => init_logging(cli.verbose),
+    }
     let result = match &cli.command {
         Command::Lab(args) => lab::run(args, cli.output).map(|()| exit::OK),
         Command::Bundle(args) => bundle::run(args, cli.output),
+        Command::Crd(args) => crd::run(args, cli.output).map(|()| exit::OK),
+        Command::Operator(args) => block_on(operator::run(args)),
         Command::Apply(a) => block_on(apply::run(a, Mode::Apply, cli.output)),
         Command::Plan(a) => block_on(apply::run(a, Mode::Plan, cli.output)),
         Command::History(a) => {
@@ -114,6 +125,25 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// The operator logs at info by default; JSON lines carry the current span's fields
+/// (cluster, operation kind) so log pipelines can filter by cluster.
+fn init_operator_logging(format: operator::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        operator::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .flatten_event(true)
+            .init(),
+        operator::LogFormat::Text => builder.with_target(false).init(),
+    }
 }
 
 fn block_on(work: impl Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {

@@ -1,8 +1,12 @@
-//! Tests of the public API: parsing, validation, host resolution and CRD generation.
+//! Tests of the public API: parsing, validation (on create and on update), host resolution,
+//! CRD generation and the CRDs' CEL rules.
 
+mod cel_eval;
 mod common;
 mod crd;
 mod hosts;
 mod parse;
 mod registry;
+mod schema_rules;
+mod update;
 mod validate;

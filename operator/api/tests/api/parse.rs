@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use kubegrid_api::{Error, RuntimeName, ValidateFor};
+use kubegrid_api::{DeletionPolicy, Error, RuntimeName, ValidateFor};
 
 use crate::common::{Fixture, GOOD, edit};
 
@@ -37,6 +37,36 @@ fn good_spec_parses_and_validates() {
     assert_eq!(spec.network.cni, "cilium");
     assert_eq!(manifest.path(), Some(fixture.path.as_path()));
     assert_eq!(manifest.spec_dir(), fixture.dir.path());
+}
+
+#[test]
+fn deletion_policy_defaults_to_orphan_and_is_written_only_when_reset() {
+    let orphan = Fixture::new(GOOD).parse().unwrap();
+    assert_eq!(
+        orphan.cluster().spec.deletion_policy,
+        DeletionPolicy::Orphan
+    );
+    let json = serde_json::to_value(&orphan.cluster().spec).unwrap();
+    assert!(json.get("deletionPolicy").is_none(), "{json}");
+
+    let text = edit(
+        "  kubernetesVersion:",
+        "  deletionPolicy: Reset\n  kubernetesVersion:",
+    );
+    let reset = Fixture::new(&text).parse().unwrap();
+    assert_eq!(reset.cluster().spec.deletion_policy, DeletionPolicy::Reset);
+    let json = serde_json::to_value(&reset.cluster().spec).unwrap();
+    assert_eq!(json["deletionPolicy"], "Reset");
+
+    let text = edit(
+        "  kubernetesVersion:",
+        "  deletionPolicy: Delete\n  kubernetesVersion:",
+    );
+    let err = Fixture::new(&text).parse().unwrap_err().to_string();
+    assert!(
+        err.contains("deletionPolicy") && err.contains("Orphan"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -21,6 +21,7 @@ use crate::{
 };
 
 mod report;
+mod resume;
 
 pub use report::{HostReport, Outcome, PhaseTask, PhaseTime, Report};
 
@@ -97,6 +98,9 @@ pub struct Options {
     pub until: Option<String>,
     /// How bundle blobs reach hosts: the engine's HTTP blob server or SSH push.
     pub distribution: crate::distribute::Distribution,
+    /// An interrupted operation of the same spec to resume: each playbook phase that it
+    /// finished on a host is not run there again (see `resume`).
+    pub resume_from: Option<OperationId>,
 }
 
 impl Default for Options {
@@ -112,6 +116,7 @@ impl Default for Options {
             drain: kubegrid_cluster::DrainOptions::default(),
             until: None,
             distribution: crate::distribute::Distribution::default(),
+            resume_from: None,
         }
     }
 }
@@ -278,6 +283,7 @@ pub async fn execute(
             error: None,
             tasks: Vec::new(),
             round_trips: BTreeMap::new(),
+            facts: None,
         })
         .collect();
     let mut run = Run {
@@ -299,6 +305,9 @@ pub async fn execute(
         distributor: Default::default(),
     };
     let outcome = drive(&mut run).await;
+    for (report, facts) in run.reports.iter_mut().zip(&run.facts) {
+        report.facts.clone_from(facts);
+    }
     for s in run.sessions.iter().flatten() {
         s.connection().close().await;
     }
@@ -376,8 +385,9 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
     kubernetes::prepare(run).await?;
     crate::registry::prepare(run).await?;
     let plans = phases::compile_all(run)?;
+    let resume = resume::Resume::load(run).await?;
     for phase in run.req.playbook.phases.clone() {
-        let per_host: BTreeMap<usize, _> = plans
+        let mut per_host: BTreeMap<usize, _> = plans
             .iter()
             .enumerate()
             .filter_map(|(i, p)| {
@@ -398,6 +408,12 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
                 }
             }
             continue;
+        }
+        for (i, name) in run.reports.iter().map(|r| r.name.clone()).enumerate() {
+            if per_host.contains_key(&i) && resume.finished(&name, &phase.name) {
+                per_host.remove(&i);
+                resume.carry(run, &name, &phase.name).await;
+            }
         }
         phases::PlaybookPhase {
             name: phase.name.clone(),

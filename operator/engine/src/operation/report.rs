@@ -29,6 +29,10 @@ pub struct HostReport {
     pub tasks: Vec<PhaseTask>,
     /// SSH round trips per phase (the engine's budget is two).
     pub round_trips: BTreeMap<String, usize>,
+    /// What the host told about itself, once it connected; the operator copies it into the
+    /// Node's status. Not in the CLI's JSON report, which predates it.
+    #[serde(skip)]
+    pub facts: Option<kubegrid_agent::facts::Facts>,
 }
 
 /// A task report tagged with its phase.

@@ -1,17 +1,18 @@
 use kubegrid_journal::{FinalStatus, Journal, OperationStatus, TaskState};
 
-use crate::{apply, journal_path, task};
+use crate::{Kind, apply, fresh, on_both_backends, task};
 
 const EACH: usize = 60;
 
-/// Two handles on one file stand in for two processes (an `apply` and a `history`, or two
-/// applies): WAL plus the busy timeout must let both write without losing anything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_handles_record_into_one_file_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = journal_path(dir.path());
-    let a = Journal::open(&path).await.unwrap();
-    let b = Journal::open(&path).await.unwrap();
+on_both_backends!(multi_thread: two_handles_record_into_one_journal_at_once);
+
+/// Two handles on one journal stand in for two processes (an `apply` and a `history`, or two
+/// applies; on Postgres, two operator replicas): WAL plus the busy timeout (SQLite) or the
+/// server (Postgres) must let both write without losing anything.
+async fn two_handles_record_into_one_journal_at_once(kind: Kind) {
+    let journal = fresh(kind).await;
+    let a = journal.journal.clone();
+    let b = journal.reopen().await;
     let op_a = a.begin(apply(&["a1"])).await.unwrap();
     let op_b = b.begin(apply(&["b1"])).await.unwrap();
 

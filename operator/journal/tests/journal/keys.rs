@@ -1,14 +1,19 @@
 use kubegrid_journal::Error;
 
-use crate::fresh;
+use crate::{Kind, fresh, on_both_backends};
+
+on_both_backends!(
+    pin_then_read_and_pin_again_is_a_no_op,
+    a_different_key_is_refused_and_the_pin_kept,
+    replace_and_forget,
+);
 
 const ED: &str = "ssh-ed25519";
 const FP1: &str = "SHA256:Zm9vYmFyMTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A";
 const FP2: &str = "SHA256:YmFyYmF6MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A";
 
-#[tokio::test]
-async fn pin_then_read_and_pin_again_is_a_no_op() {
-    let (_dir, journal) = fresh().await;
+async fn pin_then_read_and_pin_again_is_a_no_op(kind: Kind) {
+    let journal = fresh(kind).await;
     assert!(journal.pinned_key("lab", "h1").await.unwrap().is_none());
     journal
         .pin_key("lab", "h1", "10.0.0.2:22", ED, FP1)
@@ -36,9 +41,8 @@ async fn pin_then_read_and_pin_again_is_a_no_op() {
     );
 }
 
-#[tokio::test]
-async fn a_different_key_is_refused_and_the_pin_kept() {
-    let (_dir, journal) = fresh().await;
+async fn a_different_key_is_refused_and_the_pin_kept(kind: Kind) {
+    let journal = fresh(kind).await;
     journal
         .pin_key("lab", "h1", "10.0.0.2:22", ED, FP1)
         .await
@@ -81,9 +85,8 @@ async fn a_different_key_is_refused_and_the_pin_kept() {
     );
 }
 
-#[tokio::test]
-async fn replace_and_forget() {
-    let (_dir, journal) = fresh().await;
+async fn replace_and_forget(kind: Kind) {
+    let journal = fresh(kind).await;
     let err = journal.replace_key("lab", "h1", ED, FP2).await.unwrap_err();
     assert!(matches!(err, Error::KeyNotPinned { .. }), "{err}");
 
@@ -111,4 +114,58 @@ async fn replace_and_forget() {
         .pin_key("lab", "h1", "10.0.0.3:22", ED, FP1)
         .await
         .expect("pins afresh");
+}
+
+on_both_backends!(multi_thread: concurrent_first_contacts_pin_exactly_one_key);
+
+/// First contacts from two handles (two processes, or two replicas on Postgres) race: one
+/// key wins, every other offer is refused naming the winner, and offers of the same key all
+/// succeed.
+async fn concurrent_first_contacts_pin_exactly_one_key(kind: Kind) {
+    const RACERS: usize = 8;
+    let journal = fresh(kind).await;
+    let other = journal.reopen().await;
+    let offer = |host: &'static str, i: usize, fingerprint: String| {
+        let handle = if i.is_multiple_of(2) {
+            journal.journal.clone()
+        } else {
+            other.clone()
+        };
+        tokio::spawn(async move {
+            let pinned = handle
+                .pin_key("lab", host, "10.0.0.2:22", ED, &fingerprint)
+                .await;
+            (fingerprint, pinned)
+        })
+    };
+
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| offer("h1", i, format!("SHA256:key{i}")))
+        .collect();
+    let mut winners = Vec::new();
+    let mut refused = Vec::new();
+    for racer in racers {
+        match racer.await.unwrap() {
+            (fingerprint, Ok(())) => winners.push(fingerprint),
+            (_, Err(Error::KeyAlreadyPinned(conflict))) => {
+                refused.push(conflict.pinned_fingerprint)
+            }
+            (_, Err(other)) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one key is pinned: {winners:?}");
+    assert!(
+        refused.iter().all(|pinned| *pinned == winners[0]),
+        "{refused:?}"
+    );
+    let pinned = journal.pinned_key("lab", "h1").await.unwrap().unwrap();
+    assert_eq!(pinned.fingerprint, winners[0]);
+
+    let same: Vec<_> = (0..RACERS)
+        .map(|i| offer("h2", i, FP1.to_owned()))
+        .collect();
+    for racer in same {
+        let (_, pinned) = racer.await.unwrap();
+        pinned.expect("the same key offered at once is pinned once, without conflict");
+    }
 }

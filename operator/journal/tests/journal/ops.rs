@@ -3,11 +3,19 @@ use kubegrid_journal::{
     OperationStatus, TaskState,
 };
 
-use crate::{apply, fresh, task};
+use crate::{Kind, apply, fresh, on_both_backends, task};
 
-#[tokio::test]
-async fn begin_record_finish_round_trip() {
-    let (_dir, journal) = fresh().await;
+on_both_backends!(
+    begin_record_finish_round_trip,
+    events_filter_by_host,
+    a_second_result_for_the_same_phase_replaces_the_first,
+    output_keeps_only_its_tail,
+    unknown_and_finished_operations_are_refused,
+    kinds_round_trip_as_text,
+);
+
+async fn begin_record_finish_round_trip(kind: Kind) {
+    let journal = fresh(kind).await;
     let first = journal.begin(apply(&["h1", "h2", "h3"])).await.unwrap();
     let events = [
         task("h1", "prepare", "sysctl", TaskState::Changed),
@@ -92,9 +100,8 @@ async fn begin_record_finish_round_trip() {
     assert_eq!(journal.operations(1).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn events_filter_by_host() {
-    let (_dir, journal) = fresh().await;
+async fn events_filter_by_host(kind: Kind) {
+    let journal = fresh(kind).await;
     let id = journal.begin(apply(&["h1", "h2"])).await.unwrap();
     for (host, name) in [("h1", "a"), ("h2", "b"), ("h1", "c"), ("h2", "d")] {
         journal
@@ -114,9 +121,8 @@ async fn events_filter_by_host() {
     assert_eq!(journal.events(id, None).await.unwrap().len(), 4);
 }
 
-#[tokio::test]
-async fn a_second_result_for_the_same_phase_replaces_the_first() {
-    let (_dir, journal) = fresh().await;
+async fn a_second_result_for_the_same_phase_replaces_the_first(kind: Kind) {
+    let journal = fresh(kind).await;
     let id = journal.begin(apply(&["h1"])).await.unwrap();
     let failed = HostOutcome {
         ok: false,
@@ -135,9 +141,8 @@ async fn a_second_result_for_the_same_phase_replaces_the_first() {
     assert!(results[0].ok);
 }
 
-#[tokio::test]
-async fn output_keeps_only_its_tail() {
-    let (_dir, journal) = fresh().await;
+async fn output_keeps_only_its_tail(kind: Kind) {
+    let journal = fresh(kind).await;
     let id = journal.begin(apply(&["h1"])).await.unwrap();
     let mut ev = task("h1", "p", "cmd", TaskState::Failed);
     ev.output = format!("HEAD{}é-the-end", "x".repeat(10_000));
@@ -149,9 +154,8 @@ async fn output_keeps_only_its_tail() {
     assert!(!stored.contains("HEAD"));
 }
 
-#[tokio::test]
-async fn unknown_and_finished_operations_are_refused() {
-    let (_dir, journal) = fresh().await;
+async fn unknown_and_finished_operations_are_refused(kind: Kind) {
+    let journal = fresh(kind).await;
     let missing = OperationId(999);
     let err = journal
         .record(missing, &task("h1", "p", "t", TaskState::Changed))
@@ -213,9 +217,8 @@ async fn unknown_and_finished_operations_are_refused() {
     );
 }
 
-#[tokio::test]
-async fn kinds_round_trip_as_text() {
-    let (_dir, journal) = fresh().await;
+async fn kinds_round_trip_as_text(kind: Kind) {
+    let journal = fresh(kind).await;
     let mut plan = apply(&[]);
     plan.kind = OperationKind::Plan;
     let plan_id = journal.begin(plan).await.unwrap();

@@ -1,6 +1,12 @@
 use kubegrid_journal::{Error, FinalStatus, OperationStatus, TaskState};
 
-use crate::{apply, fresh, raw, task};
+use crate::{Kind, apply, fresh, on_both_backends, task};
+
+on_both_backends!(
+    an_operation_whose_owner_died_is_marked_interrupted,
+    a_recycled_pid_is_not_a_live_owner,
+    an_owner_with_another_boot_id,
+);
 
 /// The pid of a process that has exited and been reaped.
 fn dead_pid() -> i64 {
@@ -12,9 +18,8 @@ fn dead_pid() -> i64 {
     i64::from(pid)
 }
 
-#[tokio::test]
-async fn an_operation_whose_owner_died_is_marked_interrupted() {
-    let (_dir, journal) = fresh().await;
+async fn an_operation_whose_owner_died_is_marked_interrupted(kind: Kind) {
+    let journal = fresh(kind).await;
     let orphan = journal.begin(apply(&["h1"])).await.unwrap();
     journal
         .record(orphan, &task("h1", "p", "a", TaskState::Changed))
@@ -22,13 +27,12 @@ async fn an_operation_whose_owner_died_is_marked_interrupted() {
         .unwrap();
     let live = journal.begin(apply(&["h1"])).await.unwrap();
 
-    let mut conn = raw(&journal).await;
-    sqlx::query("UPDATE operations SET owner_pid = ? WHERE id = ?")
-        .bind(dead_pid())
-        .bind(orphan.0)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    journal
+        .exec(&format!(
+            "UPDATE operations SET owner_pid = {} WHERE id = {orphan}",
+            dead_pid()
+        ))
+        .await;
 
     assert_eq!(journal.recover_interrupted().await.unwrap(), [orphan]);
     let op = journal.operation(orphan).await.unwrap().unwrap();
@@ -65,18 +69,51 @@ async fn an_operation_whose_owner_died_is_marked_interrupted() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_recycled_pid_is_not_a_live_owner() {
-    let (_dir, journal) = fresh().await;
+async fn a_recycled_pid_is_not_a_live_owner(kind: Kind) {
+    let journal = fresh(kind).await;
     let id = journal.begin(apply(&["h1"])).await.unwrap();
     // This process's pid, but a different start time: the pid was reused by someone else.
-    let mut conn = raw(&journal).await;
-    sqlx::query("UPDATE operations SET owner_start = owner_start + 1 WHERE id = ?")
-        .bind(id.0)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    journal
+        .exec(&format!(
+            "UPDATE operations SET owner_start = owner_start + 1 WHERE id = {id}"
+        ))
+        .await;
     assert_eq!(journal.recover_interrupted().await.unwrap(), [id]);
     let op = journal.operation(id).await.unwrap().unwrap();
     assert_eq!(op.status, OperationStatus::Interrupted);
+}
+
+/// A dead pid under another boot id: on SQLite the machine rebooted, so the owner is gone; on
+/// Postgres it may be a replica on another machine, which only the leader's
+/// `interrupt_running` may judge.
+async fn an_owner_with_another_boot_id(kind: Kind) {
+    let journal = fresh(kind).await;
+    let id = journal.begin(apply(&["h1"])).await.unwrap();
+    journal
+        .exec(&format!(
+            "UPDATE operations SET owner_pid = {}, \
+             owner_boot_id = '00000000-0000-0000-0000-000000000000' WHERE id = {id}",
+            dead_pid()
+        ))
+        .await;
+    let recovered = journal.recover_interrupted().await.unwrap();
+    let status = journal.operation(id).await.unwrap().unwrap().status;
+    match kind {
+        Kind::Sqlite => {
+            assert_eq!(recovered, [id]);
+            assert_eq!(status, OperationStatus::Interrupted);
+        }
+        Kind::Postgres => {
+            assert!(recovered.is_empty(), "{recovered:?}");
+            assert_eq!(status, OperationStatus::Running);
+            assert_eq!(
+                journal
+                    .interrupt_running("lab", "leader changed")
+                    .await
+                    .unwrap(),
+                [id],
+                "the new leader recovers it"
+            );
+        }
+    }
 }

@@ -1,0 +1,126 @@
+//! kubegrid's operator: watches `Cluster` and `Node` resources and runs the shared engine on
+//! their hosts, with per-node progress in status, Events, retries with backoff, resume after
+//! restarts, and one writer through a leader Lease.
+//!
+//! ```text
+//! elect ──leader──► Controller<Cluster> (+ Nodes mapped to their Cluster)
+//!   │                   └─ reconcile ─► operation::prepare ─► Runner (engine) ─► outcome
+//!   └─lost──► the Controller future is dropped at once: running operations stop mid-phase
+//!             and the next leader resumes them from the journal.
+//! ```
+
+pub mod context;
+pub mod error;
+pub mod health;
+pub mod immutable;
+pub mod leader;
+pub mod metrics;
+pub mod operation;
+pub mod outcome;
+pub mod reconcile;
+pub mod runner;
+pub mod secrets;
+pub mod status;
+pub mod tracker;
+
+use std::{future::Future, sync::Arc};
+
+use futures::{FutureExt, StreamExt};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{Controller, reflector::ObjectRef, watcher},
+};
+use kubegrid_api::{Cluster, Node};
+use tokio::sync::watch;
+
+pub use context::{Backoff, Context, Settings};
+pub use error::{Error, Result};
+
+/// Which namespaces the operator watches.
+#[derive(Debug, Clone, Default)]
+pub enum Scope {
+    /// Every namespace (a ClusterRole).
+    #[default]
+    All,
+    /// One namespace (a Role there).
+    Namespace(String),
+}
+
+/// Runs the operator until `shutdown` completes: elects, reconciles while leading, and stops
+/// acting the moment leadership is lost. On shutdown it releases the Lease if it holds it.
+pub async fn run(
+    ctx: Arc<Context>,
+    scope: Scope,
+    lease: leader::LeaseConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let (tx, mut leading) = watch::channel(false);
+    let mut election = tokio::spawn(leader::elect(ctx.client.clone(), lease.clone(), tx));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let result = loop {
+        tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            // Mapped to a bool so no watch guard is held across the awaits that follow.
+            open = leading.wait_for(|l| *l).map(|r| r.is_ok()) => if !open {
+                break election_ended(&mut election).await;
+            },
+        }
+        ctx.metrics.set_leader(true);
+        ctx.probes.set_api_reachable(true);
+        tracing::info!(identity = %lease.identity, "leading: reconciling");
+        let controller = controller(Arc::clone(&ctx), &scope);
+        tokio::select! {
+            _ = &mut shutdown => {
+                ctx.metrics.set_leader(false);
+                break Ok(());
+            }
+            () = controller => {
+                tracing::warn!("controller stopped while leading; standing by");
+            }
+            _ = leading.wait_for(|l| !*l).map(|r| r.is_ok()) => {
+                tracing::warn!(identity = %lease.identity, "lost the Lease: stopped acting");
+            }
+        }
+        ctx.metrics.set_leader(false);
+    };
+    // The election stops first: left running, it could take the Lease again after release.
+    election.abort();
+    let held = *leading.borrow();
+    if held && let Err(e) = leader::release(&ctx.client, &lease).await {
+        tracing::warn!("releasing the Lease: {e}");
+    }
+    result
+}
+
+async fn election_ended(election: &mut tokio::task::JoinHandle<Result<()>>) -> Result<()> {
+    match election.await {
+        Ok(result) => result,
+        Err(e) => Err(Error::Election {
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The Cluster controller: reconciles Clusters, and a Cluster again whenever one of its Nodes
+/// changes.
+pub fn controller(ctx: Arc<Context>, scope: &Scope) -> impl Future<Output = ()> + Send {
+    let client: Client = ctx.client.clone();
+    let (clusters, nodes): (Api<Cluster>, Api<Node>) = match scope {
+        Scope::All => (Api::all(client.clone()), Api::all(client)),
+        Scope::Namespace(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+    };
+    Controller::new(clusters, watcher::Config::default())
+        .watches(nodes, watcher::Config::default(), |node: Node| {
+            let ns = node.namespace()?;
+            Some(ObjectRef::<Cluster>::new(&node.spec.cluster_name).within(&ns))
+        })
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("reconcile: {e}");
+            }
+        })
+}

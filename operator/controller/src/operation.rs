@@ -1,0 +1,210 @@
+//! Preparing and running one operation for a Cluster: validation, Secrets, resume, live
+//! progress.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::{Api, Resource, ResourceExt};
+use kubegrid_api::{Cluster, Manifest, Node, ValidateFor};
+use kubegrid_engine::progress::Observer;
+use kubegrid_journal::OperationStatus;
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use crate::{
+    context::Context,
+    error::{Error, Result},
+    runner::{Job, JobKind, RunResult},
+    secrets, tracker,
+};
+
+/// The journal's and metrics' name for a Cluster: `namespace/name`, so equally named Clusters
+/// in two namespaces never share host keys or certificates.
+pub fn key(cluster: &Cluster) -> String {
+    format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_else(|| "default".into()),
+        cluster.name_any()
+    )
+}
+
+/// sha256 of what an operation carries out: the Cluster's spec and each Node's name and spec,
+/// in name order. Status and metadata do not count, so writing status never looks like new
+/// intent.
+pub fn spec_digest(kind: JobKind, cluster: &Cluster, nodes: &[Node]) -> String {
+    let mut nodes: Vec<(&str, &kubegrid_api::NodeSpec)> = nodes
+        .iter()
+        .map(|n| (n.metadata.name.as_deref().unwrap_or_default(), &n.spec))
+        .collect();
+    nodes.sort_by_key(|(name, _)| *name);
+    let doc = serde_json::json!({
+        "kind": kind.as_str(),
+        "cluster": cluster.spec,
+        "nodes": nodes,
+    });
+    hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+}
+
+/// The validated manifest of `cluster` and its live `nodes`; invalid specs are an error that
+/// lists every problem.
+pub fn manifest(ctx: &Context, cluster: &Cluster, nodes: &[Node]) -> Result<Manifest> {
+    let invalid = |problems: String| Error::InvalidSpec {
+        cluster: key(cluster),
+        problems,
+    };
+    let manifest =
+        Manifest::from_resources(cluster.clone(), nodes.to_vec(), &ctx.settings.spec_dir)
+            .map_err(|e| invalid(e.to_string()))?;
+    manifest
+        .validate(ValidateFor::Operator)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(manifest)
+}
+
+/// Everything a job needs from the API and the journal, read before any host is touched: a
+/// missing Secret stops here.
+pub async fn prepare(
+    ctx: &Context,
+    kind: JobKind,
+    cluster: &Cluster,
+    nodes: &[Node],
+) -> Result<Job> {
+    let manifest = manifest(ctx, cluster, nodes)?;
+    let cluster_key = key(cluster);
+    let ns = cluster.namespace().unwrap_or_else(|| "default".into());
+    let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let dir = ctx.settings.work_dir.join(&ns).join(cluster.name_any());
+    let ssh_key_file = match &cluster.spec.ssh.private_key_secret_ref {
+        Some(r) => {
+            let bytes = secrets::read(
+                &secrets_api,
+                &cluster_key,
+                &r.name,
+                Some(r.key()),
+                "SSH private key (spec.ssh.privateKeySecretRef)",
+            )
+            .await?;
+            Some(secrets::write_private(&dir, "ssh-key", &bytes)?)
+        }
+        None => None,
+    };
+    let bundle_public_key = match cluster
+        .spec
+        .bundle
+        .as_ref()
+        .and_then(|b| b.public_key_ref.as_ref())
+    {
+        Some(r) => {
+            let bytes = secrets::read(
+                &secrets_api,
+                &cluster_key,
+                &r.name,
+                None,
+                "bundle public key (spec.bundle.publicKeyRef)",
+            )
+            .await?;
+            Some(secrets::write_private(&dir, "bundle.pub", &bytes)?)
+        }
+        None => None,
+    };
+    let spec_digest = spec_digest(kind, cluster, nodes);
+    // This replica leads and reconciles this Cluster alone, so an operation still marked
+    // running belongs to a replica or process that stopped: it was interrupted.
+    ctx.journal
+        .interrupt_running(
+            &cluster_key,
+            "the operator replica running it stopped (leader change or restart)",
+        )
+        .await?;
+    let resume_from = ctx
+        .journal
+        .latest_operation(&cluster_key)
+        .await?
+        .filter(|op| op.status == OperationStatus::Interrupted && op.spec_digest == spec_digest)
+        .map(|op| op.id.0);
+    Ok(Job {
+        kind,
+        cluster: cluster_key,
+        manifest,
+        spec_digest,
+        ssh_key_file,
+        bundle_public_key,
+        resume_from,
+    })
+}
+
+/// An object reference for events about `obj`.
+pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
+    obj.object_ref(&())
+}
+
+/// Pins in the journal the host keys that Node statuses carry and the journal lacks (a
+/// journal rebuilt from an empty volume still refuses a changed host).
+async fn seed_host_keys(ctx: &Context, job: &Job, nodes: &[Node]) -> Result<()> {
+    for node in nodes {
+        let name = node.name_any();
+        let Some((algorithm, fingerprint)) = node
+            .status
+            .as_ref()
+            .and_then(|s| s.host_key.as_deref())
+            .and_then(|k| k.split_once(' '))
+        else {
+            continue;
+        };
+        if ctx.journal.pinned_key(&job.cluster, &name).await?.is_none() {
+            ctx.journal
+                .pin_key(
+                    &job.cluster,
+                    &name,
+                    &node.spec.address,
+                    algorithm,
+                    fingerprint,
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `job`, reflecting progress into the Nodes' status and Events as it goes.
+pub async fn run(
+    ctx: &Context,
+    cluster: &Cluster,
+    nodes: &[Node],
+    job: Job,
+) -> Result<(RunResult, BTreeMap<String, tracker::HostState>)> {
+    seed_host_keys(ctx, &job, nodes).await?;
+    let ns = cluster.namespace().unwrap_or_else(|| "default".into());
+    let sink = tracker::Sink {
+        nodes: Api::namespaced(ctx.client.clone(), &ns),
+        recorder: ctx.recorder.clone(),
+        cluster_ref: reference(cluster),
+        node_refs: nodes.iter().map(|n| (n.name_any(), reference(n))).collect(),
+        metrics: Arc::clone(&ctx.metrics),
+        cluster: job.cluster.clone(),
+        kind: job.kind.as_str(),
+    };
+    let (tracker, writer) = tracker::start(sink);
+    let span = tracing::info_span!(
+        "operation",
+        cluster = %job.cluster,
+        kind = job.kind.as_str(),
+        resume_from = job.resume_from,
+    );
+    span.in_scope(|| tracing::info!(hosts = nodes.len(), "operation starting"));
+    let observer: Arc<dyn Observer> = tracker;
+    let result = ctx
+        .runner
+        .run(job, ctx.journal.clone(), observer)
+        .instrument(span)
+        .await;
+    let hosts = writer.finish().await;
+    let result = result?;
+    tracing::info!(
+        cluster = %key(cluster),
+        operation = result.operation,
+        outcome = ?result.outcome,
+        "operation finished"
+    );
+    Ok((result, hosts))
+}

@@ -1,0 +1,320 @@
+//! The Cluster reconciler: `reconcile -> Result<Action>`.
+//!
+//! A Cluster is reconciled with its Nodes (those whose `spec.clusterName` names it). It runs
+//! an operation when there is something to do: intent that no successful operation carried
+//! out yet, a Node that is not Ready, or a Node being deleted. Failures retry with
+//! exponential backoff; an operation interrupted by a restart or a leader change resumes from
+//! the journal.
+
+use std::sync::Arc;
+
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::EventType,
+        finalizer::{Event as Finalizer, finalizer},
+    },
+};
+use kubegrid_api::{Cluster, ClusterPhase, DeletionPolicy, Node, NodePhase};
+use kubegrid_journal::OperationStatus;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::{
+    context::Context,
+    error::{Error, Result},
+    immutable,
+    operation::{self, key},
+    outcome,
+    runner::JobKind,
+    status::{self, PROGRESSING, condition},
+    tracker,
+};
+
+/// Finalizer on Clusters: deletion waits for the hosts to be reset (or orphaned).
+pub const CLUSTER_FINALIZER: &str = "kubegrid.io/cluster";
+/// Finalizer on Nodes: deletion waits for the host to leave the cluster.
+pub const NODE_FINALIZER: &str = "kubegrid.io/node";
+
+/// Reconciles one Cluster.
+pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.reconcile("Cluster");
+    let ns = cluster.namespace().unwrap_or_else(|| "default".into());
+    let api: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let span = tracing::info_span!("reconcile", cluster = %key(&cluster));
+    finalizer(&api, CLUSTER_FINALIZER, cluster, |event| async {
+        match event {
+            Finalizer::Apply(c) => apply(&c, &ctx).await,
+            Finalizer::Cleanup(c) => cleanup(&c, &ctx).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    })
+}
+
+/// What to do after a failed reconcile: retry with backoff, counting the failure.
+pub fn error_policy(cluster: Arc<Cluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(error.category());
+    let delay = ctx.failed(&key(&cluster));
+    tracing::warn!(
+        cluster = %key(&cluster),
+        category = error.category(),
+        retry_in_s = delay.as_secs(),
+        "reconcile failed: {error}"
+    );
+    Action::requeue(delay)
+}
+
+/// The Nodes that name `cluster`, split into live ones and ones being deleted.
+async fn nodes_of(ctx: &Context, cluster: &Cluster) -> Result<(Vec<Node>, Vec<Node>)> {
+    let ns = cluster.namespace().unwrap_or_else(|| "default".into());
+    let api: Api<Node> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = cluster.name_any();
+    let mut all: Vec<Node> = api
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube(format!("list Nodes in {ns}")))?
+        .items
+        .into_iter()
+        .filter(|n| n.spec.cluster_name == name)
+        .collect();
+    all.sort_by_key(|n| n.name_any());
+    Ok(all
+        .into_iter()
+        .partition(|n| n.metadata.deletion_timestamp.is_none()))
+}
+
+/// Adds (`hold`) or removes the Node finalizer. The Node is read afresh and written with
+/// that read's resourceVersion: the copy the reconcile started from is stale once an
+/// operation wrote the Node's status, and a finalizer list must never be written over a
+/// concurrent change to it.
+async fn set_node_finalizer(api: &Api<Node>, name: &str, hold: bool) -> Result<()> {
+    let Some(node) = api
+        .get_opt(name)
+        .await
+        .map_err(Error::kube(format!("read Node {name}")))?
+    else {
+        return Ok(());
+    };
+    let has = node.finalizers().iter().any(|f| f == NODE_FINALIZER);
+    if has == hold {
+        return Ok(());
+    }
+    let mut finalizers: Vec<String> = node
+        .finalizers()
+        .iter()
+        .filter(|f| *f != NODE_FINALIZER)
+        .cloned()
+        .collect();
+    if hold {
+        finalizers.push(NODE_FINALIZER.into());
+    }
+    let mut patch = json!({ "metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": node.resource_version(),
+    }});
+    if let Some(annotations) = hold.then(|| immutable::taken_by(&node)).flatten() {
+        patch["metadata"]["annotations"] = annotations;
+    }
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(drop)
+        .map_err(Error::kube(format!("update finalizers of Node {name}")))
+}
+
+/// Adds the Node finalizer where it is missing.
+async fn hold_nodes(api: &Api<Node>, nodes: &[Node]) -> Result<()> {
+    for node in nodes
+        .iter()
+        .filter(|n| !n.finalizers().iter().any(|f| f == NODE_FINALIZER))
+    {
+        set_node_finalizer(api, &node.name_any(), true).await?;
+    }
+    Ok(())
+}
+
+/// Removes the Node finalizer, letting a deleted Node go.
+pub(crate) async fn release_node(api: &Api<Node>, node: &Node) -> Result<()> {
+    set_node_finalizer(api, &node.name_any(), false).await
+}
+
+async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
+    let cluster_key = key(cluster);
+    let ns = cluster.namespace().unwrap_or_else(|| "default".into());
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let nodes_api: Api<Node> = Api::namespaced(ctx.client.clone(), &ns);
+    let (live, leaving) = nodes_of(ctx, cluster).await?;
+    ctx.probes.set_api_reachable(true);
+    hold_nodes(&nodes_api, &live).await?;
+    // A deleted Node that never joined left nothing on its host to undo.
+    let members: Vec<String> = ctx
+        .journal
+        .members(&cluster_key)
+        .await?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let mut removing = Vec::new();
+    for node in leaving {
+        if members.contains(&node.name_any()) {
+            removing.push(node);
+        } else {
+            release_node(&nodes_api, &node).await?;
+        }
+    }
+    if let Err(e) = immutable::check(cluster, &live) {
+        // The API server's CEL rules refuse these edits; this catches servers that skip them.
+        outcome::refused(ctx, &clusters, cluster, &live, "ImmutableFieldChanged", &e).await?;
+        ctx.metrics.failure(e.category());
+        return Ok(Action::await_change());
+    }
+    if let Err(e) = operation::manifest(ctx, cluster, &live) {
+        // Nothing but a spec change can fix this: no retry until the spec changes.
+        outcome::refused(ctx, &clusters, cluster, &live, "InvalidSpec", &e).await?;
+        ctx.metrics.failure(e.category());
+        return Ok(Action::await_change());
+    }
+    let digest = operation::spec_digest(JobKind::Apply, cluster, &live);
+    let last = ctx.journal.latest_operation(&cluster_key).await?;
+    let carried_out = last
+        .as_ref()
+        .is_some_and(|op| op.status == OperationStatus::Succeeded && op.spec_digest == digest);
+    let all_ready = live
+        .iter()
+        .all(|n| n.status.as_ref().and_then(|s| s.phase) == Some(NodePhase::Ready));
+    let cluster_ready = cluster.status.as_ref().and_then(|s| s.phase) == Some(ClusterPhase::Ready);
+    if carried_out && all_ready && cluster_ready && removing.is_empty() {
+        ctx.succeeded(&cluster_key);
+        return Ok(Action::await_change());
+    }
+    if let Some(wait) = ctx.wait_left(&cluster_key) {
+        return Ok(Action::requeue(wait));
+    }
+    let job = match operation::prepare(ctx, JobKind::Apply, cluster, &live).await {
+        Ok(job) => job,
+        Err(e @ Error::ReadSecret { .. }) => {
+            outcome::refused(ctx, &clusters, cluster, &live, "SecretMissing", &e).await?;
+            return Err(e);
+        }
+        Err(e @ Error::Bundle { .. }) => {
+            outcome::refused(ctx, &clusters, cluster, &live, "BundleInvalid", &e).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    outcome::starting(ctx, &clusters, &nodes_api, cluster, &live, &removing, &job).await?;
+    let result = operation::run(ctx, cluster, &live, job).await;
+    let (result, hosts) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            outcome::refused(ctx, &clusters, cluster, &live, "OperationError", &e).await?;
+            return Err(e);
+        }
+    };
+    outcome::finished(
+        ctx, &clusters, &nodes_api, cluster, &live, &removing, &result, &hosts,
+    )
+    .await?;
+    if outcome::succeeded(&result) {
+        ctx.succeeded(&cluster_key);
+        Ok(Action::await_change())
+    } else {
+        let delay = ctx.failed(&cluster_key);
+        ctx.metrics.failure(outcome::category(&result));
+        Ok(Action::requeue(delay))
+    }
+}
+
+async fn cleanup(cluster: &Cluster, ctx: &Context) -> Result<Action> {
+    let ns = cluster.namespace().unwrap_or_else(|| "default".into());
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let nodes_api: Api<Node> = Api::namespaced(ctx.client.clone(), &ns);
+    let (live, leaving) = nodes_of(ctx, cluster).await?;
+    let all: Vec<Node> = live.into_iter().chain(leaving).collect();
+    let cluster_ref = operation::reference(cluster);
+    if cluster.spec.deletion_policy == DeletionPolicy::Orphan {
+        for node in &all {
+            release_node(&nodes_api, node).await?;
+        }
+        tracker::publish_with(
+            &ctx.recorder,
+            &cluster_ref,
+            EventType::Normal,
+            "Orphaned",
+            format!(
+                "deletionPolicy Orphan: {} host(s) left as they are",
+                all.len()
+            ),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let job = match operation::prepare(ctx, JobKind::Reset, cluster, &all).await {
+        Ok(job) => job,
+        Err(e) => {
+            outcome::refused(ctx, &clusters, cluster, &all, "ResetBlocked", &e).await?;
+            return Err(e);
+        }
+    };
+    let cluster_key = job.cluster.clone();
+    status::patch_cluster(
+        &clusters,
+        &cluster.name_any(),
+        json!({
+            "phase": ClusterPhase::Deleting,
+            "conditions": status::merge(
+                cluster.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default(),
+                vec![condition(PROGRESSING, true, "Resetting", "deletionPolicy Reset: resetting every host", cluster.metadata.generation)],
+                &status::now(),
+            ),
+        }),
+    )
+    .await?;
+    let (result, _) = operation::run(ctx, cluster, &all, job).await?;
+    let failed: Vec<String> = result
+        .hosts
+        .iter()
+        .filter(|h| !h.ok)
+        .map(|h| format!("{}: {}", h.name, h.error.clone().unwrap_or_default()))
+        .collect();
+    if outcome::succeeded(&result) {
+        for node in &all {
+            release_node(&nodes_api, node).await?;
+        }
+        ctx.succeeded(&cluster_key);
+        tracker::publish_with(
+            &ctx.recorder,
+            &cluster_ref,
+            EventType::Normal,
+            "Reset",
+            format!(
+                "deletionPolicy Reset: {} host(s) reset (operation {})",
+                all.len(),
+                result.operation
+            ),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let reason = if failed.is_empty() {
+        format!("{:?}", result.outcome)
+    } else {
+        failed.join("; ")
+    };
+    let message = format!(
+        "resetting hosts failed (operation {}): {reason}",
+        result.operation
+    );
+    outcome::degraded(ctx, &clusters, cluster, "ResetFailed", &message).await?;
+    Err(Error::ResetFailed {
+        cluster: cluster_key,
+        reason,
+    })
+}

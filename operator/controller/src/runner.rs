@@ -1,0 +1,338 @@
+//! What the reconciler asks of the engine, behind a trait so that reconciler scenarios can run
+//! without hosts. [`EngineRunner`] is the product's implementation: the same
+//! `kubegrid_engine::operation::execute` that `kubegrid apply` calls.
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use kubegrid_api::Manifest;
+use kubegrid_engine::{
+    agent::{self, Agents},
+    distribute::Distribution,
+    operation::{self, Mode, Options, Outcome},
+    progress::Observer,
+    ssh::SshOptions,
+};
+use kubegrid_journal::{Journal, OperationId};
+use kubegrid_plan::Playbook;
+
+use crate::error::{Error, Result};
+
+/// Which playbook an operation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Install or converge the cluster (`install`), removing Nodes that left it.
+    Apply,
+    /// Reset every host (`reset`), for a Cluster deleted with `deletionPolicy: Reset`.
+    Reset,
+}
+
+impl JobKind {
+    /// The name used in status, events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Apply => "install",
+            Self::Reset => "reset",
+        }
+    }
+}
+
+/// One operation to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// What to run.
+    pub kind: JobKind,
+    /// The journal's name for the cluster: `namespace/name`.
+    pub cluster: String,
+    /// The Cluster and its live Nodes.
+    pub manifest: Manifest,
+    /// sha256 of the spec the operation carries out, for the journal and for resuming.
+    pub spec_digest: String,
+    /// The SSH private key, written from the Cluster's Secret.
+    pub ssh_key_file: Option<PathBuf>,
+    /// The public key the bundle's signature is checked with.
+    pub bundle_public_key: Option<PathBuf>,
+    /// An interrupted operation to resume.
+    pub resume_from: Option<i64>,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Every host finished.
+    Succeeded,
+    /// Some hosts failed; see [`RunResult::hosts`].
+    HostsFailed,
+    /// Preflight found problems; nothing was changed. The findings.
+    PreflightFailed(Vec<String>),
+    /// Some hosts could not be reached; nothing was changed.
+    Unreachable,
+    /// The hosts finished but the checks through the cluster's API failed. Why.
+    ClusterFailed(String),
+}
+
+/// One host's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostOutcome {
+    /// Node name.
+    pub name: String,
+    /// It finished every phase.
+    pub ok: bool,
+    /// The phase it failed in.
+    pub failed_phase: Option<String>,
+    /// Why.
+    pub error: Option<String>,
+    /// What the host told about itself, when it connected.
+    pub facts: Option<kubegrid_api::NodeFacts>,
+}
+
+/// The status form of what a host told about itself.
+pub fn node_facts(f: &kubegrid_agent::facts::Facts) -> kubegrid_api::NodeFacts {
+    kubegrid_api::NodeFacts {
+        os: Some(format!("{} {}", f.os_id, f.os_version).trim().to_string()),
+        kernel: Some(f.kernel.clone()),
+        arch: match f.arch.as_str() {
+            "amd64" | "x86_64" => Some(kubegrid_api::Arch::Amd64),
+            "arm64" | "aarch64" => Some(kubegrid_api::Arch::Arm64),
+            _ => None,
+        },
+        cpus: u32::try_from(f.cpus).ok(),
+        memory_mib: Some(f.memory_mib),
+        gpus: gpus(&f.pci),
+    }
+}
+
+/// NVIDIA display and 3D controllers (PCI class 0x03xx) by device id. The PCI id is what the
+/// host reports without a driver; the marketing name needs nvidia-smi, which may not be
+/// installed yet.
+fn gpus(pci: &[kubegrid_agent::facts::PciDevice]) -> Vec<kubegrid_api::GpuFacts> {
+    let mut by_model: BTreeMap<String, u32> = BTreeMap::new();
+    for d in pci
+        .iter()
+        .filter(|d| d.nvidia && d.class.starts_with("0x03"))
+    {
+        *by_model
+            .entry(format!(
+                "NVIDIA {}:{}",
+                d.vendor.trim_start_matches("0x"),
+                d.device.trim_start_matches("0x")
+            ))
+            .or_default() += 1;
+    }
+    by_model
+        .into_iter()
+        .map(|(model, count)| kubegrid_api::GpuFacts { model, count })
+        .collect()
+}
+
+/// What an operation left behind.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// Journal id.
+    pub operation: i64,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// Per host.
+    pub hosts: Vec<HostOutcome>,
+    /// Nodes that left the spec and were removed (drained, deleted, reset).
+    pub removed: Vec<String>,
+    /// The admin kubeconfig, once the cluster exists.
+    pub kubeconfig: Option<String>,
+    /// Pinned host keys by Node: `algorithm fingerprint`.
+    pub host_keys: BTreeMap<String, String>,
+}
+
+/// Runs operations. Implementations journal what they do in the journal they are given.
+pub trait Runner: Send + Sync {
+    /// Runs `job`, reporting progress to `observer`.
+    fn run(
+        &self,
+        job: Job,
+        journal: Journal,
+        observer: Arc<dyn Observer>,
+    ) -> BoxFuture<'static, Result<RunResult>>;
+}
+
+/// The shared engine, as `kubegrid apply` runs it.
+#[derive(Debug, Clone)]
+pub struct EngineRunner {
+    /// Hosts worked on at once within a phase.
+    pub parallel: usize,
+    /// Seconds allowed for each host's connect and SSH handshake.
+    pub connect_timeout: Duration,
+    /// How bundle files reach hosts.
+    pub distribution: Distribution,
+    /// Preflight checks skipped knowingly on every install; [`CLUSTER_API_CHECKS`] skips
+    /// the checks through the workload cluster's API.
+    pub skip_checks: Vec<String>,
+}
+
+/// The name that skips the checks through the workload cluster's API, as in `kubegrid apply`.
+pub const CLUSTER_API_CHECKS: &str = "cluster-api";
+
+impl Default for EngineRunner {
+    fn default() -> Self {
+        Self {
+            parallel: 64,
+            connect_timeout: Duration::from_secs(10),
+            distribution: Distribution::default(),
+            skip_checks: Vec::new(),
+        }
+    }
+}
+
+impl Runner for EngineRunner {
+    fn run(
+        &self,
+        job: Job,
+        journal: Journal,
+        observer: Arc<dyn Observer>,
+    ) -> BoxFuture<'static, Result<RunResult>> {
+        let this = self.clone();
+        Box::pin(async move { this.execute(job, journal, observer).await })
+    }
+}
+
+impl EngineRunner {
+    async fn execute(
+        &self,
+        job: Job,
+        journal: Journal,
+        observer: Arc<dyn Observer>,
+    ) -> Result<RunResult> {
+        let manifest = &job.manifest;
+        let bundle_dir = manifest.bundle_dir().ok_or_else(|| Error::Bundle {
+            cluster: job.cluster.clone(),
+            reason: "spec.bundle.source is not set; the operator has no --bundle".into(),
+        })?;
+        let bundle_err = |reason: String| Error::Bundle {
+            cluster: job.cluster.clone(),
+            reason,
+        };
+        let key = job
+            .bundle_public_key
+            .clone()
+            .or_else(|| manifest.bundle_public_key_file())
+            .ok_or_else(|| {
+                bundle_err(format!(
+                    "bundle {}: no public key to check its signature with; set spec.bundle.publicKeyRef to a Secret holding it",
+                    bundle_dir.display()
+                ))
+            })?;
+        let (bundle, _) = kubegrid_bundle::open_verified(&bundle_dir, &key)
+            .map_err(|e| bundle_err(e.to_string()))?;
+        let agents = Agents::discover(&agent::default_dirs(Some(&bundle_dir)))
+            .map_err(|e| bundle_err(e.to_string()))?;
+        let context = kubegrid_engine::spec::cluster_context(manifest)
+            .map_err(|e| bundle_err(e.to_string()))?;
+        kubegrid_engine::spec::check_bundle(&context, &bundle)
+            .map_err(|e| bundle_err(e.to_string()))?;
+        let mut hosts = kubegrid_engine::spec::hosts(manifest);
+        for h in &mut hosts {
+            h.target.cluster = job.cluster.clone();
+            if let Some(key) = &job.ssh_key_file {
+                h.target.key_file = Some(key.clone());
+                if let Some(b) = h.target.bastion.as_mut() {
+                    b.key_file.get_or_insert_with(|| key.clone());
+                    b.cluster = job.cluster.clone();
+                }
+            }
+        }
+        let names: Vec<String> = hosts.iter().map(|h| h.target.host.clone()).collect();
+        let mut options = Options {
+            parallel: self.parallel,
+            ssh: SshOptions {
+                connect_timeout: self.connect_timeout,
+                ..SshOptions::default()
+            },
+            distribution: self.distribution,
+            resume_from: job.resume_from.map(OperationId),
+            skip_checks: self.skip_checks.clone(),
+            cluster_checks: !self.skip_checks.iter().any(|c| c == CLUSTER_API_CHECKS),
+            ..Options::default()
+        };
+        let mut context = context;
+        if job.kind == JobKind::Reset {
+            // A reset takes down what is there; checks meant for building it up get in the way.
+            options.skip_checks = kubegrid_engine::preflight::names()
+                .into_iter()
+                .map(String::from)
+                .collect();
+            options.cluster_checks = false;
+            context.kubernetes = None;
+        }
+        let playbook = Playbook::builtin(job.kind.as_str()).map_err(|e| Error::Engine {
+            cluster: job.cluster.clone(),
+            reason: e.to_string(),
+        })?;
+        let req = operation::Request {
+            mode: Mode::Apply,
+            cluster: job.cluster.clone(),
+            spec_digest: job.spec_digest.clone(),
+            context,
+            hosts,
+            bundle: Arc::new(bundle),
+            playbook: Arc::new(playbook),
+            agents: Arc::new(agents),
+            options,
+        };
+        let report = operation::execute(req, journal.clone(), observer)
+            .await
+            .map_err(|e| Error::Engine {
+                cluster: job.cluster.clone(),
+                reason: e.to_string(),
+            })?;
+        let outcome = match report.outcome {
+            Outcome::Succeeded => RunOutcome::Succeeded,
+            Outcome::HostsFailed => RunOutcome::HostsFailed,
+            Outcome::Unreachable => RunOutcome::Unreachable,
+            Outcome::PreflightFailed => RunOutcome::PreflightFailed(
+                report.preflight.iter().map(|f| f.to_string()).collect(),
+            ),
+            Outcome::ClusterFailed => RunOutcome::ClusterFailed(
+                report
+                    .kubernetes
+                    .checks
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .map(|c| format!("{}: {}", c.name, c.detail))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        };
+        let mut host_keys = BTreeMap::new();
+        for name in &names {
+            if let Ok(Some(pin)) = journal.pinned_key(&job.cluster, name).await {
+                host_keys.insert(
+                    name.clone(),
+                    format!("{} {}", pin.algorithm, pin.fingerprint),
+                );
+            }
+        }
+        let kubeconfig = journal.kubeconfig(&job.cluster).await.ok().flatten();
+        Ok(RunResult {
+            operation: report.operation,
+            outcome,
+            hosts: report
+                .hosts
+                .iter()
+                .map(|h| HostOutcome {
+                    name: h.name.clone(),
+                    ok: h.ok,
+                    failed_phase: h.failed_phase.clone(),
+                    error: h.error.clone(),
+                    facts: h.facts.as_ref().map(node_facts),
+                })
+                .collect(),
+            removed: report
+                .kubernetes
+                .removed
+                .iter()
+                .filter(|r| r.ok)
+                .map(|r| r.name.clone())
+                .collect(),
+            kubeconfig,
+            host_keys,
+        })
+    }
+}

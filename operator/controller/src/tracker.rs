@@ -1,0 +1,272 @@
+//! Live progress of an operation, turned into per-Node status, Kubernetes Events and
+//! metrics while it runs.
+//!
+//! The engine calls [`Tracker::event`] from its fan-out tasks, so that call only queues the
+//! event. One writer task applies queued events in order and then patches each Node whose
+//! status changed once per batch: a phase on 500 hosts makes a few patches per Node, not
+//! one per task.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Instant,
+};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Api,
+    runtime::events::{Event, EventType, Recorder},
+};
+use kubegrid_api::{Node, NodePhase, PhaseTiming};
+use kubegrid_engine::progress::{Observer, Progress};
+use serde_json::json;
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+
+use crate::{metrics::Metrics, status};
+
+/// What the tracker learned about one host.
+#[derive(Debug, Clone, Default)]
+pub struct HostState {
+    /// Where it is now.
+    pub phase: Option<NodePhase>,
+    /// `phase / task` running now.
+    pub current_step: Option<String>,
+    /// Why it failed, if it did.
+    pub last_error: Option<String>,
+    /// Wall time of each phase on this host.
+    pub phase_times: Vec<PhaseTiming>,
+    started: HashMap<String, (Instant, String)>,
+    dirty: bool,
+}
+
+/// Queues engine progress for the writer task.
+pub struct Tracker {
+    tx: mpsc::UnboundedSender<Progress>,
+}
+
+impl Observer for Tracker {
+    fn event(&self, event: &Progress) {
+        // The writer outlives every sender; a send can only fail once it has stopped.
+        let _ = self.tx.send(event.clone());
+    }
+}
+
+/// Where the writer reports to.
+pub struct Sink {
+    /// Nodes of the Cluster's namespace.
+    pub nodes: Api<Node>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// The Cluster, as events name it.
+    pub cluster_ref: ObjectReference,
+    /// Each Node by name, as events name it.
+    pub node_refs: BTreeMap<String, ObjectReference>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// `namespace/name`, the metrics label.
+    pub cluster: String,
+    /// `install` or `reset`.
+    pub kind: &'static str,
+}
+
+/// The running writer.
+pub struct Writer {
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<BTreeMap<String, HostState>>,
+}
+
+impl Writer {
+    /// Applies what is still queued, writes it, and returns the hosts' final states. Events
+    /// sent after this are dropped.
+    pub async fn finish(self) -> BTreeMap<String, HostState> {
+        let _ = self.stop.send(());
+        self.handle.await.unwrap_or_default()
+    }
+}
+
+/// Starts a writer for `sink`.
+pub fn start(sink: Sink) -> (Arc<Tracker>, Writer) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop, stopped) = oneshot::channel();
+    let handle = tokio::spawn(write(sink, rx, stopped));
+    (Arc::new(Tracker { tx }), Writer { stop, handle })
+}
+
+async fn write(
+    sink: Sink,
+    mut rx: mpsc::UnboundedReceiver<Progress>,
+    mut stopped: oneshot::Receiver<()>,
+) -> BTreeMap<String, HostState> {
+    let mut hosts: BTreeMap<String, HostState> = BTreeMap::new();
+    let mut phases: HashMap<String, Instant> = HashMap::new();
+    let mut stopping = false;
+    loop {
+        let first = if stopping {
+            None
+        } else {
+            tokio::select! {
+                event = rx.recv() => event,
+                _ = &mut stopped => {
+                    stopping = true;
+                    None
+                }
+            }
+        };
+        // Whatever is queued is applied before stopping, so the last phase is not lost.
+        let mut batch: Vec<Progress> = first.into_iter().collect();
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let stop = batch.is_empty() && (stopping || rx.is_closed());
+        for event in batch {
+            apply(&sink, &mut hosts, &mut phases, event).await;
+        }
+        flush(&sink, &mut hosts).await;
+        if stop {
+            return hosts;
+        }
+    }
+}
+
+/// The Node phase an engine phase stands for.
+fn node_phase(kind: &str, phase: &str) -> NodePhase {
+    match (kind, phase) {
+        ("reset", _) => NodePhase::Removing,
+        (_, "facts" | "preflight") => NodePhase::Preflight,
+        (_, p) if p.contains("join") || p.contains("init") || p == "cni" || p == "verify" => {
+            NodePhase::Joining
+        }
+        _ => NodePhase::Installing,
+    }
+}
+
+async fn apply(
+    sink: &Sink,
+    hosts: &mut BTreeMap<String, HostState>,
+    phases: &mut HashMap<String, Instant>,
+    event: Progress,
+) {
+    match event {
+        Progress::PhaseStarted { phase, hosts: n } => {
+            phases.insert(phase.clone(), Instant::now());
+            publish(
+                sink,
+                &sink.cluster_ref,
+                EventType::Normal,
+                "PhaseStarted",
+                format!("{} phase {phase} started on {n} host(s)", sink.kind),
+            )
+            .await;
+        }
+        Progress::PhaseFinished { phase } => {
+            if let Some(t) = phases.remove(&phase) {
+                sink.metrics
+                    .phase(sink.kind, &phase, t.elapsed().as_secs_f64());
+            }
+        }
+        Progress::TaskStarted { host, phase, task } => {
+            let h = hosts.entry(host).or_default();
+            h.started
+                .entry(phase.clone())
+                .or_insert_with(|| (Instant::now(), status::now()));
+            h.phase = Some(node_phase(sink.kind, &phase));
+            h.current_step = Some(format!("{phase} / {task}"));
+            h.dirty = true;
+        }
+        Progress::HostDone {
+            host,
+            phase,
+            ok,
+            error,
+            ..
+        } => {
+            let h = hosts.entry(host.clone()).or_default();
+            let (began, started_at) = h
+                .started
+                .remove(&phase)
+                .unwrap_or_else(|| (Instant::now(), status::now()));
+            h.phase_times.retain(|t| t.phase != phase);
+            h.phase_times.push(PhaseTiming {
+                phase: phase.clone(),
+                started_at: Some(started_at),
+                finished_at: Some(status::now()),
+                duration_ms: Some(began.elapsed().as_millis() as u64),
+            });
+            h.dirty = true;
+            if !ok {
+                let why = error.unwrap_or_default();
+                h.phase = Some(NodePhase::Failed);
+                h.current_step = None;
+                h.last_error = Some(status::truncate(&format!("{phase}: {why}"), 2048));
+                let node = sink.node_refs.get(&host).unwrap_or(&sink.cluster_ref);
+                publish(
+                    sink,
+                    node,
+                    EventType::Warning,
+                    "HostFailed",
+                    format!("{host} failed in {phase}: {why}"),
+                )
+                .await;
+            }
+        }
+        Progress::TaskFinished { .. } | Progress::Transfer { .. } => {}
+    }
+}
+
+async fn flush(sink: &Sink, hosts: &mut BTreeMap<String, HostState>) {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for (name, h) in hosts.iter_mut() {
+        if let Some(p) = h.phase {
+            *counts.entry(format!("{p:?}")).or_default() += 1;
+        }
+        if !std::mem::take(&mut h.dirty) {
+            continue;
+        }
+        let patch = json!({
+            "phase": h.phase,
+            "currentStep": h.current_step,
+            "lastError": h.last_error,
+            "phaseTimes": h.phase_times,
+        });
+        if let Err(e) = status::patch_node(&sink.nodes, name, patch).await {
+            // Progress is best effort: the final status is written after the operation.
+            tracing::warn!(node = %name, "progress: {e}");
+        }
+    }
+    let counts: Vec<(String, i64)> = counts.into_iter().collect();
+    sink.metrics.hosts(&sink.cluster, &counts);
+}
+
+/// Publishes an event, logging (not failing) when the API refuses it.
+pub async fn publish(
+    sink: &Sink,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    publish_with(&sink.recorder, reference, type_, reason, note).await;
+}
+
+/// Publishes an event with `recorder`, logging (not failing) when the API refuses it.
+pub async fn publish_with(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(status::truncate(&note, 1024)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, reference).await {
+        tracing::warn!(reason, "event not recorded: {e}");
+    }
+}

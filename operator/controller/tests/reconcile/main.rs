@@ -1,0 +1,7 @@
+//! Reconciler scenarios against the TEST STAND-IN API server (e2e/fake-apiserver), with a
+//! scripted runner in place of the engine.
+
+mod common;
+mod leader_loss;
+mod scenarios;
+mod scripted;

@@ -1,0 +1,240 @@
+//! A scripted stand-in for the engine: it journals like the engine (operations, per-phase host
+//! results, members), sends the same progress events, and fails the hosts a plan names.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use futures::future::BoxFuture;
+use kubegrid_controller::runner::{HostOutcome, Job, JobKind, RunOutcome, RunResult, Runner};
+use kubegrid_engine::progress::{Observer, Progress};
+use kubegrid_journal::{
+    FinalStatus, HostOutcome as JournalHost, Journal, NewOperation, OperationKind,
+};
+use tokio::sync::watch;
+
+/// One call of the scripted runner, as it happened.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The replica that ran it.
+    pub replica: String,
+    /// What it was asked.
+    pub kind: JobKind,
+    /// Journal id it ran under.
+    pub operation: i64,
+    /// The operation it resumed.
+    pub resume_from: Option<i64>,
+    /// Nodes it acted on.
+    pub nodes: Vec<String>,
+    /// When it began and ended.
+    pub started: Instant,
+    /// None while it runs.
+    pub ended: Option<Instant>,
+    /// It was dropped before it finished (its replica stopped acting).
+    pub cancelled: bool,
+}
+
+/// What the scripted runner does on call `n` (0-based) of `job`: the failing hosts with their
+/// phase and error, or the whole outcome.
+pub type Plan =
+    dyn Fn(&Job, usize) -> Vec<(&'static str, &'static str, &'static str)> + Send + Sync;
+
+/// A stand-in for the engine that journals like it and reports what a plan says.
+#[derive(Clone)]
+pub struct ScriptedRunner {
+    /// Name of the replica using it.
+    pub replica: String,
+    /// Every call, across replicas.
+    pub calls: Arc<Mutex<Vec<Call>>>,
+    /// While false, each run waits halfway (after its first phase) until it turns true.
+    pub gate: watch::Receiver<bool>,
+    /// Which hosts fail.
+    pub plan: Arc<Plan>,
+    /// Bumped whenever a call starts or ends.
+    pub tick: Arc<watch::Sender<u64>>,
+}
+
+/// Ends the call's record when the run's future ends, finished or dropped.
+struct Record {
+    calls: Arc<Mutex<Vec<Call>>>,
+    tick: Arc<watch::Sender<u64>>,
+    index: usize,
+    finished: bool,
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        {
+            let mut calls = self.calls.lock().unwrap();
+            calls[self.index].ended = Some(Instant::now());
+            calls[self.index].cancelled = !self.finished;
+        }
+        self.tick.send_modify(|n| *n += 1);
+    }
+}
+
+impl Runner for ScriptedRunner {
+    fn run(
+        &self,
+        job: Job,
+        journal: Journal,
+        observer: Arc<dyn Observer>,
+    ) -> BoxFuture<'static, kubegrid_controller::Result<RunResult>> {
+        let this = self.clone();
+        Box::pin(async move { this.script(job, journal, observer).await })
+    }
+}
+
+impl ScriptedRunner {
+    async fn script(
+        &self,
+        job: Job,
+        journal: Journal,
+        observer: Arc<dyn Observer>,
+    ) -> kubegrid_controller::Result<RunResult> {
+        let nodes: Vec<String> = job
+            .manifest
+            .nodes()
+            .iter()
+            .map(|n| n.metadata.name.clone().unwrap_or_default())
+            .collect();
+        let op = journal
+            .begin(NewOperation {
+                kind: OperationKind::Apply,
+                cluster: job.cluster.clone(),
+                spec_digest: job.spec_digest.clone(),
+                hosts: nodes.clone(),
+            })
+            .await?;
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(Call {
+                replica: self.replica.clone(),
+                kind: job.kind,
+                operation: op.0,
+                resume_from: job.resume_from,
+                nodes: nodes.clone(),
+                started: Instant::now(),
+                ended: None,
+                cancelled: false,
+            });
+            calls.len() - 1
+        };
+        self.tick.send_modify(|n| *n += 1);
+        let mut record = Record {
+            calls: Arc::clone(&self.calls),
+            tick: Arc::clone(&self.tick),
+            index: n,
+            finished: false,
+        };
+        let runs_before = self
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.kind == job.kind)
+            .count()
+            - 1;
+        let failing = (self.plan)(&job, runs_before);
+        for phase in ["os-prepare", "container-runtime"] {
+            observer.event(&Progress::PhaseStarted {
+                phase: phase.into(),
+                hosts: nodes.len(),
+            });
+            for host in &nodes {
+                observer.event(&Progress::TaskStarted {
+                    host: host.clone(),
+                    phase: phase.into(),
+                    task: "stand-in task".into(),
+                });
+            }
+            if phase == "container-runtime" {
+                // Halfway: a test can hold the operation here (and cut its replica off).
+                let mut gate = self.gate.clone();
+                let _ = gate.wait_for(|open| *open).await;
+            }
+            for host in &nodes {
+                let failure = failing.iter().find(|(h, p, _)| h == host && *p == phase);
+                observer.event(&Progress::HostDone {
+                    host: host.clone(),
+                    phase: phase.into(),
+                    ok: failure.is_none(),
+                    changed: 1,
+                    error: failure.map(|(_, _, e)| e.to_string()),
+                });
+                if failure.is_none() {
+                    journal
+                        .host_result(
+                            op,
+                            host,
+                            phase,
+                            JournalHost {
+                                ok: true,
+                                error: None,
+                            },
+                        )
+                        .await?;
+                }
+            }
+            observer.event(&Progress::PhaseFinished {
+                phase: phase.into(),
+            });
+        }
+        let hosts: Vec<HostOutcome> = nodes
+            .iter()
+            .map(|h| {
+                let failure = failing.iter().find(|(f, _, _)| f == h);
+                HostOutcome {
+                    name: h.clone(),
+                    ok: failure.is_none(),
+                    failed_phase: failure.map(|(_, p, _)| p.to_string()),
+                    error: failure.map(|(_, _, e)| e.to_string()),
+                    facts: None,
+                }
+            })
+            .collect();
+        let ok = failing.is_empty();
+        // Like the engine: members that left the spec are removed, the others remembered.
+        let mut removed = Vec::new();
+        if ok && job.kind == JobKind::Apply {
+            for (member, _) in journal.members(&job.cluster).await? {
+                if !nodes.contains(&member) {
+                    journal.remove_member(&job.cluster, &member).await?;
+                    removed.push(member);
+                }
+            }
+            for node in &nodes {
+                journal.put_member(&job.cluster, node, "{}").await?;
+            }
+        }
+        journal
+            .finish(
+                op,
+                if ok {
+                    FinalStatus::Succeeded
+                } else {
+                    FinalStatus::Failed
+                },
+                None,
+            )
+            .await?;
+        record.finished = true;
+        Ok(RunResult {
+            operation: op.0,
+            outcome: if ok {
+                RunOutcome::Succeeded
+            } else {
+                RunOutcome::HostsFailed
+            },
+            hosts,
+            removed,
+            kubeconfig: (ok && job.kind == JobKind::Apply)
+                .then(|| "apiVersion: v1\nkind: Config\n".to_string()),
+            host_keys: nodes
+                .iter()
+                .map(|n| (n.clone(), "ssh-ed25519 SHA256:stand-in".to_string()))
+                .collect(),
+        })
+    }
+}

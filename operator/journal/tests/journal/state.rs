@@ -1,0 +1,51 @@
+use kubegrid_journal::StoredCert;
+
+use crate::{Kind, fresh, on_both_backends};
+
+on_both_backends!(certificates_members_and_kubeconfig_round_trip_per_cluster);
+
+async fn certificates_members_and_kubeconfig_round_trip_per_cluster(kind: Kind) {
+    let j = fresh(kind).await;
+    let ca = StoredCert {
+        cert_pem: "CERT".into(),
+        key_pem: "KEY".into(),
+    };
+    assert_eq!(j.cert("a", "ca").await.unwrap(), None);
+    j.put_cert("a", "ca", &ca).await.unwrap();
+    assert_eq!(j.cert("a", "ca").await.unwrap(), Some(ca.clone()));
+    assert_eq!(j.cert("b", "ca").await.unwrap(), None, "per cluster");
+    let newer = StoredCert {
+        cert_pem: "CERT2".into(),
+        key_pem: "KEY2".into(),
+    };
+    j.put_cert("a", "ca", &newer).await.unwrap();
+    assert_eq!(j.cert("a", "ca").await.unwrap(), Some(newer));
+    assert!(!format!("{ca:?}").contains("KEY"), "Debug hides the key");
+
+    j.put_member("a", "n2", "{\"x\":2}").await.unwrap();
+    j.put_member("a", "n1", "{\"x\":1}").await.unwrap();
+    j.put_member("a", "n1", "{\"x\":3}").await.unwrap();
+    assert_eq!(
+        j.members("a").await.unwrap(),
+        vec![
+            ("n1".to_string(), "{\"x\":3}".to_string()),
+            ("n2".to_string(), "{\"x\":2}".to_string())
+        ]
+    );
+    assert!(j.members("b").await.unwrap().is_empty(), "per cluster");
+    j.remove_member("a", "n2").await.unwrap();
+    assert_eq!(j.members("a").await.unwrap().len(), 1);
+
+    assert_eq!(j.kubeconfig("a").await.unwrap(), None);
+    j.put_kubeconfig("a", "https://10.0.0.1:6443", "apiVersion: v1")
+        .await
+        .unwrap();
+    j.put_kubeconfig("a", "https://10.0.0.1:6443", "apiVersion: v1\nkind: Config")
+        .await
+        .unwrap();
+    assert_eq!(
+        j.kubeconfig("a").await.unwrap().as_deref(),
+        Some("apiVersion: v1\nkind: Config"),
+        "the latest kubeconfig replaces the first"
+    );
+}
