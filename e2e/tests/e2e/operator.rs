@@ -162,38 +162,116 @@ fn the_operator_installs_a_cluster_from_the_api_onto_lab_hosts_and_resets_it_on_
     .unwrap();
     let listen: SocketAddr = (Ipv4Addr::LOCALHOST, free_port()).into();
     let log = dir.path().join("operator.log");
-    let child = Command::new(kubegrid_bin())
-        .args(["operator", "--journal"])
-        .arg(dir.path().join("journal.db"))
-        .arg("--work-dir")
-        .arg(dir.path().join("work"))
-        .args([
-            "--listen",
-            &listen.to_string(),
-            "--lease-namespace",
-            "kubegrid-system",
-        ])
-        .args([
-            "--identity",
-            "e2e-operator",
-            "--skip-check",
-            "cluster-api",
-            "--backoff-base",
-            "1",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start kubegrid operator");
-    let mut operator = Operator(child);
+    let journal = dir.path().join("journal.db");
+    let start = |log_name: &str| {
+        let child = Command::new(kubegrid_bin())
+            .args(["operator", "--journal"])
+            .arg(&journal)
+            .arg("--work-dir")
+            .arg(dir.path().join("work"))
+            .args([
+                "--listen",
+                &listen.to_string(),
+                "--lease-namespace",
+                "kubegrid-system",
+            ])
+            .args([
+                "--identity",
+                "e2e-operator",
+                "--skip-check",
+                "cluster-api",
+                "--backoff-base",
+                "1",
+            ])
+            // Short, so the restarted operator takes over the dead one's Lease soon.
+            .args(["--lease-duration", "3"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join(log_name)).unwrap())
+            .spawn()
+            .expect("start kubegrid operator");
+        Operator(child)
+    };
+
+    // Killed (SIGKILL, no cleanup) in the middle of the install: once both hosts started a
+    // task after the container-runtime phase. Phases are barriers, so by then the engine has
+    // journaled that phase's results for every host.
+    let mut first = start("operator-killed.log");
+    let halfway = |f: &FakeCluster| {
+        let done = |n: &Value| {
+            let step = n["status"]["currentStep"].as_str().unwrap_or("");
+            let finished = n["status"]["phaseTimes"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|p| p["phase"] == "container-runtime"));
+            finished && !step.is_empty() && !step.starts_with("container-runtime")
+        };
+        let nodes = f.list_objects(API, "Node", Some(NS));
+        (nodes.len() == 2 && nodes.iter().all(done)).then_some(())
+    };
+    wait(
+        &fake,
+        "both hosts past container-runtime",
+        600,
+        halfway,
+        &dir.path().join("operator-killed.log"),
+    );
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    drop(first);
+    let mut operator = start("operator.log");
 
     let ready = |f: &FakeCluster| {
         let c = f.get_object(API, "Cluster", NS, &cluster)?;
         (c["status"]["phase"] == "Ready").then_some(())
     };
     wait(&fake, "the Cluster to be Ready", 600, ready, &log);
+
+    // The restarted operator resumed the killed one's operation: the phases finished before
+    // the kill were not run again.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let j = kubegrid_journal::Journal::open(&journal).await.unwrap();
+        let ops = j.operations(10).await.unwrap();
+        let done = ops
+            .iter()
+            .find(|o| o.status == kubegrid_journal::OperationStatus::Succeeded)
+            .expect("a finished operation");
+        let killed = ops
+            .iter()
+            .find(|o| o.id < done.id)
+            .expect("the killed operation");
+        assert_eq!(
+            killed.status,
+            kubegrid_journal::OperationStatus::Interrupted,
+            "{ops:#?}"
+        );
+        let events = j.events(done.id, None).await.unwrap();
+        assert!(
+            !events
+                .iter()
+                .any(|e| e.phase == "os-prepare" || e.phase == "container-runtime"),
+            "phases finished before the kill ran again: {events:#?}"
+        );
+        let carried = j.host_results(done.id).await.unwrap();
+        for h in &lab.hosts {
+            assert!(
+                carried
+                    .iter()
+                    .any(|r| r.host == h.name && r.phase == "container-runtime" && r.ok),
+                "{carried:#?}"
+            );
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| e.phase == "kubernetes-packages" || e.phase == "control-plane-init"),
+            "{events:#?}"
+        );
+    });
 
     let c = fake.get_object(API, "Cluster", NS, &cluster).unwrap();
     assert_eq!(

@@ -52,11 +52,13 @@ pub struct Settings {
     pub backoff: Backoff,
 }
 
-/// Consecutive failures of one Cluster and when the last one happened.
-#[derive(Debug, Clone, Copy)]
+/// Consecutive failures of one Cluster, when the last one happened, and the intent it
+/// happened under (`None`: a failure before the intent was known, which holds for any).
+#[derive(Debug, Clone)]
 struct Failures {
     count: u32,
     at: Instant,
+    digest: Option<String>,
 }
 
 /// Shared by every reconcile.
@@ -108,15 +110,18 @@ impl Context {
         }
     }
 
-    /// Counts a failure of `cluster` and returns the delay before the next try.
-    pub fn failed(&self, cluster: &str) -> Duration {
+    /// Counts a failure of `cluster` under intent `digest` (`None` when not known) and
+    /// returns the delay before the next try.
+    pub fn failed(&self, cluster: &str, digest: Option<&str>) -> Duration {
         let mut map = self.failures.lock().expect("failures lock poisoned");
         let entry = map.entry(cluster.to_string()).or_insert(Failures {
             count: 0,
             at: Instant::now(),
+            digest: None,
         });
         entry.count = entry.count.saturating_add(1);
         entry.at = Instant::now();
+        entry.digest = digest.map(String::from);
         self.settings.backoff.delay(entry.count)
     }
 
@@ -128,10 +133,14 @@ impl Context {
             .remove(cluster);
     }
 
-    /// How long `cluster` must still wait before its next try; `None` when it may run now.
-    pub fn wait_left(&self, cluster: &str) -> Option<Duration> {
+    /// How long `cluster` must still wait before trying intent `digest`; `None` when it may
+    /// run now. A changed spec does not wait out the failures of the one it replaces.
+    pub fn wait_left(&self, cluster: &str, digest: &str) -> Option<Duration> {
         let map = self.failures.lock().expect("failures lock poisoned");
         let f = map.get(cluster)?;
+        if f.digest.as_deref().is_some_and(|d| d != digest) {
+            return None;
+        }
         self.settings
             .backoff
             .delay(f.count)

@@ -59,7 +59,9 @@ pub enum Error {
     #[error("journal: {0}")]
     Journal(#[from] kubegrid_journal::Error),
     /// Resetting the hosts of a deleted Cluster failed; its finalizer stays until it succeeds.
-    #[error("Cluster {cluster}: reset failed: {reason}")]
+    #[error(
+        "Cluster {cluster}: reset failed: {reason}\n  hint: bring the hosts back and the reset is retried; to let the Cluster go without resetting them, set spec.deletionPolicy: Orphan"
+    )]
     ResetFailed {
         /// `namespace/name`.
         cluster: String,

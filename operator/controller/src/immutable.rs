@@ -20,9 +20,10 @@ pub const APPLIED_SPEC: &str = "kubegrid.io/applied-spec";
 /// Annotation on a Node: the Cluster it was first taken into.
 pub const TAKEN_BY: &str = "kubegrid.io/cluster-name";
 
-/// Problems with `cluster` and `nodes` against what the operator acted on before; the error
-/// lists every changed immutable field.
-pub fn check(cluster: &Cluster, nodes: &[Node]) -> Result<()> {
+/// Problems with `cluster` and `nodes` against what the operator acted on before, and with
+/// `moved`: Nodes this Cluster took that now name another one (left alone, the Cluster would
+/// see them leave its spec and reset their hosts). The error lists every changed field.
+pub fn check(cluster: &Cluster, nodes: &[Node], moved: &[Node]) -> Result<()> {
     let mut problems = Vec::new();
     let applied = cluster
         .annotations()
@@ -35,7 +36,7 @@ pub fn check(cluster: &Cluster, nodes: &[Node]) -> Result<()> {
             problems.push(e.to_string());
         }
     }
-    for node in nodes {
+    for node in nodes.iter().chain(moved) {
         if let Some(first) = node.annotations().get(TAKEN_BY) {
             let mut old = node.clone();
             old.spec.cluster_name.clone_from(first);

@@ -56,6 +56,7 @@ pub async fn run(
 ) -> Result<()> {
     let (tx, mut leading) = watch::channel(false);
     let mut election = tokio::spawn(leader::elect(ctx.client.clone(), lease.clone(), tx));
+    let probe = tokio::spawn(probe_api(Arc::clone(&ctx), lease.clone()));
     let mut shutdown = std::pin::pin!(shutdown);
     let result = loop {
         tokio::select! {
@@ -66,7 +67,6 @@ pub async fn run(
             },
         }
         ctx.metrics.set_leader(true);
-        ctx.probes.set_api_reachable(true);
         tracing::info!(identity = %lease.identity, "leading: reconciling");
         let controller = controller(Arc::clone(&ctx), &scope);
         tokio::select! {
@@ -77,12 +77,18 @@ pub async fn run(
             () = controller => {
                 tracing::warn!("controller stopped while leading; standing by");
             }
-            _ = leading.wait_for(|l| !*l).map(|r| r.is_ok()) => {
+            open = leading.wait_for(|l| !*l).map(|r| r.is_ok()) => {
+                ctx.metrics.set_leader(false);
+                if !open {
+                    // The election itself ended: nobody renews the Lease any more.
+                    break election_ended(&mut election).await;
+                }
                 tracing::warn!(identity = %lease.identity, "lost the Lease: stopped acting");
             }
         }
         ctx.metrics.set_leader(false);
     };
+    probe.abort();
     // The election stops first: left running, it could take the Lease again after release.
     election.abort();
     let held = *leading.borrow();
@@ -90,6 +96,18 @@ pub async fn run(
         tracing::warn!("releasing the Lease: {e}");
     }
     result
+}
+
+/// Keeps `/readyz` true while the API server answers a read of the Lease, leader or not: a
+/// standby must be Ready too, or a rolling update that waits for it never finishes.
+async fn probe_api(ctx: Arc<Context>, lease: leader::LeaseConfig) {
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(ctx.client.clone(), &lease.namespace);
+    loop {
+        let answered = tokio::time::timeout(lease.renew_interval, api.get_opt(&lease.name)).await;
+        ctx.probes.set_api_reachable(matches!(answered, Ok(Ok(_))));
+        tokio::time::sleep(lease.retry_interval).await;
+    }
 }
 
 async fn election_ended(election: &mut tokio::task::JoinHandle<Result<()>>) -> Result<()> {

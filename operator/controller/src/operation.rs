@@ -28,21 +28,70 @@ pub fn key(cluster: &Cluster) -> String {
     )
 }
 
-/// sha256 of what an operation carries out: the Cluster's spec and each Node's name and spec,
-/// in name order. Status and metadata do not count, so writing status never looks like new
-/// intent.
-pub fn spec_digest(kind: JobKind, cluster: &Cluster, nodes: &[Node]) -> String {
+/// sha256 of what an operation carries out: the Cluster's spec and each Node's name and spec
+/// in name order, the built-in playbook and this build's version, and the bundle's manifest.
+/// Status and metadata do not count, so writing status never looks like new intent; a new
+/// operator build or a new bundle at the same path does, so a resumed operation never skips
+/// a phase that a different playbook or bundle finished.
+pub fn spec_digest(ctx: &Context, kind: JobKind, cluster: &Cluster, nodes: &[Node]) -> String {
     let mut nodes: Vec<(&str, &kubegrid_api::NodeSpec)> = nodes
         .iter()
         .map(|n| (n.metadata.name.as_deref().unwrap_or_default(), &n.spec))
         .collect();
     nodes.sort_by_key(|(name, _)| *name);
+    let playbook = kubegrid_plan::Playbook::builtin(kind.as_str())
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_default();
+    let bundle = bundle_dir(ctx, cluster)
+        .and_then(|dir| std::fs::read(dir.join("manifest.yaml")).ok())
+        .map(|bytes| hex::encode(Sha256::digest(bytes)))
+        .unwrap_or_default();
     let doc = serde_json::json!({
         "kind": kind.as_str(),
         "cluster": cluster.spec,
         "nodes": nodes,
+        "operator": env!("CARGO_PKG_VERSION"),
+        "playbook": hex::encode(Sha256::digest(playbook.as_bytes())),
+        "bundle": bundle,
     });
     hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+}
+
+/// Where the Cluster's bundle is in the operator's filesystem.
+fn bundle_dir(ctx: &Context, cluster: &Cluster) -> Option<std::path::PathBuf> {
+    let source = &cluster.spec.bundle.as_ref()?.source;
+    let raw = std::path::Path::new(source.strip_prefix("file://").unwrap_or(source));
+    Some(ctx.settings.spec_dir.join(raw))
+}
+
+/// Refuses a bundle the operator cannot open: missing, or a packed file (the operator takes
+/// unpacked bundle directories; its root filesystem is read-only).
+fn check_bundle_dir(ctx: &Context, cluster: &Cluster) -> Result<()> {
+    let Some(dir) = bundle_dir(ctx, cluster) else {
+        return Err(Error::Bundle {
+            cluster: key(cluster),
+            reason: "spec.bundle.source is not set".into(),
+        });
+    };
+    let reason = if dir.is_file() {
+        format!(
+            "{} is a packed bundle; the operator takes unpacked bundle directories\n  hint: unpack it onto the bundles volume: mkdir DIR && tar --zstd -xf {} -C DIR, and name DIR in spec.bundle.source",
+            dir.display(),
+            dir.display()
+        )
+    } else if !dir.join("manifest.yaml").is_file() {
+        format!(
+            "{} is not a bundle directory (no manifest.yaml) in the operator's pod\n  hint: put the bundle on the volume mounted at {} (chart value bundles.existingClaim or bundles.hostPath)",
+            dir.display(),
+            ctx.settings.spec_dir.display()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::Bundle {
+        cluster: key(cluster),
+        reason,
+    })
 }
 
 /// The validated manifest of `cluster` and its live `nodes`; invalid specs are an error that
@@ -69,7 +118,19 @@ pub async fn prepare(
     cluster: &Cluster,
     nodes: &[Node],
 ) -> Result<Job> {
-    let manifest = manifest(ctx, cluster, nodes)?;
+    let manifest = match kind {
+        JobKind::Apply => manifest(ctx, cluster, nodes)?,
+        // Resetting needs only the hosts: topology rules (odd etcd counts, a control plane)
+        // are about building a cluster, and must not keep a deleted one's hosts from a reset.
+        JobKind::Reset => {
+            Manifest::from_resources(cluster.clone(), nodes.to_vec(), &ctx.settings.spec_dir)
+                .map_err(|e| Error::InvalidSpec {
+                    cluster: key(cluster),
+                    problems: e.to_string(),
+                })?
+        }
+    };
+    check_bundle_dir(ctx, cluster)?;
     let cluster_key = key(cluster);
     let ns = cluster.namespace().unwrap_or_else(|| "default".into());
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -107,7 +168,7 @@ pub async fn prepare(
         }
         None => None,
     };
-    let spec_digest = spec_digest(kind, cluster, nodes);
+    let spec_digest = spec_digest(ctx, kind, cluster, nodes);
     // This replica leads and reconciles this Cluster alone, so an operation still marked
     // running belongs to a replica or process that stopped: it was interrupted.
     ctx.journal
@@ -193,11 +254,20 @@ pub async fn run(
     );
     span.in_scope(|| tracing::info!(hosts = nodes.len(), "operation starting"));
     let observer: Arc<dyn Observer> = tracker;
+    let keys: Vec<std::path::PathBuf> = [&job.ssh_key_file, &job.bundle_public_key]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
     let result = ctx
         .runner
         .run(job, ctx.journal.clone(), observer)
         .instrument(span)
         .await;
+    // Keys read from Secrets exist only while an operation runs.
+    for key in keys {
+        let _ = std::fs::remove_file(key);
+    }
     let hosts = writer.finish().await;
     let result = result?;
     tracing::info!(

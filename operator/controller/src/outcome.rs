@@ -13,7 +13,7 @@ use crate::{
     immutable,
     operation::{self, reference},
     reconcile::release_node,
-    runner::{Job, RunOutcome, RunResult},
+    runner::{Job, JobKind, RunOutcome, RunResult},
     secrets,
     status::{self, DEGRADED, PROGRESSING, READY, condition},
     tracker::{self, HostState},
@@ -132,7 +132,6 @@ pub async fn starting(
             "phase": phase,
             "message": what,
             "nodes": {"total": live.len(), "ready": ready_nodes(live)},
-            "operation": {"id": 0, "kind": job.kind.as_str(), "startedAt": status::now()},
             "conditions": status::merge(conditions_of(cluster), new, &status::now()),
         }),
     )
@@ -320,7 +319,7 @@ pub async fn finished(
         "phase": if ok { ClusterPhase::Ready } else { ClusterPhase::Degraded },
         "message": if ok { Value::Null } else { json!(status::truncate(&message, 1024)) },
         "nodes": {"total": live.len(), "ready": ready},
-        "operation": {"id": result.operation, "kind": "install"},
+        "operation": {"id": result.operation, "kind": JobKind::Apply.as_str()},
         "conditions": status::merge(conditions_of(cluster), conditions, &status::now()),
     });
     if ok {

@@ -29,6 +29,7 @@ use crate::{
     operation::{self, key},
     outcome,
     runner::JobKind,
+    secrets,
     status::{self, PROGRESSING, condition},
     tracker,
 };
@@ -62,18 +63,39 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
 /// What to do after a failed reconcile: retry with backoff, counting the failure.
 pub fn error_policy(cluster: Arc<Cluster>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failure(error.category());
-    let delay = ctx.failed(&key(&cluster));
+    let delay = ctx.failed(&key(&cluster), None);
     tracing::warn!(
         cluster = %key(&cluster),
         category = error.category(),
         retry_in_s = delay.as_secs(),
         "reconcile failed: {error}"
     );
+    // Every failure leaves an Event, also those (API, journal, files) that write no status.
+    let recorder = ctx.recorder.clone();
+    let reference = operation::reference(cluster.as_ref());
+    let note = format!("{error} (retrying in {}s)", delay.as_secs());
+    tokio::spawn(async move {
+        tracker::publish_with(
+            &recorder,
+            &reference,
+            EventType::Warning,
+            "ReconcileFailed",
+            note,
+        )
+        .await;
+    });
     Action::requeue(delay)
 }
 
-/// The Nodes that name `cluster`, split into live ones and ones being deleted.
-async fn nodes_of(ctx: &Context, cluster: &Cluster) -> Result<(Vec<Node>, Vec<Node>)> {
+/// The Nodes of `cluster`: those that name it, split into live ones and ones being deleted,
+/// and those it took but that now name another Cluster (see [`immutable::check`]).
+struct Members {
+    live: Vec<Node>,
+    leaving: Vec<Node>,
+    moved: Vec<Node>,
+}
+
+async fn nodes_of(ctx: &Context, cluster: &Cluster) -> Result<Members> {
     let ns = cluster.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Node> = Api::namespaced(ctx.client.clone(), &ns);
     let name = cluster.name_any();
@@ -81,14 +103,22 @@ async fn nodes_of(ctx: &Context, cluster: &Cluster) -> Result<(Vec<Node>, Vec<No
         .list(&ListParams::default())
         .await
         .map_err(Error::kube(format!("list Nodes in {ns}")))?
-        .items
-        .into_iter()
-        .filter(|n| n.spec.cluster_name == name)
-        .collect();
+        .items;
     all.sort_by_key(|n| n.name_any());
-    Ok(all
+    let (mine, others): (Vec<Node>, Vec<Node>) =
+        all.into_iter().partition(|n| n.spec.cluster_name == name);
+    let (live, leaving) = mine
         .into_iter()
-        .partition(|n| n.metadata.deletion_timestamp.is_none()))
+        .partition(|n| n.metadata.deletion_timestamp.is_none());
+    let moved = others
+        .into_iter()
+        .filter(|n| n.annotations().get(immutable::TAKEN_BY) == Some(&name))
+        .collect();
+    Ok(Members {
+        live,
+        leaving,
+        moved,
+    })
 }
 
 /// Adds (`hold`) or removes the Node finalizer. The Node is read afresh and written with
@@ -150,8 +180,11 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let ns = cluster.namespace().unwrap_or_else(|| "default".into());
     let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
     let nodes_api: Api<Node> = Api::namespaced(ctx.client.clone(), &ns);
-    let (live, leaving) = nodes_of(ctx, cluster).await?;
-    ctx.probes.set_api_reachable(true);
+    let Members {
+        live,
+        leaving,
+        moved,
+    } = nodes_of(ctx, cluster).await?;
     hold_nodes(&nodes_api, &live).await?;
     // A deleted Node that never joined left nothing on its host to undo.
     let members: Vec<String> = ctx
@@ -169,19 +202,26 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
             release_node(&nodes_api, &node).await?;
         }
     }
-    if let Err(e) = immutable::check(cluster, &live) {
+    if let Err(e) = immutable::check(cluster, &live, &moved) {
         // The API server's CEL rules refuse these edits; this catches servers that skip them.
         outcome::refused(ctx, &clusters, cluster, &live, "ImmutableFieldChanged", &e).await?;
         ctx.metrics.failure(e.category());
         return Ok(Action::await_change());
     }
-    if let Err(e) = operation::manifest(ctx, cluster, &live) {
+    if let Err(mut e) = operation::manifest(ctx, cluster, &live) {
+        if let (Error::InvalidSpec { problems, .. }, false) = (&mut e, removing.is_empty()) {
+            let names: Vec<String> = removing.iter().map(|n| n.name_any()).collect();
+            problems.push_str(&format!(
+                "\n  (the Nodes being deleted, {}, are left out: deleting them would leave the Cluster so; they stay until the spec allows it)",
+                names.join(", ")
+            ));
+        }
         // Nothing but a spec change can fix this: no retry until the spec changes.
         outcome::refused(ctx, &clusters, cluster, &live, "InvalidSpec", &e).await?;
         ctx.metrics.failure(e.category());
         return Ok(Action::await_change());
     }
-    let digest = operation::spec_digest(JobKind::Apply, cluster, &live);
+    let digest = operation::spec_digest(ctx, JobKind::Apply, cluster, &live);
     let last = ctx.journal.latest_operation(&cluster_key).await?;
     let carried_out = last
         .as_ref()
@@ -194,7 +234,7 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         ctx.succeeded(&cluster_key);
         return Ok(Action::await_change());
     }
-    if let Some(wait) = ctx.wait_left(&cluster_key) {
+    if let Some(wait) = ctx.wait_left(&cluster_key, &digest) {
         return Ok(Action::requeue(wait));
     }
     let job = match operation::prepare(ctx, JobKind::Apply, cluster, &live).await {
@@ -226,7 +266,7 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         ctx.succeeded(&cluster_key);
         Ok(Action::await_change())
     } else {
-        let delay = ctx.failed(&cluster_key);
+        let delay = ctx.failed(&cluster_key, Some(&digest));
         ctx.metrics.failure(outcome::category(&result));
         Ok(Action::requeue(delay))
     }
@@ -236,21 +276,26 @@ async fn cleanup(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let ns = cluster.namespace().unwrap_or_else(|| "default".into());
     let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
     let nodes_api: Api<Node> = Api::namespaced(ctx.client.clone(), &ns);
-    let (live, leaving) = nodes_of(ctx, cluster).await?;
-    let all: Vec<Node> = live.into_iter().chain(leaving).collect();
+    let m = nodes_of(ctx, cluster).await?;
+    let all: Vec<Node> = m.live.into_iter().chain(m.leaving).collect();
     let cluster_ref = operation::reference(cluster);
-    if cluster.spec.deletion_policy == DeletionPolicy::Orphan {
+    if cluster.spec.deletion_policy == DeletionPolicy::Orphan || all.is_empty() {
         for node in &all {
             release_node(&nodes_api, node).await?;
         }
+        // The hosts keep running, so their admin kubeconfig must outlive the Cluster.
+        secrets::disown_kubeconfig(&ctx.client, cluster).await?;
+        forget(ctx, cluster);
         tracker::publish_with(
             &ctx.recorder,
             &cluster_ref,
             EventType::Normal,
             "Orphaned",
             format!(
-                "deletionPolicy Orphan: {} host(s) left as they are",
-                all.len()
+                "deletionPolicy {:?}: {} host(s) left as they are; Secret {} kept",
+                cluster.spec.deletion_policy,
+                all.len(),
+                secrets::kubeconfig_secret_name(&cluster.name_any())
             ),
         )
         .await;
@@ -288,7 +333,7 @@ async fn cleanup(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         for node in &all {
             release_node(&nodes_api, node).await?;
         }
-        ctx.succeeded(&cluster_key);
+        forget(ctx, cluster);
         tracker::publish_with(
             &ctx.recorder,
             &cluster_ref,
@@ -317,4 +362,12 @@ async fn cleanup(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         cluster: cluster_key,
         reason,
     })
+}
+
+/// Drops what the operator keeps in memory about a deleted Cluster: its backoff and its
+/// hosts-by-phase series (set to 0).
+fn forget(ctx: &Context, cluster: &Cluster) {
+    let cluster_key = key(cluster);
+    ctx.succeeded(&cluster_key);
+    ctx.metrics.hosts(&cluster_key, &[]);
 }

@@ -203,7 +203,7 @@ impl EngineRunner {
         let manifest = &job.manifest;
         let bundle_dir = manifest.bundle_dir().ok_or_else(|| Error::Bundle {
             cluster: job.cluster.clone(),
-            reason: "spec.bundle.source is not set; the operator has no --bundle".into(),
+            reason: "spec.bundle.source is not set; name a bundle directory on the operator's bundles volume".into(),
         })?;
         let bundle_err = |reason: String| Error::Bundle {
             cluster: job.cluster.clone(),

@@ -59,7 +59,8 @@ pub async fn read(
             missing(
                 format!("Secret {name} with the {what} does not exist"),
                 format!(
-                    "kubectl create secret generic {name} --from-file={}=FILE",
+                    "kubectl -n {} create secret generic {name} --from-file={}=FILE",
+                    secrets.namespace().unwrap_or("default"),
                     key.unwrap_or(BUNDLE_KEY)
                 ),
             )
@@ -79,8 +80,9 @@ pub async fn read(
                 data.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
             format!(
-                "add the key: kubectl create secret generic {name} --from-file={}=FILE --dry-run=client -o yaml | kubectl apply -f -",
-                key.unwrap_or(BUNDLE_KEY)
+                "add the key: kubectl -n {ns} create secret generic {name} --from-file={}=FILE --dry-run=client -o yaml | kubectl apply -f -",
+                key.unwrap_or(BUNDLE_KEY),
+                ns = secrets.namespace().unwrap_or("default"),
             ),
         )),
     }
@@ -157,4 +159,22 @@ pub async fn put_kubeconfig(secrets: &Api<Secret>, cluster: &Cluster, text: &str
         .await
         .map(drop)
         .map_err(Error::kube(format!("write Secret {name}")))
+}
+
+/// Removes the Cluster's ownership of its kubeconfig Secret, so that deleting the Cluster
+/// (deletionPolicy Orphan: the hosts keep running) does not garbage-collect the only admin
+/// credential of a live cluster. A missing Secret is fine.
+pub async fn disown_kubeconfig(client: &kube::Client, cluster: &Cluster) -> Result<()> {
+    let api: Api<Secret> =
+        Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
+    let name = kubeconfig_secret_name(&cluster.name_any());
+    let patch = serde_json::json!({"metadata": {"ownerReferences": null}});
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube(format!("keep Secret {name}"))(e)),
+    }
 }

@@ -82,8 +82,11 @@ pub fn truncate(text: &str, max: usize) -> String {
     format!("{}...", &text[..end])
 }
 
-/// Merge-patches a Cluster's status.
-pub async fn patch_cluster(api: &Api<Cluster>, name: &str, status: Value) -> Result<()> {
+/// Merge-patches the status of Cluster or Node `name`.
+async fn patch_status<K>(api: &Api<K>, kind: &str, name: &str, status: Value) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     api.patch_status(
         name,
         &PatchParams::default(),
@@ -91,19 +94,17 @@ pub async fn patch_cluster(api: &Api<Cluster>, name: &str, status: Value) -> Res
     )
     .await
     .map(drop)
-    .map_err(Error::kube(format!("patch status of Cluster {name}")))
+    .map_err(Error::kube(format!("patch status of {kind} {name}")))
+}
+
+/// Merge-patches a Cluster's status.
+pub async fn patch_cluster(api: &Api<Cluster>, name: &str, status: Value) -> Result<()> {
+    patch_status(api, "Cluster", name, status).await
 }
 
 /// Merge-patches a Node's status.
 pub async fn patch_node(api: &Api<Node>, name: &str, status: Value) -> Result<()> {
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": status })),
-    )
-    .await
-    .map(drop)
-    .map_err(Error::kube(format!("patch status of Node {name}")))
+    patch_status(api, "Node", name, status).await
 }
 
 #[cfg(test)]

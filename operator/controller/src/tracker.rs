@@ -72,18 +72,33 @@ pub struct Sink {
     pub kind: &'static str,
 }
 
-/// The running writer.
+/// The running writer. Dropped without [`Writer::finish`] (the reconcile was dropped, as
+/// when this replica lost the Lease), it stops at once and writes nothing more: status is
+/// the new leader's to write.
 pub struct Writer {
-    stop: oneshot::Sender<()>,
-    handle: JoinHandle<BTreeMap<String, HostState>>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<BTreeMap<String, HostState>>>,
 }
 
 impl Writer {
     /// Applies what is still queued, writes it, and returns the hosts' final states. Events
     /// sent after this are dropped.
-    pub async fn finish(self) -> BTreeMap<String, HostState> {
-        let _ = self.stop.send(());
-        self.handle.await.unwrap_or_default()
+    pub async fn finish(mut self) -> BTreeMap<String, HostState> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.handle.take() {
+            Some(handle) => handle.await.unwrap_or_default(),
+            None => BTreeMap::new(),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
     }
 }
 
@@ -92,7 +107,13 @@ pub fn start(sink: Sink) -> (Arc<Tracker>, Writer) {
     let (tx, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel();
     let handle = tokio::spawn(write(sink, rx, stopped));
-    (Arc::new(Tracker { tx }), Writer { stop, handle })
+    (
+        Arc::new(Tracker { tx }),
+        Writer {
+            stop: Some(stop),
+            handle: Some(handle),
+        },
+    )
 }
 
 async fn write(
@@ -109,7 +130,11 @@ async fn write(
         } else {
             tokio::select! {
                 event = rx.recv() => event,
-                _ = &mut stopped => {
+                finished = &mut stopped => {
+                    if finished.is_err() {
+                        // The Writer was dropped, not finished: stop without writing.
+                        return hosts;
+                    }
                     stopping = true;
                     None
                 }
@@ -168,11 +193,18 @@ async fn apply(
             }
         }
         Progress::TaskStarted { host, phase, task } => {
-            let h = hosts.entry(host).or_default();
+            let h = hosts.entry(host.clone()).or_default();
             h.started
                 .entry(phase.clone())
                 .or_insert_with(|| (Instant::now(), status::now()));
-            h.phase = Some(node_phase(sink.kind, &phase));
+            let now = node_phase(sink.kind, &phase);
+            if h.phase != Some(now) {
+                h.phase = Some(now);
+                let node = sink.node_refs.get(&host).unwrap_or(&sink.cluster_ref);
+                let note = format!("{host} is {now:?} ({} phase {phase})", sink.kind);
+                publish(sink, node, EventType::Normal, "NodePhaseChanged", note).await;
+            }
+            let h = hosts.entry(host).or_default();
             h.current_step = Some(format!("{phase} / {task}"));
             h.dirty = true;
         }

@@ -40,7 +40,7 @@ pub fn fake(with_secret: bool, deletion_policy: &str) -> FakeCluster {
             "controlPlaneEndpoint": {"address": "10.213.99.11"},
             "network": {"podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12"},
             "containerRuntime": {"containerd": {"version": "1.7"}},
-            "bundle": {"source": "/var/lib/kubegrid/bundles/b", "publicKeyRef": {"name": "bundle-key"}},
+            "bundle": {"source": "bundle", "publicKeyRef": {"name": "bundle-key"}},
             "ssh": {"user": "root", "privateKeySecretRef": {"name": "gpu-ssh"}},
             "deletionPolicy": deletion_policy,
         }
@@ -118,9 +118,18 @@ impl Bed {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
+        // spec.bundle.source `bundle` resolves against the spec dir: the operator checks that
+        // it is a bundle directory; the scripted runner never opens it.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bundle")).unwrap();
+        std::fs::write(
+            dir.path().join("bundle/manifest.yaml"),
+            "stand-in bundle manifest\n",
+        )
+        .unwrap();
         Self {
             fake,
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             calls: Arc::default(),
             gate: watch::channel(open).0,
             plan,
