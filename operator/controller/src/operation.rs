@@ -39,9 +39,7 @@ pub fn spec_digest(ctx: &Context, kind: JobKind, cluster: &Cluster, nodes: &[Nod
         .map(|n| (n.metadata.name.as_deref().unwrap_or_default(), &n.spec))
         .collect();
     nodes.sort_by_key(|(name, _)| *name);
-    let playbook = kubegrid_plan::Playbook::builtin(kind.as_str())
-        .map(|p| format!("{p:?}"))
-        .unwrap_or_default();
+    let playbook = playbook_digest(kind);
     let bundle = bundle_dir(ctx, cluster)
         .and_then(|dir| std::fs::read(dir.join("manifest.yaml")).ok())
         .map(|bytes| hex::encode(Sha256::digest(bytes)))
@@ -51,10 +49,27 @@ pub fn spec_digest(ctx: &Context, kind: JobKind, cluster: &Cluster, nodes: &[Nod
         "cluster": cluster.spec,
         "nodes": nodes,
         "operator": env!("CARGO_PKG_VERSION"),
-        "playbook": hex::encode(Sha256::digest(playbook.as_bytes())),
+        "playbook": playbook,
         "bundle": bundle,
     });
     hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+}
+
+/// sha256 of the built-in playbook of `kind`, parsed and hashed once per process: it is
+/// compiled in, and every reconcile of every Cluster needs it.
+fn playbook_digest(kind: JobKind) -> &'static str {
+    static INSTALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static RESET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let cell = match kind {
+        JobKind::Apply => &INSTALL,
+        JobKind::Reset => &RESET,
+    };
+    cell.get_or_init(|| {
+        let text = kubegrid_plan::Playbook::builtin(kind.as_str())
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_default();
+        hex::encode(Sha256::digest(text.as_bytes()))
+    })
 }
 
 /// Where the Cluster's bundle is in the operator's filesystem.
@@ -94,9 +109,16 @@ fn check_bundle_dir(ctx: &Context, cluster: &Cluster) -> Result<()> {
     })
 }
 
-/// The validated manifest of `cluster` and its live `nodes`; invalid specs are an error that
-/// lists every problem.
-pub fn manifest(ctx: &Context, cluster: &Cluster, nodes: &[Node]) -> Result<Manifest> {
+/// The manifest of `cluster` and its `nodes` for a job of `kind`. An install's is validated
+/// (the error lists every problem); a reset's is not: topology rules (odd etcd counts, a
+/// control plane) are about building a cluster and must not keep a deleted one's hosts from
+/// a reset.
+pub fn manifest(
+    ctx: &Context,
+    kind: JobKind,
+    cluster: &Cluster,
+    nodes: &[Node],
+) -> Result<Manifest> {
     let invalid = |problems: String| Error::InvalidSpec {
         cluster: key(cluster),
         problems,
@@ -104,32 +126,24 @@ pub fn manifest(ctx: &Context, cluster: &Cluster, nodes: &[Node]) -> Result<Mani
     let manifest =
         Manifest::from_resources(cluster.clone(), nodes.to_vec(), &ctx.settings.spec_dir)
             .map_err(|e| invalid(e.to_string()))?;
-    manifest
-        .validate(ValidateFor::Operator)
-        .map_err(|e| invalid(e.to_string()))?;
+    if kind == JobKind::Apply {
+        manifest
+            .validate(ValidateFor::Operator)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
     Ok(manifest)
 }
 
 /// Everything a job needs from the API and the journal, read before any host is touched: a
-/// missing Secret stops here.
+/// missing Secret stops here. `manifest` and `spec_digest` come from [`manifest`] and
+/// [`spec_digest`], which the caller has already needed.
 pub async fn prepare(
     ctx: &Context,
     kind: JobKind,
     cluster: &Cluster,
-    nodes: &[Node],
+    manifest: Manifest,
+    spec_digest: String,
 ) -> Result<Job> {
-    let manifest = match kind {
-        JobKind::Apply => manifest(ctx, cluster, nodes)?,
-        // Resetting needs only the hosts: topology rules (odd etcd counts, a control plane)
-        // are about building a cluster, and must not keep a deleted one's hosts from a reset.
-        JobKind::Reset => {
-            Manifest::from_resources(cluster.clone(), nodes.to_vec(), &ctx.settings.spec_dir)
-                .map_err(|e| Error::InvalidSpec {
-                    cluster: key(cluster),
-                    problems: e.to_string(),
-                })?
-        }
-    };
     check_bundle_dir(ctx, cluster)?;
     let cluster_key = key(cluster);
     let ns = cluster.namespace().unwrap_or_else(|| "default".into());
@@ -168,7 +182,6 @@ pub async fn prepare(
         }
         None => None,
     };
-    let spec_digest = spec_digest(ctx, kind, cluster, nodes);
     // This replica leads and reconciles this Cluster alone, so an operation still marked
     // running belongs to a replica or process that stopped: it was interrupted.
     ctx.journal

@@ -208,19 +208,22 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         ctx.metrics.failure(e.category());
         return Ok(Action::await_change());
     }
-    if let Err(mut e) = operation::manifest(ctx, cluster, &live) {
-        if let (Error::InvalidSpec { problems, .. }, false) = (&mut e, removing.is_empty()) {
-            let names: Vec<String> = removing.iter().map(|n| n.name_any()).collect();
-            problems.push_str(&format!(
-                "\n  (the Nodes being deleted, {}, are left out: deleting them would leave the Cluster so; they stay until the spec allows it)",
-                names.join(", ")
-            ));
+    let manifest = match operation::manifest(ctx, JobKind::Apply, cluster, &live) {
+        Ok(manifest) => manifest,
+        Err(mut e) => {
+            if let (Error::InvalidSpec { problems, .. }, false) = (&mut e, removing.is_empty()) {
+                let names: Vec<String> = removing.iter().map(|n| n.name_any()).collect();
+                problems.push_str(&format!(
+                    "\n  (the Nodes being deleted, {}, are left out: deleting them would leave the Cluster so; they stay until the spec allows it)",
+                    names.join(", ")
+                ));
+            }
+            // Nothing but a spec change can fix this: no retry until the spec changes.
+            outcome::refused(ctx, &clusters, cluster, &live, "InvalidSpec", &e).await?;
+            ctx.metrics.failure(e.category());
+            return Ok(Action::await_change());
         }
-        // Nothing but a spec change can fix this: no retry until the spec changes.
-        outcome::refused(ctx, &clusters, cluster, &live, "InvalidSpec", &e).await?;
-        ctx.metrics.failure(e.category());
-        return Ok(Action::await_change());
-    }
+    };
     let digest = operation::spec_digest(ctx, JobKind::Apply, cluster, &live);
     let last = ctx.journal.latest_operation(&cluster_key).await?;
     let carried_out = last
@@ -237,7 +240,8 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     if let Some(wait) = ctx.wait_left(&cluster_key, &digest) {
         return Ok(Action::requeue(wait));
     }
-    let job = match operation::prepare(ctx, JobKind::Apply, cluster, &live).await {
+    let job = match operation::prepare(ctx, JobKind::Apply, cluster, manifest, digest.clone()).await
+    {
         Ok(job) => job,
         Err(e @ Error::ReadSecret { .. }) => {
             outcome::refused(ctx, &clusters, cluster, &live, "SecretMissing", &e).await?;
@@ -301,7 +305,14 @@ async fn cleanup(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         .await;
         return Ok(Action::await_change());
     }
-    let job = match operation::prepare(ctx, JobKind::Reset, cluster, &all).await {
+    let prepared = match operation::manifest(ctx, JobKind::Reset, cluster, &all) {
+        Ok(manifest) => {
+            let digest = operation::spec_digest(ctx, JobKind::Reset, cluster, &all);
+            operation::prepare(ctx, JobKind::Reset, cluster, manifest, digest).await
+        }
+        Err(e) => Err(e),
+    };
+    let job = match prepared {
         Ok(job) => job,
         Err(e) => {
             outcome::refused(ctx, &clusters, cluster, &all, "ResetBlocked", &e).await?;

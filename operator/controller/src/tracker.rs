@@ -197,6 +197,8 @@ async fn apply(
             h.started
                 .entry(phase.clone())
                 .or_insert_with(|| (Instant::now(), status::now()));
+            h.current_step = Some(format!("{phase} / {task}"));
+            h.dirty = true;
             let now = node_phase(sink.kind, &phase);
             if h.phase != Some(now) {
                 h.phase = Some(now);
@@ -204,9 +206,6 @@ async fn apply(
                 let note = format!("{host} is {now:?} ({} phase {phase})", sink.kind);
                 publish(sink, node, EventType::Normal, "NodePhaseChanged", note).await;
             }
-            let h = hosts.entry(host).or_default();
-            h.current_step = Some(format!("{phase} / {task}"));
-            h.dirty = true;
         }
         Progress::HostDone {
             host,
