@@ -12,14 +12,32 @@ use tempfile::TempDir;
 /// One day.
 pub const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Whether `openssl` runs; tests that need it print why they skip when it does not.
+/// Whether `openssl` runs; tests that need it print why they skip when it does not, and
+/// fail instead in CI (see [`tool_available`]).
 pub fn openssl_available(test: &str) -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
+    tool_available("openssl", &["version"], test, in_ci())
+}
+
+/// Whether `CI` is set to anything but empty, `0` or `false`, as CI systems (and .ci/run) do.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
+}
+
+/// Whether `program args` runs and succeeds. When it does not, a developer's run prints
+/// SKIPPED and the test passes without checking anything; in CI (`ci`) that would hide a
+/// missing install step behind a green run, so the test fails instead, naming the program.
+pub fn tool_available(program: &str, args: &[&str], test: &str, ci: bool) -> bool {
+    let ok = Command::new(program)
+        .args(args)
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("SKIPPED {test}: the openssl command is not installed");
+        assert!(
+            !ci,
+            "{test}: the {program} command is not installed, and CI must run this check \
+             (.ci/setup installs it)"
+        );
+        eprintln!("SKIPPED {test}: the {program} command is not installed");
     }
     ok
 }
@@ -162,5 +180,26 @@ pub fn assert_golden(name: &str, actual: &str) {
         expected == actual,
         "rendered output differs from {}; if the change is intended, regenerate with UPDATE_GOLDEN=1\n--- rendered ---\n{actual}",
         path.display()
+    );
+}
+
+#[test]
+fn a_missing_tool_skips_for_a_developer() {
+    assert!(!tool_available(
+        "kubegrid-no-such-program",
+        &[],
+        "a_missing_tool_skips_for_a_developer",
+        false
+    ));
+}
+
+#[test]
+#[should_panic(expected = "the kubegrid-no-such-program command is not installed, and CI must run")]
+fn a_missing_tool_fails_in_ci() {
+    tool_available(
+        "kubegrid-no-such-program",
+        &[],
+        "a_missing_tool_fails_in_ci",
+        true,
     );
 }

@@ -4,7 +4,9 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use kubegrid_pki::{ADMIN_USER, IssuedCert, admin_client_spec, generate_kubernetes_ca, kubeconfig};
 use serde_yaml::Value;
 
-use crate::common::{DAY, Scratch, assert_golden, assert_verifies, openssl_available};
+use crate::common::{
+    DAY, Scratch, assert_golden, assert_verifies, in_ci, openssl_available, tool_available,
+};
 
 #[test]
 fn kubeconfig_layout_matches_golden() {
@@ -71,12 +73,12 @@ fn names_needing_quotes_stay_intact() {
 
 #[test]
 fn kubectl_reads_the_kubeconfig() {
-    let available = std::process::Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available {
-        eprintln!("SKIPPED kubectl_reads_the_kubeconfig: the kubectl command is not installed");
+    if !tool_available(
+        "kubectl",
+        &["version", "--client"],
+        "kubectl_reads_the_kubeconfig",
+        in_ci(),
+    ) {
         return;
     }
     let ca = generate_kubernetes_ca(DAY).unwrap();

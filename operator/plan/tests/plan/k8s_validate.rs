@@ -25,14 +25,29 @@ const DEFAULT_VENV: &str = "/var/cache/kubegrid/validate-venv";
 /// Kinds kubernetes-validate has no schema for.
 const COMPONENT_CONFIGS: &[&str] = &["KubeletConfiguration", "KubeProxyConfiguration"];
 
-/// The virtualenv, or None (after saying so loudly) when it does not exist.
+/// The virtualenv, or None (after saying so loudly) when it does not exist. In CI (`CI` set,
+/// as .ci/run does) a missing virtualenv fails the test instead: a green run must mean the
+/// manifests were validated.
 fn venv() -> Option<PathBuf> {
-    let venv = std::env::var_os("KUBEGRID_VALIDATE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_VENV));
+    venv_at(
+        std::env::var_os("KUBEGRID_VALIDATE_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_VENV)),
+        std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false")),
+    )
+}
+
+/// [`venv`] for a given place and CI flag.
+fn venv_at(venv: PathBuf, ci: bool) -> Option<PathBuf> {
     if venv.join("bin/python").exists() {
         return Some(venv);
     }
+    assert!(
+        !ci,
+        "manifest validation needs kubernetes-validate in a virtualenv at {}, and CI must run \
+         it (.ci/setup creates it)",
+        venv.display()
+    );
     eprintln!(
         "\n!!! SKIPPED: manifest validation needs kubernetes-validate in a virtualenv at {} \
          (python3 -m venv {0} && {0}/bin/python -m pip install kubernetes-validate), \
@@ -187,4 +202,18 @@ fn validation_is_strict_about_unknown_fields() {
             .contains("hostNetworking"),
         "{results:?}"
     );
+}
+
+#[test]
+fn a_missing_venv_skips_for_a_developer() {
+    assert_eq!(
+        venv_at(PathBuf::from("/nonexistent/kubegrid-venv"), false),
+        None
+    );
+}
+
+#[test]
+#[should_panic(expected = "CI must run it")]
+fn a_missing_venv_fails_in_ci() {
+    venv_at(PathBuf::from("/nonexistent/kubegrid-venv"), true);
 }
