@@ -19,6 +19,7 @@
 //! ```
 
 mod cluster;
+pub mod cni;
 mod crd;
 mod error;
 mod hosts;
@@ -28,6 +29,7 @@ mod parse;
 mod rules;
 mod ssh;
 mod status;
+mod text;
 mod validate;
 pub mod version;
 
