@@ -18,7 +18,7 @@ pub const MAX_MANIFEST_BYTES: u64 = 8 << 20;
 /// a validation problem's "got ..." part.
 pub fn check_manifest(text: &str) -> Result<(), String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    guard::text(text).map_err(|r| format!("line {} column {}: {}", r.line, r.column, r.message))?;
+    guard::text(text).map_err(|r| format!("{} at line {} column {}", r.what, r.line, r.column))?;
     let mut objects = 0;
     for chunk in split(text).iter().filter(|c| !c.is_empty()) {
         let line = chunk.first_content_line();

@@ -344,7 +344,7 @@ fn refused(path: &Path, refusal: guard::Refusal) -> Error {
         path: path.to_path_buf(),
         line: refusal.line,
         column: refusal.column,
-        message: refusal.message,
+        message: refusal.message(),
     }
 }
 

@@ -18,8 +18,17 @@ pub(crate) struct Refusal {
     pub(crate) line: usize,
     /// 1-based column, in characters.
     pub(crate) column: usize,
-    /// What is wrong and what was expected.
-    pub(crate) message: String,
+    /// What the text holds there.
+    pub(crate) what: String,
+    /// What it should hold.
+    pub(crate) expected: String,
+}
+
+impl Refusal {
+    /// "what; expected ...", for a parse error.
+    pub(crate) fn message(&self) -> String {
+        format!("{}; expected {}", self.what, self.expected)
+    }
 }
 
 /// The bytes as text, or where the first byte that is not UTF-8 is.
@@ -34,10 +43,11 @@ pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, Refusal> {
         Refusal {
             line,
             column,
-            message: format!(
-                "binary data, not UTF-8 text (starting `{}`); expected a YAML text file",
+            what: format!(
+                "binary data, not UTF-8 text (starting `{}`)",
                 escape_bytes(near, 16)
             ),
+            expected: "a YAML text file".into(),
         }
     })
 }
@@ -61,11 +71,10 @@ pub(crate) fn text(text: &str) -> Result<(), Refusal> {
             continue;
         }
         if c.is_control() && c != '\t' && c != '\r' {
-            return Err(scan.refuse(format!(
-                "the control character `{}`; expected printable text (YAML allows only tabs \
-                 and line breaks)",
-                excerpt(&c.to_string(), 1)
-            )));
+            return Err(scan.refuse(
+                format!("the control character `{}`", excerpt(&c.to_string(), 1)),
+                "printable text (YAML allows only tabs and line breaks)".into(),
+            ));
         }
         if scan.comment {
             continue;
@@ -116,10 +125,13 @@ impl Scan {
             '[' | '{' => {
                 self.depth += 1;
                 if self.depth > MAX_FLOW_DEPTH {
-                    return Err(self.refuse(format!(
-                        "flow collections (`[` or `{{`) nested more than {MAX_FLOW_DEPTH} levels \
-                         deep; expected at most {MAX_FLOW_DEPTH} levels"
-                    )));
+                    return Err(self.refuse(
+                        format!(
+                            "flow collections (`[` or `{{`) nested more than {MAX_FLOW_DEPTH} \
+                             levels deep"
+                        ),
+                        format!("at most {MAX_FLOW_DEPTH} levels"),
+                    ));
                 }
             }
             ']' | '}' => self.depth = self.depth.saturating_sub(1),
@@ -140,11 +152,12 @@ impl Scan {
         )
     }
 
-    fn refuse(&self, message: String) -> Refusal {
+    fn refuse(&self, what: String, expected: String) -> Refusal {
         Refusal {
             line: self.line + 1,
             column: self.column,
-            message,
+            what,
+            expected,
         }
     }
 }
@@ -154,7 +167,7 @@ mod tests {
     use super::*;
 
     fn depth_refused(text: &str) -> bool {
-        super::text(text).is_err_and(|r| r.message.contains("nested more than"))
+        super::text(text).is_err_and(|r| r.what.contains("nested more than"))
     }
 
     #[test]
@@ -208,7 +221,7 @@ mod tests {
     fn control_characters_are_refused_with_an_escaped_quote() {
         let refusal = super::text("a: 1\nb: \u{1b}[31m\n").unwrap_err();
         assert_eq!((refusal.line, refusal.column), (2, 4));
-        assert!(refusal.message.contains("`\\u{1b}`"), "{}", refusal.message);
+        assert!(refusal.what.contains("`\\u{1b}`"), "{}", refusal.what);
         assert!(super::text("a:\tb\r\n").is_ok());
     }
 
@@ -217,9 +230,9 @@ mod tests {
         let refusal = utf8(b"a: 1\nbc\xff\xfe\x00").unwrap_err();
         assert_eq!((refusal.line, refusal.column), (2, 3));
         assert!(
-            refusal.message.contains("`\\xff\\xfe\\x00`"),
+            refusal.what.contains("`\\xff\\xfe\\x00`"),
             "{}",
-            refusal.message
+            refusal.what
         );
         assert_eq!(utf8(b"a: 1").unwrap(), "a: 1");
     }

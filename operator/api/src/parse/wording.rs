@@ -49,10 +49,34 @@ pub(crate) fn plain(message: &str) -> String {
              or fd00:10::/56",
         );
     }
-    out.replace(
+    let out = out.replace(
         "recursion limit exceeded",
         "nested more than 128 levels deep; expected a shallower document",
-    )
+    );
+    shorten_quotes(&out)
+}
+
+/// The longest quoted value a message keeps whole.
+const MAX_QUOTED_CHARS: usize = 60;
+
+/// Cuts every long `"..."` or `` `...` `` value serde quotes, so the rest of the message
+/// (what was expected) survives the cap on its length.
+fn shorten_quotes(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = &rest[open..open + 1];
+        let Some(len) = rest[open + 1..].find(quote) else {
+            break;
+        };
+        let inner = &rest[open + 1..open + 1 + len];
+        out.push_str(&rest[..=open]);
+        out.push_str(&crate::text::excerpt(inner, MAX_QUOTED_CHARS));
+        out.push_str(quote);
+        rest = &rest[open + 2 + len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Replaces `from` where it is a whole word (not `expected u16x`).
@@ -116,6 +140,19 @@ fn replace_bare_type_names(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_quoted_values_are_cut_and_the_rest_kept() {
+        let long = "9".repeat(1000);
+        let message = plain(&format!(
+            "spec.ssh.port: invalid type: string \"{long}\", expected u16"
+        ));
+        assert!(message.len() < 200, "{message}");
+        assert!(
+            message.ends_with("(940 more characters)\", expected a port number from 1 to 65535"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn rust_types_become_words() {

@@ -59,7 +59,8 @@ impl Checker<'_> {
             );
         }
         for (key, value) in &node.spec.labels {
-            let field = format!("spec.labels[{}]", excerpt(key, EXCERPT_CHARS));
+            // The whole key, so the field's line can be found; the message shortens it.
+            let field = format!("spec.labels[{key}]");
             if let Err(why) = qualified_name(key) {
                 self.report(
                     at,

@@ -74,8 +74,8 @@ impl Checker<'_> {
             Err(e) => format!("which cannot be read: {e}"),
             Ok(bytes) => match crate::parse::guard::utf8(&bytes) {
                 Err(r) => format!(
-                    "which at line {} column {} holds {}",
-                    r.line, r.column, r.message
+                    "which holds {} at line {} column {}",
+                    r.what, r.line, r.column
                 ),
                 Ok(text) => match check_manifest(text) {
                     Ok(()) => return,
