@@ -137,7 +137,7 @@ fn list(problems: &[Problem]) -> String {
 /// One broken rule: which resource and field, what was seen and what was expected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// Where the resource's document starts, when it came from a file.
+    /// The line of the field, or else of the resource's document, when it came from a file.
     pub location: Option<SourceLine>,
     /// `Kind/name` of the resource, e.g. `Node/gpu-1`.
     pub resource: String,

@@ -12,7 +12,7 @@
 //! # fn main() -> Result<(), kubegrid_api::Error> {
 //! let manifest = kubegrid_api::load(std::path::Path::new("cluster.yaml"))?;
 //! for host in manifest.hosts() {
-//!     println!("{} {}@{}:{}", host.name, host.user, host.address, host.port);
+//!     println!("{} {}@{} port {}", host.name, host.user, host.address, host.port);
 //! }
 //! # Ok(())
 //! # }

@@ -10,8 +10,7 @@ pub(crate) const EXCERPT_CHARS: usize = 80;
 /// `max` characters with a note of how much was left out.
 pub(crate) fn excerpt(text: &str, max: usize) -> String {
     let mut out = String::new();
-    let mut shown = 0;
-    for (index, c) in text.char_indices() {
+    for (shown, (index, c)) in text.char_indices().enumerate() {
         if shown >= max {
             let left = text[index..].chars().count();
             out.push_str(&format!("… ({left} more characters)"));
@@ -22,7 +21,6 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
         } else {
             out.push(c);
         }
-        shown += 1;
     }
     out
 }

@@ -317,3 +317,15 @@ fn load_key(host: &str, path: &std::path::Path) -> Result<russh::keys::PrivateKe
         },
     })
 }
+
+#[cfg(test)]
+mod host_port_tests {
+    use super::host_port;
+
+    #[test]
+    fn ipv6_addresses_are_bracketed_before_a_port() {
+        assert_eq!(host_port("fd00::1", 22), "[fd00::1]:22");
+        assert_eq!(host_port("10.0.0.1", 22), "10.0.0.1:22");
+        assert_eq!(host_port("node-1.example", 2222), "node-1.example:2222");
+    }
+}
