@@ -696,6 +696,20 @@ fn the_base_spec_passes_validation() {
 }
 
 #[test]
+fn an_endless_spec_file_is_refused_after_a_bounded_read() {
+    let out = kubegrid(&[
+        "plan",
+        "-f",
+        "/dev/zero",
+        "--journal",
+        "/dev/null/journal.db",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/dev/zero:1:1: more than 16 MiB"), "{err}");
+}
+
+#[test]
 fn every_bad_spec_in_the_corpus_exits_2_with_a_message_to_act_on() {
     let dir = tempfile::tempdir().unwrap();
     fixtures(dir.path());

@@ -10,7 +10,10 @@ pub(crate) mod guard;
 pub(crate) mod locate;
 pub(crate) mod wording;
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, de::IgnoredAny};
@@ -22,6 +25,9 @@ use crate::{
     text::excerpt,
 };
 use locate::DocText;
+
+/// The largest spec file read. A thousand-Node spec is well under 1 MiB.
+pub(crate) const MAX_SPEC_BYTES: u64 = 16 << 20;
 
 /// The longest parse message shown; serde quotes values, which can be megabytes long.
 const MAX_MESSAGE_CHARS: usize = 300;
@@ -75,10 +81,26 @@ pub struct Documents {
 impl Documents {
     /// Reads and parses a spec file.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::ReadSpec {
+        let read_error = |source| Error::ReadSpec {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        // Bounded, since `-f` may name a device or a pipe that never ends.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_SPEC_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_SPEC_BYTES {
+            return Err(Error::ParseSpec {
+                path: path.to_path_buf(),
+                line: 1,
+                column: 1,
+                message: format!(
+                    "more than {} MiB; expected a spec file of Cluster and Node documents",
+                    MAX_SPEC_BYTES >> 20
+                ),
+            });
+        }
         let text = guard::utf8(&bytes).map_err(|r| refused(path, r))?;
         parse_all(text, path)
     }
