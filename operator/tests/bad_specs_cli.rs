@@ -348,6 +348,24 @@ fn network() -> Vec<Case> {
             ),
             "podCIDR:",
         ),
+        at_line(
+            case(
+                "pod range narrower than a node's",
+                "podCIDR: 10.244.0.0/16",
+                "podCIDR: 10.244.0.0/25",
+                &[
+                    "Cluster/lab spec.network.podCIDR: got `10.244.0.0/25`",
+                    "/8 to /24",
+                ],
+            ),
+            "podCIDR:",
+        ),
+        case(
+            "pod range too wide",
+            "podCIDR: 10.244.0.0/16",
+            "podCIDR: 10.0.0.0/7",
+            &["spec.network.podCIDR", "16 bits wider"],
+        ),
         case(
             "pod range garbage",
             "podCIDR: 10.244.0.0/16",

@@ -109,7 +109,7 @@ impl Checker<'_> {
         }
         self.endpoint(&at, &spec.control_plane_endpoint);
         self.network(&at, &spec.network);
-        self.service_cidr_size(&at);
+        self.network_sizes(&at);
         self.runtime(&at, &spec.container_runtime);
         self.bundle(&at);
         self.bundle_registry(&at);

@@ -120,6 +120,49 @@ fn service_ranges_larger_than_the_api_server_allows_are_refused() {
 }
 
 #[test]
+fn pod_ranges_must_fit_the_node_mask_as_kubeadm_requires() {
+    for (pod, seen, hint) in [
+        ("10.244.0.0/25", "a /25 range", "/8 to /24"),
+        ("10.0.0.0/7", "a /7 range", "/8 to /24"),
+    ] {
+        let text = edit("podCIDR: 10.244.0.0/16", &format!("podCIDR: {pod}"));
+        let problems = problems_for(&text, ValidateFor::Cli);
+        let problem = problems
+            .iter()
+            .find(|p| p.contains("spec.network.podCIDR"))
+            .unwrap_or_else(|| panic!("{problems:#?}"));
+        assert!(
+            problem.contains(seen) && problem.contains(hint),
+            "{problem}"
+        );
+    }
+    let v6 = |pod: &str| {
+        GOOD.replace("podCIDR: 10.244.0.0/16", &format!("podCIDR: {pod}"))
+            .replace("serviceCIDR: 10.96.0.0/12", "serviceCIDR: fd00:10:96::/108")
+    };
+    one_problem(
+        &v6("fd00:10:244::/80"),
+        CLUSTER,
+        "spec.network.podCIDR",
+        "/48 to /64",
+    );
+    one_problem(
+        &v6("fd00::/47"),
+        CLUSTER,
+        "spec.network.podCIDR",
+        "/48 to /64",
+    );
+    assert_eq!(
+        problems_for(&v6("fd00:10:244::/48"), ValidateFor::Cli),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        problems_for(&v6("fd00:10:244::/64"), ValidateFor::Cli),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn node_addresses_are_ip_addresses_and_host_names_are_explained() {
     for (address, seen) in [
         ("\"[fd00::1]\"", "no ':' or brackets"),
