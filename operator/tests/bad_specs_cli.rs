@@ -622,6 +622,12 @@ fn messages() -> Vec<Case> {
             &["spec.controlPlaneEndpoint.address", "no ':' or brackets"],
         ),
         case(
+            "endpoint address uppercase",
+            "    address: 192.0.2.10\n",
+            "    address: LB.example.com\n",
+            &["spec.controlPlaneEndpoint.address", "uppercase"],
+        ),
+        case(
             "endpoint address empty label",
             "    address: 192.0.2.10\n",
             "    address: lb..example\n",

@@ -127,8 +127,10 @@ pub(crate) fn dns_label(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Why `address` is neither an IP address nor an RFC 1123 host name (letters of either
-/// case, digits and '-' in dot-separated labels; one trailing dot allowed).
+/// Why `address` is neither an IP address nor a lowercase RFC 1123 host name (letters,
+/// digits and '-' in dot-separated labels; one trailing dot allowed). Lowercase, since the
+/// endpoint's name goes into the API server certificate's SANs, which kubeadm takes only
+/// as DNS-1123 subdomains.
 pub(crate) fn host(address: &str) -> Result<(), String> {
     if address.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
@@ -148,7 +150,7 @@ pub(crate) fn host(address: &str) -> Result<(), String> {
         if label.is_empty() {
             return Err("which has an empty part between dots".into());
         }
-        dns_label(&label.to_ascii_lowercase())?;
+        dns_label(label)?;
     }
     Ok(())
 }
@@ -264,7 +266,7 @@ mod tests {
         for good in [
             "10.0.0.1",
             "fd00::1",
-            "node-1.Example.com",
+            "node-1.example.com",
             "lb.example.",
             "a",
         ] {
@@ -278,6 +280,7 @@ mod tests {
             "a_b.c",
             "a/b",
             "é.com",
+            "LB.example",
         ] {
             assert!(host(bad).is_err(), "{bad:?}");
         }
