@@ -318,3 +318,21 @@ fn schema_errors_speak_yaml_not_rust() {
     let (message, _) = parse_error(&edit("metadata:\n  name: gpu-1", "metadata: [gpu-1]"));
     assert!(!message.contains("ObjectMeta"), "{message}");
 }
+
+#[test]
+fn the_operator_refuses_the_same_names_labels_and_ranges() {
+    let text = edit("name: gpu-2", "name: GPU-2")
+        .replace(
+            "labels: {nvidia.com/gpu.present: \"true\"}",
+            "labels: {a: \"x,evil=1\"}",
+        )
+        .replace("serviceCIDR: 10.96.0.0/12", "serviceCIDR: 172.16.0.0/11");
+    let problems = problems_for(&text, ValidateFor::Operator).join("\n");
+    for want in [
+        "Node/GPU-2 metadata.name",
+        "Node/gpu-1 spec.labels[a]",
+        "spec.network.serviceCIDR",
+    ] {
+        assert!(problems.contains(want), "`{want}` missing: {problems}");
+    }
+}
