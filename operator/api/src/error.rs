@@ -2,6 +2,8 @@
 
 use std::{fmt, path::PathBuf};
 
+use crate::text::{EXCERPT_CHARS, excerpt};
+
 /// Everything that can go wrong reading, parsing or validating a spec.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -61,7 +63,7 @@ pub enum Error {
         "{} holds {} Clusters ({}); expected one, or select one by name",
         path.display(),
         names.len(),
-        names.join(", ")
+        quoted_names(names)
     )]
     SeveralClusters {
         /// The spec file.
@@ -71,9 +73,10 @@ pub enum Error {
     },
     /// The selected Cluster is not in the file.
     #[error(
-        "{} holds no Cluster named {name}; it holds: {}",
+        "{} holds no Cluster named {}; it holds: {}",
         path.display(),
-        if available.is_empty() { "none".to_string() } else { available.join(", ") }
+        excerpt(name, EXCERPT_CHARS),
+        if available.is_empty() { "none".to_string() } else { quoted_names(available) }
     )]
     UnknownCluster {
         /// The spec file.
@@ -104,10 +107,20 @@ pub enum Error {
 pub const API_VERSION: &str = "kubegrid.io/v1alpha1";
 
 fn shown(value: &Option<String>) -> String {
-    value
-        .as_ref()
-        .map_or_else(|| "(missing)".to_string(), |v| format!("`{v}`"))
+    value.as_ref().map_or_else(
+        || "(missing)".to_string(),
+        |v| format!("`{}`", excerpt(v, EXCERPT_CHARS)),
+    )
 }
+
+/// Names from a file, each escaped and cut short.
+fn quoted_names(names: &[String]) -> String {
+    let names: Vec<String> = names.iter().map(|n| excerpt(n, EXCERPT_CHARS)).collect();
+    names.join(", ")
+}
+
+/// The longest `seen` or `expected` a problem shows: they quote the user's values.
+const MAX_PART_CHARS: usize = 400;
 
 fn list(problems: &[Problem]) -> String {
     let mut out = match problems.len() {
@@ -124,7 +137,7 @@ fn list(problems: &[Problem]) -> String {
 /// One broken rule: which resource and field, what was seen and what was expected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// Where the resource's document starts, when it came from a file.
+    /// The line of the field, or else of the resource's document, when it came from a file.
     pub location: Option<SourceLine>,
     /// `Kind/name` of the resource, e.g. `Node/gpu-1`.
     pub resource: String,
@@ -150,10 +163,15 @@ impl fmt::Display for Problem {
         if let Some(at) = &self.location {
             write!(f, "{}:{}: ", at.path.display(), at.line)?;
         }
+        // Every part can hold what the spec holds (a name, a label), so each is escaped
+        // and cut short before it reaches a terminal.
         write!(
             f,
             "{} {}: got {}; expected {}",
-            self.resource, self.field, self.seen, self.expected
+            excerpt(&self.resource, EXCERPT_CHARS + 8),
+            excerpt(&self.field, EXCERPT_CHARS * 2),
+            excerpt(&self.seen, MAX_PART_CHARS),
+            excerpt(&self.expected, MAX_PART_CHARS)
         )
     }
 }

@@ -12,13 +12,14 @@
 //! # fn main() -> Result<(), kubegrid_api::Error> {
 //! let manifest = kubegrid_api::load(std::path::Path::new("cluster.yaml"))?;
 //! for host in manifest.hosts() {
-//!     println!("{} {}@{}:{}", host.name, host.user, host.address, host.port);
+//!     println!("{} {}@{} port {}", host.name, host.user, host.address, host.port);
 //! }
 //! # Ok(())
 //! # }
 //! ```
 
 mod cluster;
+pub mod cni;
 mod crd;
 mod error;
 mod hosts;
@@ -28,6 +29,7 @@ mod parse;
 mod rules;
 mod ssh;
 mod status;
+mod text;
 mod validate;
 pub mod version;
 

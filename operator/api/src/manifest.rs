@@ -20,6 +20,8 @@ pub(crate) struct Source {
     pub(crate) cluster_line: usize,
     /// Parallel to `Manifest::nodes`.
     pub(crate) node_lines: Vec<usize>,
+    /// The documents' texts, for pointing at a field's line.
+    pub(crate) docs: Vec<crate::parse::locate::DocText>,
 }
 
 impl Manifest {
@@ -116,6 +118,11 @@ impl Manifest {
             .public_key_file
             .as_ref()?;
         Some(self.resolve_path(raw))
+    }
+
+    /// The texts of the documents the resources came from; empty when not from a file.
+    pub(crate) fn source_docs(&self) -> &[crate::parse::locate::DocText] {
+        self.source.as_ref().map_or(&[], |s| s.docs.as_slice())
     }
 
     /// Where the Cluster's document starts.

@@ -6,7 +6,14 @@
 //! then as the typed resource. Parsing a document alone gives lines relative to the
 //! document, so the split records where each starts and errors add that offset.
 
-use std::path::{Path, PathBuf};
+pub(crate) mod guard;
+pub(crate) mod locate;
+pub(crate) mod wording;
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, de::IgnoredAny};
@@ -15,7 +22,15 @@ use crate::{
     API_VERSION, Cluster, ClusterSpec, ClusterStatus, Error, Manifest, Node, NodeSpec, NodeStatus,
     Problem, Result, SourceLine, ValidateFor,
     manifest::{Source, absolute, name_of},
+    text::excerpt,
 };
+use locate::DocText;
+
+/// The largest spec file read. A thousand-Node spec is well under 1 MiB.
+pub(crate) const MAX_SPEC_BYTES: u64 = 16 << 20;
+
+/// The longest parse message shown; serde quotes values, which can be megabytes long.
+const MAX_MESSAGE_CHARS: usize = 300;
 
 /// Reads, parses and validates (for the CLI) a spec file that holds exactly one Cluster.
 pub fn load(path: &Path) -> Result<Manifest> {
@@ -40,8 +55,10 @@ pub fn parse_all(text: &str, origin: &Path) -> Result<Documents> {
         spec_dir: absolute(parent),
         clusters: Vec::new(),
         nodes: Vec::new(),
+        docs: Vec::new(),
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    guard::text(text).map_err(|r| refused(origin, r))?;
     let chunks = split(text);
     for (number, chunk) in chunks.iter().filter(|c| !c.is_empty()).enumerate() {
         docs.add(chunk, number + 1)?;
@@ -57,16 +74,35 @@ pub struct Documents {
     /// With the line each document starts on.
     clusters: Vec<(Cluster, usize)>,
     nodes: Vec<(Node, usize)>,
+    /// Every Cluster's and Node's text, for finding a field's line.
+    docs: Vec<DocText>,
 }
 
 impl Documents {
     /// Reads and parses a spec file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadSpec {
+        let read_error = |source| Error::ReadSpec {
             path: path.to_path_buf(),
             source,
-        })?;
-        parse_all(&text, path)
+        };
+        // Bounded, since `-f` may name a device or a pipe that never ends.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_SPEC_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_SPEC_BYTES {
+            return Err(Error::ParseSpec {
+                path: path.to_path_buf(),
+                line: 1,
+                column: 1,
+                message: format!(
+                    "more than {} MiB; expected a spec file of Cluster and Node documents",
+                    MAX_SPEC_BYTES >> 20
+                ),
+            });
+        }
+        let text = guard::utf8(&bytes).map_err(|r| refused(path, r))?;
+        parse_all(text, path)
     }
 
     /// The Clusters' names, in file order.
@@ -150,10 +186,13 @@ impl Documents {
         if !problems.is_empty() {
             return Err(Error::Invalid { problems });
         }
+        let mut docs = self.docs;
+        docs.retain(|d| d.first_line == cluster_line || node_lines.contains(&d.first_line));
         let source = Source {
             path: self.path,
             cluster_line,
             node_lines,
+            docs,
         };
         Ok(Manifest::from_file(cluster, nodes, self.spec_dir, source))
     }
@@ -161,6 +200,13 @@ impl Documents {
     fn add(&mut self, chunk: &Chunk, number: usize) -> Result<()> {
         let head: Head = chunk.parse(&self.path)?;
         let line = chunk.first_content_line();
+        if matches!(head.kind.as_deref(), Some("Cluster" | "Node")) {
+            self.docs.push(DocText {
+                first_line: line,
+                offset: chunk.offset,
+                text: chunk.text.clone(),
+            });
+        }
         match (head.api_version.as_deref(), head.kind.as_deref()) {
             (Some(API_VERSION), Some("Cluster")) => {
                 let doc: Typed<ClusterSpec, ClusterStatus> = chunk.parse(&self.path)?;
@@ -245,23 +291,23 @@ struct Typed<S, St> {
 
 /// One YAML document of the file.
 #[derive(Debug)]
-struct Chunk {
+pub(crate) struct Chunk {
     /// Lines before the chunk's first line.
-    offset: usize,
+    pub(crate) offset: usize,
     /// The document's lines, with its `---` marker blanked so columns stay true.
-    text: String,
+    pub(crate) text: String,
 }
 
 impl Chunk {
     /// Only blank lines and comments.
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.text.lines().all(|l| {
             let l = l.trim_start();
             l.is_empty() || l.starts_with('#')
         })
     }
 
-    fn first_content_line(&self) -> usize {
+    pub(crate) fn first_content_line(&self) -> usize {
         let skipped = self
             .text
             .lines()
@@ -306,8 +352,21 @@ impl Chunk {
             path: path.to_path_buf(),
             line,
             column,
-            message: shift_lines(&message, self.offset),
+            message: excerpt(
+                &wording::plain(&shift_lines(&message, self.offset)),
+                MAX_MESSAGE_CHARS,
+            ),
         }
+    }
+}
+
+/// A text the guard refused, as a parse error.
+fn refused(path: &Path, refusal: guard::Refusal) -> Error {
+    Error::ParseSpec {
+        path: path.to_path_buf(),
+        line: refusal.line,
+        column: refusal.column,
+        message: refusal.message(),
     }
 }
 
@@ -333,7 +392,7 @@ fn shift_lines(message: &str, offset: usize) -> String {
 /// Splits YAML text at `---` document markers (and `...` end markers). Per the YAML spec
 /// these always end a document when they start a line and are followed by a blank, so no
 /// scalar can contain one.
-fn split(text: &str) -> Vec<Chunk> {
+pub(crate) fn split(text: &str) -> Vec<Chunk> {
     let is_marker = |line: &str| {
         (line.starts_with("---") || line.starts_with("..."))
             && line[3..].chars().next().is_none_or(char::is_whitespace)

@@ -1,18 +1,19 @@
 //! Semantic validation: every rule that the schema cannot express, checked before any host
 //! is contacted. All problems are collected, so one run shows everything to fix.
 
+mod names;
+mod network;
 mod nodes;
 mod registry;
 mod update;
 
 use std::{io::ErrorKind, net::IpAddr};
 
-use serde::Deserialize;
-
 use crate::{
     Error, Manifest, Problem, Result, SourceLine,
     cluster::{ContainerRuntimeSpec, ControlPlaneEndpoint, NetworkSpec},
     ssh::{BastionSpec, SshSpec},
+    text::{EXCERPT_CHARS, excerpt},
     version::{
         SUPPORTED_CONTAINERD_LINES, kubernetes_version_expectation, parse_kubernetes_version,
     },
@@ -44,6 +45,7 @@ impl Manifest {
             problems: Vec::new(),
         };
         check.cluster();
+        check.names();
         check.nodes();
         check.topology();
         check.credentials();
@@ -79,7 +81,7 @@ impl Checker<'_> {
         expected: impl Into<String>,
     ) {
         self.problems.push(Problem {
-            location: subject.location.clone(),
+            location: self.manifest.locate(subject.location.as_ref(), field),
             resource: subject.resource.clone(),
             field: field.to_string(),
             seen: seen.into(),
@@ -107,6 +109,7 @@ impl Checker<'_> {
         }
         self.endpoint(&at, &spec.control_plane_endpoint);
         self.network(&at, &spec.network);
+        self.network_sizes(&at);
         self.runtime(&at, &spec.container_runtime);
         self.bundle(&at);
         self.bundle_registry(&at);
@@ -125,7 +128,8 @@ impl Checker<'_> {
         self.cni_manifest(&at);
     }
 
-    /// A CLI run reads the user's CNI manifest from disk, so it must be readable YAML now.
+    /// A CLI run reads the user's CNI manifest from disk and applies it on the init host, so
+    /// it must be a regular file of Kubernetes objects now.
     fn cni_manifest(&mut self, at: &Subject) {
         let Some(raw) = &self.manifest.cluster().spec.network.cni_manifest else {
             return;
@@ -134,28 +138,7 @@ impl Checker<'_> {
             return;
         }
         let path = self.manifest.resolve_path(raw);
-        match std::fs::read_to_string(&path) {
-            Err(e) => self.report(
-                at,
-                "spec.network.cniManifest",
-                format!("`{}`, which cannot be read: {e}", path.display()),
-                "a readable manifest file",
-            ),
-            Ok(text) => {
-                let docs: Result<Vec<serde_yaml::Value>, _> =
-                    serde_yaml::Deserializer::from_str(&text)
-                        .map(serde_yaml::Value::deserialize)
-                        .collect();
-                if let Err(e) = docs {
-                    self.report(
-                        at,
-                        "spec.network.cniManifest",
-                        format!("`{}`, which is not YAML: {e}", path.display()),
-                        "a Kubernetes manifest (YAML documents)",
-                    );
-                }
-            }
-        }
+        self.cni_file(at, raw, &path);
     }
 
     fn endpoint(&mut self, at: &Subject, endpoint: &ControlPlaneEndpoint) {
@@ -173,7 +156,9 @@ impl Checker<'_> {
                 format!("both address `{address}` and vip `{vip}`"),
                 "exactly one of address or vip",
             ),
-            (Some(address), None) => self.address(at, &format!("{FIELD}.address"), address),
+            (Some(address), None) => {
+                self.address(at, &format!("{FIELD}.address"), address);
+            }
             (None, Some(vip)) => {
                 if vip.parse::<IpAddr>().is_err() {
                     self.report(
@@ -415,17 +400,27 @@ impl Checker<'_> {
         }
     }
 
-    fn address(&mut self, at: &Subject, field: &str, address: &str) {
-        if address.trim().is_empty() {
-            self.report(at, field, "an empty string", "an IP address or DNS name");
+    /// Whether `address` is an IP address or a host name; reports it when not.
+    fn address(&mut self, at: &Subject, field: &str, address: &str) -> bool {
+        let seen = if address.trim().is_empty() {
+            "an empty string".to_string()
         } else if address.chars().any(char::is_whitespace) {
-            self.report(
-                at,
-                field,
-                format!("`{address}`, which contains whitespace"),
-                "an IP address or DNS name",
-            );
-        }
+            format!(
+                "`{}`, which contains whitespace",
+                excerpt(address, EXCERPT_CHARS)
+            )
+        } else if let Err(why) = names::host(address) {
+            format!("`{}`, {why}", excerpt(address, EXCERPT_CHARS))
+        } else {
+            return true;
+        };
+        self.report(
+            at,
+            field,
+            seen,
+            "an IP address (IPv6 without brackets) or a DNS name such as node-1.example.com",
+        );
+        false
     }
 
     fn port(&mut self, at: &Subject, field: &str, port: u16) {

@@ -28,8 +28,11 @@ pub fn parse_kubernetes_version(text: &str) -> Result<semver::Version, String> {
         ));
     }
     let bare = text.strip_prefix('v').unwrap_or(text);
-    let version = semver::Version::parse(bare)
-        .map_err(|err| format!("`{text}`, which is not a semantic version ({err})"))?;
+    let version = semver::Version::parse(bare).map_err(|err| {
+        // semver names its integer type ("exceeds u64::MAX"); say it in words.
+        let why = err.to_string().replace("exceeds u64::MAX", "is too large");
+        format!("`{text}`, which is not a semantic version ({why})")
+    })?;
     if version.major != 1 || !SUPPORTED_KUBERNETES_MINORS.contains(&version.minor) {
         return Err(format!("`{text}`, which is not a supported version"));
     }

@@ -142,12 +142,11 @@ async fn wait_until_answering(
             Ok(()) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
                 return Err(format!(
-                    "the bundle registry {} on {} does not answer this machine after {}s: {e}; hint: the engine pushes the bundle's images to it, so {}:{} must be reachable from here",
+                    "the bundle registry {} on {} does not answer this machine after {}s: {e}; hint: the engine pushes the bundle's images to it, so {} must be reachable from here",
                     registry.url(),
                     registry.host,
                     ANSWER_TIMEOUT.as_secs(),
-                    registry.address,
-                    registry.port
+                    registry.authority()
                 ));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,

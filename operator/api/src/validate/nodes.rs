@@ -7,7 +7,7 @@ use super::{Checker, Subject, ValidateFor};
 use crate::{Node, Role, manifest::name_of};
 
 impl Checker<'_> {
-    fn node_subject(&self, index: usize, node: &Node) -> Subject {
+    pub(super) fn node_subject(&self, index: usize, node: &Node) -> Subject {
         Subject {
             resource: format!("Node/{}", name_of(&node.metadata.name)),
             location: self.manifest.node_location(index),
@@ -62,16 +62,19 @@ impl Checker<'_> {
                 "the Cluster's name",
             );
         }
-        self.address(at, "spec.address", &spec.address);
+        let valid = self.address(at, "spec.address", &spec.address);
         // kubeadm's advertise address, the kubelet's node IP and etcd's listen URLs take IP
         // addresses only, and they all come from the Node's address.
-        let blank = spec.address.trim().is_empty() || spec.address.contains(char::is_whitespace);
-        if !blank && spec.address.parse::<std::net::IpAddr>().is_err() {
+        if valid && spec.address.parse::<std::net::IpAddr>().is_err() {
             self.report(
                 at,
                 "spec.address",
-                format!("`{}`, a DNS name", spec.address),
-                "an IP address: it is also the API server's advertise address, the kubelet's node IP and etcd's listen address",
+                format!(
+                    "`{}`, a DNS name",
+                    crate::text::excerpt(&spec.address, crate::text::EXCERPT_CHARS)
+                ),
+                "the host's IP address: it is also the API server's advertise address, the \
+                 kubelet's node IP and etcd's listen address, which take IP addresses only",
             );
         }
         self.outside_cluster_networks(at, &spec.address);

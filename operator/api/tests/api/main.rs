@@ -5,6 +5,7 @@ mod cel_eval;
 mod common;
 mod crd;
 mod hosts;
+mod inputs;
 mod parse;
 mod registry;
 mod schema_rules;

@@ -7,19 +7,40 @@ use crate::common::{GOOD, edit, one_problem, problems_for};
 const CLUSTER: &str = "Cluster/gpu-prod";
 
 #[test]
-fn problems_name_the_file_and_document_line() {
+fn problems_name_the_file_and_the_field_line() {
     let text = edit("address: 10.0.0.22", "address: \"\"");
     let problem = one_problem(&text, "Node/gpu-2", "spec.address", "an empty string");
     assert!(problem.contains("cluster.yaml:"), "{problem}");
-    let line: usize = GOOD
+    let line = text
         .lines()
-        .position(|l| l.contains("name: gpu-2"))
+        .position(|l| l.contains("address: \"\""))
         .unwrap()
-        - 2;
+        + 1;
     assert!(
         problem.contains(&format!(":{line}: Node/gpu-2")),
         "{problem}"
     );
+}
+
+#[test]
+fn cluster_problems_point_at_the_field_not_the_document() {
+    let text = edit("serviceCIDR: 10.96.0.0/12", "serviceCIDR: 172.0.0.0/11");
+    let problem = one_problem(
+        &text,
+        CLUSTER,
+        "spec.network.serviceCIDR",
+        "a range of 2^21 addresses",
+    );
+    let line = text
+        .lines()
+        .position(|l| l.contains("serviceCIDR: 172.0.0.0/11"))
+        .unwrap()
+        + 1;
+    assert!(
+        problem.contains(&format!(":{line}: {CLUSTER}")),
+        "{problem}"
+    );
+    assert!(problem.contains("/12 or longer"), "{problem}");
 }
 
 #[test]

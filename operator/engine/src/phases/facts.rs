@@ -86,7 +86,7 @@ impl Phase for Facts {
                             .pin_key(
                                 &run.req.cluster,
                                 &t.host,
-                                &format!("{}:{}", t.address, t.port),
+                                &crate::ssh::host_port(&t.address, t.port),
                                 &key.algorithm,
                                 &key.fingerprint,
                             )

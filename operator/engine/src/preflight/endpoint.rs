@@ -80,8 +80,12 @@ impl Check for Vip {
                     )
                 )
             {
+                let how = match answered {
+                    Some(kubegrid_agent::facts::TcpProbe::Open) => "a connection was accepted",
+                    _ => "the connection was refused, so a host holds the address",
+                };
                 out.push(finding(
-                    format!("something answers on {probe} ({answered:?})"),
+                    format!("something answers on {probe} ({how})"),
                     "no host answering on the VIP before the cluster exists",
                     "another machine holds the VIP; pick a free address",
                 ));

@@ -218,6 +218,11 @@ fn vip_must_be_in_the_subnet_and_free_until_the_cluster_exists() {
     let found = vip_findings(&f, &inside);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].seen.contains("answers"), "{}", found[0].seen);
+    assert!(
+        found[0].seen.contains("the connection was refused") && !found[0].seen.contains("Some("),
+        "{}",
+        found[0].seen
+    );
 
     // After init kube-vip holds the VIP, so an answer is expected.
     f.paths.insert(kubegrid_plan::ADMIN_CONF.into(), true);

@@ -142,7 +142,7 @@ impl Connection {
         }
         Err(Error::Connect {
             host: target.host.clone(),
-            address: format!("{}:{}", target.address, target.port),
+            address: host_port(&target.address, target.port),
             attempts: opts.attempts.max(1),
             reason: last,
         })
@@ -283,12 +283,22 @@ async fn connect_once(
             Some((pinned, offered)) => Err(Attempt::Fatal(Error::HostKeyChanged {
                 cluster: target.cluster.clone(),
                 host: target.host.clone(),
-                address: format!("{}:{}", target.address, target.port),
+                address: host_port(&target.address, target.port),
                 pinned: pinned.fingerprint,
                 offered: offered.fingerprint,
             })),
             None => Err(Attempt::Retry(e.to_string())),
         },
+    }
+}
+
+/// `address:port` for messages and the journal, with an IPv6 address in brackets
+/// (`[fd00::1]:22`) so the port reads apart from the address.
+pub(crate) fn host_port(address: &str, port: u16) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
     }
 }
 
@@ -306,4 +316,16 @@ fn load_key(host: &str, path: &std::path::Path) -> Result<russh::keys::PrivateKe
             reason: other.to_string(),
         },
     })
+}
+
+#[cfg(test)]
+mod host_port_tests {
+    use super::host_port;
+
+    #[test]
+    fn ipv6_addresses_are_bracketed_before_a_port() {
+        assert_eq!(host_port("fd00::1", 22), "[fd00::1]:22");
+        assert_eq!(host_port("10.0.0.1", 22), "10.0.0.1:22");
+        assert_eq!(host_port("node-1.example", 2222), "node-1.example:2222");
+    }
 }
