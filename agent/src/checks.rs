@@ -201,7 +201,7 @@ fn container_runs(
         }
         unpack_rootfs(ctx, rootfs_sha256, &rootfs)?;
     }
-    let id = format!("kubegrid-check-{}", std::process::id());
+    let id = container_id();
     let rootfs_arg = rootfs.to_string_lossy().into_owned();
     let mut args = vec![
         "run",
@@ -230,21 +230,66 @@ fn container_runs(
     );
     let _ = ctr(socket, &["tasks", "delete", "--force", &id], VERSION_LIMIT);
     let _ = ctr(socket, &["containers", "rm", &id], VERSION_LIMIT);
+    let stderr = last_line(&ran.stderr).unwrap_or_default();
     Err(Error::CheckFailed {
         check: format!("container {id} ({runtime})"),
         seen: if ran.success() {
             format!("stdout {:?}", exec::tail(ran.stdout.trim(), 200))
         } else {
-            format!(
-                "`ctr run` {}: {}",
-                ran.status_text(),
-                last_line(&ran.stderr).unwrap_or_default()
-            )
+            format!("`ctr run` {}: {stderr}", ran.status_text())
         },
         expected: format!("stdout containing {expect:?}"),
-        hint: "the output below is ctr's; check the runtime's config in containerd".into(),
+        hint: run_failure_hint(ran.success(), &stderr, runtime, &rootfs, &argv[0]),
         output: ran.tail(),
     })
+}
+
+/// A container name no other check shares: the pid alone repeats across hosts cloned from
+/// one image (and across runs after a reboot), and a leftover container of the same name
+/// makes `ctr run` fail for a reason that has nothing to do with the runtime.
+fn container_id() -> String {
+    let token = fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|u| u.trim().replace('-', ""))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            format!("{nanos:x}")
+        });
+    format!("kubegrid-check-{}-{token}", std::process::id())
+}
+
+/// Where to look, by what failed: the container's own output, the rootfs, the runtime
+/// containerd was asked for, or containerd itself.
+fn run_failure_hint(
+    ran_ok: bool,
+    stderr: &str,
+    runtime: &str,
+    rootfs: &Path,
+    program: &str,
+) -> String {
+    let said = stderr.to_ascii_lowercase();
+    if ran_ok {
+        format!(
+            "the container ran but printed something else: the test rootfs {} is not what the bundle holds; remove that directory so it is unpacked again",
+            rootfs.display()
+        )
+    } else if said.contains("runtime") || said.contains("shim") {
+        format!(
+            "containerd could not start runtime {runtime}: check that its shim and binary are installed and that /etc/containerd/config.toml names it (ctr's output is below)"
+        )
+    } else if said.contains("no such file") || said.contains("executable file not found") {
+        format!(
+            "{program} is missing from the test rootfs {}; remove that directory so it is unpacked again from the bundle",
+            rootfs.display()
+        )
+    } else if said.contains("already exists") {
+        "a container of the same name is left over; remove it with `ctr containers rm`".into()
+    } else {
+        "the container did not start: ctr's output is below; `journalctl -u containerd` on the host says why".into()
+    }
 }
 
 /// Unpacks the rootfs tar once: into a temp dir beside the final one, renamed when whole,
@@ -273,6 +318,40 @@ mod tests {
     use super::*;
     use crate::fsutil::sha256_file;
     use crate::testutil::ctx_in;
+
+    #[test]
+    fn container_names_differ_between_checks() {
+        let (a, b) = (container_id(), container_id());
+        assert_ne!(a, b);
+        assert!(a.starts_with(&format!("kubegrid-check-{}-", std::process::id())));
+    }
+
+    #[test]
+    fn a_failed_run_hint_points_at_what_failed() {
+        let rootfs = Path::new("/var/lib/kubegrid/rootfs/abc");
+        let runtime = "io.containerd.kata.v2";
+        let hint = |ok, stderr| run_failure_hint(ok, stderr, runtime, rootfs, "/bin/busybox");
+        assert!(hint(true, "").contains("the test rootfs /var/lib/kubegrid/rootfs/abc"));
+        let h = hint(
+            false,
+            "ctr: failed to create shim task: runtime \"io.containerd.kata.v2\" binary not installed",
+        );
+        assert!(
+            h.contains("could not start runtime io.containerd.kata.v2"),
+            "{h}"
+        );
+        let h = hint(
+            false,
+            "exec: \"/bin/busybox\": stat /bin/busybox: no such file or directory",
+        );
+        assert!(
+            h.contains("/bin/busybox is missing from the test rootfs"),
+            "{h}"
+        );
+        let h = hint(false, "ctr: container \"x\": already exists");
+        assert!(h.contains("left over"), "{h}");
+        assert!(hint(false, "something else").contains("journalctl -u containerd"));
+    }
 
     #[test]
     fn finds_the_server_version() {

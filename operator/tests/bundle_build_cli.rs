@@ -1,7 +1,8 @@
 //! `kubegrid bundle build` against a loopback upstream (the std HTTP server shared with the
 //! kubegrid-bundle tests, operator/bundle/tests/server): a build through a mirror prints its
 //! report and writes a bundle that verifies; a cut download and a 503 are retried; a
-//! checksum mismatch exits 1 naming the artifact; bad flags exit 2.
+//! checksum mismatch exits 1 naming the artifact; bad flags exit 2; a sources file with
+//! duplicate names, http:// URLs or `..` in names exits 2 before anything is fetched.
 
 #[path = "../bundle/tests/server/mod.rs"]
 mod server;
@@ -61,8 +62,20 @@ fn build(
     arch: &str,
     extra: &[&str],
 ) -> std::process::Output {
+    build_from(dir, server, SOURCES, version, arch, extra)
+}
+
+/// [`build`] from the sources text `sources`.
+fn build_from(
+    dir: &Path,
+    server: &Server,
+    sources_text: &str,
+    version: &str,
+    arch: &str,
+    extra: &[&str],
+) -> std::process::Output {
     let sources = dir.join("sources.yaml");
-    std::fs::write(&sources, SOURCES).unwrap();
+    std::fs::write(&sources, sources_text).unwrap();
     Command::new(env!("CARGO_BIN_EXE_kubegrid"))
         .args(["bundle", "build", "--k8s-version", version, "--arch", arch])
         .args(["--mirror", &server.url(), "--retry-wait-ms", "1"])
@@ -146,4 +159,47 @@ fn a_checksum_mismatch_exits_1_naming_the_artifact_and_bad_flags_exit_2() {
     let out = build(tmp.path(), &server, "9.9.9", "amd64", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("they have: 1.0.0"));
+}
+
+#[test]
+fn a_bad_sources_file_exits_2_before_any_download() {
+    let (server, _) = upstream();
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            SOURCES.replacen(
+                "  runc:\n",
+                "  kubernetes:\n    artifacts:\n      - {name: kubectl, kind: binary, url: \"https://e.org/{v}/{arch}\", checksum: {sha256: {}}}\n  runc:\n",
+                1,
+            ),
+            "`kubernetes` is defined twice",
+        ),
+        (
+            SOURCES.replace("      - name: runc\n", "      - name: kubeadm\n"),
+            "name `kubeadm` is already given by",
+        ),
+        (
+            SOURCES.replace(
+                "url: https://dl.k8s.io/release/",
+                "url: http://dl.k8s.io/release/",
+            ),
+            "is not an https:// URL",
+        ),
+        (
+            SOURCES.replace("      - name: runc\n", "      - name: ../runc\n"),
+            "is not a plain file name",
+        ),
+    ];
+    for (text, want) in cases {
+        let out = build_from(tmp.path(), &server, &text, "1.0.0", "amd64", &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{want}: {stderr}");
+        assert!(stderr.contains(want), "{want}: {stderr}");
+    }
+    assert!(
+        server.seen().is_empty(),
+        "fetched: {:?}",
+        server.seen().len()
+    );
+    assert!(!tmp.path().join("bundle.tar.zst").exists());
 }

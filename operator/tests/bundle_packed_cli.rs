@@ -292,12 +292,33 @@ fn apply_and_plan_refuse_a_packed_bundle_with_a_corrupted_artifact_or_another_si
                 &f.path("journal.db"),
             ]);
             assert_eq!(out.status.code(), Some(2), "{verb}: {}", text(&out));
+            let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
-                String::from_utf8_lossy(&out.stderr).contains(want),
+                stderr.contains(want),
                 "{verb} should name `{want}`: {}",
+                text(&out)
+            );
+            // The file the user gave, never the cache it was unpacked into.
+            assert!(stderr.contains(bundle.as_str()), "{}", text(&out));
+            assert!(
+                !stderr.contains(f.cache.to_str().unwrap()),
+                "names the cache: {}",
                 text(&out)
             );
         }
     }
+    let out = f.run(&["bundle", "verify", &corrupted, "--public-key", &f.public]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr.contains(&format!("{corrupted}:{artifact}")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !stderr.contains(f.cache.to_str().unwrap()),
+        "{}",
+        text(&out)
+    );
     assert!(!Path::new(&f.path("journal.db")).exists());
 }

@@ -73,6 +73,17 @@ pub enum Error {
         problem: String,
     },
 
+    /// The path given as a bundle is missing, or is not a bundle directory.
+    #[error("{} is not a bundle: {problem}; hint: {hint}", dir.display())]
+    NotABundle {
+        /// The path given.
+        dir: PathBuf,
+        /// What is there instead.
+        problem: String,
+        /// What to pass instead.
+        hint: String,
+    },
+
     /// The bundle has no manifest.yaml.sig.
     #[error(
         "bundle {} is not signed: {} does not exist; hint: sign it with `kubegrid bundle sign {} --key FILE`",

@@ -20,6 +20,7 @@ mod keys;
 mod pack;
 mod signature;
 mod sources;
+mod sources_check;
 mod sources_plan;
 
 pub use build::{
@@ -32,7 +33,8 @@ pub use inspect::{
 pub use keys::{PUBLIC_KEY_PREFIX, PublicKey, generate_key, read_public_key};
 pub use pack::{open_packed, pack, unpack};
 pub use signature::{
-    SIGNATURE_FILE, SIGNATURE_PREFIX, VerifyReport, open_verified, sign, verify, verify_images,
+    SIGNATURE_FILE, SIGNATURE_PREFIX, VerifyReport, check_is_bundle, open_verified, sign, verify,
+    verify_images,
 };
 pub use sources::{
     ArtifactKind, ArtifactSource, Checksum, ChecksumFormat, Component, DEFAULT_SOURCES, DebPackage,

@@ -96,7 +96,10 @@ pub fn unpack(file: &Path, dir: &Path) -> Result<()> {
             path: parent.to_path_buf(),
             source,
         })?;
-    unpack_into(file, staging.path()).map_err(fail)?;
+    // Messages name archive members, never the staging directory the user did not choose.
+    let staged_prefix = format!("{}/", staging.path().display());
+    unpack_into(file, staging.path())
+        .map_err(|problem| fail(problem.replace(&staged_prefix, "")))?;
     let staged = staging.keep();
     std::fs::rename(&staged, dir).map_err(|e| {
         let _ = std::fs::remove_dir_all(&staged);
@@ -141,7 +144,8 @@ fn unpack_into(file: &Path, target: &Path) -> std::result::Result<(), String> {
             }
             other => {
                 return Err(format!(
-                    "entry `{shown}` is a {other:?}; a bundle holds only files and directories"
+                    "entry `{shown}` is a {}; a bundle holds only files and directories",
+                    entry_kind(other)
                 ));
             }
         }
@@ -150,6 +154,18 @@ fn unpack_into(file: &Path, target: &Path) -> std::result::Result<(), String> {
 }
 
 /// A read error inside the archive: the file was cut short or damaged on its way here.
+/// A tar entry type in words.
+fn entry_kind(kind: EntryType) -> &'static str {
+    match kind {
+        EntryType::Symlink => "symbolic link",
+        EntryType::Link => "hard link",
+        EntryType::Char => "character device",
+        EntryType::Block => "block device",
+        EntryType::Fifo => "named pipe",
+        _ => "special entry",
+    }
+}
+
 fn broken(e: std::io::Error) -> String {
     format!(
         "reading the archive: {e}; it is truncated or corrupt (compare its sha256 with the one `bundle build` printed, and copy it again)"

@@ -44,6 +44,7 @@ pub struct VerifyReport {
 /// signature over the exact bytes of manifest.yaml, made with the private key at
 /// `private_key_path`. Replaces an older signature. Returns the signature file's path.
 pub fn sign(dir: &Path, private_key_path: &Path) -> Result<PathBuf> {
+    check_is_bundle(dir)?;
     let pair = read_private_key(private_key_path)?;
     let manifest_path = dir.join(MANIFEST_FILE);
     let bytes = read_manifest(&manifest_path)?;
@@ -74,6 +75,7 @@ pub fn verify(dir: &Path, public_key_path: &Path) -> Result<VerifyReport> {
 /// [`verify`], returning the opened bundle too, so a caller that goes on to use the bundle
 /// (`apply`) hashes every artifact once, not twice.
 pub fn open_verified(dir: &Path, public_key_path: &Path) -> Result<(Bundle, VerifyReport)> {
+    check_is_bundle(dir)?;
     let key = read_public_key(public_key_path)?;
     let manifest_path = dir.join(MANIFEST_FILE);
     let sig_path = dir.join(SIGNATURE_FILE);
@@ -100,6 +102,29 @@ pub fn open_verified(dir: &Path, public_key_path: &Path) -> Result<(Bundle, Veri
         bytes: files.iter().map(|f| f.size).sum(),
     };
     Ok((bundle, report))
+}
+
+/// A missing path or a directory without manifest.yaml is no bundle at all; saying it "is not
+/// signed" would send the user to sign whatever directory they mistyped.
+pub fn check_is_bundle(dir: &Path) -> Result<()> {
+    let not = |problem: String| {
+        Error::NotABundle {
+        dir: dir.to_path_buf(),
+        problem,
+        hint: "pass the directory `kubegrid bundle build` or offline-bundle/dev-bundle.sh wrote (it holds manifest.yaml), or the packed .tar.zst".into(),
+    }
+    };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(not("no such file or directory".into()))
+        }
+        Err(e) => Err(not(format!("cannot read it: {e}"))),
+        Ok(m) if !m.is_dir() => Err(not("it is not a directory".into())),
+        Ok(_) if !dir.join(MANIFEST_FILE).exists() => {
+            Err(not(format!("it has no {MANIFEST_FILE}")))
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 fn read_manifest(path: &Path) -> Result<Vec<u8>> {

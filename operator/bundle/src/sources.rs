@@ -26,11 +26,13 @@ pub struct Sources {
     /// Format version; must be [`SOURCES_VERSION`].
     pub version: u32,
     /// Upstream artifacts by component name (`kubernetes`, `containerd`, ...).
+    #[serde(deserialize_with = "crate::sources_check::unique_map")]
     pub components: BTreeMap<String, Component>,
     /// OS packages by distribution (`debian-12`), added with `--include-os-packages`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::sources_check::unique_map")]
     pub os_packages: BTreeMap<String, DebSource>,
     /// What a bundle for each Kubernetes version holds, keyed by that version (`1.34.2`).
+    #[serde(deserialize_with = "crate::sources_check::unique_map")]
     pub releases: BTreeMap<String, Release>,
 }
 
@@ -189,6 +191,7 @@ pub struct DebPackage {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Release {
     /// Component name to component version; `kubernetes` must equal the release's version.
+    #[serde(deserialize_with = "crate::sources_check::unique_map")]
     pub components: BTreeMap<String, String>,
     /// The images the release needs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -124,6 +124,7 @@ impl Sources {
                 self.version
             ));
         }
+        crate::sources_check::check_names(self)?;
         for (name, component) in &self.components {
             let at = format!("component `{name}`");
             if component.artifacts.is_empty() && component.debs.is_none() {
@@ -158,7 +159,8 @@ impl Sources {
                 Some(v) if v == k8s => {}
                 other => {
                     return Err(format!(
-                        "{at}: components.{KUBERNETES_COMPONENT} must be `{k8s}`, found {other:?}"
+                        "{at}: components.{KUBERNETES_COMPONENT} must be `{k8s}`, found {}",
+                        other.map_or_else(|| "none".to_string(), |v| format!("`{v}`"))
                     ));
                 }
             }
@@ -396,6 +398,7 @@ fn check_pattern(
             "{at}: `{{url}}` is only allowed in a checksum file URL"
         ));
     }
+    crate::sources_check::check_https(pattern, &sample, at)?;
     match reqwest::Url::parse(&sample) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
         _ => Err(format!("{at}: `{pattern}` is not an http(s) URL")),

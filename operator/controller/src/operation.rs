@@ -109,6 +109,18 @@ fn check_bundle_dir(ctx: &Context, cluster: &Cluster) -> Result<()> {
     })
 }
 
+/// The bundle against the spec (versions, artifacts for each Node's arch and roles), as the
+/// CLI checks it: refused with `BundleInvalid` before any host is contacted.
+fn check_bundle_fits(cluster: &Cluster, manifest: &Manifest) -> Result<()> {
+    let Some(dir) = manifest.bundle_dir() else {
+        return Ok(());
+    };
+    kubegrid_engine::bundle_check::check_dir(manifest, &dir).map_err(|e| Error::Bundle {
+        cluster: key(cluster),
+        reason: e.to_string(),
+    })
+}
+
 /// The manifest of `cluster` and its `nodes` for a job of `kind`. An install's is validated
 /// (the error lists every problem); a reset's is not: topology rules (odd etcd counts, a
 /// control plane) are about building a cluster and must not keep a deleted one's hosts from
@@ -145,6 +157,9 @@ pub async fn prepare(
     spec_digest: String,
 ) -> Result<Job> {
     check_bundle_dir(ctx, cluster)?;
+    if kind == JobKind::Apply {
+        check_bundle_fits(cluster, &manifest)?;
+    }
     let cluster_key = key(cluster);
     let ns = cluster.namespace().unwrap_or_else(|| "default".into());
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);

@@ -57,6 +57,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A private key file that cannot work, found before connecting.
+    #[error("{host}: private key file {path} {problem}\n  hint: {hint}")]
+    KeyFile {
+        /// Node name.
+        host: String,
+        /// Key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// What to do.
+        hint: String,
+    },
     /// An encrypted key without its passphrase.
     #[error(
         "{host}: private key {path} is encrypted and ${var} is not set\n  hint: export {var} with the key's passphrase"
@@ -177,6 +189,7 @@ impl Error {
         matches!(
             self,
             Error::LoadKey { .. }
+                | Error::KeyFile { .. }
                 | Error::CaNotInJournal { .. }
                 | Error::EtcdMembershipChange { .. }
                 | Error::KeyPassphrase { .. }

@@ -4,6 +4,7 @@
 //! spec and hand it to [`operation::execute`], which journals everything it does.
 
 pub mod agent;
+pub mod bundle_check;
 pub mod distribute;
 pub mod error;
 pub mod images;

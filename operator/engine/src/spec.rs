@@ -102,8 +102,21 @@ pub fn check_bundle(
     ctx: &ClusterContext,
     bundle: &kubegrid_plan::Bundle,
 ) -> Result<(), kubegrid_plan::Error> {
+    match containerd_problem(ctx, bundle.manifest()) {
+        None => Ok(()),
+        Some(problem) => Err(kubegrid_plan::Error::InvalidContext {
+            problem: format!("bundle {}: {problem}", bundle.dir().display()),
+        }),
+    }
+}
+
+/// What is wrong with the bundle's containerd for the spec's line, naming both versions.
+pub fn containerd_problem(
+    ctx: &ClusterContext,
+    bundle: &kubegrid_plan::Manifest,
+) -> Option<String> {
     let line = (ctx.containerd.major, ctx.containerd.minor);
-    for f in &bundle.manifest().files {
+    for f in &bundle.files {
         if f.name.as_deref() != Some("containerd") {
             continue;
         }
@@ -119,18 +132,15 @@ pub fn check_bundle(
             parts.next().and_then(|p| p.parse::<u64>().ok()),
         );
         if found != (Some(line.0), Some(line.1)) {
-            return Err(kubegrid_plan::Error::InvalidContext {
-                problem: format!(
-                    "spec.containerRuntime.containerd.version is {}.{}, but the bundle {} carries containerd {version} ({}); use a bundle for {}.{} or set the version line to the bundle's",
-                    line.0,
-                    line.1,
-                    bundle.dir().display(),
-                    f.path.display(),
-                    line.0,
-                    line.1
-                ),
-            });
+            return Some(format!(
+                "spec.containerRuntime.containerd.version is {}.{}, but the bundle carries containerd {version} ({}); use a bundle for {}.{} or set the version line to the bundle's",
+                line.0,
+                line.1,
+                f.path.display(),
+                line.0,
+                line.1
+            ));
         }
     }
-    Ok(())
+    None
 }

@@ -187,22 +187,17 @@ pub struct Bundle {
 impl Bundle {
     /// Reads `<dir>/manifest.yaml` and verifies every listed file's size and sha256.
     pub fn open(dir: &Path) -> Result<Bundle> {
-        let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadManifest {
-            path: path.clone(),
+        let manifest = read_manifest(dir)?;
+        // Artifacts are resolved against the real directory, so a symlink anywhere on the
+        // way (the file itself, or a directory above it) cannot lead outside the bundle.
+        let root = dir.canonicalize().map_err(|source| Error::ReadManifest {
+            path: dir.to_path_buf(),
             source,
         })?;
-        let manifest: Manifest =
-            serde_yaml::from_str(&text).map_err(|source| Error::ParseManifest {
-                path: path.clone(),
-                source,
-            })?;
-        check_manifest(&manifest).map_err(|problem| Error::InvalidManifest {
-            path: path.clone(),
-            problem,
-        })?;
         for file in &manifest.files {
-            verify(&dir.join(&file.path), file.size, &file.sha256)?;
+            let path = dir.join(&file.path);
+            check_inside(&root, &path)?;
+            verify(&path, file.size, &file.sha256)?;
         }
         Ok(Bundle {
             dir: dir.to_path_buf(),
@@ -326,6 +321,55 @@ fn format_name(format: PackageFormat) -> &'static str {
         PackageFormat::Deb => "deb",
         PackageFormat::Rpm => "rpm",
     }
+}
+
+/// Reads and checks `<dir>/manifest.yaml` without touching the artifacts it lists: enough to
+/// see what a bundle offers (the operator checks that against the spec on every reconcile).
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadManifest {
+        path: path.clone(),
+        source,
+    })?;
+    let manifest: Manifest =
+        serde_yaml::from_str(&text).map_err(|source| Error::ParseManifest {
+            path: path.clone(),
+            source,
+        })?;
+    check_manifest(&manifest).map_err(|problem| Error::InvalidManifest {
+        path: path.clone(),
+        problem,
+    })?;
+    Ok(manifest)
+}
+
+/// An artifact must be a regular file inside the bundle: not a symlink, and not reached
+/// through a symlinked directory that leads elsewhere. Hashes alone do not catch a link to
+/// a file outside, since whoever made the link picked what it points at.
+fn check_inside(root: &Path, path: &Path) -> Result<()> {
+    let outside = |what: &str| Error::ArtifactOutsideBundle {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = std::fs::read_link(path)
+                .map(|t| format!("a symlink to {}", t.display()))
+                .unwrap_or_else(|_| "a symlink".into());
+            return Err(outside(&target));
+        }
+        // verify() names a missing or unreadable file.
+        Ok(_) | Err(_) => {}
+    }
+    if let Ok(real) = path.canonicalize()
+        && !real.starts_with(root)
+    {
+        return Err(outside(&format!(
+            "reached through a symlinked directory; it is {}",
+            real.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Rules serde cannot express. Paths must stay inside the bundle, since they are joined to

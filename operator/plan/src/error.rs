@@ -239,6 +239,35 @@ pub enum Error {
         arch: String,
     },
 
+    /// The bundle does not fit the spec: another Kubernetes or containerd version, or
+    /// artifacts that the spec's Nodes need are missing. Found before any host is contacted.
+    #[error(
+        "bundle {} does not fit the spec:{problems}\n  the bundle has: {has}\n  hint: {hint}",
+        dir.display()
+    )]
+    BundleMismatch {
+        /// The bundle as the user named it.
+        dir: PathBuf,
+        /// One `\n  - problem` line per problem.
+        problems: String,
+        /// What the bundle holds, as `kind name version (arch)`.
+        has: String,
+        /// Which bundle to build or pass instead.
+        hint: String,
+    },
+
+    /// A manifest entry is a symlink, or lies outside the bundle directory.
+    #[error(
+        "bundle artifact {} is {what}; artifacts must be regular files inside the bundle\n  hint: replace the link with a copy of the file (cp --dereference) and sign the bundle again",
+        path.display()
+    )]
+    ArtifactOutsideBundle {
+        /// The artifact's path.
+        path: PathBuf,
+        /// What it is instead.
+        what: String,
+    },
+
     /// A phase plan names a blob the bundle does not hold.
     #[error("blob {sha256} is not in bundle {}", dir.display())]
     BlobNotInBundle {

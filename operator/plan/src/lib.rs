@@ -18,6 +18,7 @@ mod context;
 mod error;
 mod kube_modules;
 mod kubernetes;
+pub mod needs;
 mod playbook;
 mod predicate;
 mod registry;
@@ -26,7 +27,7 @@ mod templates;
 pub use bundle::{
     Arch, Bundle, BundleFile, FileKind, IMAGES_DIR, MANIFEST_FILE, MANIFEST_VERSION,
     MANIFEST_VERSION_2, MANIFEST_VERSIONS, Manifest, ManifestImage, is_sha256_digest,
-    is_sha256_hex, sha256_file,
+    is_sha256_hex, read_manifest, sha256_file,
 };
 pub use compile::{
     CONFLICTING_PACKAGES, CONFLICTING_PATHS, PREFLIGHT_DISKS, PhasePlan, compile, facts_probes,

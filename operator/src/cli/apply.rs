@@ -96,9 +96,20 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
         .into());
     }
     // Everything below up to `execute` only reads local files: a bad spec, bundle or key
-    // stops here, before any host is contacted.
+    // stops here, before any host is contacted and before anything is journaled.
     let manifest = kubegrid_api::load(&args.file)?;
-    let bundle_dir = match (&args.bundle, manifest.bundle_dir()) {
+    let playbook = Arc::new(Playbook::builtin("install")?);
+    if let Some(until) = &args.until
+        && playbook.phase(until).is_none()
+    {
+        let known: Vec<&str> = playbook.phases.iter().map(|p| p.name.as_str()).collect();
+        return Err(UsageError(format!(
+            "--until {until}: no such phase; the install playbook has: {}",
+            known.join(", ")
+        ))
+        .into());
+    }
+    let given = match (&args.bundle, manifest.bundle_dir()) {
         (Some(dir), _) => dir.clone(),
         (None, Some(dir)) => dir,
         (None, None) => {
@@ -109,12 +120,22 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
             .into());
         }
     };
-    let bundle_dir = super::packed::bundle_dir(&bundle_dir)?;
-    let bundle = open_bundle(args, &manifest, &bundle_dir)?;
-    let agents = Agents::discover(&agent::default_dirs(Some(&bundle_dir)))?;
     let context = kubegrid_engine::spec::cluster_context(&manifest)?;
-    kubegrid_engine::spec::check_bundle(&context, &bundle)?;
+    let (bundle, agents) = super::packed::with_bundle(&given, |dir| {
+        let bundle = open_bundle(args, &manifest, dir, &given)?;
+        let agents = Agents::discover(&agent::default_dirs(Some(dir)))?;
+        kubegrid_engine::bundle_check::check(
+            &manifest,
+            &context,
+            &given,
+            bundle.manifest(),
+            &playbook,
+            args.until.as_deref(),
+        )?;
+        Ok((bundle, agents))
+    })?;
     let hosts = kubegrid_engine::spec::hosts(&manifest);
+    kubegrid_engine::ssh::check_key_files(hosts.iter().map(|h| &h.target))?;
     let text =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let mut redactor = Redactor::default();
@@ -130,17 +151,6 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     }
     if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
         redactor.add_secret(p);
-    }
-    let playbook = Arc::new(Playbook::builtin("install")?);
-    if let Some(until) = &args.until
-        && playbook.phase(until).is_none()
-    {
-        let known: Vec<&str> = playbook.phases.iter().map(|p| p.name.as_str()).collect();
-        return Err(UsageError(format!(
-            "--until {until}: no such phase; the install playbook has: {}",
-            known.join(", ")
-        ))
-        .into());
     }
     // Only an apply that runs the whole playbook writes the kubeconfig; its directory is
     // checked now, before any host is touched, rather than after every host was changed.
@@ -321,16 +331,19 @@ fn render(r: &Report) -> String {
 /// Opens the bundle, refusing it unless its signature verifies under the public key from
 /// `--bundle-public-key` or spec.bundle.publicKeyFile; `--insecure-bundle` skips only the
 /// signature. Either way every artifact's sha256 is checked before any host is contacted.
+/// `shown` is the bundle as the user named it (a packed file, or `dir`).
 fn open_bundle(
     args: &ApplyArgs,
     manifest: &kubegrid_api::Manifest,
     dir: &std::path::Path,
+    shown: &std::path::Path,
 ) -> anyhow::Result<Bundle> {
     if args.insecure_bundle {
         eprintln!(
             "warning: --insecure-bundle: the signature of bundle {} is not checked",
-            dir.display()
+            shown.display()
         );
+        kubegrid_bundle::check_is_bundle(dir)?;
         let bundle = Bundle::open(dir)?;
         kubegrid_bundle::verify_images(dir, &bundle)?;
         return Ok(bundle);
@@ -342,7 +355,7 @@ fn open_bundle(
     else {
         return Err(UsageError(format!(
             "bundle {}: no public key to check its signature with\n  hint: pass --bundle-public-key FILE or set spec.bundle.publicKeyFile in {}; --insecure-bundle skips the signature check (only for bundles you built yourself)",
-            dir.display(),
+            shown.display(),
             args.file.display()
         ))
         .into());

@@ -7,7 +7,7 @@ use kubegrid_bundle::{BuildOptions, BuildReport, BundleDiff, Inspection, Sources
 use kubegrid_plan::Arch;
 use serde_json::json;
 
-use super::{Output, UsageError, block_on, emit, packed::bundle_dir};
+use super::{Output, UsageError, block_on, emit, packed::with_bundle};
 use crate::exit;
 
 /// `kubegrid bundle`.
@@ -147,7 +147,7 @@ pub fn run(args: &BundleArgs, output: Output) -> anyhow::Result<u8> {
             })?;
         }
         BundleCommand::Verify { dir, public_key } => {
-            let report = kubegrid_bundle::verify(&bundle_dir(dir)?, public_key)?;
+            let report = with_bundle(dir, |d| Ok(kubegrid_bundle::verify(d, public_key)?))?;
             emit(output, &report, || {
                 format!(
                     "bundle {} verified: signed by {}, {} artifacts, {}\n",
@@ -159,11 +159,11 @@ pub fn run(args: &BundleArgs, output: Output) -> anyhow::Result<u8> {
             })?;
         }
         BundleCommand::Inspect { dir } => {
-            let seen = kubegrid_bundle::inspect(&bundle_dir(dir)?)?;
+            let seen = with_bundle(dir, |d| Ok(kubegrid_bundle::inspect(d)?))?;
             emit(output, &seen, || inspection_text(&seen))?;
         }
         BundleCommand::Diff { a, b } => {
-            let d = kubegrid_bundle::diff(&bundle_dir(a)?, &bundle_dir(b)?)?;
+            let d = with_bundle(a, |a| with_bundle(b, |b| Ok(kubegrid_bundle::diff(a, b)?)))?;
             emit(output, &d, || diff_text(&d))?;
         }
     }

@@ -155,6 +155,9 @@ fn block_on(work: impl Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8
 
 /// Maps an error to its documented exit code by what kind of failure it is.
 fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(r) = err.downcast_ref::<packed::Relabeled>() {
+        return r.code;
+    }
     // Bad input of any kind (flags, spec, bundle, keys) is caught before hosts are touched.
     if err.downcast_ref::<UsageError>().is_some()
         || err.downcast_ref::<kubegrid_api::Error>().is_some()

@@ -26,6 +26,68 @@ pub fn bundle_dir(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Runs `work` on the bundle directory `path` stands for. When `path` is a packed file, an
+/// error names the file the user gave, not the cache directory it was unpacked into: every
+/// mention of that directory becomes `FILE` (and `FILE:member` for paths inside it).
+pub fn with_bundle<T>(
+    path: &Path,
+    work: impl FnOnce(&Path) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let dir = bundle_dir(path)?;
+    work(&dir).map_err(|err| {
+        if dir == path {
+            err
+        } else {
+            relabel(err, &dir, path)
+        }
+    })
+}
+
+/// An error whose messages were rewritten to name the packed file; it keeps the exit code
+/// the original error had.
+#[derive(Debug)]
+pub struct Relabeled {
+    /// The rewritten message, causes included.
+    pub message: String,
+    /// The original error's exit code.
+    pub code: u8,
+}
+
+impl std::fmt::Display for Relabeled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Relabeled {}
+
+fn relabel(err: anyhow::Error, dir: &Path, file: &Path) -> anyhow::Error {
+    let dir = dir.display().to_string();
+    let file = file.display().to_string();
+    let rewrite = |text: String| {
+        // `bundle sign` takes directories; a packed bundle is signed as it is built.
+        text.replace(
+            &format!("sign it with `kubegrid bundle sign {dir} --key FILE`"),
+            "a packed bundle is signed as it is built: `kubegrid bundle build ... --sign-key FILE`",
+        )
+        .replace(&format!("{dir}/"), &format!("{file}:"))
+        .replace(&dir, &file)
+    };
+    let chain: Vec<String> = err.chain().map(|e| rewrite(e.to_string())).collect();
+    if !chain
+        .iter()
+        .zip(err.chain())
+        .any(|(new, old)| *new != old.to_string())
+    {
+        return err;
+    }
+    Relabeled {
+        message: chain.join("\n  caused by: "),
+        code: super::exit_code(&err),
+    }
+    .into()
+}
+
 /// Where packed bundles are unpacked: `$KUBEGRID_BUNDLE_CACHE`, else
 /// /var/lib/kubegrid/bundles as root, else `$XDG_CACHE_HOME/kubegrid/bundles` or
 /// ~/.cache/kubegrid/bundles.

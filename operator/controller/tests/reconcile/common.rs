@@ -66,6 +66,35 @@ pub fn fake(with_secret: bool, deletion_policy: &str) -> FakeCluster {
     fake
 }
 
+/// A bundle manifest with everything Cluster `gpu` needs (Kubernetes 1.31.4, containerd
+/// 1.7, amd64) except the artifacts named in `without`. Only the manifest is written: the
+/// operator reads it before an operation, and the scripted runner opens nothing.
+pub fn bundle_manifest(without: &[&str]) -> String {
+    let mut yaml = String::from("version: 2\nkubernetes: \"1.31.4\"\nfiles:\n");
+    let entries = [
+        ("deb", "containerd", "1.7.24"),
+        ("deb", "runc", "1.1.12"),
+        ("rootfs", "busybox", "1.36"),
+        ("binary", "kubeadm", "1.31.4"),
+        ("binary", "kubelet", "1.31.4"),
+        ("binary", "kubectl", "1.31.4"),
+        ("binary", "crictl", "1.31.1"),
+        ("binary", "etcd", "3.5.15"),
+        ("binary", "etcdctl", "3.5.15"),
+        ("archive", "cni-plugins", "1.5.1"),
+    ];
+    for (i, (kind, name, version)) in entries.iter().enumerate() {
+        if without.contains(name) {
+            continue;
+        }
+        yaml.push_str(&format!(
+            "  - {{path: f{i}, sha256: {}, size: 1, arch: amd64, kind: {kind}, name: {name}, version: \"{version}\"}}\n",
+            "a".repeat(64)
+        ));
+    }
+    yaml
+}
+
 /// A Node of Cluster `gpu`.
 pub fn node(name: &str, address: &str, role: &str) -> Value {
     json!({
@@ -118,13 +147,13 @@ impl Bed {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        // spec.bundle.source `bundle` resolves against the spec dir: the operator checks that
-        // it is a bundle directory; the scripted runner never opens it.
+        // spec.bundle.source `bundle` resolves against the spec dir: the operator checks its
+        // manifest against the spec; the scripted runner never opens the artifacts.
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("bundle")).unwrap();
         std::fs::write(
             dir.path().join("bundle/manifest.yaml"),
-            "stand-in bundle manifest\n",
+            bundle_manifest(&[]),
         )
         .unwrap();
         Self {

@@ -218,6 +218,36 @@ async fn a_missing_secret_gives_a_clear_condition_and_no_host_is_touched() {
     .await;
 }
 
+#[tokio::test]
+async fn a_bundle_that_does_not_fit_the_spec_is_refused_before_any_host() {
+    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+    let manifest = bed.dir.path().join("bundle/manifest.yaml");
+    std::fs::write(&manifest, bundle_manifest(&["kubeadm"])).unwrap();
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let fake = &bed.fake;
+    let ready = eventually(fake, "Ready=False BundleInvalid", |f| {
+        condition(f, "Ready").filter(|c| c["reason"] == "BundleInvalid")
+    })
+    .await;
+    let message = ready["message"].as_str().unwrap();
+    assert!(message.contains("does not fit the spec"), "{message}");
+    assert!(
+        message.contains("in phase kubernetes-packages: binary kubeadm"),
+        "{message}"
+    );
+    assert!(message.contains("the bundle has: "), "{message}");
+    assert!(
+        bed.calls().is_empty(),
+        "an operation ran with a bundle that lacks kubeadm"
+    );
+    // A bundle that fits is picked up by the retry.
+    std::fs::write(&manifest, bundle_manifest(&[])).unwrap();
+    eventually(fake, "Ready=True once the bundle fits", |f| {
+        condition(f, "Ready").filter(|c| status_of(c) == Some(true))
+    })
+    .await;
+}
+
 async fn ready_then_delete(
     policy: &str,
     plan: Arc<Plan>,

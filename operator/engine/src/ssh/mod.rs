@@ -4,6 +4,7 @@
 
 mod exec;
 mod handler;
+mod keyfile;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -16,6 +17,7 @@ use tracing::debug;
 
 pub use exec::{ExecOutput, Input};
 use handler::{KeyCheck, Pinning};
+pub use keyfile::{check_key_file, check_key_files};
 
 use crate::error::Error;
 
