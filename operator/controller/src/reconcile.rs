@@ -247,6 +247,10 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
             outcome::refused(ctx, &clusters, cluster, &live, "SecretMissing", &e).await?;
             return Err(e);
         }
+        Err(e @ Error::ReadConfigMap { .. }) => {
+            outcome::refused(ctx, &clusters, cluster, &live, "ConfigMapMissing", &e).await?;
+            return Err(e);
+        }
         Err(e @ Error::Bundle { .. }) => {
             outcome::refused(ctx, &clusters, cluster, &live, "BundleInvalid", &e).await?;
             return Err(e);

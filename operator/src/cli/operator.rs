@@ -66,9 +66,14 @@ pub struct OperatorArgs {
     /// Where keys read from Secrets are written (mode 0600; an in-memory volume in the chart).
     #[arg(long, value_name = "DIR", default_value = "/var/run/kubegrid")]
     pub work_dir: PathBuf,
-    /// What relative spec.bundle.source paths resolve against.
+    /// What relative spec.bundle.source paths resolve against; also the one bundle root when
+    /// no --bundle-root is given.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/kubegrid/bundles")]
     pub bundle_dir: PathBuf,
+    /// A directory that Clusters' bundles may lie in (repeatable; default: --bundle-dir). A
+    /// spec.bundle.source anywhere else, also through a symbolic link, is refused unread.
+    #[arg(long = "bundle-root", value_name = "DIR")]
+    pub bundle_roots: Vec<PathBuf>,
     /// First retry delay after a failure, in seconds; it doubles per failure.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub backoff_base: u64,
@@ -106,6 +111,7 @@ pub async fn run(args: &OperatorArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
+    let bundle_roots = bundle_roots(args)?;
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
@@ -137,6 +143,7 @@ pub async fn run(args: &OperatorArgs) -> anyhow::Result<u8> {
         Settings {
             work_dir: args.work_dir.clone(),
             spec_dir: args.bundle_dir.clone(),
+            bundle_roots,
             backoff: Backoff {
                 base: Duration::from_secs(args.backoff_base.max(1)),
                 cap: Duration::from_secs(args.backoff_cap.max(args.backoff_base.max(1))),
@@ -158,6 +165,32 @@ pub async fn run(args: &OperatorArgs) -> anyhow::Result<u8> {
     };
     kubegrid_controller::run(ctx, scope, lease, shutdown_signal()).await?;
     Ok(exit::OK)
+}
+
+/// The bundle roots, absolute: those given, or else --bundle-dir. The root directory itself
+/// is refused, since it would let a Cluster name any file of the operator's pod.
+fn bundle_roots(args: &OperatorArgs) -> anyhow::Result<Vec<PathBuf>> {
+    let given = if args.bundle_roots.is_empty() {
+        vec![args.bundle_dir.clone()]
+    } else {
+        args.bundle_roots.clone()
+    };
+    given
+        .into_iter()
+        .map(|root| {
+            let absolute = std::path::absolute(&root).map_err(|e| {
+                UsageError(format!("--bundle-root {}: {e}", root.display()))
+            })?;
+            if absolute.parent().is_none() {
+                return Err(UsageError(format!(
+                    "--bundle-root {}: the root directory would let a Cluster name any file of the operator's pod\n  hint: name the directory the bundles volume is mounted at, e.g. /var/lib/kubegrid/bundles",
+                    root.display()
+                ))
+                .into());
+            }
+            Ok(absolute)
+        })
+        .collect()
 }
 
 /// Completes on SIGTERM (the kubelet stopping the pod) or SIGINT.
