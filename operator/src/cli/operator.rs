@@ -209,3 +209,45 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: OperatorArgs,
+    }
+
+    fn roots(argv: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+        let cli = Cli::try_parse_from(std::iter::once("operator").chain(argv.iter().copied()))
+            .expect("arguments parse");
+        bundle_roots(&cli.args)
+    }
+
+    #[test]
+    fn bundle_roots_default_to_the_bundle_dir_and_are_absolute() {
+        assert_eq!(
+            roots(&[]).unwrap(),
+            [PathBuf::from("/var/lib/kubegrid/bundles")]
+        );
+        assert_eq!(
+            roots(&["--bundle-dir", "/srv/b"]).unwrap(),
+            [PathBuf::from("/srv/b")]
+        );
+        let given = roots(&["--bundle-root", "/srv/a", "--bundle-root", "rel"]).unwrap();
+        assert_eq!(given[0], PathBuf::from("/srv/a"));
+        assert_eq!(given[1], std::env::current_dir().unwrap().join("rel"));
+    }
+
+    #[test]
+    fn the_root_directory_is_no_bundle_root() {
+        let err = roots(&["--bundle-root", "/srv/a", "--bundle-root", "/"]).unwrap_err();
+        let text = err.to_string();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{text}");
+        assert!(text.contains("--bundle-root /: the root directory"), "{text}");
+    }
+}
