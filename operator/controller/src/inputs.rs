@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::Api;
-use kubegrid_api::{DEFAULT_PASSWORD_KEY, Manifest};
+use kube::{Api, ResourceExt};
+use kubegrid_api::{DEFAULT_PASSWORD_KEY, Manifest, Node};
 use kubegrid_engine::ssh::Password;
 
 use crate::{
@@ -86,48 +86,79 @@ pub async fn cni_manifest(
 }
 
 /// Each host's SSH password from the Secret its `passwordSecretRef` names (the Node's, or
-/// else the Cluster's), by Node name; a Secret named by several hosts is read once.
+/// else the Cluster's), by Node name; a Secret named by several hosts is read once. The
+/// `leaving` Nodes (deleted, still members) are included where their Secret can be read, so
+/// that their hosts can be reached for the reset; theirs is never written to the journal.
 pub async fn passwords(
     secrets_api: &Api<Secret>,
     cluster: &str,
     manifest: &Manifest,
+    leaving: &[Node],
 ) -> Result<BTreeMap<String, Password>> {
     let mut read: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut out = BTreeMap::new();
-    for host in manifest.hosts() {
-        let Some(r) = &host.password_secret else {
+    let live = manifest
+        .hosts()
+        .into_iter()
+        .map(|h| (h.name, h.password_secret, true));
+    let cluster_ref = &manifest.cluster().spec.ssh.password_secret_ref;
+    let gone = leaving.iter().map(|n| {
+        let own = n
+            .spec
+            .ssh
+            .as_ref()
+            .and_then(|s| s.password_secret_ref.clone());
+        (n.name_any(), own.or_else(|| cluster_ref.clone()), false)
+    });
+    for (name, r, required) in live.chain(gone) {
+        let Some(r) = r else {
             continue;
         };
         let key = r.key_or(DEFAULT_PASSWORD_KEY).to_string();
         let slot = (r.name.clone(), key.clone());
         if !read.contains_key(&slot) {
-            let bytes = secrets::read(
-                secrets_api,
-                cluster,
-                &r.name,
-                Some(&key),
-                "SSH password (ssh.passwordSecretRef)",
-            )
-            .await?;
-            let text = String::from_utf8(bytes).map_err(|_| Error::ReadSecret {
-                cluster: cluster.to_string(),
-                reason: format!(
-                    "Secret {} key `{key}` with the SSH password is not UTF-8 text",
-                    r.name
-                ),
-                hint: "store the password as text, e.g. kubectl create secret generic NAME \
-                       --from-literal=password=..."
-                    .into(),
-            })?;
-            // `--from-file` keeps the file's final newline, which is no part of a password.
-            let text = text
-                .strip_suffix('\n')
-                .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                .unwrap_or(&text)
-                .to_string();
-            read.insert(slot.clone(), text);
+            match password(secrets_api, cluster, &r.name, &key).await {
+                Ok(text) => {
+                    read.insert(slot.clone(), text);
+                }
+                Err(e) if required => return Err(e),
+                Err(e) => {
+                    // The removal then fails on authentication, naming the host.
+                    tracing::warn!(cluster, node = %name, "password of a leaving Node: {e}");
+                    continue;
+                }
+            }
         }
-        out.insert(host.name.clone(), Password::Value(read[&slot].clone()));
+        out.insert(name, Password::Value(read[&slot].clone()));
     }
     Ok(out)
+}
+
+/// The password in `key` of Secret `name`, without the final newline `--from-file` keeps.
+async fn password(
+    secrets_api: &Api<Secret>,
+    cluster: &str,
+    name: &str,
+    key: &str,
+) -> Result<String> {
+    let bytes = secrets::read(
+        secrets_api,
+        cluster,
+        name,
+        Some(key),
+        "SSH password (ssh.passwordSecretRef)",
+    )
+    .await?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::ReadSecret {
+        cluster: cluster.to_string(),
+        reason: format!("Secret {name} key `{key}` with the SSH password is not UTF-8 text"),
+        hint: "store the password as text, e.g. kubectl create secret generic NAME \
+               --from-literal=password=..."
+            .into(),
+    })?;
+    let trimmed = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    Ok(trimmed.to_string())
 }

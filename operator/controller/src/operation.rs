@@ -160,13 +160,15 @@ pub fn manifest(
 
 /// Everything a job needs from the API and the journal, read before any host is touched: a
 /// missing Secret stops here. `manifest` and `spec_digest` come from [`manifest`] and
-/// [`spec_digest`], which the caller has already needed.
+/// [`spec_digest`], which the caller has already needed; `leaving` are deleted Nodes the
+/// operation removes (their passwords are read too, where they can be).
 pub async fn prepare(
     ctx: &Context,
     kind: JobKind,
     cluster: &Cluster,
     manifest: Manifest,
     spec_digest: String,
+    leaving: &[Node],
 ) -> Result<Job> {
     check_bundle_dir(ctx, cluster)?;
     let bundle = bundle_dir(ctx, cluster);
@@ -209,7 +211,7 @@ pub async fn prepare(
     };
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
     let cni_manifest = inputs::cni_manifest(&config_maps, &cluster_key, &manifest).await?;
-    let passwords = inputs::passwords(&secrets_api, &cluster_key, &manifest).await?;
+    let passwords = inputs::passwords(&secrets_api, &cluster_key, &manifest, leaving).await?;
     // This replica leads and reconciles this Cluster alone, so an operation still marked
     // running belongs to a replica or process that stopped: it was interrupted.
     ctx.journal

@@ -56,8 +56,8 @@ pub struct Job {
     pub bundle_public_key: Option<PathBuf>,
     /// The CNI manifest from the ConfigMap that `spec.network.cniManifestRef` names.
     pub cni_manifest: Option<String>,
-    /// SSH passwords from the Secrets that `ssh.passwordSecretRef` names, by Node name
-    /// (their `Debug` hides them).
+    /// SSH passwords from the Secrets that `ssh.passwordSecretRef` names, by Node name, for
+    /// the live Nodes and those being removed (their `Debug` hides them).
     pub passwords: BTreeMap<String, Password>,
     /// An interrupted operation to resume.
     pub resume_from: Option<i64>,
@@ -258,6 +258,8 @@ impl EngineRunner {
             },
             distribution: self.distribution,
             resume_from: job.resume_from.map(OperationId),
+            // Live hosts carry theirs in their targets; Nodes being removed only here.
+            member_passwords: job.passwords.clone(),
             skip_checks: self.skip_checks.clone(),
             cluster_checks: !self.skip_checks.iter().any(|c| c == CLUSTER_API_CHECKS),
             ..Options::default()

@@ -248,6 +248,9 @@ mod tests {
         let err = roots(&["--bundle-root", "/srv/a", "--bundle-root", "/"]).unwrap_err();
         let text = err.to_string();
         assert!(err.downcast_ref::<UsageError>().is_some(), "{text}");
-        assert!(text.contains("--bundle-root /: the root directory"), "{text}");
+        assert!(
+            text.contains("--bundle-root /: the root directory"),
+            "{text}"
+        );
     }
 }

@@ -325,3 +325,33 @@ async fn references_reach_the_engine_from_the_clusters_namespace_in_memory() {
         .unwrap_or_default();
     assert!(left.is_empty(), "left in {}: {left:?}", work.display());
 }
+
+#[tokio::test]
+async fn a_deleted_nodes_password_reaches_its_removal() {
+    // Passwords from Secrets are never journaled with a member, so the operation that
+    // removes a deleted Node gets the password from the Node's Secret.
+    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+    edit_node(&bed, "gpu-1", |spec| {
+        spec["ssh"] = json!({"passwordSecretRef": {"name": "gpu-1-password"}});
+    });
+    bed.fake
+        .put(secret("gpu-1-password", "password", "only-gpu-1"));
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    eventually(&bed.fake, "Ready", |f| {
+        condition(f, "Ready").filter(|c| c["status"] == "True")
+    })
+    .await;
+    assert!(bed.fake.delete_object(API, "Node", NS, "gpu-1"));
+    eventually(&bed.fake, "gpu-1 removed", |f| {
+        node_of(f, "gpu-1").is_null().then_some(())
+    })
+    .await;
+    let calls = bed.calls();
+    let last = calls.last().unwrap();
+    assert_eq!(last.nodes, ["cp-1"], "{calls:#?}");
+    assert_eq!(
+        last.passwords,
+        [("gpu-1".to_string(), "only-gpu-1".to_string())].into(),
+        "{calls:#?}"
+    );
+}

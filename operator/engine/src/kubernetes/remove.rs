@@ -252,7 +252,13 @@ async fn reset_host(
         spec_digest: run.req.spec_digest.clone(),
         context,
         hosts: vec![HostSpec {
-            target: record.target(&run.req.cluster, name),
+            target: {
+                let mut target = record.target(&run.req.cluster, name);
+                if target.password.is_none() {
+                    target.password = run.req.options.member_passwords.get(name).cloned();
+                }
+                target
+            },
             roles: record.roles.clone(),
             declared_arch: None,
             labels: Default::default(),
