@@ -26,6 +26,8 @@ use crate::{
 
 /// The longest excerpt of a refused value that a problem quotes.
 const EXCERPT: usize = 60;
+/// The longest excerpt of a resolved path that a problem shows.
+const PATH_EXCERPT: usize = 200;
 
 impl Manifest {
     /// Checks only the rules that confine a Cluster to its namespace in the operator, and
@@ -104,7 +106,7 @@ impl Manifest {
                 format!(
                     "`{}`, which is {}, outside the bundle roots",
                     excerpt(source),
-                    path.display()
+                    shortened(&path.display().to_string(), PATH_EXCERPT)
                 ),
                 expected(),
             ));
@@ -115,7 +117,7 @@ impl Manifest {
                 format!(
                     "`{}`, which leads through a symbolic link to {}, outside the bundle roots",
                     excerpt(source),
-                    real.display()
+                    shortened(&real.display().to_string(), PATH_EXCERPT)
                 ),
                 expected(),
             )),
@@ -337,14 +339,19 @@ fn has_parent_dir(raw: &str) -> bool {
 
 /// At most [`EXCERPT`] characters of user input, one line.
 fn excerpt(value: &str) -> String {
+    shortened(value, EXCERPT)
+}
+
+/// At most `max` characters of `value`, control characters blanked.
+fn shortened(value: &str, max: usize) -> String {
     let line: String = value
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if line.chars().count() <= EXCERPT {
+    if line.chars().count() <= max {
         line
     } else {
-        let cut: String = line.chars().take(EXCERPT).collect();
+        let cut: String = line.chars().take(max).collect();
         format!("{cut}…")
     }
 }

@@ -438,3 +438,16 @@ fn no_home_expansion_for_the_operator() {
     let got = with_source("~/x", &root).confined_bundle_dir(std::slice::from_ref(&root));
     assert_eq!(got.unwrap(), Some(root.join("~/x")));
 }
+
+#[test]
+fn a_refusal_quotes_a_short_excerpt_of_what_was_written() {
+    let long = format!("/{}", "a/".repeat(400));
+    let text = edit(
+        "    privateKeySecretRef: {name: gpu-prod-ssh}\n",
+        &format!("    privateKeySecretRef: {{name: gpu-prod-ssh}}\n    privateKeyFile: {long}\n"),
+    );
+    let problems = problems_for(&text, ValidateFor::Operator);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(problems[0].contains("…`"), "{}", problems[0]);
+    assert!(problems[0].len() < 600, "{}", problems[0]);
+}
