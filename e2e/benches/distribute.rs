@@ -185,7 +185,7 @@ fn target(lab: &LabGuard, h: &Host) -> SshTarget {
         port: 22,
         user: "root".into(),
         key_file: Some(lab.key.clone()),
-        password_env: None,
+        password: None,
         sudo: false,
         bastion: None,
     }

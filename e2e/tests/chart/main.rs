@@ -50,6 +50,8 @@ fn default_values_render_a_hardened_sqlite_operator() {
             "--listen=0.0.0.0:8080",
             "--log-format=json",
             "--work-dir=/var/run/kubegrid",
+            "--bundle-dir=/var/lib/kubegrid/bundles",
+            "--bundle-root=/var/lib/kubegrid/bundles",
             "--distribution=ssh",
         ]
     );

@@ -35,6 +35,7 @@ const OPERATOR_RULES: &[(&str, &str, &str)] = &[
         "update",
     ),
     ("", "secrets", "get create patch update"),
+    ("", "configmaps", "get"),
     ("events.k8s.io", "events", "create patch"),
     ("", "events", "create patch"),
 ];

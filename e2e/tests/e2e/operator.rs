@@ -169,6 +169,9 @@ fn the_operator_installs_a_cluster_from_the_api_onto_lab_hosts_and_resets_it_on_
             .arg(&journal)
             .arg("--work-dir")
             .arg(dir.path().join("work"))
+            // The Cluster names the bundle by its absolute path: the one bundle root.
+            .arg("--bundle-root")
+            .arg(bundle_dir())
             .args([
                 "--listen",
                 &listen.to_string(),

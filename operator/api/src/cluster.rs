@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ssh::{LocalObjectRef, SshSpec},
+    ssh::{ConfigMapKeyRef, LocalObjectRef, SshSpec},
     status::ClusterStatus,
 };
 
@@ -17,6 +17,9 @@ pub const DEFAULT_API_SERVER_PORT: u16 = 6443;
 pub const DEFAULT_CNI: &str = "cilium";
 /// The CNIs kubegrid renders itself; `none` means the user's own manifest.
 pub const SUPPORTED_CNIS: &[&str] = &["cilium", "none"];
+/// The longest `spec.bundle.source` (Linux's PATH_MAX), so the CEL rule that reads it stays
+/// within the API server's cost budget.
+pub const MAX_BUNDLE_SOURCE_LEN: usize = 4096;
 /// Leaf certificate validity when the spec names none (kubeadm's one year).
 pub const DEFAULT_CERT_VALIDITY: &str = "8760h";
 /// CA validity when the spec names none (kubeadm's ten years).
@@ -182,6 +185,7 @@ fn default_api_server_port() -> u16 {
 /// the API server's certificate carry them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = crate::rules::cli_only("cniManifest", crate::rules::Names::File, crate::rules::USE_CNI_CONFIGMAP))]
 pub struct NetworkSpec {
     /// Pod network, e.g. `10.244.0.0/16`. Immutable.
     #[serde(rename = "podCIDR")]
@@ -197,9 +201,14 @@ pub struct NetworkSpec {
     #[serde(default = "default_cni")]
     pub cni: String,
     /// Your own CNI manifest file, applied on the first control-plane Node instead of a
-    /// rendered one; relative paths resolve against the spec file's directory.
+    /// rendered one; relative paths resolve against the spec file's directory. CLI only: the
+    /// operator refuses it (use `cniManifestRef`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni_manifest: Option<String>,
+    /// A ConfigMap key in the Cluster's namespace that holds your own CNI manifest, for the
+    /// operator (the CLI cannot read ConfigMaps: use `cniManifest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_manifest_ref: Option<ConfigMapKeyRef>,
 }
 
 fn default_cni() -> String {
@@ -316,16 +325,22 @@ pub struct RegistryMirror {
 }
 
 /// The offline bundle that hosts get every artifact from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = crate::rules::cli_only("publicKeyFile", crate::rules::Names::File, crate::rules::USE_BUNDLE_KEY_SECRET))]
 pub struct BundleSpec {
-    /// A path or a `file://` URL; relative paths resolve against the spec file's directory.
+    /// A path or a `file://` URL; relative paths resolve against the spec file's directory
+    /// (the CLI) or the operator's first bundle root. The operator takes only bundles inside
+    /// its bundle roots (`--bundle-root`), symbolic links followed; `..` is refused.
+    #[schemars(length(max = MAX_BUNDLE_SOURCE_LEN))]
+    #[x_kube(validation = crate::rules::no_parent_dir())]
     pub source: String,
     /// Secret that holds the public key the bundle's signature is checked with (operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_ref: Option<LocalObjectRef>,
-    /// File with the public key the bundle's signature is checked with (CLI; a relative
-    /// path resolves against the spec file's directory). `--bundle-public-key` overrides.
+    /// File with the public key the bundle's signature is checked with, for the CLI only (a
+    /// relative path resolves against the spec file's directory; the operator refuses it:
+    /// use `publicKeyRef`). `--bundle-public-key` overrides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_file: Option<String>,
     /// An image registry kubegrid runs on one Node, filled with the bundle's images; every

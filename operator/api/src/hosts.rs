@@ -27,8 +27,11 @@ pub struct HostTarget {
     pub key_file: Option<PathBuf>,
     /// Secret that holds the private key (for the operator).
     pub key_secret: Option<SecretKeyRef>,
-    /// Environment variable that holds the password.
+    /// Environment variable that holds the password (the CLI).
     pub password_env: Option<String>,
+    /// Secret that holds the password (the operator): the Node's own, or else the
+    /// Cluster's.
+    pub password_secret: Option<SecretKeyRef>,
     /// Whether tasks run through sudo.
     pub sudo: bool,
     /// Jump host.
@@ -89,6 +92,9 @@ impl Manifest {
             key_file,
             key_secret: cluster.private_key_secret_ref.clone(),
             password_env: own.password_env.or_else(|| cluster.password_env.clone()),
+            password_secret: own
+                .password_secret_ref
+                .or_else(|| cluster.password_secret_ref.clone()),
             roles: node.spec.roles.iter().copied().collect(),
             arch: node.spec.arch,
             labels: node.spec.labels.clone(),

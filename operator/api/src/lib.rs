@@ -36,8 +36,8 @@ pub mod version;
 pub use cluster::{
     BUNDLE_REGISTRY_MIRRORED, BundleRegistrySpec, BundleSpec, Cluster, ClusterSpec,
     ContainerRuntimeSpec, ContainerdSpec, ControlPlaneEndpoint, DEFAULT_API_SERVER_PORT,
-    DEFAULT_BUNDLE_REGISTRY_PORT, DEFAULT_CNI, DeletionPolicy, NetworkSpec, RegistryMirror,
-    RuntimeName,
+    DEFAULT_BUNDLE_REGISTRY_PORT, DEFAULT_CNI, DeletionPolicy, MAX_BUNDLE_SOURCE_LEN, NetworkSpec,
+    RegistryMirror, RuntimeName,
 };
 pub use crd::{CustomResourceDefinition, crd_file_name, crd_yaml, crds};
 pub use error::{API_VERSION, Error, Problem, Result, SourceLine};
@@ -46,8 +46,8 @@ pub use manifest::Manifest;
 pub use node::{Arch, Node, NodeSpec, Role, Taint, TaintEffect};
 pub use parse::{Documents, load, parse, parse_all};
 pub use ssh::{
-    BastionSpec, DEFAULT_SECRET_KEY, DEFAULT_SSH_PORT, DEFAULT_SSH_USER, LocalObjectRef,
-    NodeSshSpec, SecretKeyRef, SshSpec,
+    BastionSpec, ConfigMapKeyRef, DEFAULT_PASSWORD_KEY, DEFAULT_SECRET_KEY, DEFAULT_SSH_PORT,
+    DEFAULT_SSH_USER, LocalObjectRef, NodeSshSpec, SecretKeyRef, SshSpec,
 };
 pub use status::{
     CertificateStatus, ClusterPhase, ClusterStatus, Condition, GpuFacts, NodeCounts, NodeFacts,

@@ -106,6 +106,71 @@ pub(crate) fn node_user_once() -> Rule {
     .field_path(".ssh.user")
 }
 
+/// The hint of a refused `privateKeyFile` (the Cluster's or a Node's).
+pub(crate) const USE_KEY_SECRET: &str = "put the key in a Secret of the same namespace and name \
+                                         it in the Cluster's spec.ssh.privateKeySecretRef";
+/// The hint of a refused bastion `privateKeyFile`.
+pub(crate) const USE_BASTION_KEY: &str = "the operator reaches the jump host with the host's key \
+                                          from privateKeySecretRef; remove the field";
+/// The hint of a refused `passwordEnv`.
+pub(crate) const USE_PASSWORD_SECRET: &str =
+    "put the password in a Secret of the same namespace and name it in passwordSecretRef";
+/// The hint of a refused `cniManifest`.
+pub(crate) const USE_CNI_CONFIGMAP: &str =
+    "put the manifest in a ConfigMap of the same namespace and name it in cniManifestRef";
+/// The hint of a refused `bundle.publicKeyFile`.
+pub(crate) const USE_BUNDLE_KEY_SECRET: &str =
+    "put the public key in a Secret of the same namespace and name it in publicKeyRef";
+
+/// What a CLI-only field names.
+#[derive(Clone, Copy)]
+pub(crate) enum Names {
+    /// A file path.
+    File,
+    /// An environment variable.
+    Variable,
+}
+
+/// The message of a refused CLI-only field, shared by the CEL rule and the code validation:
+/// such a field would name a file or variable of the operator's own pod, and a Cluster may
+/// reach only objects of its namespace.
+pub(crate) fn cli_only_message(field: &str, names: Names, hint: &str) -> String {
+    let what = match names {
+        Names::File => "a file",
+        Names::Variable => "an environment variable",
+    };
+    format!(
+        "{field} is for the kubegrid CLI only: it names {what}, which the operator would read \
+         from its own pod, and a Cluster may reach only Secrets and ConfigMaps of its \
+         namespace; {hint}"
+    )
+}
+
+/// A rule on an object: its property `field` is absent. CRDs are only ever used by the
+/// operator, so the rule refuses the field outright.
+pub(crate) fn cli_only(field: &str, names: Names, hint: &str) -> Rule {
+    rule(
+        format!("!has(self.{field})"),
+        cli_only_message(field, names, hint),
+    )
+    .field_path(format!(".{field}"))
+}
+
+/// The regular expression that a path with a `..` component matches.
+pub(crate) const PARENT_DIR_REGEX: &str = "(^|/)[.][.](/|$)";
+
+/// Why a `..` in `spec.bundle.source` is refused.
+pub(crate) const WHY_NO_PARENT_DIR: &str =
+    "must not contain a `..` component: name the bundle by its path inside a bundle root";
+
+/// `spec.bundle.source`: no `..` component, so a path cannot climb out of the bundle roots.
+pub(crate) fn no_parent_dir() -> Rule {
+    rule(
+        format!("!self.matches('{PARENT_DIR_REGEX}')"),
+        WHY_NO_PARENT_DIR,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Semantic validation: every rule that the schema cannot express, checked before any host
 //! is contacted. All problems are collected, so one run shows everything to fix.
 
+mod confine;
 mod names;
 mod network;
 mod nodes;
@@ -26,8 +27,9 @@ pub enum ValidateFor {
     /// The `kubegrid` CLI on this machine: key files and bundle paths must exist here,
     /// password variables must be set, and Secret references are unusable.
     Cli,
-    /// The operator in a cluster: Secret references count as credentials; local files and
-    /// environment variables are not checked, since they belong to the operator's pod.
+    /// The operator in a cluster: Secret references count as credentials, and fields that
+    /// name a file or an environment variable are refused, since they would be the operator
+    /// pod's own (see [`Manifest::check_confined`]).
     Operator,
 }
 
@@ -49,6 +51,7 @@ impl Manifest {
         check.nodes();
         check.topology();
         check.credentials();
+        check.confinement();
         if check.problems.is_empty() {
             Ok(())
         } else {
@@ -215,12 +218,23 @@ impl Checker<'_> {
                 format!("`{}`", network.cni),
                 "cilium, or none with your own manifest in spec.network.cniManifest",
             );
-        } else if network.cni == "none" && network.cni_manifest.is_none() {
+        } else if network.cni == "none"
+            && network.cni_manifest.is_none()
+            && network.cni_manifest_ref.is_none()
+        {
+            let expected = match self.target {
+                ValidateFor::Cli => {
+                    "the path of your CNI's manifest, applied on the first control-plane Node"
+                }
+                ValidateFor::Operator => {
+                    "cniManifestRef naming the ConfigMap key that holds your CNI's manifest"
+                }
+            };
             self.report(
                 at,
                 "spec.network.cniManifest",
                 "no manifest while cni is none",
-                "the path of your CNI's manifest, applied on the first control-plane Node",
+                expected,
             );
         }
     }
@@ -460,6 +474,10 @@ impl Checker<'_> {
     }
 
     fn password_env(&mut self, at: &Subject, field: &str, var: &str) {
+        // The operator refuses the field whatever it names (`confinement`).
+        if self.target != ValidateFor::Cli {
+            return;
+        }
         let valid = !var.is_empty()
             && !var.starts_with(|c: char| c.is_ascii_digit())
             && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -470,7 +488,7 @@ impl Checker<'_> {
                 format!("`{var}`"),
                 "an environment variable name such as KUBEGRID_SSH_PASSWORD",
             );
-        } else if self.target == ValidateFor::Cli && std::env::var_os(var).is_none() {
+        } else if std::env::var_os(var).is_none() {
             self.report(
                 at,
                 field,

@@ -48,6 +48,9 @@ pub struct Settings {
     pub work_dir: PathBuf,
     /// What relative paths in specs (spec.bundle.source) resolve against.
     pub spec_dir: PathBuf,
+    /// The directories a Cluster's bundle must lie in (after following symbolic links); a
+    /// `spec.bundle.source` anywhere else is refused as an invalid spec, unread.
+    pub bundle_roots: Vec<PathBuf>,
     /// Retry delays.
     pub backoff: Backoff,
 }

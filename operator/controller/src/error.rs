@@ -30,6 +30,16 @@ pub enum Error {
         /// How to fix it.
         hint: String,
     },
+    /// A ConfigMap the Cluster references (its CNI manifest) is missing or lacks its key.
+    #[error("Cluster {cluster}: {reason}\n  hint: {hint}")]
+    ReadConfigMap {
+        /// `namespace/name`.
+        cluster: String,
+        /// What is wrong with which ConfigMap.
+        reason: String,
+        /// How to fix it.
+        hint: String,
+    },
     /// A file the operator writes (an SSH key, a bundle key) could not be written.
     #[error("writing {path}: {source}")]
     WriteFile {
@@ -116,6 +126,7 @@ impl Error {
             Self::Kube { .. } | Self::Finalizer(_) => "kube-api",
             Self::InvalidSpec { .. } => "spec",
             Self::ReadSecret { .. } => "secret",
+            Self::ReadConfigMap { .. } => "configmap",
             Self::WriteFile { .. } | Self::Serve { .. } => "local",
             Self::Bundle { .. } => "bundle",
             Self::Engine { .. } | Self::Journal(_) => "engine",

@@ -13,6 +13,7 @@ pub mod context;
 pub mod error;
 pub mod health;
 pub mod immutable;
+pub mod inputs;
 pub mod leader;
 pub mod metrics;
 pub mod operation;

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use kube::{Api, Resource, ResourceExt};
 use kubegrid_api::{Cluster, Manifest, Node, ValidateFor};
 use kubegrid_engine::progress::Observer;
@@ -14,6 +14,7 @@ use tracing::Instrument;
 use crate::{
     context::Context,
     error::{Error, Result},
+    inputs,
     runner::{Job, JobKind, RunResult},
     secrets, tracker,
 };
@@ -72,11 +73,15 @@ fn playbook_digest(kind: JobKind) -> &'static str {
     })
 }
 
-/// Where the Cluster's bundle is in the operator's filesystem.
+/// Where the Cluster's bundle is in the operator's filesystem, canonical; `None` when the
+/// spec names none or names one outside the bundle roots ([`manifest`] refuses those), so
+/// nothing outside the roots is ever read, not even for the intent digest.
 fn bundle_dir(ctx: &Context, cluster: &Cluster) -> Option<std::path::PathBuf> {
-    let source = &cluster.spec.bundle.as_ref()?.source;
-    let raw = std::path::Path::new(source.strip_prefix("file://").unwrap_or(source));
-    Some(ctx.settings.spec_dir.join(raw))
+    Manifest::from_resources(cluster.clone(), Vec::new(), &ctx.settings.spec_dir)
+        .ok()?
+        .confined_bundle_dir(&ctx.settings.bundle_roots)
+        .ok()
+        .flatten()
 }
 
 /// Refuses a bundle the operator cannot open: missing, or a packed file (the operator takes
@@ -109,13 +114,18 @@ fn check_bundle_dir(ctx: &Context, cluster: &Cluster) -> Result<()> {
     })
 }
 
-/// The bundle against the spec (versions, artifacts for each Node's arch and roles), as the
-/// CLI checks it: refused with `BundleInvalid` before any host is contacted.
-fn check_bundle_fits(cluster: &Cluster, manifest: &Manifest) -> Result<()> {
-    let Some(dir) = manifest.bundle_dir() else {
+/// The bundle at `dir` (the confined one, from [`bundle_dir`]) against the spec (versions,
+/// artifacts for each Node's arch and roles), as the CLI checks it: refused with
+/// `BundleInvalid` before any host is contacted.
+fn check_bundle_fits(
+    cluster: &Cluster,
+    manifest: &Manifest,
+    dir: Option<&std::path::Path>,
+) -> Result<()> {
+    let Some(dir) = dir else {
         return Ok(());
     };
-    kubegrid_engine::bundle_check::check_dir(manifest, &dir).map_err(|e| Error::Bundle {
+    kubegrid_engine::bundle_check::check_dir(manifest, dir).map_err(|e| Error::Bundle {
         cluster: key(cluster),
         reason: e.to_string(),
     })
@@ -124,7 +134,8 @@ fn check_bundle_fits(cluster: &Cluster, manifest: &Manifest) -> Result<()> {
 /// The manifest of `cluster` and its `nodes` for a job of `kind`. An install's is validated
 /// (the error lists every problem); a reset's is not: topology rules (odd etcd counts, a
 /// control plane) are about building a cluster and must not keep a deleted one's hosts from
-/// a reset.
+/// a reset. Both are confined first: no field may name a file or variable of the operator's
+/// pod, and the bundle must lie inside the bundle roots. Nothing is read before that.
 pub fn manifest(
     ctx: &Context,
     kind: JobKind,
@@ -138,27 +149,48 @@ pub fn manifest(
     let manifest =
         Manifest::from_resources(cluster.clone(), nodes.to_vec(), &ctx.settings.spec_dir)
             .map_err(|e| invalid(e.to_string()))?;
-    if kind == JobKind::Apply {
-        manifest
-            .validate(ValidateFor::Operator)
-            .map_err(|e| invalid(e.to_string()))?;
+    let checked = match kind {
+        JobKind::Apply => manifest.validate(ValidateFor::Operator),
+        JobKind::Reset => manifest.check_confined(),
+    };
+    let mut problems = match checked {
+        Ok(()) => Vec::new(),
+        Err(kubegrid_api::Error::Invalid { problems }) => problems,
+        Err(other) => return Err(invalid(other.to_string())),
+    };
+    // A `..` is already reported; the roots are checked for every other source.
+    if !problems.iter().any(|p| p.field == "spec.bundle.source") {
+        match manifest.confined_bundle_dir(&ctx.settings.bundle_roots) {
+            Ok(_) => {}
+            Err(kubegrid_api::Error::Invalid { problems: more }) => problems.extend(more),
+            Err(other) => return Err(invalid(other.to_string())),
+        }
     }
-    Ok(manifest)
+    if problems.is_empty() {
+        Ok(manifest)
+    } else {
+        Err(invalid(
+            kubegrid_api::Error::Invalid { problems }.to_string(),
+        ))
+    }
 }
 
 /// Everything a job needs from the API and the journal, read before any host is touched: a
 /// missing Secret stops here. `manifest` and `spec_digest` come from [`manifest`] and
-/// [`spec_digest`], which the caller has already needed.
+/// [`spec_digest`], which the caller has already needed; `leaving` are deleted Nodes the
+/// operation removes (their passwords are read too, where they can be).
 pub async fn prepare(
     ctx: &Context,
     kind: JobKind,
     cluster: &Cluster,
     manifest: Manifest,
     spec_digest: String,
+    leaving: &[Node],
 ) -> Result<Job> {
     check_bundle_dir(ctx, cluster)?;
+    let bundle = bundle_dir(ctx, cluster);
     if kind == JobKind::Apply {
-        check_bundle_fits(cluster, &manifest)?;
+        check_bundle_fits(cluster, &manifest, bundle.as_deref())?;
     }
     let cluster_key = key(cluster);
     let ns = cluster.namespace().unwrap_or_else(|| "default".into());
@@ -197,6 +229,9 @@ pub async fn prepare(
         }
         None => None,
     };
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let cni_manifest = inputs::cni_manifest(&config_maps, &cluster_key, &manifest).await?;
+    let passwords = inputs::passwords(&secrets_api, &cluster_key, &manifest, leaving).await?;
     // This replica leads and reconciles this Cluster alone, so an operation still marked
     // running belongs to a replica or process that stopped: it was interrupted.
     ctx.journal
@@ -216,8 +251,11 @@ pub async fn prepare(
         cluster: cluster_key,
         manifest,
         spec_digest,
+        bundle_dir: bundle,
         ssh_key_file,
         bundle_public_key,
+        cni_manifest,
+        passwords,
         resume_from,
     })
 }

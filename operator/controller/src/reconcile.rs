@@ -240,11 +240,22 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     if let Some(wait) = ctx.wait_left(&cluster_key, &digest) {
         return Ok(Action::requeue(wait));
     }
-    let job = match operation::prepare(ctx, JobKind::Apply, cluster, manifest, digest.clone()).await
-    {
+    let prepared = operation::prepare(
+        ctx,
+        JobKind::Apply,
+        cluster,
+        manifest,
+        digest.clone(),
+        &removing,
+    );
+    let job = match prepared.await {
         Ok(job) => job,
         Err(e @ Error::ReadSecret { .. }) => {
             outcome::refused(ctx, &clusters, cluster, &live, "SecretMissing", &e).await?;
+            return Err(e);
+        }
+        Err(e @ Error::ReadConfigMap { .. }) => {
+            outcome::refused(ctx, &clusters, cluster, &live, "ConfigMapMissing", &e).await?;
             return Err(e);
         }
         Err(e @ Error::Bundle { .. }) => {
@@ -308,7 +319,7 @@ async fn cleanup(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let prepared = match operation::manifest(ctx, JobKind::Reset, cluster, &all) {
         Ok(manifest) => {
             let digest = operation::spec_digest(ctx, JobKind::Reset, cluster, &all);
-            operation::prepare(ctx, JobKind::Reset, cluster, manifest, digest).await
+            operation::prepare(ctx, JobKind::Reset, cluster, manifest, digest, &[]).await
         }
         Err(e) => Err(e),
     };

@@ -11,7 +11,7 @@ use kubegrid_engine::{
     distribute::Distribution,
     operation::{self, Mode, Options, Outcome},
     progress::Observer,
-    ssh::SshOptions,
+    ssh::{Password, SshOptions},
 };
 use kubegrid_journal::{Journal, OperationId};
 use kubegrid_plan::Playbook;
@@ -48,10 +48,17 @@ pub struct Job {
     pub manifest: Manifest,
     /// sha256 of the spec the operation carries out, for the journal and for resuming.
     pub spec_digest: String,
+    /// The bundle directory, canonical and inside the operator's bundle roots.
+    pub bundle_dir: Option<PathBuf>,
     /// The SSH private key, written from the Cluster's Secret.
     pub ssh_key_file: Option<PathBuf>,
     /// The public key the bundle's signature is checked with.
     pub bundle_public_key: Option<PathBuf>,
+    /// The CNI manifest from the ConfigMap that `spec.network.cniManifestRef` names.
+    pub cni_manifest: Option<String>,
+    /// SSH passwords from the Secrets that `ssh.passwordSecretRef` names, by Node name, for
+    /// the live Nodes and those being removed (their `Debug` hides them).
+    pub passwords: BTreeMap<String, Password>,
     /// An interrupted operation to resume.
     pub resume_from: Option<i64>,
 }
@@ -201,7 +208,7 @@ impl EngineRunner {
         observer: Arc<dyn Observer>,
     ) -> Result<RunResult> {
         let manifest = &job.manifest;
-        let bundle_dir = manifest.bundle_dir().ok_or_else(|| Error::Bundle {
+        let bundle_dir = job.bundle_dir.clone().ok_or_else(|| Error::Bundle {
             cluster: job.cluster.clone(),
             reason: "spec.bundle.source is not set; name a bundle directory on the operator's bundles volume".into(),
         })?;
@@ -209,11 +216,9 @@ impl EngineRunner {
             cluster: job.cluster.clone(),
             reason,
         };
-        let key = job
-            .bundle_public_key
-            .clone()
-            .or_else(|| manifest.bundle_public_key_file())
-            .ok_or_else(|| {
+        // Only the key from the Secret: spec.bundle.publicKeyFile would name the operator's own
+        // file, and validation refuses it.
+        let key = job.bundle_public_key.clone().ok_or_else(|| {
                 bundle_err(format!(
                     "bundle {}: no public key to check its signature with; set spec.bundle.publicKeyRef to a Secret holding it",
                     bundle_dir.display()
@@ -223,13 +228,19 @@ impl EngineRunner {
             .map_err(|e| bundle_err(e.to_string()))?;
         let agents = Agents::discover(&agent::default_dirs(Some(&bundle_dir)))
             .map_err(|e| bundle_err(e.to_string()))?;
-        let context = kubegrid_engine::spec::cluster_context(manifest)
+        let mut context = kubegrid_engine::spec::cluster_context(manifest)
             .map_err(|e| bundle_err(e.to_string()))?;
+        if let (Some(text), Some(k)) = (&job.cni_manifest, context.kubernetes.as_mut()) {
+            k.cni_manifest = Some(text.clone());
+        }
         kubegrid_engine::spec::check_bundle(&context, &bundle)
             .map_err(|e| bundle_err(e.to_string()))?;
         let mut hosts = kubegrid_engine::spec::hosts(manifest);
         for h in &mut hosts {
             h.target.cluster = job.cluster.clone();
+            if let Some(password) = job.passwords.get(&h.target.host) {
+                h.target.password = Some(password.clone());
+            }
             if let Some(key) = &job.ssh_key_file {
                 h.target.key_file = Some(key.clone());
                 if let Some(b) = h.target.bastion.as_mut() {
@@ -247,11 +258,12 @@ impl EngineRunner {
             },
             distribution: self.distribution,
             resume_from: job.resume_from.map(OperationId),
+            // Live hosts carry theirs in their targets; Nodes being removed only here.
+            member_passwords: job.passwords.clone(),
             skip_checks: self.skip_checks.clone(),
             cluster_checks: !self.skip_checks.iter().any(|c| c == CLUSTER_API_CHECKS),
             ..Options::default()
         };
-        let mut context = context;
         if job.kind == JobKind::Reset {
             // A reset takes down what is there; checks meant for building it up get in the way.
             options.skip_checks = kubegrid_engine::preflight::names()

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use kubegrid_api::{HostTarget, Manifest};
 use kubegrid_plan::{ClusterContext, RegistryMirror, TaintContext};
 
-use crate::{operation::HostSpec, ssh::SshTarget};
+use crate::{
+    operation::HostSpec,
+    ssh::{Password, SshTarget},
+};
 
 /// One engine host per Node, in file order.
 pub fn hosts(manifest: &Manifest) -> Vec<HostSpec> {
@@ -39,7 +42,7 @@ fn target(cluster: &str, h: &HostTarget) -> SshTarget {
         port: h.port,
         user: h.user.clone(),
         key_file: h.key_file.clone(),
-        password_env: h.password_env.clone(),
+        password: h.password_env.clone().map(Password::Env),
         sudo: h.sudo,
         bastion: h.bastion.as_ref().map(|b| {
             Box::new(SshTarget {
@@ -49,7 +52,7 @@ fn target(cluster: &str, h: &HostTarget) -> SshTarget {
                 port: b.port,
                 user: b.user.clone(),
                 key_file: b.key_file.clone().or_else(|| h.key_file.clone()),
-                password_env: None,
+                password: None,
                 sudo: false,
                 bastion: None,
             })

@@ -53,6 +53,7 @@ fn cluster(group: &str, first: &HostRecord, private_key: &Path) -> Cluster {
                 service_cidr: SERVICE_CIDR,
                 cni: kubegrid_api::DEFAULT_CNI.to_string(),
                 cni_manifest: None,
+                cni_manifest_ref: None,
             },
             container_runtime: ContainerRuntimeSpec {
                 containerd: ContainerdSpec {

@@ -142,8 +142,9 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     for h in &hosts {
         if let Some(v) = h
             .target
-            .password_env
+            .password
             .as_ref()
+            .and_then(|p| p.env())
             .and_then(|v| std::env::var(v).ok())
         {
             redactor.add_secret(v);

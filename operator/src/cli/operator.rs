@@ -66,9 +66,14 @@ pub struct OperatorArgs {
     /// Where keys read from Secrets are written (mode 0600; an in-memory volume in the chart).
     #[arg(long, value_name = "DIR", default_value = "/var/run/kubegrid")]
     pub work_dir: PathBuf,
-    /// What relative spec.bundle.source paths resolve against.
+    /// What relative spec.bundle.source paths resolve against; also the one bundle root when
+    /// no --bundle-root is given.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/kubegrid/bundles")]
     pub bundle_dir: PathBuf,
+    /// A directory that Clusters' bundles may lie in (repeatable; default: --bundle-dir). A
+    /// spec.bundle.source anywhere else, also through a symbolic link, is refused unread.
+    #[arg(long = "bundle-root", value_name = "DIR")]
+    pub bundle_roots: Vec<PathBuf>,
     /// First retry delay after a failure, in seconds; it doubles per failure.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub backoff_base: u64,
@@ -106,6 +111,7 @@ pub async fn run(args: &OperatorArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
+    let bundle_roots = bundle_roots(args)?;
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
@@ -137,6 +143,7 @@ pub async fn run(args: &OperatorArgs) -> anyhow::Result<u8> {
         Settings {
             work_dir: args.work_dir.clone(),
             spec_dir: args.bundle_dir.clone(),
+            bundle_roots,
             backoff: Backoff {
                 base: Duration::from_secs(args.backoff_base.max(1)),
                 cap: Duration::from_secs(args.backoff_cap.max(args.backoff_base.max(1))),
@@ -160,6 +167,32 @@ pub async fn run(args: &OperatorArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
+/// The bundle roots, absolute: those given, or else --bundle-dir. The root directory itself
+/// is refused, since it would let a Cluster name any file of the operator's pod.
+fn bundle_roots(args: &OperatorArgs) -> anyhow::Result<Vec<PathBuf>> {
+    let given = if args.bundle_roots.is_empty() {
+        vec![args.bundle_dir.clone()]
+    } else {
+        args.bundle_roots.clone()
+    };
+    given
+        .into_iter()
+        .map(|root| {
+            let absolute = std::path::absolute(&root).map_err(|e| {
+                UsageError(format!("--bundle-root {}: {e}", root.display()))
+            })?;
+            if absolute.parent().is_none() {
+                return Err(UsageError(format!(
+                    "--bundle-root {}: the root directory would let a Cluster name any file of the operator's pod\n  hint: name the directory the bundles volume is mounted at, e.g. /var/lib/kubegrid/bundles",
+                    root.display()
+                ))
+                .into());
+            }
+            Ok(absolute)
+        })
+        .collect()
+}
+
 /// Completes on SIGTERM (the kubelet stopping the pod) or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -175,4 +208,49 @@ async fn shutdown_signal() {
         }
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: OperatorArgs,
+    }
+
+    fn roots(argv: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+        let cli = Cli::try_parse_from(std::iter::once("operator").chain(argv.iter().copied()))
+            .expect("arguments parse");
+        bundle_roots(&cli.args)
+    }
+
+    #[test]
+    fn bundle_roots_default_to_the_bundle_dir_and_are_absolute() {
+        assert_eq!(
+            roots(&[]).unwrap(),
+            [PathBuf::from("/var/lib/kubegrid/bundles")]
+        );
+        assert_eq!(
+            roots(&["--bundle-dir", "/srv/b"]).unwrap(),
+            [PathBuf::from("/srv/b")]
+        );
+        let given = roots(&["--bundle-root", "/srv/a", "--bundle-root", "rel"]).unwrap();
+        assert_eq!(given[0], PathBuf::from("/srv/a"));
+        assert_eq!(given[1], std::env::current_dir().unwrap().join("rel"));
+    }
+
+    #[test]
+    fn the_root_directory_is_no_bundle_root() {
+        let err = roots(&["--bundle-root", "/srv/a", "--bundle-root", "/"]).unwrap_err();
+        let text = err.to_string();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{text}");
+        assert!(
+            text.contains("--bundle-root /: the root directory"),
+            "{text}"
+        );
+    }
 }

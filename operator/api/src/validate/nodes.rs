@@ -233,28 +233,29 @@ impl Checker<'_> {
             .filter(|(_, h)| {
                 h.key_file.is_none()
                     && h.password_env.is_none()
-                    && !(operator && h.key_secret.is_some())
+                    && !(operator && (h.key_secret.is_some() || h.password_secret.is_some()))
             })
             .map(|(i, _)| i)
             .collect();
         let secret_only = !operator
-            && self
-                .manifest
-                .cluster()
-                .spec
-                .ssh
-                .private_key_secret_ref
-                .is_some();
+            && (hosts.iter().any(|h| h.password_secret.is_some())
+                || self
+                    .manifest
+                    .cluster()
+                    .spec
+                    .ssh
+                    .private_key_secret_ref
+                    .is_some());
         let (seen, expected) = if operator {
             (
-                "no privateKeySecretRef, privateKeyFile or passwordEnv",
-                "one of privateKeySecretRef, privateKeyFile or passwordEnv on the Cluster or \
-                 the Node",
+                "no privateKeySecretRef or passwordSecretRef",
+                "privateKeySecretRef on the Cluster, or passwordSecretRef on the Cluster or \
+                 the Node (Secrets in their namespace)",
             )
         } else if secret_only {
             (
-                "only privateKeySecretRef, which the CLI cannot read (Secrets are for the \
-                 operator)",
+                "only privateKeySecretRef or passwordSecretRef, which the CLI cannot read \
+                 (Secrets are for the operator)",
                 "privateKeyFile or passwordEnv on the Cluster or the Node",
             )
         } else {
@@ -282,7 +283,8 @@ impl Checker<'_> {
         let ssh = &self.manifest.cluster().spec.ssh;
         ssh.private_key_file.is_some()
             || ssh.password_env.is_some()
-            || (operator && ssh.private_key_secret_ref.is_some())
+            || (operator
+                && (ssh.private_key_secret_ref.is_some() || ssh.password_secret_ref.is_some()))
     }
 }
 

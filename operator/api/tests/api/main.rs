@@ -3,6 +3,7 @@
 
 mod cel_eval;
 mod common;
+mod confine;
 mod crd;
 mod hosts;
 mod inputs;

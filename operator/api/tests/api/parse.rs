@@ -311,6 +311,20 @@ fn example_in_the_docs_is_valid() {
     let example = &doc[start..start + doc[start..].find("```").unwrap()];
     let manifest = kubegrid_api::parse(example, Path::new("/specs/cluster.yaml")).unwrap();
     assert_eq!(manifest.nodes().len(), 2);
-    // Operator rules: the example's key file and bundle live on the reader's machine.
-    manifest.validate(ValidateFor::Operator).unwrap();
+    // The example is for the CLI, whose key file and bundle live on the reader's machine.
+    // The operator refuses exactly its key file, and takes it with the key in a Secret.
+    let err = manifest.validate(ValidateFor::Operator).unwrap_err();
+    let kubegrid_api::Error::Invalid { problems } = err else {
+        panic!("expected Invalid, got {err}");
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["spec.ssh.privateKeyFile"], "{problems:#?}");
+    let for_operator = example.replace(
+        "privateKeyFile: ~/.ssh/id_ed25519",
+        "privateKeySecretRef: {name: gpu-prod-ssh}",
+    );
+    kubegrid_api::parse(&for_operator, Path::new("/specs/cluster.yaml"))
+        .unwrap()
+        .validate(ValidateFor::Operator)
+        .unwrap();
 }

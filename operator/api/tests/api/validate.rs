@@ -219,12 +219,20 @@ fn node_key_override_is_checked_too() {
 }
 
 #[test]
-fn missing_key_files_are_not_checked_for_the_operator() {
+fn key_files_are_refused_by_the_operator_without_looking_at_them() {
     let text = edit(
         "privateKeyFile: keys/id_ed25519",
         "privateKeyFile: keys/id_rsa",
     );
-    assert!(problems_for(&text, ValidateFor::Operator).is_empty());
+    let problems = problems_for(&text, ValidateFor::Operator);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("Cluster/gpu-prod spec.ssh.privateKeyFile: got `keys/id_rsa`;")
+            && problems[0].contains("privateKeySecretRef")
+            && !problems[0].contains("does not exist"),
+        "{}",
+        problems[0]
+    );
 }
 
 #[test]
@@ -404,7 +412,7 @@ fn secret_reference_alone_is_enough_only_for_the_operator() {
         &text,
         CLUSTER,
         "spec.ssh",
-        "only privateKeySecretRef, which the CLI cannot read",
+        "only privateKeySecretRef or passwordSecretRef, which the CLI cannot read",
     );
     assert!(problems_for(&text, ValidateFor::Operator).is_empty());
 }

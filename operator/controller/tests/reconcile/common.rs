@@ -147,12 +147,13 @@ impl Bed {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        // spec.bundle.source `bundle` resolves against the spec dir: the operator checks its
-        // manifest against the spec; the scripted runner never opens the artifacts.
+        // spec.bundle.source `bundle` resolves against the spec dir, the one bundle root: the
+        // operator checks its manifest against the spec; the scripted runner never opens the
+        // artifacts.
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("bundle")).unwrap();
+        std::fs::create_dir_all(dir.path().join("bundles/bundle")).unwrap();
         std::fs::write(
-            dir.path().join("bundle/manifest.yaml"),
+            dir.path().join("bundles/bundle/manifest.yaml"),
             bundle_manifest(&[]),
         )
         .unwrap();
@@ -187,7 +188,8 @@ impl Bed {
             Arc::new(Probes::default()),
             Settings {
                 work_dir: self.dir.path().join(format!("work-{name}")),
-                spec_dir: self.dir.path().to_path_buf(),
+                spec_dir: self.dir.path().join("bundles"),
+                bundle_roots: vec![self.dir.path().join("bundles")],
                 backoff: Backoff {
                     base: Duration::from_millis(100),
                     cap: Duration::from_millis(400),

@@ -2,6 +2,7 @@
 //! scripted runner in place of the engine.
 
 mod common;
+mod confinement;
 mod leader_loss;
 mod scenarios;
 mod scripted;

@@ -221,7 +221,7 @@ async fn a_missing_secret_gives_a_clear_condition_and_no_host_is_touched() {
 #[tokio::test]
 async fn a_bundle_that_does_not_fit_the_spec_is_refused_before_any_host() {
     let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
-    let manifest = bed.dir.path().join("bundle/manifest.yaml");
+    let manifest = bed.dir.path().join("bundles/bundle/manifest.yaml");
     std::fs::write(&manifest, bundle_manifest(&["kubeadm"])).unwrap();
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
     let fake = &bed.fake;

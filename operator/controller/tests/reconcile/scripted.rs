@@ -33,6 +33,10 @@ pub struct Call {
     pub ended: Option<Instant>,
     /// It was dropped before it finished (its replica stopped acting).
     pub cancelled: bool,
+    /// The CNI manifest the job carried (from the Cluster's ConfigMap).
+    pub cni_manifest: Option<String>,
+    /// The SSH passwords the job carried, by Node, revealed.
+    pub passwords: std::collections::BTreeMap<String, String>,
 }
 
 /// What the scripted runner does on call `n` (0-based) of `job`: the failing hosts with their
@@ -118,6 +122,12 @@ impl ScriptedRunner {
                 started: Instant::now(),
                 ended: None,
                 cancelled: false,
+                cni_manifest: job.cni_manifest.clone(),
+                passwords: job
+                    .passwords
+                    .iter()
+                    .map(|(node, p)| (node.clone(), p.reveal(node).unwrap()))
+                    .collect(),
             });
             calls.len() - 1
         };

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::Error,
     operation::{self, HostSpec, Mode, Options, Outcome, Request, Run},
-    ssh::SshTarget,
+    ssh::{Password, SshTarget},
 };
 
 /// How the engine remembers a member host, so it can still reach one removed from the spec.
@@ -24,7 +24,8 @@ pub struct MemberRecord {
     /// Private key file.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
-    /// Variable holding the password.
+    /// Variable holding the password. A password given as a value (the operator's, from a
+    /// Secret) is never written to the journal, so it is not recorded here.
     #[serde(default)]
     pub password_env: Option<String>,
     /// sudo for privileged commands.
@@ -52,7 +53,7 @@ impl MemberRecord {
             port: t.port,
             user: t.user.clone(),
             key_file: t.key_file.clone(),
-            password_env: t.password_env.clone(),
+            password_env: t.password.as_ref().and_then(|p| p.env()).map(String::from),
             sudo: t.sudo,
             bastion: t.bastion.as_deref().map(|b| Box::new(Self::of_target(b))),
             roles: Vec::new(),
@@ -72,7 +73,7 @@ impl MemberRecord {
             port: self.port,
             user: self.user.clone(),
             key_file: self.key_file.clone(),
-            password_env: self.password_env.clone(),
+            password: self.password_env.clone().map(Password::Env),
             sudo: self.sudo,
             bastion: self
                 .bastion
@@ -251,7 +252,13 @@ async fn reset_host(
         spec_digest: run.req.spec_digest.clone(),
         context,
         hosts: vec![HostSpec {
-            target: record.target(&run.req.cluster, name),
+            target: {
+                let mut target = record.target(&run.req.cluster, name);
+                if target.password.is_none() {
+                    target.password = run.req.options.member_passwords.get(name).cloned();
+                }
+                target
+            },
             roles: record.roles.clone(),
             declared_arch: None,
             labels: Default::default(),

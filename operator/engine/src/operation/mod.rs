@@ -101,6 +101,10 @@ pub struct Options {
     /// An interrupted operation of the same spec to resume: each playbook phase that it
     /// finished on a host is not run there again (see `resume`).
     pub resume_from: Option<OperationId>,
+    /// SSH passwords of members that left the spec, by Node name, for removing them. A
+    /// password given as a value (the operator's, from a Secret) is never journaled with the
+    /// member, so a caller that still knows it hands it in here.
+    pub member_passwords: std::collections::BTreeMap<String, crate::ssh::Password>,
 }
 
 impl Default for Options {
@@ -117,6 +121,7 @@ impl Default for Options {
             until: None,
             distribution: crate::distribute::Distribution::default(),
             resume_from: None,
+            member_passwords: std::collections::BTreeMap::new(),
         }
     }
 }

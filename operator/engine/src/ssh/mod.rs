@@ -39,12 +39,62 @@ pub struct SshTarget {
     pub user: String,
     /// Private key file (ed25519, RSA or ECDSA; OpenSSH or PEM).
     pub key_file: Option<PathBuf>,
-    /// Environment variable holding a password, for password authentication.
-    pub password_env: Option<String>,
+    /// Where the password for password authentication comes from.
+    pub password: Option<Password>,
     /// Run privileged commands through `sudo -n` (non-root users).
     pub sudo: bool,
     /// Jump host to tunnel through.
     pub bastion: Option<Box<SshTarget>>,
+}
+
+/// Where a password for password authentication comes from. Its `Debug` never shows a
+/// password value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Password {
+    /// An environment variable of this process, named by the spec (the CLI, whose user
+    /// owns that environment).
+    Env(String),
+    /// The password itself, read by the operator from a Secret in the Cluster's namespace;
+    /// nothing of the operator's own environment is involved.
+    Value(String),
+}
+
+impl Password {
+    /// The password, read from its variable when it names one.
+    pub fn reveal(&self, host: &str) -> Result<String, Error> {
+        match self {
+            Self::Env(var) => std::env::var(var).map_err(|_| Error::PasswordEnv {
+                host: host.to_string(),
+                var: var.clone(),
+            }),
+            Self::Value(value) => Ok(value.clone()),
+        }
+    }
+
+    /// The variable it names, if it is one.
+    pub fn env(&self) -> Option<&str> {
+        match self {
+            Self::Env(var) => Some(var),
+            Self::Value(_) => None,
+        }
+    }
+
+    /// Where it came from, for messages: `$VAR` or `a Secret`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Env(var) => format!("${var}"),
+            Self::Value(_) => "a Secret".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env(var) => f.debug_tuple("Env").field(var).finish(),
+            Self::Value(_) => f.write_str("Value(<redacted>)"),
+        }
+    }
 }
 
 /// Connection behaviour.
@@ -194,11 +244,8 @@ impl Connection {
             }
             tried.push(format!("publickey {}", path.display()));
         }
-        if let Some(var) = &t.password_env {
-            let password = std::env::var(var).map_err(|_| Error::PasswordEnv {
-                host: t.host.clone(),
-                var: var.clone(),
-            })?;
+        if let Some(source) = &t.password {
+            let password = source.reveal(&t.host)?;
             let res = handle
                 .authenticate_password(t.user.clone(), password)
                 .await
@@ -206,7 +253,7 @@ impl Connection {
             if res.success() {
                 return Ok(());
             }
-            tried.push(format!("password from ${var}"));
+            tried.push(format!("password from {}", source.describe()));
         }
         Err(Error::Auth {
             host: t.host.clone(),
@@ -329,5 +376,35 @@ mod host_port_tests {
         assert_eq!(host_port("fd00::1", 22), "[fd00::1]:22");
         assert_eq!(host_port("10.0.0.1", 22), "10.0.0.1:22");
         assert_eq!(host_port("node-1.example", 2222), "node-1.example:2222");
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::Password;
+
+    #[test]
+    fn a_password_value_is_used_as_given_and_never_shown() {
+        let value = Password::Value("hunter2-from-a-secret".into());
+        assert_eq!(value.reveal("gpu-1").unwrap(), "hunter2-from-a-secret");
+        assert_eq!(value.env(), None);
+        let shown = format!("{value:?} {}", value.describe());
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn a_password_variable_is_read_from_the_environment_only_when_named() {
+        let unset = Password::Env("KUBEGRID_TEST_SURELY_UNSET_PASSWORD_VAR".into());
+        let err = unset.reveal("gpu-1").unwrap_err().to_string();
+        assert!(
+            err.contains("gpu-1") && err.contains("KUBEGRID_TEST_SURELY_UNSET_PASSWORD_VAR"),
+            "{err}"
+        );
+        assert_eq!(unset.env(), Some("KUBEGRID_TEST_SURELY_UNSET_PASSWORD_VAR"));
+        let path = Password::Env("PATH".into());
+        assert_eq!(
+            path.reveal("gpu-1").unwrap(),
+            std::env::var("PATH").unwrap()
+        );
     }
 }

@@ -72,7 +72,7 @@ fn every_target_and_bastion_key_is_checked_once() {
         port: 22,
         user: "root".into(),
         key_file: Some(key.to_path_buf()),
-        password_env: None,
+        password: None,
         sudo: false,
         bastion: bastion.map(Box::new),
     };
