@@ -262,6 +262,13 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
             outcome::refused(ctx, &clusters, cluster, &live, "BundleInvalid", &e).await?;
             return Err(e);
         }
+        // What a reference names (a ConfigMap's manifest) is invalid. Retried with backoff,
+        // not only on a spec change: fixing the ConfigMap fixes it, and ConfigMaps are not
+        // watched.
+        Err(e @ Error::InvalidSpec { .. }) => {
+            outcome::refused(ctx, &clusters, cluster, &live, "InvalidSpec", &e).await?;
+            return Err(e);
+        }
         Err(e) => return Err(e),
     };
     outcome::starting(ctx, &clusters, &nodes_api, cluster, &live, &removing, &job).await?;

@@ -355,3 +355,23 @@ async fn a_deleted_nodes_password_reaches_its_removal() {
         "{calls:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_cni_manifest_ref_that_is_not_kubernetes_objects_is_refused() {
+    let bed = bed_with(|spec| {
+        spec["network"]["cni"] = json!("none");
+        spec["network"]["cniManifestRef"] = json!({"name": "cni", "key": "cni.yaml"});
+    });
+    // YAML that parses but is no Kubernetes object: it must not reach the init host.
+    bed.fake.put(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "cni", "namespace": NS},
+        "data": {"cni.yaml": "just: some\nsettings: [1, 2]\n"}
+    }));
+    let message = refused(&bed, "spec.network.cniManifestRef").await;
+    assert!(
+        message.contains("ConfigMap cni key `cni.yaml`"),
+        "{message}"
+    );
+    assert!(message.contains("apiVersion"), "{message}");
+}
