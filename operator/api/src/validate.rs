@@ -3,6 +3,7 @@
 
 mod nodes;
 mod registry;
+pub(crate) mod runtime;
 mod update;
 
 use std::{io::ErrorKind, net::IpAddr};
@@ -108,6 +109,7 @@ impl Checker<'_> {
         self.endpoint(&at, &spec.control_plane_endpoint);
         self.network(&at, &spec.network);
         self.runtime(&at, &spec.container_runtime);
+        self.default_runtime(&at);
         self.bundle(&at);
         self.bundle_registry(&at);
         self.ssh(&at, &spec.ssh);

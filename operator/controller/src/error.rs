@@ -55,6 +55,10 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The spec asks for a change kubegrid cannot carry out yet (a Kubernetes version change
+    /// on an installed cluster); nothing was done.
+    #[error(transparent)]
+    Unsupported(kubegrid_engine::Error),
     /// The journal failed.
     #[error("journal: {0}")]
     Journal(#[from] kubegrid_journal::Error),
@@ -114,7 +118,7 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Self::Kube { .. } | Self::Finalizer(_) => "kube-api",
-            Self::InvalidSpec { .. } => "spec",
+            Self::InvalidSpec { .. } | Self::Unsupported(_) => "spec",
             Self::ReadSecret { .. } => "secret",
             Self::WriteFile { .. } | Self::Serve { .. } => "local",
             Self::Bundle { .. } => "bundle",

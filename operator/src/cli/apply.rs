@@ -160,6 +160,13 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     }
     let mut journal = args.journal.open().await?;
     journal.set_redactor(redactor);
+    // A version change on an installed cluster would be an upgrade, which kubegrid does not do.
+    kubegrid_engine::upgrade::check_journal(
+        &journal,
+        manifest.name(),
+        &manifest.cluster().spec.kubernetes_version,
+    )
+    .await?;
 
     let names: Vec<String> = hosts.iter().map(|h| h.target.host.clone()).collect();
     let observer = progress::observer(&names, output == Output::Json);

@@ -5,3 +5,4 @@ mod common;
 mod leader_loss;
 mod scenarios;
 mod scripted;
+mod status_truth;

@@ -1,0 +1,129 @@
+//! Status says only what happened: the installed version comes from the journal, the
+//! versions on each Node from the hosts, and a version change on an installed Cluster is
+//! refused (no upgrade runs) while its Ready condition and version stay as they were.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::json;
+
+use crate::common::*;
+
+fn never_fails() -> Arc<Plan> {
+    Arc::new(|_, _| Vec::new())
+}
+
+#[tokio::test]
+async fn status_carries_the_installed_versions_and_the_operation() {
+    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let fake = &bed.fake;
+    eventually(fake, "Ready=True", |f| {
+        condition(f, "Ready").filter(|c| c["status"] == "True")
+    })
+    .await;
+    let c = cluster(fake);
+    let status = &c["status"];
+    assert_eq!(status["kubernetesVersion"], "v1.31.4", "{c:#}");
+    assert_eq!(status["operation"]["kind"], "install", "{c:#}");
+    assert_eq!(status["operation"]["id"], bed.calls()[0].operation, "{c:#}");
+    let started = status["operation"]["startedAt"]
+        .as_str()
+        .expect("startedAt");
+    assert!(started.ends_with('Z') && started.contains('T'), "{started}");
+    assert_eq!(
+        status["observedGeneration"], c["metadata"]["generation"],
+        "{c:#}"
+    );
+    for type_ in ["Ready", "Progressing", "Degraded"] {
+        let cond = condition(fake, type_).expect(type_);
+        assert!(cond["lastTransitionTime"].is_string(), "{cond}");
+        assert_eq!(
+            cond["observedGeneration"], c["metadata"]["generation"],
+            "{cond}"
+        );
+    }
+    for name in ["cp-1", "gpu-1"] {
+        let n = node_of(fake, name);
+        let s = &n["status"];
+        assert_eq!(
+            s["versions"],
+            json!({"kubelet": "v1.31.4", "containerd": "v1.7.24"}),
+            "{n:#}"
+        );
+        assert!(s["lastTransitionTime"].is_string(), "{n:#}");
+        assert_eq!(s["operation"], status["operation"]["id"], "{n:#}");
+        let facts = &s["facts"];
+        assert_eq!(facts["os"], "debian 12", "{n:#}");
+        assert_eq!(facts["kernel"], "6.1.0-13-amd64", "{n:#}");
+        assert_eq!(facts["arch"], "amd64", "{n:#}");
+        assert_eq!(facts["cpus"], 16, "{n:#}");
+        assert_eq!(facts["memoryMiB"], 64_000, "{n:#}");
+        // Product names where the PCI id is known, the ids otherwise.
+        assert_eq!(
+            facts["gpus"],
+            json!([
+                {"model": "H100 SXM5 80GB", "count": 2},
+                {"model": "NVIDIA 10de:2302", "count": 1},
+            ]),
+            "{n:#}"
+        );
+        let timing = &s["phaseTimes"][0];
+        assert!(
+            timing["phase"].is_string()
+                && timing["startedAt"].is_string()
+                && timing["finishedAt"].is_string()
+                && timing["durationMs"].is_u64(),
+            "{n:#}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_version_change_on_an_installed_cluster_is_refused_and_nothing_runs() {
+    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let fake = &bed.fake;
+    eventually(fake, "Ready=True", |f| {
+        condition(f, "Ready").filter(|c| c["status"] == "True")
+    })
+    .await;
+    let mut c = cluster(fake);
+    c["spec"]["kubernetesVersion"] = json!("v1.32.0");
+    fake.put(c);
+    let progressing = eventually(fake, "Progressing=False UpgradeNotSupported", |f| {
+        condition(f, "Progressing").filter(|c| c["reason"] == "UpgradeNotSupported")
+    })
+    .await;
+    assert_eq!(progressing["status"], "False");
+    let message = progressing["message"].as_str().unwrap();
+    assert!(
+        message.contains("runs Kubernetes v1.31.4")
+            && message.contains("asks for v1.32.0")
+            && message.contains("upgrades are not supported yet"),
+        "{message}"
+    );
+    let c = cluster(fake);
+    assert_eq!(c["status"]["phase"], "Ready", "never Upgrading: {c:#}");
+    assert_eq!(c["status"]["kubernetesVersion"], "v1.31.4", "{c:#}");
+    assert_eq!(
+        condition(fake, "Ready").map(|c| c["status"].clone()),
+        Some(json!("True")),
+        "the cluster still runs"
+    );
+    assert!(
+        events(fake)
+            .iter()
+            .any(|e| e.starts_with("UpgradeNotSupported")),
+        "{:#?}",
+        events(fake)
+    );
+    assert_eq!(bed.calls().len(), 1, "an operation ran for the new version");
+    // Back to the installed version: the Cluster converges again without complaint.
+    let mut c = cluster(fake);
+    c["spec"]["kubernetesVersion"] = json!("v1.31.4");
+    fake.put(c);
+    eventually(fake, "Progressing no longer UpgradeNotSupported", |f| {
+        condition(f, "Progressing").filter(|c| c["reason"] != "UpgradeNotSupported")
+    })
+    .await;
+}
