@@ -58,7 +58,7 @@ pub enum Error {
     /// The spec asks for a change kubegrid cannot carry out yet (a Kubernetes version change
     /// on an installed cluster); nothing was done.
     #[error(transparent)]
-    Unsupported(kubegrid_engine::Error),
+    Unsupported(Box<kubegrid_engine::Error>),
     /// The journal failed.
     #[error("journal: {0}")]
     Journal(#[from] kubegrid_journal::Error),

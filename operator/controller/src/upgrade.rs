@@ -37,7 +37,7 @@ pub async fn refusal(ctx: &Context, cluster: &Cluster) -> Result<Option<Error>> 
         &cluster.spec.kubernetes_version,
     )
     .err()
-    .map(Error::Unsupported))
+    .map(|e| Error::Unsupported(Box::new(e))))
 }
 
 /// Records the refusal in the Cluster's status and an Event.
