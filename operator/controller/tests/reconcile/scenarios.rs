@@ -139,9 +139,11 @@ async fn a_host_failure_degrades_the_cluster_naming_the_host_and_retries_with_ba
     let (degraded, summary) = eventually(fake, "Degraded=True", |f| {
         condition(f, "Degraded")
             .filter(|c| status_of(c) == Some(true))
-            .map(|c| (c, cluster(f)["status"]["message"].clone()))
+            .map(|c| (c, cluster(f)["status"].clone()))
     })
     .await;
+    assert_eq!(summary["phase"], "Degraded", "{summary:#}");
+    let summary = summary["message"].clone();
     assert_eq!(degraded["reason"], "HostsFailed");
     assert!(
         summary

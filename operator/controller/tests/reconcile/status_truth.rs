@@ -127,3 +127,77 @@ async fn a_version_change_on_an_installed_cluster_is_refused_and_nothing_runs() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn removal_shows_absent_and_removing_and_deletion_shows_deleting_while_they_run() {
+    let bed = Bed::new(fake(true, "Reset"), true, never_fails());
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let fake = &bed.fake;
+    eventually(fake, "Ready=True", |f| {
+        condition(f, "Ready").filter(|c| c["status"] == "True")
+    })
+    .await;
+    // Held halfway from now on, so what runs can be seen.
+    bed.gate.send(false).unwrap();
+    assert!(fake.delete_object(API, "Node", NS, "gpu-1"));
+    eventually(fake, "gpu-1 Absent and Removing", |f| {
+        let s = node_of(f, "gpu-1")["status"].clone();
+        (s["desiredState"] == "Absent" && s["phase"] == "Removing").then_some(())
+    })
+    .await;
+    bed.gate.send(true).unwrap();
+    eventually(fake, "gpu-1 released", |f| {
+        node_of(f, "gpu-1").is_null().then_some(())
+    })
+    .await;
+    eventually(fake, "Ready=True with one Node", |f| {
+        (cluster(f)["status"]["nodes"]["total"] == 1).then_some(())
+    })
+    .await;
+    bed.gate.send(false).unwrap();
+    assert!(fake.delete_object(API, "Cluster", NS, "gpu"));
+    let c = eventually(fake, "phase Deleting", |f| {
+        let c = cluster(f);
+        (c["status"]["phase"] == "Deleting").then_some(c)
+    })
+    .await;
+    let progressing = c["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .cloned()
+        .unwrap();
+    assert_eq!(progressing["reason"], "Resetting", "{c:#}");
+    bed.gate.send(true).unwrap();
+    eventually(fake, "the Cluster is gone", |f| {
+        cluster(f).is_null().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cluster_with_a_missing_secret_stays_pending() {
+    let bed = Bed::new(fake(false, "Orphan"), true, never_fails());
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let c = eventually(&bed.fake, "phase Pending", |f| {
+        let c = cluster(f);
+        (c["status"]["phase"] == "Pending").then_some(c)
+    })
+    .await;
+    assert_eq!(
+        c["status"]["nodes"],
+        json!({"total": 2, "ready": 0}),
+        "{c:#}"
+    );
+    assert!(
+        c["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("gpu-ssh")),
+        "{c:#}"
+    );
+    assert!(
+        c["status"]["kubernetesVersion"].is_null(),
+        "nothing installed: {c:#}"
+    );
+}
