@@ -206,6 +206,19 @@ impl ScriptedRunner {
         if ok && job.kind == JobKind::Apply {
             for (member, _) in journal.members(&job.cluster).await? {
                 if !nodes.contains(&member) {
+                    // Drained first, with the engine's progress events.
+                    observer.event(&Progress::TaskStarted {
+                        host: member.clone(),
+                        phase: kubegrid_engine::kubernetes::DRAIN_PHASE.into(),
+                        task: "drain and delete the Node".into(),
+                    });
+                    observer.event(&Progress::HostDone {
+                        host: member.clone(),
+                        phase: kubegrid_engine::kubernetes::DRAIN_PHASE.into(),
+                        ok: true,
+                        changed: 1,
+                        error: None,
+                    });
                     journal.remove_member(&job.cluster, &member).await?;
                     removed.push(member);
                 }

@@ -146,6 +146,13 @@ async fn removal_shows_absent_and_removing_and_deletion_shows_deleting_while_the
     })
     .await;
     bed.gate.send(true).unwrap();
+    eventually(fake, "a NodePhaseChanged Event for the drain", |f| {
+        events(f)
+            .iter()
+            .any(|e| e.starts_with("NodePhaseChanged: gpu-1 is Draining"))
+            .then_some(())
+    })
+    .await;
     eventually(fake, "gpu-1 released", |f| {
         node_of(f, "gpu-1").is_null().then_some(())
     })
@@ -200,4 +207,33 @@ async fn a_cluster_with_a_missing_secret_stays_pending() {
         c["status"]["kubernetesVersion"].is_null(),
         "nothing installed: {c:#}"
     );
+}
+
+#[tokio::test]
+async fn a_failed_reset_reports_a_reset_operation() {
+    let plan: Arc<Plan> = Arc::new(|job, n| {
+        if job.kind == kubegrid_controller::runner::JobKind::Reset && n < 2 {
+            vec![("cp-1", "reset", "kubeadm reset: exit status 1")]
+        } else {
+            Vec::new()
+        }
+    });
+    let bed = Bed::new(fake(true, "Reset"), true, plan);
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let fake = &bed.fake;
+    eventually(fake, "Ready=True", |f| {
+        condition(f, "Ready").filter(|c| c["status"] == "True")
+    })
+    .await;
+    assert!(fake.delete_object(API, "Cluster", NS, "gpu"));
+    let c = eventually(fake, "a reset operation in status", |f| {
+        let c = cluster(f);
+        (c["status"]["operation"]["kind"] == "reset").then_some(c)
+    })
+    .await;
+    assert!(c["status"]["operation"]["startedAt"].is_string(), "{c:#}");
+    eventually(fake, "the Cluster is gone", |f| {
+        cluster(f).is_null().then_some(())
+    })
+    .await;
 }
