@@ -5,6 +5,7 @@ mod net;
 mod packages;
 pub mod parse;
 mod probe;
+mod versions;
 
 use std::{collections::BTreeMap, fs, path::Path};
 
@@ -15,6 +16,7 @@ pub use self::{
     net::{TCP_PROBE_TIMEOUT, parse_ip_addr},
     packages::{PackageDb, parse_dpkg_query, parse_rpm_query},
     probe::NVIDIA_VENDOR,
+    versions::parse_version,
 };
 use crate::{
     fsutil::{read_or_empty, under_root, unix_ms},
@@ -90,6 +92,10 @@ pub struct Facts {
     /// What a TCP connection to each `ip:port` asked for found.
     #[serde(default)]
     pub tcp_probes: BTreeMap<String, TcpProbe>,
+    /// The version each executable asked for reports (`--version`), by its path; missing
+    /// and silent ones are left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, String>,
 }
 
 /// A network interface.
@@ -236,6 +242,7 @@ pub fn gather(root: &Path, args: &FactsArgs, store_dir: &Path) -> Facts {
         partials: crate::store::partial_sizes(store_dir),
         interfaces: net::interfaces(),
         tcp_probes: net::tcp_probes(&args.tcp_probes),
+        versions: versions::versions(root, &args.versions),
         kernel,
     }
 }
@@ -321,6 +328,7 @@ mod tests {
             ],
             disks: vec![PathBuf::from("/var/lib")],
             tcp_probes: vec![],
+            versions: vec![],
         };
         let before = unix_ms();
         let f = gather(root, &args, &root.join("store"));

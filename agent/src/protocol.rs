@@ -157,6 +157,10 @@ pub struct FactsArgs {
     /// is reported as [`crate::facts::Facts::tcp_probes`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tcp_probes: Vec<String>,
+    /// Executables whose version to report, each run with `--version` (see
+    /// [`crate::facts::Facts::versions`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<PathBuf>,
 }
 
 /// A whole file.

@@ -112,7 +112,7 @@ fn the_crds_carry_the_printer_columns_and_the_status_subresource() {
         columns(0),
         pairs(&[
             ("Phase", ".status.phase"),
-            ("Version", ".spec.kubernetesVersion"),
+            ("Version", ".status.kubernetesVersion"),
             ("Ready", ".status.nodes.ready"),
             ("Nodes", ".status.nodes.total"),
             ("Age", ".metadata.creationTimestamp"),

@@ -282,6 +282,14 @@ fn the_operator_installs_a_cluster_from_the_api_onto_lab_hosts_and_resets_it_on_
         json!({"total": 2, "ready": 2}),
         "{c:#}"
     );
+    // The installed version, as the engine recorded it after kubeadm init.
+    let wanted = c["spec"]["kubernetesVersion"].as_str().unwrap();
+    assert_eq!(
+        c["status"]["kubernetesVersion"],
+        format!("v{}", wanted.trim_start_matches('v')),
+        "{c:#}"
+    );
+    assert_eq!(c["status"]["operation"]["kind"], "install", "{c:#}");
     for h in &lab.hosts {
         let n = fake.get_object(API, "Node", NS, &h.name).unwrap();
         assert_eq!(n["status"]["phase"], "Ready", "{n:#}");
@@ -304,6 +312,22 @@ fn the_operator_installs_a_cluster_from_the_api_onto_lab_hosts_and_resets_it_on_
             lab.ssh_ok(h, "systemctl is-active containerd").trim(),
             "active"
         );
+        // Versions are what the host's own binaries print.
+        let containerd = n["status"]["versions"]["containerd"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no containerd version: {n:#}"));
+        let printed = lab.ssh_ok(h, "containerd --version");
+        assert!(
+            printed.contains(containerd.trim_start_matches('v')),
+            "{containerd} vs {printed}"
+        );
+        if let Some(kubelet) = n["status"]["versions"]["kubelet"].as_str() {
+            let printed = lab.ssh_ok(h, "/usr/bin/kubelet --version");
+            assert!(
+                printed.contains(kubelet.trim_start_matches('v')),
+                "{kubelet} vs {printed}"
+            );
+        }
     }
     let secret = fake
         .get_object("v1", "Secret", NS, &format!("{cluster}-kubeconfig"))

@@ -50,7 +50,8 @@ pub const DEFAULT_CA_VALIDITY: &str = "87600h";
     printcolumn(
         name = "Version",
         type_ = "string",
-        json_path = ".spec.kubernetesVersion"
+        description = "Kubernetes version installed (status.kubernetesVersion)",
+        json_path = ".status.kubernetesVersion"
     ),
     printcolumn(
         name = "Ready",
@@ -216,15 +217,17 @@ fn default_cni() -> String {
 }
 
 /// containerd and the OCI runtimes it offers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = crate::validate::runtime::default_runtime_rule())]
 pub struct ContainerRuntimeSpec {
     /// containerd release line.
     pub containerd: ContainerdSpec,
     /// Runtime handlers to configure.
     #[serde(default = "default_runtimes")]
     pub runtimes: Vec<RuntimeName>,
-    /// Handler that pods without a RuntimeClass use.
+    /// Handler that pods without a RuntimeClass use: `runc`, the one kubegrid installs
+    /// (`nvidia` and `kata-*` are refused until kubegrid installs them).
     #[serde(default)]
     pub default_runtime: RuntimeName,
     /// Pause image; the bundle's when unset.

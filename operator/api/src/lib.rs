@@ -50,8 +50,8 @@ pub use ssh::{
     DEFAULT_SSH_USER, LocalObjectRef, NodeSshSpec, SecretKeyRef, SshSpec,
 };
 pub use status::{
-    CertificateStatus, ClusterPhase, ClusterStatus, Condition, GpuFacts, NodeCounts, NodeFacts,
-    NodePhase, NodeStatus, NodeVersions, OperationStatus, PhaseTiming,
+    ClusterPhase, ClusterStatus, Condition, GpuFacts, NodeCounts, NodeFacts, NodePhase, NodeStatus,
+    NodeVersions, OperationKind, OperationStatus, PhaseTiming,
 };
 pub use validate::ValidateFor;
 pub use version::{

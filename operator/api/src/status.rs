@@ -17,7 +17,8 @@ pub struct ClusterStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Kubernetes version that runs now.
+    /// Kubernetes version installed: written only after an operation installed it (the
+    /// version the engine recorded for `kubeadm init`), never copied from the spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_version: Option<String>,
     /// Node counts.
@@ -43,8 +44,6 @@ pub enum ClusterPhase {
     Provisioning,
     /// Installed and healthy.
     Ready,
-    /// Being upgraded.
-    Upgrading,
     /// Installed, but some hosts are not healthy.
     Degraded,
     /// Being removed.
@@ -69,14 +68,31 @@ pub struct NodeCounts {
 pub struct OperationStatus {
     /// Journal id.
     pub id: i64,
-    /// What it does: install, upgrade, rotate-certs, ...
-    pub kind: String,
-    /// Current phase of its playbook.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
-    /// Start time, RFC 3339.
+    /// What it did.
+    pub kind: OperationKind,
+    /// Start time, RFC 3339, as the journal recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
+}
+
+/// What an operation does: the playbooks the operator runs, and nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationKind {
+    /// Install or converge the Cluster on its Nodes, removing Nodes that left it.
+    Install,
+    /// Reset every host of a Cluster deleted with `deletionPolicy: Reset`.
+    Reset,
+}
+
+impl OperationKind {
+    /// The name in status, Events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Install => "install",
+            Self::Reset => "reset",
+        }
+    }
 }
 
 /// A status condition, shaped like Kubernetes' `metav1.Condition`.
@@ -121,12 +137,10 @@ pub struct NodeStatus {
     /// Facts gathered from the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<NodeFacts>,
-    /// Versions of what is installed.
+    /// Versions of what is installed, as the host's own binaries report them after the
+    /// last operation that finished on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versions: Option<NodeVersions>,
-    /// Certificates on the host and when they expire.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub certificates: Vec<CertificateStatus>,
     /// Whether the host should be part of its Cluster: `Present` while the Node exists,
     /// `Absent` once it is being deleted and the host is removed. Printed next to `phase`,
     /// the current state.
@@ -180,9 +194,8 @@ pub enum NodePhase {
     Joining,
     /// Part of the cluster and healthy.
     Ready,
-    /// Being upgraded.
-    Upgrading,
-    /// Being drained.
+    /// Left its Cluster: its pods are being evicted and its Kubernetes Node deleted, before
+    /// its host is reset (then `Removing`).
     Draining,
     /// The last operation failed on this host.
     Failed,
@@ -219,7 +232,8 @@ pub struct NodeFacts {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GpuFacts {
-    /// Model name, e.g. `H100 80GB HBM3`.
+    /// Product name from the PCI device id, e.g. `H100 SXM5 80GB`, where kubegrid knows the
+    /// id; otherwise the ids, e.g. `NVIDIA 10de:2302`.
     pub model: String,
     /// How many.
     pub count: u32,
@@ -229,22 +243,12 @@ pub struct GpuFacts {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeVersions {
-    /// kubelet version.
+    /// kubelet version, from `kubelet --version` (e.g. `v1.31.4`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubelet: Option<String>,
-    /// containerd version.
+    /// containerd version, from `containerd --version` (e.g. `v1.7.24`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containerd: Option<String>,
-}
-
-/// A certificate on a host.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CertificateStatus {
-    /// Certificate name, e.g. `apiserver`.
-    pub name: String,
-    /// Expiry, RFC 3339.
-    pub not_after: String,
 }
 
 #[cfg(test)]
@@ -277,6 +281,50 @@ mod tests {
                 "operation": 7,
                 "lastTransitionTime": "2025-01-02T03:04:05Z",
                 "phaseTimes": [{"phase": "preflight", "startedAt": "2025-01-02T03:04:00Z"}],
+            })
+        );
+        assert_eq!(serde_json::from_value::<NodeStatus>(json).unwrap(), status);
+    }
+
+    #[test]
+    fn operation_kinds_are_a_closed_set_of_lowercase_names() {
+        for (kind, name) in [
+            (OperationKind::Install, "install"),
+            (OperationKind::Reset, "reset"),
+        ] {
+            let op = OperationStatus {
+                id: 3,
+                kind,
+                started_at: Some("2025-01-02T03:04:05Z".into()),
+            };
+            let json = serde_json::to_value(&op).unwrap();
+            assert_eq!(
+                json,
+                serde_json::json!({"id": 3, "kind": name, "startedAt": "2025-01-02T03:04:05Z"})
+            );
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(serde_json::from_value::<OperationStatus>(json).unwrap(), op);
+        }
+        let upgrade = serde_json::json!({"id": 1, "kind": "upgrade"});
+        assert!(serde_json::from_value::<OperationStatus>(upgrade).is_err());
+    }
+
+    #[test]
+    fn node_versions_round_trip() {
+        let status = NodeStatus {
+            phase: Some(NodePhase::Draining),
+            versions: Some(NodeVersions {
+                kubelet: Some("v1.31.4".into()),
+                containerd: Some("v1.7.24".into()),
+            }),
+            ..NodeStatus::default()
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "phase": "Draining",
+                "versions": {"kubelet": "v1.31.4", "containerd": "v1.7.24"},
             })
         );
         assert_eq!(serde_json::from_value::<NodeStatus>(json).unwrap(), status);

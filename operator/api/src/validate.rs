@@ -6,6 +6,7 @@ mod names;
 mod network;
 mod nodes;
 mod registry;
+pub(crate) mod runtime;
 mod update;
 
 use std::{io::ErrorKind, net::IpAddr};
@@ -114,6 +115,7 @@ impl Checker<'_> {
         self.network(&at, &spec.network);
         self.network_sizes(&at);
         self.runtime(&at, &spec.container_runtime);
+        self.default_runtime(&at);
         self.bundle(&at);
         self.bundle_registry(&at);
         self.ssh(&at, &spec.ssh);

@@ -11,6 +11,7 @@
 
 pub mod context;
 pub mod error;
+pub mod gpus;
 pub mod health;
 pub mod immutable;
 pub mod inputs;
@@ -23,6 +24,7 @@ pub mod runner;
 pub mod secrets;
 pub mod status;
 pub mod tracker;
+pub mod upgrade;
 
 use std::{future::Future, sync::Arc};
 

@@ -104,15 +104,11 @@ pub async fn starting(
     job: &Job,
 ) -> Result<()> {
     let gen_ = cluster.metadata.generation;
-    let running = cluster
-        .status
-        .as_ref()
-        .and_then(|s| s.kubernetes_version.as_deref());
-    let upgrading = running.is_some_and(|v| v != cluster.spec.kubernetes_version);
-    let (phase, reason) = match (upgrading, job.resume_from) {
-        (_, Some(_)) => (ClusterPhase::Provisioning, "Resuming"),
-        (true, None) => (ClusterPhase::Upgrading, "Upgrading"),
-        (false, None) => (ClusterPhase::Provisioning, "Installing"),
+    // A version change on an installed cluster never gets here (see `upgrade`): every
+    // operation installs or converges at the installed version.
+    let (phase, reason) = match job.resume_from {
+        Some(_) => (ClusterPhase::Provisioning, "Resuming"),
+        None => (ClusterPhase::Provisioning, "Installing"),
     };
     let what = match job.resume_from {
         Some(id) => format!(
@@ -204,6 +200,9 @@ fn node_status(result: &RunResult, name: &str, node: &Node, state: Option<&HostS
     }
     if let Some(facts) = host.and_then(|h| h.facts.as_ref()) {
         patch["facts"] = json!(facts);
+    }
+    if let Some(versions) = host.and_then(|h| h.versions.as_ref()) {
+        patch["versions"] = json!(versions);
     }
     if let Some(s) = state.filter(|s| !s.phase_times.is_empty()) {
         patch["phaseTimes"] = json!(s.phase_times);
@@ -319,13 +318,21 @@ pub async fn finished(
         "phase": if ok { ClusterPhase::Ready } else { ClusterPhase::Degraded },
         "message": if ok { Value::Null } else { json!(status::truncate(&message, 1024)) },
         "nodes": {"total": live.len(), "ready": ready},
-        "operation": {"id": result.operation, "kind": JobKind::Apply.as_str()},
+        "operation": operation_status(ctx, JobKind::Apply, result.operation).await?,
         "conditions": status::merge(conditions_of(cluster), conditions, &status::now()),
     });
     if ok {
         immutable::remember_cluster(clusters, cluster).await?;
         patch["observedGeneration"] = json!(gen_);
-        patch["kubernetesVersion"] = json!(cluster.spec.kubernetes_version);
+    }
+    // What the engine recorded as installed, also after a failed operation whose init host
+    // finished: the cluster runs that version, whatever the spec says.
+    if let Some(version) = ctx
+        .journal
+        .installed_version(&operation::key(cluster))
+        .await?
+    {
+        patch["kubernetesVersion"] = json!(kubegrid_engine::upgrade::display(&version));
     }
     status::patch_cluster(clusters, &cluster.name_any(), patch).await?;
     let (type_, event_reason, note) = if ok {
@@ -357,6 +364,20 @@ pub async fn finished(
     )
     .await;
     Ok(())
+}
+
+/// `status.operation` for journal operation `id` of `kind`, with its start from the journal.
+pub async fn operation_status(ctx: &Context, kind: JobKind, id: i64) -> Result<Value> {
+    let started = ctx
+        .journal
+        .operation(kubegrid_journal::OperationId(id))
+        .await?
+        .map(|op| kubegrid_journal::format_time(op.started_ms));
+    Ok(json!(kubegrid_api::OperationStatus {
+        id,
+        kind: kind.operation_kind(),
+        started_at: started,
+    }))
 }
 
 /// Marks the Cluster Degraded with `reason` (a reset that failed).

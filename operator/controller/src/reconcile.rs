@@ -31,7 +31,7 @@ use crate::{
     runner::JobKind,
     secrets,
     status::{self, PROGRESSING, condition},
-    tracker,
+    tracker, upgrade,
 };
 
 /// Finalizer on Clusters: deletion waits for the hosts to be reset (or orphaned).
@@ -224,6 +224,11 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
+    if let Some(e) = upgrade::refusal(ctx, cluster).await? {
+        upgrade::refuse(ctx, &clusters, cluster, &e).await?;
+        ctx.metrics.failure(e.category());
+        return Ok(Action::await_change());
+    }
     let digest = operation::spec_digest(ctx, JobKind::Apply, cluster, &live);
     let last = ctx.journal.latest_operation(&cluster_key).await?;
     let carried_out = last
@@ -234,6 +239,7 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         .all(|n| n.status.as_ref().and_then(|s| s.phase) == Some(NodePhase::Ready));
     let cluster_ready = cluster.status.as_ref().and_then(|s| s.phase) == Some(ClusterPhase::Ready);
     if carried_out && all_ready && cluster_ready && removing.is_empty() {
+        upgrade::clear(&clusters, cluster).await?;
         ctx.succeeded(&cluster_key);
         return Ok(Action::await_change());
     }
@@ -386,6 +392,13 @@ async fn cleanup(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         "resetting hosts failed (operation {}): {reason}",
         result.operation
     );
+    let operation = outcome::operation_status(ctx, JobKind::Reset, result.operation).await?;
+    status::patch_cluster(
+        &clusters,
+        &cluster.name_any(),
+        json!({ "operation": operation }),
+    )
+    .await?;
     outcome::degraded(ctx, &clusters, cluster, "ResetFailed", &message).await?;
     Err(Error::ResetFailed {
         cluster: cluster_key,

@@ -35,6 +35,14 @@ impl JobKind {
             Self::Reset => "reset",
         }
     }
+
+    /// The operation kind status reports for this job.
+    pub fn operation_kind(self) -> kubegrid_api::OperationKind {
+        match self {
+            Self::Apply => kubegrid_api::OperationKind::Install,
+            Self::Reset => kubegrid_api::OperationKind::Reset,
+        }
+    }
 }
 
 /// One operation to run.
@@ -91,6 +99,18 @@ pub struct HostOutcome {
     pub error: Option<String>,
     /// What the host told about itself, when it connected.
     pub facts: Option<kubegrid_api::NodeFacts>,
+    /// What kubelet and containerd reported as their version after the playbook; None
+    /// when neither was read (the run stopped before, or the host runs neither).
+    pub versions: Option<kubegrid_api::NodeVersions>,
+}
+
+/// The status form of the versions the engine read on a host (by component).
+pub fn node_versions(found: &BTreeMap<String, String>) -> Option<kubegrid_api::NodeVersions> {
+    let versions = kubegrid_api::NodeVersions {
+        kubelet: found.get("kubelet").cloned(),
+        containerd: found.get("containerd").cloned(),
+    };
+    (versions != kubegrid_api::NodeVersions::default()).then_some(versions)
 }
 
 /// The status form of what a host told about itself.
@@ -109,9 +129,8 @@ pub fn node_facts(f: &kubegrid_agent::facts::Facts) -> kubegrid_api::NodeFacts {
     }
 }
 
-/// NVIDIA display and 3D controllers (PCI class 0x03xx) by device id. The PCI id is what the
-/// host reports without a driver; the marketing name needs nvidia-smi, which may not be
-/// installed yet.
+/// NVIDIA display and 3D controllers (PCI class 0x03xx), by model: the product name where
+/// [`crate::gpus`] knows the device id, else the ids.
 fn gpus(pci: &[kubegrid_agent::facts::PciDevice]) -> Vec<kubegrid_api::GpuFacts> {
     let mut by_model: BTreeMap<String, u32> = BTreeMap::new();
     for d in pci
@@ -119,11 +138,7 @@ fn gpus(pci: &[kubegrid_agent::facts::PciDevice]) -> Vec<kubegrid_api::GpuFacts>
         .filter(|d| d.nvidia && d.class.starts_with("0x03"))
     {
         *by_model
-            .entry(format!(
-                "NVIDIA {}:{}",
-                d.vendor.trim_start_matches("0x"),
-                d.device.trim_start_matches("0x")
-            ))
+            .entry(crate::gpus::model(&d.vendor, &d.device))
             .or_default() += 1;
     }
     by_model
@@ -334,6 +349,7 @@ impl EngineRunner {
                     failed_phase: h.failed_phase.clone(),
                     error: h.error.clone(),
                     facts: h.facts.as_ref().map(node_facts),
+                    versions: node_versions(&h.versions),
                 })
                 .collect(),
             removed: report

@@ -18,7 +18,11 @@ use kube::{
     runtime::events::{Event, EventType, Recorder},
 };
 use kubegrid_api::{Node, NodePhase, PhaseTiming};
-use kubegrid_engine::progress::{Observer, Progress};
+use kubegrid_engine::{
+    kubernetes::DRAIN_PHASE,
+    phases::versions::PHASE as VERSIONS_PHASE,
+    progress::{Observer, Progress},
+};
 use serde_json::json;
 use tokio::{
     sync::{mpsc, oneshot},
@@ -156,16 +160,23 @@ async fn write(
     }
 }
 
-/// The Node phase an engine phase stands for.
-fn node_phase(kind: &str, phase: &str) -> NodePhase {
-    match (kind, phase) {
+/// The Node phase an engine phase stands for, given the host's phase now; None leaves it.
+/// A host being drained or removed stays so through the facts and preflight of its reset.
+fn node_phase(kind: &str, phase: &str, now: Option<NodePhase>) -> Option<NodePhase> {
+    let leaving = matches!(now, Some(NodePhase::Draining | NodePhase::Removing));
+    Some(match (kind, phase) {
         ("reset", _) => NodePhase::Removing,
+        (_, DRAIN_PHASE) => NodePhase::Draining,
+        (_, "reset") => NodePhase::Removing,
+        (_, "facts" | "preflight") if leaving => return None,
         (_, "facts" | "preflight") => NodePhase::Preflight,
+        // Reading what got installed changes nothing about where the host is.
+        (_, VERSIONS_PHASE) => return None,
         (_, p) if p.contains("join") || p.contains("init") || p == "cni" || p == "verify" => {
             NodePhase::Joining
         }
         _ => NodePhase::Installing,
-    }
+    })
 }
 
 async fn apply(
@@ -199,7 +210,9 @@ async fn apply(
                 .or_insert_with(|| (Instant::now(), status::now()));
             h.current_step = Some(format!("{phase} / {task}"));
             h.dirty = true;
-            let now = node_phase(sink.kind, &phase);
+            let Some(now) = node_phase(sink.kind, &phase, h.phase) else {
+                return;
+            };
             if h.phase != Some(now) {
                 h.phase = Some(now);
                 let node = sink.node_refs.get(&host).unwrap_or(&sink.cluster_ref);
@@ -299,5 +312,33 @@ pub async fn publish_with(
     };
     if let Err(e) = recorder.publish(&event, reference).await {
         tracing::warn!(reason, "event not recorded: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_phases_map_to_node_phases() {
+        let at = |phase, now| node_phase("install", phase, now);
+        assert_eq!(at("facts", None), Some(NodePhase::Preflight));
+        assert_eq!(at("container-runtime", None), Some(NodePhase::Installing));
+        assert_eq!(at("control-plane-init", None), Some(NodePhase::Joining));
+        assert_eq!(
+            at(DRAIN_PHASE, Some(NodePhase::Removing)),
+            Some(NodePhase::Draining)
+        );
+        // The reset of a drained host: its facts do not make it look new again.
+        assert_eq!(at("facts", Some(NodePhase::Draining)), None);
+        assert_eq!(
+            at("reset", Some(NodePhase::Draining)),
+            Some(NodePhase::Removing)
+        );
+        assert_eq!(at(VERSIONS_PHASE, Some(NodePhase::Joining)), None);
+        assert_eq!(
+            node_phase("reset", "facts", None),
+            Some(NodePhase::Removing)
+        );
     }
 }

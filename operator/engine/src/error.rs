@@ -168,6 +168,18 @@ pub enum Error {
         /// Members the spec adds.
         new: String,
     },
+    /// The spec asks for another Kubernetes version than the one the cluster runs.
+    #[error(
+        "cluster {cluster} runs Kubernetes {installed} and the spec asks for {requested}; upgrades are not supported yet, so nothing was changed\n  hint: set spec.kubernetesVersion back to {installed}"
+    )]
+    UpgradeNotSupported {
+        /// Cluster name.
+        cluster: String,
+        /// The version installed.
+        installed: String,
+        /// The version the spec asks for.
+        requested: String,
+    },
     /// The admin kubeconfig could not be written where the user asked.
     #[error(
         "cannot write the admin kubeconfig to {path}: {source}\n  hint: pick a writable path with --kubeconfig"
@@ -192,6 +204,7 @@ impl Error {
                 | Error::KeyFile { .. }
                 | Error::CaNotInJournal { .. }
                 | Error::EtcdMembershipChange { .. }
+                | Error::UpgradeNotSupported { .. }
                 | Error::KeyPassphrase { .. }
                 | Error::PasswordEnv { .. }
                 | Error::AgentMissing { .. }

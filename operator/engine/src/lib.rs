@@ -17,5 +17,6 @@ pub mod registry;
 pub mod session;
 pub mod spec;
 pub mod ssh;
+pub mod upgrade;
 
 pub use error::Error;

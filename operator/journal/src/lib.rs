@@ -28,6 +28,7 @@
 mod backend;
 mod error;
 mod history;
+mod installed;
 mod keys;
 mod ops;
 mod owner;

@@ -391,7 +391,8 @@ fn module_names(text: &str) -> Result<Vec<String>, (usize, String)> {
 /// What the facts phase should report so preflight can judge the host before any change:
 /// the kernel modules the playbook's kernel_modules tasks load (whatever their `when:`, as
 /// facts are gathered before predicates on facts can be judged), the versions of the bundle
-/// packages and of [`CONFLICTING_PACKAGES`], [`CONFLICTING_PATHS`] and [`PREFLIGHT_DISKS`].
+/// packages and of [`CONFLICTING_PACKAGES`], [`CONFLICTING_PATHS`], the binaries of the
+/// listed runtime handlers ([`crate::runtime_probe_paths`]) and [`PREFLIGHT_DISKS`].
 /// `host` may carry default facts: the templates used here read only the cluster.
 pub fn facts_probes(
     playbook: &Playbook,
@@ -420,6 +421,8 @@ pub fn facts_probes(
     probes.paths = CONFLICTING_PATHS
         .iter()
         .chain(KUBERNETES_PATHS)
+        .copied()
+        .chain(crate::runtimes::runtime_probe_paths(cluster))
         .map(PathBuf::from)
         .collect();
     // Whether the VIP is free is asked of every control-plane host: any of them may be the

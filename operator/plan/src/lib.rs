@@ -22,6 +22,7 @@ pub mod needs;
 mod playbook;
 mod predicate;
 mod registry;
+mod runtimes;
 mod templates;
 
 pub use bundle::{
@@ -53,6 +54,10 @@ pub use registry::{
     BUNDLE_REGISTRY_MARKER, BUNDLE_REGISTRY_MIRRORED, BundleRegistry, REGISTRY_BINARY,
     REGISTRY_BUNDLE_NAME, REGISTRY_CA_CERT, REGISTRY_CA_SET, REGISTRY_CERT, REGISTRY_CONFIG,
     REGISTRY_DATA_DIR, REGISTRY_KEY, REGISTRY_SET, REGISTRY_UNIT,
+};
+pub use runtimes::{
+    KATA_SHIM_BINARY, NVIDIA_RUNTIME_BINARY, SkippedRuntime, host_runtimes, runtime_binary,
+    runtime_probe_paths,
 };
 pub use templates::{
     CILIUM_IMAGE, CILIUM_OPERATOR_IMAGE, TEMPLATES, Template, kubelet_may_set_label, render,

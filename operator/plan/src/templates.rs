@@ -85,7 +85,8 @@ pub fn template(name: &str) -> Result<&'static Template> {
 ///
 /// Templates see `cluster` (`name`, `containerd.{line,major,minor}`, `runtimes`,
 /// `default_runtime`, `sandbox_image`, `registry_config_path`, `registry_mirrors`, `kata` as
-/// `[{handler, shim}]`, `nvidia`, `cdi_spec_dirs`), `host` (`name`, `roles`, and `facts` with
+/// `[{handler, shim}]`, `nvidia`, `cdi_spec_dirs`; `kata` and `nvidia` only for the handlers
+/// whose binary this host has, see [`crate::host_runtimes`]), `host` (`name`, `roles`, and `facts` with
 /// the wire's camelCase keys, e.g. `host.facts.osId`) and `mirror` (a [`RegistryMirror`] plus
 /// `bundle_registry`, true when it points at the bundle registry; or null). An undefined
 /// variable is an error, never an empty string. `cluster.registry_mirrors` is every certs.d
@@ -299,9 +300,12 @@ impl<'a> View<'a> {
         mirror: Option<&'a RegistryMirror>,
         mirrors: &'a [RegistryMirror],
     ) -> Self {
+        // Only the handlers whose binary this host has (see `runtimes`).
+        let (configured, _) = crate::runtimes::host_runtimes(cluster, host);
         let kata = cluster
             .runtimes
             .iter()
+            .filter(|r| configured.contains(r))
             .filter_map(|r| {
                 r.strip_prefix("kata-").map(|shim| KataView {
                     handler: r.as_str(),
@@ -327,7 +331,7 @@ impl<'a> View<'a> {
                     .as_ref()
                     .map(BundleRegistryView::new),
                 kata,
-                nvidia: cluster.has_runtime("nvidia"),
+                nvidia: configured.iter().any(|r| r == "nvidia"),
                 cdi_spec_dirs: CDI_SPEC_DIRS,
                 kubernetes: cluster.kubernetes.as_ref().map(KubernetesView::new),
             },

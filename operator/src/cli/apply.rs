@@ -109,6 +109,20 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
         ))
         .into());
     }
+    // A version change on an installed cluster would be an upgrade, which kubegrid does not
+    // do. Said first: the bundle and keys for the new version are beside the point. A journal
+    // that does not exist records no install, and is not created just to look.
+    if args.journal.path().exists() {
+        let journal = args.journal.open().await?;
+        let checked = kubegrid_engine::upgrade::check_journal(
+            &journal,
+            manifest.name(),
+            &manifest.cluster().spec.kubernetes_version,
+        )
+        .await;
+        journal.close().await;
+        checked?;
+    }
     let given = match (&args.bundle, manifest.bundle_dir()) {
         (Some(dir), _) => dir.clone(),
         (None, Some(dir)) => dir,

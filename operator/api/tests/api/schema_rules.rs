@@ -143,6 +143,7 @@ fn the_cel_crate_parses_every_rule_and_only_properties_carry_them() {
         [
             "Cluster:spec.bundle",
             "Cluster:spec.bundle.source",
+            "Cluster:spec.containerRuntime",
             "Cluster:spec.containerRuntime.containerd.version",
             "Cluster:spec.controlPlaneEndpoint",
             "Cluster:spec.controlPlaneEndpoint",
@@ -301,6 +302,31 @@ const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
         "  address: 10.0.0.22\n  port: 0\n",
         "Node/gpu-2",
         "spec.port",
+    ),
+    // Until kubegrid installs them, nvidia and kata-* may be listed but not be the default.
+    (
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [runc, kata-qemu, nvidia]\n    defaultRuntime: runc",
+        "",
+        "",
+    ),
+    (
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [runc, kata-qemu, nvidia]\n    defaultRuntime: nvidia",
+        "Cluster/gpu-prod",
+        "spec.containerRuntime.defaultRuntime",
+    ),
+    (
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [runc, kata-qemu, nvidia]\n    defaultRuntime: kata-qemu",
+        "Cluster/gpu-prod",
+        "spec.containerRuntime.defaultRuntime",
+    ),
+    (
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [runc, kata-fc, nvidia]\n    defaultRuntime: kata-fc",
+        "Cluster/gpu-prod",
+        "spec.containerRuntime.defaultRuntime",
     ),
 ];
 

@@ -269,14 +269,43 @@ fn unsupported_containerd_line() {
 fn default_runtime_must_be_listed() {
     let text = edit(
         "runtimes: [runc, kata-qemu, nvidia]",
-        "runtimes: [runc]\n    defaultRuntime: nvidia",
+        "runtimes: [nvidia]\n    defaultRuntime: runc",
     );
     one_problem(
         &text,
         CLUSTER,
         "spec.containerRuntime.defaultRuntime",
-        "`nvidia`",
+        "`runc`",
     );
+}
+
+#[test]
+fn default_runtime_must_be_one_kubegrid_installs() {
+    for runtime in ["nvidia", "kata-qemu", "kata-clh", "kata-fc"] {
+        let text = edit(
+            "runtimes: [runc, kata-qemu, nvidia]",
+            &format!(
+                "runtimes: [runc, kata-qemu, kata-clh, kata-fc, nvidia]\n    defaultRuntime: {runtime}"
+            ),
+        );
+        for target in [ValidateFor::Cli, ValidateFor::Operator] {
+            // The operator also refuses the fixture's privateKeyFile (confinement); only the
+            // runtime problem is this test's.
+            let problems: Vec<String> = problems_for(&text, target)
+                .into_iter()
+                .filter(|p| p.contains("defaultRuntime"))
+                .collect();
+            assert_eq!(problems.len(), 1, "{runtime}: {problems:#?}");
+            let problem = &problems[0];
+            assert!(
+                problem.contains("spec.containerRuntime.defaultRuntime")
+                    && problem.contains(&format!("`{runtime}`"))
+                    && problem.contains("does not install")
+                    && problem.contains("RuntimeClass"),
+                "{problem}"
+            );
+        }
+    }
 }
 
 #[test]

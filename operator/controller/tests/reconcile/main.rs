@@ -6,3 +6,4 @@ mod confinement;
 mod leader_loss;
 mod scenarios;
 mod scripted;
+mod status_truth;

@@ -55,6 +55,7 @@ async fn a_new_cluster_goes_progressing_then_ready() {
     assert_eq!(c["status"]["nodes"]["ready"], 2);
     assert_eq!(c["status"]["nodes"]["total"], 2);
     assert_eq!(c["status"]["kubernetesVersion"], "v1.31.4");
+    assert_eq!(c["status"]["operation"]["kind"], "install", "{c:#}");
     assert_eq!(
         condition(fake, "Progressing").and_then(|c| status_of(&c)),
         Some(false)
@@ -134,11 +135,22 @@ async fn a_host_failure_degrades_the_cluster_naming_the_host_and_retries_with_ba
     let bed = Bed::new(fake(true, "Orphan"), true, plan);
     let (_stop, _task, metrics) = bed.start("op-a", Duration::from_secs(2)).await;
     let fake = &bed.fake;
-    let degraded = eventually(fake, "Degraded=True", |f| {
-        condition(f, "Degraded").filter(|c| status_of(c) == Some(true))
+    // The condition and the one-line status message are written together.
+    let (degraded, summary) = eventually(fake, "Degraded=True", |f| {
+        condition(f, "Degraded")
+            .filter(|c| status_of(c) == Some(true))
+            .map(|c| (c, cluster(f)["status"].clone()))
     })
     .await;
+    assert_eq!(summary["phase"], "Degraded", "{summary:#}");
+    let summary = summary["message"].clone();
     assert_eq!(degraded["reason"], "HostsFailed");
+    assert!(
+        summary
+            .as_str()
+            .is_some_and(|m| m.contains("gpu-1 failed in container-runtime")),
+        "{summary}"
+    );
     let message = degraded["message"].as_str().unwrap();
     assert!(
         message.contains("gpu-1 failed in container-runtime: containerd: exit status 1"),

@@ -7,6 +7,7 @@ use std::{
 };
 
 use futures::future::BoxFuture;
+use kubegrid_api::NodeVersions;
 use kubegrid_controller::runner::{HostOutcome, Job, JobKind, RunOutcome, RunResult, Runner};
 use kubegrid_engine::progress::{Observer, Progress};
 use kubegrid_journal::{
@@ -200,7 +201,12 @@ impl ScriptedRunner {
                     ok: failure.is_none(),
                     failed_phase: failure.map(|(_, p, _)| p.to_string()),
                     error: failure.map(|(_, _, e)| e.to_string()),
-                    facts: None,
+                    facts: Some(kubegrid_controller::runner::node_facts(&host_facts(h))),
+                    // Like the engine: versions are read only from hosts that finished.
+                    versions: failure.is_none().then(|| NodeVersions {
+                        kubelet: Some("v1.31.4".into()),
+                        containerd: Some("v1.7.24".into()),
+                    }),
                 }
             })
             .collect();
@@ -210,6 +216,19 @@ impl ScriptedRunner {
         if ok && job.kind == JobKind::Apply {
             for (member, _) in journal.members(&job.cluster).await? {
                 if !nodes.contains(&member) {
+                    // Drained first, with the engine's progress events.
+                    observer.event(&Progress::TaskStarted {
+                        host: member.clone(),
+                        phase: kubegrid_engine::kubernetes::DRAIN_PHASE.into(),
+                        task: "drain and delete the Node".into(),
+                    });
+                    observer.event(&Progress::HostDone {
+                        host: member.clone(),
+                        phase: kubegrid_engine::kubernetes::DRAIN_PHASE.into(),
+                        ok: true,
+                        changed: 1,
+                        error: None,
+                    });
                     journal.remove_member(&job.cluster, &member).await?;
                     removed.push(member);
                 }
@@ -217,6 +236,11 @@ impl ScriptedRunner {
             for node in &nodes {
                 journal.put_member(&job.cluster, node, "{}").await?;
             }
+            // Like the engine after `kubeadm init`: the version the cluster now runs.
+            let version = &job.manifest.cluster().spec.kubernetes_version;
+            journal
+                .put_installed_version(&job.cluster, version.trim_start_matches('v'))
+                .await?;
         }
         journal
             .finish(
@@ -246,5 +270,32 @@ impl ScriptedRunner {
                 .map(|n| (n.clone(), "ssh-ed25519 SHA256:stand-in".to_string()))
                 .collect(),
         })
+    }
+}
+
+/// What a stand-in host reports: a Debian amd64 machine with two H100 SXM5 GPUs and one
+/// NVIDIA GPU whose device id kubegrid does not know.
+fn host_facts(name: &str) -> kubegrid_agent::facts::Facts {
+    let gpu = |address: &str, device: &str| kubegrid_agent::facts::PciDevice {
+        address: address.into(),
+        vendor: "0x10de".into(),
+        device: device.into(),
+        class: "0x030200".into(),
+        nvidia: true,
+    };
+    kubegrid_agent::facts::Facts {
+        hostname: name.into(),
+        os_id: "debian".into(),
+        os_version: "12".into(),
+        arch: "amd64".into(),
+        kernel: "6.1.0-13-amd64".into(),
+        cpus: 16,
+        memory_mib: 64_000,
+        pci: vec![
+            gpu("0000:3b:00.0", "0x2330"),
+            gpu("0000:5e:00.0", "0x2330"),
+            gpu("0000:86:00.0", "0x2302"),
+        ],
+        ..Default::default()
     }
 }

@@ -91,6 +91,11 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
     run.journal
         .put_kubeconfig(&run.req.cluster, &server, &kubeconfig)
         .await?;
+    // The init host finished every phase at this version: the cluster runs it. Status and
+    // the upgrade guard read this record, never the spec.
+    run.journal
+        .put_installed_version(&run.req.cluster, &k.version.to_string())
+        .await?;
     // Every host is already changed by now: a kubeconfig that cannot be written is reported
     // (it is in the journal either way), not allowed to swallow the report.
     if let Some(path) = &run.req.options.kubeconfig_out {

@@ -15,4 +15,4 @@ mod secrets;
 
 pub use context::{init_failed, kubernetes_context, prepare};
 pub use finish::{ClusterChecks, finish};
-pub use remove::{MemberRecord, RemovedNode};
+pub use remove::{DRAIN_PHASE, MemberRecord, RemovedNode};

@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::Error,
     operation::{self, HostSpec, Mode, Options, Outcome, Request, Run},
+    progress::Progress,
     ssh::{Password, SshTarget},
 };
+
+/// The progress phase of draining a removed Node and deleting its Kubernetes Node object.
+pub const DRAIN_PHASE: &str = "drain";
 
 /// How the engine remembers a member host, so it can still reach one removed from the spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +159,12 @@ pub async fn remove_absent(
             continue;
         }
         let force = run.req.options.force_remove;
+        // The operator shows the host as Draining from here until its reset begins.
+        run.observer.event(&Progress::TaskStarted {
+            host: name.clone(),
+            phase: DRAIN_PHASE.into(),
+            task: "drain and delete the Node".into(),
+        });
         let drained = match client {
             Some(client) => {
                 let opts = kubegrid_cluster::DrainOptions {
@@ -168,6 +178,13 @@ pub async fn remove_absent(
             }
             None => Err("the Kubernetes API cannot be reached to drain it".to_string()),
         };
+        run.observer.event(&Progress::HostDone {
+            host: name.clone(),
+            phase: DRAIN_PHASE.into(),
+            ok: drained.is_ok() || force,
+            changed: 1,
+            error: drained.as_ref().err().filter(|_| !force).cloned(),
+        });
         let api_note = match (drained, force) {
             (Ok(note), _) => note,
             (Err(why), true) => format!("drain or delete failed ({why}); removal forced"),

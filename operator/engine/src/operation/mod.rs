@@ -289,6 +289,8 @@ pub async fn execute(
             tasks: Vec::new(),
             round_trips: BTreeMap::new(),
             facts: None,
+            versions: BTreeMap::new(),
+            skipped_runtimes: Vec::new(),
         })
         .collect();
     let mut run = Run {
@@ -390,6 +392,7 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
     kubernetes::prepare(run).await?;
     crate::registry::prepare(run).await?;
     let plans = phases::compile_all(run)?;
+    phases::runtimes::note_skipped(run);
     let resume = resume::Resume::load(run).await?;
     for phase in run.req.playbook.phases.clone() {
         let mut per_host: BTreeMap<usize, _> = plans
@@ -438,6 +441,7 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
             return Ok(host_outcome(run));
         }
     }
+    phases::versions::read(run).await;
     let started = Instant::now();
     run.kubernetes = kubernetes::finish(run).await?;
     run.phase_times.push(PhaseTime {

@@ -33,6 +33,15 @@ pub struct HostReport {
     /// Node's status. Not in the CLI's JSON report, which predates it.
     #[serde(skip)]
     pub facts: Option<kubegrid_agent::facts::Facts>,
+    /// What kubelet and containerd report as their version after the playbook, by
+    /// component (`kubelet`, `containerd`); empty where they are not installed or the run
+    /// stopped before (see `phases::versions`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, String>,
+    /// Runtime handlers the spec lists that this host's containerd config leaves out, each
+    /// saying which binary the host lacks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_runtimes: Vec<String>,
 }
 
 /// A task report tagged with its phase.

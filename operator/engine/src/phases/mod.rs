@@ -5,6 +5,8 @@ mod facts;
 mod fan_out;
 mod playbook;
 mod preflight;
+pub mod runtimes;
+pub mod versions;
 
 pub use facts::Facts;
 pub use playbook::{PlaybookPhase, compile_all};

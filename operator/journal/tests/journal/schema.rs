@@ -31,8 +31,8 @@ async fn reopening_applies_each_migration_once(kind: Kind) {
         assert_eq!(op.status, OperationStatus::Succeeded);
         assert_eq!(
             journal.migrations_applied().await,
-            2,
-            "each of the two migrations applied once"
+            3,
+            "each of the three migrations applied once"
         );
         again.close().await;
     }

@@ -3,6 +3,28 @@ use kubegrid_journal::StoredCert;
 use crate::{Kind, fresh, on_both_backends};
 
 on_both_backends!(certificates_members_and_kubeconfig_round_trip_per_cluster);
+on_both_backends!(the_installed_version_round_trips_per_cluster);
+
+async fn the_installed_version_round_trips_per_cluster(kind: Kind) {
+    let j = fresh(kind).await;
+    assert_eq!(j.installed_version("a").await.unwrap(), None);
+    j.put_installed_version("a", "1.31.4").await.unwrap();
+    j.put_installed_version("b", "1.32.0").await.unwrap();
+    assert_eq!(
+        j.installed_version("a").await.unwrap().as_deref(),
+        Some("1.31.4")
+    );
+    j.put_installed_version("a", "1.31.5").await.unwrap();
+    assert_eq!(
+        j.installed_version("a").await.unwrap().as_deref(),
+        Some("1.31.5"),
+        "the latest install replaces the first"
+    );
+    assert_eq!(
+        j.installed_version("b").await.unwrap().as_deref(),
+        Some("1.32.0")
+    );
+}
 
 async fn certificates_members_and_kubeconfig_round_trip_per_cluster(kind: Kind) {
     let j = fresh(kind).await;

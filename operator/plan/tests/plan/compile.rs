@@ -134,7 +134,12 @@ fn runc_only_host_gets_v2_config_and_bundle_packages() {
 #[test]
 fn containerd_2_with_mirrors_gets_v3_config_and_one_hosts_file_per_mirror() {
     let (_dir, bundle, playbook) = fixture();
-    let phases = compile(&playbook, &full_cluster("2.1"), &lab_host(), &bundle).unwrap();
+    // The Kata shim is installed on this host, so its handlers are configured.
+    let mut host = lab_host();
+    host.facts
+        .paths
+        .insert(kubegrid_plan::KATA_SHIM_BINARY.into(), true);
+    let phases = compile(&playbook, &full_cluster("2.1"), &host, &bundle).unwrap();
     let runtime = &phases[1];
     assert_eq!(
         names(&runtime.tasks),
@@ -280,4 +285,25 @@ fn facts_probes_cover_modules_packages_and_conflicts() {
             .all(|p| probes.packages.iter().any(|q| q == p))
     );
     assert!(!probes.paths.is_empty() && !probes.disks.is_empty());
+}
+
+#[test]
+fn facts_probes_ask_for_the_binaries_of_the_listed_runtime_handlers() {
+    let playbook = Playbook::builtin("install").unwrap();
+    let has = |probes: &kubegrid_agent::protocol::FactsArgs, path: &str| {
+        probes.paths.iter().any(|p| p == std::path::Path::new(path))
+    };
+    let full = facts_probes(&playbook, &full_cluster("1.7"), &lab_host()).unwrap();
+    assert!(
+        has(&full, kubegrid_plan::NVIDIA_RUNTIME_BINARY),
+        "{:?}",
+        full.paths
+    );
+    assert!(
+        has(&full, kubegrid_plan::KATA_SHIM_BINARY),
+        "{:?}",
+        full.paths
+    );
+    let runc = facts_probes(&playbook, &runc_cluster("1.7"), &lab_host()).unwrap();
+    assert!(!has(&runc, kubegrid_plan::NVIDIA_RUNTIME_BINARY));
 }

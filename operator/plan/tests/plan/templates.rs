@@ -2,19 +2,32 @@
 
 use std::collections::BTreeMap;
 
-use kubegrid_plan::{ClusterContext, TEMPLATES, render};
+use kubegrid_plan::{
+    ClusterContext, HostContext, KATA_SHIM_BINARY, NVIDIA_RUNTIME_BINARY, TEMPLATES, host_runtimes,
+    render,
+};
 
 use crate::common::{
     assert_golden, full_cluster, golden_contexts, golden_path, lab_host, runc_cluster,
     toml_structure,
 };
 
+/// The lab host with the NVIDIA runtime and the Kata shim installed, so every listed
+/// handler is configured.
+fn runtime_host() -> HostContext {
+    let mut host = lab_host();
+    for binary in [NVIDIA_RUNTIME_BINARY, KATA_SHIM_BINARY] {
+        host.facts.paths.insert(binary.into(), true);
+    }
+    host
+}
+
 /// Renders a template for every golden context that applies and compares each result.
 fn golden_for(template: &str, applies: impl Fn(&ClusterContext) -> bool) {
     let mut rendered = 0;
     for (label, cluster) in golden_contexts() {
         if applies(&cluster) {
-            let text = render(template, &cluster, &lab_host(), None).unwrap();
+            let text = render(template, &cluster, &runtime_host(), None).unwrap();
             assert_golden(&golden_path(template, label), &text);
             rendered += 1;
         }
@@ -36,6 +49,39 @@ fn containerd_config_v2_matches_golden() {
 #[test]
 fn containerd_config_v3_matches_golden() {
     golden_for(V3, |c| c.containerd.major == 2);
+}
+
+/// A host without the runtimes' binaries gets runc only (and no CDI); one with only the
+/// NVIDIA runtime gets runc and nvidia. Each listed handler left out is reported.
+#[test]
+fn handlers_without_their_binary_are_left_out_of_the_config() {
+    for (template, line) in [(V2, "1.7"), (V3, "2.1")] {
+        let cluster = full_cluster(line);
+        let bare = lab_host();
+        let text = render(template, &cluster, &bare, None).unwrap();
+        assert_golden(
+            &golden_path(template, &format!("full-{line}-no-runtime-binaries")),
+            &text,
+        );
+        toml_structure(&text);
+        assert!(!text.contains("nvidia") && !text.contains("kata"), "{text}");
+        let (_, skipped) = host_runtimes(&cluster, &bare);
+        let skipped: Vec<&str> = skipped.iter().map(|s| s.handler.as_str()).collect();
+        assert_eq!(skipped, ["kata-qemu", "kata-clh", "nvidia"]);
+
+        let mut gpu = lab_host();
+        gpu.facts.paths.insert(NVIDIA_RUNTIME_BINARY.into(), true);
+        let text = render(template, &cluster, &gpu, None).unwrap();
+        assert_golden(
+            &golden_path(template, &format!("full-{line}-nvidia-only")),
+            &text,
+        );
+        toml_structure(&text);
+        assert!(
+            text.contains("runtimes.nvidia") && !text.contains("kata"),
+            "{text}"
+        );
+    }
 }
 
 #[test]
@@ -138,7 +184,7 @@ fn runc_only_configs_carry_no_kata_or_nvidia() {
 
 #[test]
 fn v2_config_puts_everything_under_the_cri_plugin() {
-    let text = render(V2, &full_cluster("1.7"), &lab_host(), None).unwrap();
+    let text = render(V2, &full_cluster("1.7"), &runtime_host(), None).unwrap();
     let toml = toml_structure(&text);
     assert_eq!(get(&toml, "", "version"), "2");
     assert_eq!(
@@ -159,7 +205,7 @@ fn v2_config_puts_everything_under_the_cri_plugin() {
 
 #[test]
 fn v3_config_splits_images_and_runtime_plugins() {
-    let text = render(V3, &full_cluster("2.1"), &lab_host(), None).unwrap();
+    let text = render(V3, &full_cluster("2.1"), &runtime_host(), None).unwrap();
     let toml = toml_structure(&text);
     assert_eq!(get(&toml, "", "version"), "3");
     assert_eq!(

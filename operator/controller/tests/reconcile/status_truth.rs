@@ -1,0 +1,239 @@
+//! Status says only what happened: the installed version comes from the journal, the
+//! versions on each Node from the hosts, and a version change on an installed Cluster is
+//! refused (no upgrade runs) while its Ready condition and version stay as they were.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::json;
+
+use crate::common::*;
+
+fn never_fails() -> Arc<Plan> {
+    Arc::new(|_, _| Vec::new())
+}
+
+#[tokio::test]
+async fn status_carries_the_installed_versions_and_the_operation() {
+    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let fake = &bed.fake;
+    eventually(fake, "Ready=True", |f| {
+        condition(f, "Ready").filter(|c| c["status"] == "True")
+    })
+    .await;
+    let c = cluster(fake);
+    let status = &c["status"];
+    assert_eq!(status["kubernetesVersion"], "v1.31.4", "{c:#}");
+    assert_eq!(status["operation"]["kind"], "install", "{c:#}");
+    assert_eq!(status["operation"]["id"], bed.calls()[0].operation, "{c:#}");
+    let started = status["operation"]["startedAt"]
+        .as_str()
+        .expect("startedAt");
+    assert!(started.ends_with('Z') && started.contains('T'), "{started}");
+    assert_eq!(
+        status["observedGeneration"], c["metadata"]["generation"],
+        "{c:#}"
+    );
+    for type_ in ["Ready", "Progressing", "Degraded"] {
+        let cond = condition(fake, type_).expect(type_);
+        assert!(cond["lastTransitionTime"].is_string(), "{cond}");
+        assert_eq!(
+            cond["observedGeneration"], c["metadata"]["generation"],
+            "{cond}"
+        );
+    }
+    for name in ["cp-1", "gpu-1"] {
+        let n = node_of(fake, name);
+        let s = &n["status"];
+        assert_eq!(
+            s["versions"],
+            json!({"kubelet": "v1.31.4", "containerd": "v1.7.24"}),
+            "{n:#}"
+        );
+        assert!(s["lastTransitionTime"].is_string(), "{n:#}");
+        assert_eq!(s["operation"], status["operation"]["id"], "{n:#}");
+        let facts = &s["facts"];
+        assert_eq!(facts["os"], "debian 12", "{n:#}");
+        assert_eq!(facts["kernel"], "6.1.0-13-amd64", "{n:#}");
+        assert_eq!(facts["arch"], "amd64", "{n:#}");
+        assert_eq!(facts["cpus"], 16, "{n:#}");
+        assert_eq!(facts["memoryMiB"], 64_000, "{n:#}");
+        // Product names where the PCI id is known, the ids otherwise.
+        assert_eq!(
+            facts["gpus"],
+            json!([
+                {"model": "H100 SXM5 80GB", "count": 2},
+                {"model": "NVIDIA 10de:2302", "count": 1},
+            ]),
+            "{n:#}"
+        );
+        let timing = &s["phaseTimes"][0];
+        assert!(
+            timing["phase"].is_string()
+                && timing["startedAt"].is_string()
+                && timing["finishedAt"].is_string()
+                && timing["durationMs"].is_u64(),
+            "{n:#}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_version_change_on_an_installed_cluster_is_refused_and_nothing_runs() {
+    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let fake = &bed.fake;
+    eventually(fake, "Ready=True", |f| {
+        condition(f, "Ready").filter(|c| c["status"] == "True")
+    })
+    .await;
+    let mut c = cluster(fake);
+    c["spec"]["kubernetesVersion"] = json!("v1.32.0");
+    fake.put(c);
+    let progressing = eventually(fake, "Progressing=False UpgradeNotSupported", |f| {
+        condition(f, "Progressing").filter(|c| c["reason"] == "UpgradeNotSupported")
+    })
+    .await;
+    assert_eq!(progressing["status"], "False");
+    let message = progressing["message"].as_str().unwrap();
+    assert!(
+        message.contains("runs Kubernetes v1.31.4")
+            && message.contains("asks for v1.32.0")
+            && message.contains("upgrades are not supported yet"),
+        "{message}"
+    );
+    let c = cluster(fake);
+    assert_eq!(c["status"]["phase"], "Ready", "never Upgrading: {c:#}");
+    assert_eq!(c["status"]["kubernetesVersion"], "v1.31.4", "{c:#}");
+    assert_eq!(
+        condition(fake, "Ready").map(|c| c["status"].clone()),
+        Some(json!("True")),
+        "the cluster still runs"
+    );
+    assert!(
+        events(fake)
+            .iter()
+            .any(|e| e.starts_with("UpgradeNotSupported")),
+        "{:#?}",
+        events(fake)
+    );
+    assert_eq!(bed.calls().len(), 1, "an operation ran for the new version");
+    // Back to the installed version: the Cluster converges again without complaint.
+    let mut c = cluster(fake);
+    c["spec"]["kubernetesVersion"] = json!("v1.31.4");
+    fake.put(c);
+    eventually(fake, "Progressing no longer UpgradeNotSupported", |f| {
+        condition(f, "Progressing").filter(|c| c["reason"] != "UpgradeNotSupported")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn removal_shows_absent_and_removing_and_deletion_shows_deleting_while_they_run() {
+    let bed = Bed::new(fake(true, "Reset"), true, never_fails());
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let fake = &bed.fake;
+    eventually(fake, "Ready=True", |f| {
+        condition(f, "Ready").filter(|c| c["status"] == "True")
+    })
+    .await;
+    // Held halfway from now on, so what runs can be seen.
+    bed.gate.send(false).unwrap();
+    assert!(fake.delete_object(API, "Node", NS, "gpu-1"));
+    eventually(fake, "gpu-1 Absent and Removing", |f| {
+        let s = node_of(f, "gpu-1")["status"].clone();
+        (s["desiredState"] == "Absent" && s["phase"] == "Removing").then_some(())
+    })
+    .await;
+    bed.gate.send(true).unwrap();
+    eventually(fake, "a NodePhaseChanged Event for the drain", |f| {
+        events(f)
+            .iter()
+            .any(|e| e.starts_with("NodePhaseChanged: gpu-1 is Draining"))
+            .then_some(())
+    })
+    .await;
+    eventually(fake, "gpu-1 released", |f| {
+        node_of(f, "gpu-1").is_null().then_some(())
+    })
+    .await;
+    eventually(fake, "Ready=True with one Node", |f| {
+        (cluster(f)["status"]["nodes"]["total"] == 1).then_some(())
+    })
+    .await;
+    bed.gate.send(false).unwrap();
+    assert!(fake.delete_object(API, "Cluster", NS, "gpu"));
+    let c = eventually(fake, "phase Deleting", |f| {
+        let c = cluster(f);
+        (c["status"]["phase"] == "Deleting").then_some(c)
+    })
+    .await;
+    let progressing = c["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .cloned()
+        .unwrap();
+    assert_eq!(progressing["reason"], "Resetting", "{c:#}");
+    bed.gate.send(true).unwrap();
+    eventually(fake, "the Cluster is gone", |f| {
+        cluster(f).is_null().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cluster_with_a_missing_secret_stays_pending() {
+    let bed = Bed::new(fake(false, "Orphan"), true, never_fails());
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let c = eventually(&bed.fake, "phase Pending", |f| {
+        let c = cluster(f);
+        (c["status"]["phase"] == "Pending").then_some(c)
+    })
+    .await;
+    assert_eq!(
+        c["status"]["nodes"],
+        json!({"total": 2, "ready": 0}),
+        "{c:#}"
+    );
+    assert!(
+        c["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("gpu-ssh")),
+        "{c:#}"
+    );
+    assert!(
+        c["status"]["kubernetesVersion"].is_null(),
+        "nothing installed: {c:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_reset_reports_a_reset_operation() {
+    let plan: Arc<Plan> = Arc::new(|job, n| {
+        if job.kind == kubegrid_controller::runner::JobKind::Reset && n < 2 {
+            vec![("cp-1", "reset", "kubeadm reset: exit status 1")]
+        } else {
+            Vec::new()
+        }
+    });
+    let bed = Bed::new(fake(true, "Reset"), true, plan);
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let fake = &bed.fake;
+    eventually(fake, "Ready=True", |f| {
+        condition(f, "Ready").filter(|c| c["status"] == "True")
+    })
+    .await;
+    assert!(fake.delete_object(API, "Cluster", NS, "gpu"));
+    let c = eventually(fake, "a reset operation in status", |f| {
+        let c = cluster(f);
+        (c["status"]["operation"]["kind"] == "reset").then_some(c)
+    })
+    .await;
+    assert!(c["status"]["operation"]["startedAt"].is_string(), "{c:#}");
+    eventually(fake, "the Cluster is gone", |f| {
+        cluster(f).is_null().then_some(())
+    })
+    .await;
+}
