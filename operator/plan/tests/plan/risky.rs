@@ -171,11 +171,11 @@ fn a_retried_init_or_control_plane_join_refuses_to_reset_a_running_control_plane
             .find("kubeadm reset --force")
             .expect("a retry resets");
         let guard = script
-            .find("pgrep -x kube-apiserver")
+            .find("grep -qsx kube-apiserver /proc/[0-9]*/comm")
             .expect("the retry checks for a running API server");
         assert!(guard < reset, "{script}");
         let stacked_etcd = script
-            .find("/etc/kubernetes/manifests/etcd.yaml && pgrep -x etcd")
+            .find("/etc/kubernetes/manifests/etcd.yaml && grep -qsx etcd /proc/[0-9]*/comm")
             .expect("the retry checks for kubeadm's running etcd");
         assert!(stacked_etcd < reset, "{script}");
         let refusal = &script[guard..reset];
