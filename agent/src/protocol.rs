@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::facts::Facts;
 
 /// Bumped whenever a plan or event changes shape; the agent refuses other versions.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Where blobs (bundle files) live on a host, named by their sha256.
 pub const DEFAULT_STORE_DIR: &str = "/var/lib/kubegrid/store";
@@ -42,7 +42,8 @@ pub struct Plan {
     /// fetched from their `url`, or read from stdin, where their bytes follow the plan line.
     #[serde(default)]
     pub blobs: Vec<BlobHeader>,
-    /// Tasks, run in order; the first failure stops the plan.
+    /// Tasks, run in order; the first failure stops the plan, except for the tasks marked
+    /// [`Task::always`] after it.
     pub tasks: Vec<Task>,
 }
 
@@ -85,6 +86,10 @@ pub struct Task {
     pub name: String,
     /// What to do.
     pub action: Action,
+    /// Runs even after an earlier task of the plan failed (a cleanup that always runs, such
+    /// as removing a file that holds secrets); the plan still reports the earlier failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always: bool,
 }
 
 /// The modules. Each is idempotent and reports changed or unchanged.
@@ -236,6 +241,11 @@ pub struct UnitArgs {
     /// run killed between writing a config and restarting still restarts next time.
     #[serde(default)]
     pub watch: Vec<PathBuf>,
+    /// Restart a running service whose inputs changed. False only starts a stopped one and
+    /// leaves a due restart (and its stamp) to a later task, such as a phase that restarts
+    /// the members of a quorum one at a time.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub restart: bool,
 }
 
 /// sysctl keys.
@@ -498,4 +508,8 @@ fn root() -> String {
 
 fn yes() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }

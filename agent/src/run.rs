@@ -37,7 +37,8 @@ use crate::{
 pub enum Exit {
     /// Every task succeeded.
     Ok,
-    /// A task failed (its event says why); later tasks did not run.
+    /// A task failed (its event says why); later tasks did not run, but cleanups marked
+    /// `always`.
     TaskFailed,
     /// The plan could not run at all (a `Fatal` event says why, if stdout still worked).
     Fatal,
@@ -124,6 +125,10 @@ fn run_plan(input: &mut impl BufRead, out: &mut impl Write, root: &Path) -> Resu
     let mut changed = 0;
     let mut ok = true;
     for (index, task) in plan.tasks.iter().enumerate() {
+        // After a failure only the cleanups run; the others are not even announced.
+        if !ok && !task.always {
+            continue;
+        }
         let name = task.name.clone();
         emit(
             out,
@@ -174,7 +179,6 @@ fn run_plan(input: &mut impl BufRead, out: &mut impl Write, root: &Path) -> Resu
         )?;
         if status == TaskStatus::Failed {
             ok = false;
-            break;
         }
     }
     emit(out, &Event::PlanFinished { ok, changed })?;

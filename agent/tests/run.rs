@@ -97,6 +97,7 @@ fn task(name: &str, action: Action) -> Task {
     Task {
         name: name.into(),
         action,
+        always: false,
     }
 }
 
@@ -227,6 +228,40 @@ fn a_failed_task_stops_the_plan() {
         Some(&Event::PlanFinished {
             ok: false,
             changed: 0
+        })
+    );
+}
+
+#[test]
+fn a_cleanup_marked_always_runs_after_a_failure_and_the_plan_still_fails() {
+    let host = Host::new();
+    let secret = host.path("secret.yaml");
+    fs::write(&secret, "token: abc\n").unwrap();
+    let skipped = host.path("skipped");
+    let plan = host.plan(vec![
+        command_task("fails", "exit 3", None),
+        command_task("skipped", &format!("touch {}", skipped.display()), None),
+        Task {
+            always: true,
+            ..command_task("cleanup", &format!("rm -f {}", secret.display()), None)
+        },
+    ]);
+    let (events, code) = run_plan(&plan, &[]);
+    assert_eq!(code, 1, "{events:?}");
+    let done = finished(&events);
+    let names: Vec<&str> = done.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["fails", "cleanup"], "{events:?}");
+    assert_eq!(done[1].1, TaskStatus::Changed);
+    assert!(!secret.exists(), "the cleanup removed the secret");
+    assert!(
+        !skipped.exists(),
+        "an ordinary task after the failure never ran"
+    );
+    assert_eq!(
+        events.last(),
+        Some(&Event::PlanFinished {
+            ok: false,
+            changed: 1
         })
     );
 }

@@ -58,6 +58,8 @@ pub fn apply(args: &UnitArgs, ctx: &Ctx) -> Result<Outcome> {
     }
 
     let active = query(&["is-active", unit])? == "active";
+    // A restart this task may not make (`restart: false`), left to a later task.
+    let mut deferred = false;
     if args.running {
         let stamp_path = ctx.state_dir.join("units").join(format!("{unit}.sha256"));
         let stamp = match &args.content {
@@ -72,13 +74,15 @@ pub fn apply(args: &UnitArgs, ctx: &Ctx) -> Result<Outcome> {
         };
         let recorded =
             read_optional(&stamp_path)?.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+        let due = recorded.is_none() || recorded != stamp;
         let verb = if !active {
             Some("start")
-        } else if recorded.is_none() || recorded != stamp {
+        } else if due && args.restart {
             Some("restart")
         } else {
             None
         };
+        deferred = active && due && !args.restart;
         if let Some(verb) = verb {
             changes.push(match (verb, &recorded) {
                 ("restart", None) => format!("restart {unit} (no record of its inputs)"),
@@ -106,12 +110,17 @@ pub fn apply(args: &UnitArgs, ctx: &Ctx) -> Result<Outcome> {
     }
 
     let steady = format!(
-        "{unit} is {}{}",
+        "{unit} is {}{}{}",
         if args.enabled { "enabled" } else { "disabled" },
         if args.running {
             " and running"
         } else {
             " and stopped"
+        },
+        if deferred {
+            "; its inputs changed, and a later task restarts it"
+        } else {
+            ""
         }
     );
     Ok(Outcome::from_changes(&changes, &steady, &output))

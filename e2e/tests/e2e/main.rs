@@ -6,6 +6,7 @@
 mod airgap;
 mod apply;
 mod bootstrap;
+mod bootstrap_safety;
 mod cluster_checks;
 mod distribute;
 mod lab;

@@ -360,6 +360,10 @@ fn the_operator_installs_a_cluster_from_the_api_onto_lab_hosts_and_resets_it_on_
     );
 
     // Deleting the Cluster (deletionPolicy: Reset) resets every host before it goes.
+    lab.ssh_ok(
+        &lab.hosts[0],
+        "systemctl is-active --quiet etcd.service && test -d /var/lib/etcd/member",
+    );
     assert!(fake.delete_object(API, "Cluster", NS, &cluster));
     let gone = |f: &FakeCluster| {
         f.get_object(API, "Cluster", NS, &cluster)
@@ -379,6 +383,17 @@ fn the_operator_installs_a_cluster_from_the_api_onto_lab_hosts_and_resets_it_on_
                 .trim(),
             "reset",
             "{} still has its kubelet.conf",
+            h.name
+        );
+        // kubegrid's external etcd (lab-1 has the etcd role) went too, with its data.
+        assert_eq!(
+            lab.ssh_ok(
+                h,
+                "for p in /var/lib/etcd /etc/etcd/pki /etc/systemd/system/etcd.service; \
+                 do test -e $p && echo \"$p left\"; done; true"
+            ),
+            "",
+            "{}",
             h.name
         );
         let n = fake.get_object(API, "Node", NS, &h.name).unwrap();

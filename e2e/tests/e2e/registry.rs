@@ -1,8 +1,10 @@
 //! The bundle registry (spec.bundle.registry) on lab hosts: `apply --until registry` starts
 //! it on one host from the bundle's `registry` binary; every host gets the registry CA and
 //! certs.d files; another host reaches its API over TLS with that CA (and not without it);
-//! an image pushed into it is pulled on a third host under its upstream name, through
-//! containerd's mirror config; a second apply changes nothing.
+//! the registry hosts pull from is read-only and its push endpoint (the next port) refuses
+//! anonymous pushes; an image pushed with the engine's credential (from the journal) is
+//! pulled on a third host under its upstream name, through containerd's mirror config; a
+//! second apply changes nothing.
 
 use std::path::PathBuf;
 
@@ -10,6 +12,7 @@ use kubegrid_e2e::{Host, LabGuard, bundle_dir, describe};
 use serde_json::Value;
 
 const PORT: u16 = 5000;
+const PUSH_PORT: u16 = 5001;
 const CA: &str = "/etc/kubegrid/pki/registry-ca.crt";
 
 /// The lab's spec with the bundle (the e2e one) and its registry on `host`.
@@ -44,6 +47,31 @@ fn apply_until_registry(lab: &LabGuard, spec: &std::path::Path) -> Value {
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", describe(&out)));
     assert_eq!(report["outcome"], "succeeded", "{report}");
     report
+}
+
+/// The push credential the engine keeps in the lab's journal: (user, password).
+fn push_credential(lab: &LabGuard) -> (String, String) {
+    let text = std::fs::read_to_string(lab.spec()).expect("read lab spec");
+    let cluster = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).expect("yaml doc"))
+        .find(|d| d["kind"] == "Cluster")
+        .and_then(|d| d["metadata"]["name"].as_str().map(String::from))
+        .expect("the lab spec names its Cluster");
+    let stored = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let journal = kubegrid_journal::Journal::open(&lab.journal()).await?;
+            journal.cert(&cluster, "registry-push").await
+        })
+        .expect("read the journal")
+        .expect("the journal keeps the registry push credential");
+    let user = stored
+        .cert_pem
+        .split(':')
+        .next()
+        .expect("htpasswd line")
+        .to_string();
+    (user, stored.key_pem)
 }
 
 fn changed(report: &Value) -> u64 {
@@ -161,13 +189,43 @@ fn bundle_registry_serves_tls_with_the_ca_and_hosts_pull_through_it() {
     // to registry.k8s.io).
     let upstream = "registry.k8s.io/kubegrid-e2e/hello:1";
     import_test_image(&lab, client, upstream);
-    let target = format!("{}:{PORT}/{upstream}", registry.address);
-    lab.ssh_ok(
-        client,
-        &format!(
-            "ctr -n kg-e2e images tag {upstream} {target} >/dev/null && ctr -n kg-e2e images push --tlscacert {CA} {target} >/dev/null"
+    assert_eq!(
+        lab.ssh_ok(
+            registry,
+            "systemctl is-active kubegrid-registry-push.service"
         ),
+        "active"
     );
+    assert_eq!(
+        lab.ssh_ok(registry, "stat -c %a /etc/kubegrid/registry/htpasswd"),
+        "600"
+    );
+    let push = |port: u16, user: &str| {
+        let target = format!("{}:{port}/{upstream}", registry.address);
+        lab.ssh(
+            client,
+            &format!(
+                "ctr -n kg-e2e images tag --force {upstream} {target} >/dev/null && ctr -n kg-e2e images push {user} --tlscacert {CA} {target}"
+            ),
+        )
+    };
+    // Anonymous pushes are refused: the registry hosts pull from is read-only, and its push
+    // endpoint asks for the credential.
+    let read_only = push(PORT, "");
+    assert!(!read_only.status.success(), "{}", describe(&read_only));
+    let anonymous = push(PUSH_PORT, "");
+    assert!(!anonymous.status.success(), "{}", describe(&anonymous));
+    let wrong = push(PUSH_PORT, "--user kubegrid-push:not-the-password");
+    assert!(!wrong.status.success(), "{}", describe(&wrong));
+    let unauthorized = format!(
+        "curl -sS -o /dev/null -w %{{http_code}} --cacert {CA} https://{}:{PUSH_PORT}/v2/",
+        registry.address
+    );
+    assert_eq!(lab.ssh_ok(client, &unauthorized), "401");
+    // The engine's credential pushes.
+    let (user, password) = push_credential(&lab);
+    let pushed = push(PUSH_PORT, &format!("--user {user}:{password}"));
+    assert!(pushed.status.success(), "{}", describe(&pushed));
     let pulled = lab.ssh_ok(
         puller,
         &format!(

@@ -98,7 +98,12 @@ pub async fn push_all(
         Some(ca) => Transport::Https(Trust::Only(vec![ca.clone().into_bytes()])),
         None => Transport::Http,
     };
-    let endpoint = RegistryEndpoint::new(registry.authority(), transport);
+    // The registry hosts pull from is read-only; pushes go to its push endpoint, with the
+    // credential the engine keeps.
+    let mut endpoint = RegistryEndpoint::new(registry.push_authority(), transport);
+    if let Some(push) = &registry.push {
+        endpoint = endpoint.with_basic_auth(push.user.clone(), push.password.clone());
+    }
     wait_until_answering(&endpoint, registry).await?;
     let options = PushOptions {
         naming: RepositoryNaming::WithRegistry,
@@ -117,8 +122,8 @@ pub async fn push_all(
             .await
             .map_err(|e| {
                 format!(
-                    "pushing bundle image {reference} into the bundle registry {} on {} failed: {e}; hint: check the registry with `systemctl status kubegrid-registry` on {}",
-                    registry.url(),
+                    "pushing bundle image {reference} into the bundle registry's push endpoint {} on {} failed: {e}; hint: check it with `systemctl status kubegrid-registry-push` on {}",
+                    registry.push_authority(),
                     registry.host,
                     registry.host
                 )
@@ -142,11 +147,12 @@ async fn wait_until_answering(
             Ok(()) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
                 return Err(format!(
-                    "the bundle registry {} on {} does not answer this machine after {}s: {e}; hint: the engine pushes the bundle's images to it, so {} must be reachable from here",
-                    registry.url(),
+                    "the bundle registry's push endpoint {} on {} does not answer this machine after {}s: {e}; hint: the engine pushes the bundle's images there, so port {} of {} must be reachable from here",
+                    registry.push_authority(),
                     registry.host,
                     ANSWER_TIMEOUT.as_secs(),
-                    registry.authority()
+                    registry.push_port(),
+                    registry.address,
                 ));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,

@@ -14,6 +14,7 @@ pub mod phases;
 pub mod preflight;
 pub mod progress;
 pub mod registry;
+pub mod registry_push;
 pub mod session;
 pub mod spec;
 pub mod ssh;

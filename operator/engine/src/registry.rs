@@ -9,12 +9,15 @@ use kubegrid_api::Manifest;
 use kubegrid_pki::{
     generate_registry_ca, registry_ca_files, registry_server_files, registry_server_spec,
 };
-use kubegrid_plan::{BundleRegistry, REGISTRY_CA_SET, REGISTRY_SET};
+use kubegrid_plan::{
+    BundleRegistry, PkiFile, REGISTRY_CA_SET, REGISTRY_HTPASSWD, REGISTRY_PUSH_SET, REGISTRY_SET,
+};
 
 use crate::{
     error::Error,
     kubernetes::pki::{Store, plan_files},
     operation::Run,
+    registry_push::{self, PushCredential},
 };
 
 /// The journal's name for the registry CA.
@@ -37,6 +40,9 @@ pub struct BundleRegistryEndpoint {
     /// The registry CA certificate (PEM) its server certificate chains to; None for plain
     /// HTTP. Trust only this for the push, not the system roots.
     pub ca_pem: Option<String>,
+    /// The credential the push endpoint (on the next port) asks for; the registry on `port`
+    /// is read-only.
+    pub push: Option<PushCredential>,
 }
 
 impl BundleRegistryEndpoint {
@@ -56,6 +62,16 @@ impl BundleRegistryEndpoint {
     /// None when no host pulls `name`'s registry through this one.
     pub fn repository(name: &str) -> Option<String> {
         BundleRegistry::repository(name)
+    }
+
+    /// `address:push_port` (IPv6 bracketed): where the engine pushes.
+    pub fn push_authority(&self) -> String {
+        self.registry().push_authority()
+    }
+
+    /// The push endpoint's port.
+    pub fn push_port(&self) -> u16 {
+        self.registry().push_port()
     }
 
     /// Whether it serves plain HTTP.
@@ -79,6 +95,7 @@ impl std::fmt::Debug for BundleRegistryEndpoint {
             .field("host", &self.host)
             .field("url", &self.url())
             .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
+            .field("push", &self.push)
             .finish()
     }
 }
@@ -113,12 +130,15 @@ pub fn bundle_registry(
                     .join(", ")
             ),
         })?;
-    Ok(Some(BundleRegistry {
+    let registry = BundleRegistry {
         host: node.name.clone(),
         address: node.address.clone(),
         port: spec.port,
         plain_http: spec.plain_http,
-    }))
+    };
+    // Checked here, before any host is contacted: port 65535 leaves no push port.
+    registry.validate()?;
+    Ok(Some(registry))
 }
 
 /// Loads or creates the registry CA and the registry host's server certificate (TLS only),
@@ -136,11 +156,8 @@ pub async fn prepare(run: &mut Run) -> Result<(), Error> {
         port: registry.port,
         scheme: registry.scheme(),
         ca_pem: None,
+        push: None,
     };
-    if registry.plain_http {
-        run.registry = Some(endpoint);
-        return Ok(());
-    }
     let index = run
         .req
         .hosts
@@ -155,6 +172,20 @@ pub async fn prepare(run: &mut Run) -> Result<(), Error> {
                 ),
             }),
         })?;
+    let push = registry_push::credential(&Store::new(run)).await?;
+    run.pki[index].insert(
+        REGISTRY_PUSH_SET.to_string(),
+        vec![PkiFile {
+            path: REGISTRY_HTPASSWD.into(),
+            content: push.htpasswd_file(),
+            mode: 0o600,
+        }],
+    );
+    endpoint.push = Some(push);
+    if registry.plain_http {
+        run.registry = Some(endpoint);
+        return Ok(());
+    }
     let (validity, ca_validity) = run
         .req
         .context
@@ -215,9 +246,11 @@ mod tests {
             port: 5000,
             scheme: "http",
             ca_pem: None,
+            push: None,
         };
         assert_eq!(endpoint.url(), "http://[fd00::5]:5000");
         assert_eq!(endpoint.authority(), "[fd00::5]:5000");
+        assert_eq!(endpoint.push_authority(), "[fd00::5]:5001");
         assert!(endpoint.plain_http());
         assert_eq!(
             BundleRegistryEndpoint::repository("docker.io/busybox").as_deref(),

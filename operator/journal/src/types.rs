@@ -31,16 +31,20 @@ pub enum OperationKind {
     Apply,
     /// `kubegrid plan`: a dry run that changes nothing.
     Plan,
+    /// `kubegrid reset`, or the operator's `deletionPolicy: Reset`: the reset playbook on
+    /// every host.
+    Reset,
     /// A kind this version does not know, written by a newer kubegrid; kept verbatim.
     Other(String),
 }
 
 impl OperationKind {
-    /// The stored text ("apply", "plan").
+    /// The stored text ("apply", "plan", "reset").
     pub fn as_str(&self) -> &str {
         match self {
             Self::Apply => "apply",
             Self::Plan => "plan",
+            Self::Reset => "reset",
             Self::Other(kind) => kind,
         }
     }
@@ -50,6 +54,7 @@ impl OperationKind {
         match text {
             "apply" => Self::Apply,
             "plan" => Self::Plan,
+            "reset" => Self::Reset,
             other => Self::Other(other.to_owned()),
         }
     }

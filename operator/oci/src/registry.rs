@@ -32,11 +32,25 @@ pub enum Trust {
 }
 
 /// A registry to pull from or push to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RegistryEndpoint {
     host: String,
     prefix: String,
     transport: Transport,
+    /// HTTP Basic user and password; None for anonymous access.
+    basic_auth: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for RegistryEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password must never reach logs.
+        f.debug_struct("RegistryEndpoint")
+            .field("host", &self.host)
+            .field("prefix", &self.prefix)
+            .field("transport", &self.transport)
+            .field("basic_auth_user", &self.basic_auth.as_ref().map(|(u, _)| u))
+            .finish()
+    }
 }
 
 impl RegistryEndpoint {
@@ -46,6 +60,7 @@ impl RegistryEndpoint {
             host: host.into(),
             prefix: String::new(),
             transport,
+            basic_auth: None,
         }
     }
 
@@ -92,6 +107,7 @@ impl RegistryEndpoint {
             host: host.to_owned(),
             prefix: prefix.to_owned(),
             transport,
+            basic_auth: None,
         })
     }
 
@@ -100,6 +116,13 @@ impl RegistryEndpoint {
         if let Transport::Https(current) = &mut self.transport {
             *current = trust;
         }
+        self
+    }
+
+    /// The same registry, accessed with HTTP Basic credentials (a registry that takes
+    /// pushes only with a password, such as kubegrid's bundle registry's push endpoint).
+    pub fn with_basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.basic_auth = Some((user.into(), password.into()));
         self
     }
 
@@ -137,7 +160,16 @@ impl RegistryEndpoint {
         Reference::with_digest(self.host.clone(), repository.to_owned(), digest.to_owned())
     }
 
-    /// An oci-client client for this registry, with anonymous access registered.
+    /// The credentials oci-client sends: Basic when set, else anonymous.
+    pub(crate) fn auth(&self) -> RegistryAuth {
+        match &self.basic_auth {
+            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+            None => RegistryAuth::Anonymous,
+        }
+    }
+
+    /// An oci-client client for this registry, with its credentials (or anonymous access)
+    /// registered.
     pub(crate) async fn client(&self) -> Result<Client> {
         install_crypto_provider();
         let build_err = |source| Error::BuildClient {
@@ -173,7 +205,7 @@ impl RegistryEndpoint {
         // index.docker.io); without an entry it never asks for an anonymous token.
         let key = self.tag_ref("x", "x");
         client
-            .store_auth_if_needed(key.resolve_registry(), &RegistryAuth::Anonymous)
+            .store_auth_if_needed(key.resolve_registry(), &self.auth())
             .await;
         Ok(client)
     }

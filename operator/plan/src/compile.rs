@@ -122,7 +122,14 @@ fn compile_task(
     bundle: &Bundle,
     out: &mut PhasePlan,
 ) -> Result<()> {
-    let mut push = |name: String, action: Action| out.tasks.push(Task { name, action });
+    let always = spec.always;
+    let mut push = |name: String, action: Action| {
+        out.tasks.push(Task {
+            name,
+            action,
+            always,
+        })
+    };
     let action = match &spec.module {
         Module::File(f) => Action::File(FileArgs {
             path: f.path.clone(),
@@ -156,6 +163,7 @@ fn compile_task(
             enabled: u.enabled,
             running: u.running,
             watch: u.watch.clone(),
+            restart: u.restart,
         }),
         Module::Sysctl(f) => {
             let (content, values) = render_lines(f, cluster, host, sysctl_values)?;
@@ -237,7 +245,11 @@ fn compile_task(
         Module::Binaries(b) => {
             for (name, action, sha) in kube_modules::binaries(b, &spec.name, host, bundle)? {
                 add_blob(&mut out.blobs, &sha);
-                out.tasks.push(Task { name, action });
+                out.tasks.push(Task {
+                    name,
+                    action,
+                    always,
+                });
             }
             return Ok(());
         }

@@ -195,7 +195,9 @@ pub(crate) fn cni_manifest(
 pub const REFRESH_CONFIG: &str = "/etc/kubernetes/kubegrid/kubeadm-refresh.yaml";
 
 /// A bootstrap token for this operation's joins and the control-plane certificates uploaded
-/// again under this operation's key (kubeadm deletes them after two hours).
+/// again under this operation's key (kubeadm deletes them after two hours). The playbook
+/// removes [`REFRESH_CONFIG`] afterwards in a task marked `always`, so it goes even when
+/// one of these fails.
 pub(crate) fn refresh_join_secrets(
     task: &str,
     cluster: &ClusterContext,
@@ -226,10 +228,6 @@ pub(crate) fn refresh_join_secrets(
                 "--config",
                 REFRESH_CONFIG,
             ]),
-        ),
-        (
-            format!("{task} (cleanup)"),
-            command(&["rm", "-f", REFRESH_CONFIG]),
         ),
     ])
 }

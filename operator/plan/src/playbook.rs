@@ -134,6 +134,9 @@ pub struct TaskSpec {
     pub when: Option<When>,
     /// What to do.
     pub module: Module,
+    /// Runs even when an earlier task of the phase failed on the host (`always: true`): a
+    /// cleanup, such as removing a file that holds secrets.
+    pub always: bool,
 }
 
 /// The modules a playbook can use. Templates are named by their path under templates/.
@@ -238,6 +241,11 @@ pub struct UnitSpec {
     /// Files whose change restarts the unit.
     #[serde(default)]
     pub watch: Vec<PathBuf>,
+    /// Restart the running unit when its inputs changed (the default). `false` only starts a
+    /// stopped unit and leaves the restart to a later task with the same inputs, e.g. in a
+    /// `batch: 1` phase that restarts a quorum's members one at a time.
+    #[serde(default = "yes")]
+    pub restart: bool,
 }
 
 /// `sysctl:` and `kernel_modules:`: a persistent file rendered from a template; what is
@@ -327,6 +335,8 @@ struct RawTask {
     name: String,
     #[serde(default)]
     when: Option<When>,
+    #[serde(default)]
+    always: bool,
     file: Option<FileSpec>,
     packages: Option<PackagesSpec>,
     systemd_unit: Option<UnitSpec>,
@@ -382,6 +392,7 @@ impl TryFrom<RawTask> for TaskSpec {
             name: raw.name,
             when: raw.when,
             module,
+            always: raw.always,
         })
     }
 }

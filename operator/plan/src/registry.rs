@@ -41,6 +41,17 @@ pub const REGISTRY_CERT: &str = "/etc/kubegrid/pki/registry.crt";
 /// The registry's serving key (kubegrid-pki's `REGISTRY_KEY`).
 pub const REGISTRY_KEY: &str = "/etc/kubegrid/pki/registry.key";
 
+/// The push endpoint's configuration file.
+pub const REGISTRY_PUSH_CONFIG: &str = "/etc/kubegrid/registry/config-push.yml";
+/// The push endpoint's systemd unit.
+pub const REGISTRY_PUSH_UNIT: &str = "kubegrid-registry-push.service";
+/// The push endpoint's htpasswd file (one bcrypt line, the engine's credential).
+pub const REGISTRY_HTPASSWD: &str = "/etc/kubegrid/registry/htpasswd";
+/// The user the engine pushes as.
+pub const REGISTRY_PUSH_USER: &str = "kubegrid-push";
+/// The `pki_files:` set of the registry host that holds the push endpoint's htpasswd file.
+pub const REGISTRY_PUSH_SET: &str = "registry-push";
+
 /// The `pki_files:` set every host that pulls through the registry gets: the CA certificate.
 pub const REGISTRY_CA_SET: &str = "registry-ca";
 /// The `pki_files:` set of the registry host: the CA certificate and the serving pair.
@@ -90,6 +101,31 @@ impl BundleRegistry {
         } else {
             format!("0.0.0.0:{}", self.port)
         }
+    }
+
+    /// The port of the push endpoint: the next one. The registry itself is read-only; the
+    /// engine pushes the bundle's images through this endpoint, which asks for its
+    /// credential. [`BundleRegistry::validate`] keeps it in range.
+    pub fn push_port(&self) -> u16 {
+        self.port.saturating_add(1)
+    }
+
+    /// `address:push_port` (IPv6 bracketed).
+    pub fn push_authority(&self) -> String {
+        BundleRegistry {
+            port: self.push_port(),
+            ..self.clone()
+        }
+        .authority()
+    }
+
+    /// What the push endpoint binds: every address of the host's family, on the push port.
+    pub fn push_listen(&self) -> String {
+        BundleRegistry {
+            port: self.push_port(),
+            ..self.clone()
+        }
+        .listen()
     }
 
     /// The certs.d mirror of `registry` that sends its pulls here, under the registry's
@@ -153,10 +189,10 @@ impl BundleRegistry {
                 self.address, self.host
             ));
         }
-        if self.port == 0 {
+        if self.port == 0 || self.port == u16::MAX {
             return invalid(format!(
-                "the bundle registry on {} has port 0; expected 1-65535",
-                self.host
+                "the bundle registry on {} has port {}; expected 1-65534 (spec.bundle.registry.port: images are pushed on the next port, which must exist too)",
+                self.host, self.port
             ));
         }
         Ok(())
@@ -185,6 +221,19 @@ mod tests {
         assert_eq!(v6.endpoint(), "http://[fd00::5]:5000");
         assert_eq!(v6.authority(), "[fd00::5]:5000");
         assert_eq!(v6.listen(), "[::]:5000");
+        assert_eq!(v6.push_authority(), "[fd00::5]:5001");
+        assert_eq!(v6.push_listen(), "[::]:5001");
+        assert_eq!(v4.push_port(), 5001);
+    }
+
+    #[test]
+    fn the_last_port_leaves_no_room_for_the_push_endpoint() {
+        let mut r = registry("10.0.0.5", false);
+        r.port = u16::MAX;
+        let e = r.validate().unwrap_err().to_string();
+        assert!(e.contains("65535") && e.contains("next port"), "{e}");
+        r.port = u16::MAX - 1;
+        r.validate().unwrap();
     }
 
     #[test]

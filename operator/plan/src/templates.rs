@@ -13,7 +13,7 @@ use crate::{
     kubernetes::{EtcdContext, JoinSecrets, KubernetesContext},
     registry::{
         BundleRegistry, REGISTRY_BINARY, REGISTRY_CA_CERT, REGISTRY_CERT, REGISTRY_CONFIG,
-        REGISTRY_DATA_DIR, REGISTRY_KEY,
+        REGISTRY_DATA_DIR, REGISTRY_HTPASSWD, REGISTRY_KEY, REGISTRY_PUSH_CONFIG,
     },
 };
 
@@ -49,6 +49,8 @@ pub const TEMPLATES: &[Template] = templates![
     "cni/cilium.yaml.tera",
     "registry/config.yml.tera",
     "registry/kubegrid-registry.service.tera",
+    "registry/config-push.yml.tera",
+    "registry/kubegrid-registry-push.service.tera",
 ];
 
 /// The Cilium agent image cni/cilium.yaml.tera deploys; agent and operator must be one release.
@@ -94,7 +96,8 @@ pub fn template(name: &str) -> Result<&'static Template> {
 ///
 /// `cluster.bundle_registry` is null without a bundle registry; otherwise it has `host`,
 /// `address`, `port`, `plain_http`, `scheme`, `endpoint` (the URL containerd pulls from),
-/// `listen` (what the registry binds), `binary`, `config_file`, `data_dir`,
+/// `listen` (what the registry binds), `push_port`, `push_listen` and `push_config_file`
+/// (the push endpoint's), `htpasswd_file`, `binary`, `config_file`, `data_dir`,
 /// `state_directory` (`data_dir` under /var/lib, for systemd), `ca_file`, `cert_file` and
 /// `key_file`.
 ///
@@ -176,6 +179,10 @@ struct BundleRegistryView<'a> {
     scheme: &'static str,
     endpoint: String,
     listen: String,
+    push_port: u16,
+    push_listen: String,
+    push_config_file: &'static str,
+    htpasswd_file: &'static str,
     binary: &'static str,
     config_file: &'static str,
     data_dir: &'static str,
@@ -195,6 +202,10 @@ impl<'a> BundleRegistryView<'a> {
             scheme: r.scheme(),
             endpoint: r.endpoint(),
             listen: r.listen(),
+            push_port: r.push_port(),
+            push_listen: r.push_listen(),
+            push_config_file: REGISTRY_PUSH_CONFIG,
+            htpasswd_file: REGISTRY_HTPASSWD,
             binary: REGISTRY_BINARY,
             config_file: REGISTRY_CONFIG,
             data_dir: REGISTRY_DATA_DIR,

@@ -8,6 +8,8 @@ mod lab;
 mod operator;
 mod packed;
 mod progress;
+mod reset;
+mod version;
 
 use std::process::ExitCode;
 
@@ -64,6 +66,11 @@ pub enum Command {
     Crd(crd::CrdArgs),
     /// Run the operator: reconcile Cluster and Node resources in the cluster it runs in.
     Operator(operator::OperatorArgs),
+    /// Reset every host of a spec (kubeadm reset, kubegrid's etcd and registry), after
+    /// confirmation: type the cluster's name, or pass --yes.
+    Reset(reset::ResetArgs),
+    /// Print kubegrid's version, the agent it pushes and the bundle formats it reads.
+    Version(version::VersionArgs),
 }
 
 /// Bad input found by the CLI itself (exit code 2).
@@ -92,6 +99,8 @@ pub fn main() -> ExitCode {
         Command::Operator(args) => block_on(operator::run(args)),
         Command::Apply(a) => block_on(apply::run(a, Mode::Apply, cli.output)),
         Command::Plan(a) => block_on(apply::run(a, Mode::Plan, cli.output)),
+        Command::Reset(a) => block_on(reset::run(a, cli.output)),
+        Command::Version(a) => version::run(a, cli.output).map(|()| exit::OK),
         Command::History(a) => {
             block_on(async { journal::history(a, cli.output).await.map(|()| exit::OK) })
         }

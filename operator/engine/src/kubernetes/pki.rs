@@ -124,7 +124,13 @@ impl<'a> Store<'a> {
     }
 
     /// Plans leave the journal as it was; their certificates live only for the dry run.
-    async fn put(&self, name: &str, cert_pem: &str, key_pem: &str) -> Result<(), Error> {
+    /// What the journal keeps as `name` for this cluster.
+    pub(crate) async fn stored(&self, name: &str) -> Result<Option<StoredCert>, Error> {
+        Ok(self.run.journal.cert(self.cluster(), name).await?)
+    }
+
+    /// Keeps `cert_pem` and `key_pem` as `name` (an apply only; a plan keeps nothing).
+    pub(crate) async fn put(&self, name: &str, cert_pem: &str, key_pem: &str) -> Result<(), Error> {
         if !self.save {
             return Ok(());
         }

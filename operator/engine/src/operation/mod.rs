@@ -267,6 +267,7 @@ pub async fn execute(
     let op = journal
         .begin(NewOperation {
             kind: match req.mode {
+                Mode::Apply if req.playbook.name == "reset" => OperationKind::Reset,
                 Mode::Apply => OperationKind::Apply,
                 Mode::Plan => OperationKind::Plan,
             },

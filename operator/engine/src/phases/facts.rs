@@ -121,6 +121,7 @@ impl Phase for Facts {
                     tasks: vec![Task {
                         name: "gather facts".into(),
                         action: Action::Facts(args),
+                        always: false,
                     }],
                 },
                 blobs: Vec::new(),

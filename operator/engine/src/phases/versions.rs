@@ -55,6 +55,7 @@ pub async fn read(run: &mut Run) {
                         versions: paths.clone(),
                         ..FactsArgs::default()
                     }),
+                    always: false,
                 }],
             },
             blobs: Vec::new(),

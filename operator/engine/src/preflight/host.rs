@@ -2,7 +2,7 @@
 
 use kubegrid_agent::facts::ModuleState;
 
-use kubegrid_plan::{CONFLICTING_PACKAGES, CONFLICTING_PATHS};
+use kubegrid_plan::{CONFLICTING_PACKAGES, CONFLICTING_PATHS, PREFLIGHT_DISKS};
 
 use super::{Check, Finding, Subject};
 
@@ -212,6 +212,20 @@ impl Check for Disk {
     }
     fn run(&self, hosts: &[Subject<'_>]) -> Vec<Finding> {
         each(hosts, self.name(), |h| {
+            // A path the agent could not measure is left out of its report; no report is no
+            // evidence of space, so it fails rather than passing unchecked.
+            let unmeasured: Vec<&str> = PREFLIGHT_DISKS
+                .iter()
+                .copied()
+                .filter(|p| !h.facts.disks.iter().any(|d| d.path == *p))
+                .collect();
+            if !unmeasured.is_empty() {
+                return Some((
+                    format!("no free-space report for {}", unmeasured.join(", ")),
+                    format!("at least {} MiB free, as measured by the agent", MIN_DISK_BYTES >> 20),
+                    "check that the path exists and statvfs works on it (a missing or unreadable mount), or --skip-check disk to try anyway".into(),
+                ));
+            }
             let low: Vec<String> = h
                 .facts
                 .disks

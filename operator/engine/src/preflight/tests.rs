@@ -110,6 +110,22 @@ fn each_failure_names_host_check_seen_and_expected() {
 }
 
 #[test]
+fn a_host_that_reports_no_disks_fails_the_disk_check() {
+    let mut h = good("b");
+    h.disks.clear();
+    let facts = [good("a"), h];
+    let roles = cp();
+    let hits = only(&run(&subjects(&facts, &roles), &[]), "disk");
+    assert_eq!(hits.len(), 1, "{hits:#?}");
+    assert_eq!(hits[0].host, "b");
+    assert!(
+        hits[0].seen.contains("no free-space report for /var/lib"),
+        "{hits:#?}"
+    );
+    assert!(!hits[0].hint.is_empty());
+}
+
+#[test]
 fn swap_from_fstab_is_fine_because_os_prepare_turns_it_off() {
     let mut h = good("a");
     h.swaps = vec![SwapDevice {

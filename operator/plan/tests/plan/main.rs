@@ -9,4 +9,5 @@ mod k8s_templates;
 mod k8s_validate;
 mod playbook;
 mod registry;
+mod risky;
 mod templates;

@@ -23,6 +23,7 @@ fn install_playbook_has_the_slice_phases() {
             "registry",
             "kubernetes-packages",
             "etcd",
+            "etcd-restart",
             "control-plane-init",
             "control-plane-join",
             "worker-join",

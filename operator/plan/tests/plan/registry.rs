@@ -7,7 +7,8 @@ use kubegrid_agent::protocol::{Action, CheckKind, Task};
 use kubegrid_plan::{
     BUNDLE_REGISTRY_MARKER, BUNDLE_REGISTRY_MIRRORED, Bundle, BundleRegistry, ClusterContext,
     Error, HostContext, PhasePlan, PkiFile, Playbook, REGISTRY_CA_CERT, REGISTRY_CA_SET,
-    REGISTRY_CERT, REGISTRY_KEY, REGISTRY_SET, RegistryMirror, compile, render, sha256_file,
+    REGISTRY_CERT, REGISTRY_HTPASSWD, REGISTRY_KEY, REGISTRY_PUSH_SET, REGISTRY_SET,
+    RegistryMirror, compile, render, sha256_file,
 };
 
 use crate::common::{
@@ -18,6 +19,8 @@ const ADDRESS: &str = "10.213.74.12";
 const HOSTS_TOML: &str = "containerd/hosts.toml.tera";
 const CONFIG: &str = "registry/config.yml.tera";
 const UNIT: &str = "registry/kubegrid-registry.service.tera";
+const PUSH_CONFIG: &str = "registry/config-push.yml.tera";
+const PUSH_UNIT: &str = "registry/kubegrid-registry-push.service.tera";
 
 /// A runc cluster on containerd 1.7 whose bundle registry runs on `reg-1`.
 fn registry_cluster(plain_http: bool) -> ClusterContext {
@@ -64,6 +67,10 @@ fn registry_host(name: &str, roles: &[&str], runs_registry: bool) -> HostContext
                 pki_file(REGISTRY_KEY, 0o600),
             ],
         );
+        h.pki.insert(
+            REGISTRY_PUSH_SET.into(),
+            vec![pki_file(REGISTRY_HTPASSWD, 0o600)],
+        );
     }
     h
 }
@@ -72,7 +79,7 @@ fn registry_host(name: &str, roles: &[&str], runs_registry: bool) -> HostContext
 fn registry_config_and_unit_match_golden() {
     for (label, cluster) in flavours() {
         let reg = registry_host("reg-1", &["worker"], true);
-        for template in [CONFIG, UNIT] {
+        for template in [CONFIG, UNIT, PUSH_CONFIG, PUSH_UNIT] {
             let text = render(template, &cluster, &reg, None).unwrap();
             assert_golden(&golden_path(template, label), &text);
         }
@@ -99,12 +106,45 @@ fn registry_config_serves_the_data_dir_on_the_port_with_tls_unless_plain() {
         } else {
             assert!(at("http.tls").is_null(), "{text}");
         }
+        // Hosts pull here; nobody pushes here.
+        assert_eq!(
+            at("storage.maintenance.readonly.enabled").as_bool(),
+            Some(true),
+            "{text}"
+        );
+        assert!(at("auth").is_null(), "pulls need no credential: {text}");
+    }
+}
+
+#[test]
+fn the_push_endpoint_shares_the_storage_on_the_next_port_and_asks_for_the_credential() {
+    for (label, cluster) in flavours() {
+        let text = render(PUSH_CONFIG, &cluster, &lab_host(), None).unwrap();
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let at = |path: &str| path.split('.').fold(&yaml, |v, key| &v[key]).clone();
+        assert_eq!(
+            at("storage.filesystem.rootdirectory").as_str(),
+            Some("/var/lib/kubegrid/registry"),
+            "{label}"
+        );
+        assert!(at("storage.maintenance").is_null(), "{text}");
+        assert_eq!(at("http.addr").as_str(), Some("0.0.0.0:5001"));
+        assert_eq!(at("auth.htpasswd.path").as_str(), Some(REGISTRY_HTPASSWD));
+        assert_eq!(
+            at("http.tls.certificate").as_str(),
+            (label == "tls").then_some(REGISTRY_CERT)
+        );
+        let unit = render(PUSH_UNIT, &cluster, &lab_host(), None).unwrap();
+        assert!(
+            unit.contains("serve /etc/kubegrid/registry/config-push.yml"),
+            "{unit}"
+        );
     }
 }
 
 #[test]
 fn registry_templates_refuse_a_cluster_without_a_bundle_registry() {
-    for template in [CONFIG, UNIT] {
+    for template in [CONFIG, UNIT, PUSH_CONFIG, PUSH_UNIT] {
         let err = render(template, &runc_cluster("1.7"), &lab_host(), None)
             .unwrap_err()
             .to_string();
@@ -287,6 +327,10 @@ fn every_host_gets_the_ca_and_hosts_toml_and_only_the_registry_host_runs_it() {
             "registry service",
             "registry is active",
             "registry answers",
+            "registry push credential (htpasswd)",
+            "registry push config",
+            "registry push service",
+            "registry push is active",
         ]
     );
     assert_eq!(registry.blobs, std::slice::from_ref(&registry_sha));
@@ -330,6 +374,24 @@ fn every_host_gets_the_ca_and_hosts_toml_and_only_the_registry_host_runs_it() {
             REGISTRY_KEY,
         ]
     );
+    let Action::File(htpasswd) = by_name["registry push credential (htpasswd)"] else {
+        panic!()
+    };
+    assert_eq!(
+        (htpasswd.path.to_str(), htpasswd.mode),
+        (Some(REGISTRY_HTPASSWD), 0o600)
+    );
+    let Action::SystemdUnit(push) = by_name["registry push service"] else {
+        panic!()
+    };
+    assert_eq!(push.name, "kubegrid-registry-push.service");
+    assert!(
+        push.watch
+            .iter()
+            .any(|w| w.to_str() == Some(REGISTRY_HTPASSWD)),
+        "a new credential restarts the push endpoint: {:?}",
+        push.watch
+    );
     let Action::Check(check) = by_name["registry answers"] else {
         panic!()
     };
@@ -353,9 +415,14 @@ fn plain_http_registry_needs_no_certificates() {
     let bundle = Bundle::open(dir.path()).unwrap();
     let playbook = playbook();
     let cluster = registry_cluster(true);
-    // No certificate sets: a plain HTTP registry must not ask for any.
+    // No certificate sets: a plain HTTP registry must not ask for any (the push
+    // endpoint's credential is all it needs).
     let mut reg = host("amd64", &["etcd"]);
     reg.name = "reg-1".into();
+    reg.pki.insert(
+        REGISTRY_PUSH_SET.into(),
+        vec![pki_file(REGISTRY_HTPASSWD, 0o600)],
+    );
     let phases = compile(&playbook, &cluster, &reg, &bundle).unwrap();
     assert!(phase(&phases, "container-runtime").is_none(), "etcd only");
     let registry = phase(&phases, "registry").unwrap();
@@ -363,7 +430,11 @@ fn plain_http_registry_needs_no_certificates() {
         task_names(&registry.tasks)[..2],
         ["registry binary (registry)", "registry config"]
     );
-    let answers = registry.tasks.last().unwrap();
+    let answers = registry
+        .tasks
+        .iter()
+        .find(|t| t.name == "registry answers")
+        .unwrap();
     let Action::Check(check) = &answers.action else {
         panic!()
     };

@@ -1,0 +1,231 @@
+//! `kubegrid reset`: the reset playbook on every host of a spec, after the user confirms by
+//! typing the cluster's name (or `--yes`, for scripts). It runs as the operator runs a Cluster
+//! deleted with `deletionPolicy: Reset`: no preflight checks, no Kubernetes bootstrap, no
+//! checks through the API, and journaled as a `reset` operation.
+
+use std::{
+    io::{BufRead, IsTerminal, Write},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use clap::Args;
+use kubegrid_engine::{
+    agent::{self, Agents},
+    operation::{self, Mode, Options, Outcome, Report, Request},
+    preflight,
+    ssh::SshOptions,
+};
+use kubegrid_plan::{Bundle, Playbook};
+use sha2::{Digest, Sha256};
+
+use super::{Output, UsageError, journal::JournalArg, progress};
+use crate::exit;
+
+/// Arguments of `reset`.
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The spec: Cluster and Node resources, multi-document YAML. Every Node in it is reset.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Reset without asking (for scripts). Without it, kubegrid asks on the terminal for the
+    /// cluster's name, and refuses when there is no terminal to ask on.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Offline bundle (for the agent and its signature check): a directory, or a packed
+    /// .tar.zst; overrides the Cluster's spec.bundle.source.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub bundle: Option<PathBuf>,
+    /// Public key the bundle's signature must verify under; overrides the Cluster's
+    /// spec.bundle.publicKeyFile.
+    #[arg(long = "bundle-public-key", value_name = "FILE")]
+    pub bundle_public_key: Option<PathBuf>,
+    /// Use a bundle without checking its signature (only for bundles you built yourself).
+    #[arg(long)]
+    pub insecure_bundle: bool,
+    /// Hosts worked on at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
+    /// Seconds allowed for each host's TCP connect plus SSH handshake.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Journal location.
+    #[command(flatten)]
+    pub journal: JournalArg,
+}
+
+/// What a reset removes, for the confirmation prompt.
+const WHAT_GOES: &str = "kubeadm reset, the kubelet, kubegrid's kubeadm files and CNI config, \
+the bundle registry, and kubegrid's external etcd with its data (/var/lib/etcd, which holds \
+the cluster's Secrets) and certificates (/etc/etcd/pki)";
+
+/// Runs `reset`; returns the exit code.
+pub async fn run(args: &ResetArgs, output: Output) -> anyhow::Result<u8> {
+    // Everything up to `execute` reads only local files and the terminal: bad input, or no
+    // confirmation, stops here before any host is contacted.
+    let manifest = kubegrid_api::load(&args.file)?;
+    let cluster = manifest.name().to_string();
+    let hosts = kubegrid_engine::spec::hosts(&manifest);
+    let names: Vec<String> = hosts.iter().map(|h| h.target.host.clone()).collect();
+    if !args.yes && !std::io::stdin().is_terminal() {
+        return Err(UsageError(format!(
+            "{}: kubegrid reset wipes cluster {cluster} on {} host(s), and there is no terminal to confirm on\n  hint: run it on a terminal and type the cluster's name when asked, or pass --yes in scripts",
+            args.file.display(),
+            names.len()
+        ))
+        .into());
+    }
+    let bundle_dir = match (&args.bundle, manifest.bundle_dir()) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) => dir,
+        (None, None) => {
+            return Err(UsageError(format!(
+                "{}: the Cluster has no spec.bundle.source and no --bundle was given\n  hint: pass --bundle DIR, the bundle the cluster was installed from (reset needs its agent)",
+                args.file.display()
+            ))
+            .into());
+        }
+    };
+    let bundle_dir = super::packed::bundle_dir(&bundle_dir)?;
+    let bundle = open_bundle(args, &manifest, &bundle_dir)?;
+    let agents = Agents::discover(&agent::default_dirs(Some(&bundle_dir)))?;
+    let mut context = kubegrid_engine::spec::cluster_context(&manifest)?;
+    // As the operator's reset: the reset playbook bootstraps nothing.
+    context.kubernetes = None;
+    let text =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    if !args.yes {
+        confirm(&cluster, &names)?;
+    }
+    let journal = args.journal.open().await?;
+    let observer = progress::observer(&names, output == Output::Json);
+    let options = Options {
+        parallel: usize::from(args.parallel),
+        // A reset takes down what is there; checks meant for building it up get in the way.
+        skip_checks: preflight::names().into_iter().map(String::from).collect(),
+        ssh: SshOptions {
+            connect_timeout: Duration::from_secs(args.connect_timeout),
+            ..SshOptions::default()
+        },
+        cluster_checks: false,
+        ..Options::default()
+    };
+    let req = Request {
+        mode: Mode::Apply,
+        cluster,
+        spec_digest: hex::encode(Sha256::digest(&text)),
+        context,
+        hosts,
+        bundle: Arc::new(bundle),
+        playbook: Arc::new(Playbook::builtin("reset")?),
+        agents: Arc::new(agents),
+        options,
+    };
+    let report = operation::execute(req, journal, observer.clone()).await?;
+    drop(observer);
+    let doc = ResetReport {
+        kind: "reset",
+        report: &report,
+    };
+    super::emit(output, &doc, || render(&report))?;
+    Ok(match report.outcome {
+        Outcome::Succeeded => exit::OK,
+        Outcome::HostsFailed | Outcome::ClusterFailed => exit::FAILED,
+        Outcome::PreflightFailed => exit::PREFLIGHT,
+        Outcome::Unreachable => exit::UNREACHABLE,
+    })
+}
+
+/// The JSON form: the operation's report, marked as a reset.
+#[derive(serde::Serialize)]
+struct ResetReport<'a> {
+    /// Always "reset".
+    kind: &'static str,
+    #[serde(flatten)]
+    report: &'a Report,
+}
+
+/// Asks on the terminal for the cluster's name; anything else refuses (exit 2).
+fn confirm(cluster: &str, names: &[String]) -> anyhow::Result<()> {
+    let mut err = std::io::stderr();
+    write!(
+        err,
+        "kubegrid reset removes from {} host(s) ({}): {WHAT_GOES}.\nThis cannot be undone. Type the cluster's name ({cluster}) to go on: ",
+        names.len(),
+        names.join(", ")
+    )?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    let answer = answer.trim();
+    if answer != cluster {
+        let seen: String = answer.chars().take(40).collect();
+        return Err(UsageError(format!(
+            "reset not confirmed: typed {seen:?}, the cluster is {cluster:?}; nothing was changed"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// The text form of a reset's report.
+fn render(r: &Report) -> String {
+    let mut s = String::new();
+    if r.outcome == Outcome::Unreachable {
+        s.push_str("not every host could be reached; nothing was changed:\n");
+    }
+    for h in r.hosts.iter().filter(|h| !h.ok) {
+        let error = h.error.as_deref().unwrap_or("");
+        let error = error
+            .strip_prefix(&format!("{}: ", h.name))
+            .unwrap_or(error);
+        s.push_str(&format!(
+            "  {} FAILED in {}: {error}\n",
+            h.name,
+            h.failed_phase.as_deref().unwrap_or("?"),
+        ));
+    }
+    let failed = r.hosts.iter().filter(|h| !h.ok).count();
+    let unchanged: usize = r.hosts.iter().map(|h| h.unchanged).sum();
+    s.push_str(&format!(
+        "reset {}: {} host(s), {} task(s) changed, {unchanged} unchanged, {failed} host(s) failed, in {:.1}s (operation {})\n",
+        r.cluster,
+        r.hosts.len(),
+        r.changed(),
+        r.duration_ms as f64 / 1000.0,
+        r.operation,
+    ));
+    s
+}
+
+/// Opens the bundle as `apply` does: its signature must verify under the given or spec's
+/// public key unless `--insecure-bundle`; every artifact's sha256 is checked either way.
+fn open_bundle(
+    args: &ResetArgs,
+    manifest: &kubegrid_api::Manifest,
+    dir: &Path,
+) -> anyhow::Result<Bundle> {
+    if args.insecure_bundle {
+        eprintln!(
+            "warning: --insecure-bundle: the signature of bundle {} is not checked",
+            dir.display()
+        );
+        return Ok(Bundle::open(dir)?);
+    }
+    let Some(key) = args
+        .bundle_public_key
+        .clone()
+        .or_else(|| manifest.bundle_public_key_file())
+    else {
+        return Err(UsageError(format!(
+            "bundle {}: no public key to check its signature with\n  hint: pass --bundle-public-key FILE or set spec.bundle.publicKeyFile in {}; --insecure-bundle skips the signature check (only for bundles you built yourself)",
+            dir.display(),
+            args.file.display()
+        ))
+        .into());
+    };
+    let (bundle, _) = kubegrid_bundle::open_verified(dir, &key)?;
+    Ok(bundle)
+}
