@@ -13,10 +13,16 @@ use std::{
 
 use serde_json::Value;
 
-/// The spec, with a key file and an empty, unsigned bundle beside it (reset opens the
-/// bundle, for the agent, before it asks).
+/// The spec, with a key file (a fresh ed25519 key from ssh-keygen, which opens nothing) and
+/// an empty, unsigned bundle beside it (reset checks the key files and opens the bundle, for
+/// the agent, before it asks).
 fn spec(dir: &Path) -> String {
-    fs::write(dir.join("key"), "not really a key").unwrap();
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "reset-test", "-f"])
+        .arg(dir.join("key"))
+        .output()
+        .expect("run ssh-keygen (openssh-client)");
+    assert!(keygen.status.success(), "{keygen:?}");
     let bundle = dir.join("bundle");
     fs::create_dir(&bundle).unwrap();
     fs::write(

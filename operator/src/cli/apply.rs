@@ -136,7 +136,12 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     };
     let context = kubegrid_engine::spec::cluster_context(&manifest)?;
     let (bundle, agents) = super::packed::with_bundle(&given, |dir| {
-        let bundle = open_bundle(args, &manifest, dir, &given)?;
+        let key = BundleKey {
+            insecure: args.insecure_bundle,
+            public_key: args.bundle_public_key.as_deref(),
+            spec_file: &args.file,
+        };
+        let bundle = open_bundle(&key, &manifest, dir, &given)?;
         let agents = Agents::discover(&agent::default_dirs(Some(dir)))?;
         kubegrid_engine::bundle_check::check(
             &manifest,
@@ -226,12 +231,35 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     let report = operation::execute(req, journal, observer.clone()).await?;
     drop(observer);
     super::emit(output, &report, || render(&report))?;
-    Ok(match report.outcome {
+    Ok(exit_code(report.outcome))
+}
+
+/// The exit code of an operation that ran (see README's table).
+pub(super) fn exit_code(outcome: Outcome) -> u8 {
+    match outcome {
         Outcome::Succeeded => exit::OK,
         Outcome::HostsFailed | Outcome::ClusterFailed => exit::FAILED,
         Outcome::PreflightFailed => exit::PREFLIGHT,
         Outcome::Unreachable => exit::UNREACHABLE,
-    })
+    }
+}
+
+/// One line per failed host: its phase and the error. Engine errors name their host
+/// already; the line starts with it, so the prefix is not repeated.
+pub(super) fn failed_hosts(r: &Report) -> String {
+    let mut s = String::new();
+    for h in r.hosts.iter().filter(|h| !h.ok) {
+        let error = h.error.as_deref().unwrap_or("");
+        let error = error
+            .strip_prefix(&format!("{}: ", h.name))
+            .unwrap_or(error);
+        s.push_str(&format!(
+            "  {} FAILED in {}: {error}\n",
+            h.name,
+            h.failed_phase.as_deref().unwrap_or("?"),
+        ));
+    }
+    s
 }
 
 /// Fails with a usage error when the kubeconfig's directory cannot be made or written.
@@ -310,21 +338,8 @@ fn render(r: &Report) -> String {
         }
         _ => {}
     }
-    for h in r
-        .hosts
-        .iter()
-        .filter(|h| !h.ok && r.outcome != Outcome::PreflightFailed)
-    {
-        // Engine errors name their host already; the line starts with it.
-        let error = h.error.as_deref().unwrap_or("");
-        let error = error
-            .strip_prefix(&format!("{}: ", h.name))
-            .unwrap_or(error);
-        s.push_str(&format!(
-            "  {} FAILED in {}: {error}\n",
-            h.name,
-            h.failed_phase.as_deref().unwrap_or("?"),
-        ));
+    if r.outcome != Outcome::PreflightFailed {
+        s.push_str(&failed_hosts(r));
     }
     s.push_str(&render_cluster(&r.kubernetes));
     let changed = if r.mode == Mode::Plan {
@@ -343,17 +358,28 @@ fn render(r: &Report) -> String {
     s
 }
 
+/// How a command checks its bundle's signature: `--insecure-bundle`, `--bundle-public-key`,
+/// and the spec file (for the hint).
+pub(super) struct BundleKey<'a> {
+    /// `--insecure-bundle`: skip the signature (never the checksums).
+    pub insecure: bool,
+    /// `--bundle-public-key`, which overrides spec.bundle.publicKeyFile.
+    pub public_key: Option<&'a std::path::Path>,
+    /// The spec file given with `-f`.
+    pub spec_file: &'a std::path::Path,
+}
+
 /// Opens the bundle, refusing it unless its signature verifies under the public key from
 /// `--bundle-public-key` or spec.bundle.publicKeyFile; `--insecure-bundle` skips only the
 /// signature. Either way every artifact's sha256 is checked before any host is contacted.
 /// `shown` is the bundle as the user named it (a packed file, or `dir`).
-fn open_bundle(
-    args: &ApplyArgs,
+pub(super) fn open_bundle(
+    args: &BundleKey<'_>,
     manifest: &kubegrid_api::Manifest,
     dir: &std::path::Path,
     shown: &std::path::Path,
 ) -> anyhow::Result<Bundle> {
-    if args.insecure_bundle {
+    if args.insecure {
         eprintln!(
             "warning: --insecure-bundle: the signature of bundle {} is not checked",
             shown.display()
@@ -364,14 +390,14 @@ fn open_bundle(
         return Ok(bundle);
     }
     let Some(key) = args
-        .bundle_public_key
-        .clone()
+        .public_key
+        .map(std::path::Path::to_path_buf)
         .or_else(|| manifest.bundle_public_key_file())
     else {
         return Err(UsageError(format!(
             "bundle {}: no public key to check its signature with\n  hint: pass --bundle-public-key FILE or set spec.bundle.publicKeyFile in {}; --insecure-bundle skips the signature check (only for bundles you built yourself)",
             shown.display(),
-            args.file.display()
+            args.spec_file.display()
         ))
         .into());
     };

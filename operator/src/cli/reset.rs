@@ -5,7 +5,7 @@
 
 use std::{
     io::{BufRead, IsTerminal, Write},
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -18,11 +18,15 @@ use kubegrid_engine::{
     preflight,
     ssh::SshOptions,
 };
-use kubegrid_plan::{Bundle, Playbook};
+use kubegrid_plan::Playbook;
 use sha2::{Digest, Sha256};
 
-use super::{Output, UsageError, journal::JournalArg, progress};
-use crate::exit;
+use super::{
+    Output, UsageError,
+    apply::{BundleKey, exit_code, failed_hosts, open_bundle},
+    journal::JournalArg,
+    progress,
+};
 
 /// Arguments of `reset`.
 #[derive(Debug, Args)]
@@ -88,9 +92,18 @@ pub async fn run(args: &ResetArgs, output: Output) -> anyhow::Result<u8> {
             .into());
         }
     };
-    let bundle_dir = super::packed::bundle_dir(&bundle_dir)?;
-    let bundle = open_bundle(args, &manifest, &bundle_dir)?;
-    let agents = Agents::discover(&agent::default_dirs(Some(&bundle_dir)))?;
+    // Opened and checked as `apply` does; errors about a packed bundle name the file given.
+    let (bundle, agents) = super::packed::with_bundle(&bundle_dir, |dir| {
+        let key = BundleKey {
+            insecure: args.insecure_bundle,
+            public_key: args.bundle_public_key.as_deref(),
+            spec_file: &args.file,
+        };
+        let bundle = open_bundle(&key, &manifest, dir, &bundle_dir)?;
+        let agents = Agents::discover(&agent::default_dirs(Some(dir)))?;
+        Ok((bundle, agents))
+    })?;
+    kubegrid_engine::ssh::check_key_files(hosts.iter().map(|h| &h.target))?;
     let mut context = kubegrid_engine::spec::cluster_context(&manifest)?;
     // As the operator's reset: the reset playbook bootstraps nothing.
     context.kubernetes = None;
@@ -130,12 +143,7 @@ pub async fn run(args: &ResetArgs, output: Output) -> anyhow::Result<u8> {
         report: &report,
     };
     super::emit(output, &doc, || render(&report))?;
-    Ok(match report.outcome {
-        Outcome::Succeeded => exit::OK,
-        Outcome::HostsFailed | Outcome::ClusterFailed => exit::FAILED,
-        Outcome::PreflightFailed => exit::PREFLIGHT,
-        Outcome::Unreachable => exit::UNREACHABLE,
-    })
+    Ok(exit_code(report.outcome))
 }
 
 /// The JSON form: the operation's report, marked as a reset.
@@ -176,17 +184,7 @@ fn render(r: &Report) -> String {
     if r.outcome == Outcome::Unreachable {
         s.push_str("not every host could be reached; nothing was changed:\n");
     }
-    for h in r.hosts.iter().filter(|h| !h.ok) {
-        let error = h.error.as_deref().unwrap_or("");
-        let error = error
-            .strip_prefix(&format!("{}: ", h.name))
-            .unwrap_or(error);
-        s.push_str(&format!(
-            "  {} FAILED in {}: {error}\n",
-            h.name,
-            h.failed_phase.as_deref().unwrap_or("?"),
-        ));
-    }
+    s.push_str(&failed_hosts(r));
     let failed = r.hosts.iter().filter(|h| !h.ok).count();
     let unchanged: usize = r.hosts.iter().map(|h| h.unchanged).sum();
     s.push_str(&format!(
@@ -198,34 +196,4 @@ fn render(r: &Report) -> String {
         r.operation,
     ));
     s
-}
-
-/// Opens the bundle as `apply` does: its signature must verify under the given or spec's
-/// public key unless `--insecure-bundle`; every artifact's sha256 is checked either way.
-fn open_bundle(
-    args: &ResetArgs,
-    manifest: &kubegrid_api::Manifest,
-    dir: &Path,
-) -> anyhow::Result<Bundle> {
-    if args.insecure_bundle {
-        eprintln!(
-            "warning: --insecure-bundle: the signature of bundle {} is not checked",
-            dir.display()
-        );
-        return Ok(Bundle::open(dir)?);
-    }
-    let Some(key) = args
-        .bundle_public_key
-        .clone()
-        .or_else(|| manifest.bundle_public_key_file())
-    else {
-        return Err(UsageError(format!(
-            "bundle {}: no public key to check its signature with\n  hint: pass --bundle-public-key FILE or set spec.bundle.publicKeyFile in {}; --insecure-bundle skips the signature check (only for bundles you built yourself)",
-            dir.display(),
-            args.file.display()
-        ))
-        .into());
-    };
-    let (bundle, _) = kubegrid_bundle::open_verified(dir, &key)?;
-    Ok(bundle)
 }
