@@ -206,6 +206,23 @@ pub async fn prepare(
                 "SSH private key (spec.ssh.privateKeySecretRef)",
             )
             .await?;
+            // Its passphrase could only come from the operator's own environment, shared by
+            // every tenant: an encrypted key is refused instead of opened with it.
+            if kubegrid_engine::ssh::key_is_encrypted(&String::from_utf8_lossy(&bytes)) {
+                return Err(Error::InvalidSpec {
+                    cluster: cluster_key,
+                    problems: format!(
+                        "spec.ssh.privateKeySecretRef: Secret {} key `{}` holds an encrypted \
+                         private key, and the operator opens no encrypted keys (a passphrase \
+                         would have to come from its own environment, which every Cluster \
+                         shares)\n  hint: store the key without a passphrase (ssh-keygen -p \
+                         -N '' -f KEY on a copy) and recreate the Secret: the Secret is what \
+                         protects it",
+                        r.name,
+                        r.key()
+                    ),
+                });
+            }
             Some(secrets::write_private(&dir, "ssh-key", &bytes)?)
         }
         None => None,

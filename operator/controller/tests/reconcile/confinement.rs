@@ -375,3 +375,32 @@ async fn a_cni_manifest_ref_that_is_not_kubernetes_objects_is_refused() {
     );
     assert!(message.contains("apiVersion"), "{message}");
 }
+
+#[tokio::test]
+async fn an_encrypted_key_in_the_secret_is_refused_not_opened_with_the_operators_passphrase() {
+    let bed = bed_with(|_| {});
+    let key = bed.dir.path().join("sealed");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "tenant-secret",
+            "-C",
+            "t",
+            "-f",
+        ])
+        .arg(&key)
+        .output()
+        .expect("run ssh-keygen (openssh-client)");
+    assert!(keygen.status.success(), "{keygen:?}");
+    let text = std::fs::read_to_string(&key).unwrap();
+    bed.fake.put(secret("gpu-ssh", "ssh-privatekey", &text));
+    let message = refused(&bed, "spec.ssh.privateKeySecretRef").await;
+    assert!(message.contains("encrypted private key"), "{message}");
+    assert!(
+        message.contains("Secret gpu-ssh key `ssh-privatekey`"),
+        "{message}"
+    );
+}

@@ -48,6 +48,16 @@ pub fn check_key_files<'a>(targets: impl IntoIterator<Item = &'a SshTarget>) -> 
     Ok(())
 }
 
+/// Whether `text` is a private key (OpenSSH or PEM) that needs a passphrase to open. The
+/// operator refuses such keys from Secrets: their passphrase could only come from its own
+/// environment, which every tenant would then share.
+pub fn key_is_encrypted(text: &str) -> bool {
+    matches!(
+        russh::keys::decode_secret_key(text, None),
+        Err(russh::keys::Error::KeyIsEncrypted)
+    )
+}
+
 /// [`check_key_files`] for one file, used by `host`.
 pub fn check_key_file(host: &str, path: &Path) -> Result<(), Error> {
     let bad = |problem: String, hint: &str| Error::KeyFile {

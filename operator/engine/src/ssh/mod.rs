@@ -17,7 +17,7 @@ use tracing::debug;
 
 pub use exec::{ExecOutput, Input};
 use handler::{KeyCheck, Pinning};
-pub use keyfile::{check_key_file, check_key_files};
+pub use keyfile::{check_key_file, check_key_files, key_is_encrypted};
 
 use crate::error::Error;
 
