@@ -24,9 +24,10 @@ pub const BINARIES: &[(&str, &[&str])] = &[
 ];
 
 /// Reads the versions on every host still standing that runs a kubelet (control-plane and
-/// worker roles), into its report. A plan changes nothing, so it has nothing new to read.
+/// worker roles), into its report, after the install playbook. A plan changes nothing, so it
+/// has nothing new to read; a reset removes what there was to read.
 pub async fn read(run: &mut Run) {
-    if run.req.mode == Mode::Plan {
+    if run.req.mode == Mode::Plan || run.req.playbook.name != "install" {
         return;
     }
     let paths: Vec<PathBuf> = BINARIES
