@@ -190,6 +190,12 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The bundle registry's push credential could not be made.
+    #[error("bundle registry push credential: {reason}")]
+    RegistryCredential {
+        /// Why.
+        reason: String,
+    },
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] kubegrid_journal::Error),

@@ -4,8 +4,6 @@
 //! makes it once per cluster and keeps it in the journal beside the registry CA, so
 //! re-applies change nothing on the registry host.
 
-use base64ct::{Base64Bcrypt, Encoding};
-use blowfish::Blowfish;
 use kubegrid_plan::REGISTRY_PUSH_USER;
 
 use crate::{error::Error, kubernetes::pki::Store};
@@ -59,7 +57,7 @@ pub(crate) async fn credential(store: &Store<'_>) -> Result<PushCredential, Erro
         }
     }
     let password = hex::encode(rand::random::<[u8; 32]>());
-    let hash = bcrypt(password.as_bytes(), &rand::random::<[u8; 16]>(), COST);
+    let hash = bcrypt(password.as_bytes(), &rand::random::<[u8; 16]>(), COST)?;
     let credential = PushCredential {
         user: REGISTRY_PUSH_USER.to_string(),
         htpasswd: format!("{REGISTRY_PUSH_USER}:{hash}"),
@@ -73,53 +71,24 @@ pub(crate) async fn credential(store: &Store<'_>) -> Result<PushCredential, Erro
 
 /// `$2b$<cost>$<salt><hash>`, as OpenBSD's bcrypt and Go's golang.org/x/crypto/bcrypt (which
 /// distribution uses) write it. Passwords past 72 bytes are cut, as bcrypt does.
-pub fn bcrypt(password: &[u8], salt: &[u8; 16], cost: u32) -> String {
-    let mut key = password.to_vec();
-    key.push(0);
-    key.truncate(72);
-    let mut state = Blowfish::bc_init_state();
-    state.salted_expand_key(salt, &key);
-    for _ in 0..1u64 << cost {
-        state.bc_expand_key(&key);
-        state.bc_expand_key(salt);
-    }
-    // "OrpheanBeholderScryDoubt", encrypted 64 times.
-    let mut text: [u32; 6] = [
-        0x4f72_7068,
-        0x6561_6e42,
-        0x6568_6f6c,
-        0x6465_7253,
-        0x6372_7944,
-        0x6f75_6274,
-    ];
-    for pair in text.chunks_exact_mut(2) {
-        let mut lr = [pair[0], pair[1]];
-        for _ in 0..64 {
-            lr = state.bc_encrypt(lr);
-        }
-        pair.copy_from_slice(&lr);
-    }
-    let mut raw = [0u8; 24];
-    for (chunk, word) in raw.chunks_exact_mut(4).zip(text) {
-        chunk.copy_from_slice(&word.to_be_bytes());
-    }
-    // bcrypt keeps 23 of the 24 bytes.
-    let mut salt_text = [0u8; 22];
-    let mut hash_text = [0u8; 31];
-    let salt_text = Base64Bcrypt::encode(salt, &mut salt_text).unwrap_or_default();
-    let hash_text = Base64Bcrypt::encode(&raw[..23], &mut hash_text).unwrap_or_default();
-    format!("$2b${cost:02}${salt_text}{hash_text}")
+pub fn bcrypt(password: &[u8], salt: &[u8; 16], cost: u32) -> Result<String, Error> {
+    bcrypt::hash_with_salt(password, cost, *salt)
+        .map(|parts| parts.format_for_version(bcrypt::Version::TwoB))
+        .map_err(|e| Error::RegistryCredential {
+            reason: format!("hashing the push password: {e}"),
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The 16 salt bytes that bcrypt's base64 `text` (22 characters) stands for.
     fn salt(text: &str) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        let decoded = Base64Bcrypt::decode(text, &mut out).unwrap();
-        assert_eq!(decoded.len(), 16);
-        out
+        let hash = format!("$2b$04${text}{}", "a".repeat(31));
+        hash.parse::<bcrypt::HashParts>()
+            .expect("a bcrypt hash")
+            .get_salt_raw()
     }
 
     /// Vectors from OpenBSD's bcrypt tests (also John the Ripper's), checked against
@@ -127,15 +96,15 @@ mod tests {
     #[test]
     fn bcrypt_matches_known_hashes() {
         assert_eq!(
-            bcrypt(b"U*U", &salt("CCCCCCCCCCCCCCCCCCCCC."), 5),
+            bcrypt(b"U*U", &salt("CCCCCCCCCCCCCCCCCCCCC."), 5).unwrap(),
             "$2b$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
         );
         assert_eq!(
-            bcrypt(b"U*U*", &salt("CCCCCCCCCCCCCCCCCCCCC."), 5),
+            bcrypt(b"U*U*", &salt("CCCCCCCCCCCCCCCCCCCCC."), 5).unwrap(),
             "$2b$05$CCCCCCCCCCCCCCCCCCCCC.VGOzA784oUp/Z0DY336zx7pLYAy0lwK"
         );
         assert_eq!(
-            bcrypt(b"", &salt("CCCCCCCCCCCCCCCCCCCCC."), 5),
+            bcrypt(b"", &salt("CCCCCCCCCCCCCCCCCCCCC."), 5).unwrap(),
             "$2b$05$CCCCCCCCCCCCCCCCCCCCC.7uG0VCzI2bS7j6ymqJi9CdcdxiRTWNy"
         );
     }
