@@ -25,18 +25,9 @@ pub struct ApplyArgs {
     /// The spec: Cluster and Node resources, multi-document YAML.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub file: PathBuf,
-    /// Offline bundle: a directory, or a packed .tar.zst from `bundle build` (unpacked once
-    /// into a cache); overrides the Cluster's spec.bundle.source.
-    #[arg(long, value_name = "DIR|FILE")]
-    pub bundle: Option<PathBuf>,
-    /// Public key (`kubegrid bundle keygen --public`) that the bundle's signature must verify
-    /// under; overrides the Cluster's spec.bundle.publicKeyFile.
-    #[arg(long = "bundle-public-key", value_name = "FILE")]
-    pub bundle_public_key: Option<PathBuf>,
-    /// Use a bundle without checking its signature (every artifact's sha256 is still
-    /// checked against its manifest). Only for bundles you built yourself.
-    #[arg(long)]
-    pub insecure_bundle: bool,
+    /// The bundle and how its signature is checked.
+    #[command(flatten)]
+    pub bundle: BundleArgs,
     /// Hosts worked on at once within a phase.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallel: u16,
@@ -69,6 +60,34 @@ pub struct ApplyArgs {
     /// Journal location.
     #[command(flatten)]
     pub journal: JournalArg,
+}
+
+/// The bundle flags that `apply`, `plan` and `reset` share.
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Offline bundle: a directory, or a packed .tar.zst from `bundle build` (unpacked once
+    /// into a cache); overrides the Cluster's spec.bundle.source.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub bundle: Option<PathBuf>,
+    /// Public key (`kubegrid bundle keygen --public`) that the bundle's signature must verify
+    /// under; overrides the Cluster's spec.bundle.publicKeyFile.
+    #[arg(long = "bundle-public-key", value_name = "FILE")]
+    pub bundle_public_key: Option<PathBuf>,
+    /// Use a bundle without checking its signature (every artifact's sha256 is still
+    /// checked against its manifest). Only for bundles you built yourself.
+    #[arg(long)]
+    pub insecure_bundle: bool,
+}
+
+impl BundleArgs {
+    /// How the bundle's signature is checked, with `spec_file` (from `-f`) for hints.
+    pub(super) fn key<'a>(&'a self, spec_file: &'a std::path::Path) -> BundleKey<'a> {
+        BundleKey {
+            insecure: self.insecure_bundle,
+            public_key: self.bundle_public_key.as_deref(),
+            spec_file,
+        }
+    }
 }
 
 /// Runs `apply` (mode Apply) or `plan` (mode Plan); returns the exit code.
@@ -123,7 +142,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
         journal.close().await;
         checked?;
     }
-    let given = match (&args.bundle, manifest.bundle_dir()) {
+    let given = match (&args.bundle.bundle, manifest.bundle_dir()) {
         (Some(dir), _) => dir.clone(),
         (None, Some(dir)) => dir,
         (None, None) => {
@@ -136,12 +155,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     };
     let context = kubegrid_engine::spec::cluster_context(&manifest)?;
     let (bundle, agents) = super::packed::with_bundle(&given, |dir| {
-        let key = BundleKey {
-            insecure: args.insecure_bundle,
-            public_key: args.bundle_public_key.as_deref(),
-            spec_file: &args.file,
-        };
-        let bundle = open_bundle(&key, &manifest, dir, &given)?;
+        let bundle = open_bundle(&args.bundle.key(&args.file), &manifest, dir, &given)?;
         let agents = Agents::discover(&agent::default_dirs(Some(dir)))?;
         kubegrid_engine::bundle_check::check(
             &manifest,

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Output, UsageError,
-    apply::{BundleKey, exit_code, failed_hosts, open_bundle},
+    apply::{BundleArgs, exit_code, failed_hosts, open_bundle},
     journal::JournalArg,
     progress,
 };
@@ -38,17 +38,9 @@ pub struct ResetArgs {
     /// cluster's name, and refuses when there is no terminal to ask on.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Offline bundle (for the agent and its signature check): a directory, or a packed
-    /// .tar.zst; overrides the Cluster's spec.bundle.source.
-    #[arg(long, value_name = "DIR|FILE")]
-    pub bundle: Option<PathBuf>,
-    /// Public key the bundle's signature must verify under; overrides the Cluster's
-    /// spec.bundle.publicKeyFile.
-    #[arg(long = "bundle-public-key", value_name = "FILE")]
-    pub bundle_public_key: Option<PathBuf>,
-    /// Use a bundle without checking its signature (only for bundles you built yourself).
-    #[arg(long)]
-    pub insecure_bundle: bool,
+    /// The bundle (reset pushes its agent) and how its signature is checked.
+    #[command(flatten)]
+    pub bundle: BundleArgs,
     /// Hosts worked on at once.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallel: u16,
@@ -81,7 +73,7 @@ pub async fn run(args: &ResetArgs, output: Output) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let bundle_dir = match (&args.bundle, manifest.bundle_dir()) {
+    let bundle_dir = match (&args.bundle.bundle, manifest.bundle_dir()) {
         (Some(dir), _) => dir.clone(),
         (None, Some(dir)) => dir,
         (None, None) => {
@@ -94,12 +86,7 @@ pub async fn run(args: &ResetArgs, output: Output) -> anyhow::Result<u8> {
     };
     // Opened and checked as `apply` does; errors about a packed bundle name the file given.
     let (bundle, agents) = super::packed::with_bundle(&bundle_dir, |dir| {
-        let key = BundleKey {
-            insecure: args.insecure_bundle,
-            public_key: args.bundle_public_key.as_deref(),
-            spec_file: &args.file,
-        };
-        let bundle = open_bundle(&key, &manifest, dir, &bundle_dir)?;
+        let bundle = open_bundle(&args.bundle.key(&args.file), &manifest, dir, &bundle_dir)?;
         let agents = Agents::discover(&agent::default_dirs(Some(dir)))?;
         Ok((bundle, agents))
     })?;
