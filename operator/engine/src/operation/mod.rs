@@ -23,7 +23,7 @@ use crate::{
 mod report;
 mod resume;
 
-pub use report::{HostReport, Outcome, PhaseTask, PhaseTime, Report};
+pub use report::{AgentUsed, HostReport, Outcome, PhaseTask, PhaseTime, Report};
 
 /// Apply changes, or only report what would change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -292,6 +292,7 @@ pub async fn execute(
             facts: None,
             versions: BTreeMap::new(),
             skipped_runtimes: Vec::new(),
+            agent: None,
         })
         .collect();
     let mut run = Run {
