@@ -45,6 +45,19 @@ pub struct HostReport {
     /// The kubegrid-agent this run used on the host, once the host was probed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentUsed>,
+    /// The host's OS as its agent read it from os-release, once facts were gathered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<HostOs>,
+}
+
+/// A host's OS from its os-release file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostOs {
+    /// `ID` ("debian", "rhel").
+    pub id: String,
+    /// `VERSION_ID` ("11", "9.4").
+    pub version_id: String,
 }
 
 /// Which kubegrid-agent a run used on a host, and where it came from.
