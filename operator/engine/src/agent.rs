@@ -287,6 +287,49 @@ mod tests {
     }
 
     #[test]
+    fn a_bundles_listed_agent_is_used_and_a_missing_arch_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("agent")).unwrap();
+        std::fs::write(
+            dir.path().join("agent/kubegrid-agent-amd64"),
+            b"amd64 agent",
+        )
+        .unwrap();
+        // An unlisted file is not covered by the manifest (or its signature): never used.
+        std::fs::write(dir.path().join("agent/kubegrid-agent-arm64"), b"stray").unwrap();
+        let sha = hex::encode(Sha256::digest(b"amd64 agent"));
+        std::fs::write(
+            dir.path().join("manifest.yaml"),
+            format!(
+                "version: 1\nfiles:\n  - path: agent/kubegrid-agent-amd64\n    sha256: {sha}\n    size: 11\n    arch: amd64\n    kind: agent\n    name: kubegrid-agent\n"
+            ),
+        )
+        .unwrap();
+        let bundle = Bundle::open(dir.path()).unwrap();
+        let agents = Agents::for_bundle(&bundle).unwrap();
+        let a = agents.for_arch("h1", "x86_64", "amd64").unwrap();
+        assert_eq!(a.source, "bundle agent/kubegrid-agent-amd64");
+        assert_eq!(a.sha256, sha);
+        assert_eq!(a.path, dir.path().join("agent/kubegrid-agent-amd64"));
+        if let Ok(other) = agents.for_arch("h1", "aarch64", "arm64") {
+            // Only an arm64 agent beside this test binary may serve arm64.
+            assert!(other.source.starts_with("beside kubegrid"), "{other:?}");
+            return;
+        }
+        let err = agents
+            .for_arch("h1", "aarch64\n", "arm64")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "h1: the host is aarch64 (arm64) and there is no kubegrid-agent for arm64"
+            ) && err.contains("the bundle's manifest (kind: agent, arch: arm64)")
+                && err.contains("hint:"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn discovers_a_native_agent_by_content() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("kubegrid-agent"), b"agent bytes").unwrap();
