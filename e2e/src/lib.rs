@@ -136,15 +136,15 @@ impl LabGuard {
 
     /// Runs `lab up --hosts n` for a reserved lab, records its hosts and returns the output.
     pub fn bring_up(&mut self, n: usize) -> Output {
-        let out = self.kubegrid(&[
-            "up",
-            "--hosts",
-            &n.to_string(),
-            "--subnet",
-            &self.subnet.clone(),
-            "-o",
-            "json",
-        ]);
+        self.bring_up_with(n, &[])
+    }
+
+    /// [`LabGuard::bring_up`] with more `lab up` arguments (`--release bullseye`).
+    pub fn bring_up_with(&mut self, n: usize, extra: &[&str]) -> Output {
+        let (hosts, subnet) = (n.to_string(), self.subnet.clone());
+        let mut args = vec!["up", "--hosts", &hosts, "--subnet", &subnet, "-o", "json"];
+        args.extend_from_slice(extra);
+        let out = self.kubegrid(&args);
         assert!(out.status.success(), "lab up failed:\n{}", describe(&out));
         let doc: Value = serde_json::from_slice(&out.stdout).expect("lab up prints JSON");
         self.hosts = doc["lab"]["hosts"]

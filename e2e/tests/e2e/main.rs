@@ -3,6 +3,7 @@
 //! They need root, systemd-nspawn and debootstrap (see README.md); hosts are checked with
 //! the plain OpenSSH client, not with kubegrid's code.
 
+mod agent_glibc;
 mod airgap;
 mod apply;
 mod bootstrap;

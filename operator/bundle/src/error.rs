@@ -368,6 +368,15 @@ pub enum Error {
         problem: String,
     },
 
+    /// A kubegrid-agent given to the bundle builder cannot go into a bundle.
+    #[error("agent {}: {problem}", path.display())]
+    Agent {
+        /// The agent file given.
+        path: PathBuf,
+        /// What was seen, what was expected, and a hint.
+        problem: String,
+    },
+
     /// A file of the build's work directory or output could not be read.
     #[error("failed to read {}", path.display())]
     ReadFile {

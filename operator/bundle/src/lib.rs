@@ -9,9 +9,11 @@
 //! - [`inspect`] and [`diff`] describe one bundle or compare two from their manifests alone.
 //! - [`Sources`] models offline-bundle/sources.yaml; [`build`] (or [`prepare`] and
 //!   [`Build::finish`]) fetches, verifies and packs a bundle from it.
+//! - [`add_agent`] checks a kubegrid-agent (ELF arch, glibc floor) and puts it in `agent/`.
 //! - [`pack`], [`unpack`] and [`open_packed`] convert between a bundle directory and its
 //!   tar + zstd file.
 
+mod agent;
 mod build;
 mod error;
 mod fsutil;
@@ -23,6 +25,9 @@ mod sources;
 mod sources_check;
 mod sources_plan;
 
+pub use agent::{
+    AGENT_NAME, AgentElf, GLIBC_FLOOR, add_agent, check_agent, inspect_agent, inspect_elf,
+};
 pub use build::{
     Build, BuildOptions, BuildReport, build, bundle_path, mirror_candidates, parse_mirror, prepare,
 };

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 use futures::future::BoxFuture;
 use kubegrid_api::Manifest;
 use kubegrid_engine::{
-    agent::{self, Agents},
+    agent::Agents,
     distribute::Distribution,
     operation::{self, Mode, Options, Outcome},
     progress::Observer,
@@ -241,8 +241,7 @@ impl EngineRunner {
             })?;
         let (bundle, _) = kubegrid_bundle::open_verified(&bundle_dir, &key)
             .map_err(|e| bundle_err(e.to_string()))?;
-        let agents = Agents::discover(&agent::default_dirs(Some(&bundle_dir)))
-            .map_err(|e| bundle_err(e.to_string()))?;
+        let agents = Agents::for_bundle(&bundle).map_err(|e| bundle_err(e.to_string()))?;
         let mut context = kubegrid_engine::spec::cluster_context(manifest)
             .map_err(|e| bundle_err(e.to_string()))?;
         if let (Some(text), Some(k)) = (&job.cni_manifest, context.kubernetes.as_mut()) {

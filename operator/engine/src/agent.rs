@@ -10,6 +10,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use kubegrid_plan::{Bundle, FileKind};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
@@ -26,6 +27,9 @@ pub struct AgentBinary {
     pub sha256: String,
     /// Its size in bytes.
     pub size: u64,
+    /// Where it was found, for reports: `bundle agent/kubegrid-agent-amd64`,
+    /// `KUBEGRID_AGENT_DIR /dir/kubegrid-agent`, `beside kubegrid /usr/bin/kubegrid-agent`.
+    pub source: String,
 }
 
 impl AgentBinary {
@@ -39,46 +43,91 @@ impl AgentBinary {
 #[derive(Debug, Clone, Default)]
 pub struct Agents {
     by_arch: BTreeMap<String, AgentBinary>,
-    looked: Vec<PathBuf>,
+    looked: Vec<String>,
 }
 
 impl Agents {
-    /// Looks in `dirs` (in order) for `kubegrid-agent-<arch>`, and for a plain
-    /// `kubegrid-agent` that is taken to be built for this machine's own architecture.
-    pub fn discover(dirs: &[PathBuf]) -> Result<Agents, Error> {
+    /// The agents for a run from `bundle`: a `KUBEGRID_AGENT_DIR` override first (a developer's
+    /// own build), then the bundle's `kind: agent` entries (verified with the bundle when it
+    /// was opened, so covered by its signature), then the agents beside this executable.
+    pub fn for_bundle(bundle: &Bundle) -> Result<Agents, Error> {
         let mut agents = Agents::default();
-        let native = kubegrid_agent::facts::kube_arch(std::env::consts::ARCH).to_string();
-        for dir in dirs {
-            for arch in ["amd64", "arm64"] {
-                let candidates = [
-                    (dir.join(format!("kubegrid-agent-{arch}")), true),
-                    (dir.join("kubegrid-agent"), arch == native),
-                ];
-                for (path, applies) in candidates {
-                    if !applies || agents.by_arch.contains_key(arch) {
-                        continue;
-                    }
-                    agents.looked.push(path.clone());
-                    if path.is_file() {
-                        agents.by_arch.insert(arch.to_string(), hash_file(&path)?);
-                    }
-                }
+        if let Some(dir) = std::env::var_os(AGENT_DIR_ENV) {
+            agents.add_dir(&PathBuf::from(dir), AGENT_DIR_ENV)?;
+        }
+        for arch in ["amd64", "arm64"] {
+            if agents.by_arch.contains_key(arch) {
+                continue;
             }
+            agents.looked.push(format!(
+                "the bundle's manifest (kind: agent, arch: {arch}) in {}",
+                bundle.dir().display()
+            ));
+            let entry = bundle
+                .manifest()
+                .files
+                .iter()
+                .find(|f| f.kind == FileKind::Agent && f.arch.as_str() == arch);
+            if let Some(f) = entry {
+                agents.by_arch.insert(
+                    arch.to_string(),
+                    AgentBinary {
+                        path: bundle.dir().join(&f.path),
+                        sha256: f.sha256.clone(),
+                        size: f.size,
+                        source: format!("bundle {}", f.path.display()),
+                    },
+                );
+            }
+        }
+        if let Some(dir) = exe_dir() {
+            agents.add_dir(&dir, "beside kubegrid")?;
         }
         Ok(agents)
     }
 
-    /// The agent for `arch`, or an error naming where it was looked for.
-    pub fn for_arch(&self, host: &str, arch: &str) -> Result<&AgentBinary, Error> {
+    /// Looks in `dirs` (in order) for `kubegrid-agent-<arch>`, and for a plain
+    /// `kubegrid-agent` that is taken to be built for this machine's own architecture.
+    pub fn discover(dirs: &[PathBuf]) -> Result<Agents, Error> {
+        let mut agents = Agents::default();
+        for dir in dirs {
+            agents.add_dir(dir, "in")?;
+        }
+        Ok(agents)
+    }
+
+    /// Adds the agents in `dir` for arches that have none yet; `how` says in reports why
+    /// the folder was searched.
+    fn add_dir(&mut self, dir: &Path, how: &str) -> Result<(), Error> {
+        let native = kubegrid_agent::facts::kube_arch(std::env::consts::ARCH);
+        for arch in ["amd64", "arm64"] {
+            let candidates = [
+                (dir.join(format!("kubegrid-agent-{arch}")), true),
+                (dir.join("kubegrid-agent"), arch == native),
+            ];
+            for (path, applies) in candidates {
+                if !applies || self.by_arch.contains_key(arch) {
+                    continue;
+                }
+                self.looked.push(path.display().to_string());
+                if path.is_file() {
+                    let mut found = hash_file(&path)?;
+                    found.source = format!("{how} {}", path.display());
+                    self.by_arch.insert(arch.to_string(), found);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The agent for `arch` (from the host's `uname -m` output `machine`), or an error naming
+    /// the host, what it is and where an agent for it was looked for.
+    pub fn for_arch(&self, host: &str, machine: &str, arch: &str) -> Result<&AgentBinary, Error> {
         self.by_arch.get(arch).ok_or_else(|| Error::AgentMissing {
             host: host.to_string(),
+            machine: machine.trim().to_string(),
             arch: arch.to_string(),
-            looked: self
-                .looked
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            looked: self.looked.join(", "),
         })
     }
 
@@ -88,22 +137,28 @@ impl Agents {
     }
 }
 
-/// The default places to look: the bundle's `agent/` folder, then beside this executable.
+/// The environment variable naming a folder whose agents override every other.
+pub const AGENT_DIR_ENV: &str = "KUBEGRID_AGENT_DIR";
+
+/// The places `kubegrid version` lists agents from: `KUBEGRID_AGENT_DIR`, the bundle's
+/// `agent/` folder, then beside this executable. Runs take theirs from
+/// [`Agents::for_bundle`].
 pub fn default_dirs(bundle_dir: Option<&Path>) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    if let Some(dir) = std::env::var_os("KUBEGRID_AGENT_DIR") {
+    if let Some(dir) = std::env::var_os(AGENT_DIR_ENV) {
         dirs.push(PathBuf::from(dir));
     }
     if let Some(b) = bundle_dir {
         dirs.push(b.join("agent"));
     }
-    if let Some(dir) = std::env::current_exe()
+    dirs.extend(exe_dir());
+    dirs
+}
+
+fn exe_dir() -> Option<PathBuf> {
+    std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        dirs.push(dir);
-    }
-    dirs
 }
 
 fn hash_file(path: &Path) -> Result<AgentBinary, Error> {
@@ -127,6 +182,7 @@ fn hash_file(path: &Path) -> Result<AgentBinary, Error> {
         path: path.to_path_buf(),
         sha256: hex::encode(hasher.finalize()),
         size,
+        source: path.display().to_string(),
     })
 }
 
@@ -231,17 +287,60 @@ mod tests {
     }
 
     #[test]
+    fn a_bundles_listed_agent_is_used_and_a_missing_arch_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("agent")).unwrap();
+        std::fs::write(
+            dir.path().join("agent/kubegrid-agent-amd64"),
+            b"amd64 agent",
+        )
+        .unwrap();
+        // An unlisted file is not covered by the manifest (or its signature): never used.
+        std::fs::write(dir.path().join("agent/kubegrid-agent-arm64"), b"stray").unwrap();
+        let sha = hex::encode(Sha256::digest(b"amd64 agent"));
+        std::fs::write(
+            dir.path().join("manifest.yaml"),
+            format!(
+                "version: 1\nfiles:\n  - path: agent/kubegrid-agent-amd64\n    sha256: {sha}\n    size: 11\n    arch: amd64\n    kind: agent\n    name: kubegrid-agent\n"
+            ),
+        )
+        .unwrap();
+        let bundle = Bundle::open(dir.path()).unwrap();
+        let agents = Agents::for_bundle(&bundle).unwrap();
+        let a = agents.for_arch("h1", "x86_64", "amd64").unwrap();
+        assert_eq!(a.source, "bundle agent/kubegrid-agent-amd64");
+        assert_eq!(a.sha256, sha);
+        assert_eq!(a.path, dir.path().join("agent/kubegrid-agent-amd64"));
+        if let Ok(other) = agents.for_arch("h1", "aarch64", "arm64") {
+            // Only an arm64 agent beside this test binary may serve arm64.
+            assert!(other.source.starts_with("beside kubegrid"), "{other:?}");
+            return;
+        }
+        let err = agents
+            .for_arch("h1", "aarch64\n", "arm64")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "h1: the host is aarch64 (arm64) and there is no kubegrid-agent for arm64"
+            ) && err.contains("the bundle's manifest (kind: agent, arch: arm64)")
+                && err.contains("hint:"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn discovers_a_native_agent_by_content() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("kubegrid-agent"), b"agent bytes").unwrap();
         let agents = Agents::discover(&[dir.path().to_path_buf()]).unwrap();
         let native = kubegrid_agent::facts::kube_arch(std::env::consts::ARCH);
-        let a = agents.for_arch("h1", native).unwrap();
+        let a = agents.for_arch("h1", "x", native).unwrap();
         assert_eq!(a.size, 11);
         assert_eq!(a.sha256, hex::encode(Sha256::digest(b"agent bytes")));
         assert!(a.remote_path().ends_with(&a.sha256));
         let other = if native == "amd64" { "arm64" } else { "amd64" };
-        let err = agents.for_arch("h1", other).unwrap_err().to_string();
+        let err = agents.for_arch("h1", "m", other).unwrap_err().to_string();
         assert!(err.contains(&format!("kubegrid-agent-{other}")), "{err}");
     }
 }

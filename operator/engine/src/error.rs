@@ -105,16 +105,19 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
-    /// No agent binary for a host's architecture.
+    /// No agent binary for a host's architecture. Found while probing, before anything on
+    /// any host changed: a failed probe stops the run after the facts phase.
     #[error(
-        "{host}: no kubegrid-agent for {arch}; looked for {looked}\n  hint: build it (cargo build -p kubegrid-agent) or put kubegrid-agent-{arch} in the bundle's agent/ folder"
+        "{host}: the host is {machine} ({arch}) and there is no kubegrid-agent for {arch}; looked in {looked}\n  hint: add one to the bundle (`kubegrid bundle build --agent kubegrid-agent-{arch}`; docs/agent.md says how to build it for glibc 2.28), or set KUBEGRID_AGENT_DIR to a folder holding kubegrid-agent-{arch}"
     )]
     AgentMissing {
         /// Node name.
         host: String,
+        /// What the host's `uname -m` printed.
+        machine: String,
         /// Host architecture.
         arch: String,
-        /// Paths tried.
+        /// Where agents were looked for.
         looked: String,
     },
     /// Reading a local file (agent binary, bundle file) failed.

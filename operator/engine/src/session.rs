@@ -128,6 +128,17 @@ impl HostSession {
         &self.conn.target().host
     }
 
+    /// The agent [`HostSession::probe`] chose for the host, and whether the host had it.
+    pub fn agent_used(&self) -> Option<crate::operation::AgentUsed> {
+        let (agent, arch) = (self.agent.as_ref()?, self.arch.as_ref()?);
+        Some(crate::operation::AgentUsed {
+            arch: arch.clone(),
+            sha256: agent.sha256.clone(),
+            source: agent.source.clone(),
+            already_on_host: self.installed,
+        })
+    }
+
     /// Round trip one: asks the host for its architecture and whether our agent is there.
     pub async fn probe(&mut self, agents: &Agents) -> Result<String, Error> {
         let script = agent::privileged(&agent::probe_script(agents), self.conn.target().sudo);
@@ -146,7 +157,7 @@ impl HostSession {
                 "unsupported machine architecture {machine:?}; expected x86_64 or aarch64"
             ),
         })?;
-        let binary = agents.for_arch(self.host(), arch)?.clone();
+        let binary = agents.for_arch(self.host(), &machine, arch)?.clone();
         let remote = binary.remote_path();
         self.installed = lines
             .iter()

@@ -17,8 +17,13 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Result, exec, mounts};
 
-/// Debian suite the lab hosts run.
+/// Debian suite the lab hosts run unless `lab up --release` names another.
 pub const SUITE: &str = "bookworm";
+
+/// The Debian releases a lab host can run: `(suite, major version)`. Each gets a base rootfs
+/// of its own from the same mirror and recipe. bullseye (glibc 2.31) is there so the
+/// kubegrid-agent can be shown to start on a glibc older than the machine's.
+pub const RELEASES: &[(&str, &str)] = &[("bullseye", "11"), ("bookworm", "12")];
 
 /// The default Debian mirror for debootstrap.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -82,6 +87,29 @@ impl Default for Recipe {
 }
 
 impl Recipe {
+    /// The default recipe for Debian release `release` (a suite name from [`RELEASES`]);
+    /// an unknown name is refused, naming the ones there are.
+    pub fn for_release(release: &str) -> Result<Recipe> {
+        let (suite, _) = RELEASES
+            .iter()
+            .find(|(suite, version)| *suite == release || *version == release)
+            .ok_or_else(|| {
+                let known: Vec<String> = RELEASES
+                    .iter()
+                    .map(|(s, v)| format!("{s} (Debian {v})"))
+                    .collect();
+                Error::InvalidArgument(format!(
+                    "--release `{}` is not a Debian release the lab can build; expected one of {}",
+                    release.chars().take(40).collect::<String>(),
+                    known.join(", ")
+                ))
+            })?;
+        Ok(Recipe {
+            suite,
+            ..Recipe::default()
+        })
+    }
+
     /// A short content hash of the recipe; it names the cached base.
     pub fn hash(&self) -> String {
         let mut h = Sha256::new();
@@ -285,6 +313,26 @@ mod tests {
         for r in [other_suite, other_pkgs, other_script, other_arch] {
             assert_ne!(r.hash(), h);
         }
+    }
+
+    #[test]
+    fn releases_get_bases_of_their_own() {
+        let bookworm = Recipe::for_release("bookworm").unwrap();
+        assert_eq!(
+            bookworm.hash(),
+            Recipe::default().hash(),
+            "bookworm is the default"
+        );
+        let bullseye = Recipe::for_release("bullseye").unwrap();
+        assert_eq!(bullseye.suite, "bullseye");
+        assert_eq!(Recipe::for_release("11").unwrap().suite, "bullseye");
+        let cache = Path::new("/cache");
+        assert_ne!(bullseye.path(cache), bookworm.path(cache));
+        let err = Recipe::for_release("jessie").unwrap_err().to_string();
+        assert!(
+            err.contains("`jessie`") && err.contains("bullseye (Debian 11)"),
+            "{err}"
+        );
     }
 
     #[test]

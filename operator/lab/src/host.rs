@@ -16,9 +16,18 @@ use crate::{
 /// How long a graceful stop may take before the host is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
-/// A record for a new host with the lowest free address; nothing exists for it yet.
-pub fn new_record(state: &LabState, name: &str, group: &str, base: &Path) -> Result<HostRecord> {
-    Ok(HostRecord::new(name, group, state.free_address()?, base))
+/// A record for a new host of Debian `release` with the lowest free address; nothing exists
+/// for it yet.
+pub fn new_record(
+    state: &LabState,
+    name: &str,
+    group: &str,
+    base: &Path,
+    release: &str,
+) -> Result<HostRecord> {
+    let mut record = HostRecord::new(name, group, state.free_address()?, base);
+    record.release = release.to_string();
+    Ok(record)
 }
 
 /// Makes a recorded host's writable rootfs and writes its identity; returns the updated record.

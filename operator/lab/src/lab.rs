@@ -40,6 +40,10 @@ pub struct UpOptions {
     pub subnet: Option<Ipv4Net>,
     /// How long to wait for every host to be ready.
     pub timeout: Duration,
+    /// The Debian release new hosts run (a suite from [`crate::RELEASES`]); `None` is
+    /// [`crate::SUITE`]. Hosts that exist already keep theirs: naming a release they do not
+    /// run is refused.
+    pub release: Option<String>,
 }
 
 /// One host that `up` or `start` waited for.
@@ -98,9 +102,9 @@ impl Lab {
                 opts.hosts
             )));
         }
+        let recipe = Recipe::for_release(opts.release.as_deref().unwrap_or(base::SUITE))?;
         preflight()?;
         raise_inotify_limits(progress);
-        let recipe = Recipe::default();
         if !base::is_built(&recipe, &self.config.cache_dir) {
             exec::require("debootstrap", "debootstrap")?;
             exec::require("chroot", "coreutils")?;
@@ -110,6 +114,9 @@ impl Lab {
         let planned = self.load_or_new(opts.subnet)?;
         if !net::bridge_exists(&planned) {
             net::check_subnet_free(planned.subnet, &planned.bridge())?;
+        }
+        if let Some(release) = &opts.release {
+            check_release(&planned, &opts.prefix, opts.hosts, recipe.suite, release)?;
         }
         let _lock = self.layout.lock()?;
         let mut state = self.load_or_new(opts.subnet)?;
@@ -131,7 +138,7 @@ impl Lab {
         for i in 1..=opts.hosts {
             let name = format!("{}-{i}", opts.prefix);
             if !state.hosts.iter().any(|h| h.name == name) {
-                let record = host::new_record(&state, &name, &opts.prefix, &base)?;
+                let record = host::new_record(&state, &name, &opts.prefix, &base, recipe.suite)?;
                 state.hosts.push(record);
                 // Recorded before anything exists, so `down` can clean up after a crash.
                 self.layout.save(&state)?;
@@ -340,6 +347,29 @@ impl Lab {
     }
 }
 
+/// Refuses `--release` when one of the hosts `up` would keep runs another release: a host's
+/// base never changes under it, so the user must pick another name prefix (or remove it).
+fn check_release(
+    state: &LabState,
+    prefix: &str,
+    hosts: usize,
+    suite: &str,
+    given: &str,
+) -> Result<()> {
+    for i in 1..=hosts {
+        let name = format!("{prefix}-{i}");
+        if let Some(h) = state.hosts.iter().find(|h| h.name == name)
+            && h.release != suite
+        {
+            return Err(Error::InvalidArgument(format!(
+                "--release {given}: host {name} exists and runs {}, not {suite}; a host keeps the release it was created with\n  hint: use another --name for {suite} hosts, or remove it first with `kubegrid lab down {name}`",
+                h.release
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn validate_prefix(prefix: &str) -> Result<()> {
     let ok = !prefix.is_empty()
         && prefix.len() <= 40
@@ -419,6 +449,26 @@ mod tests {
         for bad in ["", "-x", "x-", "Lab", "a_b", "a.b", &"x".repeat(41)] {
             assert!(validate_prefix(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_release_other_than_an_existing_hosts_is_refused() {
+        let mut state = LabState::new("abcd".into(), DEFAULT_SUBNET.parse().unwrap());
+        state.hosts.push(HostRecord::new(
+            "lab-1",
+            "lab",
+            "10.213.0.2".parse().unwrap(),
+            std::path::Path::new("/base"),
+        ));
+        let err = check_release(&state, "lab", 2, "bullseye", "bullseye")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lab-1 exists and runs bookworm, not bullseye") && err.contains("--name"),
+            "{err}"
+        );
+        assert!(check_release(&state, "lab", 2, "bookworm", "bookworm").is_ok());
+        assert!(check_release(&state, "old", 1, "bullseye", "bullseye").is_ok());
     }
 
     #[test]

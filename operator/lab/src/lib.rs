@@ -22,7 +22,7 @@ mod spec;
 mod state;
 mod view;
 
-pub use base::{DEFAULT_MIRROR, PACKAGES, Recipe, SUITE};
+pub use base::{DEFAULT_MIRROR, PACKAGES, RELEASES, Recipe, SUITE};
 pub use error::{Error, ErrorKind, Result};
 pub use exec::tail;
 pub use identity::SUDO_USER;

@@ -55,6 +55,10 @@ pub struct HostRecord {
     pub address: Ipv4Addr,
     /// The base rootfs its overlay sits on.
     pub base: PathBuf,
+    /// The Debian release (suite) it runs; hosts recorded before releases were chosen run
+    /// bookworm.
+    #[serde(default = "default_release")]
+    pub release: String,
     /// How its rootfs is made.
     pub rootfs: RootfsMode,
     /// Its /etc/machine-id.
@@ -79,6 +83,7 @@ impl HostRecord {
             group: group.to_string(),
             address,
             base: base.to_path_buf(),
+            release: crate::SUITE.to_string(),
             rootfs: RootfsMode::Overlay,
             machine_id: String::new(),
             host_key: String::new(),
@@ -88,6 +93,10 @@ impl HostRecord {
             cgroups: Vec::new(),
         }
     }
+}
+
+fn default_release() -> String {
+    crate::SUITE.to_string()
 }
 
 impl LabState {

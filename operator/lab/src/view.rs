@@ -44,6 +44,8 @@ pub struct HostView {
     pub link: &'static str,
     /// Address on the lab bridge.
     pub address: String,
+    /// The Debian release it runs.
+    pub release: String,
     /// Users that accept the lab key: root, and `kube` with passwordless sudo.
     pub users: Vec<&'static str>,
     /// /etc/machine-id.
@@ -77,6 +79,7 @@ impl Listing {
                             state: if running { "running" } else { "stopped" },
                             link,
                             address: h.address.to_string(),
+                            release: h.release.clone(),
                             users: vec!["root", identity::SUDO_USER],
                             machine_id: h.machine_id.clone(),
                             host_key: identity::fingerprint(&h.host_key),
@@ -120,17 +123,18 @@ impl fmt::Display for Listing {
         }
         writeln!(
             f,
-            "{:<16} {:<8} {:<8} {:<16} USERS",
-            "NAME", "STATE", "LINK", "ADDRESS"
+            "{:<16} {:<8} {:<8} {:<16} {:<9} USERS",
+            "NAME", "STATE", "LINK", "ADDRESS", "RELEASE"
         )?;
         for h in &self.hosts {
             writeln!(
                 f,
-                "{:<16} {:<8} {:<8} {:<16} {}",
+                "{:<16} {:<8} {:<8} {:<16} {:<9} {}",
                 h.name,
                 h.state,
                 h.link,
                 h.address,
+                h.release,
                 h.users.join(",")
             )?;
         }

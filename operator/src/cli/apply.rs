@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::Args;
 use kubegrid_engine::{
-    agent::{self, Agents},
+    agent::Agents,
     kubernetes::ClusterChecks,
     operation::{self, Mode, Options, Outcome, Report, Request},
     preflight,
@@ -156,7 +156,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     let context = kubegrid_engine::spec::cluster_context(&manifest)?;
     let (bundle, agents) = super::packed::with_bundle(&given, |dir| {
         let bundle = open_bundle(&args.bundle.key(&args.file), &manifest, dir, &given)?;
-        let agents = Agents::discover(&agent::default_dirs(Some(dir)))?;
+        let agents = Agents::for_bundle(&bundle)?;
         kubegrid_engine::bundle_check::check(
             &manifest,
             &context,

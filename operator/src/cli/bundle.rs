@@ -7,7 +7,7 @@ use kubegrid_bundle::{BuildOptions, BuildReport, BundleDiff, Inspection, Sources
 use kubegrid_plan::Arch;
 use serde_json::json;
 
-use super::{Output, UsageError, block_on, emit, packed::with_bundle};
+use super::{Output, UsageError, block_on, bundle_agents, emit, packed::with_bundle};
 use crate::exit;
 
 /// `kubegrid bundle`.
@@ -118,6 +118,11 @@ pub struct BuildArgs {
     /// file carries manifest.yaml.sig.
     #[arg(long, value_name = "FILE")]
     pub sign_key: Option<PathBuf>,
+    /// A kubegrid-agent to put in the bundle's agent/ folder, its arch read from the file;
+    /// repeat for each arch. It must need at most GLIBC_2.28 (docs/agent.md). Default: the
+    /// kubegrid-agent-<arch> files beside this kubegrid, where there are any.
+    #[arg(long = "agent", value_name = "FILE")]
+    pub agents: Vec<PathBuf>,
 }
 
 /// Runs a `bundle` command.
@@ -203,8 +208,22 @@ async fn build(args: &BuildArgs, output: Output) -> anyhow::Result<u8> {
     opts.retries = args.retries;
     opts.backoff = Duration::from_millis(args.retry_wait_ms);
     opts.progress = output == Output::Text;
-    let report = kubegrid_bundle::build(&sources, &opts, &args.out).await?;
-    emit(output, &report, || build_text(&report))?;
+    // Checked before anything is downloaded: a wrong agent is bad input.
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(std::path::Path::to_path_buf));
+    let mut agents = bundle_agents::choose(&args.agents, &arches, exe_dir.as_deref())?;
+    let mut build = kubegrid_bundle::prepare(&sources, &opts, &args.out).await?;
+    for agent in &mut agents {
+        agent.path = Some(build.add_agent(&agent.from)?.path);
+    }
+    build.pull_images(opts.image_mirror.as_deref()).await?;
+    let report = build.finish()?;
+    let mut doc = serde_json::to_value(&report)?;
+    doc["agents"] = serde_json::to_value(&agents)?;
+    emit(output, &doc, || {
+        build_text(&report) + &bundle_agents::text(&agents, &report.arches)
+    })?;
     Ok(exit::OK)
 }
 

@@ -56,6 +56,10 @@ pub enum LabCommand {
         /// Seconds to wait for every host to boot and answer on SSH.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// The Debian release new hosts run: bookworm (12) or bullseye (11); each release's
+        /// base rootfs is built once and cached [default: bookworm]. Existing hosts keep theirs.
+        #[arg(long, value_name = "RELEASE")]
+        release: Option<String>,
     },
     /// Show the hosts, their state and addresses, the SSH key and the spec files.
     List,
@@ -113,6 +117,7 @@ pub fn run(args: &LabArgs, output: Output) -> anyhow::Result<()> {
             prefix,
             subnet,
             timeout,
+            release,
         } => {
             let started = std::time::Instant::now();
             let opts = UpOptions {
@@ -120,6 +125,7 @@ pub fn run(args: &LabArgs, output: Output) -> anyhow::Result<()> {
                 prefix: prefix.clone(),
                 subnet: *subnet,
                 timeout: Duration::from_secs(*timeout),
+                release: release.clone(),
             };
             let ready = lab.up(&opts, &progress)?;
             let seconds = started.elapsed().as_secs_f64();

@@ -2,6 +2,7 @@
 
 mod apply;
 mod bundle;
+mod bundle_agents;
 mod crd;
 mod journal;
 mod lab;

@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context as _;
 use clap::Args;
 use kubegrid_engine::{
-    agent::{self, Agents},
+    agent::Agents,
     operation::{self, Mode, Options, Outcome, Report, Request},
     preflight,
     ssh::SshOptions,
@@ -87,7 +87,7 @@ pub async fn run(args: &ResetArgs, output: Output) -> anyhow::Result<u8> {
     // Opened and checked as `apply` does; errors about a packed bundle name the file given.
     let (bundle, agents) = super::packed::with_bundle(&bundle_dir, |dir| {
         let bundle = open_bundle(&args.bundle.key(&args.file), &manifest, dir, &bundle_dir)?;
-        let agents = Agents::discover(&agent::default_dirs(Some(dir)))?;
+        let agents = Agents::for_bundle(&bundle)?;
         Ok((bundle, agents))
     })?;
     kubegrid_engine::ssh::check_key_files(hosts.iter().map(|h| &h.target))?;

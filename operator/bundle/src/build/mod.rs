@@ -22,7 +22,7 @@ use std::{
 };
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kubegrid_plan::{Arch, MANIFEST_FILE, MANIFEST_VERSION_2, Manifest, ManifestImage};
+use kubegrid_plan::{Arch, BundleFile, MANIFEST_FILE, MANIFEST_VERSION_2, Manifest, ManifestImage};
 use serde::Serialize;
 
 pub(crate) use fetch::hash_file;
@@ -219,6 +219,15 @@ impl Build {
     /// The manifest so far.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// Copies a kubegrid-agent into `agent/kubegrid-agent-<arch>` and lists it (`kind:
+    /// agent`), refusing one that is not an amd64/arm64 executable or needs a glibc newer
+    /// than [`crate::GLIBC_FLOOR`], or a second agent for an arch.
+    pub fn add_agent(&mut self, agent: &Path) -> Result<BundleFile> {
+        let file = crate::agent::add_agent(&self.dir, agent, &self.manifest.files)?;
+        self.manifest.files.push(file.clone());
+        Ok(file)
     }
 
     /// Records an image written to `images/`.

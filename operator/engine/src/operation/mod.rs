@@ -23,7 +23,7 @@ use crate::{
 mod report;
 mod resume;
 
-pub use report::{HostReport, Outcome, PhaseTask, PhaseTime, Report};
+pub use report::{AgentUsed, HostOs, HostReport, Outcome, PhaseTask, PhaseTime, Report};
 
 /// Apply changes, or only report what would change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -292,6 +292,8 @@ pub async fn execute(
             facts: None,
             versions: BTreeMap::new(),
             skipped_runtimes: Vec::new(),
+            agent: None,
+            os: None,
         })
         .collect();
     let mut run = Run {
@@ -314,6 +316,10 @@ pub async fn execute(
     };
     let outcome = drive(&mut run).await;
     for (report, facts) in run.reports.iter_mut().zip(&run.facts) {
+        report.os = facts.as_ref().map(|f| report::HostOs {
+            id: f.os_id.clone(),
+            version_id: f.os_version.clone(),
+        });
         report.facts.clone_from(facts);
     }
     for s in run.sessions.iter().flatten() {

@@ -42,6 +42,36 @@ pub struct HostReport {
     /// saying which binary the host lacks.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped_runtimes: Vec<String>,
+    /// The kubegrid-agent this run used on the host, once the host was probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentUsed>,
+    /// The host's OS as its agent read it from os-release, once facts were gathered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<HostOs>,
+}
+
+/// A host's OS from its os-release file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostOs {
+    /// `ID` ("debian", "rhel").
+    pub id: String,
+    /// `VERSION_ID` ("11", "9.4").
+    pub version_id: String,
+}
+
+/// Which kubegrid-agent a run used on a host, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentUsed {
+    /// The host's architecture.
+    pub arch: String,
+    /// The agent's sha256; hosts keep it as `/var/lib/kubegrid/agent/kubegrid-agent-<sha256>`.
+    pub sha256: String,
+    /// Where it was taken from (`bundle agent/kubegrid-agent-amd64`, or a local path).
+    pub source: String,
+    /// Whether the host already had it when the run began; otherwise the run pushed it.
+    pub already_on_host: bool,
 }
 
 /// A task report tagged with its phase.

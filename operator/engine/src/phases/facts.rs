@@ -92,6 +92,7 @@ impl Phase for Facts {
                             )
                             .await?;
                     }
+                    run.reports[i].agent = session.agent_used();
                     run.sessions[i] = Some(session);
                 }
                 Err(e) => failed.push((i, e.to_string())),
