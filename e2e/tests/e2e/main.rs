@@ -14,4 +14,5 @@ mod lab_refusals;
 mod measure;
 mod operator;
 mod registry;
+mod release_bundle;
 mod ssh;
