@@ -131,8 +131,7 @@ fn a_playbook_artifact_the_sources_lack_is_reported() {
             "- {member: registry, name: registry}",
             "- {member: registry, name: registry-v2}",
         )
-        .replace("name: busybox\n", "name: busybox-rootfs\n")
-        .replace("    kind: rootfs", "    kind: archive");
+        .replace("name: busybox\n", "name: busybox-rootfs\n");
     let mut sources = Sources::parse(&text, "edited sources").unwrap();
     let release = sources.releases.keys().next().unwrap().clone();
     let lines = missing(&sources);
