@@ -16,7 +16,7 @@
     dead_code,
     reason = "cuts, failures and the request log serve other tests"
 )]
-mod server;
+pub(crate) mod server;
 mod upstream;
 
 use std::{

@@ -15,4 +15,5 @@ mod lab_refusals;
 mod measure;
 mod operator;
 mod registry;
+mod release_bundle;
 mod ssh;

@@ -377,6 +377,17 @@ pub enum Error {
         problem: String,
     },
 
+    /// A root file system could not be made of a Debian package's files.
+    #[error("failed to make the root file system `{name}` of Debian package {}: {problem}", deb.display())]
+    Rootfs {
+        /// The rootfs name (sources.yaml `rootfs.name`).
+        name: String,
+        /// The .deb file.
+        deb: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+
     /// A file of the build's work directory or output could not be read.
     #[error("failed to read {}", path.display())]
     ReadFile {
@@ -437,6 +448,7 @@ impl Error {
                 | Error::DebNotFound { .. }
                 | Error::ReadDeb { .. }
                 | Error::Extract { .. }
+                | Error::Rootfs { .. }
                 | Error::ReadFile { .. }
                 | Error::WriteFile { .. }
                 | Error::Pack { .. }

@@ -43,7 +43,7 @@ pub use signature::{
 };
 pub use sources::{
     ArtifactKind, ArtifactSource, Checksum, ChecksumFormat, Component, DEFAULT_SOURCES, DebPackage,
-    DebRepo, DebSource, Extract, Release, SOURCES_VERSION, SourceImage, Sources, expand,
+    DebRepo, DebRootfs, DebSource, Extract, Release, SOURCES_VERSION, SourceImage, Sources, expand,
 };
 pub use sources_plan::{
     BuildPlan, ExpectedChecksum, KUBERNETES_COMPONENT, PlannedDeb, PlannedDebs, PlannedFile,

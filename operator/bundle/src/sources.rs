@@ -184,6 +184,27 @@ pub struct DebPackage {
     /// for OS packages to the package name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// Instead of the package, a root file system made of some of its files goes into the
+    /// bundle (manifest kind `rootfs`), e.g. busybox for the post-install container check.
+    /// Only in a component's `debs`; OS packages go into the bundle's apt repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<DebRootfs>,
+}
+
+/// A root file system made of files of a Debian package: the files at their paths in the
+/// package, the links, and their parent directories, packed as a reproducible tar (sorted,
+/// owner root, time zero), so the same package always gives the same sha256.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DebRootfs {
+    /// The name the bundle lists it under (`busybox`).
+    pub name: String,
+    /// Regular files of the package, by path relative to its root (`bin/busybox`); each keeps
+    /// its path and mode.
+    pub files: Vec<String>,
+    /// Symbolic links to add, path to target (`bin/sh: busybox`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, String>,
 }
 
 /// What a bundle for one Kubernetes version holds.

@@ -112,7 +112,7 @@ pub(crate) fn check_names(sources: &Sources) -> Result<(), String> {
                 check_name(name, &at)?;
                 if let Some(first) = defined.get(name) {
                     return Err(format!(
-                        "{at}: name `{name}` is already given by {first}; each artifact and extract name may appear once, or the bundle would hold two files the playbooks cannot tell apart"
+                        "{at}: name `{name}` is already given by {first}; each artifact, extract and rootfs name may appear once, or the bundle would hold two files the playbooks cannot tell apart"
                     ));
                 }
                 defined.insert(name, at);
@@ -120,7 +120,19 @@ pub(crate) fn check_names(sources: &Sources) -> Result<(), String> {
         }
         if let Some(debs) = &c.debs {
             for p in &debs.packages {
-                check_name(&p.name, &format!("component `{component}` debs"))?;
+                let at = format!("component `{component}` debs package `{}`", short(&p.name));
+                check_name(&p.name, &at)?;
+                if let Some(rootfs) = &p.rootfs {
+                    let at = format!("{at} rootfs");
+                    check_name(&rootfs.name, &at)?;
+                    if let Some(first) = defined.get(rootfs.name.as_str()) {
+                        return Err(format!(
+                            "{at}: name `{}` is already given by {first}; each artifact, extract and rootfs name may appear once",
+                            rootfs.name
+                        ));
+                    }
+                    defined.insert(&rootfs.name, at);
+                }
             }
         }
     }
@@ -133,6 +145,87 @@ pub(crate) fn check_names(sources: &Sources) -> Result<(), String> {
     }
     for version in sources.releases.keys() {
         check_name(version, &format!("release `{}`", short(version)))?;
+    }
+    Ok(())
+}
+
+/// A `rootfs` made of a package lists at least one file, and every path in it is relative
+/// and stays inside the root file system; OS packages go into the bundle's apt repository, so
+/// they cannot be made into one.
+pub(crate) fn check_rootfs(sources: &Sources) -> Result<(), String> {
+    for (distro, debs) in &sources.os_packages {
+        if let Some(p) = debs.packages.iter().find(|p| p.rootfs.is_some()) {
+            return Err(format!(
+                "osPackages `{}` package `{}` has a `rootfs`; OS packages go into the bundle's apt repository; hint: make the root file system in a component's `debs`",
+                short(distro),
+                short(&p.name)
+            ));
+        }
+    }
+    for (component, c) in &sources.components {
+        let Some(debs) = &c.debs else { continue };
+        for p in &debs.packages {
+            let Some(rootfs) = &p.rootfs else { continue };
+            let at = format!(
+                "component `{component}` debs package `{}` rootfs",
+                short(&p.name)
+            );
+            if rootfs.files.is_empty() {
+                return Err(format!(
+                    "{at}: `files` is empty; list the package's files to take, like bin/busybox"
+                ));
+            }
+            let paths: Vec<&String> = rootfs.files.iter().chain(rootfs.links.keys()).collect();
+            for path in &paths {
+                check_rootfs_path(path, &at)?;
+                if let Some(inside) = paths.iter().find(|p| p.starts_with(&format!("{path}/"))) {
+                    return Err(format!(
+                        "{at}: `{}` is a file or link, but `{}` is inside it; a path cannot be both",
+                        short(path),
+                        short(inside)
+                    ));
+                }
+                if paths.iter().filter(|p| p == &path).count() > 1 {
+                    return Err(format!(
+                        "{at}: `{}` is given twice; each path of the root file system may appear once",
+                        short(path)
+                    ));
+                }
+            }
+            if let Some((path, _)) = rootfs
+                .links
+                .iter()
+                .find(|(_, target)| target.is_empty() || target.contains('\0'))
+            {
+                return Err(format!(
+                    "{at}: the link `{}` has an empty target; give the path it points to, like busybox",
+                    short(path)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A path inside a root file system: relative, plain components, no `..`, fits a tar header.
+fn check_rootfs_path(path: &str, at: &str) -> Result<(), String> {
+    let plain = !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+    if !plain {
+        return Err(format!(
+            "{at}: `{}` is not a relative path inside the root file system; use a path like bin/busybox (no leading `/`, no `.` or `..`, no empty parts)",
+            short(path)
+        ));
+    }
+    // The tar header's name field holds 100 bytes, and the rootfs tar names entries `./<path>`.
+    if path.len() > 97 {
+        return Err(format!(
+            "{at}: `{}` is longer than 97 bytes, which the root file system's tar cannot name",
+            short(path)
+        ));
     }
     Ok(())
 }

@@ -5,8 +5,8 @@ use kubegrid_plan::{Arch, FileKind, is_sha256_digest, is_sha256_hex};
 use crate::{
     Error, Result,
     sources::{
-        ArtifactKind, Checksum, ChecksumFormat, DebSource, SOURCES_VERSION, SourceImage, Sources,
-        expand,
+        ArtifactKind, Checksum, ChecksumFormat, DebRootfs, DebSource, SOURCES_VERSION, SourceImage,
+        Sources, expand,
     },
 };
 
@@ -89,6 +89,8 @@ pub struct PlannedDeb {
     pub version: Option<String>,
     /// Manifest component.
     pub component: String,
+    /// A root file system to make of the package instead of bundling it.
+    pub rootfs: Option<DebRootfs>,
 }
 
 /// An image with the arches the bundle keeps.
@@ -125,6 +127,7 @@ impl Sources {
             ));
         }
         crate::sources_check::check_names(self)?;
+        crate::sources_check::check_rootfs(self)?;
         for (name, component) in &self.components {
             let at = format!("component `{name}`");
             if component.artifacts.is_empty() && component.debs.is_none() {
@@ -371,6 +374,7 @@ fn planned_debs(
                         origin.to_string()
                     }
                 }),
+                rootfs: p.rootfs.clone(),
             })
             .collect(),
         distro: distro.map(str::to_string),

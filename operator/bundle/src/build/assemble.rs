@@ -20,9 +20,11 @@ use super::{
     extract,
     fetch::{Expect, Fetcher, hash_file},
     mirror::{bundle_path, file_name},
+    rootfs,
 };
 use crate::{
     Error, Result,
+    sources::DebRootfs,
     sources_plan::{BuildPlan, ExpectedChecksum, PlannedDebs},
 };
 
@@ -42,6 +44,10 @@ struct DebDownload {
     url: String,
     sha256: String,
     distro: Option<String>,
+    /// Whether the package itself goes into the bundle (not only root file systems of it).
+    as_package: bool,
+    /// Root file systems made of it.
+    rootfs: Vec<DebRootfs>,
 }
 
 type Task<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
@@ -154,7 +160,15 @@ pub(super) async fn assemble(
         for deb in resolve_debs(d, &parsed)? {
             match debs.iter_mut().find(|seen| seen.url == deb.url) {
                 // An arch-independent package shows up once per arch.
-                Some(seen) => seen.distro = seen.distro.take().or(deb.distro),
+                Some(seen) => {
+                    seen.distro = seen.distro.take().or(deb.distro);
+                    seen.as_package |= deb.as_package;
+                    for r in deb.rootfs {
+                        if !seen.rootfs.contains(&r) {
+                            seen.rootfs.push(r);
+                        }
+                    }
+                }
                 None => debs.push(deb),
             }
         }
@@ -248,6 +262,27 @@ pub(super) async fn assemble(
     let mut repo: BTreeMap<String, Vec<RepoEntry>> = BTreeMap::new();
     for (deb, (size, sha256)) in debs.iter().zip(deb_sizes) {
         let rel = bundle_path(&deb.url)?;
+        for r in &deb.rootfs {
+            let made = rootfs::bundle_path(&rel, &r.name);
+            rootfs::make(&downloads.join(&rel), r, &dir.join(&made))?;
+            let (size, sha256) = hash_file(&dir.join(&made))?;
+            if paths.insert(made.clone()) {
+                files.push(BundleFile {
+                    path: made,
+                    sha256,
+                    size,
+                    arch: deb.arch,
+                    kind: FileKind::Rootfs,
+                    name: Some(r.name.clone()),
+                    version: Some(deb.version.clone()),
+                    component: Some(deb.component.clone()),
+                    source: Some(format!("{}#{}", deb.url, r.files.join(","))),
+                });
+            }
+        }
+        if !deb.as_package {
+            continue;
+        }
         let staged = dir.join(&rel);
         link_or_copy(&downloads.join(&rel), &staged)?;
         if let Some(distro) = &deb.distro {
@@ -364,6 +399,8 @@ fn resolve_debs(
             url: url.to_string(),
             sha256: found.sha256,
             distro: d.distro.clone(),
+            as_package: p.rootfs.is_none(),
+            rootfs: p.rootfs.iter().cloned().collect(),
         });
     }
     Ok(out)

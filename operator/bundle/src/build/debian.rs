@@ -206,24 +206,44 @@ pub(crate) fn read_control(deb: &Path) -> Result<String, String> {
     Err("no control.tar member; is this a .deb?".into())
 }
 
+/// The package's files: its `data.tar[.gz|.xz|.zst]` member, decompressed.
+pub(crate) fn read_data_tar(deb: &Path) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(deb).map_err(|e| e.to_string())?;
+    let mut archive = ar::Archive::new(file);
+    while let Some(entry) = archive.next_entry() {
+        let mut entry = entry.map_err(|e| format!("not an ar archive: {e}"))?;
+        let name = String::from_utf8_lossy(entry.header().identifier()).to_string();
+        if !name.starts_with("data.tar") {
+            continue;
+        }
+        let mut compressed = Vec::new();
+        entry
+            .read_to_end(&mut compressed)
+            .map_err(|e| format!("{name}: {e}"))?;
+        return decompress_member(&name, &compressed);
+    }
+    Err("no data.tar member; is this a .deb?".into())
+}
+
+/// A `control.tar*` or `data.tar*` member, decompressed by its name's suffix.
 fn decompress_member(name: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    let result = match name {
-        "control.tar" => {
+    let result = match name.split_once(".tar").map(|(_, suffix)| suffix) {
+        Some("") => {
             out = bytes.to_vec();
             Ok(())
         }
-        "control.tar.gz" => flate2::read::GzDecoder::new(bytes)
+        Some(".gz") => flate2::read::GzDecoder::new(bytes)
             .read_to_end(&mut out)
             .map(drop)
             .map_err(|e| e.to_string()),
-        "control.tar.xz" => lzma_rs::xz_decompress(&mut std::io::BufReader::new(bytes), &mut out)
+        Some(".xz") => lzma_rs::xz_decompress(&mut std::io::BufReader::new(bytes), &mut out)
             .map_err(|e| e.to_string()),
-        "control.tar.zst" => zstd::stream::read::Decoder::new(bytes)
+        Some(".zst") => zstd::stream::read::Decoder::new(bytes)
             .and_then(|mut d| d.read_to_end(&mut out))
             .map(drop)
             .map_err(|e| e.to_string()),
-        other => Err(format!("unknown compression of `{other}`")),
+        _ => Err("an unknown compression; kubegrid reads .gz, .xz, .zst or none".into()),
     };
     result.map_err(|e| format!("{name}: {e}"))?;
     Ok(out)

@@ -15,6 +15,7 @@ mod extract;
 mod fetch;
 mod images;
 mod mirror;
+mod rootfs;
 
 use std::{
     path::{Path, PathBuf},

@@ -88,3 +88,57 @@ fn the_refusal_is_an_input_error() {
     assert!(matches!(err, Error::ParseSources { .. }), "{err}");
     assert!(err.is_input());
 }
+
+#[test]
+fn a_rootfs_of_a_package_is_checked_before_anything_is_fetched() {
+    let cases = [
+        (
+            "files: [bin/busybox]",
+            "files: []",
+            "component `busybox` debs package `busybox-static` rootfs: `files` is empty",
+        ),
+        (
+            "files: [bin/busybox]",
+            "files: [/bin/busybox]",
+            "`/bin/busybox` is not a relative path inside the root file system",
+        ),
+        (
+            "files: [bin/busybox]",
+            "files: [bin/../busybox]",
+            "`bin/../busybox` is not a relative path",
+        ),
+        (
+            "links: {bin/sh: busybox}",
+            "links: {bin/busybox: busybox}",
+            "`bin/busybox` is given twice",
+        ),
+        (
+            "links: {bin/sh: busybox}",
+            "links: {bin: busybox}",
+            "`bin` is a file or link, but `bin/busybox` is inside it",
+        ),
+        (
+            "links: {bin/sh: busybox}",
+            "links: {bin/sh: \"\"}",
+            "the link `bin/sh` has an empty target",
+        ),
+        (
+            "            name: busybox\n",
+            "            name: kubeadm\n",
+            "name `kubeadm` is already given by component `busybox` debs package `busybox-static` rootfs",
+        ),
+        (
+            "      - {name: runc}\n",
+            "      - {name: runc, rootfs: {name: r, files: [usr/sbin/runc]}}\n",
+            "osPackages `debian-12` package `runc` has a `rootfs`; OS packages go into the bundle's apt repository",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let err = sources_with(|t| {
+            assert!(t.contains(from), "{from}");
+            t.replace(from, to)
+        })
+        .unwrap_err();
+        assert!(err.contains(want), "{to}: {err}");
+    }
+}

@@ -10,6 +10,7 @@ mod fetching;
 mod fixtures;
 mod manifest;
 mod packing;
+mod rootfs_debs;
 mod sources;
 mod whole_files;
 

@@ -36,6 +36,7 @@ fn the_builtin_sources_cover_every_component_the_playbooks_install() {
             ("kubeadm", FileKind::Binary),
             ("kubectl", FileKind::Binary),
             ("kubelet", FileKind::Binary),
+            ("registry", FileKind::Binary),
             ("runc", FileKind::Binary),
         ]
     );
@@ -66,6 +67,26 @@ fn the_builtin_sources_cover_every_component_the_playbooks_install() {
     assert!(
         debs.contains(&"nvidia-container-toolkit") && debs.contains(&"containerd"),
         "{debs:?}"
+    );
+    // The container check's rootfs: made of Debian's busybox-static, not the package itself.
+    let busybox = plan
+        .debs
+        .iter()
+        .flat_map(|d| &d.packages)
+        .find(|p| p.name == "busybox-static")
+        .unwrap();
+    let rootfs = busybox.rootfs.as_ref().unwrap();
+    assert_eq!(
+        (
+            rootfs.name.as_str(),
+            &rootfs.files[..],
+            busybox.version.as_deref()
+        ),
+        (
+            "busybox",
+            &["bin/busybox".to_string()][..],
+            Some("1:1.35.0-4+deb12u1+b1")
+        )
     );
     let images: Vec<_> = plan.images.iter().map(|i| i.reference()).collect();
     for want in [
