@@ -1,22 +1,27 @@
 //! Benchmark: `kubegrid apply` against ansible-core running the equivalent playbook.
 //!
-//! For 3 and 12 lab hosts, each sample brings up a fresh lab of that size per tool (not
+//! Each row is an install path and a host count: `archive` (the default: containerd from
+//! upstream's release archive, runc as upstream's binary; e2e/benches/ansible/install.yaml)
+//! or `packages` (`containerRuntime.source: packages`: the bundle's .debs;
+//! install-packages.yaml). Each sample brings up a fresh lab of that size per tool (not
 //! timed), then times a full `kubegrid apply` and its no-op re-apply on one, and
-//! `ansible-playbook e2e/benches/ansible/install.yaml` and its no-op re-run on the other.
-//! The order of the two tools alternates between samples. Every host pair is then
-//! compared over plain ssh (file contents and modes, package versions, service state,
-//! live sysctls), so both tools provably did the same work. Medians over the samples and
-//! the ratio Ansible / kubegrid are printed as a table; the issue's targets, on 12 hosts,
-//! are a full apply at least 5x and a no-op re-apply at least 10x faster than Ansible.
+//! `ansible-playbook` and its no-op re-run on the other. The order of the two tools
+//! alternates between samples. Every host pair is then compared over plain ssh (file
+//! contents, modes and sha256s, package versions, service state, live sysctls), so both tools
+//! provably did the same work. Medians over the samples and the ratio Ansible / kubegrid are
+//! printed as a table, then the full runs' per-phase split (kubegrid's report; Ansible's from
+//! callback_plugins/phase_times.py); the issue's targets, on 12 hosts, are a full apply at
+//! least 5x and a no-op re-apply at least 10x faster than Ansible.
 //!
 //! Run as root, offline:
 //! `e2e/bench-setup.sh` (once: ansible-core into a venv, the only step that downloads),
 //! `offline-bundle/dev-bundle.sh /var/cache/kubegrid/bundle-dev` (once),
 //! `cargo build --release -p kubegrid -p kubegrid-agent && cargo bench -p kubegrid-e2e --bench apply_vs_ansible`.
-//! KUBEGRID_BENCH_RUNS sets the samples per host count (default 3), KUBEGRID_BENCH_HOSTS
-//! the host counts (default "3,12"), ANSIBLE_VENV the venv (as bench-setup.sh).
+//! KUBEGRID_BENCH_RUNS sets the samples per row (default 3), KUBEGRID_BENCH_ROWS the rows
+//! (default "archive:3,archive:12,packages:12"), ANSIBLE_VENV the venv (as bench-setup.sh).
 
 use std::{
+    collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
@@ -30,25 +35,95 @@ const TARGET_FULL: f64 = 5.0;
 const TARGET_NOOP: f64 = 10.0;
 /// Host count the targets apply to.
 const TARGET_HOSTS: usize = 12;
+const DEFAULT_ROWS: &str = "archive:3,archive:12,packages:12";
 const DEFAULT_VENV: &str = "/var/cache/kubegrid/ansible-venv";
 
 /// What each host must look like the same after either tool: the files both write (with
-/// mode and owner), the packages, the service, the live sysctls and swap.
+/// mode and owner), the release binaries and unit (mode, owner, sha256), the packages, the
+/// service, the live sysctls and swap.
 const HOST_STATE: &str = r#"for f in /etc/containerd/config.toml /etc/crictl.yaml /etc/sysctl.d/99-kubegrid.conf /etc/modules-load.d/kubegrid.conf /etc/fstab; do
   echo "== $f $(stat -c '%a %U:%G' "$f")"; cat "$f"
+done
+echo "== release files"; for f in /usr/local/bin/* /usr/local/sbin/* /etc/systemd/system/containerd.service; do
+  if [ -f "$f" ]; then echo "$(stat -c '%a %U:%G' "$f") $(sha256sum "$f")"; fi
 done
 echo "== packages"; dpkg-query -W -f '${db:Status-Abbrev}${Package} ${Version}\n' containerd runc
 echo "== containerd.service"; systemctl is-enabled containerd.service; systemctl is-active containerd.service
 echo "== sysctl"; sysctl net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
 echo "== swap"; tail -n +2 /proc/swaps"#;
 
-/// Timings of one sample, in seconds.
+/// How the container runtime is installed: the spec's `containerRuntime.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InstallPath {
+    /// Upstream's release archive and binary (kubegrid's default).
+    Archive,
+    /// The bundle's .debs.
+    Packages,
+}
+
+impl InstallPath {
+    fn name(self) -> &'static str {
+        match self {
+            InstallPath::Archive => "archive",
+            InstallPath::Packages => "packages",
+        }
+    }
+
+    /// The containerd line the lab's bundle carries for this path: sid's 2.1 as a release
+    /// archive, bookworm's 1.6 as a .deb.
+    fn containerd_line(self) -> &'static str {
+        match self {
+            InstallPath::Archive => "2.1",
+            InstallPath::Packages => "1.6",
+        }
+    }
+
+    fn playbook(self) -> &'static str {
+        match self {
+            InstallPath::Archive => "install.yaml",
+            InstallPath::Packages => "install-packages.yaml",
+        }
+    }
+}
+
+/// One row of the table: an install path on a number of hosts.
 #[derive(Debug, Clone, Copy)]
+struct Row {
+    path: InstallPath,
+    hosts: usize,
+}
+
+impl Row {
+    fn parse_all(text: &str) -> Vec<Row> {
+        fn bad(r: &str) -> ! {
+            panic!("KUBEGRID_BENCH_ROWS: {r:?} is not PATH:HOSTS, e.g. archive:12 or packages:3")
+        }
+        text.split(',')
+            .map(|r| {
+                let (path, hosts) = r.trim().split_once(':').unwrap_or_else(|| bad(r));
+                let path = match path {
+                    "archive" => InstallPath::Archive,
+                    "packages" => InstallPath::Packages,
+                    _ => bad(r),
+                };
+                Row {
+                    path,
+                    hosts: hosts.parse().unwrap_or_else(|_| bad(r)),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Timings of one sample, in seconds, with the full runs' per-phase split.
+#[derive(Debug, Clone)]
 struct Sample {
     kubegrid_full: f64,
     kubegrid_noop: f64,
     ansible_full: f64,
     ansible_noop: f64,
+    kubegrid_phases: BTreeMap<String, f64>,
+    ansible_phases: BTreeMap<String, f64>,
 }
 
 /// The ansible-core install the benchmark compares against.
@@ -61,18 +136,9 @@ struct Ansible {
 fn main() {
     // `cargo bench` passes harness flags such as --bench; this benchmark takes none.
     let runs: usize = env_parse("KUBEGRID_BENCH_RUNS").unwrap_or(3);
-    let host_counts: Vec<usize> = std::env::var("KUBEGRID_BENCH_HOSTS")
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .map(|n| {
-                    n.trim()
-                        .parse()
-                        .expect("KUBEGRID_BENCH_HOSTS: comma-separated counts")
-                })
-                .collect()
-        })
-        .unwrap_or_else(|| vec![3, TARGET_HOSTS]);
+    let rows = Row::parse_all(
+        &std::env::var("KUBEGRID_BENCH_ROWS").unwrap_or_else(|_| DEFAULT_ROWS.to_string()),
+    );
     let ansible = Ansible::find();
     require_release_binaries();
     let bundle = bundle_dir();
@@ -95,12 +161,14 @@ fn main() {
     drop(LabGuard::up(1));
 
     let mut table = Vec::new();
-    for &hosts in &host_counts {
+    for &row in &rows {
         let mut samples = Vec::new();
         for i in 0..runs {
-            let s = sample(hosts, i, &ansible, &bundle);
+            let s = sample(row, i, &ansible, &bundle);
             println!(
-                "sample {hosts:>2} hosts #{}: kubegrid full {:>6.2}s no-op {:>6.2}s | ansible full {:>6.2}s no-op {:>6.2}s",
+                "sample {:>8} {:>2} hosts #{}: kubegrid full {:>6.2}s no-op {:>6.2}s | ansible full {:>6.2}s no-op {:>6.2}s",
+                row.path.name(),
+                row.hosts,
                 i + 1,
                 s.kubegrid_full,
                 s.kubegrid_noop,
@@ -109,7 +177,7 @@ fn main() {
             );
             samples.push(s);
         }
-        table.push((hosts, samples));
+        table.push((row, samples));
     }
     print_table(runs, &table);
 }
@@ -214,14 +282,24 @@ impl Ansible {
         work
     }
 
-    /// Runs the playbook once, logs to `work/<name>.log` and returns the seconds it took and
-    /// the total of `changed=` over the recap.
-    fn play(&self, work: &Path, bundle: &Path, name: &str) -> (f64, u64) {
+    /// Runs the playbook for `path` once, logs to `work/<name>.log` and returns the seconds
+    /// it took, the total of `changed=` over the recap and the per-phase split.
+    fn play(
+        &self,
+        work: &Path,
+        bundle: &Path,
+        path: InstallPath,
+        name: &str,
+    ) -> (f64, u64, BTreeMap<String, f64>) {
+        let phases_file = work.join(format!("{name}.phases.json"));
         let t = Instant::now();
         let out = Command::new(&self.playbook_bin)
-            .arg(self.dir.join("install.yaml"))
+            .arg(self.dir.join(path.playbook()))
             .arg("-e")
             .arg(format!("bundle_dir={}", bundle.display()))
+            .arg("-e")
+            .arg(format!("containerd_line={}", path.containerd_line()))
+            .env("KUBEGRID_BENCH_PHASES", &phases_file)
             .env("ANSIBLE_CONFIG", work.join("ansible.cfg"))
             .env("ANSIBLE_HOME", work.join("home"))
             .env("ANSIBLE_NOCOLOR", "1")
@@ -246,7 +324,9 @@ impl Ansible {
             "ansible-playbook ({name}) recap: {recap:?}\n{}",
             describe(&out)
         );
-        (secs, recap.changed)
+        let phases: BTreeMap<String, f64> = serde_json::from_str(&read(&phases_file))
+            .unwrap_or_else(|e| panic!("{}: {e}", phases_file.display()));
+        (secs, recap.changed, phases)
     }
 
     /// Closes the SSH connections ControlPersist keeps open, so none outlives its lab.
@@ -302,20 +382,20 @@ impl Recap {
 /// One sample: a fresh lab per tool, both tools timed, then their hosts compared. The labs
 /// are up one at a time: two 12-host labs at once exhaust the default inotify instance limit
 /// (128 per user) on the machine, and idle hosts would only add noise to the timings.
-fn sample(hosts: usize, index: usize, ansible: &Ansible, bundle: &Path) -> Sample {
+fn sample(row: Row, index: usize, ansible: &Ansible, bundle: &Path) -> Sample {
     let run_kubegrid = || {
-        let lab = LabGuard::up(hosts);
-        (kubegrid_apply_twice(&lab), host_states(&lab))
+        let lab = LabGuard::up(row.hosts);
+        (kubegrid_apply_twice(&lab, row.path), host_states(&lab))
     };
     let run_ansible = || {
-        let lab = LabGuard::up(hosts);
+        let lab = LabGuard::up(row.hosts);
         let work = ansible.prepare(&lab);
-        let (full, changed) = ansible.play(&work, bundle, "full");
+        let (full, changed, phases) = ansible.play(&work, bundle, row.path, "full");
         assert!(
             changed > 0,
             "Ansible's first run on fresh hosts changed nothing"
         );
-        let (noop, changed) = ansible.play(&work, bundle, "noop");
+        let (noop, changed, _) = ansible.play(&work, bundle, row.path, "noop");
         Ansible::close_connections(&work);
         assert_eq!(
             changed,
@@ -323,29 +403,59 @@ fn sample(hosts: usize, index: usize, ansible: &Ansible, bundle: &Path) -> Sampl
             "Ansible's re-run changed {changed} tasks; see {}",
             work.join("noop.log").display()
         );
-        ((full, noop), host_states(&lab))
+        ((full, noop, phases), host_states(&lab))
     };
     // Alternating which tool goes first keeps drift on a busy machine from favouring one.
-    let (((kubegrid_full, kubegrid_noop), kg), ((ansible_full, ansible_noop), ans)) =
-        if index.is_multiple_of(2) {
-            let k = run_kubegrid();
-            (k, run_ansible())
-        } else {
-            let a = run_ansible();
-            (run_kubegrid(), a)
-        };
+    let (
+        ((kubegrid_full, kubegrid_noop, kubegrid_phases), kg),
+        ((ansible_full, ansible_noop, ansible_phases), ans),
+    ) = if index.is_multiple_of(2) {
+        let k = run_kubegrid();
+        (k, run_ansible())
+    } else {
+        let a = run_ansible();
+        (run_kubegrid(), a)
+    };
     compare_states(&kg, &ans);
     Sample {
         kubegrid_full,
         kubegrid_noop,
         ansible_full,
         ansible_noop,
+        kubegrid_phases,
+        ansible_phases,
     }
 }
 
-/// A full apply and its no-op re-apply on `lab`; seconds of each.
-fn kubegrid_apply_twice(lab: &LabGuard) -> (f64, f64) {
-    let spec = lab.spec();
+/// The lab's spec with `containerRuntime` set to `path` and its containerd line, written
+/// beside it.
+fn spec_for(lab: &LabGuard, path: InstallPath) -> PathBuf {
+    let text = read(&lab.spec());
+    let mut docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("lab spec is YAML"))
+        .collect();
+    for d in &mut docs {
+        if d["kind"] == "Cluster" {
+            let runtime = &mut d["spec"]["containerRuntime"];
+            runtime["source"] = path.name().into();
+            runtime["containerd"]["version"] = path.containerd_line().into();
+        }
+    }
+    let out: Vec<String> = docs
+        .iter()
+        .map(|d| serde_yaml::to_string(d).expect("YAML"))
+        .collect();
+    let file = lab
+        .state_dir
+        .join(format!("specs/bench-{}.yaml", path.name()));
+    fs::write(&file, out.join("---\n")).expect("write bench spec");
+    file
+}
+
+/// A full apply and its no-op re-apply on `lab`; seconds of each, and the full apply's
+/// per-phase split from its report.
+fn kubegrid_apply_twice(lab: &LabGuard, path: InstallPath) -> (f64, f64, BTreeMap<String, f64>) {
+    let spec = spec_for(lab, path);
     let spec = spec.to_str().expect("utf-8 path");
     let timed = || {
         let t = Instant::now();
@@ -368,6 +478,17 @@ fn kubegrid_apply_twice(lab: &LabGuard) -> (f64, f64) {
         "the first apply on fresh hosts changed nothing:\n{}",
         describe(&out)
     );
+    let phases = report["phases"]
+        .as_array()
+        .expect("report has phases")
+        .iter()
+        .map(|p| {
+            (
+                p["phase"].as_str().expect("phase name").to_string(),
+                p["wallMs"].as_f64().expect("phase wallMs") / 1000.0,
+            )
+        })
+        .collect();
     let (noop, out) = timed();
     let report = apply_report(&out, "no-op re-apply");
     assert_eq!(
@@ -376,7 +497,7 @@ fn kubegrid_apply_twice(lab: &LabGuard) -> (f64, f64) {
         "the re-apply changed tasks:\n{}",
         describe(&out)
     );
-    (full, noop)
+    (full, noop, phases)
 }
 
 /// The JSON report of a successful apply, after checking every host finished.
@@ -441,12 +562,13 @@ fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-fn print_table(runs: usize, table: &[(usize, Vec<Sample>)]) {
+fn print_table(runs: usize, table: &[(Row, Vec<Sample>)]) {
     println!(
         "\nkubegrid apply vs ansible-core, fresh lab hosts per sample, {runs} samples each (medians; ratio = Ansible / kubegrid, same run)"
     );
     println!(
-        "{:>5} | {:>13} | {:>12} | {:>6} | {:>14} | {:>13} | {:>6} | target met?",
+        "{:>8} | {:>5} | {:>13} | {:>12} | {:>6} | {:>14} | {:>13} | {:>6} | target met?",
+        "path",
         "hosts",
         "kubegrid full",
         "ansible full",
@@ -455,12 +577,12 @@ fn print_table(runs: usize, table: &[(usize, Vec<Sample>)]) {
         "ansible no-op",
         "ratio"
     );
-    for (hosts, samples) in table {
+    for (row, samples) in table {
         let med = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
         let (kf, af) = (med(|s| s.kubegrid_full), med(|s| s.ansible_full));
         let (kn, an) = (med(|s| s.kubegrid_noop), med(|s| s.ansible_noop));
         let (full_ratio, noop_ratio) = (af / kf, an / kn);
-        let target = if *hosts == TARGET_HOSTS {
+        let target = if row.hosts == TARGET_HOSTS {
             let verdict = |ratio: f64, want: f64| if ratio >= want { "met" } else { "MISSED" };
             format!(
                 "full >= {TARGET_FULL:.0}x {}, no-op >= {TARGET_NOOP:.0}x {}",
@@ -471,7 +593,43 @@ fn print_table(runs: usize, table: &[(usize, Vec<Sample>)]) {
             "-".into()
         };
         println!(
-            "{hosts:>5} | {kf:>12.2}s | {af:>11.2}s | {full_ratio:>5.1}x | {kn:>13.2}s | {an:>12.2}s | {noop_ratio:>5.1}x | {target}"
+            "{:>8} | {:>5} | {kf:>12.2}s | {af:>11.2}s | {full_ratio:>5.1}x | {kn:>13.2}s | {an:>12.2}s | {noop_ratio:>5.1}x | {target}",
+            row.path.name(),
+            row.hosts
+        );
+    }
+    println!(
+        "\nper-phase split of the full runs (medians, seconds; a tool's phases need not sum to its total: the rest is start-up and connecting)"
+    );
+    for (row, samples) in table {
+        let phases = |f: fn(&Sample) -> &BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+            let names: std::collections::BTreeSet<&String> =
+                samples.iter().flat_map(|s| f(s).keys()).collect();
+            names
+                .into_iter()
+                .map(|n| {
+                    let xs = samples.iter().map(|s| f(s).get(n).copied().unwrap_or(0.0));
+                    (n.clone(), median(xs.collect()))
+                })
+                .collect()
+        };
+        let show = |m: BTreeMap<String, f64>| -> String {
+            m.iter()
+                .map(|(n, v)| format!("{n} {v:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "{:>8} | {:>5} | kubegrid: {}",
+            row.path.name(),
+            row.hosts,
+            show(phases(|s| &s.kubegrid_phases))
+        );
+        println!(
+            "{:>8} | {:>5} | ansible:  {}",
+            "",
+            "",
+            show(phases(|s| &s.ansible_phases))
         );
     }
 }
