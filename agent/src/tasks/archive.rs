@@ -3,12 +3,21 @@
 //! The system `tar` does the unpacking (every supported host has GNU tar), which keeps the
 //! agent free of compression crates. Whether an archive is already in place cannot be read
 //! off the directory, which other things write to too, so a stamp under the agent's state
-//! dir records which archive was unpacked and which files it brought. The stamp is written
-//! last: a run killed halfway unpacks again next time.
+//! dir records which archive was unpacked and the sha256 of every file it brought. The
+//! archive counts as in place only while each of those files still has that content; a file
+//! changed or removed on the host unpacks the archive again, and the outcome names it. The
+//! stamp is written last: a run killed halfway unpacks again next time.
+//!
+//! Hashing every file on every run would cost a no-op apply a second per host for
+//! containerd's 80 MB, so the stamp also keeps each file's inode, size, mtime and ctime as
+//! they were right after unpacking; a file whose metadata still matches is not read again.
+//! Writing a file always moves its ctime, which no one can set back, so a change cannot hide
+//! behind a restored mtime.
 
 use std::{
+    collections::BTreeMap,
     fs,
-    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
     path::{Component, Path, PathBuf},
 };
 
@@ -18,7 +27,10 @@ use super::{Ctx, Outcome, require_blob_name};
 use crate::{
     error::{Error, Result},
     exec,
-    fsutil::{Perms, atomic_write, read_optional, require_absolute, short_sha as short, write_err},
+    fsutil::{
+        Perms, atomic_write, read_optional, require_absolute, sha256_file, short_sha as short,
+        write_err,
+    },
     protocol::ArchiveArgs,
 };
 
@@ -27,11 +39,21 @@ use crate::{
 struct Stamp {
     /// The archive last unpacked there.
     sha256: String,
-    /// Its non-directory members, relative to the destination.
-    files: Vec<String>,
+    /// Each non-directory member, relative to the destination, as it was unpacked.
+    files: BTreeMap<String, Unpacked>,
 }
 
-/// Unpacks the archive into `args.dest` unless the stamp says it is there and complete.
+/// One unpacked file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Unpacked {
+    /// sha256 of a regular file's content, or `link:<target>` for a symbolic link.
+    content: String,
+    /// `<inode>:<size>:<mtime ns>:<ctime ns>` right after unpacking.
+    meta: String,
+}
+
+/// Unpacks the archive into `args.dest` unless the stamp says it is there and every file it
+/// brought still has the archive's content.
 pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
     require_absolute(&args.dest)?;
     let what = format!("archive for {}", args.dest.display());
@@ -41,12 +63,12 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
         None => "not unpacked before".to_string(),
         Some(s) if s.sha256 != args.sha256 => format!("replacing {}", short(&s.sha256)),
         Some(s) => {
-            let missing: Vec<&String> = s
+            let differ: Vec<(&String, &str)> = s
                 .files
                 .iter()
-                .filter(|f| fs::symlink_metadata(args.dest.join(f)).is_err())
+                .filter_map(|(f, was)| drift(&args.dest.join(f), was).map(|how| (f, how)))
                 .collect();
-            if missing.is_empty() {
+            if differ.is_empty() {
                 return Ok(Outcome::unchanged(format!(
                     "{} holds archive {} ({} files)",
                     args.dest.display(),
@@ -54,11 +76,11 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
                     s.files.len()
                 )));
             }
+            let (first, how) = differ[0];
             format!(
-                "{} of {} files missing, e.g. {}",
-                missing.len(),
+                "{} of {} files differ from the archive, e.g. {first} ({how})",
+                differ.len(),
                 s.files.len(),
-                missing[0]
             )
         }
     };
@@ -75,7 +97,7 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
         });
     }
     let blob = ctx.verified_blob(&args.sha256, &what)?;
-    let files = safe_members(&blob, &args.sha256, &args.dest)?;
+    let members = safe_members(&blob, &args.sha256, &args.dest)?;
     create_dest(&args.dest)?;
     let untar = exec::run(&[
         "tar",
@@ -83,12 +105,25 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
         &blob.to_string_lossy(),
         "-C",
         &args.dest.to_string_lossy(),
-        // Root would otherwise keep the archive's owners, and an existing directory's mode
-        // would follow the archive's "./" entry.
+        // Root would otherwise keep the archive's owners.
         "--no-same-owner",
+        // Two things. An existing directory keeps its mode and times (the archive's "./" or
+        // "bin/" entry must not touch /usr/local/bin). And each file is unlinked and created
+        // anew, never opened for writing in place: containerd's binaries may be running, and
+        // writing into a busy executable fails with ETXTBSY (a running program keeps the old
+        // inode). GNU tar's --overwrite writes in place (O_TRUNC); its other modes but
+        // --keep-* create with O_EXCL and unlink on EEXIST. The old-file modes are one
+        // setting, the last given wins, and the command line comes after TAR_OPTIONS, so this
+        // flag also overrides a --overwrite from the environment. (--unlink-first would
+        // unlink too, but GNU tar refuses it together with this flag.)
         "--no-overwrite-dir",
     ])?
     .ok_or("the blob must be a gzip-compressed tar")?;
+    let mut files = BTreeMap::new();
+    for member in members {
+        let path = args.dest.join(&member);
+        files.insert(member, unpacked(&path)?);
+    }
     let stamp = Stamp {
         sha256: args.sha256.clone(),
         files,
@@ -101,6 +136,54 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
         message: format!("{message}: {} files", stamp.files.len()),
         output: untar.tail(),
     })
+}
+
+/// How a file unpacked as `was` differs now: "missing" or "changed"; None when it is as
+/// unpacked.
+fn drift(path: &Path, was: &Unpacked) -> Option<&'static str> {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Some("missing");
+    };
+    if meta_key(&meta) == was.meta {
+        return None;
+    }
+    match content(path, &meta) {
+        Ok(now) if now == was.content => None,
+        _ => Some("changed"),
+    }
+}
+
+/// A file just unpacked, for the stamp.
+fn unpacked(path: &Path) -> Result<Unpacked> {
+    let read = |source| Error::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = fs::symlink_metadata(path).map_err(read)?;
+    Ok(Unpacked {
+        content: content(path, &meta).map_err(read)?,
+        meta: meta_key(&meta),
+    })
+}
+
+fn meta_key(meta: &fs::Metadata) -> String {
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    format!(
+        "{}:{}:{}:{}",
+        meta.ino(),
+        meta.size(),
+        ns(meta.mtime(), meta.mtime_nsec()),
+        ns(meta.ctime(), meta.ctime_nsec())
+    )
+}
+
+/// sha256 of a regular file, `link:<target>` for a symbolic link.
+fn content(path: &Path, meta: &fs::Metadata) -> std::io::Result<String> {
+    if meta.file_type().is_symlink() {
+        Ok(format!("link:{}", fs::read_link(path)?.to_string_lossy()))
+    } else {
+        sha256_file(path)
+    }
 }
 
 /// `<state>/archives/<dest with / as %>`.
@@ -245,9 +328,12 @@ mod tests {
         assert_eq!(fs::metadata(&e.dest).unwrap().mode() & 0o7777, 0o755);
         let stamp = read_stamp(&stamp_path(&e.ctx, &e.dest)).unwrap().unwrap();
         assert_eq!(stamp.sha256, sha);
-        let mut files = stamp.files.clone();
-        files.sort();
+        let files: Vec<&String> = stamp.files.keys().collect();
         assert_eq!(files, vec!["LICENSE", "bridge", "loopback"]);
+        assert_eq!(
+            stamp.files["bridge"].content,
+            sha256_file(&e.dest.join("bridge")).unwrap()
+        );
         let name = e.dest.to_string_lossy().replace('/', "%");
         assert!(e.ctx.state_dir.join("archives").join(name).is_file());
         let second = apply(&args(&e, &sha), &e.ctx).unwrap();
@@ -264,7 +350,7 @@ mod tests {
         assert!(
             repaired
                 .message
-                .contains("(1 of 3 files missing, e.g. loopback)"),
+                .contains("(1 of 3 files differ from the archive, e.g. loopback (missing))"),
             "{}",
             repaired.message
         );
@@ -283,6 +369,98 @@ mod tests {
             "bridge-v2"
         );
         assert!(!apply(&args(&e, &v2), &e.ctx).unwrap().changed);
+    }
+
+    #[test]
+    fn a_file_changed_on_the_host_is_rewritten_and_named() {
+        let e = env(false);
+        let v1 = cni(&e, "v1", "bridge-v1");
+        apply(&args(&e, &v1), &e.ctx).unwrap();
+        let bridge = e.dest.join("bridge");
+        // Same size, mtime put back: only the content (and the ctime) tell.
+        let mtime = fs::metadata(&bridge).unwrap().modified().unwrap();
+        fs::write(&bridge, "bridge-XX").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&bridge)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let repaired = apply(&args(&e, &v1), &e.ctx).unwrap();
+        assert!(repaired.changed);
+        assert!(
+            repaired
+                .message
+                .contains("(1 of 3 files differ from the archive, e.g. bridge (changed))"),
+            "{}",
+            repaired.message
+        );
+        assert_eq!(fs::read_to_string(&bridge).unwrap(), "bridge-v1");
+        assert!(!apply(&args(&e, &v1), &e.ctx).unwrap().changed);
+    }
+
+    #[test]
+    fn a_file_touched_but_not_changed_stays_unchanged() {
+        let e = env(false);
+        let v1 = cni(&e, "v1", "bridge-v1");
+        apply(&args(&e, &v1), &e.ctx).unwrap();
+        // Rewritten with the same bytes: the metadata moved, the sha256 did not.
+        fs::write(e.dest.join("bridge"), "bridge-v1").unwrap();
+        let again = apply(&args(&e, &v1), &e.ctx).unwrap();
+        assert!(!again.changed, "{}", again.message);
+    }
+
+    #[test]
+    fn unpacks_upstreams_layout_over_a_running_executable() {
+        let e = env(false);
+        let dest = e.dir.path().join("usr/local");
+        // A copy of `sleep` as bin/containerd, running from dest while the new archive lands.
+        let sleep = which("sleep");
+        let v1_bin = e.dir.path().join("src-layout-v1/bin");
+        fs::create_dir_all(&v1_bin).unwrap();
+        fs::copy(&sleep, v1_bin.join("containerd")).unwrap();
+        let v1 = archive(&e, "layout-v1", &[("bin/ctr", "ctr-v1")], &["bin"]);
+        let a = ArchiveArgs {
+            sha256: v1,
+            dest: dest.clone(),
+        };
+        apply(&a, &e.ctx).unwrap();
+        let mut running = std::process::Command::new(dest.join("bin/containerd"))
+            .arg("30")
+            .spawn()
+            .unwrap();
+        // The new "containerd": sleep with a byte appended, so the content differs.
+        let mut next = fs::read(&sleep).unwrap();
+        next.push(0);
+        let v2_bin = e.dir.path().join("src-layout-v2/bin");
+        fs::create_dir_all(&v2_bin).unwrap();
+        fs::write(v2_bin.join("containerd"), &next).unwrap();
+        fs::set_permissions(v2_bin.join("containerd"), fs::Permissions::from_mode(0o755)).unwrap();
+        let v2 = archive(&e, "layout-v2", &[("bin/ctr", "ctr-v1")], &["bin"]);
+        let out = apply(
+            &ArchiveArgs {
+                sha256: v2,
+                dest: dest.clone(),
+            },
+            &e.ctx,
+        );
+        let still_running = running.try_wait().unwrap().is_none();
+        running.kill().unwrap();
+        running.wait().unwrap();
+        let out = out.unwrap();
+        assert!(out.changed, "{}", out.message);
+        assert_eq!(fs::read(dest.join("bin/containerd")).unwrap(), next);
+        assert!(still_running, "the running binary was disturbed");
+    }
+
+    fn which(program: &str) -> PathBuf {
+        std::env::var_os("PATH")
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(program))
+                    .find(|p| p.is_file())
+            })
+            .unwrap_or_else(|| panic!("{program} is not on PATH"))
     }
 
     #[test]
