@@ -211,6 +211,27 @@ pub enum Error {
         available: String,
     },
 
+    /// The bundle has that artifact for the host's arch, but not on the release line the spec
+    /// asks for (containerd).
+    #[error(
+        "bundle {} has no {kind} `{name}` on the {line} line for arch {arch}; it has: {available}; hint: use a bundle with {name} {line}, or set spec.containerRuntime.containerd.version to a line it has",
+        dir.display()
+    )]
+    NotOnLineInBundle {
+        /// Bundle directory.
+        dir: PathBuf,
+        /// "archive", "deb" or "rpm".
+        kind: String,
+        /// Artifact name.
+        name: String,
+        /// The release line asked for, "2.1".
+        line: String,
+        /// The host's arch.
+        arch: String,
+        /// What the bundle has of that name, as `version (kind arch)`.
+        available: String,
+    },
+
     /// The bundle has no binary or archive of that name for the host's arch.
     #[error(
         "bundle {} has no `{name}` for arch {arch}; it has: {available}; hint: build the bundle with Kubernetes artifacts for that arch",
