@@ -14,4 +14,5 @@ mod lab_refusals;
 mod measure;
 mod operator;
 mod registry;
+mod runtime_source;
 mod ssh;
