@@ -272,10 +272,8 @@ impl Bundle {
     ) -> Error {
         Error::NotOnLineInBundle {
             dir: self.dir.clone(),
-            kind: kind.to_string(),
-            name: name.to_string(),
+            what: format!("{kind} `{name}` for arch {arch}"),
             line: format!("{}.{}", line.0, line.1),
-            arch: arch.to_string(),
             available: self
                 .manifest
                 .files

@@ -214,21 +214,17 @@ pub enum Error {
     /// The bundle has that artifact for the host's arch, but not on the release line the spec
     /// asks for (containerd).
     #[error(
-        "bundle {} has no {kind} `{name}` on the {line} line for arch {arch}; it has: {available}; hint: use a bundle with {name} {line}, or set spec.containerRuntime.containerd.version to a line it has",
+        "bundle {} has no {what} on the {line} line; it has: {available}; hint: use a bundle with that line, or set spec.containerRuntime.containerd.version to a line it has",
         dir.display()
     )]
     NotOnLineInBundle {
         /// Bundle directory.
         dir: PathBuf,
-        /// "archive", "deb" or "rpm".
-        kind: String,
-        /// Artifact name.
-        name: String,
+        /// The kind, the name and the host's arch: "archive `containerd` for arch amd64".
+        what: String,
         /// The release line asked for, "2.1".
         line: String,
-        /// The host's arch.
-        arch: String,
-        /// What the bundle has of that name, as `version (kind arch)`.
+        /// What the bundle has of that name for the arch, as `version (kind arch)`.
         available: String,
     },
 

@@ -330,7 +330,7 @@ fn the_specs_source_and_line_pick_exactly_one_containerd_file() {
     );
     let err = compile(&playbook, &runc_cluster("2.0"), &lab_host(), &bundle).unwrap_err();
     let Error::NotOnLineInBundle {
-        name,
+        what,
         line,
         available,
         ..
@@ -338,13 +338,16 @@ fn the_specs_source_and_line_pick_exactly_one_containerd_file() {
     else {
         panic!("expected NotOnLineInBundle, got {err:?}")
     };
-    assert_eq!((name.as_str(), line.as_str()), ("containerd", "2.0"));
+    assert_eq!(
+        (what.as_str(), line.as_str()),
+        ("archive `containerd` for arch amd64", "2.0")
+    );
     assert!(
         available.contains("2.1.9 (archive amd64)") && available.contains("1.7.24"),
         "{err}"
     );
     let err = compile(&playbook, &packages_cluster("1.7"), &lab_host(), &bundle).unwrap_err();
-    assert!(err.to_string().contains("no deb `containerd` on the 1.7 line for arch amd64; it has: 1.6.20~ds1-1+deb12u3 (deb amd64)"), "{err}");
+    assert!(err.to_string().contains("no deb `containerd` for arch amd64 on the 1.7 line; it has: 1.6.20~ds1-1+deb12u3 (deb amd64)"), "{err}");
 }
 
 #[test]
