@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the e2e bundle the lab tests install from: the development bundle
-# (offline-bundle/dev-bundle.sh: containerd, runc, busybox rootfs, real etcd/etcdctl, CNI
-# plugins) plus TEST STAND-INS for kubeadm, kubelet, kubectl and crictl. No registry here provides
-# Kubernetes 1.3x binaries, so those four are one binary, kubegrid-standin
+# (offline-bundle/dev-bundle.sh: containerd as release archives and debs, runc, busybox
+# rootfs, real etcd/etcdctl, CNI plugins) plus TEST STAND-INS for kubeadm, kubelet, kubectl and
+# crictl. No registry here provides Kubernetes 1.3x binaries, so those four are one binary,
+# kubegrid-standin
 # (e2e/src/bin/kubegrid-standin), which records how it is invoked and validates its input. It is
 # never upstream Kubernetes and never part of a product bundle.
 #
@@ -137,6 +138,9 @@ done
 cp "$WORK/manifest.yaml" "$PARTIAL/manifest.yaml"
 
 files_ok "$PARTIAL" || die "the bundle just built in $PARTIAL does not verify"
-rm -rf "$OUT"
+# Moved aside, not deleted in place: a reader never sees a manifest whose files are going.
+rm -rf "$OUT.old"
+if [[ -e $OUT ]]; then mv "$OUT" "$OUT.old"; fi
 mv "$PARTIAL" "$OUT"
+rm -rf "$OUT.old"
 echo "standin-bundle: wrote $OUT ($ARCH, $K8S_VERSION, $(manifest_entries "$OUT/manifest.yaml" | wc -l) files)"

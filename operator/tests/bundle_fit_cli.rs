@@ -35,8 +35,8 @@ bQJnTvorqaWv1v/A==
 
 /// Every artifact the install playbook takes from a bundle, as (kind, name, version).
 const ALL: &[(&str, &str, &str)] = &[
-    ("deb", "containerd", "1.7.24~ds1-1"),
-    ("deb", "runc", "1.1.12"),
+    ("archive", "containerd", "1.7.24"),
+    ("binary", "runc", "1.1.12"),
     ("rootfs", "busybox", "1.36"),
     ("binary", "kubeadm", "1.31.4"),
     ("binary", "kubelet", "1.31.4"),
@@ -140,7 +140,7 @@ fn a_bundle_without_kubeadm_is_refused_once_before_any_host_and_nothing_is_journ
             "{err}"
         );
         assert!(
-            err.contains("the bundle has: ") && err.contains("deb containerd 1.7.24~ds1-1 (amd64)"),
+            err.contains("the bundle has: ") && err.contains("archive containerd 1.7.24 (amd64)"),
             "packages are listed too: {err}"
         );
         assert!(
@@ -185,7 +185,7 @@ fn a_bundle_for_another_arch_or_version_is_refused_naming_both() {
     let (code, err) = run(dir.path(), "plan", &spec, &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("Node n1 (amd64; the bundle has no files for amd64) needs, in phase container-runtime: package containerd"),
+        err.contains("Node n1 (amd64; the bundle has no files for amd64) needs, in phase container-runtime: archive containerd"),
         "{err}"
     );
     assert!(err.contains("--arch amd64"), "{err}");

@@ -3,12 +3,21 @@
 //! The system `tar` does the unpacking (every supported host has GNU tar), which keeps the
 //! agent free of compression crates. Whether an archive is already in place cannot be read
 //! off the directory, which other things write to too, so a stamp under the agent's state
-//! dir records which archive was unpacked and which files it brought. The stamp is written
-//! last: a run killed halfway unpacks again next time.
+//! dir records which archive was unpacked and the sha256 of every file it brought. The
+//! archive counts as in place only while each of those files still has that content; a file
+//! changed or removed on the host unpacks the archive again, and the outcome names it. The
+//! stamp is written last: a run killed halfway unpacks again next time.
+//!
+//! Hashing every file on every run would cost a no-op apply a second per host for
+//! containerd's 80 MB, so the stamp also keeps each file's inode, size, mtime and ctime as
+//! they were right after unpacking; a file whose metadata still matches is not read again.
+//! Writing a file always moves its ctime, which no one can set back, so a change cannot hide
+//! behind a restored mtime.
 
 use std::{
+    collections::BTreeMap,
     fs,
-    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
     path::{Component, Path, PathBuf},
 };
 
@@ -18,7 +27,10 @@ use super::{Ctx, Outcome, require_blob_name};
 use crate::{
     error::{Error, Result},
     exec,
-    fsutil::{Perms, atomic_write, read_optional, require_absolute, short_sha as short, write_err},
+    fsutil::{
+        Perms, atomic_write, read_optional, require_absolute, sha256_file, short_sha as short,
+        write_err,
+    },
     protocol::ArchiveArgs,
 };
 
@@ -27,11 +39,21 @@ use crate::{
 struct Stamp {
     /// The archive last unpacked there.
     sha256: String,
-    /// Its non-directory members, relative to the destination.
-    files: Vec<String>,
+    /// Each non-directory member, relative to the destination, as it was unpacked.
+    files: BTreeMap<String, Unpacked>,
 }
 
-/// Unpacks the archive into `args.dest` unless the stamp says it is there and complete.
+/// One unpacked file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Unpacked {
+    /// sha256 of a regular file's content, or `link:<target>` for a symbolic link.
+    content: String,
+    /// `<inode>:<size>:<mtime ns>:<ctime ns>` right after unpacking.
+    meta: String,
+}
+
+/// Unpacks the archive into `args.dest` unless the stamp says it is there and every file it
+/// brought still has the archive's content.
 pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
     require_absolute(&args.dest)?;
     let what = format!("archive for {}", args.dest.display());
@@ -41,12 +63,12 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
         None => "not unpacked before".to_string(),
         Some(s) if s.sha256 != args.sha256 => format!("replacing {}", short(&s.sha256)),
         Some(s) => {
-            let missing: Vec<&String> = s
+            let differ: Vec<(&String, &str)> = s
                 .files
                 .iter()
-                .filter(|f| fs::symlink_metadata(args.dest.join(f)).is_err())
+                .filter_map(|(f, was)| drift(&args.dest.join(f), was).map(|how| (f, how)))
                 .collect();
-            if missing.is_empty() {
+            if differ.is_empty() {
                 return Ok(Outcome::unchanged(format!(
                     "{} holds archive {} ({} files)",
                     args.dest.display(),
@@ -54,11 +76,11 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
                     s.files.len()
                 )));
             }
+            let (first, how) = differ[0];
             format!(
-                "{} of {} files missing, e.g. {}",
-                missing.len(),
+                "{} of {} files differ from the archive, e.g. {first} ({how})",
+                differ.len(),
                 s.files.len(),
-                missing[0]
             )
         }
     };
@@ -75,7 +97,7 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
         });
     }
     let blob = ctx.verified_blob(&args.sha256, &what)?;
-    let files = safe_members(&blob, &args.sha256, &args.dest)?;
+    let members = safe_members(&blob, &args.sha256, &args.dest)?;
     create_dest(&args.dest)?;
     let untar = exec::run(&[
         "tar",
@@ -83,12 +105,25 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
         &blob.to_string_lossy(),
         "-C",
         &args.dest.to_string_lossy(),
-        // Root would otherwise keep the archive's owners, and an existing directory's mode
-        // would follow the archive's "./" entry.
+        // Root would otherwise keep the archive's owners.
         "--no-same-owner",
+        // Two things. An existing directory keeps its mode and times (the archive's "./" or
+        // "bin/" entry must not touch /usr/local/bin). And each file is unlinked and created
+        // anew, never opened for writing in place: containerd's binaries may be running, and
+        // writing into a busy executable fails with ETXTBSY (a running program keeps the old
+        // inode). GNU tar's --overwrite writes in place (O_TRUNC); its other modes but
+        // --keep-* create with O_EXCL and unlink on EEXIST. The old-file modes are one
+        // setting, the last given wins, and the command line comes after TAR_OPTIONS, so this
+        // flag also overrides a --overwrite from the environment. (--unlink-first would
+        // unlink too, but GNU tar refuses it together with this flag.)
         "--no-overwrite-dir",
     ])?
     .ok_or("the blob must be a gzip-compressed tar")?;
+    let mut files = BTreeMap::new();
+    for member in members {
+        let path = args.dest.join(&member);
+        files.insert(member, unpacked(&path)?);
+    }
     let stamp = Stamp {
         sha256: args.sha256.clone(),
         files,
@@ -101,6 +136,54 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
         message: format!("{message}: {} files", stamp.files.len()),
         output: untar.tail(),
     })
+}
+
+/// How a file unpacked as `was` differs now: "missing" or "changed"; None when it is as
+/// unpacked.
+fn drift(path: &Path, was: &Unpacked) -> Option<&'static str> {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Some("missing");
+    };
+    if meta_key(&meta) == was.meta {
+        return None;
+    }
+    match content(path, &meta) {
+        Ok(now) if now == was.content => None,
+        _ => Some("changed"),
+    }
+}
+
+/// A file just unpacked, for the stamp.
+fn unpacked(path: &Path) -> Result<Unpacked> {
+    let read = |source| Error::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = fs::symlink_metadata(path).map_err(read)?;
+    Ok(Unpacked {
+        content: content(path, &meta).map_err(read)?,
+        meta: meta_key(&meta),
+    })
+}
+
+fn meta_key(meta: &fs::Metadata) -> String {
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    format!(
+        "{}:{}:{}:{}",
+        meta.ino(),
+        meta.size(),
+        ns(meta.mtime(), meta.mtime_nsec()),
+        ns(meta.ctime(), meta.ctime_nsec())
+    )
+}
+
+/// sha256 of a regular file, `link:<target>` for a symbolic link.
+fn content(path: &Path, meta: &fs::Metadata) -> std::io::Result<String> {
+    if meta.file_type().is_symlink() {
+        Ok(format!("link:{}", fs::read_link(path)?.to_string_lossy()))
+    } else {
+        sha256_file(path)
+    }
 }
 
 /// `<state>/archives/<dest with / as %>`.
@@ -158,179 +241,4 @@ fn create_dest(dest: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::os::unix::fs::MetadataExt;
-
-    use super::*;
-    use crate::{
-        fsutil::sha256_file,
-        testutil::{ctx_in, write},
-    };
-
-    struct Env {
-        dir: tempfile::TempDir,
-        ctx: Ctx,
-        dest: PathBuf,
-    }
-
-    fn env(check_mode: bool) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = ctx_in(dir.path(), check_mode);
-        fs::create_dir_all(&ctx.store_dir).unwrap();
-        let dest = dir.path().join("opt/cni/bin");
-        Env { dir, ctx, dest }
-    }
-
-    /// A tar.gz of `files` (relative path, content) made with `tar` run in `src` with the
-    /// extra `args`, stored as a blob; returns its sha256.
-    fn archive(e: &Env, name: &str, files: &[(&str, &str)], members: &[&str]) -> String {
-        let src = e.dir.path().join(format!("src-{name}"));
-        for (rel, content) in files {
-            write(&src, rel, content);
-        }
-        let tgz = e.dir.path().join(format!("{name}.tgz"));
-        let mut argv = vec![
-            "tar".to_string(),
-            "-czPf".into(),
-            tgz.to_string_lossy().into_owned(),
-            "-C".into(),
-            src.to_string_lossy().into_owned(),
-        ];
-        argv.extend(members.iter().map(|m| m.to_string()));
-        let ran = exec::run_with(&argv, &Default::default(), None).unwrap();
-        assert!(ran.success(), "{}", ran.tail());
-        let sha = sha256_file(&tgz).unwrap();
-        fs::copy(&tgz, e.ctx.blob(&sha)).unwrap();
-        sha
-    }
-
-    fn cni(e: &Env, name: &str, bridge: &str) -> String {
-        archive(
-            e,
-            name,
-            &[
-                ("bridge", bridge),
-                ("loopback", "lo"),
-                ("LICENSE", "apache"),
-            ],
-            &["."],
-        )
-    }
-
-    fn args(e: &Env, sha256: &str) -> ArchiveArgs {
-        ArchiveArgs {
-            sha256: sha256.to_string(),
-            dest: e.dest.clone(),
-        }
-    }
-
-    #[test]
-    fn unpacks_once_and_records_a_stamp() {
-        let e = env(false);
-        let sha = cni(&e, "v1", "bridge-v1");
-        let first = apply(&args(&e, &sha), &e.ctx).unwrap();
-        assert!(first.changed);
-        assert_eq!(
-            first.message,
-            format!(
-                "unpack archive {} into {} (not unpacked before): 3 files",
-                &sha[..12],
-                e.dest.display()
-            )
-        );
-        assert_eq!(
-            fs::read_to_string(e.dest.join("bridge")).unwrap(),
-            "bridge-v1"
-        );
-        assert_eq!(fs::metadata(&e.dest).unwrap().mode() & 0o7777, 0o755);
-        let stamp = read_stamp(&stamp_path(&e.ctx, &e.dest)).unwrap().unwrap();
-        assert_eq!(stamp.sha256, sha);
-        let mut files = stamp.files.clone();
-        files.sort();
-        assert_eq!(files, vec!["LICENSE", "bridge", "loopback"]);
-        let name = e.dest.to_string_lossy().replace('/', "%");
-        assert!(e.ctx.state_dir.join("archives").join(name).is_file());
-        let second = apply(&args(&e, &sha), &e.ctx).unwrap();
-        assert!(!second.changed, "{}", second.message);
-    }
-
-    #[test]
-    fn a_missing_file_or_a_new_archive_unpacks_again() {
-        let e = env(false);
-        let v1 = cni(&e, "v1", "bridge-v1");
-        apply(&args(&e, &v1), &e.ctx).unwrap();
-        fs::remove_file(e.dest.join("loopback")).unwrap();
-        let repaired = apply(&args(&e, &v1), &e.ctx).unwrap();
-        assert!(
-            repaired
-                .message
-                .contains("(1 of 3 files missing, e.g. loopback)"),
-            "{}",
-            repaired.message
-        );
-        assert!(e.dest.join("loopback").is_file());
-        let v2 = cni(&e, "v2", "bridge-v2");
-        let upgraded = apply(&args(&e, &v2), &e.ctx).unwrap();
-        assert!(
-            upgraded
-                .message
-                .contains(&format!("(replacing {})", &v1[..12])),
-            "{}",
-            upgraded.message
-        );
-        assert_eq!(
-            fs::read_to_string(e.dest.join("bridge")).unwrap(),
-            "bridge-v2"
-        );
-        assert!(!apply(&args(&e, &v2), &e.ctx).unwrap().changed);
-    }
-
-    #[test]
-    fn refuses_members_that_escape_the_destination() {
-        let e = env(false);
-        let outside = e.dir.path().join("src-abs/evil");
-        write(e.dir.path(), "src-abs/evil", "x");
-        let absolute = archive(&e, "abs", &[], &[&outside.to_string_lossy()]);
-        let climbing = archive(
-            &e,
-            "climb",
-            &[("sub/keep", "k")],
-            &["sub/keep", "../src-abs/evil"],
-        );
-        for sha in [absolute, climbing] {
-            let err = apply(&args(&e, &sha), &e.ctx).unwrap_err();
-            assert!(matches!(err, Error::UnsafeArchiveMember { .. }), "{err}");
-            assert!(err.to_string().contains("nothing was unpacked"), "{err}");
-        }
-        assert!(!e.dest.exists(), "nothing is unpacked");
-        assert!(!stamp_path(&e.ctx, &e.dest).exists());
-    }
-
-    #[test]
-    fn check_mode_reports_without_unpacking() {
-        let e = env(true);
-        let out = apply(&args(&e, &"e".repeat(64)), &e.ctx).unwrap();
-        assert!(out.changed);
-        assert!(
-            out.message.contains("(not unpacked before)"),
-            "{}",
-            out.message
-        );
-        assert!(!e.dest.exists() && !e.ctx.state_dir.exists());
-    }
-
-    #[test]
-    fn a_missing_blob_or_a_relative_dest_fails() {
-        let e = env(false);
-        let err = apply(&args(&e, &"f".repeat(64)), &e.ctx).unwrap_err();
-        assert!(matches!(err, Error::BlobMissing { .. }), "{err}");
-        let rel = ArchiveArgs {
-            sha256: "f".repeat(64),
-            dest: "opt/cni/bin".into(),
-        };
-        assert!(matches!(
-            apply(&rel, &e.ctx),
-            Err(Error::RelativePath { .. })
-        ));
-    }
-}
+mod tests;

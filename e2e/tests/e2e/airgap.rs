@@ -234,23 +234,22 @@ fn airgap_signed_packed_bundle_refusals_and_a_pull_through_the_bundle_registry()
     let spec = airgap_spec(&lab, &packed, &public, "lab-1");
 
     // Refusals, before any host is touched.
-    let deb = files
+    // containerd's release archive, where the bundle keeps it (its upstream URL's path).
+    let archive = files
         .iter()
-        .find(|f| f.kind == "deb")
-        .expect("a deb in the e2e bundle");
-    let deb_path = format!(
-        "deb.debian.org/debian/pool/main/{}/{n}/{n}_{v}_amd64.deb",
-        &deb.name[..1],
-        n = deb.name,
-        v = deb.version
+        .find(|f| f.name == "containerd")
+        .expect("containerd in the e2e bundle");
+    let archive_path = format!(
+        "github.com/containerd/containerd/releases/download/v{v}/containerd-{v}-linux-amd64.tar.gz",
+        v = archive.version
     );
     let corrupted = work.join("corrupted.tar.zst");
     repack(&packed, &corrupted, |tree| {
-        let path = tree.join(&deb_path);
-        let mut bytes = std::fs::read(&path).expect("read deb");
+        let path = tree.join(&archive_path);
+        let mut bytes = std::fs::read(&path).expect("read containerd archive");
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x55;
-        std::fs::write(&path, bytes).expect("write deb");
+        std::fs::write(&path, bytes).expect("write containerd archive");
     });
     let (other, other_public) = (work.join("other.key"), work.join("other.key.pub"));
     ok(
@@ -274,7 +273,10 @@ fn airgap_signed_packed_bundle_refusals_and_a_pull_through_the_bundle_registry()
             "bundle sign with another key",
         );
     });
-    for (bundle, names) in [(&corrupted, deb_path.as_str()), (&resigned, "signature")] {
+    for (bundle, names) in [
+        (&corrupted, archive_path.as_str()),
+        (&resigned, "signature"),
+    ] {
         let out = apply(&lab, &spec, bundle, &public);
         assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -300,7 +302,9 @@ fn airgap_signed_packed_bundle_refusals_and_a_pull_through_the_bundle_registry()
     assert!(phases.contains(&"registry"), "{phases:?}");
 
     // lab-2 pulls the image by its upstream name: containerd's certs.d config sends it to the
-    // registry kubegrid runs on lab-1 (there is no route to registry.k8s.io).
+    // registry kubegrid runs on lab-1 (there is no route to registry.k8s.io). `--local`: ctr
+    // 2.x otherwise pulls through the daemon's transfer service, which unpacks only into the
+    // snapshotters its config lists, and the native one is not among them.
     let (registry_host, puller) = (lab.host("lab-1"), lab.host("lab-2"));
     let hosts_toml = lab.ssh_ok(
         puller,
@@ -314,7 +318,7 @@ fn airgap_signed_packed_bundle_refusals_and_a_pull_through_the_bundle_registry()
     let listed = lab.ssh_ok(
         puller,
         &format!(
-            "ctr -n k8s.io images pull --snapshotter native --hosts-dir /etc/containerd/certs.d {IMAGE} >/dev/null && ctr -n k8s.io images ls | awk '$1 == \"{IMAGE}\" {{print $3}}'"
+            "ctr -n k8s.io images pull --local --snapshotter native --hosts-dir /etc/containerd/certs.d {IMAGE} >/dev/null && ctr -n k8s.io images ls | awk '$1 == \"{IMAGE}\" {{print $3}}'"
         ),
     );
     assert_eq!(listed, digest, "lab-2 pulled another image");

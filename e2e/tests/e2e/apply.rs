@@ -16,7 +16,7 @@ use serde_json::Value;
 const RUNTIME: &str = "container-runtime";
 
 /// What a host looks like before kubegrid ever changed it.
-const UNTOUCHED: &str = "test ! -e /var/lib/kubegrid && test ! -e /etc/containerd && ! dpkg -s containerd >/dev/null 2>&1 && echo untouched";
+const UNTOUCHED: &str = "test ! -e /var/lib/kubegrid && test ! -e /etc/containerd && test ! -e /usr/local/bin/containerd && ! dpkg -s containerd >/dev/null 2>&1 && echo untouched";
 
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout)
@@ -146,7 +146,7 @@ fn apply_refuses_bad_input_then_installs_containerd_and_converges() {
         let state = lab.ssh_ok(
             h,
             "systemctl is-active containerd; grep -c 'SystemdCgroup = true' /etc/containerd/config.toml; \
-             grep -o 'sandbox_image = \"[^\"]*\"' /etc/containerd/config.toml; cat /proc/sys/net/ipv4/ip_forward; \
+             grep -o 'sandbox = \"[^\"]*\"' /etc/containerd/config.toml; cat /proc/sys/net/ipv4/ip_forward; \
              grep -v '^#' /etc/modules-load.d/kubegrid.conf | sort | tr '\\n' ' '; echo; swapon --show=NAME --noheadings | wc -l",
         );
         let lines: Vec<&str> = state.lines().collect();
@@ -157,7 +157,7 @@ fn apply_refuses_bad_input_then_installs_containerd_and_converges() {
             h.name
         );
         assert_eq!(
-            lines[2], "sandbox_image = \"registry.k8s.io/pause:3.10\"",
+            lines[2], "sandbox = \"registry.k8s.io/pause:3.10\"",
             "{}",
             h.name
         );
@@ -168,6 +168,23 @@ fn apply_refuses_bad_input_then_installs_containerd_and_converges() {
             h.name
         );
         assert_eq!(lines[5], "0", "{}: swap must be off", h.name);
+        // The lab's spec asks for containerd 2.1 from the release archive: sid's 2.1.9 in
+        // /usr/local under kubegrid's unit, reading the version 3 config, with runc in
+        // /usr/local/sbin; no package was installed.
+        let runtime = lab.ssh_ok(
+            h,
+            "/usr/local/bin/containerd --version; grep -c '^version = 3$' /etc/containerd/config.toml; \
+             systemctl show -p ExecStart --value containerd | grep -o 'path=[^ ;]*'; \
+             head -c 21 /etc/systemd/system/containerd.service; echo; command -v runc; \
+             dpkg -s containerd >/dev/null 2>&1 && echo package || echo no-package",
+        );
+        let lines: Vec<&str> = runtime.lines().collect();
+        assert!(lines[0].contains(" 2.1.9"), "{}: {runtime}", h.name);
+        assert_eq!(lines[1], "1", "{}: {runtime}", h.name);
+        assert_eq!(lines[2], "path=/usr/local/bin/containerd", "{}", h.name);
+        assert_eq!(lines[3], "# Written by kubegrid", "{}", h.name);
+        assert_eq!(lines[4], "/usr/local/sbin/runc", "{}", h.name);
+        assert_eq!(lines[5], "no-package", "{}", h.name);
         // A container of our own, run with plain ctr from the rootfs the bundle shipped.
         let said = lab.ssh_ok(
             h,

@@ -16,4 +16,5 @@ mod measure;
 mod operator;
 mod registry;
 mod release_bundle;
+mod runtime_source;
 mod ssh;

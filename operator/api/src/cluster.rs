@@ -223,6 +223,10 @@ fn default_cni() -> String {
 pub struct ContainerRuntimeSpec {
     /// containerd release line.
     pub containerd: ContainerdSpec,
+    /// Where containerd and runc come from: the bundle's upstream release archive and runc
+    /// binary (`archive`, the default), or the bundle's OS packages (`packages`).
+    #[serde(default)]
+    pub source: ContainerdSource,
     /// Runtime handlers to configure.
     #[serde(default = "default_runtimes")]
     pub runtimes: Vec<RuntimeName>,
@@ -240,6 +244,28 @@ pub struct ContainerRuntimeSpec {
 
 fn default_runtimes() -> Vec<RuntimeName> {
     vec![RuntimeName::Runc]
+}
+
+/// Where containerd and runc come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContainerdSource {
+    /// containerd's release archive unpacked into /usr/local, runc as /usr/local/sbin/runc,
+    /// and kubegrid's own systemd unit: the same files on every distribution.
+    #[default]
+    Archive,
+    /// The bundle's .deb or .rpm packages, installed with the host's package manager.
+    Packages,
+}
+
+impl ContainerdSource {
+    /// The source as the spec spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Archive => "archive",
+            Self::Packages => "packages",
+        }
+    }
 }
 
 /// The containerd release.

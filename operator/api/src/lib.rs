@@ -35,9 +35,9 @@ pub mod version;
 
 pub use cluster::{
     BUNDLE_REGISTRY_MIRRORED, BundleRegistrySpec, BundleSpec, Cluster, ClusterSpec,
-    ContainerRuntimeSpec, ContainerdSpec, ControlPlaneEndpoint, DEFAULT_API_SERVER_PORT,
-    DEFAULT_BUNDLE_REGISTRY_PORT, DEFAULT_CNI, DeletionPolicy, MAX_BUNDLE_SOURCE_LEN, NetworkSpec,
-    RegistryMirror, RuntimeName,
+    ContainerRuntimeSpec, ContainerdSource, ContainerdSpec, ControlPlaneEndpoint,
+    DEFAULT_API_SERVER_PORT, DEFAULT_BUNDLE_REGISTRY_PORT, DEFAULT_CNI, DeletionPolicy,
+    MAX_BUNDLE_SOURCE_LEN, NetworkSpec, RegistryMirror, RuntimeName,
 };
 pub use crd::{CustomResourceDefinition, crd_file_name, crd_yaml, crds};
 pub use error::{API_VERSION, Error, Problem, Result, SourceLine};

@@ -49,7 +49,10 @@ pub fn check(
     {
         problems.extend(kubernetes_problems(want, bundle));
     }
-    if needed(&needs::Artifact::Package("containerd".into())) {
+    let containerd = kubegrid_plan::CONTAINERD.to_string();
+    if needed(&needs::Artifact::Package(containerd.clone()))
+        || needed(&needs::Artifact::Archive(containerd))
+    {
         problems.extend(crate::spec::containerd_problem(context, bundle));
     }
     let phases = needs::phases_until(playbook, until);

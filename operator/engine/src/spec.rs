@@ -65,6 +65,10 @@ pub fn cluster_context(manifest: &Manifest) -> Result<ClusterContext, kubegrid_p
     let spec = &manifest.cluster().spec;
     let rt = &spec.container_runtime;
     let mut ctx = ClusterContext::new(manifest.name(), &rt.containerd.version)?;
+    ctx.containerd_source = match rt.source {
+        kubegrid_api::ContainerdSource::Archive => kubegrid_plan::ContainerdSource::Archive,
+        kubegrid_api::ContainerdSource::Packages => kubegrid_plan::ContainerdSource::Packages,
+    };
     ctx.runtimes = rt.runtimes.iter().map(|r| r.as_str().to_string()).collect();
     if !ctx.runtimes.iter().any(|r| r == "runc") {
         // runc stays configured: CRI needs a working default even when pods pick another.
@@ -99,8 +103,9 @@ pub fn cluster_context(manifest: &Manifest) -> Result<ClusterContext, kubegrid_p
     Ok(ctx)
 }
 
-/// The bundle's containerd must be on the line the spec asks for: the config format follows
-/// the line, and containerd 1.x cannot read a version 3 config. Checked before any connection.
+/// The bundle must have containerd of the spec's source (archive or packages) on the line the
+/// spec asks for: the config format follows the line, and containerd 1.x cannot read a
+/// version 3 config. Checked before any connection.
 pub fn check_bundle(
     ctx: &ClusterContext,
     bundle: &kubegrid_plan::Bundle,
@@ -113,37 +118,11 @@ pub fn check_bundle(
     }
 }
 
-/// What is wrong with the bundle's containerd for the spec's line, naming both versions.
+/// What is wrong with the bundle's containerd for the spec's source and line, naming what the
+/// bundle has ([`kubegrid_plan::containerd_problem`]).
 pub fn containerd_problem(
     ctx: &ClusterContext,
     bundle: &kubegrid_plan::Manifest,
 ) -> Option<String> {
-    let line = (ctx.containerd.major, ctx.containerd.minor);
-    for f in &bundle.files {
-        if f.name.as_deref() != Some("containerd") {
-            continue;
-        }
-        let version = f.version.as_deref().unwrap_or("");
-        // Debian versions carry an epoch ("1:") and suffixes ("~ds1-1"); the upstream
-        // major.minor is what decides compatibility.
-        let upstream = version.rsplit_once(':').map_or(version, |(_, v)| v);
-        let mut parts = upstream
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|p| !p.is_empty());
-        let found = (
-            parts.next().and_then(|p| p.parse::<u64>().ok()),
-            parts.next().and_then(|p| p.parse::<u64>().ok()),
-        );
-        if found != (Some(line.0), Some(line.1)) {
-            return Some(format!(
-                "spec.containerRuntime.containerd.version is {}.{}, but the bundle carries containerd {version} ({}); use a bundle for {}.{} or set the version line to the bundle's",
-                line.0,
-                line.1,
-                f.path.display(),
-                line.0,
-                line.1
-            ));
-        }
-    }
-    None
+    kubegrid_plan::containerd_problem(ctx, bundle)
 }

@@ -9,8 +9,8 @@ use std::{
 
 use ipnet::IpNet;
 use kubegrid_api::{
-    Cluster, ClusterSpec, ContainerRuntimeSpec, ContainerdSpec, ControlPlaneEndpoint, NetworkSpec,
-    Node, NodeSpec, Role, RuntimeName, SshSpec,
+    Cluster, ClusterSpec, ContainerRuntimeSpec, ContainerdSource, ContainerdSpec,
+    ControlPlaneEndpoint, NetworkSpec, Node, NodeSpec, Role, RuntimeName, SshSpec,
 };
 
 use crate::{Error, HostRecord, Result};
@@ -18,9 +18,18 @@ use crate::{Error, HostRecord, Result};
 /// The Kubernetes version the generated spec asks for.
 pub const KUBERNETES_VERSION: &str = "v1.31.4";
 
-/// The containerd release line the generated spec asks for: lab hosts get Debian
-/// bookworm's containerd 1.6.20.
-pub const CONTAINERD_LINE: &str = "1.6";
+/// The containerd release line the generated spec asks for, from the bundle's release archive
+/// ([`CONTAINERD_SOURCE`]). 2.1 because it reads containerd's version 3 config, so the lab runs
+/// the config format current containerd releases use rather than only rendering it in golden
+/// tests, and because it is the newest line Debian ships (sid's 2.1.9, repacked into upstream's
+/// archive layout by offline-bundle/dev-bundle.sh) whose binaries run on the lab's bookworm
+/// hosts (they need glibc 2.34; bookworm has 2.36). Bookworm's own package is 1.6, two lines
+/// behind and at the end of upstream support.
+pub const CONTAINERD_LINE: &str = "2.1";
+
+/// Where the generated spec's containerd comes from: the release archive, kubegrid's default
+/// install path.
+pub const CONTAINERD_SOURCE: ContainerdSource = ContainerdSource::Archive;
 
 const POD_CIDR: IpNet = IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(10, 244, 0, 0)), 16);
 const SERVICE_CIDR: IpNet = IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 0)), 12);
@@ -59,6 +68,7 @@ fn cluster(group: &str, first: &HostRecord, private_key: &Path) -> Cluster {
                 containerd: ContainerdSpec {
                     version: CONTAINERD_LINE.to_string(),
                 },
+                source: CONTAINERD_SOURCE,
                 runtimes: vec![RuntimeName::Runc],
                 default_runtime: RuntimeName::Runc,
                 sandbox_image: None,

@@ -222,21 +222,74 @@ impl Bundle {
 
     /// The package file named `name` in `format` for a host of arch `arch`.
     pub fn package(&self, name: &str, arch: &str, format: PackageFormat) -> Result<&BundleFile> {
-        self.manifest
-            .files
+        self.package_on_line(name, arch, format, None)
+    }
+
+    /// [`Bundle::package`] on release line `line` (major, minor) when given: a bundle may
+    /// carry several versions of containerd, and the spec's line picks one.
+    pub fn package_on_line(
+        &self,
+        name: &str,
+        arch: &str,
+        format: PackageFormat,
+        line: Option<(u64, u64)>,
+    ) -> Result<&BundleFile> {
+        let of_name = |f: &&BundleFile| {
+            f.kind.package_format() == Some(format)
+                && f.name.as_deref() == Some(name)
+                && f.arch.serves(arch)
+        };
+        let files = &self.manifest.files;
+        if let Some(file) = files
             .iter()
-            .find(|f| {
-                f.kind.package_format() == Some(format)
-                    && f.name.as_deref() == Some(name)
-                    && f.arch.serves(arch)
-            })
-            .ok_or_else(|| Error::PackageNotInBundle {
+            .filter(of_name)
+            .find(|f| crate::containerd::on_line(f, line))
+        {
+            return Ok(file);
+        }
+        match line {
+            Some(line) if files.iter().any(|f| of_name(&f)) => {
+                Err(self.off_line(format_name(format), name, line, arch, of_name))
+            }
+            _ => Err(Error::PackageNotInBundle {
                 dir: self.dir.clone(),
                 name: name.to_string(),
                 arch: arch.to_string(),
                 format: format_name(format).to_string(),
                 available: self.packages_listing(),
-            })
+            }),
+        }
+    }
+
+    /// The refusal for an artifact the bundle has, but not on the line asked for.
+    fn off_line(
+        &self,
+        kind: &str,
+        name: &str,
+        line: (u64, u64),
+        arch: &str,
+        of_name: impl Fn(&&BundleFile) -> bool,
+    ) -> Error {
+        Error::NotOnLineInBundle {
+            dir: self.dir.clone(),
+            what: format!("{kind} `{name}` for arch {arch}"),
+            line: format!("{}.{}", line.0, line.1),
+            available: self
+                .manifest
+                .files
+                .iter()
+                .filter(of_name)
+                .map(|f| {
+                    format!(
+                        "{} ({} {})",
+                        f.version.as_deref().unwrap_or("?"),
+                        f.kind.as_str(),
+                        f.arch.as_str()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
     }
 
     /// The executable named `name` for a host of arch `arch`.
@@ -247,6 +300,33 @@ impl Bundle {
     /// The archive named `name` for a host of arch `arch`.
     pub fn archive(&self, name: &str, arch: &str) -> Result<&BundleFile> {
         self.named(FileKind::Archive, name, arch)
+    }
+
+    /// [`Bundle::archive`] on release line `line` (major, minor) when given.
+    pub fn archive_on_line(
+        &self,
+        name: &str,
+        arch: &str,
+        line: Option<(u64, u64)>,
+    ) -> Result<&BundleFile> {
+        let Some(line) = line else {
+            return self.archive(name, arch);
+        };
+        let of_name = |f: &&BundleFile| {
+            f.kind == FileKind::Archive && f.name.as_deref() == Some(name) && f.arch.serves(arch)
+        };
+        let files = &self.manifest.files;
+        match files
+            .iter()
+            .filter(of_name)
+            .find(|f| crate::containerd::on_line(f, Some(line)))
+        {
+            Some(file) => Ok(file),
+            None if files.iter().any(|f| of_name(&f)) => {
+                Err(self.off_line("archive", name, line, arch, of_name))
+            }
+            None => self.archive(name, arch),
+        }
     }
 
     fn named(&self, kind: FileKind, name: &str, arch: &str) -> Result<&BundleFile> {

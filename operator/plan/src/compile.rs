@@ -143,7 +143,8 @@ fn compile_task(
             let format = package_format(host)?;
             let mut packages = Vec::new();
             for name in &p.bundle {
-                let file = bundle.package(name, &host.facts.arch, format)?;
+                let line = crate::containerd::pinned_line(cluster, name);
+                let file = bundle.package_on_line(name, &host.facts.arch, format, line)?;
                 add_blob(&mut out.blobs, &file.sha256);
                 packages.push(PackageRef {
                     name: name.clone(),
@@ -254,7 +255,7 @@ fn compile_task(
             return Ok(());
         }
         Module::Archive(a) => {
-            let (action, sha) = kube_modules::archive(a, host, bundle)?;
+            let (action, sha) = kube_modules::archive(a, cluster, host, bundle)?;
             add_blob(&mut out.blobs, &sha);
             action
         }

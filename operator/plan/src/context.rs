@@ -56,6 +56,8 @@ pub struct ClusterContext {
     /// The containerd version line ("1.7" is 1.7.0); picks the config format and `when:
     /// {containerd: ...}` predicates compare against it.
     pub containerd: Version,
+    /// Where containerd and runc come from; `when: {containerd_source: ...}` tests it.
+    pub containerd_source: crate::containerd::ContainerdSource,
     /// Enabled runtime handlers: "runc", "nvidia", `kata-<shim>` (runc is always configured).
     pub runtimes: Vec<String>,
     /// The handler CRI uses when a pod names none.
@@ -78,6 +80,7 @@ impl ClusterContext {
         Ok(ClusterContext {
             name: name.into(),
             containerd: parse_containerd_line(containerd_line)?,
+            containerd_source: Default::default(),
             runtimes: vec!["runc".into()],
             default_runtime: "runc".into(),
             sandbox_image: DEFAULT_SANDBOX_IMAGE.into(),

@@ -211,6 +211,23 @@ pub enum Error {
         available: String,
     },
 
+    /// The bundle has that artifact for the host's arch, but not on the release line the spec
+    /// asks for (containerd).
+    #[error(
+        "bundle {} has no {what} on the {line} line; it has: {available}; hint: use a bundle with that line, or set spec.containerRuntime.containerd.version to a line it has",
+        dir.display()
+    )]
+    NotOnLineInBundle {
+        /// Bundle directory.
+        dir: PathBuf,
+        /// The kind, the name and the host's arch: "archive `containerd` for arch amd64".
+        what: String,
+        /// The release line asked for, "2.1".
+        line: String,
+        /// What the bundle has of that name for the arch, as `version (kind arch)`.
+        available: String,
+    },
+
     /// The bundle has no binary or archive of that name for the host's arch.
     #[error(
         "bundle {} has no `{name}` for arch {arch}; it has: {available}; hint: build the bundle with Kubernetes artifacts for that arch",

@@ -93,13 +93,15 @@ pub(crate) fn binaries(
         .collect()
 }
 
-/// The Archive task.
+/// The Archive task; containerd's archive is the one on the spec's release line.
 pub(crate) fn archive(
     spec: &ArchiveSpec,
+    cluster: &ClusterContext,
     host: &HostContext,
     bundle: &Bundle,
 ) -> Result<(Action, String)> {
-    let file = bundle.archive(&spec.bundle, &host.facts.arch)?;
+    let line = crate::containerd::pinned_line(cluster, &spec.bundle);
+    let file = bundle.archive_on_line(&spec.bundle, &host.facts.arch, line)?;
     let action = Action::Archive(ArchiveArgs {
         sha256: file.sha256.clone(),
         dest: spec.dest.clone(),

@@ -14,6 +14,7 @@
 
 mod bundle;
 mod compile;
+mod containerd;
 mod context;
 mod error;
 mod kube_modules;
@@ -33,6 +34,9 @@ pub use bundle::{
 pub use compile::{
     CONFLICTING_PACKAGES, CONFLICTING_PATHS, PREFLIGHT_DISKS, PhasePlan, compile, facts_probes,
     vip_probe,
+};
+pub use containerd::{
+    CONTAINERD, ContainerdSource, containerd_problem, on_line, pinned_line, version_line,
 };
 pub use context::{
     ClusterContext, DEFAULT_SANDBOX_IMAGE, HostContext, OsFamily, PkiFile, REGISTRY_CONFIG_PATH,

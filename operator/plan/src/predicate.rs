@@ -3,7 +3,10 @@
 use semver::VersionReq;
 use serde::Deserialize;
 
-use crate::context::{ClusterContext, HostContext, OsFamily};
+use crate::{
+    containerd::ContainerdSource,
+    context::{ClusterContext, HostContext, OsFamily},
+};
 
 /// A condition on a task. Each form is one YAML key, e.g. `{runtime: kata-qemu}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -15,6 +18,8 @@ pub enum When {
     Role(Role),
     /// The configured containerd version line matches this semver requirement (">=2.0").
     Containerd(VersionReq),
+    /// Where containerd comes from: `archive` or `packages` (spec.containerRuntime.source).
+    ContainerdSource(ContainerdSource),
     /// The host's OS family (from os-release ID and ID_LIKE).
     OsFamily(OsFamily),
     /// The host's architecture ("amd64", "arm64").
@@ -76,6 +81,7 @@ impl When {
             When::Runtime(name) => cluster.has_runtime(name),
             When::Role(role) => host.has_role(role.as_str()),
             When::Containerd(req) => req.matches(&cluster.containerd),
+            When::ContainerdSource(source) => cluster.containerd_source == *source,
             When::OsFamily(family) => host.os_family() == Some(*family),
             When::Arch(arch) => host.facts.arch == *arch,
             When::RegistryMirrors(want) => {
@@ -134,6 +140,8 @@ mod tests {
         assert!(!holds("{role: control-plane}"));
         assert!(holds("{containerd: '>=2.0'}"));
         assert!(!holds("{containerd: '<2.0'}"));
+        assert!(holds("{containerd_source: archive}"));
+        assert!(!holds("{containerd_source: packages}"));
         assert!(holds("{os_family: debian}"));
         assert!(!holds("{arch: arm64}"));
         assert!(!holds("{registry_mirrors: true}"));
@@ -173,6 +181,7 @@ mod tests {
             "{role: master}",
             "{os_family: arch}",
             "{containerd: 'two'}",
+            "{containerd_source: tarball}",
             "{role: worker, arch: amd64}",
         ] {
             assert!(

@@ -35,6 +35,7 @@ macro_rules! templates {
 /// Every template, by name.
 pub const TEMPLATES: &[Template] = templates![
     "containerd/config-v2.toml.tera",
+    "containerd/containerd.service.tera",
     "containerd/config-v3.toml.tera",
     "containerd/hosts.toml.tera",
     "crictl.yaml.tera",

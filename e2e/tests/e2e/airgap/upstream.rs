@@ -55,12 +55,21 @@ struct Manifest {
     files: Vec<BundleFile>,
 }
 
-/// The e2e bundle's files.
+/// The e2e bundle's files the lab's spec installs: of its several containerd entries (the
+/// bookworm packages, the 1.7 and 2.1 release archives), the 2.1 archive and the runc binary
+/// that `source: archive` takes, as upstream publishes them.
 pub fn bundle_files(bundle: &Path) -> Vec<BundleFile> {
     let text = std::fs::read_to_string(bundle.join("manifest.yaml")).expect("read manifest");
     serde_yaml::from_str::<Manifest>(&text)
         .expect("parse e2e manifest")
         .files
+        .into_iter()
+        .filter(|f| match f.name.as_str() {
+            "containerd" => f.kind == "archive" && f.version.starts_with("2.1."),
+            "runc" => f.kind == "binary",
+            _ => true,
+        })
+        .collect()
 }
 
 /// Where an e2e bundle file lives upstream, as (sources.yaml component, sources kind, URL
@@ -79,13 +88,16 @@ fn upstream_of(f: &BundleFile) -> (&'static str, &'static str, String) {
             "https://github.com/kubernetes-sigs/cri-tools/releases/download/v{v}/crictl-linux-{arch}"
                 .into(),
         ),
-        "containerd" | "runc" => (
-            if n == "runc" { "runc" } else { "containerd" },
-            "deb",
-            format!(
-                "https://deb.debian.org/debian/pool/main/{}/{n}/{n}_{{v}}_{{arch}}.deb",
-                &n[..1]
-            ),
+        "containerd" => (
+            "containerd",
+            "archive",
+            "https://github.com/containerd/containerd/releases/download/v{v}/containerd-{v}-linux-{arch}.tar.gz"
+                .into(),
+        ),
+        "runc" => (
+            "runc",
+            "binary",
+            "https://github.com/opencontainers/runc/releases/download/v{v}/runc.{arch}".into(),
         ),
         "etcd" | "etcdctl" => (
             "etcd",

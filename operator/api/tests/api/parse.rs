@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use kubegrid_api::{DeletionPolicy, Error, RuntimeName, ValidateFor};
+use kubegrid_api::{ContainerdSource, DeletionPolicy, Error, RuntimeName, ValidateFor};
 
 use crate::common::{Fixture, GOOD, edit};
 
@@ -327,4 +327,38 @@ fn example_in_the_docs_is_valid() {
         .unwrap()
         .validate(ValidateFor::Operator)
         .unwrap();
+}
+
+#[test]
+fn containerd_source_defaults_to_archive_and_takes_packages() {
+    let default = Fixture::new(GOOD).parse().unwrap();
+    assert_eq!(
+        default.cluster().spec.container_runtime.source,
+        ContainerdSource::Archive
+    );
+    let runtime = "    containerd:\n      version: \"1.7\"\n";
+    assert!(GOOD.contains(runtime), "the fixture's runtime changed");
+    let text = GOOD.replacen(
+        runtime,
+        "    containerd:\n      version: \"1.7\"\n    source: packages\n",
+        1,
+    );
+    let packages = Fixture::new(&text).parse().unwrap();
+    assert_eq!(
+        packages.cluster().spec.container_runtime.source,
+        ContainerdSource::Packages
+    );
+    let text = GOOD.replacen(
+        runtime,
+        "    containerd:\n      version: \"1.7\"\n    source: tarball\n",
+        1,
+    );
+    let err = Fixture::new(&text).parse().unwrap_err().to_string();
+    // The same wording as every other closed set of values (roles, runtimes).
+    assert!(
+        err.contains(
+            "spec.containerRuntime.source: unknown variant `tarball`, expected `archive` or `packages`"
+        ),
+        "{err}"
+    );
 }

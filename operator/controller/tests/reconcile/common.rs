@@ -72,8 +72,8 @@ pub fn fake(with_secret: bool, deletion_policy: &str) -> FakeCluster {
 pub fn bundle_manifest(without: &[&str]) -> String {
     let mut yaml = String::from("version: 2\nkubernetes: \"1.31.4\"\nfiles:\n");
     let entries = [
-        ("deb", "containerd", "1.7.24"),
-        ("deb", "runc", "1.1.12"),
+        ("archive", "containerd", "1.7.24"),
+        ("binary", "runc", "1.1.12"),
         ("rootfs", "busybox", "1.36"),
         ("binary", "kubeadm", "1.31.4"),
         ("binary", "kubelet", "1.31.4"),

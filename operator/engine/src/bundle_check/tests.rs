@@ -5,6 +5,18 @@ use super::*;
 /// A spec with one control-plane/etcd/worker Node `cp` and one worker `w`; `endpoint` is
 /// the controlPlaneEndpoint, `extra` goes into spec.bundle.
 fn spec(version: &str, endpoint: &str, bundle_extra: &str, arch: &str) -> Manifest {
+    spec_runtime(version, endpoint, bundle_extra, arch, "1.7", "archive")
+}
+
+/// [`spec`] with containerd `line` from `source`.
+fn spec_runtime(
+    version: &str,
+    endpoint: &str,
+    bundle_extra: &str,
+    arch: &str,
+    line: &str,
+    source: &str,
+) -> Manifest {
     let text = format!(
         "apiVersion: kubegrid.io/v1alpha1
 kind: Cluster
@@ -13,7 +25,7 @@ spec:
   kubernetesVersion: {version}
   controlPlaneEndpoint: {endpoint}
   network: {{podCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/12}}
-  containerRuntime: {{containerd: {{version: \"1.7\"}}}}
+  containerRuntime: {{containerd: {{version: \"{line}\"}}, source: {source}}}
   bundle: {{source: bundle{bundle_extra}}}
 ---
 apiVersion: kubegrid.io/v1alpha1
@@ -34,8 +46,8 @@ spec: {{clusterName: t, address: 192.0.2.11, roles: [worker]{arch}}}
 fn bundle(arch: &str, k8s: &str, ctrd: &str, images: &str) -> kubegrid_plan::Manifest {
     let mut yaml = format!("version: 2\nkubernetes: \"{k8s}\"\nfiles:\n");
     let entries = [
-        ("deb", "containerd", ctrd),
-        ("deb", "runc", "1.1.5"),
+        ("archive", "containerd", ctrd),
+        ("binary", "runc", "1.1.5"),
         ("rootfs", "busybox", "1.35"),
         ("binary", "kubeadm", k8s),
         ("binary", "kubelet", k8s),
@@ -101,7 +113,49 @@ fn another_containerd_line_is_refused_naming_both() {
     let m = spec("v1.31.4", LB, "", "");
     let err = run(&m, &bundle("amd64", "1.31.4", "2.1.4", ""), None).unwrap_err();
     assert!(
-        err.contains("containerd.version is 1.7") && err.contains("containerd 2.1.4"),
+        err.contains("asks for containerd 1.7 from a release archive")
+            && err.contains("containerd 2.1.4 (archive amd64, f0)"),
+        "{err}"
+    );
+}
+
+/// The dev bundle's mix: bookworm's containerd 1.6 package and sid's 2.1 release archive.
+fn deb_and_archive() -> kubegrid_plan::Manifest {
+    let mut b = bundle("amd64", "1.31.4", "2.1.9", "");
+    let mut deb = b.files[0].clone();
+    deb.path = "debs/containerd_1.6.20~ds1-1+deb12u3_amd64.deb".into();
+    deb.kind = kubegrid_plan::FileKind::Deb;
+    deb.version = Some("1.6.20~ds1-1+deb12u3".into());
+    let mut runc = b.files[1].clone();
+    runc.path = "debs/runc_1.1.5+ds1-1+deb12u1_amd64.deb".into();
+    runc.kind = kubegrid_plan::FileKind::Deb;
+    runc.version = Some("1.1.5+ds1-1+deb12u1".into());
+    b.files.extend([deb, runc]);
+    b
+}
+
+#[test]
+fn the_specs_source_picks_one_of_two_containerd_kinds_and_its_line_the_version() {
+    let b = deb_and_archive();
+    let archive_21 = spec_runtime("v1.31.4", LB, "", "", "2.1", "archive");
+    run(&archive_21, &b, None).unwrap();
+    let packages_16 = spec_runtime("v1.31.4", LB, "", "", "1.6", "packages");
+    run(&packages_16, &b, None).unwrap();
+    let archive_17 = spec_runtime("v1.31.4", LB, "", "", "1.7", "archive");
+    let err = run(&archive_17, &b, None).unwrap_err();
+    for part in [
+        "spec.containerRuntime asks for containerd 1.7 from a release archive (kind archive) (source: archive)",
+        "containerd 1.6.20~ds1-1+deb12u3 (deb amd64, debs/containerd_1.6.20~ds1-1+deb12u3_amd64.deb)",
+        "containerd 2.1.9 (archive amd64, f0)",
+        "hint: use a bundle with containerd 1.7 as a release archive",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    // The right line as the other kind: the hint names the source that has it.
+    let archive_16 = spec_runtime("v1.31.4", LB, "", "", "1.6", "archive");
+    let err = run(&archive_16, &b, None).unwrap_err();
+    assert!(
+        err.contains("set spec.containerRuntime.source to packages (the bundle has 1.6 that way)"),
         "{err}"
     );
 }
@@ -115,7 +169,7 @@ fn a_bundle_for_another_arch_is_refused_per_node_with_what_it_has() {
         "{err}"
     );
     assert!(
-        err.contains("Node w (amd64; the bundle has no files for amd64) needs, in phase container-runtime: package containerd"),
+        err.contains("Node w (amd64; the bundle has no files for amd64) needs, in phase container-runtime: archive containerd"),
         "{err}"
     );
     assert!(
@@ -128,7 +182,7 @@ fn a_bundle_for_another_arch_is_refused_per_node_with_what_it_has() {
         err.contains("the bundle has: archive cni-plugins 1.5.0 (arm64)"),
         "{err}"
     );
-    assert!(err.contains("deb containerd 1.7.24 (arm64)"), "{err}");
+    assert!(err.contains("archive containerd 1.7.24 (arm64)"), "{err}");
     assert!(err.contains("--arch amd64"), "{err}");
 }
 

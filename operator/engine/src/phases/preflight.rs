@@ -36,6 +36,7 @@ impl Phase for Preflight {
                     clock_offset_ms: run.clock_offsets[i],
                     address: &h.target.address,
                     kubernetes: run.req.context.kubernetes.as_ref(),
+                    containerd_source: run.req.context.containerd_source,
                 })
             })
             .collect();

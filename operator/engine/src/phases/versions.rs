@@ -13,13 +13,15 @@ use crate::operation::{Mode, Run};
 /// The phase name in progress events and the journal.
 pub const PHASE: &str = "versions";
 
-/// Where each component's binary may be, in the order looked at: the bundle's packages put
-/// containerd in /usr/bin, upstream's static release in /usr/local/bin.
+/// Where each component's binary may be, in the order looked at: the release archive
+/// (kubegrid's default) puts containerd in /usr/local/bin, the bundle's packages in /usr/bin.
+/// /usr/local/bin comes first because it is the one that runs when both are there: kubegrid's
+/// unit starts it, and it is first in systemd's PATH.
 pub const BINARIES: &[(&str, &[&str])] = &[
     ("kubelet", &["/usr/bin/kubelet"]),
     (
         "containerd",
-        &["/usr/bin/containerd", "/usr/local/bin/containerd"],
+        &["/usr/local/bin/containerd", "/usr/bin/containerd"],
     ),
 ];
 
@@ -119,5 +121,17 @@ mod tests {
             ])
         );
         assert!(components(&BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn the_archive_containerd_wins_over_a_packaged_one_left_beside_it() {
+        let found = BTreeMap::from([
+            ("/usr/bin/containerd".to_string(), "v1.6.20~ds1".to_string()),
+            (
+                "/usr/local/bin/containerd".to_string(),
+                "v2.1.9".to_string(),
+            ),
+        ]);
+        assert_eq!(components(&found)["containerd"], "v2.1.9");
     }
 }

@@ -2,7 +2,7 @@
 
 use kubegrid_agent::facts::ModuleState;
 
-use kubegrid_plan::{CONFLICTING_PACKAGES, CONFLICTING_PATHS, PREFLIGHT_DISKS};
+use kubegrid_plan::PREFLIGHT_DISKS;
 
 use super::{Check, Finding, Subject};
 
@@ -18,11 +18,11 @@ pub(super) fn checks() -> Vec<Box<dyn Check>> {
         Box::new(Cgroup),
         Box::new(Disk),
         Box::new(Modules),
-        Box::new(RuntimeConflict),
+        Box::new(super::runtime::RuntimeConflict),
     ]
 }
 
-fn each(
+pub(super) fn each(
     hosts: &[Subject<'_>],
     check: &'static str,
     f: impl Fn(&Subject<'_>) -> Option<(String, String, String)>,
@@ -266,38 +266,6 @@ impl Check for Modules {
                     format!("{} missing", missing.join(", ")),
                     "each loaded, built in, or present under /lib/modules".into(),
                     "install the kernel's extra modules package (linux-modules-extra-*)".into(),
-                )
-            })
-        })
-    }
-}
-
-struct RuntimeConflict;
-impl Check for RuntimeConflict {
-    fn name(&self) -> &'static str {
-        "runtime-conflict"
-    }
-    fn describe(&self) -> &'static str {
-        "no other container runtime (Docker, containerd.io, CRI-O) is installed"
-    }
-    fn run(&self, hosts: &[Subject<'_>]) -> Vec<Finding> {
-        each(hosts, self.name(), |h| {
-            let mut seen: Vec<String> = CONFLICTING_PACKAGES
-                .iter()
-                .filter_map(|p| h.facts.packages.get(*p).map(|v| format!("package {p} {v}")))
-                .collect();
-            seen.extend(
-                CONFLICTING_PATHS
-                    .iter()
-                    .filter(|p| h.facts.paths.get(**p).copied().unwrap_or(false))
-                    .map(|p| p.to_string()),
-            );
-            (!seen.is_empty()).then(|| {
-                (
-                    seen.join(", "),
-                    "no other container runtime".into(),
-                    "remove it first; two runtimes fight over containerd's socket and cgroups"
-                        .into(),
                 )
             })
         })

@@ -6,6 +6,7 @@
 mod cluster;
 mod endpoint;
 mod host;
+mod runtime;
 
 use kubegrid_agent::facts::Facts;
 use serde::Serialize;
@@ -28,6 +29,8 @@ pub struct Subject<'a> {
     pub address: &'a str,
     /// The operation's Kubernetes settings, when it bootstraps Kubernetes.
     pub kubernetes: Option<&'a kubegrid_plan::KubernetesContext>,
+    /// Where the spec's containerd comes from.
+    pub containerd_source: kubegrid_plan::ContainerdSource,
 }
 
 impl Subject<'_> {

@@ -44,6 +44,7 @@ fn subjects<'a>(facts: &'a [Facts], roles: &'a [String]) -> Vec<Subject<'a>> {
             clock_offset_ms: 0,
             address: &f.hostname,
             kubernetes: None,
+            containerd_source: kubegrid_plan::ContainerdSource::Archive,
         })
         .collect()
 }
@@ -216,6 +217,7 @@ fn vip_must_be_in_the_subnet_and_free_until_the_cluster_exists() {
             clock_offset_ms: 0,
             address: "10.1.0.11",
             kubernetes: Some(k),
+            containerd_source: kubegrid_plan::ContainerdSource::Archive,
         }];
         only(&run(&subjects, &[]), "vip")
     }

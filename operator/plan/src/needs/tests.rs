@@ -31,8 +31,8 @@ fn a_worker_needs_the_runtime_and_kubernetes_an_etcd_node_etcd_and_until_stops_e
     let worker = needs(&playbook, None, &cluster, &host("w", &["worker"]));
     let got = names(&worker);
     for want in [
-        "package containerd",
-        "package runc",
+        "archive containerd",
+        "binary runc",
         "rootfs",
         "binary kubeadm",
         "binary kubelet",
@@ -42,6 +42,8 @@ fn a_worker_needs_the_runtime_and_kubernetes_an_etcd_node_etcd_and_until_stops_e
         assert!(got.contains(&want.to_string()), "{want} in {got:?}");
     }
     assert!(!got.contains(&"binary etcd".to_string()), "{got:?}");
+    // The default source is the release archive: no package is asked of the bundle.
+    assert!(!got.iter().any(|n| n.starts_with("package ")), "{got:?}");
     assert!(needs_kubernetes(&worker));
     let kubeadm = worker
         .iter()
@@ -52,7 +54,7 @@ fn a_worker_needs_the_runtime_and_kubernetes_an_etcd_node_etcd_and_until_stops_e
     let etcd = names(&needs(&playbook, None, &cluster, &host("e", &["etcd"])));
     assert!(etcd.contains(&"binary etcd".to_string()), "{etcd:?}");
     assert!(
-        !etcd.contains(&"package containerd".to_string()),
+        !etcd.contains(&"archive containerd".to_string()),
         "{etcd:?}"
     );
 
@@ -63,7 +65,17 @@ fn a_worker_needs_the_runtime_and_kubernetes_an_etcd_node_etcd_and_until_stops_e
         &host("w", &["worker"]),
     );
     assert!(!needs_kubernetes(&early), "{:?}", names(&early));
-    assert!(names(&early).contains(&"package containerd".to_string()));
+    assert!(names(&early).contains(&"archive containerd".to_string()));
+
+    // source: packages asks for the packages instead of the archive and the runc binary.
+    let mut packages = cluster.clone();
+    packages.containerd_source = crate::ContainerdSource::Packages;
+    let got = names(&needs(&playbook, None, &packages, &host("w", &["worker"])));
+    for want in ["package containerd", "package runc"] {
+        assert!(got.contains(&want.to_string()), "{want} in {got:?}");
+    }
+    assert!(!got.contains(&"archive containerd".to_string()), "{got:?}");
+    assert!(!got.contains(&"binary runc".to_string()), "{got:?}");
 }
 
 #[test]
@@ -72,8 +84,8 @@ fn missing_names_each_node_and_arch_and_groups_alike_nodes() {
     let cluster = ClusterContext::new("c", "1.7").unwrap();
     let w = needs(&playbook, None, &cluster, &host("w", &["worker"]));
     let full: Vec<(&str, &str, &str)> = vec![
-        ("deb", "containerd", "amd64"),
-        ("deb", "runc", "amd64"),
+        ("archive", "containerd", "amd64"),
+        ("binary", "runc", "amd64"),
         ("rootfs", "busybox", "amd64"),
         ("binary", "kubeadm", "amd64"),
         ("binary", "kubelet", "amd64"),
@@ -97,7 +109,7 @@ fn missing_names_each_node_and_arch_and_groups_alike_nodes() {
     assert_eq!(lacks.len(), 1, "{lacks:?}");
     assert!(
         lacks[0].starts_with(
-            "Nodes w1, w2 (arm64; the bundle has no files for arm64) need, in phase container-runtime: package containerd, package runc, rootfs; in phase kubernetes-packages: binary kubeadm"
+            "Nodes w1, w2 (arm64; the bundle has no files for arm64) need, in phase container-runtime: archive containerd, binary runc, rootfs; in phase kubernetes-packages: binary kubeadm"
         ),
         "{lacks:?}"
     );

@@ -40,6 +40,13 @@ pub fn runc_cluster(line: &str) -> ClusterContext {
     ClusterContext::new("lab", line).unwrap()
 }
 
+/// A runc-only cluster whose containerd and runc come from the bundle's packages.
+pub fn packages_cluster(line: &str) -> ClusterContext {
+    let mut cluster = runc_cluster(line);
+    cluster.containerd_source = kubegrid_plan::ContainerdSource::Packages;
+    cluster
+}
+
 /// kata (qemu and clh), nvidia and three registry mirrors on a containerd line, with the pause
 /// image Kubernetes 1.34 pins.
 pub fn full_cluster(line: &str) -> ClusterContext {
@@ -167,7 +174,8 @@ pub struct FakeFile {
     pub version: &'static str,
 }
 
-/// containerd and runc for amd64, only containerd for arm64, and an amd64 rootfs.
+/// containerd and runc for amd64, only containerd for arm64, and an amd64 rootfs; containerd
+/// as packages (1.6) and as release archives (1.7 and 2.1), runc as a package and a binary.
 pub const FAKE_FILES: &[FakeFile] = &[
     FakeFile {
         path: "debs/amd64/containerd_1.6.20~ds1-1+deb12u3_amd64.deb",
@@ -196,6 +204,34 @@ pub const FAKE_FILES: &[FakeFile] = &[
         kind: "rootfs",
         name: "busybox",
         version: "1:1.35.0-4+deb12u1+b1",
+    },
+    FakeFile {
+        path: "containerd/amd64/containerd-1.7.24-linux-amd64.tar.gz",
+        arch: "amd64",
+        kind: "archive",
+        name: "containerd",
+        version: "1.7.24",
+    },
+    FakeFile {
+        path: "containerd/amd64/containerd-2.1.9-linux-amd64.tar.gz",
+        arch: "amd64",
+        kind: "archive",
+        name: "containerd",
+        version: "2.1.9",
+    },
+    FakeFile {
+        path: "bin/amd64/runc",
+        arch: "amd64",
+        kind: "binary",
+        name: "runc",
+        version: "1.1.5",
+    },
+    FakeFile {
+        path: "containerd/arm64/containerd-2.1.9-linux-arm64.tar.gz",
+        arch: "arm64",
+        kind: "archive",
+        name: "containerd",
+        version: "2.1.9",
     },
 ];
 

@@ -3,7 +3,9 @@
 use kubegrid_agent::protocol::{Action, CheckKind, PackageFormat, Task};
 use kubegrid_plan::{Bundle, Error, Playbook, compile, facts_probes};
 
-use crate::common::{FAKE_FILES, full_cluster, host, lab_host, runc_cluster, sha_of, write_bundle};
+use crate::common::{
+    FAKE_FILES, full_cluster, host, lab_host, packages_cluster, runc_cluster, sha_of, write_bundle,
+};
 
 /// A fake bundle (kept alive by the returned directory) and the install playbook's host
 /// preparation: its phases up to the container runtime (the Kubernetes phases have their
@@ -39,7 +41,7 @@ fn file_content<'a>(tasks: &'a [Task], path: &str) -> &'a str {
 #[test]
 fn runc_only_host_gets_v2_config_and_bundle_packages() {
     let (dir, bundle, playbook) = fixture();
-    let phases = compile(&playbook, &runc_cluster("1.7"), &lab_host(), &bundle).unwrap();
+    let phases = compile(&playbook, &packages_cluster("1.6"), &lab_host(), &bundle).unwrap();
     let phase_names: Vec<_> = phases.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(phase_names, ["os-prepare", "container-runtime"]);
 
@@ -66,7 +68,7 @@ fn runc_only_host_gets_v2_config_and_bundle_packages() {
             "containerd and runc packages",
             "containerd config (1.x)",
             "crictl config",
-            "containerd service",
+            "containerd service (package's unit)",
             "containerd is active",
             "containerd socket answers",
             "runc runs a container"
@@ -121,6 +123,7 @@ fn runc_only_host_gets_v2_config_and_bundle_packages() {
         unit.watch,
         [std::path::PathBuf::from("/etc/containerd/config.toml")]
     );
+    assert_eq!(unit.content, None, "the package's own unit");
 
     let Action::Check(check) = &runtime.tasks[6].action else {
         panic!()
@@ -144,7 +147,8 @@ fn containerd_2_with_mirrors_gets_v3_config_and_one_hosts_file_per_mirror() {
     assert_eq!(
         names(&runtime.tasks),
         [
-            "containerd and runc packages",
+            "containerd archive",
+            "runc binary (runc)",
             "containerd config (2.x)",
             "registry mirrors (registry.k8s.io)",
             "registry mirrors (docker.io)",
@@ -230,13 +234,120 @@ phases:
 fn a_package_missing_for_the_host_arch_is_an_error() {
     let (_dir, bundle, playbook) = fixture();
     let arm = host("arm64", &["worker"]);
-    let err = compile(&playbook, &runc_cluster("1.7"), &arm, &bundle).unwrap_err();
+    let err = compile(&playbook, &packages_cluster("1.6"), &arm, &bundle).unwrap_err();
     match &err {
         Error::PackageNotInBundle { name, arch, .. } => {
             assert_eq!((name.as_str(), arch.as_str()), ("runc", "arm64"));
         }
         other => panic!("expected PackageNotInBundle, got {other:?}"),
     }
+    // From the archive, arm64 has containerd 2.1 but no runc binary.
+    let err = compile(&playbook, &runc_cluster("2.1"), &arm, &bundle).unwrap_err();
+    match &err {
+        Error::ArtifactNotInBundle { name, arch, .. } => {
+            assert_eq!((name.as_str(), arch.as_str()), ("runc", "arm64"));
+        }
+        other => panic!("expected ArtifactNotInBundle, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_specs_source_and_line_pick_exactly_one_containerd_file() {
+    let (dir, bundle, playbook) = fixture();
+    let archive_of = |cluster: &kubegrid_plan::ClusterContext| {
+        let phases = compile(&playbook, cluster, &lab_host(), &bundle).unwrap();
+        let runtime = &phases[1];
+        let sha = runtime
+            .tasks
+            .iter()
+            .find_map(|t| match &t.action {
+                Action::Archive(a) => Some(a.sha256.clone()),
+                _ => None,
+            })
+            .expect("an archive task");
+        assert!(runtime.blobs.contains(&sha));
+        sha
+    };
+    assert_eq!(
+        archive_of(&runc_cluster("2.1")),
+        sha_of(
+            dir.path(),
+            "containerd/amd64/containerd-2.1.9-linux-amd64.tar.gz"
+        )
+    );
+    assert_eq!(
+        archive_of(&runc_cluster("1.7")),
+        sha_of(
+            dir.path(),
+            "containerd/amd64/containerd-1.7.24-linux-amd64.tar.gz"
+        )
+    );
+    // The archive path installs runc as a binary and kubegrid's unit, which watches the
+    // containerd binary so a new one restarts it.
+    let phases = compile(&playbook, &runc_cluster("2.1"), &lab_host(), &bundle).unwrap();
+    let runtime = &phases[1];
+    let runc = runtime
+        .tasks
+        .iter()
+        .find_map(|t| match &t.action {
+            Action::Binary(b) => Some(b.clone()),
+            _ => None,
+        })
+        .expect("a binary task");
+    assert_eq!(runc.path, std::path::PathBuf::from("/usr/local/sbin/runc"));
+    assert_eq!(runc.sha256, sha_of(dir.path(), "bin/amd64/runc"));
+    let unit = runtime
+        .tasks
+        .iter()
+        .find_map(|t| match &t.action {
+            Action::SystemdUnit(u) if u.name == "containerd.service" => Some(u.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        unit.content
+            .as_deref()
+            .is_some_and(|c| c.contains("ExecStart=/usr/local/bin/containerd")),
+        "{unit:?}"
+    );
+    assert!(
+        unit.watch
+            .contains(&std::path::PathBuf::from("/usr/local/bin/containerd")),
+        "{unit:?}"
+    );
+    assert!(
+        !runtime
+            .tasks
+            .iter()
+            .any(|t| matches!(t.action, Action::Packages(_)))
+    );
+    // The packages path takes the 1.6 deb; no line the bundle lacks is quietly replaced.
+    let phases = compile(&playbook, &packages_cluster("1.6"), &lab_host(), &bundle).unwrap();
+    assert!(
+        phases[1]
+            .blobs
+            .contains(&sha_of(dir.path(), FAKE_FILES[0].path))
+    );
+    let err = compile(&playbook, &runc_cluster("2.0"), &lab_host(), &bundle).unwrap_err();
+    let Error::NotOnLineInBundle {
+        what,
+        line,
+        available,
+        ..
+    } = &err
+    else {
+        panic!("expected NotOnLineInBundle, got {err:?}")
+    };
+    assert_eq!(
+        (what.as_str(), line.as_str()),
+        ("archive `containerd` for arch amd64", "2.0")
+    );
+    assert!(
+        available.contains("2.1.9 (archive amd64)") && available.contains("1.7.24"),
+        "{err}"
+    );
+    let err = compile(&playbook, &packages_cluster("1.7"), &lab_host(), &bundle).unwrap_err();
+    assert!(err.to_string().contains("no deb `containerd` for arch amd64 on the 1.7 line; it has: 1.6.20~ds1-1+deb12u3 (deb amd64)"), "{err}");
 }
 
 #[test]
@@ -244,7 +355,7 @@ fn unsupported_os_and_invalid_context_are_errors() {
     let (_dir, bundle, playbook) = fixture();
     let mut odd = lab_host();
     odd.facts.os_id = "alpine".into();
-    let err = compile(&playbook, &runc_cluster("1.7"), &odd, &bundle).unwrap_err();
+    let err = compile(&playbook, &packages_cluster("1.6"), &odd, &bundle).unwrap_err();
     assert!(err.to_string().contains("`alpine`"), "{err}");
     let mut cluster = runc_cluster("1.7");
     cluster.runtimes.push("gvisor".into());
@@ -255,7 +366,7 @@ fn unsupported_os_and_invalid_context_are_errors() {
 #[test]
 fn wire_plans_announce_only_missing_blobs() {
     let (dir, bundle, playbook) = fixture();
-    let phases = compile(&playbook, &runc_cluster("1.7"), &lab_host(), &bundle).unwrap();
+    let phases = compile(&playbook, &packages_cluster("1.6"), &lab_host(), &bundle).unwrap();
     let runtime = &phases[1];
     let containerd = sha_of(dir.path(), FAKE_FILES[0].path);
     let plan = runtime.to_plan(&bundle, &[containerd], false).unwrap();

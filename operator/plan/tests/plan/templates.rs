@@ -102,6 +102,42 @@ fn hosts_toml_matches_golden_per_mirror() {
 }
 
 #[test]
+fn containerd_unit_matches_golden_per_line() {
+    golden_for("containerd/containerd.service.tera", |c| c.name == "lab");
+}
+
+#[test]
+fn containerd_unit_runs_the_archive_binary_as_upstreams_unit_does() {
+    for line in ["1.7", "2.1"] {
+        let text = render(
+            "containerd/containerd.service.tera",
+            &runc_cluster(line),
+            &lab_host(),
+            None,
+        )
+        .unwrap();
+        assert!(text.starts_with("# Written by kubegrid"), "{text}");
+        for line in [
+            "ExecStartPre=-/sbin/modprobe overlay",
+            "ExecStart=/usr/local/bin/containerd",
+            "Type=notify",
+            "Delegate=yes",
+            "KillMode=process",
+            "OOMScoreAdjust=-999",
+            "WantedBy=multi-user.target",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // Upstream's 1.x unit raises the open-file limit; its 2.x unit leaves Go's default.
+        assert_eq!(
+            text.lines().any(|l| l == "LimitNOFILE=infinity"),
+            line == "1.7",
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn crictl_yaml_matches_golden() {
     golden_for("crictl.yaml.tera", |c| {
         c.name == "lab" && c.containerd.minor == 7
