@@ -30,7 +30,7 @@ pub use digest::Digest;
 pub use error::{Error, RegistryError, Result};
 pub use image::{
     BuiltImage, IMAGE_BINARY_PATH, IMAGE_CA_PATH, IMAGE_USER_ID, IMAGE_USER_NAME, ImageArch,
-    ImageSpec, build_image,
+    ImageSpec, build_image, check_image_binary,
 };
 pub use layout::{Layout, LayoutImage};
 pub use media::{Descriptor, Platform};

@@ -10,7 +10,12 @@
 mod elf;
 mod layer;
 
-use std::{collections::BTreeMap, fmt, path::PathBuf, time::SystemTime};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
 
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor as SpecDescriptor, DescriptorBuilder,
@@ -92,6 +97,21 @@ pub struct BuiltImage {
     pub manifests: BTreeMap<ImageArch, Digest>,
 }
 
+/// Checks, before anything is built or run, that the file at `path` is a statically linked
+/// ELF executable for `arch`, as [`build_image`] requires of every binary.
+pub fn check_image_binary(arch: ImageArch, path: &Path) -> Result<()> {
+    let binary = read_binary(arch, path)?;
+    elf::check_binary(arch, path, &binary)
+}
+
+fn read_binary(arch: ImageArch, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::ReadImageBinary {
+        arch: arch.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Builds the image `spec` describes into `layout` and records its index under `spec.name`
 /// (replacing an earlier image of that name). Blobs already present are kept, so building the
 /// same inputs twice changes nothing.
@@ -111,11 +131,7 @@ pub fn build_image(layout: &Layout, spec: &ImageSpec) -> Result<BuiltImage> {
     let mut manifests = BTreeMap::new();
     let mut entries = Vec::new();
     for (&arch, path) in &spec.binaries {
-        let binary = std::fs::read(path).map_err(|source| Error::ReadImageBinary {
-            arch: arch.to_string(),
-            path: path.clone(),
-            source,
-        })?;
+        let binary = read_binary(arch, path)?;
         elf::check_binary(arch, path, &binary)?;
         let descriptor = build_platform_image(layout, spec, arch, &binary, &ca)?;
         manifests.insert(arch, Digest::parse(descriptor.digest().as_ref())?);
