@@ -13,5 +13,6 @@ mod lab;
 mod lab_refusals;
 mod measure;
 mod operator;
+mod operator_image;
 mod registry;
 mod ssh;
