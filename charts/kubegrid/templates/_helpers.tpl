@@ -51,6 +51,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+The operator image: [registry/]repository, then @digest when one is set (a digest pins the
+exact image `kubegrid image build` made), else :tag (the chart's appVersion by default).
+*/}}
+{{- define "kubegrid.image" -}}
+{{- $name := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $name = printf "%s/%s" . $name }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $name .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $name (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
 The ServiceAccount the operator runs as.
 */}}
 {{- define "kubegrid.serviceAccountName" -}}
@@ -115,6 +131,10 @@ so `helm install`, `helm template` and `helm lint` all stop with the message.
 {{- end }}
 {{- if and $db .Values.persistence.existingClaim }}
 {{- fail "persistence.existingClaim is set but the journal is Postgres (database.*), so no journal volume is mounted: unset one of them." }}
+{{- end }}
+{{- $first := first (splitList "/" .Values.image.repository) }}
+{{- if and .Values.image.registry (contains "/" .Values.image.repository) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) }}
+{{- fail (printf "image.repository %q starts with a registry host (%s) and image.registry is %q too, so the image would be %s/%s: set image.registry to %q and image.repository to the rest, or set image.registry to \"\"." .Values.image.repository $first .Values.image.registry .Values.image.registry .Values.image.repository $first) }}
 {{- end }}
 {{- if not (and (dig "limits" "cpu" "" .Values.resources) (dig "limits" "memory" "" .Values.resources)) }}
 {{- fail "resources.limits.cpu and resources.limits.memory must both be set: the operator container always runs with limits." }}

@@ -11,6 +11,7 @@
 //! Helm's lint mode turns `fail` into a log line, so the "replicas > 1 needs a database"
 //! refusal is checked on the render, where `helm install` and `helm template` hit it too.
 
+mod image;
 mod render;
 
 use std::{collections::BTreeSet, path::Path};
@@ -38,7 +39,7 @@ fn default_values_render_a_hardened_sqlite_operator() {
     assert_eq!(d["spec"]["replicas"], 1);
     assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
     assert_eq!(r.container()["image"], "ghcr.io/kubegrid/kubegrid:0.1.0");
-    assert_eq!(r.container()["command"], json!(["kubegrid"]));
+    assert_eq!(r.container()["command"], json!(["/kubegrid"]));
     assert_eq!(
         r.args(),
         [

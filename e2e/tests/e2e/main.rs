@@ -14,6 +14,7 @@ mod lab;
 mod lab_refusals;
 mod measure;
 mod operator;
+mod operator_image;
 mod registry;
 mod release_bundle;
 mod runtime_source;

@@ -331,4 +331,48 @@ pub enum Error {
         #[source]
         source: RegistryError,
     },
+
+    /// A binary given to an image build could not be read.
+    #[error("failed to read the {arch} binary {}", path.display())]
+    ReadImageBinary {
+        /// The architecture it was given for.
+        arch: String,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A binary given to an image build cannot run in a minimal image of that architecture.
+    #[error("the {arch} binary {} cannot go into the image: {problem}; hint: {hint}", path.display())]
+    UnfitImageBinary {
+        /// The architecture it was given for.
+        arch: String,
+        /// The file.
+        path: PathBuf,
+        /// What was seen and what was expected.
+        problem: String,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// The image build was asked for nothing sensible (no binary, an architecture twice).
+    #[error("image build: {problem}")]
+    ImageSpec {
+        /// What was wrong and what was expected.
+        problem: String,
+    },
+
+    /// A file that goes into the image (CA certificates) could not be read.
+    #[error("failed to read {}, which goes into the image as {target}", path.display())]
+    ReadImageFile {
+        /// The file on this machine.
+        path: PathBuf,
+        /// Where it goes in the image.
+        target: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }

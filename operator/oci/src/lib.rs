@@ -9,11 +9,14 @@
 //!   air-gapped cluster, under the repository naming containerd's mirrors expect.
 //! - [`ImageRef`]: image references with Docker Hub's defaults.
 //! - [`ping`]: whether a registry is up, e.g. the in-cluster one after it was started.
+//! - [`build_image`]: kubegrid's own operator image from a static binary, reproducibly, with
+//!   no container engine.
 //!
 //! Registry traffic goes through the `oci-client` crate (reqwest with rustls on ring).
 
 mod digest;
 mod error;
+mod image;
 mod layout;
 pub mod media;
 mod ping;
@@ -25,6 +28,10 @@ mod verify;
 
 pub use digest::Digest;
 pub use error::{Error, RegistryError, Result};
+pub use image::{
+    BuiltImage, IMAGE_BINARY_PATH, IMAGE_CA_PATH, IMAGE_USER_ID, IMAGE_USER_NAME, ImageArch,
+    ImageSpec, build_image, check_image_binary,
+};
 pub use layout::{Layout, LayoutImage};
 pub use media::{Descriptor, Platform};
 pub use ping::ping;

@@ -4,6 +4,7 @@ mod apply;
 mod bundle;
 mod bundle_agents;
 mod crd;
+mod image;
 mod journal;
 mod lab;
 mod operator;
@@ -65,6 +66,8 @@ pub enum Command {
     Bundle(bundle::BundleArgs),
     /// Print the operator's CRDs (Cluster, Node), or write them where the Helm chart keeps them.
     Crd(crd::CrdArgs),
+    /// The operator's container image: build it into an OCI image layout, without Docker.
+    Image(image::ImageArgs),
     /// Run the operator: reconcile Cluster and Node resources in the cluster it runs in.
     Operator(operator::OperatorArgs),
     /// Reset every host of a spec (kubeadm reset, kubegrid's etcd and registry), after
@@ -97,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Lab(args) => lab::run(args, cli.output).map(|()| exit::OK),
         Command::Bundle(args) => bundle::run(args, cli.output),
         Command::Crd(args) => crd::run(args, cli.output).map(|()| exit::OK),
+        Command::Image(args) => image::run(args, cli.output).map(|()| exit::OK),
         Command::Operator(args) => block_on(operator::run(args)),
         Command::Apply(a) => block_on(apply::run(a, Mode::Apply, cli.output)),
         Command::Plan(a) => block_on(apply::run(a, Mode::Plan, cli.output)),
