@@ -149,11 +149,13 @@ fn the_operator_image_runs_on_a_lab_host_and_prints_kubegrid_version() {
 
     // `ctr` through PATH: the bundle's containerd may put it in /usr/bin or /usr/local/bin.
     // The native snapshotter: lab hosts' root file system is itself an overlay, on which
-    // containerd's overlayfs snapshotter cannot mount.
+    // containerd's overlayfs snapshotter cannot mount. `--local`: ctr 2.x imports through
+    // containerd's transfer service by default, which does not unpack into the native
+    // snapshotter.
     lab.ssh_ok(
         host,
         &format!(
-            "ctr -n {NAMESPACE} images import --snapshotter native /tmp/kubegrid-image.tar >/dev/null"
+            "ctr -n {NAMESPACE} images import --local --snapshotter native /tmp/kubegrid-image.tar >/dev/null"
         ),
     );
     let listed = lab.ssh_ok(

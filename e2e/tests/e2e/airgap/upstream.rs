@@ -46,7 +46,8 @@ pub struct BundleFile {
     pub kind: String,
     /// Bundle name.
     pub name: String,
-    /// Version.
+    /// Version (agents carry none).
+    #[serde(default)]
     pub version: String,
 }
 
@@ -57,13 +58,15 @@ struct Manifest {
 
 /// The e2e bundle's files the lab's spec installs: of its several containerd entries (the
 /// bookworm packages, the 1.7 and 2.1 release archives), the 2.1 archive and the runc binary
-/// that `source: archive` takes, as upstream publishes them.
+/// that `source: archive` takes, as upstream publishes them. Agents are left out: they are no
+/// upstream download, the bundle builder takes them from `--agent` files.
 pub fn bundle_files(bundle: &Path) -> Vec<BundleFile> {
     let text = std::fs::read_to_string(bundle.join("manifest.yaml")).expect("read manifest");
     serde_yaml::from_str::<Manifest>(&text)
         .expect("parse e2e manifest")
         .files
         .into_iter()
+        .filter(|f| f.kind != "agent")
         .filter(|f| match f.name.as_str() {
             "containerd" => f.kind == "archive" && f.version.starts_with("2.1."),
             "runc" => f.kind == "binary",
