@@ -427,29 +427,13 @@ fn sample(row: Row, index: usize, ansible: &Ansible, bundle: &Path) -> Sample {
     }
 }
 
-/// The lab's spec with `containerRuntime` set to `path` and its containerd line, written
-/// beside it.
+/// The lab's spec with `containerRuntime` set to `path` and its containerd line.
 fn spec_for(lab: &LabGuard, path: InstallPath) -> PathBuf {
-    let text = read(&lab.spec());
-    let mut docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("lab spec is YAML"))
-        .collect();
-    for d in &mut docs {
-        if d["kind"] == "Cluster" {
-            let runtime = &mut d["spec"]["containerRuntime"];
-            runtime["source"] = path.name().into();
-            runtime["containerd"]["version"] = path.containerd_line().into();
-        }
-    }
-    let out: Vec<String> = docs
-        .iter()
-        .map(|d| serde_yaml::to_string(d).expect("YAML"))
-        .collect();
-    let file = lab
-        .state_dir
-        .join(format!("specs/bench-{}.yaml", path.name()));
-    fs::write(&file, out.join("---\n")).expect("write bench spec");
-    file
+    lab.spec_with(&format!("bench-{}", path.name()), |c| {
+        let runtime = &mut c["spec"]["containerRuntime"];
+        runtime["source"] = path.name().into();
+        runtime["containerd"]["version"] = path.containerd_line().into();
+    })
 }
 
 /// A full apply and its no-op re-apply on `lab`; seconds of each, and the full apply's

@@ -229,6 +229,27 @@ impl LabGuard {
         self.state_dir.join("specs/lab.yaml")
     }
 
+    /// The lab's spec with `edit` applied to its Cluster document, written beside it as
+    /// `<state-dir>/specs-e2e-<name>.yaml` (outside `specs/`, which `lab up` owns).
+    pub fn spec_with(&self, name: &str, edit: impl FnOnce(&mut serde_yaml::Value)) -> PathBuf {
+        let text = std::fs::read_to_string(self.spec()).expect("read lab spec");
+        let mut docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).expect("lab spec is YAML"))
+            .collect();
+        let cluster = docs
+            .iter_mut()
+            .find(|d| d["kind"] == "Cluster")
+            .expect("the lab spec has a Cluster");
+        edit(cluster);
+        let out: Vec<String> = docs
+            .iter()
+            .map(|d| serde_yaml::to_string(d).expect("YAML"))
+            .collect();
+        let path = self.state_dir.join(format!("specs-e2e-{name}.yaml"));
+        std::fs::write(&path, out.join("---\n")).expect("write spec");
+        path
+    }
+
     /// This lab's own journal, so parallel tests never share one.
     pub fn journal(&self) -> PathBuf {
         self.state_dir.join("journal.db")

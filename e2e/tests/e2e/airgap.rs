@@ -33,7 +33,7 @@ use upstream::{HELLO, IMAGE, UpstreamRegistry};
 const UNTOUCHED: &str = "test ! -e /var/lib/kubegrid && test ! -e /etc/containerd && test ! -e /etc/kubegrid && ! dpkg -s containerd >/dev/null 2>&1 && echo untouched";
 
 /// kubegrid, outside any lab, with packed bundles unpacked under the lab's state directory.
-fn kubegrid(lab: &LabGuard, args: &[&str]) -> Output {
+pub(crate) fn kubegrid(lab: &LabGuard, args: &[&str]) -> Output {
     Command::new(kubegrid_bin())
         .env("KUBEGRID_BUNDLE_CACHE", lab.state_dir.join("bundle-cache"))
         .args(args)
@@ -42,38 +42,25 @@ fn kubegrid(lab: &LabGuard, args: &[&str]) -> Output {
         .expect("run kubegrid")
 }
 
-fn ok(out: Output, what: &str) -> Output {
+pub(crate) fn ok(out: Output, what: &str) -> Output {
     assert!(out.status.success(), "{what} failed:\n{}", describe(&out));
     out
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
 /// The lab's spec with spec.bundle: the packed bundle, its key, and the registry on `host`.
 fn airgap_spec(lab: &LabGuard, bundle: &Path, public_key: &Path, host: &str) -> PathBuf {
-    let text = std::fs::read_to_string(lab.spec()).expect("read lab spec");
-    let mut docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("yaml doc"))
-        .collect();
-    for d in &mut docs {
-        if d["kind"] == "Cluster" {
-            d["spec"]["bundle"] = serde_yaml::to_value(serde_json::json!({
-                "source": s(bundle),
-                "publicKeyFile": s(public_key),
-                "registry": {"host": host, "port": 5000},
-            }))
-            .expect("yaml");
-        }
-    }
-    let out: Vec<String> = docs
-        .iter()
-        .map(|d| serde_yaml::to_string(d).expect("yaml"))
-        .collect();
-    let path = lab.state_dir.join("specs-e2e-airgap.yaml");
-    std::fs::write(&path, out.join("---\n")).expect("write spec");
-    path
+    lab.spec_with("airgap", |c| {
+        c["spec"]["bundle"] = serde_yaml::to_value(serde_json::json!({
+            "source": s(bundle),
+            "publicKeyFile": s(public_key),
+            "registry": {"host": host, "port": 5000},
+        }))
+        .expect("yaml");
+    })
 }
 
 /// `apply` of `bundle` with the lab's journal: the whole install playbook, API checks skipped.

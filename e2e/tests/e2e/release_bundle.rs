@@ -22,11 +22,11 @@ mod upstream;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::Command,
 };
 
-use crate::airgap::server::Server;
-use kubegrid_e2e::{LabGuard, bundle_dir, describe, kubegrid_bin};
+use crate::airgap::{kubegrid, ok, s, server::Server};
+use kubegrid_e2e::{LabGuard, bundle_dir};
 use serde_json::Value;
 
 /// The sources file kubegrid ships (and compiles in).
@@ -34,49 +34,18 @@ const SHIPPED_SOURCES: &str = include_str!("../../../offline-bundle/sources.yaml
 /// Components of the shipped release no loopback stand-in serves here.
 const WITHOUT: [&str; 3] = ["kata", "helm", "nvidia-container-toolkit"];
 
-fn kubegrid(lab: &LabGuard, args: &[&str]) -> Output {
-    Command::new(kubegrid_bin())
-        .env("KUBEGRID_BUNDLE_CACHE", lab.state_dir.join("bundle-cache"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kubegrid")
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(out.status.success(), "{what} failed:\n{}", describe(&out));
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// The lab's spec with the packed bundle, its key, the bundle registry on `registry_host`,
 /// and the containerd release line of the test release.
 fn spec(lab: &LabGuard, bundle: &Path, key: &Path, registry_host: &str, line: &str) -> PathBuf {
-    let text = std::fs::read_to_string(lab.spec()).expect("read lab spec");
-    let mut docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("yaml doc"))
-        .collect();
-    for d in &mut docs {
-        if d["kind"] == "Cluster" {
-            d["spec"]["bundle"] = serde_yaml::to_value(serde_json::json!({
-                "source": s(bundle),
-                "publicKeyFile": s(key),
-                "registry": {"host": registry_host, "port": 5000},
-            }))
-            .expect("yaml");
-            d["spec"]["containerRuntime"]["containerd"]["version"] = line.into();
-        }
-    }
-    let out: Vec<String> = docs
-        .iter()
-        .map(|d| serde_yaml::to_string(d).expect("yaml"))
-        .collect();
-    let path = lab.state_dir.join("specs-e2e-release-bundle.yaml");
-    std::fs::write(&path, out.join("---\n")).expect("write spec");
-    path
+    lab.spec_with("release-bundle", |c| {
+        c["spec"]["bundle"] = serde_yaml::to_value(serde_json::json!({
+            "source": s(bundle),
+            "publicKeyFile": s(key),
+            "registry": {"host": registry_host, "port": 5000},
+        }))
+        .expect("yaml");
+        c["spec"]["containerRuntime"]["containerd"]["version"] = line.into();
+    })
 }
 
 fn total_changed(report: &Value) -> u64 {

@@ -37,22 +37,9 @@ fn changed(report: &Value) -> u64 {
 
 /// The lab's spec with its containerRuntime replaced by `runtime` (YAML).
 fn spec_with_runtime(lab: &LabGuard, name: &str, runtime: &str) -> PathBuf {
-    let text = std::fs::read_to_string(lab.spec()).expect("read lab spec");
-    let mut docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("yaml doc"))
-        .collect();
-    for d in &mut docs {
-        if d["kind"] == "Cluster" {
-            d["spec"]["containerRuntime"] = serde_yaml::from_str(runtime).expect("yaml");
-        }
-    }
-    let out: Vec<String> = docs
-        .iter()
-        .map(|d| serde_yaml::to_string(d).expect("yaml"))
-        .collect();
-    let path = lab.state_dir.join(format!("specs-e2e-{name}.yaml"));
-    std::fs::write(&path, out.join("---\n")).expect("write spec");
-    path
+    lab.spec_with(name, |c| {
+        c["spec"]["containerRuntime"] = serde_yaml::from_str(runtime).expect("yaml");
+    })
 }
 
 #[test]
