@@ -60,6 +60,11 @@ die() {
 	exit 1
 }
 
+# debian_mirror, apt_release and apt_release_update: apt for the newer releases, apart from
+# the machine's own apt configuration.
+# shellcheck source=offline-bundle/debian-apt.sh
+. "$(dirname "$0")/debian-apt.sh"
+
 [[ $# -ge 1 && $# -le 2 ]] || die "usage: $0 OUTDIR [ARCH]"
 OUT=${1%/}
 ARCH=${2:-$(dpkg --print-architecture)}
@@ -153,47 +158,6 @@ trap 'rm -rf "$WORK"' EXIT
 # apt-get download writes into the current directory; run it where _apt can write.
 chmod 0755 "$WORK"
 
-# This machine's Debian mirror: the URI of the apt source (deb822 .sources or one-line .list)
-# that serves its own codename, e.g. http://deb.debian.org/debian.
-debian_mirror() {
-	local codename files
-	codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-	[[ -n $codename ]] || die "/etc/os-release names no VERSION_CODENAME; cannot find this machine's Debian mirror"
-	files=$(ls /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-	# shellcheck disable=SC2086
-	[[ -n $files ]] && awk -v want="$codename" '
-		function check() {
-			if (uri != "" && suites ~ ("(^| )" want "( |$)") && types ~ /(^| )deb( |$)/) { print uri; exit }
-			uri = suites = types = ""
-		}
-		FNR == 1 { check() }
-		FILENAME ~ /\.sources$/ {
-			if ($0 ~ /^[ \t]*$/) { check(); next }
-			if ($1 == "URIs:") uri = $2
-			if ($1 == "Suites:") { suites = $0; sub(/^Suites:/, "", suites) }
-			if ($1 == "Types:") { types = $0; sub(/^Types:/, "", types) }
-			next
-		}
-		$1 == "deb" {
-			i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-			if ($(i + 1) == want) { print $i; exit }
-		}
-		END { check() }
-	' $files | head -n 1
-}
-
-# apt-get with its own sources list, state and cache for release $1 (under APT_DIR), so the
-# machine's apt configuration, lists and dpkg status stay untouched.
-apt_release() {
-	local rel=$1 dir=$APT_DIR/$1
-	shift
-	apt-get -q -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null \
-		-o Dir::State="$dir/state" -o Dir::State::status=/dev/null -o Dir::Cache="$dir/cache" \
-		-o APT::Architecture="$ARCH" -o APT::Architectures="$ARCH" \
-		-o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false \
-		-o Acquire::Languages=none "$@"
-}
-
 # Downloads packages "$@" of release $1 into $WORK/dl-$1.
 download() {
 	local rel=$1 specs=() p
@@ -226,14 +190,7 @@ done
 wanted[bookworm]+=" ${PACKAGES[*]} $ROOTFS_PACKAGE $CNI_PACKAGE"
 for rel in "${!wanted[@]}"; do
 	if [[ $rel != bookworm ]]; then
-		mkdir -p "$APT_DIR/$rel/state/lists/partial" "$APT_DIR/$rel/cache/archives/partial"
-		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR $rel main" \
-			>"$APT_DIR/$rel/sources.list"
-		apt_release "$rel" update >"$WORK/update-$rel.log" 2>&1 ||
-			die "apt-get update of Debian $rel from $MIRROR failed: $(tail -n 3 "$WORK/update-$rel.log")"
-		# apt-get update only warns about a Release file it could not verify; refuse it.
-		! grep -qE '^(W|E): .*(NO_PUBKEY|not signed|is not valid|GPG error)' "$WORK/update-$rel.log" ||
-			die "Debian $rel's Release file did not verify: $(grep -E '^(W|E):' "$WORK/update-$rel.log" | head -n 2)"
+		apt_release_update "$rel" "$MIRROR" "$WORK/update-$rel.log"
 	fi
 	# shellcheck disable=SC2086
 	download "$rel" $(tr ' ' '\n' <<<"${wanted[$rel]}" | sort -u)

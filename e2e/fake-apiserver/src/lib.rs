@@ -59,7 +59,7 @@ pub use self::{
     error::{Error, Result},
     objects::{node, owned_pod, system_pod},
     seed::{NSLOOKUP_OUTPUT, POD_NETWORK_PAGE},
-    service::Partition,
+    service::{Partition, ResBody as ResponseBody},
     tls::{ServerHandle, serve_mutual_tls, serve_tls},
 };
 
@@ -218,8 +218,27 @@ impl FakeCluster {
     }
 
     fn make_client(&self, name: Option<String>) -> kube::Client {
+        kube::Client::new(self.service(name), "default")
+    }
+
+    /// The tower service behind [`FakeCluster::client`] (named `name` as by
+    /// [`FakeCluster::client_as`] when given), for a client that puts layers in front of the
+    /// fake, such as one that routes some groups to a real API server.
+    pub fn service(
+        &self,
+        name: Option<String>,
+    ) -> impl tower::Service<
+        Request<Body>,
+        Response = http::Response<ResponseBody>,
+        Error = std::io::Error,
+        Future = impl Future<Output = std::result::Result<http::Response<ResponseBody>, std::io::Error>>
+                 + Send
+                 + 'static,
+    > + Clone
+    + Send
+    + 'static {
         let state = Arc::clone(&self.state);
-        let service = tower::service_fn(move |request: Request<Body>| {
+        tower::service_fn(move |request: Request<Body>| {
             let state = Arc::clone(&state);
             let name = name.clone();
             async move {
@@ -232,8 +251,7 @@ impl FakeCluster {
                     )),
                 }
             }
-        });
-        kube::Client::new(service, "default")
+        })
     }
 
     pub(crate) fn shared(&self) -> Arc<Mutex<State>> {

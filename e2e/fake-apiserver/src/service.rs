@@ -21,7 +21,7 @@ use crate::{
 pub(crate) type TransportError = std::io::Error;
 
 /// The response body both transports send: whole, or a watch's stream.
-pub(crate) type ResBody = http_body_util::combinators::UnsyncBoxBody<Bytes, TransportError>;
+pub type ResBody = http_body_util::combinators::UnsyncBoxBody<Bytes, TransportError>;
 
 /// How a partitioned client ([`crate::FakeCluster::partition_with`]) is cut off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
