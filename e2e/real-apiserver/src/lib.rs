@@ -332,7 +332,7 @@ fn etcd_args(dir: &Path, client_port: u16, peer_port: u16) -> Vec<String> {
         format!("--initial-cluster=test={peer}"),
         // A test's data is thrown away with the folder; fsync only slows it down.
         "--unsafe-no-fsync".into(),
-        "--log-level=warn".into(),
+        "--log-level=error".into(),
     ]
 }
 

@@ -8,6 +8,7 @@ mod crd;
 mod hosts;
 mod inputs;
 mod parse;
+mod real_server;
 mod registry;
 mod schema_rules;
 mod update;

@@ -107,7 +107,7 @@ pub(crate) fn code_create(text: &str) -> Verdict {
 }
 
 /// What the code says about `text` as an update of `old`.
-fn code_update(old: &str, text: &str) -> Verdict {
+pub(crate) fn code_update(old: &str, text: &str) -> Verdict {
     let (old, new) = (manifest(old), manifest(text));
     let mut verdict = fields(new.cluster().validate_update(old.cluster()));
     for node in new.nodes() {
@@ -176,7 +176,26 @@ fn the_good_spec_passes_every_rule_as_created_and_as_its_own_update() {
 #[test]
 fn kubernetes_versions_get_the_same_verdict_from_the_rule_and_the_code() {
     let checker = Checker::new();
-    let long = format!("v1.31.4+{}", "b".repeat(60));
+    let (accepted, refused) = versions();
+    for (versions, ok) in [(&accepted[..], true), (&refused[..], false)] {
+        for version in versions {
+            let text = edit(
+                "kubernetesVersion: v1.31.4",
+                &format!("kubernetesVersion: '{version}'"),
+            );
+            let want = if ok {
+                Verdict::new()
+            } else {
+                pair("Cluster/gpu-prod", "spec.kubernetesVersion")
+            };
+            assert_eq!(checker.schema(&text, None).0, want, "schema on `{version}`");
+            assert_eq!(code_create(&text), want, "code on `{version}`");
+        }
+    }
+}
+
+/// Kubernetes versions that the rule and the code accept, and ones both refuse.
+pub(crate) fn versions() -> (Vec<String>, Vec<String>) {
     let accepted = [
         "v1.31.4",
         "1.35.0",
@@ -189,7 +208,7 @@ fn kubernetes_versions_get_the_same_verdict_from_the_rule_and_the_code() {
         "v1.31.4+build.07",
         "v1.31.0-rc.1+sha.5114f85",
     ];
-    let refused = [
+    let mut refused: Vec<String> = [
         "v1.29.9",
         "v1.36.0",
         "v2.31.0",
@@ -208,27 +227,16 @@ fn kubernetes_versions_get_the_same_verdict_from_the_rule_and_the_code() {
         "v1.31.4_1",
         "latest",
         "",
-        long.as_str(),
-    ];
-    for (versions, ok) in [(&accepted[..], true), (&refused[..], false)] {
-        for version in versions {
-            let text = edit(
-                "kubernetesVersion: v1.31.4",
-                &format!("kubernetesVersion: '{version}'"),
-            );
-            let want = if ok {
-                Verdict::new()
-            } else {
-                pair("Cluster/gpu-prod", "spec.kubernetesVersion")
-            };
-            assert_eq!(checker.schema(&text, None).0, want, "schema on `{version}`");
-            assert_eq!(code_create(&text), want, "code on `{version}`");
-        }
-    }
+    ]
+    .map(String::from)
+    .to_vec();
+    // Longer than the field's maxLength.
+    refused.push(format!("v1.31.4+{}", "b".repeat(60)));
+    (accepted.map(String::from).to_vec(), refused)
 }
 
 /// Create-time examples: the edit, and the one field that both must refuse (or none).
-const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
+pub(crate) const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
     ("version: \"1.7\"", "version: \"2.0\"", "", ""),
     (
         "version: \"1.7\"",
@@ -331,7 +339,7 @@ const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
 ];
 
 /// Update examples: the edit of the good spec, and the field both must refuse (or none).
-const UPDATE_CASES: &[(&str, &str, &str, &str)] = &[
+pub(crate) const UPDATE_CASES: &[(&str, &str, &str, &str)] = &[
     (
         "kubernetesVersion: v1.31.4",
         "kubernetesVersion: v1.32.0",
