@@ -10,5 +10,6 @@ mod inputs;
 mod parse;
 mod registry;
 mod schema_rules;
+mod served;
 mod update;
 mod validate;
