@@ -122,7 +122,7 @@ fn the_crds_carry_the_printer_columns_and_the_status_subresource() {
         columns(1),
         pairs(&[
             ("Cluster", ".spec.clusterName"),
-            ("Roles", ".spec.roles"),
+            ("Roles", ".status.roles"),
             ("Address", ".spec.address"),
             ("Arch", ".status.facts.arch"),
             ("Desired", ".status.desiredState"),

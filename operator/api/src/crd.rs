@@ -1,6 +1,8 @@
 //! The CRDs that the operator's Helm chart installs, rendered the way `kubegrid crd` prints
 //! them and `charts/kubegrid/crds/` holds them.
 
+mod formats;
+
 /// The CRD type, re-exported so that callers need no k8s-openapi dependency of their own.
 pub use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -9,8 +11,22 @@ use crate::{Cluster, Error, Node, Result};
 
 /// Both CRDs, Cluster first: a Node names its Cluster, so the Cluster kind is installed
 /// before the Node kind.
+///
+/// These are the CRDs to install and test, not `Cluster::crd()` / `Node::crd()`: their
+/// schemas carry only integer formats the API server recognizes (see [`formats`]).
 pub fn crds() -> [CustomResourceDefinition; 2] {
-    [Cluster::crd(), Node::crd()]
+    [Cluster::crd(), Node::crd()].map(|mut crd| {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                formats::recognized_integer_formats(schema);
+            }
+        }
+        crd
+    })
 }
 
 /// One CRD as a YAML document without a leading `---`, as `kubectl apply -f` takes it.

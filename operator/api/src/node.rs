@@ -37,7 +37,12 @@ use crate::{ssh::NodeSshSpec, status::NodeStatus};
     derive = "PartialEq",
     doc = "A host of a kubegrid Cluster, reached over SSH.",
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterName"),
-    printcolumn(name = "Roles", type_ = "string", json_path = ".spec.roles"),
+    printcolumn(
+        name = "Roles",
+        type_ = "string",
+        description = "The Node's roles (spec.roles), comma-separated (status.roles)",
+        json_path = ".status.roles"
+    ),
     printcolumn(name = "Address", type_ = "string", json_path = ".spec.address"),
     printcolumn(
         name = "Arch",
@@ -97,6 +102,17 @@ pub struct NodeSpec {
     /// Overrides of the Cluster's SSH defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<NodeSshSpec>,
+}
+
+impl NodeSpec {
+    /// `roles` as `status.roles` holds them: comma-separated in spec order, e.g.
+    /// `control-plane,etcd`; `None` when there are none (kubectl then prints `<none>`).
+    pub fn roles_column(&self) -> Option<String> {
+        (!self.roles.is_empty()).then(|| {
+            let roles: Vec<&str> = self.roles.iter().map(|r| r.as_str()).collect();
+            roles.join(",")
+        })
+    }
 }
 
 /// What a host runs.

@@ -146,6 +146,12 @@ pub struct NodeStatus {
     /// the current state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_state: Option<String>,
+    /// The Node's `spec.roles` as one comma-separated string in their order, e.g.
+    /// `control-plane,etcd`, for kubectl's `Roles` column (a printer column cannot join a
+    /// list). The operator writes it with every Node status it writes, and where it is
+    /// missing or stale when a reconcile runs no operation; unset while the Node has no roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<String>,
     /// Journal id of the last operation that touched this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<i64>,

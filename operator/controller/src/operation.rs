@@ -324,6 +324,10 @@ pub async fn run(
         recorder: ctx.recorder.clone(),
         cluster_ref: reference(cluster),
         node_refs: nodes.iter().map(|n| (n.name_any(), reference(n))).collect(),
+        roles: nodes
+            .iter()
+            .map(|n| (n.name_any(), n.spec.roles_column()))
+            .collect(),
         metrics: Arc::clone(&ctx.metrics),
         cluster: job.cluster.clone(),
         kind: job.kind.as_str(),

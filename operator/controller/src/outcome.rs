@@ -82,6 +82,12 @@ pub async fn refused(
         }),
     )
     .await?;
+    // No operation writes these Nodes' status now; their Roles column still shows.
+    let nodes_api: Api<Node> = Api::namespaced(
+        ctx.client.clone(),
+        &cluster.namespace().unwrap_or_else(|| "default".into()),
+    );
+    status::sync_roles(&nodes_api, nodes).await?;
     tracker::publish_with(
         &ctx.recorder,
         &reference(cluster),
@@ -138,7 +144,13 @@ pub async fn starting(
             patch["phase"] = json!(NodePhase::Pending);
             patch["lastTransitionTime"] = json!(status::now());
         }
-        status::patch_node(nodes_api, &node.name_any(), patch).await?;
+        status::patch_node(
+            nodes_api,
+            &node.name_any(),
+            Some(node.spec.roles_column()),
+            patch,
+        )
+        .await?;
     }
     for node in removing {
         let patch = json!({
@@ -146,7 +158,13 @@ pub async fn starting(
             "phase": NodePhase::Removing,
             "lastTransitionTime": status::now(),
         });
-        status::patch_node(nodes_api, &node.name_any(), patch).await?;
+        status::patch_node(
+            nodes_api,
+            &node.name_any(),
+            Some(node.spec.roles_column()),
+            patch,
+        )
+        .await?;
     }
     tracker::publish_with(
         &ctx.recorder,
@@ -263,7 +281,7 @@ pub async fn finished(
         if let Some(p) = phase {
             *phases.entry(format!("{p:?}")).or_default() += 1;
         }
-        status::patch_node(nodes_api, &name, patch).await?;
+        status::patch_node(nodes_api, &name, Some(node.spec.roles_column()), patch).await?;
     }
     let counts: Vec<(String, i64)> = phases.into_iter().collect();
     ctx.metrics.hosts(&operation::key(cluster), &counts);

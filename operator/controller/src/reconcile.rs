@@ -239,6 +239,7 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         .all(|n| n.status.as_ref().and_then(|s| s.phase) == Some(NodePhase::Ready));
     let cluster_ready = cluster.status.as_ref().and_then(|s| s.phase) == Some(ClusterPhase::Ready);
     if carried_out && all_ready && cluster_ready && removing.is_empty() {
+        status::sync_roles(&nodes_api, &live).await?;
         upgrade::clear(&clusters, cluster).await?;
         ctx.succeeded(&cluster_key);
         return Ok(Action::await_change());

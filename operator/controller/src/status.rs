@@ -4,11 +4,11 @@
 //! never overwrites a user's spec edit made in between, and only the fields it names change.
 
 use kube::{
-    Api,
+    Api, ResourceExt,
     api::{Patch, PatchParams},
 };
 use kubegrid_api::{Cluster, Condition, Node};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 
@@ -102,9 +102,34 @@ pub async fn patch_cluster(api: &Api<Cluster>, name: &str, status: Value) -> Res
     patch_status(api, "Cluster", name, status).await
 }
 
-/// Merge-patches a Node's status.
-pub async fn patch_node(api: &Api<Node>, name: &str, status: Value) -> Result<()> {
+/// Merge-patches a Node's status, with `roles` (the Node's
+/// [`kubegrid_api::NodeSpec::roles_column`]) as `status.roles`, so every status write keeps
+/// kubectl's `Roles` column in step with `spec.roles`. `Some(None)` clears it (a Node without
+/// roles); `None` leaves it as it is.
+pub async fn patch_node(
+    api: &Api<Node>,
+    name: &str,
+    roles: Option<Option<String>>,
+    mut status: Value,
+) -> Result<()> {
+    if let Some(roles) = roles {
+        status["roles"] = Value::from(roles);
+    }
     patch_status(api, "Node", name, status).await
+}
+
+/// Writes `status.roles` on each of `nodes` where it is not its spec's roles: a Node that no
+/// operation wrote yet (its Cluster is refused), or one written by an operator from before
+/// the field. Every other status write carries it already (see [`patch_node`]), so kubectl's
+/// `Roles` column is right also where no operation runs.
+pub async fn sync_roles(api: &Api<Node>, nodes: &[Node]) -> Result<()> {
+    for node in nodes {
+        let want = node.spec.roles_column();
+        if node.status.as_ref().and_then(|s| s.roles.as_ref()) != want.as_ref() {
+            patch_node(api, &node.name_any(), Some(want), json!({})).await?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -68,6 +68,8 @@ pub struct Sink {
     pub cluster_ref: ObjectReference,
     /// Each Node by name, as events name it.
     pub node_refs: BTreeMap<String, ObjectReference>,
+    /// Each Node's `status.roles` by name (see [`status::patch_node`]).
+    pub roles: BTreeMap<String, Option<String>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// `namespace/name`, the metrics label.
@@ -275,7 +277,8 @@ async fn flush(sink: &Sink, hosts: &mut BTreeMap<String, HostState>) {
             "lastError": h.last_error,
             "phaseTimes": h.phase_times,
         });
-        if let Err(e) = status::patch_node(&sink.nodes, name, patch).await {
+        let roles = sink.roles.get(name).cloned();
+        if let Err(e) = status::patch_node(&sink.nodes, name, roles, patch).await {
             // Progress is best effort: the final status is written after the operation.
             tracing::warn!(node = %name, "progress: {e}");
         }

@@ -3,9 +3,7 @@
 
 use std::path::PathBuf;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
-use kubegrid_api::{Cluster, Node};
+use kubegrid_api::{CustomResourceDefinition, crds};
 
 fn check_golden(name: &str, crd: &CustomResourceDefinition) {
     let got = serde_yaml::to_string(crd).unwrap();
@@ -27,7 +25,7 @@ fn check_golden(name: &str, crd: &CustomResourceDefinition) {
 
 #[test]
 fn cluster_crd_matches_golden_file() {
-    let crd = Cluster::crd();
+    let [crd, _] = crds();
     assert_eq!(crd.metadata.name.as_deref(), Some("clusters.kubegrid.io"));
     assert_eq!(crd.spec.scope, "Namespaced");
     assert_eq!(crd.spec.names.short_names, Some(vec!["kgc".to_string()]));
@@ -40,7 +38,7 @@ fn cluster_crd_matches_golden_file() {
 
 #[test]
 fn node_crd_matches_golden_file() {
-    let crd = Node::crd();
+    let [_, crd] = crds();
     assert_eq!(crd.metadata.name.as_deref(), Some("nodes.kubegrid.io"));
     assert_eq!(crd.spec.names.short_names, Some(vec!["kgn".to_string()]));
     assert_eq!(
@@ -52,7 +50,7 @@ fn node_crd_matches_golden_file() {
 
 #[test]
 fn crd_schemas_are_structural() {
-    for crd in [Cluster::crd(), Node::crd()] {
+    for crd in crds() {
         let version = &crd.spec.versions[0];
         assert!(version.subresources.as_ref().unwrap().status.is_some());
         let schema = serde_json::to_string(&version.schema).unwrap();

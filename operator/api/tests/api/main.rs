@@ -11,5 +11,6 @@ mod parse;
 mod real_server;
 mod registry;
 mod schema_rules;
+mod served;
 mod update;
 mod validate;

@@ -6,8 +6,7 @@
 
 use std::{collections::BTreeSet, path::Path};
 
-use kube::CustomResourceExt;
-use kubegrid_api::{Cluster, Error, Manifest, Node, ValidateFor};
+use kubegrid_api::{Error, Manifest, ValidateFor, crds};
 use serde_json::Value as Json;
 
 use crate::{cel_eval::Schema, common::GOOD};
@@ -41,9 +40,11 @@ pub(crate) type Verdict = BTreeSet<(String, String)>;
 
 impl Checker {
     pub(crate) fn new() -> Self {
+        // The CRDs as they ship (`kubegrid crd`, the chart), not `Cluster::crd()`.
+        let [cluster, node] = crds();
         Self {
-            cluster: Schema::of(&Cluster::crd()),
-            node: Schema::of(&Node::crd()),
+            cluster: Schema::of(&cluster),
+            node: Schema::of(&node),
         }
     }
 
@@ -505,7 +506,7 @@ fn every_port_is_bounded_from_1_to_65535_in_the_schema() {
             }
         }
     }
-    for schema in [Schema::of(&Cluster::crd()), Schema::of(&Node::crd())] {
+    for schema in crds().iter().map(Schema::of) {
         let mut found = Vec::new();
         ports(&schema.root, "", &mut found);
         assert!(!found.is_empty(), "{} has port fields", schema.kind);

@@ -4,6 +4,7 @@
 mod common;
 mod confinement;
 mod leader_loss;
+mod roles_column;
 mod scenarios;
 mod scripted;
 mod status_truth;
