@@ -11,6 +11,7 @@
 //! Helm's lint mode turns `fail` into a log line, so the "replicas > 1 needs a database"
 //! refusal is checked on the render, where `helm install` and `helm template` hit it too.
 
+mod crds;
 mod image;
 mod render;
 

@@ -8,6 +8,8 @@ mod crd;
 mod hosts;
 mod inputs;
 mod parse;
+mod real_kubectl;
+mod real_samples;
 mod real_server;
 mod registry;
 mod schema_rules;
