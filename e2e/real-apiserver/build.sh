@@ -138,6 +138,7 @@ ln -sfn "$KEY" "$CACHE/current.new" && mv -T "$CACHE/current.new" "$CACHE/curren
 # Older builds are superseded; the Go build cache stays.
 for old in "$CACHE"/*/; do
 	old=$(basename "$old")
-	[[ $old == "$KEY" || $old == gocache ]] || rm -rf "${CACHE:?}/$old"
+	[[ $old == "$KEY" || $old == gocache || $old == current ]] || rm -rf "${CACHE:?}/$old"
 done
+complete "$CACHE/current" || die "$CACHE/current does not hold the build after the rename"
 echo "real-apiserver build: $CACHE/$KEY ($(du -sh "$CACHE/$KEY" | cut -f1))"
