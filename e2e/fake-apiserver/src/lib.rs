@@ -28,6 +28,11 @@
 //! cuts off until [`FakeCluster::heal`], and [`FakeCluster::fail_next`] fails matching
 //! requests with a status code.
 //!
+//! A test that keeps kubegrid's Clusters and Nodes on a real API server (the
+//! `kubegrid-real-apiserver` harness) has them copied in unchanged by the harness's mirror
+//! ([`FakeCluster::mirror_put`], [`FakeCluster::mirror_remove`]), so the same helpers and
+//! waiters see them.
+//!
 //! Two ways in:
 //! - [`FakeCluster::client`]: a `kube::Client` whose requests never leave the process;
 //! - [`serve_tls`] / [`serve_mutual_tls`]: the same API over HTTPS on a socket, for a
@@ -37,6 +42,7 @@ mod error;
 mod generic;
 mod hooks;
 mod kinds;
+mod mirror;
 mod objects;
 mod routes;
 mod seed;

@@ -88,7 +88,7 @@ impl Drop for Tripwire {
 /// message names `field` and that no operation ran. Returns the message.
 async fn refused(bed: &Bed, field: &str) -> String {
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let ready = eventually(&bed.fake, "Ready=False InvalidSpec", |f| {
+    let ready = eventually(bed, "Ready=False InvalidSpec", |f| {
         condition(f, "Ready").filter(|c| c["reason"] == "InvalidSpec" && c["status"] == "False")
     })
     .await;
@@ -250,7 +250,7 @@ async fn a_reset_is_confined_too() {
     bed.fake.put(c);
     assert!(bed.fake.delete_object(API, "Cluster", NS, "gpu"));
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let ready = eventually(&bed.fake, "Ready=False ResetBlocked", |f| {
+    let ready = eventually(&bed, "Ready=False ResetBlocked", |f| {
         condition(f, "Ready").filter(|c| c["reason"] == "ResetBlocked")
     })
     .await;
@@ -282,7 +282,7 @@ async fn references_reach_the_engine_from_the_clusters_namespace_in_memory() {
     }));
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
     // Without the ConfigMap: a condition that says how to create it, and no operation.
-    let ready = eventually(&bed.fake, "Ready=False ConfigMapMissing", |f| {
+    let ready = eventually(&bed, "Ready=False ConfigMapMissing", |f| {
         condition(f, "Ready").filter(|c| c["reason"] == "ConfigMapMissing")
     })
     .await;
@@ -303,7 +303,7 @@ async fn references_reach_the_engine_from_the_clusters_namespace_in_memory() {
         "metadata": {"name": "cni", "namespace": NS},
         "data": {"cni.yaml": cni}
     }));
-    eventually(&bed.fake, "Ready=True once the ConfigMap exists", |f| {
+    eventually(&bed, "Ready=True once the ConfigMap exists", |f| {
         condition(f, "Ready").filter(|c| c["status"] == "True")
     })
     .await;
@@ -337,12 +337,12 @@ async fn a_deleted_nodes_password_reaches_its_removal() {
     bed.fake
         .put(secret("gpu-1-password", "password", "only-gpu-1"));
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    eventually(&bed.fake, "Ready", |f| {
+    eventually(&bed, "Ready", |f| {
         condition(f, "Ready").filter(|c| c["status"] == "True")
     })
     .await;
     assert!(bed.fake.delete_object(API, "Node", NS, "gpu-1"));
-    eventually(&bed.fake, "gpu-1 removed", |f| {
+    eventually(&bed, "gpu-1 removed", |f| {
         node_of(f, "gpu-1").is_null().then_some(())
     })
     .await;

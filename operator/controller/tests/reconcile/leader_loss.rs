@@ -7,7 +7,7 @@ use crate::common::*;
 #[tokio::test]
 async fn leader_loss_mid_operation_stops_it_and_the_new_leader_resumes_it() {
     let bed = Bed::new(fake(true, "Orphan"), false, Arc::new(|_, _| Vec::new()));
-    let fake = &bed.fake;
+    let fake = &bed;
     let lease = Duration::from_millis(1200);
     let (_stop_a, _a, _) = bed.start("replica-a", lease).await;
     // A leads alone first, so the operation is certainly its.
