@@ -9,4 +9,5 @@ mod confinement;
 mod leader_loss;
 mod scenarios;
 mod scripted;
+mod stale_copy;
 mod status_truth;
