@@ -49,7 +49,7 @@ pub use crate::{
     binaries::{Binaries, DEFAULT_DIR, in_ci},
     error::{Error, Result},
     mirror::Mirror,
-    route::{RouteLayer, Routes},
+    route::{RouteLayer, Routes, Warnings},
 };
 
 /// How often a start is retried when a child lost its port to another process.
@@ -70,6 +70,7 @@ pub struct RealApiServer {
     ca: Ca,
     client: kube::Client,
     binaries: Binaries,
+    warnings: Warnings,
 }
 
 impl RealApiServer {
@@ -172,6 +173,7 @@ impl RealApiServer {
             ca,
             client,
             binaries,
+            warnings: Warnings::default(),
         })
     }
 
@@ -217,6 +219,7 @@ impl RealApiServer {
     /// as by [`FakeCluster::client_as`].
     pub fn routed_client(&self, fake: &FakeCluster, name: Option<&str>) -> kube::Client {
         let service = RouteLayer::new(self.client(), Routes::kubegrid())
+            .recording(self.warnings.clone())
             .layer(fake.service(name.map(String::from)));
         kube::Client::new(service, "default")
     }
@@ -229,6 +232,12 @@ impl RealApiServer {
         resources: Vec<kube::core::ApiResource>,
     ) -> Result<Mirror> {
         Mirror::start(self.client(), fake, resources).await
+    }
+
+    /// The `Warning` headers the real server sent to this server's routed clients, e.g. one
+    /// for each unknown field it pruned from a write.
+    pub fn routed_warnings(&self) -> Vec<String> {
+        self.warnings.all()
     }
 
     /// Applies `crds` (server-side apply) and waits until each is Established.

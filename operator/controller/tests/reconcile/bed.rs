@@ -98,6 +98,22 @@ pub struct Bed {
     pub tick: Arc<watch::Sender<u64>>,
 }
 
+impl Drop for Bed {
+    /// The real server warns about each unknown field it prunes from a write, and more: the
+    /// operator must write nothing it warns about.
+    fn drop(&mut self) {
+        if let Some(real) = &self.real
+            && !std::thread::panicking()
+        {
+            let warnings = real.server.routed_warnings();
+            assert!(
+                warnings.is_empty(),
+                "the real server warned the operator: {warnings:#?}"
+            );
+        }
+    }
+}
+
 impl Deref for Bed {
     type Target = FakeCluster;
 
