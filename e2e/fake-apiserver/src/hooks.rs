@@ -145,6 +145,25 @@ impl FakeCluster {
         self
     }
 
+    /// Holds back the watch events of `plural` in API group `group` for every write from now
+    /// on: open and new watches deliver them only after [`FakeCluster::release_watches`],
+    /// while reads already see the writes. A real apiserver's watch can lag the writes it
+    /// acknowledged like this, so a controller's cached copy can be older than what it wrote.
+    pub fn hold_watches(&self, group: &str, plural: &str) -> &Self {
+        let mut state = self.state();
+        let now = state.store.revision();
+        state.held_watches.insert(Resource::new(group, plural), now);
+        self
+    }
+
+    /// Delivers the watch events [`FakeCluster::hold_watches`] held back, and those after.
+    pub fn release_watches(&self, group: &str, plural: &str) -> &Self {
+        let mut state = self.state();
+        state.held_watches.remove(&Resource::new(group, plural));
+        state.store.notify();
+        self
+    }
+
     /// Fails the next `times` requests whose method is `method` (e.g. `PUT`) and whose path
     /// starts with `path_prefix` with a `Status` of `code`, from any client. Earlier calls
     /// take precedence while their count lasts.

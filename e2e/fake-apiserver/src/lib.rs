@@ -25,8 +25,14 @@
 //! [`FakeCluster::list_objects`], wait on changes with [`FakeCluster::wait_for`], and inject
 //! failures: [`FakeCluster::client_as`] makes a named client (over TLS a client is named by
 //! its certificate's common name, or else its bearer token) that [`FakeCluster::partition`]
-//! cuts off until [`FakeCluster::heal`], and [`FakeCluster::fail_next`] fails matching
-//! requests with a status code.
+//! cuts off until [`FakeCluster::heal`], [`FakeCluster::fail_next`] fails matching
+//! requests with a status code, and [`FakeCluster::hold_watches`] holds a resource's watch
+//! events back (a lagging watch) until [`FakeCluster::release_watches`].
+//!
+//! A test that keeps kubegrid's Clusters and Nodes on a real API server (the
+//! `kubegrid-real-apiserver` harness) has them copied in unchanged by the harness's mirror
+//! ([`FakeCluster::mirror_put`], [`FakeCluster::mirror_remove`]), so the same helpers and
+//! waiters see them.
 //!
 //! Two ways in:
 //! - [`FakeCluster::client`]: a `kube::Client` whose requests never leave the process;
@@ -37,6 +43,7 @@ mod error;
 mod generic;
 mod hooks;
 mod kinds;
+mod mirror;
 mod objects;
 mod routes;
 mod seed;
@@ -135,6 +142,8 @@ pub struct State {
     pub client_requests: Vec<(String, String)>,
     pub(crate) store: store::Store,
     pub(crate) partitions: BTreeMap<String, Partition>,
+    /// Resources whose watch events after a resourceVersion are held back.
+    pub(crate) held_watches: BTreeMap<kinds::Resource, u64>,
     pub(crate) failures: Vec<routes::InjectedFailure>,
     pub(crate) scripts: BTreeMap<(String, String), Script>,
     pub(crate) logs: BTreeMap<(String, String), String>,

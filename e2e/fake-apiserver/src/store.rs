@@ -370,6 +370,10 @@ impl Store {
         let mut object = old.clone();
         object["metadata"]["deletionTimestamp"] = json!(now());
         object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        // kube-apiserver bumps the generation when it sets the deletionTimestamp
+        // (`rest.BeforeDelete`), so a controller's observedGeneration falls behind.
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+        object["metadata"]["generation"] = json!(generation + 1);
         Ok(Deleted::Pending(self.commit(
             key.clone(),
             object,
@@ -406,6 +410,20 @@ impl Store {
             meta["generation"] = json!(1);
         }
         self.commit(key, object, ChangeType::Added)
+    }
+
+    /// The harness mirror's upsert: stores `object` as given (another server's copy), and
+    /// wakes waiters without recording a change or moving the counter.
+    pub(crate) fn mirror_put(&mut self, key: ObjectKey, object: Value) {
+        self.objects.insert(key, object);
+        self.notify();
+    }
+
+    /// The harness mirror's removal; returns whether there was a copy.
+    pub(crate) fn mirror_remove(&mut self, key: &ObjectKey) -> bool {
+        let had = self.objects.remove(key).is_some();
+        self.notify();
+        had
     }
 
     /// Stores (or, for `Deleted`, removes) the object under a new resourceVersion and

@@ -155,7 +155,13 @@ impl Stream {
             self.done = true;
             return Ok(());
         };
+        let held = state.held_watches.get(&self.plan.filter.resource);
         for change in changes {
+            // A held change and everything after it wait for the release.
+            if held.is_some_and(|after| change.revision > *after) {
+                self.plan.cursor = change.revision - 1;
+                return Ok(());
+            }
             if change.key.resource == self.plan.filter.resource
                 && self.plan.filter.matches(&change.object)
             {

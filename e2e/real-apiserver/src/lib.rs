@@ -13,6 +13,11 @@
 //! fake behind a routing layer ([`route`]) for those. Only client certificates in
 //! `system:masters` are authorized, as the admin client this harness hands out has.
 //!
+//! A test that runs the operator on a routed client and reads the kubegrid objects with the
+//! fake's helpers starts a [`mirror`] ([`RealApiServer::mirror`]): it copies the real Clusters
+//! and Nodes, unchanged, into the fake's store for the test's assertions and waits (the
+//! routing layer never sends kubegrid.io requests to the fake).
+//!
 //! Deliberate differences from a kube-apiserver, all for want of the core API: the admission
 //! plugins that need it (NamespaceLifecycle, webhooks, admission policies) and API priority
 //! and fairness are off, so objects may name namespaces that do not exist; readiness is
@@ -20,6 +25,7 @@
 
 mod binaries;
 mod error;
+pub mod mirror;
 mod process;
 pub mod route;
 
@@ -42,7 +48,8 @@ use crate::process::{PROBE_EVERY, Process, free_port, http_get};
 pub use crate::{
     binaries::{Binaries, DEFAULT_DIR, in_ci},
     error::{Error, Result},
-    route::{RouteLayer, Routes},
+    mirror::Mirror,
+    route::{RouteLayer, Routes, Warnings},
 };
 
 /// How often a start is retried when a child lost its port to another process.
@@ -63,6 +70,7 @@ pub struct RealApiServer {
     ca: Ca,
     client: kube::Client,
     binaries: Binaries,
+    warnings: Warnings,
 }
 
 impl RealApiServer {
@@ -165,6 +173,7 @@ impl RealApiServer {
             ca,
             client,
             binaries,
+            warnings: Warnings::default(),
         })
     }
 
@@ -210,8 +219,25 @@ impl RealApiServer {
     /// as by [`FakeCluster::client_as`].
     pub fn routed_client(&self, fake: &FakeCluster, name: Option<&str>) -> kube::Client {
         let service = RouteLayer::new(self.client(), Routes::kubegrid())
+            .recording(self.warnings.clone())
             .layer(fake.service(name.map(String::from)));
         kube::Client::new(service, "default")
+    }
+
+    /// Starts a [`Mirror`] of `resources` (e.g. [`mirror::kubegrid_resources`]) on this
+    /// server into `fake`, after copying what exists now.
+    pub async fn mirror(
+        &self,
+        fake: &FakeCluster,
+        resources: Vec<kube::core::ApiResource>,
+    ) -> Result<Mirror> {
+        Mirror::start(self.client(), fake, resources).await
+    }
+
+    /// The `Warning` headers the real server sent to this server's routed clients, e.g. one
+    /// for each unknown field it pruned from a write.
+    pub fn routed_warnings(&self) -> Vec<String> {
+        self.warnings.all()
     }
 
     /// Applies `crds` (server-side apply) and waits until each is Established.

@@ -7,9 +7,13 @@
 //! - to the wrapped service: everything else, i.e. what the real server does not serve:
 //!   `/api/v1/...` (Secrets, ConfigMaps, Namespaces, core Nodes, Pods),
 //!   `/apis/events.k8s.io/...` (Events), `/apis/coordination.k8s.io/...` (Leases), `/version`.
+//!
+//! The real server's `Warning` headers (e.g. one per unknown field it pruned from a write) are
+//! recorded in [`Warnings`] ([`crate::RealApiServer::routed_warnings`]).
 
 use std::{
     pin::Pin,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
@@ -51,18 +55,51 @@ impl Routes {
     }
 }
 
+/// The `Warning` headers of the real server's answers, as `METHOD path: warning`: the
+/// server warns, for instance, about each unknown field it prunes from a write.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// The warnings so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().expect("warnings lock").clone()
+    }
+
+    fn record(&self, request: &str, response: &http::HeaderMap) {
+        let mut all = self.0.lock().expect("warnings lock");
+        for warning in response.get_all(http::header::WARNING) {
+            all.push(format!(
+                "{request}: {}",
+                String::from_utf8_lossy(warning.as_bytes())
+            ));
+        }
+    }
+}
+
 /// A `tower` layer that sends the requests [`Routes`] names to `real` and the rest to the
 /// wrapped service.
 #[derive(Clone)]
 pub struct RouteLayer {
     real: kube::Client,
     routes: Routes,
+    warnings: Warnings,
 }
 
 impl RouteLayer {
     /// Routes `routes` to `real`.
     pub fn new(real: kube::Client, routes: Routes) -> Self {
-        Self { real, routes }
+        Self {
+            real,
+            routes,
+            warnings: Warnings::default(),
+        }
+    }
+
+    /// Records the real server's warnings in `warnings`.
+    pub fn recording(mut self, warnings: Warnings) -> Self {
+        self.warnings = warnings;
+        self
     }
 }
 
@@ -73,6 +110,7 @@ impl<S> Layer<S> for RouteLayer {
         Route {
             real: self.real.clone(),
             routes: self.routes.clone(),
+            warnings: self.warnings.clone(),
             inner,
         }
     }
@@ -83,6 +121,7 @@ impl<S> Layer<S> for RouteLayer {
 pub struct Route<S> {
     real: kube::Client,
     routes: Routes,
+    warnings: Warnings,
     inner: S,
 }
 
@@ -108,8 +147,11 @@ where
     fn call(&mut self, request: Request<Body>) -> RouteFuture {
         if self.routes.to_real(request.uri().path()) {
             let real = self.real.clone();
+            let warnings = self.warnings.clone();
+            let what = format!("{} {}", request.method(), request.uri());
             Box::pin(async move {
                 let response = real.send(request).await?;
+                warnings.record(&what, response.headers());
                 Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync()))
             })
         } else {

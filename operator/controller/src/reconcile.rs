@@ -237,10 +237,23 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let all_ready = live
         .iter()
         .all(|n| n.status.as_ref().and_then(|s| s.phase) == Some(NodePhase::Ready));
-    let cluster_ready = cluster.status.as_ref().and_then(|s| s.phase) == Some(ClusterPhase::Ready);
-    if carried_out && all_ready && cluster_ready && removing.is_empty() {
+    let ready = |c: &Cluster| c.status.as_ref().and_then(|s| s.phase) == Some(ClusterPhase::Ready);
+    let nothing_to_do = carried_out && all_ready && removing.is_empty();
+    // The Cluster this reconcile got is the controller's cached copy, which can lack the
+    // status the last operation just wrote: a real API server's watch event arrives after
+    // the write returned, and the reconcile queued meanwhile may run first. Read the status
+    // afresh before running the whole operation again only to write it.
+    let fresh = if nothing_to_do && !ready(cluster) {
+        let name = cluster.name_any();
+        let read = clusters.get_status(&name).await;
+        Some(read.map_err(Error::kube(format!("read Cluster {cluster_key}")))?)
+    } else {
+        None
+    };
+    let current = fresh.as_ref().unwrap_or(cluster);
+    if nothing_to_do && ready(current) {
         status::sync_roles(&nodes_api, &live).await?;
-        upgrade::clear(&clusters, cluster).await?;
+        upgrade::clear(&clusters, current).await?;
         ctx.succeeded(&cluster_key);
         return Ok(Action::await_change());
     }

@@ -311,6 +311,9 @@ async fn finalizers_hold_a_deletion_until_removed() {
         .left()
         .expect("a finalized object is returned, not a Status");
     assert!(pending.metadata.deletion_timestamp.is_some());
+    // As kube-apiserver does (a real apiextensions-apiserver showed it), setting the
+    // deletionTimestamp moves the generation: the object's desired state changed.
+    assert_eq!(pending.metadata.generation, Some(2));
     let held = api
         .get("c1")
         .await

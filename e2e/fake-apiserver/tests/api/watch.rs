@@ -158,3 +158,58 @@ async fn a_metadata_watcher_gets_partial_objects() {
         fake.requests_matching("GET /apis/coordination.k8s.io/v1/namespaces/default/leases");
     assert!(!lists.is_empty());
 }
+
+/// Held watch events (`hold_watches`, a lagging apiserver watch) reach an open watch only
+/// after the release, in order; reads see the writes at once.
+#[tokio::test]
+async fn a_held_watch_delivers_the_held_changes_only_after_the_release() {
+    use futures::FutureExt;
+    let fake = FakeCluster::new();
+    fake.put(lease("l1", "a"));
+    let api: Api<Lease> = Api::namespaced(fake.client(), "default");
+    let from = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut events = api
+        .watch(&WatchParams::default(), &from)
+        .await
+        .expect("watch")
+        .boxed();
+    fake.hold_watches("coordination.k8s.io", "leases");
+    fake.put(lease("l2", "b"));
+    fake.put(lease("l1", "c"));
+    assert_eq!(
+        api.get("l1")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity
+            .as_deref(),
+        Some("c"),
+        "reads see the write"
+    );
+    // The in-process stream answers at once: with both changes held it has nothing.
+    assert!(
+        events.try_next().now_or_never().is_none(),
+        "a held change was delivered"
+    );
+    fake.release_watches("coordination.k8s.io", "leases");
+    let first = within("ADDED", events.try_next()).await.unwrap().unwrap();
+    assert!(
+        matches!(&first, WatchEvent::Added(l) if l.name_any() == "l2"),
+        "{first:?}"
+    );
+    let second = within("MODIFIED", events.try_next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&second, WatchEvent::Modified(l) if l.name_any() == "l1"),
+        "{second:?}"
+    );
+}

@@ -2,21 +2,15 @@
 //! Nodes and an SSH key Secret, and the scripted runner (`scripted.rs`) in place of the engine (these
 //! scenarios are about the reconciler; the engine's own tests run it on lab hosts).
 
-use std::{
-    future::Future,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{future::Future, time::Duration};
 
-use kubegrid_controller::{
-    Backoff, Context, Scope, Settings, health::Probes, leader::LeaseConfig, metrics::Metrics,
-};
 use kubegrid_fake_apiserver::FakeCluster;
-use kubegrid_journal::Journal;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
-pub use crate::scripted::{Call, Plan, ScriptedRunner};
+pub use crate::{
+    bed::{Backend, Bed, eventually},
+    scripted::Plan,
+};
 
 /// Namespace of every scenario.
 pub const NS: &str = "fleet";
@@ -27,7 +21,8 @@ pub const API: &str = "kubegrid.io/v1alpha1";
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A fake API server holding Cluster `gpu` (namespace `fleet`), Nodes `cp-1` and `gpu-1`, and
-/// the Secret with the SSH key when `with_secret`.
+/// the Secret with the SSH key when `with_secret`. The Cluster and Nodes are valid for the
+/// CRDs' schema and rules: on the real server ([`Bed::on`]) they are created there.
 pub fn fake(with_secret: bool, deletion_policy: &str) -> FakeCluster {
     let fake = FakeCluster::new();
     fake.enable_status_subresource("kubegrid.io", "clusters");
@@ -112,168 +107,6 @@ pub fn secret(name: &str, key: &str, text: &str) -> Value {
         "metadata": {"name": name, "namespace": NS},
         "data": {key: base64::engine::general_purpose::STANDARD.encode(text)}
     })
-}
-
-/// One operator replica: a Context on a named client of the fake.
-pub struct Replica {
-    /// Its context.
-    pub ctx: Arc<Context>,
-    /// Its metrics.
-    pub metrics: Arc<Metrics>,
-}
-
-/// Everything a scenario shares between replicas.
-pub struct Bed {
-    /// The API.
-    pub fake: FakeCluster,
-    /// The journal's directory.
-    pub dir: tempfile::TempDir,
-    /// Every runner call.
-    pub calls: Arc<Mutex<Vec<Call>>>,
-    /// Opens the runners' halfway gate.
-    pub gate: watch::Sender<bool>,
-    /// Which hosts fail.
-    pub plan: Arc<Plan>,
-    /// Bumped whenever a call starts or ends.
-    pub tick: Arc<watch::Sender<u64>>,
-}
-
-impl Bed {
-    /// A bed on `fake` whose runs fail as `plan` says and pass the gate only once opened
-    /// (`open` opens it from the start).
-    pub fn new(fake: FakeCluster, open: bool, plan: Arc<Plan>) -> Self {
-        // RUST_LOG=kubegrid_controller=debug shows the reconciler's log lines in failures.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        // spec.bundle.source `bundle` resolves against the spec dir, the one bundle root: the
-        // operator checks its manifest against the spec; the scripted runner never opens the
-        // artifacts.
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("bundles/bundle")).unwrap();
-        std::fs::write(
-            dir.path().join("bundles/bundle/manifest.yaml"),
-            bundle_manifest(&[]),
-        )
-        .unwrap();
-        Self {
-            fake,
-            dir,
-            calls: Arc::default(),
-            gate: watch::channel(open).0,
-            plan,
-            tick: Arc::new(watch::channel(0).0),
-        }
-    }
-
-    /// A replica named `name`, with a fast backoff.
-    pub async fn replica(&self, name: &str) -> Replica {
-        let journal = Journal::open(&self.dir.path().join("journal.db"))
-            .await
-            .unwrap();
-        let runner = ScriptedRunner {
-            replica: name.into(),
-            calls: Arc::clone(&self.calls),
-            gate: self.gate.subscribe(),
-            plan: Arc::clone(&self.plan),
-            tick: Arc::clone(&self.tick),
-        };
-        let metrics = Arc::new(Metrics::new());
-        let ctx = Context::new(
-            self.fake.client_as(name),
-            journal,
-            Arc::new(runner),
-            Arc::clone(&metrics),
-            Arc::new(Probes::default()),
-            Settings {
-                work_dir: self.dir.path().join(format!("work-{name}")),
-                spec_dir: self.dir.path().join("bundles"),
-                bundle_roots: vec![self.dir.path().join("bundles")],
-                backoff: Backoff {
-                    base: Duration::from_millis(100),
-                    cap: Duration::from_millis(400),
-                },
-            },
-            name,
-        );
-        Replica {
-            ctx: Arc::new(ctx),
-            metrics,
-        }
-    }
-
-    /// Runs replica `name` (election and controller) until the returned sender is dropped or
-    /// sent to.
-    pub async fn start(
-        &self,
-        name: &str,
-        lease: Duration,
-    ) -> (
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-        Arc<Metrics>,
-    ) {
-        let r = self.replica(name).await;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let cfg = LeaseConfig {
-            namespace: "kubegrid-system".into(),
-            name: "kubegrid-operator".into(),
-            identity: name.into(),
-            lease_duration: lease,
-            renew_interval: lease / 4,
-            retry_interval: lease / 8,
-        };
-        let handle = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            kubegrid_controller::run(r.ctx, Scope::All, cfg, shutdown)
-                .await
-                .unwrap();
-        });
-        (stop, handle, r.metrics)
-    }
-
-    /// Waits until `check` finds something in the calls, failing the test after
-    /// [`PATIENCE`].
-    pub async fn calls_until<T>(
-        &self,
-        what: &str,
-        mut check: impl FnMut(&[Call]) -> Option<T>,
-    ) -> T {
-        let mut tick = self.tick.subscribe();
-        within(what, async {
-            loop {
-                tick.borrow_and_update();
-                if let Some(found) = check(&self.calls()) {
-                    return found;
-                }
-                let _ = tick.changed().await;
-            }
-        })
-        .await
-    }
-
-    /// The calls so far.
-    pub fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-/// Waits for `check` on the fake, failing the test after [`PATIENCE`] with `what`.
-pub async fn eventually<T>(
-    fake: &FakeCluster,
-    what: &str,
-    check: impl FnMut(&FakeCluster) -> Option<T>,
-) -> T {
-    match tokio::time::timeout(PATIENCE, fake.wait_for(check)).await {
-        Ok(v) => v,
-        Err(_) => panic!(
-            "timed out waiting for: {what}\ncluster: {:#}",
-            cluster(fake)
-        ),
-    }
 }
 
 /// Waits for a future, failing the test after [`PATIENCE`] with `what`.

@@ -18,6 +18,20 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
+// On the real server too, where the Cluster passes the CRDs' rules and only the operator's
+// own checks refuse it (or nothing does). The others put fields that the real server's CEL
+// rules refuse at admission (`privateKeyFile`, `passwordEnv`, `cniManifest`,
+// `publicKeyFile`, a `..` in `bundle.source`; the CRD tests check those refusals), so they
+// run on the fake only, which runs no rules, to check the operator's own refusal.
+on_both!(
+    a_bundle_at_an_absolute_path_outside_the_roots_is_refused_unread,
+    a_symbolic_link_in_a_bundle_root_that_leads_outside_is_refused_unread,
+    references_reach_the_engine_from_the_clusters_namespace_in_memory,
+    a_deleted_nodes_password_reaches_its_removal,
+    a_cni_manifest_ref_that_is_not_kubernetes_objects_is_refused,
+    an_encrypted_key_in_the_secret_is_refused_not_opened_with_the_operators_passphrase,
+);
+
 fn never_fails() -> Arc<Plan> {
     Arc::new(|_, _| Vec::new())
 }
@@ -88,7 +102,7 @@ impl Drop for Tripwire {
 /// message names `field` and that no operation ran. Returns the message.
 async fn refused(bed: &Bed, field: &str) -> String {
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let ready = eventually(&bed.fake, "Ready=False InvalidSpec", |f| {
+    let ready = eventually(bed, "Ready=False InvalidSpec", |f| {
         condition(f, "Ready").filter(|c| c["reason"] == "InvalidSpec" && c["status"] == "False")
     })
     .await;
@@ -102,24 +116,25 @@ async fn refused(bed: &Bed, field: &str) -> String {
     message
 }
 
-/// A bed whose Cluster `gpu` is edited by `edit` before the operator starts.
-fn bed_with(edit: impl FnOnce(&mut Value)) -> Bed {
-    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
-    let mut c = cluster(&bed.fake);
+/// A bed on `backend` whose Cluster `gpu` is edited by `edit` before it is created there
+/// and before the operator starts.
+async fn bed_with(backend: Backend, edit: impl FnOnce(&mut Value)) -> Bed {
+    let fake = fake(true, "Orphan");
+    let mut c = cluster(&fake);
     edit(&mut c["spec"]);
-    bed.fake.put(c);
-    bed
+    fake.put(c);
+    Bed::on(backend, fake, true, never_fails()).await
 }
 
-fn edit_node(bed: &Bed, name: &str, edit: impl FnOnce(&mut Value)) {
-    let mut n = node_of(&bed.fake, name);
+async fn edit_node(bed: &Bed, name: &str, edit: impl FnOnce(&mut Value)) {
+    let mut n = node_of(bed, name);
     edit(&mut n["spec"]);
-    bed.fake.put(n);
+    bed.put(n).await;
 }
 
 #[tokio::test]
 async fn a_cni_manifest_path_is_refused_and_never_read() {
-    let bed = bed_with(|_| {});
+    let bed = bed_with(Backend::Fake, |_| {}).await;
     // The operator's own service account token, as a hostile spec would name it.
     let token = Tripwire::new(&bed.dir.path().join("token"));
     let mut c = cluster(&bed.fake);
@@ -142,7 +157,8 @@ async fn key_files_of_the_cluster_its_bastion_and_a_node_are_refused_and_never_r
     bed.fake.put(c);
     edit_node(&bed, "gpu-1", |spec| {
         spec["ssh"] = json!({"privateKeyFile": "../../etc/ssh/ssh_host_ed25519_key"});
-    });
+    })
+    .await;
     let message = refused(&bed, "Cluster/gpu spec.ssh.privateKeyFile").await;
     assert!(
         message.contains("Cluster/gpu spec.ssh.bastion.privateKeyFile"),
@@ -160,12 +176,14 @@ async fn key_files_of_the_cluster_its_bastion_and_a_node_are_refused_and_never_r
 async fn password_variables_of_the_cluster_and_a_node_are_refused() {
     // Set in this process, as the operator's database URL would be in its pod: a run would
     // send it as an SSH password to an address the spec chose.
-    let bed = bed_with(|spec| {
+    let bed = bed_with(Backend::Fake, |spec| {
         spec["ssh"]["passwordEnv"] = json!("PATH");
-    });
+    })
+    .await;
     edit_node(&bed, "cp-1", |spec| {
         spec["ssh"] = json!({"passwordEnv": "HOME"});
-    });
+    })
+    .await;
     let message = refused(&bed, "Cluster/gpu spec.ssh.passwordEnv").await;
     assert!(
         message.contains("Node/cp-1 spec.ssh.passwordEnv"),
@@ -196,14 +214,13 @@ fn outside_bundle(bed: &Bed) -> Tripwire {
     Tripwire::new(&outside.join("manifest.yaml"))
 }
 
-#[tokio::test]
-async fn a_bundle_at_an_absolute_path_outside_the_roots_is_refused_unread() {
-    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+async fn a_bundle_at_an_absolute_path_outside_the_roots_is_refused_unread(backend: Backend) {
+    let bed = Bed::on(backend, fake(true, "Orphan"), true, never_fails()).await;
     let manifest = outside_bundle(&bed);
     let source = bed.dir.path().join("elsewhere").display().to_string();
     let mut c = cluster(&bed.fake);
     c["spec"]["bundle"]["source"] = json!(source);
-    bed.fake.put(c);
+    bed.put(c).await;
     let message = refused(&bed, "spec.bundle.source").await;
     assert!(message.contains("outside the bundle roots"), "{message}");
     assert!(!manifest.tripped(), "the operator read {}", manifest.at());
@@ -221,9 +238,8 @@ async fn a_bundle_reached_with_dot_dot_is_refused_unread() {
     assert!(!manifest.tripped(), "the operator read {}", manifest.at());
 }
 
-#[tokio::test]
-async fn a_symbolic_link_in_a_bundle_root_that_leads_outside_is_refused_unread() {
-    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+async fn a_symbolic_link_in_a_bundle_root_that_leads_outside_is_refused_unread(backend: Backend) {
+    let bed = Bed::on(backend, fake(true, "Orphan"), true, never_fails()).await;
     let manifest = outside_bundle(&bed);
     symlink(
         bed.dir.path().join("elsewhere"),
@@ -232,7 +248,7 @@ async fn a_symbolic_link_in_a_bundle_root_that_leads_outside_is_refused_unread()
     .unwrap();
     let mut c = cluster(&bed.fake);
     c["spec"]["bundle"]["source"] = json!("escape");
-    bed.fake.put(c);
+    bed.put(c).await;
     let message = refused(&bed, "spec.bundle.source").await;
     assert!(message.contains("symbolic link"), "{message}");
     assert!(!manifest.tripped(), "the operator read {}", manifest.at());
@@ -250,7 +266,7 @@ async fn a_reset_is_confined_too() {
     bed.fake.put(c);
     assert!(bed.fake.delete_object(API, "Cluster", NS, "gpu"));
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let ready = eventually(&bed.fake, "Ready=False ResetBlocked", |f| {
+    let ready = eventually(&bed, "Ready=False ResetBlocked", |f| {
         condition(f, "Ready").filter(|c| c["reason"] == "ResetBlocked")
     })
     .await;
@@ -260,16 +276,17 @@ async fn a_reset_is_confined_too() {
     assert!(!key.tripped(), "the operator read {}", key.at());
 }
 
-#[tokio::test]
-async fn references_reach_the_engine_from_the_clusters_namespace_in_memory() {
-    let bed = bed_with(|spec| {
+async fn references_reach_the_engine_from_the_clusters_namespace_in_memory(backend: Backend) {
+    let bed = bed_with(backend, |spec| {
         spec["network"]["cni"] = json!("none");
         spec["network"]["cniManifestRef"] = json!({"name": "cni", "key": "cni.yaml"});
         spec["ssh"]["passwordSecretRef"] = json!({"name": "gpu-password"});
-    });
+    })
+    .await;
     edit_node(&bed, "gpu-1", |spec| {
         spec["ssh"] = json!({"passwordSecretRef": {"name": "gpu-1-password", "key": "pw"}});
-    });
+    })
+    .await;
     let cni = "apiVersion: v1\nkind: Namespace\nmetadata: {name: my-cni}\n";
     bed.fake
         .put(secret("gpu-password", "password", "cluster-wide\n"));
@@ -282,7 +299,7 @@ async fn references_reach_the_engine_from_the_clusters_namespace_in_memory() {
     }));
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
     // Without the ConfigMap: a condition that says how to create it, and no operation.
-    let ready = eventually(&bed.fake, "Ready=False ConfigMapMissing", |f| {
+    let ready = eventually(&bed, "Ready=False ConfigMapMissing", |f| {
         condition(f, "Ready").filter(|c| c["reason"] == "ConfigMapMissing")
     })
     .await;
@@ -303,7 +320,7 @@ async fn references_reach_the_engine_from_the_clusters_namespace_in_memory() {
         "metadata": {"name": "cni", "namespace": NS},
         "data": {"cni.yaml": cni}
     }));
-    eventually(&bed.fake, "Ready=True once the ConfigMap exists", |f| {
+    eventually(&bed, "Ready=True once the ConfigMap exists", |f| {
         condition(f, "Ready").filter(|c| c["status"] == "True")
     })
     .await;
@@ -326,23 +343,23 @@ async fn references_reach_the_engine_from_the_clusters_namespace_in_memory() {
     assert!(left.is_empty(), "left in {}: {left:?}", work.display());
 }
 
-#[tokio::test]
-async fn a_deleted_nodes_password_reaches_its_removal() {
+async fn a_deleted_nodes_password_reaches_its_removal(backend: Backend) {
     // Passwords from Secrets are never journaled with a member, so the operation that
     // removes a deleted Node gets the password from the Node's Secret.
-    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+    let bed = Bed::on(backend, fake(true, "Orphan"), true, never_fails()).await;
     edit_node(&bed, "gpu-1", |spec| {
         spec["ssh"] = json!({"passwordSecretRef": {"name": "gpu-1-password"}});
-    });
+    })
+    .await;
     bed.fake
         .put(secret("gpu-1-password", "password", "only-gpu-1"));
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    eventually(&bed.fake, "Ready", |f| {
+    eventually(&bed, "Ready", |f| {
         condition(f, "Ready").filter(|c| c["status"] == "True")
     })
     .await;
-    assert!(bed.fake.delete_object(API, "Node", NS, "gpu-1"));
-    eventually(&bed.fake, "gpu-1 removed", |f| {
+    assert!(bed.delete_object(API, "Node", NS, "gpu-1").await);
+    eventually(&bed, "gpu-1 removed", |f| {
         node_of(f, "gpu-1").is_null().then_some(())
     })
     .await;
@@ -356,12 +373,12 @@ async fn a_deleted_nodes_password_reaches_its_removal() {
     );
 }
 
-#[tokio::test]
-async fn a_cni_manifest_ref_that_is_not_kubernetes_objects_is_refused() {
-    let bed = bed_with(|spec| {
+async fn a_cni_manifest_ref_that_is_not_kubernetes_objects_is_refused(backend: Backend) {
+    let bed = bed_with(backend, |spec| {
         spec["network"]["cni"] = json!("none");
         spec["network"]["cniManifestRef"] = json!({"name": "cni", "key": "cni.yaml"});
-    });
+    })
+    .await;
     // YAML that parses but is no Kubernetes object: it must not reach the init host.
     bed.fake.put(json!({
         "apiVersion": "v1", "kind": "ConfigMap",
@@ -376,9 +393,10 @@ async fn a_cni_manifest_ref_that_is_not_kubernetes_objects_is_refused() {
     assert!(message.contains("apiVersion"), "{message}");
 }
 
-#[tokio::test]
-async fn an_encrypted_key_in_the_secret_is_refused_not_opened_with_the_operators_passphrase() {
-    let bed = bed_with(|_| {});
+async fn an_encrypted_key_in_the_secret_is_refused_not_opened_with_the_operators_passphrase(
+    backend: Backend,
+) {
+    let bed = bed_with(backend, |_| {}).await;
     let key = bed.dir.path().join("sealed");
     let keygen = std::process::Command::new("ssh-keygen")
         .args([

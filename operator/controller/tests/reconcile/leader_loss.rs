@@ -4,10 +4,20 @@ use std::{sync::Arc, time::Duration};
 
 use crate::common::*;
 
-#[tokio::test]
-async fn leader_loss_mid_operation_stops_it_and_the_new_leader_resumes_it() {
-    let bed = Bed::new(fake(true, "Orphan"), false, Arc::new(|_, _| Vec::new()));
-    let fake = &bed.fake;
+// On the real server too: the fake's partition cuts replica A off what its routed client sends
+// to the fake (the Lease, Secrets, Events), while its Clusters and Nodes on the real server
+// stay reachable. A must stop all the same, since it no longer holds the Lease.
+on_both!(leader_loss_mid_operation_stops_it_and_the_new_leader_resumes_it);
+
+async fn leader_loss_mid_operation_stops_it_and_the_new_leader_resumes_it(backend: Backend) {
+    let bed = Bed::on(
+        backend,
+        fake(true, "Orphan"),
+        false,
+        Arc::new(|_, _| Vec::new()),
+    )
+    .await;
+    let fake = &bed;
     let lease = Duration::from_millis(1200);
     let (_stop_a, _a, _) = bed.start("replica-a", lease).await;
     // A leads alone first, so the operation is certainly its.

@@ -1,10 +1,14 @@
-//! Reconciler scenarios against the TEST STAND-IN API server (e2e/fake-apiserver), with a
-//! scripted runner in place of the engine.
+//! Reconciler scenarios, with a scripted runner in place of the engine, against the TEST
+//! STAND-IN API server (e2e/fake-apiserver) and, where they run on both (`on_both!`), also
+//! with the Clusters and Nodes on a real API server (e2e/real-apiserver).
 
+#[macro_use]
+mod bed;
 mod common;
 mod confinement;
 mod leader_loss;
 mod roles_column;
 mod scenarios;
 mod scripted;
+mod stale_copy;
 mod status_truth;

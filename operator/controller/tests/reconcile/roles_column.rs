@@ -1,11 +1,18 @@
 //! `status.roles`, which kubectl's `Roles` column prints: each Node's `spec.roles` as one
-//! comma-separated string in spec order, written with the Node's status.
+//! comma-separated string in spec order, written with the Node's status. On the fake and
+//! with the Nodes on a real API server (its status subresource and schema).
 
 use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 
 use crate::common::*;
+
+on_both!(
+    an_operation_writes_each_nodes_roles_comma_separated_in_spec_order,
+    a_refused_clusters_nodes_show_their_roles_all_the_same,
+    a_converged_cluster_fills_in_missing_or_stale_roles_without_an_operation,
+);
 
 fn never_fails() -> Arc<Plan> {
     Arc::new(|_, _| Vec::new())
@@ -25,13 +32,12 @@ fn roles(fake: &kubegrid_fake_apiserver::FakeCluster, name: &str) -> Value {
     node_of(fake, name)["status"]["roles"].clone()
 }
 
-#[tokio::test]
-async fn an_operation_writes_each_nodes_roles_comma_separated_in_spec_order() {
+async fn an_operation_writes_each_nodes_roles_comma_separated_in_spec_order(backend: Backend) {
     // The gate holds the operation halfway: no reconcile converges meanwhile, so what the
     // Nodes show comes from the operation's own status writes.
-    let bed = Bed::new(fake_with_two_roles(true), false, never_fails());
+    let bed = Bed::on(backend, fake_with_two_roles(true), false, never_fails()).await;
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
+    let fake = &bed;
     eventually(fake, "both Nodes have a phase", |f| {
         ["cp-1", "gpu-1"]
             .iter()
@@ -72,12 +78,11 @@ async fn an_operation_writes_each_nodes_roles_comma_separated_in_spec_order() {
     assert_eq!(bed.calls().len(), 1);
 }
 
-#[tokio::test]
-async fn a_refused_clusters_nodes_show_their_roles_all_the_same() {
+async fn a_refused_clusters_nodes_show_their_roles_all_the_same(backend: Backend) {
     // No SSH key Secret: the Cluster is refused before any operation writes a Node status.
-    let bed = Bed::new(fake_with_two_roles(false), true, never_fails());
+    let bed = Bed::on(backend, fake_with_two_roles(false), true, never_fails()).await;
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
+    let fake = &bed;
     eventually(fake, "Ready=False SecretMissing", |f| {
         condition(f, "Ready").filter(|c| c["reason"] == "SecretMissing")
     })
@@ -94,11 +99,12 @@ async fn a_refused_clusters_nodes_show_their_roles_all_the_same() {
     );
 }
 
-#[tokio::test]
-async fn a_converged_cluster_fills_in_missing_or_stale_roles_without_an_operation() {
-    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+async fn a_converged_cluster_fills_in_missing_or_stale_roles_without_an_operation(
+    backend: Backend,
+) {
+    let bed = Bed::on(backend, fake(true, "Orphan"), true, never_fails()).await;
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
+    let fake = &bed;
     eventually(fake, "Ready=True", |f| {
         condition(f, "Ready").filter(|c| c["status"] == "True")
     })
@@ -109,7 +115,7 @@ async fn a_converged_cluster_fills_in_missing_or_stale_roles_without_an_operatio
         .as_object_mut()
         .expect("gpu-1 has a status")
         .remove("roles");
-    fake.put(gpu);
+    bed.put(gpu).await;
     eventually(fake, "gpu-1's roles written again", |f| {
         (roles(f, "gpu-1") == "worker").then_some(())
     })

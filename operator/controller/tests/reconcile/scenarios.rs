@@ -1,4 +1,5 @@
-//! One replica, the whole controller (watches, finalizers, status, events) against the fake.
+//! One replica, the whole controller (watches, finalizers, status, events), each scenario on
+//! the fake and with the Clusters and Nodes on a real API server (`on_both!`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,13 +8,23 @@ use serde_json::json;
 
 use crate::common::*;
 
+on_both!(
+    a_new_cluster_goes_progressing_then_ready,
+    a_host_failure_degrades_the_cluster_naming_the_host_and_retries_with_backoff,
+    a_missing_secret_gives_a_clear_condition_and_no_host_is_touched,
+    a_bundle_that_does_not_fit_the_spec_is_refused_before_any_host,
+    deletion_with_orphan_leaves_the_hosts_alone,
+    deletion_with_reset_resets_every_host_and_retries_until_it_succeeds,
+    a_deleted_node_leaves_the_cluster_and_is_released,
+);
+
 fn never_fails() -> Arc<Plan> {
     Arc::new(|_, _| Vec::new())
 }
 
 /// Waits until Cluster `gpu` is Ready=True.
-async fn wait_ready(fake: &kubegrid_fake_apiserver::FakeCluster) {
-    eventually(fake, "Ready", |f| {
+async fn wait_ready(api: &Bed) {
+    eventually(api, "Ready", |f| {
         condition(f, "Ready").filter(|c| status_of(c) == Some(true))
     })
     .await;
@@ -23,49 +34,48 @@ fn status_of(c: &serde_json::Value) -> Option<bool> {
     c["status"].as_str().map(|s| s == "True")
 }
 
-#[tokio::test]
-async fn a_new_cluster_goes_progressing_then_ready() {
-    let bed = Bed::new(fake(true, "Orphan"), false, never_fails());
+async fn a_new_cluster_goes_progressing_then_ready(backend: Backend) {
+    let bed = Bed::on(backend, fake(true, "Orphan"), false, never_fails()).await;
     let (_stop, _task, metrics) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
+    let api = &bed;
     // Held halfway: Progressing, with per-node progress in the Nodes' status.
-    let progressing = eventually(fake, "Progressing=True", |f| {
+    let progressing = eventually(api, "Progressing=True", |f| {
         condition(f, "Progressing").filter(|c| status_of(c) == Some(true))
     })
     .await;
     assert_eq!(progressing["reason"], "Installing", "{progressing}");
-    assert_eq!(cluster(fake)["status"]["phase"], "Provisioning");
-    eventually(fake, "gpu-1 shows its current step", |f| {
+    assert_eq!(cluster(api)["status"]["phase"], "Provisioning");
+    eventually(api, "gpu-1 shows its current step", |f| {
         let s = node_of(f, "gpu-1")["status"].clone();
         (s["currentStep"] == "container-runtime / stand-in task" && s["phase"] == "Installing")
             .then_some(())
     })
     .await;
     assert_eq!(
-        condition(fake, "Ready").and_then(|c| status_of(&c)),
+        condition(api, "Ready").and_then(|c| status_of(&c)),
         Some(false)
     );
     bed.gate.send(true).unwrap();
-    eventually(fake, "Ready=True", |f| {
+    eventually(api, "Ready=True", |f| {
         condition(f, "Ready").filter(|c| status_of(c) == Some(true))
     })
     .await;
-    let c = cluster(fake);
+    let c = cluster(api);
     assert_eq!(c["status"]["phase"], "Ready", "{c:#}");
     assert_eq!(c["status"]["nodes"]["ready"], 2);
     assert_eq!(c["status"]["nodes"]["total"], 2);
     assert_eq!(c["status"]["kubernetesVersion"], "v1.31.4");
     assert_eq!(c["status"]["operation"]["kind"], "install", "{c:#}");
     assert_eq!(
-        condition(fake, "Progressing").and_then(|c| status_of(&c)),
+        condition(api, "Progressing").and_then(|c| status_of(&c)),
         Some(false)
     );
     assert_eq!(
-        condition(fake, "Degraded").and_then(|c| status_of(&c)),
+        condition(api, "Degraded").and_then(|c| status_of(&c)),
         Some(false)
     );
     for name in ["cp-1", "gpu-1"] {
-        let n = node_of(fake, name);
+        let n = node_of(api, name);
         assert_eq!(n["status"]["phase"], "Ready", "{n:#}");
         assert_eq!(n["status"]["desiredState"], "Present");
         assert_eq!(n["status"]["hostKey"], "ssh-ed25519 SHA256:stand-in");
@@ -79,7 +89,7 @@ async fn a_new_cluster_goes_progressing_then_ready() {
                 .any(|f| f == "kubegrid.io/node")
         );
     }
-    let kubeconfig = fake
+    let kubeconfig = api
         .get_object("v1", "Secret", NS, "gpu-kubeconfig")
         .expect("kubeconfig Secret");
     assert_eq!(
@@ -87,7 +97,7 @@ async fn a_new_cluster_goes_progressing_then_ready() {
         "Cluster"
     );
     assert!(kubeconfig["data"]["value"].is_string());
-    let events = events(fake);
+    let events = events(api);
     for reason in ["OperationStarted", "PhaseStarted", "OperationSucceeded"] {
         assert!(
             events.iter().any(|e| e.starts_with(reason)),
@@ -104,12 +114,12 @@ async fn a_new_cluster_goes_progressing_then_ready() {
             .unwrap_or(0)
     };
     let before = reconciles(&metrics);
-    let mut touched = cluster(fake);
+    let mut touched = cluster(api);
     touched["metadata"]["labels"] = json!({"touched": "yes"});
-    fake.put(touched);
+    api.put(touched).await;
     within("a reconcile after the touch", async {
         while reconciles(&metrics) < before + 1 {
-            fake.wait_for(|f| Some(f.resource_version())).await;
+            api.wait_for(|f| Some(f.resource_version())).await;
             tokio::task::yield_now().await;
         }
     })
@@ -123,8 +133,9 @@ async fn a_new_cluster_goes_progressing_then_ready() {
     assert!(text.contains("kubegrid_operation_phase_duration_seconds_count{operation=\"install\",phase=\"container-runtime\"} 1"), "{text}");
 }
 
-#[tokio::test]
-async fn a_host_failure_degrades_the_cluster_naming_the_host_and_retries_with_backoff() {
+async fn a_host_failure_degrades_the_cluster_naming_the_host_and_retries_with_backoff(
+    backend: Backend,
+) {
     let plan: Arc<Plan> = Arc::new(|_, n| {
         if n < 2 {
             vec![("gpu-1", "container-runtime", "containerd: exit status 1")]
@@ -132,11 +143,11 @@ async fn a_host_failure_degrades_the_cluster_naming_the_host_and_retries_with_ba
             Vec::new()
         }
     });
-    let bed = Bed::new(fake(true, "Orphan"), true, plan);
+    let bed = Bed::on(backend, fake(true, "Orphan"), true, plan).await;
     let (_stop, _task, metrics) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
+    let api = &bed;
     // The condition and the one-line status message are written together.
-    let (degraded, summary) = eventually(fake, "Degraded=True", |f| {
+    let (degraded, summary) = eventually(api, "Degraded=True", |f| {
         condition(f, "Degraded")
             .filter(|c| status_of(c) == Some(true))
             .map(|c| (c, cluster(f)["status"].clone()))
@@ -156,7 +167,7 @@ async fn a_host_failure_degrades_the_cluster_naming_the_host_and_retries_with_ba
         message.contains("gpu-1 failed in container-runtime: containerd: exit status 1"),
         "{message}"
     );
-    let failed = node_of(fake, "gpu-1");
+    let failed = node_of(api, "gpu-1");
     assert_eq!(failed["status"]["phase"], "Failed", "{failed:#}");
     assert!(
         failed["status"]["lastError"]
@@ -165,14 +176,14 @@ async fn a_host_failure_degrades_the_cluster_naming_the_host_and_retries_with_ba
             .contains("containerd: exit status 1")
     );
     assert!(
-        events(fake)
+        events(api)
             .iter()
             .any(|e| e.starts_with("HostFailed: gpu-1 failed in container-runtime")),
         "{:#?}",
-        events(fake)
+        events(api)
     );
     // Retries back off and the third run succeeds.
-    eventually(fake, "Ready after retries", |f| {
+    eventually(api, "Ready after retries", |f| {
         condition(f, "Ready").filter(|c| status_of(c) == Some(true))
     })
     .await;
@@ -188,9 +199,9 @@ async fn a_host_failure_degrades_the_cluster_naming_the_host_and_retries_with_ba
         gap2 >= Duration::from_millis(200),
         "second retry after {gap2:?}: the delay doubles"
     );
-    assert_eq!(node_of(fake, "gpu-1")["status"]["phase"], "Ready");
+    assert_eq!(node_of(api, "gpu-1")["status"]["phase"], "Ready");
     assert_eq!(
-        condition(fake, "Degraded").and_then(|c| status_of(&c)),
+        condition(api, "Degraded").and_then(|c| status_of(&c)),
         Some(false)
     );
     assert!(
@@ -200,12 +211,11 @@ async fn a_host_failure_degrades_the_cluster_naming_the_host_and_retries_with_ba
     );
 }
 
-#[tokio::test]
-async fn a_missing_secret_gives_a_clear_condition_and_no_host_is_touched() {
-    let bed = Bed::new(fake(false, "Orphan"), true, never_fails());
+async fn a_missing_secret_gives_a_clear_condition_and_no_host_is_touched(backend: Backend) {
+    let bed = Bed::on(backend, fake(false, "Orphan"), true, never_fails()).await;
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
-    let ready = eventually(fake, "Ready=False SecretMissing", |f| {
+    let api = &bed;
+    let ready = eventually(api, "Ready=False SecretMissing", |f| {
         condition(f, "Ready").filter(|c| c["reason"] == "SecretMissing")
     })
     .await;
@@ -219,25 +229,25 @@ async fn a_missing_secret_gives_a_clear_condition_and_no_host_is_touched() {
     );
     assert!(bed.calls().is_empty(), "an operation ran without its key");
     // Creating the Secret is enough: the retry picks it up.
-    fake.put(secret(
+    api.put(secret(
         "gpu-ssh",
         "ssh-privatekey",
         "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----",
-    ));
-    eventually(fake, "Ready=True once the Secret exists", |f| {
+    ))
+    .await;
+    eventually(api, "Ready=True once the Secret exists", |f| {
         condition(f, "Ready").filter(|c| status_of(c) == Some(true))
     })
     .await;
 }
 
-#[tokio::test]
-async fn a_bundle_that_does_not_fit_the_spec_is_refused_before_any_host() {
-    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+async fn a_bundle_that_does_not_fit_the_spec_is_refused_before_any_host(backend: Backend) {
+    let bed = Bed::on(backend, fake(true, "Orphan"), true, never_fails()).await;
     let manifest = bed.dir.path().join("bundles/bundle/manifest.yaml");
     std::fs::write(&manifest, bundle_manifest(&["kubeadm"])).unwrap();
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
-    let ready = eventually(fake, "Ready=False BundleInvalid", |f| {
+    let api = &bed;
+    let ready = eventually(api, "Ready=False BundleInvalid", |f| {
         condition(f, "Ready").filter(|c| c["reason"] == "BundleInvalid")
     })
     .await;
@@ -254,29 +264,30 @@ async fn a_bundle_that_does_not_fit_the_spec_is_refused_before_any_host() {
     );
     // A bundle that fits is picked up by the retry.
     std::fs::write(&manifest, bundle_manifest(&[])).unwrap();
-    eventually(fake, "Ready=True once the bundle fits", |f| {
+    eventually(api, "Ready=True once the bundle fits", |f| {
         condition(f, "Ready").filter(|c| status_of(c) == Some(true))
     })
     .await;
 }
 
 async fn ready_then_delete(
+    backend: Backend,
     policy: &str,
     plan: Arc<Plan>,
 ) -> (Bed, tokio::sync::oneshot::Sender<()>) {
-    let bed = Bed::new(fake(true, policy), true, plan);
+    let bed = Bed::on(backend, fake(true, policy), true, plan).await;
     let (stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
-    wait_ready(fake).await;
-    assert!(fake.delete_object(API, "Cluster", NS, "gpu"));
+    let api = &bed;
+    wait_ready(api).await;
+    assert!(api.delete_object(API, "Cluster", NS, "gpu").await);
     // Held by its finalizer until the operator lets it go.
-    eventually(fake, "the Cluster is gone", |f| {
+    eventually(api, "the Cluster is gone", |f| {
         cluster(f).is_null().then_some(())
     })
     .await;
     // Nodes are released too; deleting them now removes them at once.
     for name in ["cp-1", "gpu-1"] {
-        let n = node_of(fake, name);
+        let n = node_of(api, name);
         assert!(
             n["metadata"]["finalizers"]
                 .as_array()
@@ -287,16 +298,14 @@ async fn ready_then_delete(
     (bed, stop)
 }
 
-#[tokio::test]
-async fn deletion_with_orphan_leaves_the_hosts_alone() {
-    let (bed, _stop) = ready_then_delete("Orphan", Arc::new(|_, _| Vec::new())).await;
+async fn deletion_with_orphan_leaves_the_hosts_alone(backend: Backend) {
+    let (bed, _stop) = ready_then_delete(backend, "Orphan", Arc::new(|_, _| Vec::new())).await;
     let calls = bed.calls();
     assert!(calls.iter().all(|c| c.kind == JobKind::Apply), "{calls:#?}");
     assert!(events(&bed.fake).iter().any(|e| e.starts_with("Orphaned")));
 }
 
-#[tokio::test]
-async fn deletion_with_reset_resets_every_host_and_retries_until_it_succeeds() {
+async fn deletion_with_reset_resets_every_host_and_retries_until_it_succeeds(backend: Backend) {
     let plan: Arc<Plan> = Arc::new(|job, n| {
         if job.kind == JobKind::Reset && n == 0 {
             vec![("cp-1", "reset", "kubeadm reset: exit status 1")]
@@ -304,7 +313,7 @@ async fn deletion_with_reset_resets_every_host_and_retries_until_it_succeeds() {
             Vec::new()
         }
     });
-    let (bed, _stop) = ready_then_delete("Reset", plan).await;
+    let (bed, _stop) = ready_then_delete(backend, "Reset", plan).await;
     let resets: Vec<_> = bed
         .calls()
         .into_iter()
@@ -329,14 +338,13 @@ async fn deletion_with_reset_resets_every_host_and_retries_until_it_succeeds() {
     );
 }
 
-#[tokio::test]
-async fn a_deleted_node_leaves_the_cluster_and_is_released() {
-    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+async fn a_deleted_node_leaves_the_cluster_and_is_released(backend: Backend) {
+    let bed = Bed::on(backend, fake(true, "Orphan"), true, never_fails()).await;
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
-    wait_ready(fake).await;
-    assert!(fake.delete_object(API, "Node", NS, "gpu-1"));
-    eventually(fake, "gpu-1 removed", |f| {
+    let api = &bed;
+    wait_ready(api).await;
+    assert!(api.delete_object(API, "Node", NS, "gpu-1").await);
+    eventually(api, "gpu-1 removed", |f| {
         node_of(f, "gpu-1").is_null().then_some(())
     })
     .await;
@@ -347,23 +355,25 @@ async fn a_deleted_node_leaves_the_cluster_and_is_released() {
         ["cp-1"],
         "the operation after the deletion acts on the rest: {calls:#?}"
     );
-    eventually(fake, "one Node counted", |f| {
+    eventually(api, "one Node counted", |f| {
         (cluster(f)["status"]["nodes"]["total"] == 1).then_some(())
     })
     .await;
 }
 
+// On the fake only: the real server's CEL transition rules refuse the edit at admission (the
+// CRD tests check that); this is the operator's own check, for a server that runs no rules.
 #[tokio::test]
 async fn an_immutable_field_change_is_refused_in_code_too() {
     let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
-    wait_ready(fake).await;
+    let api = &bed;
+    wait_ready(api).await;
     // The stand-in API server runs no CEL rules, like an old one: the operator must refuse.
-    let mut c = cluster(fake);
+    let mut c = cluster(api);
     c["spec"]["network"]["podCIDR"] = json!("10.250.0.0/16");
-    fake.put(c);
-    let ready = eventually(fake, "Ready=False ImmutableFieldChanged", |f| {
+    api.put(c).await;
+    let ready = eventually(api, "Ready=False ImmutableFieldChanged", |f| {
         condition(f, "Ready").filter(|c| c["reason"] == "ImmutableFieldChanged")
     })
     .await;

@@ -8,20 +8,27 @@ use serde_json::json;
 
 use crate::common::*;
 
+on_both!(
+    status_carries_the_installed_versions_and_the_operation,
+    a_version_change_on_an_installed_cluster_is_refused_and_nothing_runs,
+    removal_shows_absent_and_removing_and_deletion_shows_deleting_while_they_run,
+    a_cluster_with_a_missing_secret_stays_pending,
+    a_failed_reset_reports_a_reset_operation,
+);
+
 fn never_fails() -> Arc<Plan> {
     Arc::new(|_, _| Vec::new())
 }
 
-#[tokio::test]
-async fn status_carries_the_installed_versions_and_the_operation() {
-    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+async fn status_carries_the_installed_versions_and_the_operation(backend: Backend) {
+    let bed = Bed::on(backend, fake(true, "Orphan"), true, never_fails()).await;
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
-    eventually(fake, "Ready=True", |f| {
+    let api = &bed;
+    eventually(api, "Ready=True", |f| {
         condition(f, "Ready").filter(|c| c["status"] == "True")
     })
     .await;
-    let c = cluster(fake);
+    let c = cluster(api);
     let status = &c["status"];
     assert_eq!(status["kubernetesVersion"], "v1.31.4", "{c:#}");
     assert_eq!(status["operation"]["kind"], "install", "{c:#}");
@@ -35,7 +42,7 @@ async fn status_carries_the_installed_versions_and_the_operation() {
         "{c:#}"
     );
     for type_ in ["Ready", "Progressing", "Degraded"] {
-        let cond = condition(fake, type_).expect(type_);
+        let cond = condition(api, type_).expect(type_);
         assert!(cond["lastTransitionTime"].is_string(), "{cond}");
         assert_eq!(
             cond["observedGeneration"], c["metadata"]["generation"],
@@ -43,7 +50,7 @@ async fn status_carries_the_installed_versions_and_the_operation() {
         );
     }
     for name in ["cp-1", "gpu-1"] {
-        let n = node_of(fake, name);
+        let n = node_of(api, name);
         let s = &n["status"];
         assert_eq!(
             s["versions"],
@@ -78,19 +85,18 @@ async fn status_carries_the_installed_versions_and_the_operation() {
     }
 }
 
-#[tokio::test]
-async fn a_version_change_on_an_installed_cluster_is_refused_and_nothing_runs() {
-    let bed = Bed::new(fake(true, "Orphan"), true, never_fails());
+async fn a_version_change_on_an_installed_cluster_is_refused_and_nothing_runs(backend: Backend) {
+    let bed = Bed::on(backend, fake(true, "Orphan"), true, never_fails()).await;
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
-    eventually(fake, "Ready=True", |f| {
+    let api = &bed;
+    eventually(api, "Ready=True", |f| {
         condition(f, "Ready").filter(|c| c["status"] == "True")
     })
     .await;
-    let mut c = cluster(fake);
+    let mut c = cluster(api);
     c["spec"]["kubernetesVersion"] = json!("v1.32.0");
-    fake.put(c);
-    let progressing = eventually(fake, "Progressing=False UpgradeNotSupported", |f| {
+    api.put(c).await;
+    let progressing = eventually(api, "Progressing=False UpgradeNotSupported", |f| {
         condition(f, "Progressing").filter(|c| c["reason"] == "UpgradeNotSupported")
     })
     .await;
@@ -102,68 +108,69 @@ async fn a_version_change_on_an_installed_cluster_is_refused_and_nothing_runs() 
             && message.contains("upgrades are not supported yet"),
         "{message}"
     );
-    let c = cluster(fake);
+    let c = cluster(api);
     assert_eq!(c["status"]["phase"], "Ready", "never Upgrading: {c:#}");
     assert_eq!(c["status"]["kubernetesVersion"], "v1.31.4", "{c:#}");
     assert_eq!(
-        condition(fake, "Ready").map(|c| c["status"].clone()),
+        condition(api, "Ready").map(|c| c["status"].clone()),
         Some(json!("True")),
         "the cluster still runs"
     );
     assert!(
-        events(fake)
+        events(api)
             .iter()
             .any(|e| e.starts_with("UpgradeNotSupported")),
         "{:#?}",
-        events(fake)
+        events(api)
     );
     assert_eq!(bed.calls().len(), 1, "an operation ran for the new version");
     // Back to the installed version: the Cluster converges again without complaint.
-    let mut c = cluster(fake);
+    let mut c = cluster(api);
     c["spec"]["kubernetesVersion"] = json!("v1.31.4");
-    fake.put(c);
-    eventually(fake, "Progressing no longer UpgradeNotSupported", |f| {
+    api.put(c).await;
+    eventually(api, "Progressing no longer UpgradeNotSupported", |f| {
         condition(f, "Progressing").filter(|c| c["reason"] != "UpgradeNotSupported")
     })
     .await;
 }
 
-#[tokio::test]
-async fn removal_shows_absent_and_removing_and_deletion_shows_deleting_while_they_run() {
-    let bed = Bed::new(fake(true, "Reset"), true, never_fails());
+async fn removal_shows_absent_and_removing_and_deletion_shows_deleting_while_they_run(
+    backend: Backend,
+) {
+    let bed = Bed::on(backend, fake(true, "Reset"), true, never_fails()).await;
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
-    eventually(fake, "Ready=True", |f| {
+    let api = &bed;
+    eventually(api, "Ready=True", |f| {
         condition(f, "Ready").filter(|c| c["status"] == "True")
     })
     .await;
     // Held halfway from now on, so what runs can be seen.
     bed.gate.send(false).unwrap();
-    assert!(fake.delete_object(API, "Node", NS, "gpu-1"));
-    eventually(fake, "gpu-1 Absent and Removing", |f| {
+    assert!(api.delete_object(API, "Node", NS, "gpu-1").await);
+    eventually(api, "gpu-1 Absent and Removing", |f| {
         let s = node_of(f, "gpu-1")["status"].clone();
         (s["desiredState"] == "Absent" && s["phase"] == "Removing").then_some(())
     })
     .await;
     bed.gate.send(true).unwrap();
-    eventually(fake, "a NodePhaseChanged Event for the drain", |f| {
+    eventually(api, "a NodePhaseChanged Event for the drain", |f| {
         events(f)
             .iter()
             .any(|e| e.starts_with("NodePhaseChanged: gpu-1 is Draining"))
             .then_some(())
     })
     .await;
-    eventually(fake, "gpu-1 released", |f| {
+    eventually(api, "gpu-1 released", |f| {
         node_of(f, "gpu-1").is_null().then_some(())
     })
     .await;
-    eventually(fake, "Ready=True with one Node", |f| {
+    eventually(api, "Ready=True with one Node", |f| {
         (cluster(f)["status"]["nodes"]["total"] == 1).then_some(())
     })
     .await;
     bed.gate.send(false).unwrap();
-    assert!(fake.delete_object(API, "Cluster", NS, "gpu"));
-    let c = eventually(fake, "phase Deleting", |f| {
+    assert!(api.delete_object(API, "Cluster", NS, "gpu").await);
+    let c = eventually(api, "phase Deleting", |f| {
         let c = cluster(f);
         (c["status"]["phase"] == "Deleting").then_some(c)
     })
@@ -177,17 +184,16 @@ async fn removal_shows_absent_and_removing_and_deletion_shows_deleting_while_the
         .unwrap();
     assert_eq!(progressing["reason"], "Resetting", "{c:#}");
     bed.gate.send(true).unwrap();
-    eventually(fake, "the Cluster is gone", |f| {
+    eventually(api, "the Cluster is gone", |f| {
         cluster(f).is_null().then_some(())
     })
     .await;
 }
 
-#[tokio::test]
-async fn a_cluster_with_a_missing_secret_stays_pending() {
-    let bed = Bed::new(fake(false, "Orphan"), true, never_fails());
+async fn a_cluster_with_a_missing_secret_stays_pending(backend: Backend) {
+    let bed = Bed::on(backend, fake(false, "Orphan"), true, never_fails()).await;
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let c = eventually(&bed.fake, "phase Pending", |f| {
+    let c = eventually(&bed, "phase Pending", |f| {
         let c = cluster(f);
         (c["status"]["phase"] == "Pending").then_some(c)
     })
@@ -209,8 +215,7 @@ async fn a_cluster_with_a_missing_secret_stays_pending() {
     );
 }
 
-#[tokio::test]
-async fn a_failed_reset_reports_a_reset_operation() {
+async fn a_failed_reset_reports_a_reset_operation(backend: Backend) {
     let plan: Arc<Plan> = Arc::new(|job, n| {
         if job.kind == kubegrid_controller::runner::JobKind::Reset && n < 2 {
             vec![("cp-1", "reset", "kubeadm reset: exit status 1")]
@@ -218,21 +223,21 @@ async fn a_failed_reset_reports_a_reset_operation() {
             Vec::new()
         }
     });
-    let bed = Bed::new(fake(true, "Reset"), true, plan);
+    let bed = Bed::on(backend, fake(true, "Reset"), true, plan).await;
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
-    let fake = &bed.fake;
-    eventually(fake, "Ready=True", |f| {
+    let api = &bed;
+    eventually(api, "Ready=True", |f| {
         condition(f, "Ready").filter(|c| c["status"] == "True")
     })
     .await;
-    assert!(fake.delete_object(API, "Cluster", NS, "gpu"));
-    let c = eventually(fake, "a reset operation in status", |f| {
+    assert!(api.delete_object(API, "Cluster", NS, "gpu").await);
+    let c = eventually(api, "a reset operation in status", |f| {
         let c = cluster(f);
         (c["status"]["operation"]["kind"] == "reset").then_some(c)
     })
     .await;
     assert!(c["status"]["operation"]["startedAt"].is_string(), "{c:#}");
-    eventually(fake, "the Cluster is gone", |f| {
+    eventually(api, "the Cluster is gone", |f| {
         cluster(f).is_null().then_some(())
     })
     .await;
