@@ -20,6 +20,7 @@
 
 mod binaries;
 mod error;
+pub mod front;
 mod process;
 pub mod route;
 
@@ -42,6 +43,7 @@ use crate::process::{PROBE_EVERY, Process, free_port, http_get};
 pub use crate::{
     binaries::{Binaries, DEFAULT_DIR, in_ci},
     error::{Error, Result},
+    front::{Front, Seen, Tally},
     route::{RouteLayer, Routes},
 };
 
@@ -209,7 +211,17 @@ impl RealApiServer {
     /// requests go to `fake` ([`route`] lists the paths), named `name` on the fake's side
     /// as by [`FakeCluster::client_as`].
     pub fn routed_client(&self, fake: &FakeCluster, name: Option<&str>) -> kube::Client {
-        let service = RouteLayer::new(self.client(), Routes::kubegrid())
+        Self::routed_client_of(&self.client, fake, name)
+    }
+
+    /// [`RealApiServer::routed_client`] with `real` as the real server's client, for the
+    /// front's connections, which hold a clone of it rather than the server.
+    pub(crate) fn routed_client_of(
+        real: &kube::Client,
+        fake: &FakeCluster,
+        name: Option<&str>,
+    ) -> kube::Client {
+        let service = RouteLayer::new(real.clone(), Routes::kubegrid())
             .layer(fake.service(name.map(String::from)));
         kube::Client::new(service, "default")
     }
@@ -311,7 +323,7 @@ fn certificates(dir: &Path) -> Result<(Ca, IssuedCert)> {
     Ok((ca, admin))
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|source| Error::Io {
         what: "write a file of the test bed",
         path: path.to_path_buf(),
