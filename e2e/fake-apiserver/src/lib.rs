@@ -67,7 +67,7 @@ pub use self::{
     objects::{node, owned_pod, system_pod},
     seed::{NSLOOKUP_OUTPUT, POD_NETWORK_PAGE},
     service::{Partition, ResBody as ResponseBody},
-    tls::{ServerHandle, serve_mutual_tls, serve_tls},
+    tls::{ServerHandle, common_name, serve_mutual_tls, serve_tls, server_config},
 };
 
 /// What a created pod does once "started", chosen by the first rule whose

@@ -188,8 +188,9 @@ async fn connection(acceptor: TlsAcceptor, tcp: TcpStream, state: Arc<Mutex<Stat
         .await;
 }
 
-/// The subject common name of a DER certificate.
-fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
+/// The subject common name of a DER certificate: how a mutual-TLS client is named, here and
+/// by other test servers that name their clients the same way.
+pub fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
     let name = parsed.subject().iter_common_name().next()?;
     name.as_str().ok().map(str::to_owned)
@@ -209,8 +210,10 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().expect("fake state lock poisoned")
 }
 
-/// rustls' server configuration with the ring provider, offering HTTP/1.1.
-fn server_config(
+/// rustls' server configuration with the ring provider, offering HTTP/1.1: the server
+/// certificate chain and key (PEM), and with `client_ca_pem` the CA every client certificate
+/// must be signed by (as kube-apiserver's `--client-ca-file`). Other test servers reuse it.
+pub fn server_config(
     cert_pem: &str,
     key_pem: &str,
     client_ca_pem: Option<&str>,

@@ -95,4 +95,13 @@ pub enum Error {
         /// Its status conditions as last read.
         conditions: String,
     },
+
+    /// The HTTPS front ([`crate::Front`]) could not start.
+    #[error("the test front failed to {what}: {detail}")]
+    Front {
+        /// What it was doing.
+        what: &'static str,
+        /// The cause.
+        detail: String,
+    },
 }

@@ -25,6 +25,7 @@
 
 mod binaries;
 mod error;
+pub mod front;
 pub mod mirror;
 mod process;
 pub mod route;
@@ -48,6 +49,7 @@ use crate::process::{PROBE_EVERY, Process, free_port, http_get};
 pub use crate::{
     binaries::{Binaries, DEFAULT_DIR, in_ci},
     error::{Error, Result},
+    front::{Front, Seen, Tally},
     mirror::Mirror,
     route::{RouteLayer, Routes, Warnings},
 };
@@ -218,8 +220,20 @@ impl RealApiServer {
     /// requests go to `fake` ([`route`] lists the paths), named `name` on the fake's side
     /// as by [`FakeCluster::client_as`].
     pub fn routed_client(&self, fake: &FakeCluster, name: Option<&str>) -> kube::Client {
-        let service = RouteLayer::new(self.client(), Routes::kubegrid())
-            .recording(self.warnings.clone())
+        Self::routed_client_of(&self.client, &self.warnings, fake, name)
+    }
+
+    /// [`RealApiServer::routed_client`] with `real` as the real server's client, recording
+    /// its warnings in `warnings`, for the front's connections, which hold clones of them
+    /// rather than the server.
+    pub(crate) fn routed_client_of(
+        real: &kube::Client,
+        warnings: &Warnings,
+        fake: &FakeCluster,
+        name: Option<&str>,
+    ) -> kube::Client {
+        let service = RouteLayer::new(real.clone(), Routes::kubegrid())
+            .recording(warnings.clone())
             .layer(fake.service(name.map(String::from)));
         kube::Client::new(service, "default")
     }
@@ -238,6 +252,11 @@ impl RealApiServer {
     /// for each unknown field it pruned from a write.
     pub fn routed_warnings(&self) -> Vec<String> {
         self.warnings.all()
+    }
+
+    /// Where the routed clients (and the [`Front`]'s) record the real server's warnings.
+    pub(crate) fn warnings(&self) -> &Warnings {
+        &self.warnings
     }
 
     /// Applies `crds` (server-side apply) and waits until each is Established.
@@ -337,7 +356,7 @@ fn certificates(dir: &Path) -> Result<(Ca, IssuedCert)> {
     Ok((ca, admin))
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|source| Error::Io {
         what: "write a file of the test bed",
         path: path.to_path_buf(),

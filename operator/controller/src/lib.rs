@@ -16,6 +16,7 @@ pub mod health;
 pub mod immutable;
 pub mod inputs;
 pub mod leader;
+pub mod members;
 pub mod metrics;
 pub mod operation;
 pub mod outcome;

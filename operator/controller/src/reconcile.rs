@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
     runtime::{
         controller::Action,
         events::EventType,
@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::{
     context::Context,
     error::{Error, Result},
-    immutable,
+    immutable, members,
     operation::{self, key},
     outcome,
     runner::JobKind,
@@ -99,12 +99,7 @@ async fn nodes_of(ctx: &Context, cluster: &Cluster) -> Result<Members> {
     let ns = cluster.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Node> = Api::namespaced(ctx.client.clone(), &ns);
     let name = cluster.name_any();
-    let mut all: Vec<Node> = api
-        .list(&ListParams::default())
-        .await
-        .map_err(Error::kube(format!("list Nodes in {ns}")))?
-        .items;
-    all.sort_by_key(|n| n.name_any());
+    let all = members::related(&api, &name).await?;
     let (mine, others): (Vec<Node>, Vec<Node>) =
         all.into_iter().partition(|n| n.spec.cluster_name == name);
     let (live, leaving) = mine

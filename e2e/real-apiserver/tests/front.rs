@@ -1,0 +1,132 @@
+//! The HTTPS front: a client in another process's shoes (one kubeconfig, one endpoint) reaches
+//! the real server's kubegrid.io groups and the fake's Secrets through it, watches stream
+//! through it, and it counts the requests per side.
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api,
+    api::{DynamicObject, PostParams, WatchEvent, WatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    core::{ApiResource, GroupVersionKind},
+};
+use kubegrid_fake_apiserver::FakeCluster;
+use kubegrid_real_apiserver::{Front, RealApiServer};
+use serde_json::json;
+
+fn cluster_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kubegrid.io", "v1alpha1", "Cluster"),
+        "clusters",
+    )
+}
+
+fn cluster_object(name: &str) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "kubegrid.io/v1alpha1", "kind": "Cluster",
+        "metadata": {"name": name, "namespace": "fleet"},
+        "spec": {
+            "kubernetesVersion": "v1.31.4",
+            "controlPlaneEndpoint": {"address": "127.0.0.1"},
+            "network": {"podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12"},
+            "containerRuntime": {"containerd": {"version": "1.7"}},
+            "ssh": {"user": "root", "privateKeySecretRef": {"name": "gpu-ssh"}},
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_front_serves_both_sides_over_https_and_streams_watches() {
+    let test = "the_front_serves_both_sides_over_https_and_streams_watches";
+    let Some(server) = RealApiServer::for_test(test).await else {
+        return;
+    };
+    server.apply_crds(&kubegrid_api::crds()).await.unwrap();
+    let fake = FakeCluster::new();
+    let front = Front::start(&server, &fake).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("front.kubeconfig");
+    front.write_kubeconfig(&server, "op-a", &path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&path).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(config.cluster_url.to_string(), format!("{}/", front.url()));
+    let client = kube::Client::try_from(config).unwrap();
+
+    let clusters: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "fleet", &cluster_resource());
+    // A watch opened before the Cluster exists sees it arrive: the stream passes through.
+    let mut events = clusters
+        .watch(&WatchParams::default().timeout(30), "0")
+        .await
+        .unwrap()
+        .boxed();
+    clusters
+        .create(&PostParams::default(), &cluster_object("gpu"))
+        .await
+        .unwrap();
+    let added = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(event) = events.try_next().await.unwrap() {
+            if let WatchEvent::Added(object) = event {
+                return object;
+            }
+        }
+        panic!("the watch ended without an ADDED event");
+    })
+    .await
+    .expect("an ADDED event within 20 s");
+    assert_eq!(added.metadata.name.as_deref(), Some("gpu"));
+
+    let secrets: Api<Secret> = Api::namespaced(client, "fleet");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "gpu-ssh", "namespace": "fleet"},
+        "stringData": {"ssh-privatekey": "stand-in"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    // The Secret is in the fake only, the Cluster on the real server only.
+    assert!(
+        fake.get_object("v1", "Secret", "fleet", "gpu-ssh")
+            .is_some()
+    );
+    assert!(
+        fake.get_object("kubegrid.io/v1alpha1", "Cluster", "fleet", "gpu")
+            .is_none()
+    );
+    let direct: Api<DynamicObject> =
+        Api::namespaced_with(server.client(), "fleet", &cluster_resource());
+    assert!(direct.get("gpu").await.unwrap().metadata.uid.is_some());
+    // The client is named by its certificate on the fake's side.
+    assert!(
+        fake.state()
+            .client_requests
+            .iter()
+            .any(|(client, request)| client == "op-a" && request.contains("/secrets")),
+        "the fake saw op-a's Secret request"
+    );
+    // The watch and the create went to the real server, the Secret to the fake.
+    let tally = front.tally();
+    assert_eq!((tally.real, tally.fake), (2, 1), "{:?}", front.seen());
+    let seen = front.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.real && s.method == "GET" && s.path.contains("watch=true")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|s| !s.real
+            && s.method == "POST"
+            && s.path.starts_with("/api/v1/namespaces/fleet/secrets")),
+        "{seen:?}"
+    );
+    drop(front);
+    server.stop().await;
+}
