@@ -45,6 +45,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     let ns = cluster.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
     let span = tracing::info_span!("reconcile", cluster = %key(&cluster));
+    let cluster = with_fresh_finalizers(&api, cluster).await?;
     finalizer(&api, CLUSTER_FINALIZER, cluster, |event| async {
         match event {
             Finalizer::Apply(c) => apply(&c, &ctx).await,
@@ -58,6 +59,25 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
     })
+}
+
+/// The Cluster to reconcile: the controller's cached copy, or the stored one when the copy
+/// lacks the finalizer. The copy can miss the finalizer that the previous reconcile just
+/// added, since a watch event arrives after the write returned; kube-runtime's finalizer
+/// helper would then add it again with a JSON patch whose `test` of the old list fails (422
+/// on a real API server), failing the reconcile with a Warning Event. Only a Cluster without
+/// the finalizer costs this read: in practice its first reconcile.
+async fn with_fresh_finalizers(api: &Api<Cluster>, cluster: Arc<Cluster>) -> Result<Arc<Cluster>> {
+    if cluster.finalizers().iter().any(|f| f == CLUSTER_FINALIZER) {
+        return Ok(cluster);
+    }
+    let name = cluster.name_any();
+    let stored = api
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube(format!("read Cluster {}", key(&cluster))))?;
+    // Gone meanwhile: the finalizer helper sees the copy, as before.
+    Ok(stored.map_or(cluster, Arc::new))
 }
 
 /// What to do after a failed reconcile: retry with backoff, counting the failure.

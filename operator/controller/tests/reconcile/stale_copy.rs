@@ -1,6 +1,7 @@
 //! The Cluster a reconcile gets is the controller's cached copy, which can be older than
 //! what the operator last wrote: a real API server delivers a watch event after the write
-//! returned (seen on the real server as an operation run twice). The fake holds the
+//! returned (seen on the real server as an operation run twice, and as a finalizer added twice,
+//! which failed the reconcile). The fake holds the
 //! Clusters' watch events back to make that happen every time. On the fake only: the real
 //! server's watch cannot be held.
 
@@ -67,4 +68,44 @@ async fn a_reconcile_on_a_stale_copy_of_the_cluster_does_not_run_the_operation_a
         "the stale copy's Provisioning status started the operation again: {calls:#?}"
     );
     assert_eq!(cluster(&bed)["status"]["phase"], "Ready");
+}
+
+#[tokio::test]
+async fn a_reconcile_on_a_copy_without_the_new_finalizer_does_not_fail() {
+    let bed = Bed::new(fake(true, "Orphan"), true, Arc::new(|_, _| Vec::new()));
+    // From the start the operator's copy of the Cluster never sees its own writes: the
+    // finalizer the first reconcile adds stays out of it.
+    bed.hold_watches("kubegrid.io", "clusters");
+    let (_stop, _task, metrics) = bed.start("op-a", Duration::from_secs(2)).await;
+    eventually(&bed, "the Cluster's finalizer", |f| {
+        cluster(f)["metadata"]["finalizers"]
+            .as_array()
+            .filter(|l| l.iter().any(|x| x == "kubegrid.io/cluster"))
+            .map(|_| ())
+    })
+    .await;
+    // A Node event queues a reconcile, which runs on that copy.
+    let mut touched = node_of(&bed, "gpu-1");
+    touched["metadata"]["labels"] = serde_json::json!({"touched": "yes"});
+    bed.put(touched).await;
+    eventually(&bed, "Ready", |f| {
+        condition(f, "Ready").filter(|c| c["status"] == "True")
+    })
+    .await;
+    reconciled(&bed, &metrics, 3).await;
+    let text = metrics.render();
+    assert!(
+        !text.contains("kubegrid_reconcile_failures_total{"),
+        "a reconcile failed:\n{text}\nevents: {:#?}",
+        events(&bed)
+    );
+    assert!(
+        !events(&bed)
+            .iter()
+            .any(|e| e.starts_with("ReconcileFailed")),
+        "{:#?}",
+        events(&bed)
+    );
+    bed.release_watches("kubegrid.io", "clusters");
+    assert_eq!(bed.calls().len(), 1, "{:#?}", bed.calls());
 }
