@@ -4,29 +4,22 @@
 
 use std::time::Duration;
 
+use crate::common::server_with_crds;
 use kube::{
     Api,
     api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
 };
 use kubegrid_fake_apiserver::FakeCluster;
-use kubegrid_real_apiserver::{RealApiServer, mirror::kubegrid_resources};
+use kubegrid_real_apiserver::mirror::kubegrid_resources;
 use serde_json::{Value, json};
 
 const API: &str = "kubegrid.io/v1alpha1";
 
+/// A Cluster with `finalizers`.
 fn cluster_object(name: &str, finalizers: &[&str]) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": API, "kind": "Cluster",
-        "metadata": {"name": name, "namespace": "fleet", "finalizers": finalizers},
-        "spec": {
-            "kubernetesVersion": "v1.31.4",
-            "controlPlaneEndpoint": {"address": "10.213.99.11"},
-            "network": {"podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12"},
-            "containerRuntime": {"containerd": {"version": "1.7"}},
-            "ssh": {"user": "root", "privateKeySecretRef": {"name": "gpu-ssh"}},
-        }
-    }))
-    .unwrap()
+    let mut cluster = crate::common::cluster_object(name);
+    cluster.metadata.finalizers = Some(finalizers.iter().map(|f| f.to_string()).collect());
+    cluster
 }
 
 /// Waits (on the fake's change notifications, not a timer) until the copy of Cluster
@@ -44,10 +37,9 @@ async fn copy_until(fake: &FakeCluster, name: &str, check: impl Fn(Option<&Value
 #[tokio::test]
 async fn the_mirror_copies_real_objects_unchanged_and_follows_finalizers_and_deletions() {
     let test = "the_mirror_copies_real_objects_unchanged_and_follows_finalizers_and_deletions";
-    let Some(server) = RealApiServer::for_test(test).await else {
+    let Some(server) = server_with_crds(test).await else {
         return;
     };
-    server.apply_crds(&kubegrid_api::crds()).await.unwrap();
     let clusters: Api<DynamicObject> =
         Api::namespaced_with(server.client(), "fleet", &kubegrid_resources()[0]);
     let before = clusters

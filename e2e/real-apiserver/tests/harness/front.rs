@@ -2,47 +2,24 @@
 //! the real server's kubegrid.io groups and the fake's Secrets through it, watches stream
 //! through it, and it counts the requests per side.
 
+use crate::common::{cluster_object, cluster_resource, server_with_crds};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api,
     api::{DynamicObject, PostParams, WatchEvent, WatchParams},
     config::{KubeConfigOptions, Kubeconfig},
-    core::{ApiResource, GroupVersionKind},
 };
 use kubegrid_fake_apiserver::FakeCluster;
-use kubegrid_real_apiserver::{Front, RealApiServer};
+use kubegrid_real_apiserver::Front;
 use serde_json::json;
-
-fn cluster_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kubegrid.io", "v1alpha1", "Cluster"),
-        "clusters",
-    )
-}
-
-fn cluster_object(name: &str) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": "kubegrid.io/v1alpha1", "kind": "Cluster",
-        "metadata": {"name": name, "namespace": "fleet"},
-        "spec": {
-            "kubernetesVersion": "v1.31.4",
-            "controlPlaneEndpoint": {"address": "127.0.0.1"},
-            "network": {"podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12"},
-            "containerRuntime": {"containerd": {"version": "1.7"}},
-            "ssh": {"user": "root", "privateKeySecretRef": {"name": "gpu-ssh"}},
-        }
-    }))
-    .unwrap()
-}
 
 #[tokio::test]
 async fn the_front_serves_both_sides_over_https_and_streams_watches() {
     let test = "the_front_serves_both_sides_over_https_and_streams_watches";
-    let Some(server) = RealApiServer::for_test(test).await else {
+    let Some(server) = server_with_crds(test).await else {
         return;
     };
-    server.apply_crds(&kubegrid_api::crds()).await.unwrap();
     let fake = FakeCluster::new();
     let front = Front::start(&server, &fake).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

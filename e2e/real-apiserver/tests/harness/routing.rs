@@ -2,39 +2,17 @@
 //! refuses clients outside `system:masters`, and the routing layer sends each group to its
 //! side.
 
+use crate::common::{cluster_object, cluster_resource, server_with_crds};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api,
     api::{DynamicObject, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
-    core::{ApiResource, GroupVersionKind},
 };
 use kubegrid_fake_apiserver::FakeCluster;
 use kubegrid_pki::{LeafSpec, Usage};
 use kubegrid_real_apiserver::RealApiServer;
 use serde_json::json;
-
-fn cluster_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kubegrid.io", "v1alpha1", "Cluster"),
-        "clusters",
-    )
-}
-
-fn cluster_object(name: &str) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": "kubegrid.io/v1alpha1", "kind": "Cluster",
-        "metadata": {"name": name, "namespace": "fleet"},
-        "spec": {
-            "kubernetesVersion": "v1.31.4",
-            "controlPlaneEndpoint": {"address": "10.213.99.11"},
-            "network": {"podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12"},
-            "containerRuntime": {"containerd": {"version": "1.7"}},
-            "ssh": {"user": "root", "privateKeySecretRef": {"name": "gpu-ssh"}},
-        }
-    }))
-    .unwrap()
-}
 
 /// A client of `server` with a certificate of `group` signed by the server's CA.
 async fn client_in_group(server: &RealApiServer, group: &str) -> kube::Client {
@@ -64,10 +42,9 @@ async fn client_in_group(server: &RealApiServer, group: &str) -> kube::Client {
 #[tokio::test]
 async fn the_real_server_serves_kubegrids_crds_with_discovery_to_masters_only() {
     let test = "the_real_server_serves_kubegrids_crds_with_discovery_to_masters_only";
-    let Some(server) = RealApiServer::for_test(test).await else {
+    let Some(server) = server_with_crds(test).await else {
         return;
     };
-    server.apply_crds(&kubegrid_api::crds()).await.unwrap();
     // Aggregated discovery, as kubectl 1.36 asks for it, lists the CRDs' groups.
     let request = http::Request::get("/apis")
         .header(
@@ -102,10 +79,9 @@ async fn the_real_server_serves_kubegrids_crds_with_discovery_to_masters_only() 
 #[tokio::test]
 async fn the_routed_client_sends_kubegrid_io_to_the_real_server_and_secrets_to_the_fake() {
     let test = "the_routed_client_sends_kubegrid_io_to_the_real_server_and_secrets_to_the_fake";
-    let Some(server) = RealApiServer::for_test(test).await else {
+    let Some(server) = server_with_crds(test).await else {
         return;
     };
-    server.apply_crds(&kubegrid_api::crds()).await.unwrap();
     let fake = FakeCluster::new();
     let routed = server.routed_client(&fake, Some("op-a"));
     let secrets: Api<Secret> = Api::namespaced(routed.clone(), "fleet");
