@@ -18,6 +18,8 @@ use crate::{
 const VERSION_LIMIT: Duration = Duration::from_secs(30);
 /// How long the test container may take, image-less start included.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
+/// Runs of the test container when it succeeds but prints nothing (see `container_runs`).
+const RUN_ATTEMPTS: u32 = 3;
 /// How long a probing command may take; `etcdctl endpoint health` gives up after 5 s on
 /// its own, and a check that hangs would stall the whole phase.
 const COMMAND_LIMIT: Duration = Duration::from_secs(120);
@@ -201,19 +203,31 @@ fn container_runs(
         }
         unpack_rootfs(ctx, rootfs_sha256, &rootfs)?;
     }
-    let id = container_id();
     let rootfs_arg = rootfs.to_string_lossy().into_owned();
-    let mut args = vec![
-        "run",
-        "--rm",
-        "--runtime",
-        runtime,
-        "--rootfs",
-        &rootfs_arg,
-        &id,
-    ];
-    args.extend(argv.iter().map(String::as_str));
-    let ran = ctr(socket, &args, RUN_LIMIT)?;
+    // A process that exits at once can lose its output in containerd's IO copy (a known race
+    // of short-lived containers, containerd issue 770; seen here under load): a run that
+    // succeeded but printed nothing is tried again under a new name before it counts. A
+    // wrong rootfs or runtime prints something else or fails, and is not retried.
+    let mut attempt = 1;
+    let (id, ran) = loop {
+        let id = container_id();
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--rootfs",
+            &rootfs_arg,
+            &id,
+        ];
+        args.extend(argv.iter().map(String::as_str));
+        let ran = ctr(socket, &args, RUN_LIMIT)?;
+        if ran.success() && ran.stdout.trim().is_empty() && attempt < RUN_ATTEMPTS {
+            attempt += 1;
+            continue;
+        }
+        break (id, ran);
+    };
     if ran.success() && ran.stdout.contains(expect) {
         return Ok(Outcome {
             changed: false,
@@ -239,7 +253,14 @@ fn container_runs(
             format!("`ctr run` {}: {stderr}", ran.status_text())
         },
         expected: format!("stdout containing {expect:?}"),
-        hint: run_failure_hint(ran.success(), &stderr, runtime, &rootfs, &argv[0]),
+        hint: run_failure_hint(
+            ran.success(),
+            ran.stdout.trim().is_empty(),
+            &stderr,
+            runtime,
+            &rootfs,
+            &argv[0],
+        ),
         output: ran.tail(),
     })
 }
@@ -265,13 +286,19 @@ fn container_id() -> String {
 /// containerd was asked for, or containerd itself.
 fn run_failure_hint(
     ran_ok: bool,
+    stdout_empty: bool,
     stderr: &str,
     runtime: &str,
     rootfs: &Path,
     program: &str,
 ) -> String {
     let said = stderr.to_ascii_lowercase();
-    if ran_ok {
+    if ran_ok && stdout_empty {
+        format!(
+            "the container exited 0 but printed nothing, {RUN_ATTEMPTS} times: containerd lost its output (check `journalctl -u containerd`) or the test rootfs {} prints nothing; remove that directory so it is unpacked again",
+            rootfs.display()
+        )
+    } else if ran_ok {
         format!(
             "the container ran but printed something else: the test rootfs {} is not what the bundle holds; remove that directory so it is unpacked again",
             rootfs.display()
@@ -330,8 +357,11 @@ mod tests {
     fn a_failed_run_hint_points_at_what_failed() {
         let rootfs = Path::new("/var/lib/kubegrid/rootfs/abc");
         let runtime = "io.containerd.kata.v2";
-        let hint = |ok, stderr| run_failure_hint(ok, stderr, runtime, rootfs, "/bin/busybox");
+        let hint =
+            |ok, stderr| run_failure_hint(ok, false, stderr, runtime, rootfs, "/bin/busybox");
         assert!(hint(true, "").contains("the test rootfs /var/lib/kubegrid/rootfs/abc"));
+        let silent = run_failure_hint(true, true, "", runtime, rootfs, "/bin/busybox");
+        assert!(silent.contains("printed nothing, 3 times"), "{silent}");
         let h = hint(
             false,
             "ctr: failed to create shim task: runtime \"io.containerd.kata.v2\" binary not installed",

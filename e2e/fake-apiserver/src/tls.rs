@@ -157,7 +157,11 @@ async fn connection(acceptor: TlsAcceptor, tcp: TcpStream, state: Arc<Mutex<Stat
             tls
         }
         Err(e) => {
-            lock(&state).tls_errors.push(e.to_string());
+            let mut state = lock(&state);
+            state.tls_errors.push(e.to_string());
+            // The client may see its failure first (TLS 1.3 checks its certificate after
+            // the client's side of the handshake is done); waiters learn of it here.
+            state.store.notify();
             return;
         }
     };

@@ -123,7 +123,17 @@ async fn mutual_tls_refuses_a_client_certificate_from_another_ca() {
         .await;
     assert!(result.is_err(), "{result:?}");
     assert!(fake.requests_matching("GET").is_empty());
-    let errors = fake.state().tls_errors.clone();
+    // The server records the refused handshake on its own thread, maybe after the client
+    // has seen the failure.
+    let errors = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        fake.wait_for(|f| {
+            let errors = f.state().tls_errors.clone();
+            (!errors.is_empty()).then_some(errors)
+        }),
+    )
+    .await
+    .expect("the server records the refused handshake");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("UnknownIssuer"), "{errors:?}");
 }
