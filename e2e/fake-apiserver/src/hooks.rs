@@ -190,7 +190,8 @@ impl FakeCluster {
     }
 }
 
-fn key(api_version: &str, kind: &str, namespace: &str, name: &str) -> ObjectKey {
+/// The store's key of an object.
+pub(crate) fn key(api_version: &str, kind: &str, namespace: &str, name: &str) -> ObjectKey {
     ObjectKey {
         resource: Resource::of_kind(api_version, kind),
         namespace: namespace.to_owned(),

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::{FakeCluster, kinds::Resource, store::ObjectKey};
+use crate::{FakeCluster, hooks::key};
 
 impl FakeCluster {
     /// For the harness's mirror: stores `object` exactly as given (the real server's
@@ -20,20 +20,18 @@ impl FakeCluster {
     ///
     /// When `object` lacks `apiVersion`, `kind` or `metadata.name`.
     pub fn mirror_put(&self, object: Value) {
-        let key = ObjectKey {
-            resource: Resource::of_kind(
-                object["apiVersion"].as_str().expect("object apiVersion"),
-                object["kind"].as_str().expect("object kind"),
-            ),
-            namespace: object["metadata"]["namespace"]
+        let field = |value: &Value, what: &str| -> String {
+            value
                 .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            name: object["metadata"]["name"]
-                .as_str()
-                .expect("object metadata.name")
-                .to_owned(),
+                .unwrap_or_else(|| panic!("object {what}"))
+                .to_owned()
         };
+        let key = key(
+            &field(&object["apiVersion"], "apiVersion"),
+            &field(&object["kind"], "kind"),
+            object["metadata"]["namespace"].as_str().unwrap_or_default(),
+            &field(&object["metadata"]["name"], "metadata.name"),
+        );
         self.state().store.mirror_put(key, object);
     }
 
@@ -46,12 +44,9 @@ impl FakeCluster {
         namespace: &str,
         name: &str,
     ) -> bool {
-        let key = ObjectKey {
-            resource: Resource::of_kind(api_version, kind),
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        };
-        self.state().store.mirror_remove(&key)
+        self.state()
+            .store
+            .mirror_remove(&key(api_version, kind, namespace, name))
     }
 }
 

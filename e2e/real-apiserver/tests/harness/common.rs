@@ -1,6 +1,12 @@
 //! What the harness tests share: a server with kubegrid's CRDs, and a valid Cluster.
 
-use kube::{api::DynamicObject, core::ApiResource};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api,
+    api::{DynamicObject, PostParams},
+    core::ApiResource,
+};
+use kubegrid_fake_apiserver::FakeCluster;
 use kubegrid_real_apiserver::{RealApiServer, mirror::kubegrid_resources};
 use serde_json::json;
 
@@ -34,4 +40,33 @@ pub(crate) fn cluster_object(name: &str) -> DynamicObject {
         }
     }))
     .unwrap()
+}
+
+/// Creates Secret `gpu-ssh` in `fleet` through `client`.
+pub(crate) async fn create_secret(client: kube::Client) {
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "gpu-ssh", "namespace": "fleet"},
+        "stringData": {"ssh-privatekey": "stand-in"}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client, "fleet")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+/// Asserts that Secret `gpu-ssh` is in the fake only and Cluster `gpu` on the real server
+/// only, where the server gave it what the fake would not (a uid).
+pub(crate) async fn assert_each_on_its_side(server: &RealApiServer, fake: &FakeCluster) {
+    assert!(
+        fake.get_object("v1", "Secret", "fleet", "gpu-ssh")
+            .is_some()
+    );
+    assert!(
+        fake.get_object("kubegrid.io/v1alpha1", "Cluster", "fleet", "gpu")
+            .is_none()
+    );
+    let direct: Api<DynamicObject> =
+        Api::namespaced_with(server.client(), "fleet", &cluster_resource());
+    assert!(direct.get("gpu").await.unwrap().metadata.uid.is_some());
 }

@@ -2,9 +2,10 @@
 //! the real server's kubegrid.io groups and the fake's Secrets through it, watches stream
 //! through it, and it counts the requests per side.
 
-use crate::common::{cluster_object, cluster_resource, server_with_crds};
+use crate::common::{
+    assert_each_on_its_side, cluster_object, cluster_resource, create_secret, server_with_crds,
+};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api,
     api::{DynamicObject, PostParams, WatchEvent, WatchParams},
@@ -12,7 +13,6 @@ use kube::{
 };
 use kubegrid_fake_apiserver::FakeCluster;
 use kubegrid_real_apiserver::Front;
-use serde_json::json;
 
 #[tokio::test]
 async fn the_front_serves_both_sides_over_https_and_streams_watches() {
@@ -58,29 +58,9 @@ async fn the_front_serves_both_sides_over_https_and_streams_watches() {
     .expect("an ADDED event within 20 s");
     assert_eq!(added.metadata.name.as_deref(), Some("gpu"));
 
-    let secrets: Api<Secret> = Api::namespaced(client, "fleet");
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "gpu-ssh", "namespace": "fleet"},
-        "stringData": {"ssh-privatekey": "stand-in"}
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-
+    create_secret(client).await;
     // The Secret is in the fake only, the Cluster on the real server only.
-    assert!(
-        fake.get_object("v1", "Secret", "fleet", "gpu-ssh")
-            .is_some()
-    );
-    assert!(
-        fake.get_object("kubegrid.io/v1alpha1", "Cluster", "fleet", "gpu")
-            .is_none()
-    );
-    let direct: Api<DynamicObject> =
-        Api::namespaced_with(server.client(), "fleet", &cluster_resource());
-    assert!(direct.get("gpu").await.unwrap().metadata.uid.is_some());
+    assert_each_on_its_side(&server, &fake).await;
     // The client is named by its certificate on the fake's side.
     assert!(
         fake.state()

@@ -2,8 +2,9 @@
 //! refuses clients outside `system:masters`, and the routing layer sends each group to its
 //! side.
 
-use crate::common::{cluster_object, cluster_resource, server_with_crds};
-use k8s_openapi::api::core::v1::Secret;
+use crate::common::{
+    assert_each_on_its_side, cluster_object, cluster_resource, create_secret, server_with_crds,
+};
 use kube::{
     Api,
     api::{DynamicObject, PostParams},
@@ -12,7 +13,6 @@ use kube::{
 use kubegrid_fake_apiserver::FakeCluster;
 use kubegrid_pki::{LeafSpec, Usage};
 use kubegrid_real_apiserver::RealApiServer;
-use serde_json::json;
 
 /// A client of `server` with a certificate of `group` signed by the server's CA.
 async fn client_in_group(server: &RealApiServer, group: &str) -> kube::Client {
@@ -84,16 +84,7 @@ async fn the_routed_client_sends_kubegrid_io_to_the_real_server_and_secrets_to_t
     };
     let fake = FakeCluster::new();
     let routed = server.routed_client(&fake, Some("op-a"));
-    let secrets: Api<Secret> = Api::namespaced(routed.clone(), "fleet");
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "gpu-ssh", "namespace": "fleet"},
-        "stringData": {"ssh-privatekey": "stand-in"}
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    create_secret(routed.clone()).await;
     let clusters: Api<DynamicObject> =
         Api::namespaced_with(routed.clone(), "fleet", &cluster_resource());
     clusters
@@ -101,19 +92,7 @@ async fn the_routed_client_sends_kubegrid_io_to_the_real_server_and_secrets_to_t
         .await
         .unwrap();
     // The Secret is in the fake only, the Cluster on the real server only.
-    assert!(
-        fake.get_object("v1", "Secret", "fleet", "gpu-ssh")
-            .is_some()
-    );
-    assert!(
-        fake.get_object("kubegrid.io/v1alpha1", "Cluster", "fleet", "gpu")
-            .is_none()
-    );
-    let direct: Api<DynamicObject> =
-        Api::namespaced_with(server.client(), "fleet", &cluster_resource());
-    let stored = direct.get("gpu").await.unwrap();
-    // The real server defaulted fields the fake would not have.
-    assert!(stored.metadata.uid.is_some());
+    assert_each_on_its_side(&server, &fake).await;
     assert!(
         fake.state()
             .client_requests

@@ -29,15 +29,7 @@ pub struct Schema {
 
 impl Schema {
     pub fn of(crd: &CustomResourceDefinition) -> Self {
-        let version = &crd.spec.versions[0];
-        let root = serde_json::to_value(
-            version
-                .schema
-                .as_ref()
-                .and_then(|s| s.open_api_v3_schema.as_ref())
-                .unwrap(),
-        )
-        .unwrap();
+        let root = crate::common::open_api_schema(crd);
         let env = Arc::new(cel::Env::stdlib());
         let mut rules = Vec::new();
         collect(&env, &root, &mut Vec::new(), &mut rules);

@@ -118,3 +118,13 @@ pub fn one_problem(text: &str, resource: &str, field: &str, seen: &str) -> Strin
     assert!(problem.contains("; expected "), "{problem}");
     problem
 }
+
+/// The openAPIV3Schema of a CRD's one version, as JSON.
+pub fn open_api_schema(crd: &kubegrid_api::CustomResourceDefinition) -> serde_json::Value {
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("each CRD version has a schema");
+    serde_json::to_value(schema).unwrap()
+}

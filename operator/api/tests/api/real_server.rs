@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::{
     Api,
     api::{DynamicObject, PostParams},
-    core::{ApiResource, GroupVersionKind},
+    core::ApiResource,
 };
-use kubegrid_real_apiserver::RealApiServer;
+use kubegrid_real_apiserver::{RealApiServer, mirror::kubegrid_resources};
 use serde_json::Value as Json;
 
 use crate::{
@@ -35,15 +35,10 @@ pub(crate) async fn server_with_crds(test: &str) -> Option<RealApiServer> {
 
 /// The API resource of a kubegrid kind.
 pub(crate) fn resource(kind: &str) -> ApiResource {
-    let plural = match kind {
-        "Cluster" => "clusters",
-        "Node" => "nodes",
-        other => panic!("not a kubegrid kind: {other}"),
-    };
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kubegrid.io", "v1alpha1", kind),
-        plural,
-    )
+    kubegrid_resources()
+        .into_iter()
+        .find(|r| r.kind == kind)
+        .unwrap_or_else(|| panic!("not a kubegrid kind: {kind}"))
 }
 
 /// The documents of a spec text as JSON objects, in namespace `ns`.

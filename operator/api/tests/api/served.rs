@@ -2,6 +2,8 @@
 //! and every printer column reads one plain value, as kubectl users expect.
 
 use kubegrid_api::{NodeSpec, crds};
+
+use crate::common::open_api_schema;
 use serde_json::{Value as Json, json};
 
 /// The formats the API server recognizes in CRD schemas, by schema type, as of Kubernetes
@@ -55,14 +57,7 @@ fn recognized(type_: &str, format: &str) -> bool {
 fn schemas() -> Vec<(String, Json)> {
     crds()
         .iter()
-        .map(|crd| {
-            let version = &crd.spec.versions[0];
-            let schema = version.schema.as_ref().unwrap();
-            (
-                crd.spec.names.kind.clone(),
-                serde_json::to_value(schema.open_api_v3_schema.as_ref().unwrap()).unwrap(),
-            )
-        })
+        .map(|crd| (crd.spec.names.kind.clone(), open_api_schema(crd)))
         .collect()
 }
 
@@ -166,16 +161,11 @@ fn integer_fields_keep_their_type_range_as_bounds() {
 fn every_printer_column_reads_one_plain_field_of_its_type() {
     for crd in crds() {
         let kind = &crd.spec.names.kind;
-        let version = &crd.spec.versions[0];
-        let root = serde_json::to_value(
-            version
-                .schema
-                .as_ref()
-                .and_then(|s| s.open_api_v3_schema.as_ref())
-                .unwrap(),
-        )
-        .unwrap();
-        let columns = version.additional_printer_columns.as_deref().unwrap();
+        let root = open_api_schema(&crd);
+        let columns = crd.spec.versions[0]
+            .additional_printer_columns
+            .as_deref()
+            .unwrap();
         for column in columns {
             let (name, path) = (&column.name, &column.json_path);
             // A path with `[` or `*` shows only its first match in the server's table.
