@@ -85,6 +85,13 @@ pub struct ClusterSpec {
     pub network: NetworkSpec,
     /// containerd and its runtimes.
     pub container_runtime: ContainerRuntimeSpec,
+    /// External etcd (Nodes with the `etcd` role): the release line to run. Without it, the
+    /// newest etcd the bundle carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdSpec>,
+    /// How upgrades roll: how many worker Nodes at once, and a pause between Nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeSpec>,
     /// The offline bundle; the CLI's `--bundle DIR` stands in when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<BundleSpec>,
@@ -99,6 +106,37 @@ pub struct ClusterSpec {
     /// CLI ignores it.
     #[serde(default, skip_serializing_if = "DeletionPolicy::is_orphan")]
     pub deletion_policy: DeletionPolicy,
+}
+
+/// External etcd's release line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EtcdSpec {
+    /// Release line, e.g. `3.5`; the bundle pins the patch release.
+    #[x_kube(validation = crate::rules::etcd_line())]
+    pub version: String,
+}
+
+/// How an upgrade rolls over the Nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpgradeSpec {
+    /// Worker Nodes drained and upgraded at once (default 1). Control-plane Nodes and etcd
+    /// members always go one at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = crate::version::MAX_UPGRADE_UNAVAILABLE))]
+    pub max_unavailable: Option<u32>,
+    /// Stops a running upgrade between Nodes (the Node being upgraded finishes first), and
+    /// keeps a new one from starting. Set it back to `false` to go on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+impl UpgradeSpec {
+    /// Worker Nodes upgraded at once.
+    pub fn max_unavailable(&self) -> u32 {
+        self.max_unavailable.unwrap_or(1).max(1)
+    }
 }
 
 /// What deleting a Cluster does to its hosts.

@@ -36,8 +36,8 @@ pub mod version;
 pub use cluster::{
     BUNDLE_REGISTRY_MIRRORED, BundleRegistrySpec, BundleSpec, Cluster, ClusterSpec,
     ContainerRuntimeSpec, ContainerdSource, ContainerdSpec, ControlPlaneEndpoint,
-    DEFAULT_API_SERVER_PORT, DEFAULT_BUNDLE_REGISTRY_PORT, DEFAULT_CNI, DeletionPolicy,
-    MAX_BUNDLE_SOURCE_LEN, NetworkSpec, RegistryMirror, RuntimeName,
+    DEFAULT_API_SERVER_PORT, DEFAULT_BUNDLE_REGISTRY_PORT, DEFAULT_CNI, DeletionPolicy, EtcdSpec,
+    MAX_BUNDLE_SOURCE_LEN, NetworkSpec, RegistryMirror, RuntimeName, UpgradeSpec,
 };
 pub use crd::{CustomResourceDefinition, crd_file_name, crd_yaml, crds};
 pub use error::{API_VERSION, Error, Problem, Result, SourceLine};
@@ -55,6 +55,6 @@ pub use status::{
 };
 pub use validate::ValidateFor;
 pub use version::{
-    MAX_KUBERNETES_VERSION_LEN, SUPPORTED_CONTAINERD_LINES, SUPPORTED_KUBERNETES_MINORS,
-    parse_kubernetes_version,
+    MAX_KUBERNETES_VERSION_LEN, MAX_UPGRADE_UNAVAILABLE, SUPPORTED_CONTAINERD_LINES,
+    SUPPORTED_ETCD_LINES, SUPPORTED_KUBERNETES_MINORS, parse_kubernetes_version,
 };

@@ -13,7 +13,8 @@
 use kube::core::{Message, Rule};
 
 use crate::version::{
-    SUPPORTED_CONTAINERD_LINES, SUPPORTED_KUBERNETES_MINORS, kubernetes_version_expectation,
+    SUPPORTED_CONTAINERD_LINES, SUPPORTED_ETCD_LINES, SUPPORTED_KUBERNETES_MINORS,
+    kubernetes_version_expectation,
 };
 
 /// A rule with a fixed failure message.
@@ -58,6 +59,21 @@ pub(crate) fn containerd_line() -> Rule {
         format!(
             "must be a containerd release line, one of {}",
             SUPPORTED_CONTAINERD_LINES.join(", ")
+        ),
+    )
+}
+
+/// `spec.etcd.version`: a supported external etcd release line.
+pub(crate) fn etcd_line() -> Rule {
+    let lines: Vec<String> = SUPPORTED_ETCD_LINES
+        .iter()
+        .map(|l| format!("'{l}'"))
+        .collect();
+    rule(
+        format!("self in [{}]", lines.join(", ")),
+        format!(
+            "must be an etcd release line, one of {}",
+            SUPPORTED_ETCD_LINES.join(", ")
         ),
     )
 }

@@ -8,6 +8,7 @@ mod nodes;
 mod registry;
 pub(crate) mod runtime;
 mod update;
+mod upgrade;
 
 use std::{io::ErrorKind, net::IpAddr};
 
@@ -115,6 +116,7 @@ impl Checker<'_> {
         self.network(&at, &spec.network);
         self.network_sizes(&at);
         self.runtime(&at, &spec.container_runtime);
+        self.etcd_and_upgrade(&at);
         self.default_runtime(&at);
         self.bundle(&at);
         self.bundle_registry(&at);

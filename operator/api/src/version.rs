@@ -9,6 +9,14 @@ pub const SUPPORTED_KUBERNETES_MINORS: RangeInclusive<u64> = 30..=35;
 /// containerd release lines kubegrid configures; the bundle pins the patch release.
 pub const SUPPORTED_CONTAINERD_LINES: &[&str] = &["1.6", "1.7", "2.0", "2.1", "2.2"];
 
+/// External etcd release lines kubegrid runs (`spec.etcd.version`); the bundle pins the patch
+/// release. 3.4 is below kubeadm's minimum for any supported Kubernetes minor, and is accepted
+/// so that such a cluster can be named and upgraded (the upgrade planner says so).
+pub const SUPPORTED_ETCD_LINES: &[&str] = &["3.4", "3.5", "3.6"];
+
+/// The most Nodes an upgrade takes down at once (`spec.upgrade.maxUnavailable`).
+pub const MAX_UPGRADE_UNAVAILABLE: u32 = 1000;
+
 /// The longest Kubernetes version accepted. The CRD schema carries it as `maxLength`, which
 /// bounds what the API server's CEL cost estimate charges for the version's regex rule.
 pub const MAX_KUBERNETES_VERSION_LEN: usize = 64;

@@ -74,6 +74,8 @@ fn cluster(group: &str, first: &HostRecord, private_key: &Path) -> Cluster {
                 sandbox_image: None,
                 registry_mirrors: Vec::new(),
             },
+            etcd: None,
+            upgrade: None,
             bundle: None,
             ssh: SshSpec {
                 private_key_file: Some(private_key.display().to_string()),

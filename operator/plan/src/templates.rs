@@ -43,6 +43,7 @@ pub const TEMPLATES: &[Template] = templates![
     "modules-load/kubernetes.conf.tera",
     "kubeadm/init.yaml.tera",
     "kubeadm/join.yaml.tera",
+    "kubeadm/upgrade.sh.tera",
     "kubelet/kubelet.service.tera",
     "kubelet/10-kubeadm.conf.tera",
     "kube-vip/kube-vip.yaml.tera",

@@ -148,6 +148,7 @@ fn the_cel_crate_parses_every_rule_and_only_properties_carry_them() {
             "Cluster:spec.containerRuntime.containerd.version",
             "Cluster:spec.controlPlaneEndpoint",
             "Cluster:spec.controlPlaneEndpoint",
+            "Cluster:spec.etcd.version",
             "Cluster:spec.kubernetesVersion",
             "Cluster:spec.network",
             "Cluster:spec.network.podCIDR",
@@ -238,6 +239,24 @@ pub(crate) fn versions() -> (Vec<String>, Vec<String>) {
 
 /// Create-time examples: the edit, and the one field that both must refuse (or none).
 pub(crate) const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
+    (
+        "  bundle:\n    source: bundle",
+        "  etcd: {version: \"3.5\"}\n  upgrade: {maxUnavailable: 3, paused: true}\n  bundle:\n    source: bundle",
+        "",
+        "",
+    ),
+    (
+        "  bundle:\n    source: bundle",
+        "  etcd: {version: \"3.5.30\"}\n  bundle:\n    source: bundle",
+        "Cluster/gpu-prod",
+        "spec.etcd.version",
+    ),
+    (
+        "  bundle:\n    source: bundle",
+        "  upgrade: {maxUnavailable: 0}\n  bundle:\n    source: bundle",
+        "Cluster/gpu-prod",
+        "spec.upgrade.maxUnavailable",
+    ),
     ("version: \"1.7\"", "version: \"2.0\"", "", ""),
     (
         "version: \"1.7\"",

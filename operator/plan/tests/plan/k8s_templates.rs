@@ -15,6 +15,7 @@ use crate::{
 
 pub const INIT: &str = "kubeadm/init.yaml.tera";
 pub const JOIN: &str = "kubeadm/join.yaml.tera";
+const UPGRADE: &str = "kubeadm/upgrade.sh.tera";
 pub const KUBE_VIP: &str = "kube-vip/kube-vip.yaml.tera";
 pub const ETCD: &str = "etcd/etcd.service.tera";
 pub const CILIUM: &str = "cni/cilium.yaml.tera";
@@ -63,6 +64,28 @@ fn kubeadm_join_matches_golden_for_control_planes_and_workers() {
             assert_golden(&golden_path(JOIN, &format!("{}-{host}", v.label)), &text);
         }
     }
+}
+
+#[test]
+fn kubeadm_upgrade_script_matches_golden_and_is_valid_shell() {
+    let text = render_for(UPGRADE, "v1.31-external-lb", "cp-2");
+    assert_golden(&golden_path(UPGRADE, "v1.31-external-lb-cp-2"), &text);
+    assert!(text.starts_with("#!/bin/sh\n"), "{text}");
+    assert!(text.contains("want=v1.31.4\n"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("upgrade.sh");
+    std::fs::write(&script, &text).unwrap();
+    let syntax = std::process::Command::new("sh")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(syntax.success(), "sh -n refuses the script:\n{text}");
+    let usage = std::process::Command::new("sh")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2), "no argument is a usage error");
 }
 
 #[test]

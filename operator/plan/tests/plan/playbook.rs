@@ -62,9 +62,9 @@ fn install_playbook_has_the_slice_phases() {
 
 #[test]
 fn unknown_builtin_playbook_lists_the_known_ones() {
-    let err = Playbook::builtin("upgrade").unwrap_err().to_string();
+    let err = Playbook::builtin("rollback").unwrap_err().to_string();
     assert!(
-        err.contains("`upgrade`") && err.contains("install"),
+        err.contains("`rollback`") && err.contains("install") && err.contains("upgrade"),
         "{err}"
     );
 }
