@@ -120,7 +120,13 @@ pub fn downgrades(state: &ClusterState, targets: &Targets, out: &mut Vec<Blocker
     }
 }
 
-fn check(n: &NodeState, what: &str, current: Option<&Version>, target: &Version, out: &mut Vec<Blocker>) {
+fn check(
+    n: &NodeState,
+    what: &str,
+    current: Option<&Version>,
+    target: &Version,
+    out: &mut Vec<Blocker>,
+) {
     let Some(current) = current else { return };
     if current <= target {
         return;

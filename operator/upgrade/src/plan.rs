@@ -92,7 +92,11 @@ impl Component {
 
 /// One step of the plan. Steps run one at a time, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Step {
     /// External etcd member: snapshot, stop, replace binary, start, wait healthy (one at a time).
     EtcdMember {

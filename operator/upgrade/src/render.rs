@@ -25,7 +25,11 @@ pub fn render_text(plan: &Plan) -> String {
         }
         for (i, c) in n.changes.iter().enumerate() {
             rows.push([
-                if i == 0 { n.name.clone() } else { String::new() },
+                if i == 0 {
+                    n.name.clone()
+                } else {
+                    String::new()
+                },
                 c.component.as_str().into(),
                 show(c.current.as_ref()),
                 c.target.to_string(),

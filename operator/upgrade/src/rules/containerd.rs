@@ -12,8 +12,11 @@
 
 use semver::Version;
 
-/// (Kubernetes minor, [(containerd major, minor, lowest patch)]) for Kubernetes 1.x.
-const TABLE: &[(u64, &[(u64, u64, u64)])] = &[
+/// A containerd line and its lowest recommended patch: (major, minor, patch).
+type Line = (u64, u64, u64);
+
+/// (Kubernetes 1.x minor, the containerd lines it supports).
+const TABLE: &[(u64, &[Line])] = &[
     (30, &[(2, 1, 0), (2, 0, 0), (1, 7, 13), (1, 6, 28)]),
     (31, &[(2, 1, 0), (2, 0, 0), (1, 7, 20), (1, 6, 34)]),
     (32, &[(2, 1, 0), (2, 0, 1), (1, 7, 24), (1, 6, 36)]),

@@ -75,16 +75,22 @@ pub fn path(
         if (target.major, minor) == (3, 6) && from < MIN_FOR_3_6 {
             match newest_of_line(available, 3, 5).filter(|v| *v >= MIN_FOR_3_6) {
                 Some(v) => out.push(v),
-                None => return stop(out, Blocker::new(
-                    None,
-                    "etcd-path",
-                    &format!(
-                        "etcd {from} cannot move to 3.6 directly and the bundle has no etcd \
+                None => {
+                    return stop(
+                        out,
+                        Blocker::new(
+                            None,
+                            "etcd-path",
+                            &format!(
+                                "etcd {from} cannot move to 3.6 directly and the bundle has no etcd \
                          3.5.26 or later to stop at"
-                    ),
-                    "an etcd 3.5 release of 3.5.26 or later in the bundle",
-                    "build the bundle with etcd 3.5.26 or later as well",
-                ), blockers),
+                            ),
+                            "an etcd 3.5 release of 3.5.26 or later in the bundle",
+                            "build the bundle with etcd 3.5.26 or later as well",
+                        ),
+                        blockers,
+                    );
+                }
             }
         }
         if minor == target.minor {
@@ -93,20 +99,26 @@ pub fn path(
             match newest_of_line(available, target.major, minor) {
                 Some(v) => out.push(v),
                 // The path stops here: every later step would start from the missing one.
-                None => return stop(out, Blocker::new(
-                    None,
-                    "bundle-missing",
-                    &format!(
-                        "the bundle has no etcd {}.{minor}, the intermediate minor between \
+                None => {
+                    return stop(
+                        out,
+                        Blocker::new(
+                            None,
+                            "bundle-missing",
+                            &format!(
+                                "the bundle has no etcd {}.{minor}, the intermediate minor between \
                          {current} and {target} (etcd upgrades one minor at a time)",
-                        target.major
-                    ),
-                    &format!("an etcd {}.{minor}.x in the bundle", target.major),
-                    &format!(
-                        "build the bundle with etcd {}.{minor} as well",
-                        target.major
-                    ),
-                ), blockers),
+                                target.major
+                            ),
+                            &format!("an etcd {}.{minor}.x in the bundle", target.major),
+                            &format!(
+                                "build the bundle with etcd {}.{minor} as well",
+                                target.major
+                            ),
+                        ),
+                        blockers,
+                    );
+                }
             }
         }
     }

@@ -72,7 +72,9 @@ pub fn cluster(nodes: Vec<NodeState>) -> ClusterState {
 /// Three control-plane/etcd Nodes and `workers` workers, all at `k`, etcd `etcd`,
 /// containerd `c`.
 pub fn uniform(k: &str, etcd: &str, c: &str, workers: usize) -> ClusterState {
-    let mut nodes: Vec<NodeState> = (1..=3).map(|i| cp(&format!("cp-{i}"), k, etcd, c)).collect();
+    let mut nodes: Vec<NodeState> = (1..=3)
+        .map(|i| cp(&format!("cp-{i}"), k, etcd, c))
+        .collect();
     nodes.extend((1..=workers).map(|i| worker(&format!("w-{i}"), k, c)));
     cluster(nodes)
 }

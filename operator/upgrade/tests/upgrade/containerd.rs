@@ -11,7 +11,15 @@ fn containerd_moves_in_each_nodes_first_roll() {
     let with_containerd: Vec<String> = p
         .steps
         .iter()
-        .filter(|s| matches!(s, Step::Roll { containerd: Some(_), .. }))
+        .filter(|s| {
+            matches!(
+                s,
+                Step::Roll {
+                    containerd: Some(_),
+                    ..
+                }
+            )
+        })
         .map(Step::id)
         .collect();
     assert_eq!(
@@ -34,7 +42,11 @@ fn containerd_waits_for_a_roll_whose_kubelet_supports_its_line() {
         &targets("1.35.1", Some("3.6.5"), Some("2.2.1")),
     );
     assert!(p.can_run(), "{:#?}", p.blockers);
-    assert!(ids(&p).contains(&"roll/cp-1/1.34.2".to_owned()), "{:#?}", ids(&p));
+    assert!(
+        ids(&p).contains(&"roll/cp-1/1.34.2".to_owned()),
+        "{:#?}",
+        ids(&p)
+    );
     assert!(
         ids(&p).contains(&"roll/cp-1/1.35.1+containerd-2.2.1".to_owned()),
         "{:#?}",
@@ -50,7 +62,11 @@ fn a_containerd_line_the_target_kubernetes_does_not_support_is_refused() {
         &targets("1.36.0", Some("3.6.5"), Some("1.7.24")),
     );
     let b = blocker(&p, "containerd-unsupported");
-    assert!(b.message.contains("line 1.7") && b.message.contains("2.3.0+, 2.2.0+"), "{}", b.message);
+    assert!(
+        b.message.contains("line 1.7") && b.message.contains("2.3.0+, 2.2.0+"),
+        "{}",
+        b.message
+    );
 }
 
 #[test]
@@ -61,7 +77,11 @@ fn a_kept_containerd_the_target_kubernetes_does_not_support_is_refused() {
     );
     let b = blocker(&p, "containerd-unsupported");
     assert_eq!(b.node.as_deref(), Some("cp-1"));
-    assert!(b.message.contains("containerd 1.7.24 stays"), "{}", b.message);
+    assert!(
+        b.message.contains("containerd 1.7.24 stays"),
+        "{}",
+        b.message
+    );
 }
 
 #[test]
@@ -89,5 +109,43 @@ fn a_containerd_downgrade_is_refused() {
         &targets("1.33.4", None, Some("1.7.24")),
     );
     let b = blocker(&p, "downgrade");
-    assert!(b.message.contains("containerd is at 2.1.9"), "{}", b.message);
+    assert!(
+        b.message.contains("containerd is at 2.1.9"),
+        "{}",
+        b.message
+    );
+}
+
+#[test]
+fn containerds_support_table_is_encoded_row_by_row() {
+    use kubegrid_upgrade::rules::containerd::{Support, support};
+    let v = crate::common::v;
+    assert_eq!(support(&v("1.31.4"), &v("1.6.34")), Support::Supported);
+    assert_eq!(
+        support(&v("1.31.4"), &v("1.6.20")),
+        Support::BelowRecommended {
+            minimum: v("1.6.34")
+        }
+    );
+    assert_eq!(support(&v("1.33.4"), &v("2.1.9")), Support::Supported);
+    assert!(matches!(
+        support(&v("1.34.2"), &v("2.2.1")),
+        Support::UnsupportedLine { .. }
+    ));
+    assert_eq!(support(&v("1.35.1"), &v("1.7.28")), Support::Supported);
+    assert!(matches!(
+        support(&v("1.35.1"), &v("1.6.39")),
+        Support::UnsupportedLine { .. }
+    ));
+    assert!(matches!(
+        support(&v("1.36.0"), &v("1.7.28")),
+        Support::UnsupportedLine { .. }
+    ));
+    // Past the table only the 1.x cut-off is known.
+    assert!(matches!(
+        support(&v("1.37.0"), &v("1.7.28")),
+        Support::UnsupportedLine { .. }
+    ));
+    assert_eq!(support(&v("1.37.0"), &v("2.3.0")), Support::Unknown);
+    assert_eq!(support(&v("1.29.0"), &v("1.7.0")), Support::Unknown);
 }

@@ -4,8 +4,7 @@
 use kubegrid_upgrade::{EtcdTopology, Policy, Step, plan};
 
 use crate::common::{
-    blocker, bundle_without, etcd_path, ids, lab, lab_targets, plan_of, position, targets,
-    uniform,
+    blocker, bundle_without, etcd_path, ids, lab, lab_targets, plan_of, position, targets, uniform,
 };
 
 #[test]
@@ -90,7 +89,11 @@ fn an_etcd_target_off_kubeadms_table_is_refused() {
         &targets("1.33.4", Some("3.6.5"), None),
     );
     let b = blocker(&p, "etcd-policy");
-    assert!(b.message.contains("3.5.x, at least 3.5.24"), "{}", b.message);
+    assert!(
+        b.message.contains("3.5.x, at least 3.5.24"),
+        "{}",
+        b.message
+    );
     let p = plan_of(
         &uniform("1.32.4", "3.5.16", "2.1.9", 0),
         &targets("1.33.4", Some("3.5.16"), None),
@@ -121,7 +124,11 @@ fn stacked_etcd_gets_no_member_steps() {
     let p = plan_of(&state, &lab_targets());
     assert!(p.can_run(), "{:#?}", p.blockers);
     assert!(!p.steps.iter().any(|s| matches!(s, Step::EtcdMember { .. })));
-    assert!(p.notes.iter().any(|n| n.contains("stacked")), "{:#?}", p.notes);
+    assert!(
+        p.notes.iter().any(|n| n.contains("stacked")),
+        "{:#?}",
+        p.notes
+    );
 }
 
 #[test]
@@ -132,4 +139,17 @@ fn an_etcd_downgrade_is_refused() {
     );
     let b = blocker(&p, "downgrade-patch");
     assert!(b.message.contains("etcd is at 3.5.30"), "{}", b.message);
+}
+
+#[test]
+fn kubeadms_etcd_table_is_encoded() {
+    use kubegrid_upgrade::rules::etcd::policy;
+    let v = crate::common::v;
+    for k in ["1.31.4", "1.32.4", "1.33.4"] {
+        let p = policy(&v(k));
+        assert_eq!((p.line, p.minimum), ((3, 5), v("3.5.24")), "{k}");
+    }
+    for k in ["1.34.2", "1.35.1", "1.36.0"] {
+        assert_eq!(policy(&v(k)).line, (3, 6), "{k}");
+    }
 }

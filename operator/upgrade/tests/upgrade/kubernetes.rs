@@ -199,6 +199,10 @@ fn no_downgrade_of_a_patch_either() {
         &targets("1.33.1", None, None),
     );
     let b = blocker(&p, "downgrade-patch");
-    assert!(b.message.contains("would downgrade its patch"), "{}", b.message);
+    assert!(
+        b.message.contains("would downgrade its patch"),
+        "{}",
+        b.message
+    );
     assert!(!p.can_run());
 }

@@ -9,7 +9,11 @@ use crate::common::{blocker, bundle, lab, lab_targets, plan_of, rules};
 fn assert_well_formed(p: &Plan) {
     for b in &p.blockers {
         if let Some(n) = &b.node {
-            assert!(b.message.starts_with(&format!("Node {n}: ")), "{}", b.message);
+            assert!(
+                b.message.starts_with(&format!("Node {n}: ")),
+                "{}",
+                b.message
+            );
         }
         assert!(b.message.contains("; expected "), "{}", b.message);
         assert!(b.message.contains(". Hint: "), "{}", b.message);
@@ -120,14 +124,22 @@ fn a_pdb_at_zero_on_nodes_the_plan_does_not_drain_is_no_blocker() {
         disruptions_allowed: 0,
         nodes: vec!["w-1".into()],
     });
-    let p = plan_of(&state, &crate::common::targets("1.33.4", Some("3.5.30"), None));
+    let p = plan_of(
+        &state,
+        &crate::common::targets("1.33.4", Some("3.5.30"), None),
+    );
     assert!(p.can_run(), "{:#?}", p.blockers);
     assert_eq!(p.steps.len(), 3);
 }
 
 #[test]
 fn max_unavailable_zero_is_refused() {
-    let p = plan(&lab(), &lab_targets(), &bundle(), &Policy { max_unavailable: 0 });
+    let p = plan(
+        &lab(),
+        &lab_targets(),
+        &bundle(),
+        &Policy { max_unavailable: 0 },
+    );
     blocker(&p, "policy");
     assert_well_formed(&p);
 }

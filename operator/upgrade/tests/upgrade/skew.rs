@@ -7,10 +7,7 @@ use semver::Version;
 use crate::common::{lab, lab_targets, plan_of, uniform, v};
 
 fn rules(state: &kubegrid_upgrade::ClusterState) -> Vec<(Option<String>, String)> {
-    skew(state)
-        .into_iter()
-        .map(|b| (b.node, b.rule))
-        .collect()
+    skew(state).into_iter().map(|b| (b.node, b.rule)).collect()
 }
 
 #[test]
@@ -54,7 +51,10 @@ fn apiservers_two_minors_apart_are_named() {
     state.nodes[0].apiserver = Some(v("1.33.4"));
     assert_eq!(
         rules(&state),
-        [(Some("cp-2".to_owned()), "skew-apiserver".to_owned()), (Some("cp-3".to_owned()), "skew-apiserver".to_owned())]
+        [
+            (Some("cp-2".to_owned()), "skew-apiserver".to_owned()),
+            (Some("cp-3".to_owned()), "skew-apiserver".to_owned())
+        ]
     );
 }
 
@@ -64,7 +64,12 @@ fn every_state_the_lab_plan_passes_through_is_in_skew() {
     let mut state = lab();
     let p = plan_of(&state, &lab_targets());
     for step in &p.steps {
-        assert!(skew(&state).is_empty(), "before {}: {:#?}", step.id(), skew(&state));
+        assert!(
+            skew(&state).is_empty(),
+            "before {}: {:#?}",
+            step.id(),
+            skew(&state)
+        );
         apply(&mut state, step);
     }
     assert!(skew(&state).is_empty());
@@ -77,8 +82,11 @@ fn the_planner_refuses_a_cluster_out_of_skew_now() {
     let mut state = lab();
     state.nodes[3].kubelet = Some(v("1.32.4"));
     let p = plan_of(&state, &lab_targets());
-    assert!(p.blockers.iter().any(|b| b.rule == "skew-kubelet-newer"
-        && b.node.as_deref() == Some("w-1")));
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| b.rule == "skew-kubelet-newer" && b.node.as_deref() == Some("w-1"))
+    );
     assert!(!p.can_run());
 }
 

@@ -7,19 +7,27 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use semver::Version;
 
+mod containerd_checks;
+mod etcd_steps;
+
 use crate::blockers;
 use crate::plan::{Blocker, Change, Component, NodePlan, Plan, Step};
-use crate::rules::containerd::{self, Support};
+use crate::rules::containerd;
 use crate::rules::etcd;
 use crate::rules::kubernetes::{self, kubelet_may_stay, require_available};
 use crate::rules::skew::{minor_distance, skew};
-use crate::state::{Available, ClusterState, EtcdTopology, NodeState, Policy, Targets};
+use crate::state::{Available, ClusterState, NodeState, Policy, Targets};
 use crate::versions::{line, lowest};
 
 /// Plans the upgrade of `state` to `targets` with what `available` carries. Pure: reads its
 /// arguments only. Planning again from live versions after a stopped run gives the rest of
 /// the work (steps already done produce nothing).
-pub fn plan(state: &ClusterState, targets: &Targets, available: &Available, policy: &Policy) -> Plan {
+pub fn plan(
+    state: &ClusterState,
+    targets: &Targets,
+    available: &Available,
+    policy: &Policy,
+) -> Plan {
     let mut b = Builder {
         state,
         targets,
@@ -173,7 +181,7 @@ impl Builder<'_> {
         // Control-plane Nodes not rolled yet (containerd only, or a resumed roll).
         for n in &cp {
             if self.kubelet_behind(&n.name, &target) || self.containerd_pending(&n.name) {
-                self.roll(&[n.name.clone()], &target, false);
+                self.roll(std::slice::from_ref(&n.name), &target, false);
             }
         }
         let workers: Vec<String> = self
@@ -184,111 +192,6 @@ impl Builder<'_> {
             .collect();
         self.roll_workers(&workers, &target);
         self.check_final_containerd(&target);
-    }
-
-    /// The cluster-wide etcd versions to go through (external etcd only), with the notes
-    /// about etcd's policy.
-    fn etcd_path(&mut self, cp_current: &Version) -> Vec<Version> {
-        let members: Vec<&NodeState> = self.state.nodes.iter().filter(|n| n.roles.etcd).collect();
-        if self.state.etcd.topology == EtcdTopology::Stacked {
-            if let Some(t) = &self.targets.etcd {
-                self.notes.push(format!(
-                    "etcd is stacked: kubeadm upgrades it with the control plane, so the etcd \
-                     target {t} is not used"
-                ));
-            }
-            return Vec::new();
-        }
-        let Some(lowest_etcd) = lowest(members.iter().map(|n| &n.etcd)) else {
-            return Vec::new();
-        };
-        let path = match &self.targets.etcd {
-            Some(t) => {
-                etcd::check_target(t, &self.targets.kubernetes, &mut self.blockers);
-                etcd::path(&lowest_etcd, t, &self.available.etcd, &mut self.blockers)
-            }
-            None => Vec::new(),
-        };
-        let p = etcd::policy(cp_current);
-        if lowest_etcd < p.minimum {
-            let below: Vec<&str> = members
-                .iter()
-                .filter(|n| n.etcd.as_ref().is_some_and(|v| *v < p.minimum))
-                .map(|n| n.name.as_str())
-                .collect();
-            let fix = path
-                .iter()
-                .find(|s| **s >= p.minimum && etcd::line_allowed_with(s, cp_current));
-            self.notes.push(format!(
-                "etcd {lowest_etcd} (on {}) is below kubeadm's minimum {} for external etcd with \
-                 Kubernetes {}{}",
-                below.join(", "),
-                p.minimum,
-                line(cp_current),
-                match fix {
-                    Some(v) => format!("; the plan's first etcd steps bring it to {v}"),
-                    None => String::new(),
-                }
-            ));
-        }
-        path
-    }
-
-    /// One etcd step on every member below `to`, one member at a time, in spec order.
-    fn etcd_step(&mut self, to: &Version) {
-        self.require("etcd", to);
-        for n in self.state.nodes.iter().filter(|n| n.roles.etcd) {
-            let t = self.now.get_mut(&n.name).expect("tracked");
-            let Some(from) = t.etcd.clone().filter(|v| v < to) else {
-                continue;
-            };
-            t.etcd = Some(to.clone());
-            self.steps.push(Step::EtcdMember {
-                node: n.name.clone(),
-                from,
-                to: to.clone(),
-            });
-        }
-    }
-
-    /// Before the kubeadm step to `v`: external etcd must meet kubeadm's minimum for it.
-    fn check_etcd_minimum(&mut self, v: &Version) {
-        if self.state.etcd.topology != EtcdTopology::External || self.etcd_min_reported {
-            return;
-        }
-        let p = etcd::policy(v);
-        let below: Vec<(String, Version)> = self
-            .state
-            .nodes
-            .iter()
-            .filter(|n| n.roles.etcd)
-            .filter_map(|n| {
-                let e = self.now[&n.name].etcd.clone()?;
-                (e < p.minimum).then(|| (n.name.clone(), e))
-            })
-            .collect();
-        let Some((first, seen)) = below.first() else {
-            return;
-        };
-        self.etcd_min_reported = true;
-        let names: Vec<&str> = below.iter().map(|(n, _)| n.as_str()).collect();
-        self.blockers.push(Blocker::new(
-            Some(first),
-            "etcd-below-minimum",
-            &format!(
-                "etcd on {} would still be at {seen} when the control plane moves to {v}",
-                names.join(", ")
-            ),
-            &format!(
-                "external etcd at {} or later for Kubernetes {} (kubeadm's SupportedEtcdVersion)",
-                p.minimum,
-                line(v)
-            ),
-            &format!(
-                "set the etcd version to a {}.{} release of {} or later (the bundle must carry it)",
-                p.line.0, p.line.1, p.minimum
-            ),
-        ));
     }
 
     /// kubeadm on every control-plane Node below `v` (apply on the first unless a Node is
@@ -323,7 +226,7 @@ impl Builder<'_> {
         }
         for n in cp {
             if self.kubelet_behind(&n.name, v) {
-                self.roll(&[n.name.clone()], v, false);
+                self.roll(std::slice::from_ref(&n.name), v, false);
             }
         }
     }
@@ -411,74 +314,6 @@ impl Builder<'_> {
                 .containerd
                 .as_ref()
                 .is_some_and(|t| containerd::line_ok(kubelet, t))
-    }
-
-    fn check_containerd_target(&mut self) {
-        let Some(t) = &self.targets.containerd else {
-            return;
-        };
-        if !self.state.nodes.iter().any(|n| self.containerd_pending(&n.name)) {
-            return;
-        }
-        let k = &self.targets.kubernetes;
-        match containerd::support(k, t) {
-            Support::UnsupportedLine { supported } => self.blockers.push(Blocker::new(
-                None,
-                "containerd-unsupported",
-                &format!(
-                    "the containerd target {t} is on line {}, which Kubernetes {} does not support",
-                    line(t),
-                    line(k)
-                ),
-                &format!("one of {supported} (containerd's RELEASES.md, Kubernetes support)"),
-                &format!("set the containerd target to a line Kubernetes {} supports", line(k)),
-            )),
-            Support::BelowRecommended { minimum } => self.notes.push(format!(
-                "containerd {t} is older than {minimum}, the lowest {} release containerd \
-                 recommends for Kubernetes {}",
-                line(t),
-                line(k)
-            )),
-            Support::Unknown => self.notes.push(format!(
-                "containerd's support table has no row for Kubernetes {}; containerd {t} is \
-                 not checked against it",
-                line(k)
-            )),
-            Support::Supported => {}
-        }
-    }
-
-    /// Nodes that keep their containerd must have one the target Kubernetes supports.
-    fn check_final_containerd(&mut self, k: &Version) {
-        for n in self.state.nodes.iter() {
-            let kube_node = n.roles.control_plane || n.roles.worker || n.kubelet.is_some();
-            let Some(c) = self.now[&n.name].containerd.clone() else {
-                continue;
-            };
-            if !kube_node || Some(&c) == self.targets.containerd.as_ref() {
-                continue; // the target itself is judged once, by check_containerd_target
-            }
-            match containerd::support(k, &c) {
-                Support::UnsupportedLine { supported } => self.blockers.push(Blocker::new(
-                    Some(&n.name),
-                    "containerd-unsupported",
-                    &format!(
-                        "containerd {c} stays, and Kubernetes {} does not support its line",
-                        line(k)
-                    ),
-                    &format!("one of {supported} (containerd's RELEASES.md, Kubernetes support)"),
-                    "set a containerd target the target Kubernetes supports",
-                )),
-                Support::BelowRecommended { minimum } => self.notes.push(format!(
-                    "containerd {c} on {} is older than {minimum}, the lowest {} release \
-                     containerd recommends for Kubernetes {}",
-                    n.name,
-                    line(&c),
-                    line(k)
-                )),
-                Support::Supported | Support::Unknown => {}
-            }
-        }
     }
 
     /// A blocker (once per version) when a step's version is not in the bundle.
