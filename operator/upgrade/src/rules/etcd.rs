@@ -4,9 +4,10 @@
 //! 1.31, 1.32 and 1.33 map to 3.5.24-0, 1.34 to 3.6.5-0. kubeadm requires at least that 3.5
 //! release of an external etcd for 1.31–1.33; 1.34 and later use the 3.6 line.
 //!
-//! etcd upgrades one minor at a time, one member at a time
-//! (<https://etcd.io/docs/v3.6/upgrades/upgrade_3_6/>), and 3.6 is reached only from 3.5.26
-//! or later (earlier 3.5 releases cannot join a cluster that has 3.6 members).
+//! etcd upgrades one minor at a time from the most recent patch
+//! (<https://etcd.io/docs/v3.6/upgrades/upgrading-etcd/>), one member at a time, and 3.6 is
+//! reached only from 3.5.26 or later (<https://etcd.io/docs/latest/upgrades/upgrade_3_6/>:
+//! "make sure that all of your 3.5 members are updated to 3.5.26 or later").
 
 use semver::Version;
 
