@@ -1,12 +1,13 @@
 //! The planner's output: per-Node changes, the ordered steps, blockers and notes. Serialized
-//! as camelCase JSON for `kubegrid upgrade plan --output json`.
+//! as camelCase JSON for `kubegrid upgrade plan --output json` (and read back, for a caller
+//! that records plans).
 
 use semver::Version;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An upgrade plan. Nothing in it has happened; the executor runs `steps` in order, after
 /// re-checking [`crate::skew`] from live versions before every step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     /// The Cluster's name.
@@ -40,7 +41,7 @@ impl Plan {
 }
 
 /// One Node's changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodePlan {
     /// Node name.
@@ -50,7 +51,7 @@ pub struct NodePlan {
 }
 
 /// One component moving on one Node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     /// Which component.
@@ -62,7 +63,7 @@ pub struct Change {
 }
 
 /// A versioned component of a Node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Component {
     /// The control plane (kube-apiserver's image tag).
@@ -91,7 +92,7 @@ impl Component {
 }
 
 /// One step of the plan. Steps run one at a time, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     tag = "kind",
     rename_all = "camelCase",
@@ -170,7 +171,7 @@ impl Step {
 
 /// Why a plan must not run. The message names the Node, what was seen, what was expected,
 /// and a hint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Blocker {
     /// The Node concerned, when there is one.

@@ -43,11 +43,11 @@ impl Builder<'_> {
                 .iter()
                 .find(|s| **s >= p.minimum && etcd::line_allowed_with(s, cp_current));
             self.notes.push(format!(
-                "etcd {lowest_etcd} (on {}) is below kubeadm's minimum {} for external etcd with \
-                 Kubernetes {}{}",
-                below.join(", "),
+                "etcd {lowest_etcd} is below kubeadm's minimum {} for external etcd with \
+                 Kubernetes {} (members below it: {}){}",
                 p.minimum,
                 line(cp_current),
+                below.join(", "),
                 match fix {
                     Some(v) => format!("; the plan's first etcd steps bring it to {v}"),
                     None => String::new(),

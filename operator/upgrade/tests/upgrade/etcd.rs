@@ -13,8 +13,9 @@ fn the_lab_cluster_is_noted_below_kubeadms_minimum_and_etcd_goes_first() {
     assert!(p.can_run(), "{:#?}", p.blockers);
     assert!(
         p.notes.iter().any(|n| n.contains(
-            "etcd 3.4.23 (on cp-1, cp-2, cp-3) is below kubeadm's minimum 3.5.24 for external \
-             etcd with Kubernetes 1.31"
+            "etcd 3.4.23 is below kubeadm's minimum 3.5.24 for external etcd with Kubernetes \
+             1.31 (members below it: cp-1, cp-2, cp-3); the plan's first etcd steps bring it \
+             to 3.5.30"
         )),
         "{:#?}",
         p.notes

@@ -18,6 +18,9 @@ fn e2e_plan_json_matches_golden() {
     let p = plan_of(&lab(), &lab_targets());
     let json = serde_json::to_string_pretty(&p).unwrap() + "\n";
     assert_golden(&golden_path("e2e-1.31-to-1.33.json"), &json);
+    // A recorded plan reads back as the same plan.
+    let back: kubegrid_upgrade::Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, p);
 }
 
 #[test]
