@@ -104,43 +104,53 @@ pub fn etcd(state: &ClusterState, out: &mut Vec<Blocker>) {
     }
 }
 
-/// No component would move backwards: a lower minor is refused, and so is a lower patch.
+/// No component would move backwards: a lower minor is refused, and so is a lower patch. One
+/// blocker per Node for its Kubernetes components, one each for etcd and containerd.
 pub fn downgrades(state: &ClusterState, targets: &Targets, out: &mut Vec<Blocker>) {
     for n in &state.nodes {
         let k = &targets.kubernetes;
-        check(n, "kube-apiserver", n.apiserver.as_ref(), k, out);
-        check(n, "kubelet", n.kubelet.as_ref(), k, out);
-        check(n, "kubeadm", n.kubeadm.as_ref(), k, out);
+        let kube = [
+            ("kube-apiserver", n.apiserver.as_ref()),
+            ("kubelet", n.kubelet.as_ref()),
+            ("kubeadm", n.kubeadm.as_ref()),
+        ];
+        check(n, &kube, k, out);
         if let (Some(t), EtcdTopology::External) = (&targets.etcd, state.etcd.topology) {
-            check(n, "etcd", n.etcd.as_ref(), t, out);
+            check(n, &[("etcd", n.etcd.as_ref())], t, out);
         }
         if let Some(t) = &targets.containerd {
-            check(n, "containerd", n.containerd.as_ref(), t, out);
+            check(n, &[("containerd", n.containerd.as_ref())], t, out);
         }
     }
 }
 
 fn check(
     n: &NodeState,
-    what: &str,
-    current: Option<&Version>,
+    components: &[(&str, Option<&Version>)],
     target: &Version,
     out: &mut Vec<Blocker>,
 ) {
-    let Some(current) = current else { return };
-    if current <= target {
+    let above: Vec<(&str, &Version)> = components
+        .iter()
+        .filter_map(|&(what, v)| v.filter(|v| *v > target).map(|v| (what, v)))
+        .collect();
+    let Some(highest) = above.iter().map(|(_, v)| *v).max() else {
         return;
-    }
-    let (rule, kind) = if same_line(current, target) {
+    };
+    let (rule, kind) = if above.iter().all(|(_, v)| same_line(v, target)) {
         ("downgrade-patch", "patch")
     } else {
         ("downgrade", "minor")
     };
+    let seen: Vec<String> = above.iter().map(|(w, v)| format!("{w} {v}")).collect();
     out.push(Blocker::new(
         Some(&n.name),
         rule,
-        &format!("{what} is at {current} and the target {target} would downgrade its {kind}"),
-        &format!("a target of {current} or newer"),
+        &format!(
+            "the target {target} would downgrade the {kind} of {} running here",
+            seen.join(", ")
+        ),
+        &format!("a target of {highest} or newer"),
         "kubegrid never downgrades; set the target to the running version or newer",
     ));
 }

@@ -268,7 +268,12 @@ impl Builder<'_> {
             if let Some(c) = &containerd {
                 t.containerd = Some(c.clone());
             }
-            let kept = t.containerd.clone();
+            // At the target Kubernetes, a containerd it does not support is reported once by
+            // the final containerd check.
+            let kept = t
+                .containerd
+                .clone()
+                .filter(|_| *kubelet != self.targets.kubernetes);
             if let Some(c) = kept.filter(|c| !containerd::line_ok(kubelet, c)) {
                 self.blockers.push(Blocker::new(
                     Some(n),

@@ -110,7 +110,7 @@ fn a_containerd_downgrade_is_refused() {
     );
     let b = blocker(&p, "downgrade");
     assert!(
-        b.message.contains("containerd is at 2.1.9"),
+        b.message.contains("minor of containerd 2.1.9"),
         "{}",
         b.message
     );

@@ -139,7 +139,7 @@ fn an_etcd_downgrade_is_refused() {
         &targets("1.33.4", Some("3.5.24"), None),
     );
     let b = blocker(&p, "downgrade-patch");
-    assert!(b.message.contains("etcd is at 3.5.30"), "{}", b.message);
+    assert!(b.message.contains("patch of etcd 3.5.30"), "{}", b.message);
 }
 
 #[test]

@@ -83,6 +83,7 @@ fn a_missing_target_is_a_blocker_listing_what_the_bundle_has() {
     let p = plan_of(&lab(), &targets("1.33.9", Some("3.5.30"), Some("2.1.9")));
     let b = blocker(&p, "bundle-missing");
     assert!(b.message.contains("no Kubernetes 1.33.9"), "{}", b.message);
+    assert_eq!(p.blockers.len(), 1, "reported once: {:#?}", p.blockers);
     assert!(b.message.contains("1.33.4"), "{}", b.message);
 }
 
@@ -183,11 +184,14 @@ fn no_downgrade_of_a_minor() {
     );
     let b = blocker(&p, "downgrade");
     assert_eq!(b.node.as_deref(), Some("cp-1"));
-    assert!(
-        b.message.contains("1.32.4") && b.message.contains("1.31.4"),
-        "{}",
-        b.message
+    assert_eq!(
+        b.message,
+        "Node cp-1: the target 1.31.4 would downgrade the minor of kube-apiserver 1.32.4, \
+         kubelet 1.32.4, kubeadm 1.32.4 running here; expected a target of 1.32.4 or newer. \
+         Hint: kubegrid never downgrades; set the target to the running version or newer"
     );
+    // One blocker per Node.
+    assert_eq!(p.blockers.len(), 4, "{:#?}", p.blockers);
     assert!(p.steps.is_empty(), "{:#?}", ids(&p));
     assert!(!p.can_run());
 }
@@ -200,7 +204,7 @@ fn no_downgrade_of_a_patch_either() {
     );
     let b = blocker(&p, "downgrade-patch");
     assert!(
-        b.message.contains("would downgrade its patch"),
+        b.message.contains("would downgrade the patch of"),
         "{}",
         b.message
     );
