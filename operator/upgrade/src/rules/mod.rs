@@ -1,0 +1,6 @@
+//! The upstream rules, one module each.
+
+pub mod containerd;
+pub mod etcd;
+pub mod kubernetes;
+pub mod skew;
