@@ -44,10 +44,21 @@ fn control_plane_host(root: &Path, control_plane: &str, kubelet: &str, etcd: boo
     fake_kubelet(root, kubelet);
 }
 
+/// A kubelet that prints what the stand-in kubelet of `version` prints for `--version`.
 fn fake_kubelet(root: &Path, version: &str) {
+    let kubelet = Ctx {
+        tool: Tool::Kubelet,
+        root: root.to_path_buf(),
+        version: v(version),
+    };
+    let line = crate::kubelet::version_line(&kubelet);
+    assert!(
+        line.starts_with(&format!("Kubernetes {version} (")),
+        "{line}"
+    );
     let path = root.join("usr/bin/kubelet");
     fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(&path, format!("#!/bin/sh\necho 'Kubernetes {version}'\n")).unwrap();
+    fs::write(&path, format!("#!/bin/sh\necho '{line}'\n")).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
@@ -510,4 +521,24 @@ fn apply_refuses_an_old_or_unreachable_external_etcd_naming_it() {
         image(root.path(), "kube-apiserver"),
         "registry.k8s.io/kube-apiserver:v1.32.4"
     );
+}
+
+#[test]
+fn a_missing_or_unreadable_kubelet_version_is_named() {
+    let root = tempfile::tempdir().unwrap();
+    let c = ctx(root.path(), "v1.32.4");
+    let err = local_kubelet(&c).unwrap_err().to_string();
+    assert!(
+        err.contains("cannot run /usr/bin/kubelet --version"),
+        "{err}"
+    );
+    fake_kubelet(root.path(), "v1.31.4");
+    assert_eq!(local_kubelet(&c).unwrap(), v("v1.31.4"));
+    fs::write(
+        root.path().join("usr/bin/kubelet"),
+        "#!/bin/sh\necho 'kubelet 1.31'\n",
+    )
+    .unwrap();
+    let err = local_kubelet(&c).unwrap_err().to_string();
+    assert!(err.contains("expected `Kubernetes vX.Y.Z`"), "{err}");
 }
