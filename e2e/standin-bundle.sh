@@ -9,20 +9,27 @@
 #
 # Usage: e2e/standin-bundle.sh [OUTDIR] [K8S_VERSION]
 #   OUTDIR       default /var/cache/kubegrid/bundle-e2e
-#   K8S_VERSION  the version the stand-ins claim, vMAJOR.MINOR.PATCH (default v1.31.4); the
-#                manifest lists it without the v
+#   K8S_VERSION  the version the primary stand-ins claim, vMAJOR.MINOR.PATCH (default v1.31.4),
+#                at standin/ARCH/{kubeadm,kubelet,kubectl,crictl}; the manifest lists it
+#                without the v
+#   Stand-ins for the other versions of STANDIN_VERSIONS (v1.31.4, v1.32.4, v1.33.4: three
+#   minors, for the upgrade tests) lie at standin/ARCH/vX.Y.Z/NAME, each entry with its
+#   version; kubegrid picks the spec's version when a bundle has several.
 #   DEV_BUNDLE   (env) the development bundle to start from, built there first when needed
 #                (default /var/cache/kubegrid/bundle-dev)
 #   The stand-in is built with `cargo build --release` (CARGO_TARGET_DIR is honoured) for this
 #   machine's arch only.
 #
-# Idempotent: cargo rebuilds the stand-in only when its source or K8S_VERSION changed, and when
+# Idempotent: each version's binary is kept under TARGET_DIR/kubegrid-standin-versions keyed
+# by the hash of the stand-in's sources and the lock file (cargo would rebuild it every time the
+# version changes, so it is built only when that key is new), and when
 # OUTDIR/manifest.yaml is exactly what this run would write and every file verifies, OUTDIR is
 # left alone. Otherwise the bundle is built in OUTDIR.partial (files hard-linked from the
 # development bundle where possible) and renamed over OUTDIR at the end.
 set -euo pipefail
 
 STANDINS=(kubeadm kubelet kubectl crictl)
+STANDIN_VERSIONS=(v1.31.4 v1.32.4 v1.33.4)
 
 die() {
 	echo "standin-bundle: $*" >&2
@@ -69,23 +76,68 @@ files_ok() {
 
 "$REPO/offline-bundle/dev-bundle.sh" "$DEV" "$ARCH"
 
-echo "standin-bundle: building kubegrid-standin ($K8S_VERSION)"
-(cd "$REPO" && KUBEGRID_STANDIN_K8S_VERSION=$K8S_VERSION \
-	cargo build --release --quiet -p kubegrid-e2e --bin kubegrid-standin) ||
-	die "cargo build of kubegrid-standin failed"
 TARGET_DIR=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
 	sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-STANDIN=$TARGET_DIR/release/kubegrid-standin
-[[ -x $STANDIN ]] || die "no stand-in binary at $STANDIN after cargo build"
+[[ -n $TARGET_DIR ]] || die "cargo metadata names no target directory"
+# The key of a build: the stand-in's sources, its crate manifest and the lock file.
+SRC_KEY=$(cd "$REPO" && find e2e/src/bin/kubegrid-standin e2e/Cargo.toml Cargo.toml Cargo.lock -type f -print0 |
+	LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+CACHE=$TARGET_DIR/kubegrid-standin-versions
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-# A stale binary from another version would pass every checksum, so check what it claims; its
-# invocation log goes under WORK, not into this machine's /var/log.
-claimed=$(KUBEGRID_STANDIN_ROOT=$WORK/root "$STANDIN" kubeadm version -o short 2>/dev/null) || true
-[[ $claimed == "$K8S_VERSION" ]] || die "$STANDIN claims '$claimed', expected $K8S_VERSION"
-sha=$(sha256sum "$STANDIN" | cut -d' ' -f1)
-size=$(stat -c %s "$STANDIN")
+
+# Prints the path of the stand-in binary claiming version $1, building it when this source key
+# has none yet. Each build overwrites release/kubegrid-standin, so the result is copied out.
+standin_for() {
+	local version=$1 dir claimed
+	dir=$CACHE/$version-$SRC_KEY
+	if [[ ! -x $dir/kubegrid-standin ]]; then
+		echo "standin-bundle: building kubegrid-standin ($version)" >&2
+		(cd "$REPO" && KUBEGRID_STANDIN_K8S_VERSION=$version \
+			cargo build --release --quiet -p kubegrid-e2e --bin kubegrid-standin) >&2 ||
+			die "cargo build of kubegrid-standin ($version) failed"
+		[[ -x $TARGET_DIR/release/kubegrid-standin ]] || die "no stand-in binary at $TARGET_DIR/release/kubegrid-standin after cargo build"
+		rm -rf "$CACHE/$version"-*
+		mkdir -p "$dir.tmp"
+		cp "$TARGET_DIR/release/kubegrid-standin" "$dir.tmp/kubegrid-standin"
+		mv "$dir.tmp" "$dir"
+	fi
+	# A stale binary from another version would pass every checksum, so check what it claims;
+	# its invocation log goes under WORK, not into this machine's /var/log.
+	claimed=$(KUBEGRID_STANDIN_ROOT=$WORK/root "$dir/kubegrid-standin" kubeadm version -o short 2>/dev/null) || true
+	[[ $claimed == "$version" ]] || die "$dir/kubegrid-standin claims '$claimed', expected $version"
+	echo "$dir/kubegrid-standin"
+}
+
+STANDIN=$(standin_for "$K8S_VERSION")
+EXTRA=()
+for v in "${STANDIN_VERSIONS[@]}"; do
+	[[ $v == "$K8S_VERSION" ]] || EXTRA+=("$v")
+done
+declare -A EXTRA_BIN=()
+for v in "${EXTRA[@]}"; do
+	EXTRA_BIN[$v]=$(standin_for "$v")
+done
+
+# Prints the four manifest entries of the stand-in binary $1 at directory $2, claiming $3.
+standin_entries() {
+	local bin=$1 dir=$2 version=$3 sha size name
+	sha=$(sha256sum "$bin" | cut -d' ' -f1)
+	size=$(stat -c %s "$bin")
+	for name in "${STANDINS[@]}"; do
+		cat <<-EOF
+			  - path: $dir/$name
+			    sha256: $sha
+			    size: $size
+			    arch: $ARCH
+			    kind: binary
+			    name: $name
+			    version: "${version#v}"
+		EOF
+	done
+}
+
 # The manifest this run writes: the development bundle's entries verbatim, then the stand-ins.
 {
 	echo "# kubegrid offline bundle manifest; format: offline-bundle/README.md"
@@ -98,16 +150,10 @@ size=$(stat -c %s "$STANDIN")
 	echo "  # kubegrid-standin (e2e/src/bin/kubegrid-standin), which records each invocation in"
 	echo "  # /var/log/kubegrid-standins/invocations.jsonl and validates its input; it runs no"
 	echo "  # control plane. Built by e2e/standin-bundle.sh claiming Kubernetes $K8S_VERSION."
-	for name in "${STANDINS[@]}"; do
-		cat <<-EOF
-			  - path: standin/$ARCH/$name
-			    sha256: $sha
-			    size: $size
-			    arch: $ARCH
-			    kind: binary
-			    name: $name
-			    version: "${K8S_VERSION#v}"
-		EOF
+	standin_entries "$STANDIN" "standin/$ARCH" "$K8S_VERSION"
+	for v in "${EXTRA[@]}"; do
+		echo "  # The same stand-in claiming Kubernetes $v, for the upgrade tests."
+		standin_entries "${EXTRA_BIN[$v]}" "standin/$ARCH/$v" "$v"
 	done
 } >"$WORK/manifest.yaml"
 
@@ -130,10 +176,18 @@ while read -r path _ _; do
 	mkdir -p "$(dirname "$PARTIAL/$path")"
 	ln "$DEV/$path" "$PARTIAL/$path" 2>/dev/null || cp "$DEV/$path" "$PARTIAL/$path"
 done < <(manifest_entries "$DEV/manifest.yaml")
-mkdir -p "$PARTIAL/standin/$ARCH"
-install -m 0755 "$STANDIN" "$PARTIAL/standin/$ARCH/${STANDINS[0]}"
-for name in "${STANDINS[@]:1}"; do
-	ln "$PARTIAL/standin/$ARCH/${STANDINS[0]}" "$PARTIAL/standin/$ARCH/$name"
+# One copy per version, hard-linked under the four names.
+install_standin() {
+	local bin=$1 dir=$PARTIAL/$2 name
+	mkdir -p "$dir"
+	install -m 0755 "$bin" "$dir/${STANDINS[0]}"
+	for name in "${STANDINS[@]:1}"; do
+		ln "$dir/${STANDINS[0]}" "$dir/$name"
+	done
+}
+install_standin "$STANDIN" "standin/$ARCH"
+for v in "${EXTRA[@]}"; do
+	install_standin "${EXTRA_BIN[$v]}" "standin/$ARCH/$v"
 done
 cp "$WORK/manifest.yaml" "$PARTIAL/manifest.yaml"
 
@@ -143,4 +197,4 @@ rm -rf "$OUT.old"
 if [[ -e $OUT ]]; then mv "$OUT" "$OUT.old"; fi
 mv "$PARTIAL" "$OUT"
 rm -rf "$OUT.old"
-echo "standin-bundle: wrote $OUT ($ARCH, $K8S_VERSION, $(manifest_entries "$OUT/manifest.yaml" | wc -l) files)"
+echo "standin-bundle: wrote $OUT ($ARCH, $K8S_VERSION and ${EXTRA[*]}, $(manifest_entries "$OUT/manifest.yaml" | wc -l) files)"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds the development bundle from Debian's packages, repacked into upstream's release layouts
 # the way `kubegrid bundle build` lays out upstream's files:
-#   - containerd 2.1 (sid) and 1.7 (trixie) as containerd-<v>-linux-<arch>.tar.gz with bin/...,
-#     as upstream releases them (`source: archive`, unpacked into /usr/local on hosts);
+#   - containerd 2.1 (sid), 1.7 (trixie) and 1.6 (bookworm) as
+#     containerd-<v>-linux-<arch>.tar.gz with bin/..., as upstream releases them (`source:
+#     archive`, unpacked into /usr/local on hosts); 1.6 is where the upgrade tests start;
 #   - runc as one binary (bookworm's: sid's runc 1.3 needs glibc 2.38 and trixie's 1.1.15 needs
 #     2.38 too, while lab hosts are bookworm with 2.36; bookworm's needs 2.34 and libseccomp.so.2,
 #     which every systemd host has);
-#   - etcd and etcdctl 3.5 from sid (real etcd for the external-etcd topology);
+#   - etcd and etcdctl 3.5 from sid (real etcd for the external-etcd topology), and bookworm's
+#     3.4 (what the upgrade tests start from) under bin/<arch>/<version>/;
 #   - bookworm's containerd and runc .debs, for `spec.containerRuntime.source: packages`;
 #   - the image registry binary (bookworm's docker-registry, i.e. distribution 2.8, for
 #     spec.bundle.registry), the CNI plugins as a tar.gz and a busybox rootfs for the
@@ -43,11 +45,16 @@ set -euo pipefail
 PACKAGES=(containerd runc)
 ROOTFS_PACKAGE=busybox-static
 # containerd release archives: "release:release line the spec asks for". A release whose
-# containerd left that line stops the build instead of silently changing the bundle.
-CONTAINERD_ARCHIVES=(sid:2.1 trixie:1.7)
-# Binaries taken out of Debian packages: "release:package:path-in-package:bundle-name".
+# containerd left that line stops the build instead of silently changing the bundle. The
+# first is what a lookup without a line gets.
+CONTAINERD_ARCHIVES=(sid:2.1 trixie:1.7 bookworm:1.6)
+# Binaries taken out of Debian packages: "release:package:path-in-package:bundle-name[:line]".
+# With a line, a release whose package left it stops the build. The first entry of a name lies
+# at bin/<arch>/<name> (what a lookup without a version gets); later ones of the same name at
+# bin/<arch>/<version>/<name>.
 BINARIES=(bookworm:runc:usr/sbin/runc:runc
-	sid:etcd-server:usr/bin/etcd:etcd sid:etcd-client:usr/bin/etcdctl:etcdctl
+	sid:etcd-server:usr/bin/etcd:etcd:3.5 sid:etcd-client:usr/bin/etcdctl:etcdctl:3.5
+	bookworm:etcd-server:usr/bin/etcd:etcd:3.4 bookworm:etcd-client:usr/bin/etcdctl:etcdctl:3.4
 	bookworm:docker-registry:usr/bin/docker-registry:registry)
 CNI_PACKAGE=containernetworking-plugins
 CNI_DIR=usr/lib/cni
@@ -104,7 +111,10 @@ required_entries() {
 	for p in "${PACKAGES[@]}"; do echo "deb:$p"; done
 	for c in "${CONTAINERD_ARCHIVES[@]}"; do echo "archive:containerd@${c#*:}"; done
 	echo "rootfs:busybox"
-	for b in "${BINARIES[@]}"; do echo "binary:${b##*:}"; done
+	for b in "${BINARIES[@]}"; do
+		IFS=: read -r _ _ _ name line <<<"$b"
+		echo "binary:$name${line:+@$line}"
+	done
 	echo "archive:cni-plugins"
 }
 
@@ -184,7 +194,7 @@ MIRROR=$(debian_mirror)
 declare -A wanted=()
 for c in "${CONTAINERD_ARCHIVES[@]}"; do wanted[${c%%:*}]+=" containerd"; done
 for b in "${BINARIES[@]}"; do
-	IFS=: read -r rel p _ _ <<<"$b"
+	IFS=: read -r rel p _ _ _ <<<"$b"
 	wanted[$rel]+=" $p"
 done
 wanted[bookworm]+=" ${PACKAGES[*]} $ROOTFS_PACKAGE $CNI_PACKAGE"
@@ -284,16 +294,26 @@ done
 
 # Single executables (runc, etcd, etcdctl, registry), installed on hosts at a path of the
 # playbook's choosing.
+declare -A binary_seen=()
 for b in "${BINARIES[@]}"; do
-	IFS=: read -r release p inpath name <<<"$b"
+	IFS=: read -r release p inpath name line <<<"$b"
 	deb=$(deb_of "$release" "$p")
 	debversion=$(dpkg-deb -f "$deb" Version)
+	version=$(upstream_version "$debversion")
+	[[ -z $line || $version == "$line".* ]] ||
+		die "Debian $release's $p is $debversion, no longer on the $line line this bundle carries; update BINARIES"
 	dpkg-deb -x "$deb" "$WORK/x-$release-$p"
 	[[ -f $WORK/x-$release-$p/$inpath ]] || die "$deb has no $inpath"
 	check_glibc "$WORK/x-$release-$p/$inpath"
-	rel="bin/$ARCH/$name"
+	if [[ -n ${binary_seen[$name]:-} ]]; then
+		rel="bin/$ARCH/$version/$name"
+		mkdir -p "$PARTIAL/bin/$ARCH/$version"
+	else
+		rel="bin/$ARCH/$name"
+	fi
+	binary_seen[$name]=1
 	install -m 0755 "$WORK/x-$release-$p/$inpath" "$PARTIAL/$rel"
-	add_entry "$rel" "$ARCH" binary "$name" "$(upstream_version "$debversion")" \
+	add_entry "$rel" "$ARCH" binary "$name" "$version" \
 		"/$inpath from Debian $release's $p $debversion"
 done
 

@@ -67,27 +67,38 @@ pub fn check(
     })
 }
 
-/// The spec's Kubernetes version against the bundle's: its manifest's `kubernetes` and the
-/// version of each Kubernetes binary it carries. Pre-releases must match exactly too.
+/// The spec's Kubernetes version against the bundle's: each of kubeadm, kubelet and kubectl
+/// must carry it (per arch) among its versions; a bundle may carry several, and compiling then
+/// installs the spec's. The manifest's `kubernetes` (the bundle's primary version) is compared
+/// only when no Kubernetes binary has a version. Pre-releases must match exactly too.
 fn kubernetes_problems(want: &str, bundle: &kubegrid_plan::Manifest) -> Vec<String> {
     let strip = |v: &str| v.strip_prefix('v').unwrap_or(v).to_string();
-    let mut seen: Vec<(String, String)> = Vec::new();
-    if let Some(v) = &bundle.kubernetes {
-        seen.push(("the manifest's kubernetes".into(), strip(v)));
-    }
+    // (name (arch), versions), in manifest order.
+    let mut seen: Vec<(String, Vec<String>)> = Vec::new();
     for f in &bundle.files {
         let name = f.name.as_deref().unwrap_or_default();
         if f.kind == kubegrid_plan::FileKind::Binary
-            && ["kubeadm", "kubelet", "kubectl"].contains(&name)
+            && kubegrid_plan::KUBERNETES_BINARIES.contains(&name)
             && let Some(v) = &f.version
         {
-            seen.push((format!("{name} ({})", f.arch.as_str()), strip(v)));
+            let what = format!("{name} ({})", f.arch.as_str());
+            let v = strip(v);
+            match seen.iter_mut().find(|(w, _)| *w == what) {
+                Some((_, versions)) if !versions.contains(&v) => versions.push(v),
+                Some(_) => {}
+                None => seen.push((what, vec![v])),
+            }
         }
+    }
+    if seen.is_empty()
+        && let Some(v) = &bundle.kubernetes
+    {
+        seen.push(("the manifest's kubernetes".into(), vec![strip(v)]));
     }
     let wrong: Vec<String> = seen
         .iter()
-        .filter(|(_, v)| v != want)
-        .map(|(what, v)| format!("{what} {v}"))
+        .filter(|(_, versions)| !versions.iter().any(|v| v == want))
+        .map(|(what, versions)| format!("{what} {}", versions.join(" and ")))
         .collect();
     if wrong.is_empty() {
         return Vec::new();

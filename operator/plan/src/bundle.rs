@@ -17,9 +17,11 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 mod check;
+mod versions;
 
 use check::{check_inside, check_manifest};
 pub use check::{is_sha256_digest, is_sha256_hex};
+pub use versions::{ETCD_BINARIES, KUBERNETES_BINARIES, bare};
 
 /// The first manifest format (manifest.yaml's `version`): files only. Old dev and e2e bundles
 /// carry it; this crate still reads it.

@@ -244,7 +244,8 @@ fn compile_task(
             return Ok(());
         }
         Module::Binaries(b) => {
-            for (name, action, sha) in kube_modules::binaries(b, &spec.name, host, bundle)? {
+            for (name, action, sha) in kube_modules::binaries(b, &spec.name, cluster, host, bundle)?
+            {
                 add_blob(&mut out.blobs, &sha);
                 out.tasks.push(Task {
                     name,

@@ -71,6 +71,9 @@ pub struct ClusterContext {
     pub bundle_registry: Option<BundleRegistry>,
     /// Kubernetes bootstrap inputs; None for an operation that only prepares hosts.
     pub kubernetes: Option<KubernetesContext>,
+    /// The etcd version to install from the bundle (etcd and etcdctl); None: the newest the
+    /// bundle has for the host's arch.
+    pub etcd_version: Option<Version>,
 }
 
 impl ClusterContext {
@@ -87,6 +90,7 @@ impl ClusterContext {
             registry_mirrors: Vec::new(),
             bundle_registry: None,
             kubernetes: None,
+            etcd_version: None,
         })
     }
 

@@ -228,6 +228,23 @@ pub enum Error {
         available: String,
     },
 
+    /// The bundle has that binary for the host's arch, but not in the version the cluster
+    /// asks for (a bundle with several Kubernetes or etcd versions).
+    #[error(
+        "bundle {} has no {what} of version {version}; it has: {available}; hint: use a bundle with that version, or set the spec's version to one the bundle has",
+        dir.display()
+    )]
+    VersionNotInBundle {
+        /// Bundle directory.
+        dir: PathBuf,
+        /// The kind, the name and the host's arch: "binary `etcd` for arch amd64".
+        what: String,
+        /// The version asked for, without `v`.
+        version: String,
+        /// The versions of that name the bundle has for the arch.
+        available: String,
+    },
+
     /// The bundle has no binary or archive of that name for the host's arch.
     #[error(
         "bundle {} has no `{name}` for arch {arch}; it has: {available}; hint: build the bundle with Kubernetes artifacts for that arch",

@@ -72,17 +72,19 @@ fn kubernetes<'a>(cluster: &'a ClusterContext, task: &str) -> Result<&'a Kuberne
         })
 }
 
-/// One Binary task per executable.
+/// One Binary task per executable, each in the version the cluster asks for when the bundle
+/// has several ([`Bundle::binary_for`]).
 pub(crate) fn binaries(
     spec: &BinariesSpec,
     task: &str,
+    cluster: &ClusterContext,
     host: &HostContext,
     bundle: &Bundle,
 ) -> Result<Vec<(String, Action, String)>> {
     spec.bundle
         .iter()
         .map(|name| {
-            let file = bundle.binary(name, &host.facts.arch)?;
+            let file = bundle.binary_for(name, &host.facts.arch, cluster)?;
             let action = Action::Binary(BinaryArgs {
                 path: spec.dir.join(format!("{}{name}", spec.prefix)),
                 sha256: file.sha256.clone(),

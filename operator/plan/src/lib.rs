@@ -27,9 +27,9 @@ mod runtimes;
 mod templates;
 
 pub use bundle::{
-    Arch, Bundle, BundleFile, FileKind, IMAGES_DIR, MANIFEST_FILE, MANIFEST_VERSION,
-    MANIFEST_VERSION_2, MANIFEST_VERSIONS, Manifest, ManifestImage, is_sha256_digest,
-    is_sha256_hex, read_manifest, sha256_file,
+    Arch, Bundle, BundleFile, ETCD_BINARIES, FileKind, IMAGES_DIR, KUBERNETES_BINARIES,
+    MANIFEST_FILE, MANIFEST_VERSION, MANIFEST_VERSION_2, MANIFEST_VERSIONS, Manifest,
+    ManifestImage, is_sha256_digest, is_sha256_hex, read_manifest, sha256_file,
 };
 pub use compile::{
     CONFLICTING_PACKAGES, CONFLICTING_PATHS, PREFLIGHT_DISKS, PhasePlan, compile, facts_probes,

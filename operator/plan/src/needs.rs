@@ -20,6 +20,9 @@ pub enum Artifact {
     Package(String),
     /// An executable of this name.
     Binary(String),
+    /// An executable of this name in this version (without `v`): etcd and etcdctl when the
+    /// cluster names its etcd version.
+    VersionedBinary(String, String),
     /// An archive of this name.
     Archive(String),
     /// The test-container root filesystem.
@@ -31,6 +34,7 @@ impl fmt::Display for Artifact {
         match self {
             Artifact::Package(n) => write!(f, "package {n}"),
             Artifact::Binary(n) => write!(f, "binary {n}"),
+            Artifact::VersionedBinary(n, v) => write!(f, "binary {n} {v}"),
             Artifact::Archive(n) => write!(f, "archive {n}"),
             Artifact::Rootfs => f.write_str("rootfs"),
         }
@@ -49,6 +53,11 @@ impl Artifact {
                     }
                     Artifact::Binary(n) => {
                         f.kind == FileKind::Binary && f.name.as_deref() == Some(n)
+                    }
+                    Artifact::VersionedBinary(n, v) => {
+                        f.kind == FileKind::Binary
+                            && f.name.as_deref() == Some(n)
+                            && f.version.as_deref().map(crate::bundle::bare) == Some(v.as_str())
                     }
                     Artifact::Archive(n) => {
                         f.kind == FileKind::Archive && f.name.as_deref() == Some(n)
@@ -96,7 +105,10 @@ pub fn needs(
             {
                 continue;
             }
-            for artifact in artifacts(&task.module) {
+            for artifact in artifacts(&task.module)
+                .into_iter()
+                .map(|a| pinned(a, cluster))
+            {
                 if !out.iter().any(|n| n.artifact == artifact) {
                     out.push(Need {
                         phase: phase.name.clone(),
@@ -124,6 +136,18 @@ fn artifacts(module: &Module) -> Vec<Artifact> {
         Module::Archive(a) => vec![Artifact::Archive(a.bundle.clone())],
         Module::Check(CheckSpec::ContainerRuns { .. }) => vec![Artifact::Rootfs],
         _ => Vec::new(),
+    }
+}
+
+/// etcd and etcdctl in the cluster's etcd version when it names one, as compiling picks them.
+/// Kubernetes binaries stay unversioned here: the engine's bundle check compares the spec's
+/// Kubernetes version with the bundle's on its own.
+fn pinned(artifact: Artifact, cluster: &ClusterContext) -> Artifact {
+    match (artifact, &cluster.etcd_version) {
+        (Artifact::Binary(n), Some(v)) if crate::bundle::ETCD_BINARIES.contains(&n.as_str()) => {
+            Artifact::VersionedBinary(n, v.to_string())
+        }
+        (a, _) => a,
     }
 }
 

@@ -1,9 +1,13 @@
 //! The STAND-IN kubeadm: `init --config F [--upload-certs]`, `join --config F`,
 //! `token create [TOKEN] [--ttl D]`, `init phase upload-certs --upload-certs
-//! [--certificate-key K]`, `reset -f`, `version [-o short|json]`.
+//! [--certificate-key K]`, `reset -f`, `version [-o short|json]`, and `upgrade plan|apply|node`
+//! (see its module).
 
+mod etcd_version;
 mod flags;
 mod host;
+mod manifests;
+mod upgrade;
 
 use std::{fs, path::Path};
 
@@ -34,12 +38,14 @@ pub fn run(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Error> {
         (Some("join"), _) => init_or_join(ctx, Flow::Join, &args[1..], rec),
         (Some("token"), Some("create")) => token_create(ctx, &args[2..], rec),
         (Some("reset"), _) => reset(ctx, &args[1..]),
+        (Some("upgrade"), _) => upgrade::run(ctx, &args[1..], rec),
         (Some("version"), _) => version(ctx, &args[1..]),
         (Some("--version"), None) => version(ctx, &[]),
         _ => Err(Error::Usage(format!(
             "unsupported command line {args:?}; the stand-in kubeadm takes: init --config F [--upload-certs], \
              join --config F, token create [TOKEN] [--ttl D], init phase upload-certs --upload-certs \
-             [--certificate-key K], reset -f, version [-o short|json]"
+             [--certificate-key K], reset -f, version [-o short|json], upgrade plan [vX.Y.Z], \
+             upgrade apply vX.Y.Z -y, upgrade node"
         ))),
     }
 }

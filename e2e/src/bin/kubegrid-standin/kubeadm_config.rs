@@ -56,6 +56,12 @@ pub struct Facts {
     pub ca_cert_path: Option<String>,
     /// The KubeletConfiguration document, if any.
     pub kubelet_config: Option<Value>,
+    /// The Kubernetes version the control plane runs: init's `kubernetesVersion`, else
+    /// kubeadm's own.
+    pub kubernetes_version: Option<KubeVersion>,
+    /// Init's ClusterConfiguration document, which the stand-in keeps on the host where real
+    /// kubeadm keeps it in the cluster (the kubeadm-config ConfigMap) for `upgrade apply`.
+    pub cluster_config: Option<Value>,
 }
 
 /// The verdict on a config.
@@ -214,6 +220,12 @@ pub fn check(
     let v4 = kubeadm_apis.first() == Some(&V1BETA4);
 
     let version = effective_version(&mut c, flow, &by_kind, own);
+    c.facts.kubernetes_version = Some(version.clone());
+    if flow == Flow::Init {
+        c.facts.cluster_config = by_kind
+            .get("ClusterConfiguration")
+            .map(|(_, doc)| (*doc).clone());
+    }
     if let Some(api) = kubeadm_apis.first() {
         if *api == V1BETA4 && !version.at_least(1, 31) {
             c.problem(format!("{V1BETA4} needs Kubernetes 1.31 or later, but the version is {version}; use {V1BETA3}"));

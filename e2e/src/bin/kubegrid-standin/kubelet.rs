@@ -30,13 +30,19 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     None
 }
 
+/// What `kubelet --version` prints: `Kubernetes vX.Y.Z` as upstream's, then the stand-in's
+/// disclaimer, so scripts that take the second word read the version.
+pub fn version_line(ctx: &Ctx) -> String {
+    format!("Kubernetes {} ({})", ctx.version, ctx.tool.disclaimer())
+}
+
 /// Runs the kubelet stand-in; returns after SIGTERM or SIGINT.
 pub fn run(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Error> {
     if args
         .iter()
         .any(|a| a == "--version" || a == "--version=true")
     {
-        println!("Kubernetes {} ({})", ctx.version, ctx.tool.disclaimer());
+        println!("{}", version_line(ctx));
         return Ok(());
     }
     // Before kubeadm writes /var/lib/kubelet/config.yaml the real kubelet exits and systemd

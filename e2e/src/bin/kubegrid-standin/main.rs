@@ -12,9 +12,12 @@
 //!   write, so the e2e tests can assert order and arguments across hosts;
 //! - validates its input the way the real program would reject it (kubeadm: the config's API
 //!   version for the Kubernetes version, required documents and fields, CIDRs, endpoints,
-//!   join discovery, external etcd files) and exits non-zero with a clear message;
+//!   join discovery, external etcd files; upgrade: kubeadm's version policy and external etcd
+//!   version) and exits non-zero with a clear message;
 //! - simulates only the file effects kubegrid's playbook relies on (kubeconfigs written by
-//!   `kubeadm init`/`join`, removed by `kubeadm reset`); it starts no control plane.
+//!   `kubeadm init`/`join`, the static pod manifests with the control plane's version in their
+//!   image tags, rewritten by `kubeadm upgrade apply`/`node`, all removed by `kubeadm reset`);
+//!   it starts no control plane.
 //!
 //! Every line it prints to stderr starts with `[STAND-IN <name>]`; version output says
 //! "STAND-IN ... not upstream". Where the real program prints a value for scripts to read

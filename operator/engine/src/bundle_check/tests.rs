@@ -240,3 +240,51 @@ fn check_dir_reads_the_manifest_alone() {
     let err = check_dir(&m, dir.path()).unwrap_err().to_string();
     assert!(err.contains("v1.31.5"), "{err}");
 }
+
+/// [`bundle`] plus kubeadm, kubelet and kubectl of `extra` versions (the e2e bundle's
+/// stand-ins for three minors).
+fn multi_version_bundle(primary: &str, extra: &[&str]) -> kubegrid_plan::Manifest {
+    let mut b = bundle("amd64", primary, "1.7.24", "");
+    let template = b.files[3].clone();
+    for v in extra {
+        for name in kubegrid_plan::KUBERNETES_BINARIES {
+            let mut f = template.clone();
+            f.path = format!("standin/amd64/v{v}/{name}").into();
+            f.name = Some(name.to_string());
+            f.version = Some((*v).to_string());
+            b.files.push(f);
+        }
+    }
+    b
+}
+
+#[test]
+fn a_bundle_with_several_kubernetes_versions_serves_each_of_them() {
+    let b = multi_version_bundle("1.31.4", &["1.32.4", "1.33.4"]);
+    // The manifest's kubernetes stays the primary version; the spec may ask for any other
+    // version the bundle carries.
+    assert_eq!(b.kubernetes.as_deref(), Some("1.31.4"));
+    for version in ["v1.31.4", "v1.32.4", "v1.33.4"] {
+        run(&spec(version, LB, "", ""), &b, None).unwrap();
+    }
+    let err = run(&spec("v1.34.2", LB, "", ""), &b, None).unwrap_err();
+    assert!(
+        err.contains("spec.kubernetesVersion is v1.34.2, but the bundle carries Kubernetes kubeadm (amd64) 1.31.4 and 1.32.4 and 1.33.4, kubelet (amd64) 1.31.4 and 1.32.4 and 1.33.4, kubectl (amd64) 1.31.4 and 1.32.4 and 1.33.4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_kubernetes_binary_must_carry_the_specs_version() {
+    // kubeadm and kubectl of 1.32.4 but no kubelet of it: kubelet is named.
+    let mut b = multi_version_bundle("1.31.4", &["1.32.4"]);
+    b.files.retain(|f| {
+        !(f.name.as_deref() == Some("kubelet") && f.version.as_deref() == Some("1.32.4"))
+    });
+    let err = run(&spec("v1.32.4", LB, "", ""), &b, None).unwrap_err();
+    assert!(
+        err.contains("but the bundle carries Kubernetes kubelet (amd64) 1.31.4")
+            && !err.contains("kubeadm (amd64)"),
+        "{err}"
+    );
+}

@@ -11,3 +11,4 @@ mod playbook;
 mod registry;
 mod risky;
 mod templates;
+mod versions;

@@ -12,21 +12,18 @@ use std::{
 
 use serde_json::json;
 
+use super::manifests::{self, CONTROL_PLANE_PODS};
 use crate::{
     Ctx, Error, io_error,
     kubeadm_config::{Facts, Flow},
 };
 
 const KUBE_DIR: &str = "/etc/kubernetes";
-const CONTROL_PLANE_PODS: &[&str] = &[
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-];
 /// How long `init`/`join` wait for the kubelet's health endpoint, as real kubeadm's
 /// kubelet-check does (shorter than its 4m: the stand-in kubelet answers at once or never).
 const KUBELET_HEALTH_WAIT: Duration = Duration::from_secs(40);
-const HEADER: &str = "# STAND-IN: written by the kubegrid-standin kubeadm for kubegrid e2e tests, not by \
+/// The first line of every file the stand-in writes.
+pub const HEADER: &str = "# STAND-IN: written by the kubegrid-standin kubeadm for kubegrid e2e tests, not by \
                       upstream kubeadm.\n";
 
 /// Runs the preflight checks real kubeadm makes fatal on files left by an earlier run; an
@@ -112,7 +109,8 @@ pub fn preflight(
     }
 }
 
-fn write(ctx: &Ctx, path: &str, contents: &str, mode: u32) -> Result<(), Error> {
+/// Writes a host file with `mode`, creating its directory.
+pub fn write(ctx: &Ctx, path: &str, contents: &str, mode: u32) -> Result<(), Error> {
     let full = ctx.host_path(path);
     if let Some(dir) = full.parent() {
         fs::create_dir_all(dir).map_err(io_error("create the directory of", &full))?;
@@ -145,25 +143,18 @@ fn kubeconfig(facts: &Facts, user: &str) -> String {
     )
 }
 
-fn write_manifests(ctx: &Ctx, local_etcd: bool) -> Result<(), Error> {
-    let etcd = local_etcd.then_some("etcd");
-    for pod in CONTROL_PLANE_PODS.iter().copied().chain(etcd) {
-        let body = format!(
-            "{HEADER}# Stands for the {pod} static pod; the stand-in kubelet runs no pods.\n"
-        );
-        write(
-            ctx,
-            &format!("{KUBE_DIR}/manifests/{pod}.yaml"),
-            &body,
-            0o600,
-        )?;
-    }
-    Ok(())
+fn write_manifests(ctx: &Ctx, facts: &Facts, local_etcd: bool) -> Result<(), Error> {
+    let version = facts.kubernetes_version.as_ref().unwrap_or(&ctx.version);
+    manifests::write(ctx, version, local_etcd)
 }
 
-/// The files `kubeadm init` leaves: control-plane manifests and the kubeconfigs.
+/// The files `kubeadm init` leaves: control-plane manifests and the kubeconfigs, and the
+/// stand-in's copy of the ClusterConfiguration.
 pub fn write_init(ctx: &Ctx, facts: &Facts) -> Result<(), Error> {
-    write_manifests(ctx, facts.local_etcd)?;
+    write_manifests(ctx, facts, facts.local_etcd)?;
+    if let Some(doc) = &facts.cluster_config {
+        manifests::save_cluster_config(ctx, doc)?;
+    }
     for (file, user) in [
         ("admin.conf", "kubernetes-admin"),
         ("super-admin.conf", "kubernetes-super-admin"),
@@ -184,7 +175,7 @@ pub fn write_init(ctx: &Ctx, facts: &Facts) -> Result<(), Error> {
 /// and admin.conf.
 pub fn write_join(ctx: &Ctx, facts: &Facts) -> Result<(), Error> {
     if facts.control_plane {
-        write_manifests(ctx, false)?;
+        write_manifests(ctx, facts, false)?;
         write(
             ctx,
             &format!("{KUBE_DIR}/admin.conf"),
@@ -329,6 +320,19 @@ pub fn reset(ctx: &Ctx) -> Result<(), Error> {
         clear_dir(ctx, &dir)?;
     }
     ctx.say("[reset] Deleted contents of directories: [/etc/kubernetes/manifests /var/lib/kubelet /etc/kubernetes/pki]");
+    let copy = ctx.host_path(manifests::CLUSTER_COPY);
+    match fs::remove_file(&copy) {
+        Ok(()) => ctx.say(&format!(
+            "[reset] Deleted the stand-in's ClusterConfiguration copy {}",
+            manifests::CLUSTER_COPY
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error("remove", &copy)(e)),
+    }
+    if let Some(dir) = copy.parent() {
+        // Only when empty: the directory is the stand-in's own.
+        let _ = fs::remove_dir(dir);
+    }
     for file in [
         "admin.conf",
         "super-admin.conf",
