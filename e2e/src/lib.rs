@@ -256,7 +256,8 @@ impl LabGuard {
     }
 
     /// Runs a top-level kubegrid command (`apply`, `plan`, `history`, …) with this lab's
-    /// journal. `apply`, `plan` and `reset` also get the e2e bundle and its public key.
+    /// journal. `apply`, `plan`, `reset` and `upgrade` also get the e2e bundle and its public
+    /// key.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run kubegrid")
     }
@@ -282,7 +283,10 @@ impl LabGuard {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(kubegrid_bin());
         cmd.args(args).arg("--journal").arg(self.journal());
-        if matches!(args.first(), Some(&"apply" | &"plan" | &"reset")) {
+        if matches!(
+            args.first(),
+            Some(&"apply" | &"plan" | &"reset" | &"upgrade")
+        ) {
             cmd.arg("--bundle").arg(bundle_dir());
             cmd.arg("--bundle-public-key").arg(bundle_public_key());
         }

@@ -89,7 +89,7 @@ fn a_version_change_on_an_installed_cluster_exits_2_naming_both_versions() {
         assert!(
             err.contains("runs Kubernetes v1.31.4")
                 && err.contains("asks for v1.32.0")
-                && err.contains("upgrades are not supported yet"),
+                && err.contains("kubegrid upgrade apply -f SPEC"),
             "{command}: {err}"
         );
         // Refused from the journal alone: a connection to TEST-NET-1 would take the

@@ -102,6 +102,17 @@ pub(crate) struct Script {
     pub step: u8,
 }
 
+/// One accepted merge patch of a Node.
+#[derive(Debug, Clone)]
+pub struct NodePatch {
+    /// When it was applied.
+    pub at: std::time::SystemTime,
+    /// The Node's name.
+    pub node: String,
+    /// The merge patch.
+    pub body: Value,
+}
+
 /// Everything the fake knows, shared with the service.
 #[derive(Debug, Default)]
 pub struct State {
@@ -125,6 +136,9 @@ pub struct State {
     /// Pod creations refused with 403 as in a namespace whose `default`
     /// ServiceAccount does not exist yet.
     pub pod_create_refusals: usize,
+    /// Accepted merge patches of Nodes (cordons, uncordons, labels, annotations), in order,
+    /// with the time each was applied, for tests that order them against host events.
+    pub node_patches: Vec<NodePatch>,
     /// Accepted evictions: `namespace/name` and the request body.
     pub evictions: Vec<(String, Value)>,
     /// Every request that reached the API as `METHOD path?query` (a partitioned client's

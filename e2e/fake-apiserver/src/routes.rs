@@ -176,7 +176,13 @@ fn route(state: &mut State, request: &Request<'_>, segments: &[&str]) -> Option<
             match state.nodes.get_mut(*name) {
                 Some(node) => {
                     merge_patch(node, &body);
-                    ok(node.clone())
+                    let reply = ok(node.clone());
+                    state.node_patches.push(crate::NodePatch {
+                        at: std::time::SystemTime::now(),
+                        node: name.to_string(),
+                        body: body.clone(),
+                    });
+                    reply
                 }
                 None => not_found("nodes", name),
             }

@@ -19,3 +19,4 @@ mod registry;
 mod release_bundle;
 mod runtime_source;
 mod ssh;
+mod upgrade;

@@ -101,6 +101,55 @@ pub enum Error {
         reason: String,
     },
 
+    /// Listing Nodes, pods or PodDisruptionBudgets for an upgrade plan failed.
+    #[error(
+        "failed to list {what} through the Kubernetes API: {}",
+        describe(source)
+    )]
+    ListForUpgrade {
+        /// What was listed ("Nodes", "pods", "PodDisruptionBudgets").
+        what: &'static str,
+        /// What the apiserver answered.
+        #[source]
+        source: kube::Error,
+    },
+
+    /// Setting or removing an annotation of a Node failed.
+    #[error("failed to annotate node {node} ({key}): {}", describe(source))]
+    AnnotateNode {
+        /// The Node name.
+        node: String,
+        /// The annotation key.
+        key: String,
+        /// What the apiserver answered.
+        #[source]
+        source: kube::Error,
+    },
+
+    /// Marking a Node schedulable again failed.
+    #[error(
+        "failed to uncordon node {node} (patch spec.unschedulable=false): {}",
+        describe(source)
+    )]
+    UncordonNode {
+        /// The Node name.
+        node: String,
+        /// What the apiserver answered.
+        #[source]
+        source: kube::Error,
+    },
+
+    /// A Node did not report Ready in time after its upgrade.
+    #[error("node {node} is not Ready after {waited:?}: {seen}")]
+    NodeNotReady {
+        /// The Node name.
+        node: String,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+        /// What the last look saw.
+        seen: String,
+    },
+
     /// Deleting a Node object failed.
     #[error("failed to delete node {node}")]
     DeleteNode {

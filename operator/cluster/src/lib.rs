@@ -10,6 +10,7 @@ mod connect;
 mod drain;
 mod error;
 mod poll;
+mod roll;
 
 pub use crate::{
     checks::{
@@ -21,6 +22,10 @@ pub use crate::{
     connect::{connect, install_crypto_provider},
     drain::{DrainOptions, DrainReport, RemovalOutcome, delete_node, drain, remove_node},
     error::{Error, Result},
+    roll::{
+        Budget, NodeCondition, annotate_node, budgets, node_annotation, node_conditions, selects,
+        uncordon, wait_ready,
+    },
 };
 
 /// Field manager kubegrid's writes are recorded under in managedFields.

@@ -242,7 +242,7 @@ impl EngineRunner {
         let (bundle, _) = kubegrid_bundle::open_verified(&bundle_dir, &key)
             .map_err(|e| bundle_err(e.to_string()))?;
         let agents = Agents::for_bundle(&bundle).map_err(|e| bundle_err(e.to_string()))?;
-        let mut context = kubegrid_engine::spec::cluster_context(manifest)
+        let mut context = kubegrid_engine::spec::cluster_context_for_bundle(manifest, &bundle)
             .map_err(|e| bundle_err(e.to_string()))?;
         if let (Some(text), Some(k)) = (&job.cni_manifest, context.kubernetes.as_mut()) {
             k.cni_manifest = Some(text.clone());

@@ -171,11 +171,12 @@ pub enum Error {
         /// Members the spec adds.
         new: String,
     },
-    /// The spec asks for another Kubernetes version than the one the cluster runs.
+    /// The spec asks `apply` or `plan` for another Kubernetes version than the one the
+    /// cluster runs: that is an upgrade, which `kubegrid upgrade` runs node by node.
     #[error(
-        "cluster {cluster} runs Kubernetes {installed} and the spec asks for {requested}; upgrades are not supported yet, so nothing was changed\n  hint: set spec.kubernetesVersion back to {installed}"
+        "cluster {cluster} runs Kubernetes {installed} and the spec asks for {requested}; apply and plan do not change the version of an installed cluster, so nothing was changed\n  hint: see the upgrade's steps with `kubegrid upgrade plan -f SPEC` and run it with `kubegrid upgrade apply -f SPEC`, or set spec.kubernetesVersion back to {installed}"
     )]
-    UpgradeNotSupported {
+    VersionChangeNeedsUpgrade {
         /// Cluster name.
         cluster: String,
         /// The version installed.
@@ -213,7 +214,7 @@ impl Error {
                 | Error::KeyFile { .. }
                 | Error::CaNotInJournal { .. }
                 | Error::EtcdMembershipChange { .. }
-                | Error::UpgradeNotSupported { .. }
+                | Error::VersionChangeNeedsUpgrade { .. }
                 | Error::KeyPassphrase { .. }
                 | Error::PasswordEnv { .. }
                 | Error::AgentMissing { .. }

@@ -103,6 +103,51 @@ pub fn cluster_context(manifest: &Manifest) -> Result<ClusterContext, kubegrid_p
     Ok(ctx)
 }
 
+/// [`cluster_context`], with `spec.etcd.version` (a release line) resolved to the etcd the
+/// bundle pins on that line: the version `binaries: bundle: [etcd, etcdctl]` installs. Without
+/// the field the context names none, and the newest etcd in the bundle is installed.
+pub fn cluster_context_for_bundle(
+    manifest: &Manifest,
+    bundle: &kubegrid_plan::Bundle,
+) -> Result<ClusterContext, kubegrid_plan::Error> {
+    let mut ctx = cluster_context(manifest)?;
+    if let Some(line) = manifest.cluster().spec.etcd.as_ref().map(|e| &e.version) {
+        ctx.etcd_version = Some(etcd_on_line(bundle, line)?);
+    }
+    Ok(ctx)
+}
+
+/// The newest etcd the bundle carries on `line` ("3.5").
+fn etcd_on_line(
+    bundle: &kubegrid_plan::Bundle,
+    line: &str,
+) -> Result<semver::Version, kubegrid_plan::Error> {
+    let all: Vec<semver::Version> = bundle
+        .manifest()
+        .files
+        .iter()
+        .filter(|f| f.kind == kubegrid_plan::FileKind::Binary && f.name.as_deref() == Some("etcd"))
+        .filter_map(|f| f.version.as_deref())
+        .filter_map(|v| semver::Version::parse(v.trim_start_matches('v')).ok())
+        .collect();
+    all.iter()
+        .filter(|v| format!("{}.{}", v.major, v.minor) == line)
+        .max()
+        .cloned()
+        .ok_or_else(|| {
+            let mut have: Vec<String> = all.iter().map(ToString::to_string).collect();
+            have.sort();
+            have.dedup();
+            kubegrid_plan::Error::InvalidContext {
+                problem: format!(
+                    "spec.etcd.version is {line}, but bundle {} has no etcd on that line (it has: {}); hint: use a bundle with etcd {line}, or set spec.etcd.version to a line it has",
+                    bundle.dir().display(),
+                    if have.is_empty() { "no etcd".to_string() } else { have.join(", ") }
+                ),
+            }
+        })
+}
+
 /// The bundle must have containerd of the spec's source (archive or packages) on the line the
 /// spec asks for: the config format follows the line, and containerd 1.x cannot read a
 /// version 3 config. Checked before any connection.

@@ -34,6 +34,8 @@ pub enum OperationKind {
     /// `kubegrid reset`, or the operator's `deletionPolicy: Reset`: the reset playbook on
     /// every host.
     Reset,
+    /// `kubegrid upgrade apply`, or the operator after a version change: the upgrade roll.
+    Upgrade,
     /// A kind this version does not know, written by a newer kubegrid; kept verbatim.
     Other(String),
 }
@@ -45,6 +47,7 @@ impl OperationKind {
             Self::Apply => "apply",
             Self::Plan => "plan",
             Self::Reset => "reset",
+            Self::Upgrade => "upgrade",
             Self::Other(kind) => kind,
         }
     }
@@ -55,6 +58,7 @@ impl OperationKind {
             "apply" => Self::Apply,
             "plan" => Self::Plan,
             "reset" => Self::Reset,
+            "upgrade" => Self::Upgrade,
             other => Self::Other(other.to_owned()),
         }
     }

@@ -72,6 +72,36 @@ pub fn on_line(file: &BundleFile, line: Option<(u64, u64)>) -> bool {
     line.is_none_or(|l| file.version.as_deref().and_then(version_line) == Some(l))
 }
 
+/// The bundle's containerd of the cluster's source (archive or packages) on its line, for a
+/// host of `arch`: the version an upgrade moves containerd to.
+pub fn containerd_file<'a>(
+    cluster: &ClusterContext,
+    bundle: &'a Manifest,
+    arch: &str,
+) -> Option<&'a BundleFile> {
+    let line = (cluster.containerd.major, cluster.containerd.minor);
+    bundle.files.iter().find(|f| {
+        f.name.as_deref() == Some(CONTAINERD)
+            && cluster.containerd_source.takes(f.kind)
+            && f.arch.serves(arch)
+            && on_line(f, Some(line))
+    })
+}
+
+/// Every containerd version the bundle carries of the cluster's source, for `arch`.
+pub fn containerd_versions(cluster: &ClusterContext, bundle: &Manifest, arch: &str) -> Vec<String> {
+    bundle
+        .files
+        .iter()
+        .filter(|f| {
+            f.name.as_deref() == Some(CONTAINERD)
+                && cluster.containerd_source.takes(f.kind)
+                && f.arch.serves(arch)
+        })
+        .filter_map(|f| f.version.clone())
+        .collect()
+}
+
 /// What is wrong with the bundle's containerd for the spec's source and line, naming every
 /// containerd the bundle has; None when an entry of the source's kind is on the line (for the
 /// arch each Node needs, which [`crate::needs::missing`] checks). Checked before any host is

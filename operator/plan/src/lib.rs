@@ -36,7 +36,8 @@ pub use compile::{
     vip_probe,
 };
 pub use containerd::{
-    CONTAINERD, ContainerdSource, containerd_problem, on_line, pinned_line, version_line,
+    CONTAINERD, ContainerdSource, containerd_file, containerd_problem, containerd_versions,
+    on_line, pinned_line, version_line,
 };
 pub use context::{
     ClusterContext, DEFAULT_SANDBOX_IMAGE, HostContext, OsFamily, PkiFile, REGISTRY_CONFIG_PATH,

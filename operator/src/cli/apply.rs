@@ -153,10 +153,11 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
             .into());
         }
     };
-    let context = kubegrid_engine::spec::cluster_context(&manifest)?;
-    let (bundle, agents) = super::packed::with_bundle(&given, |dir| {
+    kubegrid_engine::spec::cluster_context(&manifest)?;
+    let (bundle, agents, context) = super::packed::with_bundle(&given, |dir| {
         let bundle = open_bundle(&args.bundle.key(&args.file), &manifest, dir, &given)?;
         let agents = Agents::for_bundle(&bundle)?;
+        let context = kubegrid_engine::spec::cluster_context_for_bundle(&manifest, &bundle)?;
         kubegrid_engine::bundle_check::check(
             &manifest,
             &context,
@@ -165,7 +166,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
             &playbook,
             args.until.as_deref(),
         )?;
-        Ok((bundle, agents))
+        Ok((bundle, agents, context))
     })?;
     let hosts = kubegrid_engine::spec::hosts(&manifest);
     kubegrid_engine::ssh::check_key_files(hosts.iter().map(|h| &h.target))?;

@@ -11,6 +11,7 @@ mod operator;
 mod packed;
 mod progress;
 mod reset;
+mod upgrade;
 mod version;
 
 use std::process::ExitCode;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Reset every host of a spec (kubeadm reset, kubegrid's etcd and registry), after
     /// confirmation: type the cluster's name, or pass --yes.
     Reset(reset::ResetArgs),
+    /// Upgrade an installed cluster to the spec's versions, node by node: `upgrade plan`
+    /// shows the steps and blockers, `upgrade apply` runs them (docs/upgrades.md).
+    Upgrade(upgrade::UpgradeArgs),
     /// Print kubegrid's version, the agent it pushes and the bundle formats it reads.
     Version(version::VersionArgs),
 }
@@ -105,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Apply(a) => block_on(apply::run(a, Mode::Apply, cli.output)),
         Command::Plan(a) => block_on(apply::run(a, Mode::Plan, cli.output)),
         Command::Reset(a) => block_on(reset::run(a, cli.output)),
+        Command::Upgrade(a) => block_on(upgrade::run(a, cli.output)),
         Command::Version(a) => version::run(a, cli.output).map(|()| exit::OK),
         Command::History(a) => {
             block_on(async { journal::history(a, cli.output).await.map(|()| exit::OK) })

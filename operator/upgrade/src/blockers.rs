@@ -182,8 +182,8 @@ pub fn pdbs(state: &ClusterState, drained: &BTreeSet<&str>, out: &mut Vec<Blocke
             ),
             "every PodDisruptionBudget on a drained Node to allow at least one disruption",
             &format!(
-                "scale the workload up or relax the budget (kubectl -n {} get pdb {}); kubegrid \
-                 never forces past a budget",
+                "scale the workload up or relax the budget (kubectl -n {} get pdb {}); without \
+                 --force kubegrid never drains past a budget",
                 p.namespace, p.name
             ),
         ));

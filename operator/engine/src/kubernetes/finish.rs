@@ -49,7 +49,7 @@ impl ClusterChecks {
 }
 
 /// The API server URL of the control-plane endpoint.
-fn server_url(host: &str, port: u16) -> String {
+pub(crate) fn server_url(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("https://[{host}]:{port}")
     } else {

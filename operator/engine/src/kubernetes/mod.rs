@@ -14,5 +14,6 @@ mod remove;
 mod secrets;
 
 pub use context::{init_failed, kubernetes_context, prepare};
+pub(crate) use finish::server_url;
 pub use finish::{ClusterChecks, finish};
 pub use remove::{DRAIN_PHASE, MemberRecord, RemovedNode};

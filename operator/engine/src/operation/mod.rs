@@ -105,6 +105,8 @@ pub struct Options {
     /// password given as a value (the operator's, from a Secret) is never journaled with the
     /// member, so a caller that still knows it hands it in here.
     pub member_passwords: std::collections::BTreeMap<String, crate::ssh::Password>,
+    /// How an upgrade rolls (the upgrade playbook only).
+    pub upgrade: crate::upgrade::UpgradeOptions,
 }
 
 impl Default for Options {
@@ -122,6 +124,7 @@ impl Default for Options {
             distribution: crate::distribute::Distribution::default(),
             resume_from: None,
             member_passwords: std::collections::BTreeMap::new(),
+            upgrade: crate::upgrade::UpgradeOptions::default(),
         }
     }
 }
@@ -183,6 +186,8 @@ pub struct Run {
     pub phase_times: Vec<PhaseTime>,
     /// The blob server, once a host needed it; it stops when the run is dropped.
     pub distributor: crate::distribute::Distributor,
+    /// An upgrade's plan and steps, once planned.
+    pub upgrade: Option<crate::upgrade::UpgradeReport>,
 }
 
 impl Run {
@@ -268,6 +273,9 @@ pub async fn execute(
         .begin(NewOperation {
             kind: match req.mode {
                 Mode::Apply if req.playbook.name == "reset" => OperationKind::Reset,
+                Mode::Apply if req.playbook.name == crate::upgrade::PLAYBOOK => {
+                    OperationKind::Upgrade
+                }
                 Mode::Apply => OperationKind::Apply,
                 Mode::Plan => OperationKind::Plan,
             },
@@ -313,8 +321,13 @@ pub async fn execute(
         kubernetes: ClusterChecks::default(),
         phase_times: Vec::new(),
         distributor: Default::default(),
+        upgrade: None,
     };
-    let outcome = drive(&mut run).await;
+    let outcome = if run.req.playbook.name == crate::upgrade::PLAYBOOK {
+        crate::upgrade::drive(&mut run).await
+    } else {
+        drive(&mut run).await
+    };
     for (report, facts) in run.reports.iter_mut().zip(&run.facts) {
         report.os = facts.as_ref().map(|f| report::HostOs {
             id: f.os_id.clone(),
@@ -342,6 +355,17 @@ pub async fn execute(
         .collect();
     let (status, summary) = match outcome {
         Outcome::Succeeded => (FinalStatus::Succeeded, None),
+        Outcome::PreflightFailed if run.findings.is_empty() => {
+            let blockers: Vec<String> = run
+                .upgrade
+                .iter()
+                .flat_map(|u| u.all_blockers().map(|b| b.message.clone()))
+                .collect();
+            (
+                FinalStatus::Failed,
+                Some(format!("upgrade blocked: {}", blockers.join("; "))),
+            )
+        }
         Outcome::PreflightFailed => (
             FinalStatus::Failed,
             Some(format!(
@@ -366,7 +390,12 @@ pub async fn execute(
                 .collect();
             (FinalStatus::Failed, Some(problems.join("; ")))
         }
-        _ => (FinalStatus::Failed, Some(failed.join("; "))),
+        _ => {
+            let stopped = run.upgrade.as_ref().and_then(|u| u.stopped.clone());
+            let mut why = failed;
+            why.extend(stopped);
+            (FinalStatus::Failed, Some(why.join("; ")))
+        }
     };
     run.journal.finish(op, status, summary).await?;
     Ok(Report {
@@ -379,6 +408,7 @@ pub async fn execute(
         hosts: run.reports,
         kubernetes: run.kubernetes,
         phases: run.phase_times,
+        upgrade: run.upgrade,
     })
 }
 

@@ -128,6 +128,9 @@ pub struct Report {
     pub kubernetes: ClusterChecks,
     /// Wall time per phase.
     pub phases: Vec<PhaseTime>,
+    /// An upgrade's plan and the steps that ran (`kubegrid upgrade`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<crate::upgrade::UpgradeReport>,
 }
 
 impl Report {

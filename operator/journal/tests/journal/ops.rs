@@ -222,16 +222,21 @@ async fn kinds_round_trip_as_text(kind: Kind) {
     let mut plan = apply(&[]);
     plan.kind = OperationKind::Plan;
     let plan_id = journal.begin(plan).await.unwrap();
+    let mut upgrade = apply(&[]);
+    upgrade.kind = OperationKind::Upgrade;
+    let upgrade_id = journal.begin(upgrade).await.unwrap();
     let mut later = apply(&[]);
-    later.kind = OperationKind::Other("upgrade".into());
+    later.kind = OperationKind::Other("rotate-certs".into());
     let later_id = journal.begin(later).await.unwrap();
     let plan = journal.operation(plan_id).await.unwrap().unwrap();
     assert_eq!(plan.kind, OperationKind::Plan);
     assert!(plan.hosts.is_empty());
+    let upgrade = journal.operation(upgrade_id).await.unwrap().unwrap();
+    assert_eq!(upgrade.kind, OperationKind::Upgrade);
     let later = journal.operation(later_id).await.unwrap().unwrap();
-    assert_eq!(later.kind, OperationKind::Other("upgrade".into()));
+    assert_eq!(later.kind, OperationKind::Other("rotate-certs".into()));
     let json = serde_json::to_value(&later).unwrap();
-    assert_eq!(json["kind"], "upgrade");
+    assert_eq!(json["kind"], "rotate-certs");
     assert_eq!(json["status"], "running");
 }
 

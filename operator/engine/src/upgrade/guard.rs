@@ -1,7 +1,8 @@
-//! Until kubegrid upgrades clusters, a cluster runs the Kubernetes version it was installed
-//! at: a spec that asks for another one is refused before any host is contacted, by
-//! `kubegrid apply` / `plan` and by the operator alike. The installed version is the one the
-//! engine recorded in the journal after `kubeadm init` (see `kubernetes::finish`).
+//! `kubegrid apply` and `plan` keep a cluster at the Kubernetes version it runs: a spec that
+//! asks for another one is refused before any host is contacted, pointing at
+//! `kubegrid upgrade`, which moves versions node by node. The installed version is the one
+//! the engine recorded in the journal after `kubeadm init` (see `kubernetes::finish`) and
+//! after each `kubeadm upgrade apply` (see `upgrade::steps`).
 
 use kubegrid_journal::Journal;
 
@@ -24,7 +25,7 @@ pub fn same(a: &str, b: &str) -> bool {
 /// Refuses `requested` when `cluster` runs `installed` and they differ.
 pub fn check(cluster: &str, installed: Option<&str>, requested: &str) -> Result<(), Error> {
     match installed {
-        Some(installed) if !same(installed, requested) => Err(Error::UpgradeNotSupported {
+        Some(installed) if !same(installed, requested) => Err(Error::VersionChangeNeedsUpgrade {
             cluster: cluster.to_string(),
             installed: display(installed),
             requested: display(requested),
@@ -64,7 +65,7 @@ mod tests {
             text.contains("fleet/gpu")
                 && text.contains("v1.31.4")
                 && text.contains("v1.32.0")
-                && text.contains("not supported yet"),
+                && text.contains("kubegrid upgrade apply"),
             "{text}"
         );
     }

@@ -1,0 +1,488 @@
+//! Running the planned steps: each compiled from one phase of `playbooks/upgrade.yaml` with
+//! the step's versions and run on its Nodes, with the Nodes of a roll cordoned, drained,
+//! upgraded, waited on until Ready and uncordoned through the Kubernetes API.
+
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+
+use kube::Client;
+use kubegrid_plan::{ClusterContext, Playbook};
+use kubegrid_upgrade::{Available, ClusterState, Step, Targets};
+use semver::Version;
+
+use super::{StepPart, StepResult, UpgradeReport, paused, state};
+use crate::{
+    error::Error,
+    operation::{Outcome, PhaseTime, Run},
+    phases::{Phase, PlaybookPhase},
+};
+
+/// The annotation kubegrid puts on a Node it cordons for an upgrade, so that a later run
+/// uncordons only Nodes it cordoned itself, never one an administrator cordoned.
+pub const CORDONED_BY: &str = "kubegrid.io/cordoned-for-upgrade";
+
+/// The versions the spec asks for, as the bundle pins them.
+pub fn targets(run: &Run, cluster: &ClusterState) -> Result<Targets, Error> {
+    let k = run
+        .req
+        .context
+        .kubernetes
+        .as_ref()
+        .ok_or_else(|| Error::Protocol {
+            host: run.req.cluster.clone(),
+            message: "an upgrade needs the spec's Kubernetes settings".into(),
+        })?;
+    let external = cluster.nodes.iter().any(|n| n.roles.etcd);
+    let etcd = match (&run.req.context.etcd_version, external) {
+        (_, false) => None,
+        (Some(v), true) => Some(v.clone()),
+        (None, true) => available(run).etcd.into_iter().max(),
+    };
+    let containerd = kubegrid_plan::containerd_file(
+        &run.req.context,
+        run.req.bundle.manifest(),
+        &host_arch(run),
+    )
+    .and_then(|f| f.version.as_deref().and_then(state::parse));
+    Ok(Targets {
+        kubernetes: k.version.clone(),
+        etcd,
+        containerd,
+    })
+}
+
+/// The versions the bundle carries for the hosts' architecture.
+pub fn available(run: &Run) -> Available {
+    let arch = host_arch(run);
+    let versions = |name: &str| -> Vec<Version> {
+        let mut v: Vec<Version> = run
+            .req
+            .bundle
+            .binary_versions(name, &arch)
+            .iter()
+            .filter_map(|v| state::parse(v))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let mut containerd: Vec<Version> =
+        kubegrid_plan::containerd_versions(&run.req.context, run.req.bundle.manifest(), &arch)
+            .iter()
+            .filter_map(|v| state::parse(v))
+            .collect();
+    containerd.sort();
+    containerd.dedup();
+    Available {
+        kubernetes: versions("kubeadm"),
+        etcd: versions("etcd"),
+        containerd,
+    }
+}
+
+/// The architecture the versions are looked up for: the first host's that answered (the
+/// bundle check before the operation already made sure every arch the spec has is served).
+fn host_arch(run: &Run) -> String {
+    run.facts
+        .iter()
+        .flatten()
+        .map(|f| f.arch.clone())
+        .next()
+        .unwrap_or_else(|| "amd64".into())
+}
+
+/// Runs every step of the plan in order, stopping at the first failure, at a Node found out
+/// of skew, or when the spec pauses the upgrade.
+pub async fn roll(
+    run: &mut Run,
+    client: &Client,
+    report: &mut UpgradeReport,
+) -> Result<Outcome, Error> {
+    for node in report.plan.uncordon.clone() {
+        let waited = kubegrid_cluster::wait_ready(
+            client,
+            &node,
+            run.req.options.upgrade.ready_timeout,
+            run.req.options.drain.poll_interval,
+        )
+        .await;
+        if waited.is_ok() && uncordon(client, &node).await.is_ok() {
+            report.uncordoned.push(node);
+        }
+    }
+    for step in report.plan.steps.clone() {
+        if paused(run) {
+            report.paused = true;
+            return Ok(Outcome::Succeeded);
+        }
+        run.observer
+            .event(&crate::progress::Progress::PhaseStarted {
+                phase: format!("upgrade step {}", step.id()),
+                hosts: step.nodes().len(),
+            });
+        let versions = state::read_versions(run).await;
+        let silent: Vec<String> = run
+            .live()
+            .into_iter()
+            .filter(|i| !versions.contains_key(i))
+            .map(|i| run.reports[i].name.clone())
+            .collect();
+        if !silent.is_empty() {
+            // A Node that stopped answering cannot be checked for skew, nor upgraded later:
+            // stop before anything else changes.
+            for i in run.live() {
+                if !versions.contains_key(&i) {
+                    let why =
+                        "did not answer the version check before the next upgrade step".to_string();
+                    run.fail_host(i, state::PHASE, why).await;
+                }
+            }
+            report.stopped = Some(format!(
+                "before step {}: {} did not answer the version check (unreachable?); nothing after it was started\n  hint: bring it back and run the upgrade again; finished steps are not redone",
+                step.id(),
+                silent.join(", ")
+            ));
+            return Ok(Outcome::HostsFailed);
+        }
+        let live = state::cluster_state(run, &versions, &BTreeMap::new(), None);
+        let skew = kubegrid_upgrade::skew(&live);
+        if !skew.is_empty() {
+            let named: Vec<String> = skew.iter().map(|b| b.message.clone()).collect();
+            report.stopped = Some(format!(
+                "before step {}: out of skew: {}",
+                step.id(),
+                named.join("; ")
+            ));
+            return Ok(Outcome::HostsFailed);
+        }
+        let started = Instant::now();
+        let result = run_step(run, client, &step).await?;
+        run.phase_times.push(PhaseTime {
+            phase: format!("upgrade {}", step.id()),
+            wall_ms: started.elapsed().as_millis() as u64,
+        });
+        let ok = result.ok;
+        let error = result.error.clone();
+        report.steps.push(result);
+        if !ok {
+            report.stopped = Some(format!(
+                "step {} failed: {}",
+                step.id(),
+                error.unwrap_or_default()
+            ));
+            return Ok(Outcome::HostsFailed);
+        }
+        if let Step::KubeadmApply { version, .. } = &step {
+            // The control plane now runs this version: `apply`'s version guard and the
+            // operator's status read this record.
+            run.journal
+                .put_installed_version(&run.req.cluster, &version.to_string())
+                .await?;
+        }
+    }
+    Ok(Outcome::Succeeded)
+}
+
+/// One step on its Nodes.
+async fn run_step(run: &mut Run, client: &Client, step: &Step) -> Result<StepResult, Error> {
+    let started = Instant::now();
+    let mut out = StepResult {
+        id: step.id(),
+        step: step.clone(),
+        ok: true,
+        error: None,
+        duration_ms: 0,
+        parts: Vec::new(),
+        left: BTreeMap::new(),
+    };
+    let spec_version = run
+        .req
+        .context
+        .kubernetes
+        .as_ref()
+        .map(|k| k.version.clone());
+    match step {
+        Step::EtcdMember { node, to, .. } => {
+            let k8s = spec_version.unwrap_or_else(|| Version::new(0, 0, 0));
+            let ctx = context_at(&run.req.context, &k8s, None, Some(to))?;
+            phase(
+                run,
+                &mut out,
+                &ctx,
+                "etcd-member",
+                std::slice::from_ref(node),
+            )
+            .await?;
+        }
+        Step::KubeadmApply { node, version } => {
+            let ctx = context_at(&run.req.context, version, None, None)?;
+            phase(
+                run,
+                &mut out,
+                &ctx,
+                "kubeadm-apply",
+                std::slice::from_ref(node),
+            )
+            .await?;
+        }
+        Step::KubeadmNode { node, version } => {
+            let ctx = context_at(&run.req.context, version, None, None)?;
+            phase(
+                run,
+                &mut out,
+                &ctx,
+                "kubeadm-node",
+                std::slice::from_ref(node),
+            )
+            .await?;
+        }
+        Step::Roll {
+            nodes,
+            kubelet,
+            containerd,
+            worker,
+        } => {
+            let ctx = context_at(&run.req.context, kubelet, containerd.as_ref(), None)?;
+            roll_nodes(
+                run,
+                client,
+                &mut out,
+                &ctx,
+                nodes,
+                containerd.is_some(),
+                *worker,
+            )
+            .await?;
+        }
+    }
+    out.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(out)
+}
+
+/// A batch of Nodes: (workers) `kubeadm upgrade node`, then cordon and drain each, the new
+/// containerd and kubelet, Ready, uncordon.
+async fn roll_nodes(
+    run: &mut Run,
+    client: &Client,
+    out: &mut StepResult,
+    ctx: &ClusterContext,
+    nodes: &[String],
+    containerd: bool,
+    worker: bool,
+) -> Result<(), Error> {
+    if worker && !phase(run, out, ctx, "kubeadm-node", nodes).await? {
+        return Ok(());
+    }
+    let mut drained = Vec::new();
+    for node in nodes {
+        let started = Instant::now();
+        let result = cordon_and_drain(run, client, node).await;
+        part(out, node, "drain", started, result.is_ok());
+        match result {
+            Ok(()) => drained.push(node.clone()),
+            Err(why) if run.req.options.upgrade.force_drain => {
+                tracing::warn!(%node, "drain failed, upgrading anyway (--force): {why}");
+                drained.push(node.clone());
+            }
+            Err(why) => {
+                // Nothing was changed on this Node nor on the others of the batch yet: all
+                // of them go back into service, and the roll stops here.
+                for n in drained.iter().chain(std::iter::once(node)) {
+                    let back = uncordon(client, n).await;
+                    out.left.insert(
+                        n.clone(),
+                        match back {
+                            Ok(()) => "uncordoned, not upgraded".into(),
+                            Err(e) => format!("not upgraded; uncordoning failed: {e}"),
+                        },
+                    );
+                }
+                fail(out, format!("draining {node} failed: {why}"));
+                return Ok(());
+            }
+        }
+    }
+    let mut ok = true;
+    if containerd {
+        ok = phase(run, out, ctx, "node-containerd", nodes).await?;
+    }
+    if ok {
+        ok = phase(run, out, ctx, "node-kubelet", nodes).await?;
+    }
+    if !ok {
+        for n in nodes {
+            out.left
+                .insert(n.clone(), "cordoned: failed after its drain".into());
+        }
+        return Ok(());
+    }
+    for node in nodes {
+        let started = Instant::now();
+        let ready = kubegrid_cluster::wait_ready(
+            client,
+            node,
+            run.req.options.upgrade.ready_timeout,
+            run.req.options.drain.poll_interval,
+        )
+        .await;
+        part(out, node, "ready", started, ready.is_ok());
+        if let Err(e) = ready {
+            out.left
+                .insert(node.clone(), "cordoned: not Ready after its upgrade".into());
+            fail(out, e.to_string());
+            return Ok(());
+        }
+        let started = Instant::now();
+        let back = uncordon(client, node).await;
+        part(out, node, "uncordon", started, back.is_ok());
+        if let Err(e) = back {
+            fail(out, e);
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Cordons (marking the Node as cordoned by kubegrid unless an administrator had already
+/// cordoned it) and drains it through the Eviction API.
+async fn cordon_and_drain(run: &Run, client: &Client, node: &str) -> Result<(), String> {
+    let conditions = kubegrid_cluster::node_conditions(client)
+        .await
+        .map_err(|e| e.to_string())?;
+    let already = conditions.get(node).is_some_and(|c| c.unschedulable);
+    if !already {
+        kubegrid_cluster::annotate_node(client, node, CORDONED_BY, Some(&run.op.0.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    kubegrid_cluster::drain(client, node, &run.req.options.drain)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Uncordons a Node that kubegrid cordoned (it carries [`CORDONED_BY`]); one an
+/// administrator cordoned before the upgrade stays cordoned.
+async fn uncordon(client: &Client, node: &str) -> Result<(), String> {
+    let ours = kubegrid_cluster::node_annotation(client, node, CORDONED_BY)
+        .await
+        .map_err(|e| e.to_string())?;
+    if ours.is_none() {
+        return Ok(());
+    }
+    kubegrid_cluster::uncordon(client, node)
+        .await
+        .map_err(|e| e.to_string())?;
+    kubegrid_cluster::annotate_node(client, node, CORDONED_BY, None)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Runs one phase of the upgrade playbook on `nodes` (together), compiled with `ctx`.
+/// Returns whether every Node finished it; a failed Node is failed in the run and named in
+/// the step.
+async fn phase(
+    run: &mut Run,
+    out: &mut StepResult,
+    ctx: &ClusterContext,
+    name: &str,
+    nodes: &[String],
+) -> Result<bool, Error> {
+    let playbook = Arc::clone(&run.req.playbook);
+    let one = Playbook {
+        name: playbook.name.clone(),
+        phases: playbook
+            .phases
+            .iter()
+            .filter(|p| p.name == name)
+            .cloned()
+            .collect(),
+    };
+    let mut plans = BTreeMap::new();
+    for node in nodes {
+        let Some(i) = run.reports.iter().position(|r| &r.name == node) else {
+            fail(out, format!("{node} is not a Node of this spec"));
+            return Ok(false);
+        };
+        let Some(facts) = run.facts[i].clone() else {
+            fail(out, format!("{node}: no facts were read from it"));
+            return Ok(false);
+        };
+        let host = run.req.hosts[i].context(facts, run.pki[i].clone());
+        let compiled =
+            kubegrid_plan::compile(&one, ctx, &host, &run.req.bundle).map_err(|source| {
+                Error::Compile {
+                    host: node.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        if let Some(p) = compiled.into_iter().find(|p| p.name == name) {
+            plans.insert(i, p);
+        }
+    }
+    let started = Instant::now();
+    PlaybookPhase {
+        name: name.to_string(),
+        batch: None,
+        plans: plans.clone(),
+    }
+    .run(run)
+    .await?;
+    let mut ok = true;
+    for &i in plans.keys() {
+        let report = &run.reports[i];
+        part(out, &report.name, name, started, report.ok);
+        if !report.ok {
+            ok = false;
+            let why = report.error.clone().unwrap_or_default();
+            fail(out, format!("{} failed in {name}: {why}", report.name));
+        }
+    }
+    Ok(ok)
+}
+
+/// The compile context for a step: the spec's, at `kubernetes` (kubeadm's config API and
+/// the pause image follow), with containerd on `containerd`'s line and etcd at `etcd` when
+/// given.
+fn context_at(
+    base: &ClusterContext,
+    kubernetes: &Version,
+    containerd: Option<&Version>,
+    etcd: Option<&Version>,
+) -> Result<ClusterContext, Error> {
+    let mut ctx = base.clone();
+    if let Some(k) = ctx.kubernetes.as_mut() {
+        k.version = kubernetes.clone();
+        k.kubeadm_api = kubegrid_plan::KubernetesContext::kubeadm_api_for(kubernetes);
+    }
+    // The pause image follows the version unless the spec names its own.
+    let base_version = base.kubernetes.as_ref().map(|k| &k.version);
+    let default_image = base_version.and_then(|v| ClusterContext::sandbox_image_for(v).ok());
+    if default_image.as_deref() == Some(base.sandbox_image.as_str()) {
+        ctx.sandbox_image =
+            ClusterContext::sandbox_image_for(kubernetes).map_err(|e| Error::Compile {
+                host: base.name.clone(),
+                source: Box::new(e),
+            })?;
+    }
+    if let Some(c) = containerd {
+        ctx.containerd = Version::new(c.major, c.minor, 0);
+    }
+    if let Some(e) = etcd {
+        ctx.etcd_version = Some(e.clone());
+    }
+    Ok(ctx)
+}
+
+fn part(out: &mut StepResult, node: &str, part: &str, started: Instant, ok: bool) {
+    out.parts.push(StepPart {
+        node: node.to_string(),
+        part: part.to_string(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        ok,
+    });
+}
+
+fn fail(out: &mut StepResult, why: String) {
+    out.ok = false;
+    out.error.get_or_insert(why);
+}
