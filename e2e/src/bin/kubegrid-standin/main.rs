@@ -8,7 +8,8 @@
 //! `kubectl`, `crictl`), or from the first argument when run as `kubegrid-standin NAME ...`.
 //! Every invocation:
 //! - appends one JSON line to `/var/log/kubegrid-standins/invocations.jsonl` (`standin`,
-//!   `argv`, `unixNanos`, `host`, `config`, `ok`, `error`, `warnings`), with `O_APPEND` in one
+//!   `version` (the one this build claims), `argv`, `unixNanos`, `host`, `config`, `ok`, `error`,
+//!   `warnings`), with `O_APPEND` in one
 //!   write, so the e2e tests can assert order and arguments across hosts;
 //! - validates its input the way the real program would reject it (kubeadm: the config's API
 //!   version for the Kubernetes version, required documents and fields, CIDRs, endpoints,

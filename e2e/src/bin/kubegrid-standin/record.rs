@@ -22,6 +22,9 @@ pub const LOG_PATH: &str = "/var/log/kubegrid-standins/invocations.jsonl";
 #[serde(rename_all = "camelCase")]
 struct Line<'a> {
     standin: &'a str,
+    /// The Kubernetes version this build claims (several builds sit side by side in the e2e
+    /// bundle, so a log read after an upgrade tells which one ran).
+    version: &'a str,
     argv: &'a [String],
     unix_nanos: u128,
     host: &'a str,
@@ -91,6 +94,7 @@ impl Record {
         };
         let line = Line {
             standin: self.standin,
+            version: crate::BUILD_VERSION,
             argv: &self.argv,
             unix_nanos: self.unix_nanos,
             host: &self.host,
