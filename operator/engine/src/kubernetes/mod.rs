@@ -14,5 +14,5 @@ mod remove;
 mod secrets;
 
 pub use context::{init_failed, kubernetes_context, prepare};
-pub use finish::{ClusterChecks, finish};
-pub use remove::{DRAIN_PHASE, MemberRecord, RemovedNode};
+pub use finish::{ClusterChecks, finish, remove_members};
+pub use remove::{DRAIN_PHASE, Leaving, MemberRecord, RemovedNode};

@@ -2,7 +2,7 @@
 //! next begins. Within a phase, hosts run concurrently up to `--parallel`.
 
 mod facts;
-mod fan_out;
+pub(crate) mod fan_out;
 mod playbook;
 mod preflight;
 pub mod runtimes;
