@@ -259,4 +259,37 @@ fn etcd_members_join_leave_and_a_dead_one_is_replaced_through_the_spec() {
     assert_eq!(removed["ok"], true, "{removed}");
     assert_members_and_data(&lab, h(5), &["lab-3", "lab-4", "lab-5"], &keys);
     assert_members_and_data(&lab, h(3), &["lab-3", "lab-4", "lab-5"], &keys);
+    // lab-3 stood in for the init node that left: it refreshed the join secrets for lab-5
+    // with a kubeadm configuration naming the spec's etcd members, the new one included.
+    let calls: Vec<Value> = lab
+        .ssh_ok(h(3), &format!("cat {STANDIN_LOG}"))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("invocation line is JSON"))
+        .collect();
+    let kubeadm = |verb: &str| -> Vec<&Value> {
+        calls
+            .iter()
+            .filter(|c| c["standin"] == "kubeadm" && c["argv"][1] == verb)
+            .collect()
+    };
+    let token = *kubeadm("token")
+        .last()
+        .expect("lab-3 ran kubeadm token create");
+    let cc = token["config"]
+        .as_array()
+        .and_then(|docs| docs.iter().find(|d| d["kind"] == "ClusterConfiguration"))
+        .expect("a ClusterConfiguration");
+    let endpoints: Vec<String> = (3..=5)
+        .map(|i| format!("https://{}:2379", h(i).address))
+        .collect();
+    assert_eq!(
+        cc["etcd"]["external"]["endpoints"],
+        serde_json::json!(endpoints),
+        "{cc}"
+    );
+    let inits: Vec<&Value> = kubeadm("init")
+        .into_iter()
+        .filter(|c| c["argv"][2] != "phase")
+        .collect();
+    assert!(inits.is_empty(), "lab-3 ran kubeadm init: {inits:?}");
 }

@@ -274,9 +274,9 @@ impl EngineRunner {
             resume_from: job.resume_from.map(OperationId),
             // Live hosts carry theirs in their targets; Nodes being removed only here.
             member_passwords: job.passwords.clone(),
-            force_membership: kube::ResourceExt::annotations(job.manifest.cluster())
-                .get(kubegrid_engine::membership::FORCE_ANNOTATION)
-                .is_some_and(|v| v == "true"),
+            force_membership: kubegrid_engine::membership::forced_by(
+                kube::ResourceExt::annotations(job.manifest.cluster()),
+            ),
             skip_checks: self.skip_checks.clone(),
             cluster_checks: !self.skip_checks.iter().any(|c| c == CLUSTER_API_CHECKS),
             ..Options::default()

@@ -95,8 +95,9 @@ pub struct EtcdContext {
     /// `name=https://addr:2380,...` for `--initial-cluster`: the spec's members for a new
     /// cluster; for a member joining a running one, the running members and itself.
     pub initial_cluster: String,
-    /// `--initial-cluster-state`: "new" when the members start together as a new cluster,
-    /// "existing" when the cluster already runs (only a member's first start reads it).
+    /// `--initial-cluster-state`: "new" when the members start together as a new cluster;
+    /// the engine renders "existing" for a member joining a running cluster (only a member's
+    /// first start reads it).
     pub initial_cluster_state: String,
 }
 

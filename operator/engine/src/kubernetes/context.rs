@@ -116,15 +116,6 @@ pub async fn prepare(run: &mut Run) -> Result<(), Error> {
         k.init_node = run.req.hosts[i].target.host.clone();
         k.initialized = true;
     }
-    // A member without kubegrid's etcd unit joins the installed cluster's running etcd
-    // (`membership::join`), rather than all starting together as a new cluster.
-    if installed
-        && k.etcd.is_external()
-        && (0..run.req.hosts.len())
-            .any(|i| run.req.hosts[i].has_role("etcd") && has(i, kubegrid_plan::ETCD_UNIT))
-    {
-        k.etcd.initial_cluster_state = "existing".into();
-    }
     k.joins_pending = (0..run.req.hosts.len()).any(|i| {
         let h = &run.req.hosts[i];
         (h.has_role("control-plane") || h.has_role("worker"))

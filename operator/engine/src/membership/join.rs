@@ -1,6 +1,8 @@
 //! Members joining a running external etcd, one at a time: `etcdctl member add` on a running
 //! member, then the new member's `etcd` phase alone, started with the running cluster's member
-//! list and `existing` state, and healthy before the next one is added.
+//! list and `existing` state (only its own `initial-cluster.env` says so: the running members'
+//! copies keep `new`, which they never read again, so an unchanged spec rewrites nothing), and
+//! healthy before the next one is added.
 
 use std::collections::BTreeMap;
 
@@ -14,19 +16,31 @@ use crate::{
 /// The install playbook phase that sets up external etcd members.
 pub const ETCD_PHASE: &str = "etcd";
 
-/// Hosts of this operation that join a running external etcd: the etcd role, no kubegrid
-/// etcd unit yet, in a cluster whose etcd already runs (see [`crate::kubernetes::prepare`]).
-pub fn joining(run: &Run) -> Vec<usize> {
-    let Some(k) = run.req.context.kubernetes.as_ref() else {
-        return Vec::new();
-    };
-    if !k.etcd.is_external() || k.etcd.initial_cluster_state != "existing" {
-        return Vec::new();
+/// Hosts of this operation that join a running external etcd: the etcd role and no kubegrid
+/// etcd unit yet, in an installed cluster where another member runs one. Before the install,
+/// members without a unit start together as a new cluster instead.
+pub async fn joining(run: &Run) -> Result<Vec<usize>, Error> {
+    let external = run
+        .req
+        .context
+        .kubernetes
+        .as_ref()
+        .is_some_and(|k| k.etcd.is_external());
+    if !external
+        || running_members(run).is_empty()
+        || run
+            .journal
+            .installed_version(&run.req.cluster)
+            .await?
+            .is_none()
+    {
+        return Ok(Vec::new());
     }
-    run.live()
+    Ok(run
+        .live()
         .into_iter()
         .filter(|&i| run.req.hosts[i].has_role("etcd") && !has_unit(run, i))
-        .collect()
+        .collect())
 }
 
 /// Whether host `i` has kubegrid's etcd unit (it was set up as a member before).
@@ -71,10 +85,10 @@ pub async fn member_list(run: &mut Run, skip: &[usize]) -> Result<(usize, Vec<Me
 /// playbook's `etcd` phase skips them). A member that was added before but never started is
 /// found by its peer URL and started, not added twice. A plan only says what would happen.
 pub async fn join(run: &mut Run) -> Result<Vec<usize>, Error> {
-    let joining = joining(run);
-    if joining.is_empty() || run.req.mode == Mode::Plan {
+    if run.req.mode == Mode::Plan {
         return Ok(Vec::new());
     }
+    let joining = joining(run).await?;
     let mut stop: Option<String> = None;
     for &i in &joining {
         if let Some(why) = &stop {

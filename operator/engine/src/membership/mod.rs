@@ -16,6 +16,14 @@ pub use rules::Change;
 /// The Cluster annotation by which the operator takes `--force` for membership changes.
 pub const FORCE_ANNOTATION: &str = "kubegrid.io/force-membership";
 
+/// Whether a Cluster's annotations (`metadata.annotations`) ask for `--force`: the value
+/// `"true"` exactly, as Kubernetes annotations spell booleans.
+pub fn forced_by(annotations: &std::collections::BTreeMap<String, String>) -> bool {
+    annotations
+        .get(FORCE_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
 /// The etcd members of a set of hosts: those with the etcd role (external etcd), else the
 /// control-plane ones (etcd stacked on them). The flag says whether etcd is external.
 fn members<'a>(
@@ -155,6 +163,18 @@ mod tests {
             e.contains("runs external etcd and the spec asks for stacked"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn only_a_true_annotation_forces() {
+        let with = |v: &str| {
+            std::collections::BTreeMap::from([(FORCE_ANNOTATION.to_string(), v.to_string())])
+        };
+        assert!(forced_by(&with("true")));
+        for v in ["false", "yes", "True", ""] {
+            assert!(!forced_by(&with(v)), "{v}");
+        }
+        assert!(!forced_by(&Default::default()));
     }
 
     #[tokio::test]
