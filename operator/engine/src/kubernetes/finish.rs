@@ -202,6 +202,11 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
 /// Removes the control-plane and etcd members that left the spec, before the playbook runs
 /// (see [`Leaving::Members`]); the results go into the report with the other removals.
 pub async fn remove_members(run: &mut Run) -> Result<Vec<RemovedNode>, Error> {
+    // A partial apply (`--until`) leaves membership alone, as it leaves the other
+    // cluster-level steps.
+    if run.req.options.until.is_some() {
+        return Ok(Vec::new());
+    }
     let absent: Vec<_> = remove::absent(run)
         .await?
         .into_iter()
