@@ -13,6 +13,7 @@ mod distribute;
 mod lab;
 mod lab_refusals;
 mod measure;
+mod membership;
 mod operator;
 mod operator_image;
 mod registry;

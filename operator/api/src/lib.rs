@@ -44,7 +44,7 @@ pub use error::{API_VERSION, Error, Problem, Result, SourceLine};
 pub use hosts::{BastionTarget, HostTarget};
 pub use manifest::Manifest;
 pub use node::{Arch, Node, NodeSpec, Role, Taint, TaintEffect};
-pub use parse::{Documents, load, parse, parse_all};
+pub use parse::{Documents, load, load_installed, parse, parse_all};
 pub use ssh::{
     BastionSpec, ConfigMapKeyRef, DEFAULT_PASSWORD_KEY, DEFAULT_SECRET_KEY, DEFAULT_SSH_PORT,
     DEFAULT_SSH_USER, LocalObjectRef, NodeSshSpec, SecretKeyRef, SshSpec,

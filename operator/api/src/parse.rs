@@ -39,6 +39,14 @@ pub fn load(path: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
+/// [`load`] for a cluster that is already installed: validated with
+/// [`Manifest::validate_installed`].
+pub fn load_installed(path: &Path) -> Result<Manifest> {
+    let manifest = Documents::read(path)?.select(None)?;
+    manifest.validate_installed(ValidateFor::Cli)?;
+    Ok(manifest)
+}
+
 /// Parses a spec that holds exactly one Cluster and its Nodes. `origin` is the file the
 /// text came from: errors name it and relative paths resolve against its directory.
 ///

@@ -43,9 +43,21 @@ impl Manifest {
     /// way the count must be odd, since an even count tolerates no more failures than the
     /// odd count below it.
     pub fn validate(&self, target: ValidateFor) -> Result<()> {
+        self.validate_checked(target, false)
+    }
+
+    /// [`Manifest::validate`] for a cluster that is already installed: every rule but the
+    /// odd etcd member count, since a change of an installed cluster's members is checked
+    /// against its running members instead (quorum, and an even count only when forced).
+    pub fn validate_installed(&self, target: ValidateFor) -> Result<()> {
+        self.validate_checked(target, true)
+    }
+
+    fn validate_checked(&self, target: ValidateFor, installed: bool) -> Result<()> {
         let mut check = Checker {
             manifest: self,
             target,
+            installed,
             problems: Vec::new(),
         };
         check.cluster();
@@ -74,6 +86,8 @@ struct Subject {
 struct Checker<'a> {
     manifest: &'a Manifest,
     target: ValidateFor,
+    /// The cluster is installed: its etcd member count is the membership rules' business.
+    installed: bool,
     problems: Vec<Problem>,
 }
 

@@ -150,6 +150,9 @@ pub fn manifest(
         Manifest::from_resources(cluster.clone(), nodes.to_vec(), &ctx.settings.spec_dir)
             .map_err(|e| invalid(e.to_string()))?;
     let checked = match kind {
+        // An installed cluster's etcd member count is checked by the engine's membership
+        // rules against its running members, not by the odd-count rule.
+        JobKind::Apply if installed(cluster) => manifest.validate_installed(ValidateFor::Operator),
         JobKind::Apply => manifest.validate(ValidateFor::Operator),
         JobKind::Reset => manifest.check_confined(),
     };
@@ -173,6 +176,14 @@ pub fn manifest(
             kubegrid_api::Error::Invalid { problems }.to_string(),
         ))
     }
+}
+
+/// Whether the Cluster's status records an installed Kubernetes version.
+fn installed(cluster: &Cluster) -> bool {
+    cluster
+        .status
+        .as_ref()
+        .is_some_and(|s| s.kubernetes_version.is_some())
 }
 
 /// Everything a job needs from the API and the journal, read before any host is touched: a

@@ -274,6 +274,9 @@ impl EngineRunner {
             resume_from: job.resume_from.map(OperationId),
             // Live hosts carry theirs in their targets; Nodes being removed only here.
             member_passwords: job.passwords.clone(),
+            force_membership: kubegrid_engine::membership::forced_by(
+                kube::ResourceExt::annotations(job.manifest.cluster()),
+            ),
             skip_checks: self.skip_checks.clone(),
             cluster_checks: !self.skip_checks.iter().any(|c| c == CLUSTER_API_CHECKS),
             ..Options::default()
@@ -304,9 +307,16 @@ impl EngineRunner {
         };
         let report = operation::execute(req, journal.clone(), observer)
             .await
-            .map_err(|e| Error::Engine {
-                cluster: job.cluster.clone(),
-                reason: e.to_string(),
+            .map_err(|e| match e {
+                // A membership change the rules refuse is the spec's problem, not the engine's.
+                kubegrid_engine::Error::MembershipRefused { .. } => Error::InvalidSpec {
+                    cluster: job.cluster.clone(),
+                    problems: e.to_string(),
+                },
+                _ => Error::Engine {
+                    cluster: job.cluster.clone(),
+                    reason: e.to_string(),
+                },
             })?;
         let outcome = match report.outcome {
             Outcome::Succeeded => RunOutcome::Succeeded,

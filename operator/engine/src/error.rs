@@ -161,15 +161,14 @@ pub enum Error {
         /// The journal in use.
         journal: PathBuf,
     },
-    /// The spec adds etcd members to a running external etcd.
-    #[error(
-        "external etcd already runs on {running}, and the spec adds {new}; adding or replacing etcd members is not supported yet\n  hint: keep the etcd role on the Nodes that have it; add control-plane or worker Nodes instead"
-    )]
-    EtcdMembershipChange {
-        /// Members that run etcd.
-        running: String,
-        /// Members the spec adds.
-        new: String,
+    /// The spec changes the etcd members of an installed cluster in a way that would lose
+    /// quorum, or (without `--force`) leave an even member count.
+    #[error("cluster {cluster}: {message}")]
+    MembershipRefused {
+        /// Cluster name.
+        cluster: String,
+        /// The arithmetic, and a hint.
+        message: String,
     },
     /// The spec asks `apply` or `plan` for another Kubernetes version than the one the
     /// cluster runs: that is an upgrade, which `kubegrid upgrade` runs node by node.
@@ -213,8 +212,8 @@ impl Error {
             Error::LoadKey { .. }
                 | Error::KeyFile { .. }
                 | Error::CaNotInJournal { .. }
-                | Error::EtcdMembershipChange { .. }
                 | Error::VersionChangeNeedsUpgrade { .. }
+                | Error::MembershipRefused { .. }
                 | Error::KeyPassphrase { .. }
                 | Error::PasswordEnv { .. }
                 | Error::AgentMissing { .. }

@@ -9,6 +9,7 @@ pub mod distribute;
 pub mod error;
 pub mod images;
 pub mod kubernetes;
+pub mod membership;
 pub mod operation;
 pub mod phases;
 pub mod preflight;

@@ -92,8 +92,13 @@ pub struct EtcdContext {
     pub members: Vec<EtcdMember>,
     /// Client URLs of the external members ("https://10.0.0.1:2379").
     pub endpoints: Vec<String>,
-    /// `name=https://addr:2380,...` for `--initial-cluster`.
+    /// `name=https://addr:2380,...` for `--initial-cluster`: the spec's members for a new
+    /// cluster; for a member joining a running one, the running members and itself.
     pub initial_cluster: String,
+    /// `--initial-cluster-state`: "new" when the members start together as a new cluster;
+    /// the engine renders "existing" for a member joining a running cluster (only a member's
+    /// first start reads it).
+    pub initial_cluster_state: String,
 }
 
 /// One external etcd member.
@@ -113,6 +118,7 @@ impl EtcdContext {
             members: Vec::new(),
             endpoints: Vec::new(),
             initial_cluster: String::new(),
+            initial_cluster_state: String::new(),
         }
     }
 
@@ -138,6 +144,7 @@ impl EtcdContext {
             members,
             endpoints,
             initial_cluster,
+            initial_cluster_state: "new".into(),
         }
     }
 
@@ -145,6 +152,11 @@ impl EtcdContext {
     pub fn is_external(&self) -> bool {
         self.topology == "external"
     }
+}
+
+/// The peer URL of a member at `address`.
+pub fn etcd_peer_url(address: &str) -> String {
+    format!("https://{}:{ETCD_PEER_PORT}", url_host(address))
 }
 
 /// An IPv6 address in a URL needs brackets.

@@ -48,6 +48,7 @@ pub const TEMPLATES: &[Template] = templates![
     "kubelet/10-kubeadm.conf.tera",
     "kube-vip/kube-vip.yaml.tera",
     "etcd/etcd.service.tera",
+    "etcd/initial-cluster.env.tera",
     "cni/cilium.yaml.tera",
     "registry/config.yml.tera",
     "registry/kubegrid-registry.service.tera",
@@ -107,7 +108,7 @@ pub fn template(name: &str) -> Result<&'static Template> {
 /// [`KubernetesContext`] field (`version` as "1.31.4" with `major`/`minor`/`patch`,
 /// `kubeadm_api`, `v1beta4`, `endpoint_host`, `endpoint_port`, `bind_port`, `vip`, `pod_cidr`,
 /// `service_cidr`, `dns_domain`, `cni`, `cni_manifest`, `etcd {topology, members, endpoints,
-/// initial_cluster}`, `init_node`, `initialized`, `joins_pending`, `cert_validity_hours`,
+/// initial_cluster, initial_cluster_state}`, `init_node`, `initialized`, `joins_pending`, `cert_validity_hours`,
 /// `ca_validity_hours`, `join {token, certificate_key, ca_cert_hash}`, `kube_vip_image`) plus
 /// `endpoint` ("host:port", IPv6 bracketed), `cilium_image` and `cilium_operator_image`.
 /// `host` also has `address`, `url_address` (bracketed when IPv6), `labels`, `taints`,

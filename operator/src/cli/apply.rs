@@ -45,6 +45,11 @@ pub struct ApplyArgs {
     /// Remove Nodes that left the spec even when draining them fails.
     #[arg(long)]
     pub force_remove: bool,
+    /// Accept an etcd membership change of an installed cluster that leaves an even member
+    /// count (e.g. 3 -> 4 as one step of replacing a member). Never permits a change that
+    /// would lose quorum.
+    #[arg(long)]
+    pub force: bool,
     /// Longest wait, in seconds, for each cluster check through the API (readyz, nodes Ready,
     /// system pods, each probe pod); shorter built-in deadlines stay as they are.
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
@@ -116,7 +121,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
     }
     // Everything below up to `execute` only reads local files: a bad spec, bundle or key
     // stops here, before any host is contacted and before anything is journaled.
-    let manifest = kubegrid_api::load(&args.file)?;
+    let manifest = super::membership::load(&args.file, &args.journal, args.force).await?;
     let playbook = Arc::new(Playbook::builtin("install")?);
     if let Some(until) = &args.until
         && playbook.phase(until).is_none()
@@ -218,6 +223,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
         kubeconfig_out,
         cluster_checks: !args.skip_checks.iter().any(|s| s == CLUSTER_API_CHECKS),
         force_remove: args.force_remove,
+        force_membership: args.force,
         until: args.until.clone(),
         distribution: args.distribution.parse().map_err(UsageError)?,
         ..Options::default()

@@ -7,6 +7,7 @@ mod crd;
 mod image;
 mod journal;
 mod lab;
+mod membership;
 mod operator;
 mod packed;
 mod progress;

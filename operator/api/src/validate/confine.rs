@@ -42,6 +42,7 @@ impl Manifest {
         let mut check = Checker {
             manifest: self,
             target: ValidateFor::Operator,
+            installed: false,
             problems: Vec::new(),
         };
         check.confinement();

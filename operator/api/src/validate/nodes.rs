@@ -172,7 +172,8 @@ impl Checker<'_> {
         }
     }
 
-    /// Rules about the Nodes as a set: a control plane exists and etcd has an odd count.
+    /// Rules about the Nodes as a set: a control plane exists and, before the cluster is
+    /// installed, etcd has an odd count.
     pub(super) fn topology(&mut self) {
         let at = self.cluster_subject();
         let nodes = self.manifest.nodes();
@@ -203,7 +204,7 @@ impl Checker<'_> {
         } else {
             (etcd, "Nodes with role etcd")
         };
-        if !members.is_empty() && members.len() % 2 == 0 {
+        if !self.installed && !members.is_empty() && members.len() % 2 == 0 {
             self.report(
                 &at,
                 "Node spec.roles",

@@ -125,6 +125,28 @@ fn even_etcd_count() {
 }
 
 #[test]
+fn an_installed_cluster_leaves_the_etcd_count_to_the_membership_rules() {
+    let text = edit(
+        "roles: [worker]\n  labels",
+        "roles: [worker, etcd]\n  labels",
+    );
+    let fixture = crate::common::Fixture::new(&text);
+    let manifest = fixture.parse().unwrap();
+    assert!(manifest.validate(ValidateFor::Cli).is_err());
+    manifest.validate_installed(ValidateFor::Cli).unwrap();
+    // Every other rule still holds for an installed cluster.
+    let none = edit("roles: [control-plane, etcd]", "roles: [etcd]");
+    let fixture = crate::common::Fixture::new(&none);
+    let err = fixture
+        .parse()
+        .unwrap()
+        .validate_installed(ValidateFor::Cli)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("none with role control-plane"), "{err}");
+}
+
+#[test]
 fn stacked_etcd_counts_control_plane_nodes() {
     let text = edit("roles: [control-plane, etcd]", "roles: [control-plane]").replace(
         "roles: [worker]\n  labels",

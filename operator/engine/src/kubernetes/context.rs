@@ -97,10 +97,22 @@ pub async fn prepare(run: &mut Run) -> Result<(), Error> {
     let control_planes: Vec<usize> = (0..run.req.hosts.len())
         .filter(|&i| run.req.hosts[i].has_role("control-plane"))
         .collect();
-    if let Some(&i) = control_planes
+    let installed = run
+        .journal
+        .installed_version(&run.req.cluster)
+        .await?
+        .is_some();
+    // The Node that ran init may have left the spec: then a control-plane Node that joined
+    // the running cluster stands in for it (it never runs init; see the playbook).
+    let init = control_planes
         .iter()
         .find(|&&i| has(i, kubegrid_plan::INIT_DONE))
-    {
+        .or_else(|| {
+            control_planes
+                .iter()
+                .find(|&&i| installed && has(i, kubegrid_plan::JOIN_DONE))
+        });
+    if let Some(&i) = init {
         k.init_node = run.req.hosts[i].target.host.clone();
         k.initialized = true;
     }
@@ -110,7 +122,6 @@ pub async fn prepare(run: &mut Run) -> Result<(), Error> {
             && !has(i, kubegrid_plan::JOIN_DONE)
             && !has(i, kubegrid_plan::INIT_DONE)
     });
-    refuse_etcd_membership_change(run, &k)?;
     let issued = pki::issue(run, &k).await?;
     // Every host that passed preflight is about to be changed: remember it now, so that a
     // host whose join fails half-way can still be reset once it leaves the spec.
@@ -134,40 +145,6 @@ pub async fn prepare(run: &mut Run) -> Result<(), Error> {
     run.journal.set_redactor(redactor);
     run.req.context.kubernetes = Some(k);
     Ok(())
-}
-
-/// kubegrid starts external etcd as one new cluster; adding or replacing members of a running
-/// one needs `etcdctl member add` first, which it does not do yet, so it refuses instead of
-/// starting a member that would form a cluster of its own.
-fn refuse_etcd_membership_change(run: &Run, k: &KubernetesContext) -> Result<(), Error> {
-    if !k.etcd.is_external() {
-        return Ok(());
-    }
-    let has_etcd = |i: usize| {
-        run.facts[i].as_ref().is_some_and(|f| {
-            f.paths
-                .get(kubegrid_plan::ETCD_UNIT)
-                .copied()
-                .unwrap_or(false)
-        })
-    };
-    let members: Vec<usize> = (0..run.req.hosts.len())
-        .filter(|&i| run.req.hosts[i].has_role("etcd"))
-        .collect();
-    let (running, new): (Vec<usize>, Vec<usize>) = members.iter().partition(|&&i| has_etcd(i));
-    if running.is_empty() || new.is_empty() {
-        return Ok(());
-    }
-    let names = |idx: &[usize]| {
-        idx.iter()
-            .map(|&i| run.req.hosts[i].target.host.clone())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Err(Error::EtcdMembershipChange {
-        running: names(&running),
-        new: names(&new),
-    })
 }
 
 /// Why hosts cannot join: the init node failed (or never ran) in this operation, and no

@@ -7,7 +7,7 @@ use kubegrid_cluster::{CheckOptions, CheckResult, ExpectedNode};
 use kubegrid_journal::{TaskRecord, TaskState};
 use serde::Serialize;
 
-use super::remove::{self, RemovedNode};
+use super::remove::{self, Leaving, RemovedNode};
 use crate::{
     error::Error,
     operation::{Mode, Run},
@@ -60,13 +60,18 @@ pub(crate) fn server_url(host: &str, port: u16) -> String {
 /// Runs the cluster-level steps of an apply whose init node finished. Plans and operations
 /// without Kubernetes do nothing.
 pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
-    let mut out = ClusterChecks::default();
+    // Control-plane and etcd members that left were handled before the playbook.
+    let mut out = ClusterChecks {
+        removed: std::mem::take(&mut run.kubernetes.removed),
+        ..ClusterChecks::default()
+    };
     let Some(k) = run.req.context.kubernetes.clone() else {
         return Ok(out);
     };
     if run.req.mode == Mode::Plan {
         let absent = remove::absent(run).await?;
-        out.removed = remove::remove_absent(run, None, absent).await?;
+        let workers = remove::remove_absent(run, None, absent, Leaving::Workers).await?;
+        out.removed.extend(workers);
         out.skipped = Some("a plan changes nothing".into());
         return Ok(out);
     }
@@ -117,7 +122,8 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
         None
     };
     let api = client.as_ref().and_then(|c| c.as_ref().ok());
-    out.removed = remove::remove_absent(run, api, absent).await?;
+    let workers = remove::remove_absent(run, api, absent, Leaving::Workers).await?;
+    out.removed.extend(workers);
     if !run.req.options.cluster_checks {
         out.skipped = Some("--skip-check cluster-api".into());
         return Ok(out);
@@ -191,6 +197,48 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
         phase: CLUSTER_CHECKS.into(),
     });
     Ok(out)
+}
+
+/// Removes the control-plane and etcd members that left the spec, before the playbook runs
+/// (see [`Leaving::Members`]); the results go into the report with the other removals.
+pub async fn remove_members(run: &mut Run) -> Result<Vec<RemovedNode>, Error> {
+    // A partial apply (`--until`) leaves membership alone, as it leaves the other
+    // cluster-level steps.
+    if run.req.options.until.is_some() {
+        return Ok(Vec::new());
+    }
+    let absent: Vec<_> = remove::absent(run)
+        .await?
+        .into_iter()
+        .filter(|(_, r)| {
+            r.roles
+                .iter()
+                .any(|role| role == "control-plane" || role == "etcd")
+        })
+        .collect();
+    let Some(k) = run.req.context.kubernetes.clone() else {
+        return Ok(Vec::new());
+    };
+    if absent.is_empty() || run.req.mode == Mode::Plan {
+        return remove::remove_absent(run, None, absent, Leaving::Members).await;
+    }
+    let client = match (&run.admin_client, &run.kubernetes_ca_pem) {
+        (Some(admin), Some(ca_pem)) => {
+            let server = server_url(&k.endpoint_host, k.endpoint_port);
+            match kubegrid_pki::kubeconfig(
+                &run.req.cluster,
+                &server,
+                ca_pem,
+                kubegrid_pki::ADMIN_USER,
+                admin,
+            ) {
+                Ok(kubeconfig) => kubegrid_cluster::connect(&kubeconfig).await.ok(),
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
+    remove::remove_absent(run, client.as_ref(), absent, Leaving::Members).await
 }
 
 /// Writes `text` to `path` with mode 0600 from the first byte: a temporary file in the same

@@ -15,5 +15,5 @@ mod secrets;
 
 pub use context::{init_failed, kubernetes_context, prepare};
 pub(crate) use finish::server_url;
-pub use finish::{ClusterChecks, finish};
-pub use remove::{DRAIN_PHASE, MemberRecord, RemovedNode};
+pub use finish::{ClusterChecks, finish, remove_members};
+pub use remove::{DRAIN_PHASE, Leaving, MemberRecord, RemovedNode};

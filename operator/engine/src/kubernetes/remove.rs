@@ -1,5 +1,7 @@
-//! Nodes that left the spec: drained and deleted through the API, then reset over SSH. A
-//! Node whose drain failed keeps running and stays a member unless the user forces removal.
+//! Nodes that left the spec: drained and deleted through the API, then reset over SSH; a
+//! control-plane or etcd member also leaves etcd in between (before the playbook, see
+//! [`Leaving`]). A Node whose drain failed keeps running and stays a member unless the user
+//! forces removal.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -109,15 +111,38 @@ pub async fn absent(run: &Run) -> Result<Vec<(String, MemberRecord)>, Error> {
         .collect())
 }
 
-/// Drains, deletes and resets the `absent` members ([`absent`]); control-plane and etcd members are
-/// refused (shrinking those needs etcd membership changes this operation does not make).
+/// Which of the absent members a call removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaving {
+    /// Workers only, after the playbook.
+    Workers,
+    /// Control-plane and etcd members, before the playbook: their etcd members go first, so
+    /// a replacement joins a cluster that no longer counts the member it replaces.
+    Members,
+}
+
+impl Leaving {
+    fn selects(self, record: &MemberRecord) -> bool {
+        let member = record
+            .roles
+            .iter()
+            .any(|r| r == "control-plane" || r == "etcd");
+        member == (self == Leaving::Members)
+    }
+}
+
+/// Drains, deletes and resets the `absent` members ([`absent`]) that `which` selects. A
+/// leaving control-plane or etcd member also leaves etcd: with external etcd, `etcdctl member
+/// remove` runs on a running member (never on the leaving host, which may be dead) before its
+/// host is reset; stacked, `kubeadm reset` on the host removes its member, as upstream's does.
 pub async fn remove_absent(
     run: &mut Run,
     client: Option<&kube::Client>,
     absent: Vec<(String, MemberRecord)>,
+    which: Leaving,
 ) -> Result<Vec<RemovedNode>, Error> {
     let mut out = Vec::new();
-    for (name, record) in absent {
+    for (name, record) in absent.into_iter().filter(|(_, r)| which.selects(r)) {
         // The same machine under a new Node name must not be drained and reset as the old one.
         if let Some(h) = run
             .req
@@ -135,26 +160,16 @@ pub async fn remove_absent(
             });
             continue;
         }
+        let external_member = record.roles.iter().any(|r| r == "etcd");
         if run.req.mode == Mode::Plan {
             out.push(RemovedNode {
                 name,
                 ok: true,
-                detail: "would be drained, deleted and reset".into(),
-            });
-            continue;
-        }
-        if record
-            .roles
-            .iter()
-            .any(|r| r == "control-plane" || r == "etcd")
-        {
-            out.push(RemovedNode {
-                name,
-                ok: false,
-                detail: format!(
-                    "has roles {}; only workers can be removed by leaving them out of the spec\n  hint: put the Node back in the spec",
-                    record.roles.join(", ")
-                ),
+                detail: if external_member {
+                    "would be drained, deleted, removed from etcd and reset".into()
+                } else {
+                    "would be drained, deleted and reset".into()
+                },
             });
             continue;
         }
@@ -198,6 +213,23 @@ pub async fn remove_absent(
                 });
                 continue;
             }
+        };
+        let api_note = if external_member {
+            match crate::membership::leave::remove_member(run, &name, &record).await {
+                Ok(note) => format!("{api_note}; {note}"),
+                Err(why) => {
+                    out.push(RemovedNode {
+                        name: name.clone(),
+                        ok: false,
+                        detail: format!(
+                            "{api_note}; removing its etcd member failed: {why}; the host was not reset\n  hint: check the other members' health (etcdctl endpoint health --cluster) and apply again"
+                        ),
+                    });
+                    continue;
+                }
+            }
+        } else {
+            api_note
         };
         let reset = reset_host(run, &name, &record).await?;
         if reset.outcome == Outcome::Succeeded {
@@ -300,4 +332,36 @@ async fn reset_host(
         Arc::clone(&run.observer),
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(roles: &[&str]) -> MemberRecord {
+        MemberRecord {
+            address: "10.0.0.1".into(),
+            port: 22,
+            user: "root".into(),
+            key_file: None,
+            password_env: None,
+            sudo: false,
+            bastion: None,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn members_leave_before_the_playbook_and_workers_after_it() {
+        for roles in [
+            &["control-plane"][..],
+            &["etcd"],
+            &["control-plane", "etcd", "worker"],
+        ] {
+            assert!(Leaving::Members.selects(&record(roles)), "{roles:?}");
+            assert!(!Leaving::Workers.selects(&record(roles)), "{roles:?}");
+        }
+        assert!(Leaving::Workers.selects(&record(&["worker"])));
+        assert!(!Leaving::Members.selects(&record(&["worker"])));
+    }
 }

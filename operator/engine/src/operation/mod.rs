@@ -107,6 +107,9 @@ pub struct Options {
     pub member_passwords: std::collections::BTreeMap<String, crate::ssh::Password>,
     /// How an upgrade rolls (the upgrade playbook only).
     pub upgrade: crate::upgrade::UpgradeOptions,
+    /// Accept an etcd membership change that leaves an even member count (`--force`, or the
+    /// Cluster annotation `kubegrid.io/force-membership`); never one that loses quorum.
+    pub force_membership: bool,
 }
 
 impl Default for Options {
@@ -125,6 +128,7 @@ impl Default for Options {
             resume_from: None,
             member_passwords: std::collections::BTreeMap::new(),
             upgrade: crate::upgrade::UpgradeOptions::default(),
+            force_membership: false,
         }
     }
 }
@@ -269,6 +273,16 @@ pub async fn execute(
 ) -> Result<Report, Error> {
     let started = Instant::now();
     journal.recover_interrupted().await?;
+    // Refused before the operation is journaled or any host is contacted.
+    if req.playbook.name == "install" && req.context.kubernetes.is_some() {
+        crate::membership::check_journal(
+            &journal,
+            &req.cluster,
+            &req.hosts,
+            req.options.force_membership,
+        )
+        .await?;
+    }
     let op = journal
         .begin(NewOperation {
             kind: match req.mode {
@@ -427,6 +441,9 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
         return Ok(Outcome::PreflightFailed);
     }
     kubernetes::prepare(run).await?;
+    // Members leaving etcd go before any joins, so a replacement never joins a cluster that
+    // still counts a dead member.
+    run.kubernetes.removed = kubernetes::remove_members(run).await?;
     crate::registry::prepare(run).await?;
     let plans = phases::compile_all(run)?;
     phases::runtimes::note_skipped(run);
@@ -453,6 +470,11 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
                 }
             }
             continue;
+        }
+        if phase.name == crate::membership::join::ETCD_PHASE {
+            for i in crate::membership::join::join(run).await? {
+                per_host.remove(&i);
+            }
         }
         for (i, name) in run.reports.iter().map(|r| r.name.clone()).enumerate() {
             if per_host.contains_key(&i) && resume.finished(&name, &phase.name) {

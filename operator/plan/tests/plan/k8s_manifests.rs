@@ -5,7 +5,7 @@ use serde_yaml::Value;
 
 use crate::{
     k8s_fixtures::{LOAD_BALANCER, VIP, k8s_cluster, k8s_host, variant},
-    k8s_templates::{CILIUM, ETCD, doc, render_for, yaml_docs},
+    k8s_templates::{CILIUM, ETCD, ETCD_ENV, doc, render_for, yaml_docs},
 };
 
 /// `--flag=value` (or bare `--flag`) pairs of the unit's ExecStart, in order.
@@ -76,11 +76,29 @@ fn etcd_unit_runs_a_tls_member_of_the_spec_cluster() {
     assert_eq!(get("advertise-client-urls"), "https://10.0.0.13:2379");
     assert_eq!(get("listen-peer-urls"), "https://10.0.0.13:2380");
     assert_eq!(get("initial-advertise-peer-urls"), "https://10.0.0.13:2380");
-    assert_eq!(
-        get("initial-cluster"),
-        "cp-1=https://10.0.0.11:2380,cp-2=https://10.0.0.12:2380,cp-3=https://10.0.0.13:2380"
+    // The first start's member list is in the environment file, so that membership changes
+    // never change (and restart) a running member's unit.
+    assert!(
+        flags
+            .iter()
+            .all(|(k, _)| k != "initial-cluster" && k != "initial-cluster-state"),
+        "{unit}"
     );
-    assert_eq!(get("initial-cluster-state"), "new");
+    assert!(
+        unit.lines()
+            .any(|l| l == "EnvironmentFile=/etc/etcd/initial-cluster.env"),
+        "{unit}"
+    );
+    let env = render_for(ETCD_ENV, "v1.30-external-lb", "cp-3");
+    assert!(
+        env.lines().any(|l| l
+            == "ETCD_INITIAL_CLUSTER=cp-1=https://10.0.0.11:2380,cp-2=https://10.0.0.12:2380,cp-3=https://10.0.0.13:2380"),
+        "{env}"
+    );
+    assert!(
+        env.lines().any(|l| l == "ETCD_INITIAL_CLUSTER_STATE=new"),
+        "{env}"
+    );
     assert_eq!(get("initial-cluster-token"), "gpu-lab");
     assert_eq!(get("client-cert-auth"), "");
     assert_eq!(get("peer-client-cert-auth"), "");

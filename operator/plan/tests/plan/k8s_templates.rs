@@ -18,6 +18,8 @@ pub const JOIN: &str = "kubeadm/join.yaml.tera";
 const UPGRADE: &str = "kubeadm/upgrade.sh.tera";
 pub const KUBE_VIP: &str = "kube-vip/kube-vip.yaml.tera";
 pub const ETCD: &str = "etcd/etcd.service.tera";
+/// The external etcd member's first-start environment.
+pub const ETCD_ENV: &str = "etcd/initial-cluster.env.tera";
 pub const CILIUM: &str = "cni/cilium.yaml.tera";
 const KUBELET_UNIT: &str = "kubelet/kubelet.service.tera";
 const KUBELET_DROP_IN: &str = "kubelet/10-kubeadm.conf.tera";
@@ -113,6 +115,8 @@ fn kube_vip_matches_golden_on_the_init_node_and_a_joining_one() {
 fn etcd_unit_matches_golden() {
     let text = render_for(ETCD, "v1.31-external-lb", "cp-2");
     assert_golden(&golden_path(ETCD, "v1.31-external-lb-cp-2"), &text);
+    let env = render_for(ETCD_ENV, "v1.31-external-lb", "cp-2");
+    assert_golden(&golden_path(ETCD_ENV, "v1.31-external-lb-cp-2"), &env);
 }
 
 #[test]
