@@ -12,7 +12,7 @@ mod records;
 
 use std::collections::BTreeSet;
 
-use bed::{Bed, MEMBERS, NEW, OLD, WORKERS, json};
+use bed::{Bed, MEMBERS, NEW, OLD, json};
 use kubegrid_e2e::describe;
 
 #[test]
@@ -83,7 +83,11 @@ fn a_live_cluster_moves_two_minors_etcd_and_containerd_without_losing_a_write() 
             .ssh_ok(bed.lab.host(m), "/usr/local/bin/etcd --version | head -n 1");
         assert!(v.contains("3.5.30"), "{m}: {v}");
     }
-    for host in MEMBERS.iter().chain(&WORKERS) {
+    for host in MEMBERS
+        .iter()
+        .copied()
+        .chain(bed.workers.iter().map(String::as_str))
+    {
         let h = bed.lab.host(host);
         let served = bed.lab.ssh_ok(h, "ctr version | sed -n '/^Server/,$p'");
         assert!(

@@ -105,16 +105,29 @@ pub fn cluster_context(manifest: &Manifest) -> Result<ClusterContext, kubegrid_p
 
 /// [`cluster_context`], with `spec.etcd.version` (a release line) resolved to the etcd the
 /// bundle pins on that line: the version `binaries: bundle: [etcd, etcdctl]` installs. Without
-/// the field the context names none, and the newest etcd in the bundle is installed.
+/// the field, the newest etcd the bundle carries.
 pub fn cluster_context_for_bundle(
     manifest: &Manifest,
     bundle: &kubegrid_plan::Bundle,
 ) -> Result<ClusterContext, kubegrid_plan::Error> {
     let mut ctx = cluster_context(manifest)?;
-    if let Some(line) = manifest.cluster().spec.etcd.as_ref().map(|e| &e.version) {
-        ctx.etcd_version = Some(etcd_on_line(bundle, line)?);
-    }
+    ctx.etcd_version = match manifest.cluster().spec.etcd.as_ref().map(|e| &e.version) {
+        Some(line) => Some(etcd_on_line(bundle, line)?),
+        None => etcd_versions(bundle).into_iter().max(),
+    };
     Ok(ctx)
+}
+
+/// Every etcd version the bundle carries, for any arch.
+fn etcd_versions(bundle: &kubegrid_plan::Bundle) -> Vec<semver::Version> {
+    bundle
+        .manifest()
+        .files
+        .iter()
+        .filter(|f| f.kind == kubegrid_plan::FileKind::Binary && f.name.as_deref() == Some("etcd"))
+        .filter_map(|f| f.version.as_deref())
+        .filter_map(|v| semver::Version::parse(v.trim_start_matches('v')).ok())
+        .collect()
 }
 
 /// The newest etcd the bundle carries on `line` ("3.5").
@@ -122,14 +135,7 @@ fn etcd_on_line(
     bundle: &kubegrid_plan::Bundle,
     line: &str,
 ) -> Result<semver::Version, kubegrid_plan::Error> {
-    let all: Vec<semver::Version> = bundle
-        .manifest()
-        .files
-        .iter()
-        .filter(|f| f.kind == kubegrid_plan::FileKind::Binary && f.name.as_deref() == Some("etcd"))
-        .filter_map(|f| f.version.as_deref())
-        .filter_map(|v| semver::Version::parse(v.trim_start_matches('v')).ok())
-        .collect();
+    let all = etcd_versions(bundle);
     all.iter()
         .filter(|v| format!("{}.{}", v.major, v.minor) == line)
         .max()

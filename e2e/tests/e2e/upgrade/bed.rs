@@ -45,8 +45,6 @@ pub const NEW: Versions = Versions {
 
 /// Control-plane/etcd members and workers, in spec order.
 pub const MEMBERS: [&str; 3] = ["lab-1", "lab-2", "lab-3"];
-/// The workers.
-pub const WORKERS: [&str; 2] = ["lab-4", "lab-5"];
 
 /// A lab, its API stand-in and the address it serves on.
 pub struct Bed {
@@ -59,17 +57,25 @@ pub struct Bed {
     port: u16,
     /// The cluster's name.
     pub cluster: String,
+    /// The workers, in spec order (`lab-4` on).
+    pub workers: Vec<String>,
 }
 
 impl Bed {
     /// Five lab hosts, nothing installed yet.
     pub fn up() -> Bed {
+        Bed::up_n(5)
+    }
+
+    /// `n` (at least 5) lab hosts: three control-plane/etcd members, the rest workers.
+    pub fn up_n(n: usize) -> Bed {
         eprintln!(
             "NOTE: the Kubernetes API in this test is a TEST STAND-IN (kubegrid-fake-apiserver) \
              served over HTTPS on the lab bridge; kubeadm and kubelet are the e2e bundle's \
              STAND-INS; etcd and containerd are real."
         );
-        let lab = LabGuard::up(5);
+        let lab = LabGuard::up(n);
+        let workers: Vec<String> = (4..=n).map(|i| format!("lab-{i}")).collect();
         let first = &lab.hosts[0].address;
         let bridge: IpAddr = format!("{}.1", first.rsplit_once('.').unwrap().0)
             .parse()
@@ -87,11 +93,12 @@ impl Bed {
             .expect("the lab spec names its cluster");
         Bed {
             lab,
-            fake: registered(),
+            fake: registered(&workers),
             api: None,
             bridge,
             port,
             cluster,
+            workers,
         }
     }
 
@@ -185,7 +192,7 @@ impl Drop for Bed {
 
 /// The Nodes as the kubelets registered them, all Ready, with one pod of an application on
 /// each worker (evicted by the drains) and a DaemonSet pod everywhere (left in place).
-fn registered() -> FakeCluster {
+fn registered(workers: &[String]) -> FakeCluster {
     let fake = FakeCluster::new();
     for m in MEMBERS {
         fake.add_node(node(
@@ -195,7 +202,7 @@ fn registered() -> FakeCluster {
             &[],
         ));
     }
-    for w in WORKERS {
+    for w in workers {
         fake.add_node(node(w, true, &[], &[]));
         let mut app = system_pod(&format!("web-{w}"), w, true);
         app["metadata"]["namespace"] = "default".into();

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::bed::{Bed, MEMBERS, WORKERS};
+use super::bed::{Bed, MEMBERS};
 
 /// One stand-in invocation.
 #[derive(Debug, Clone)]
@@ -96,7 +96,8 @@ fn cordons(bed: &Bed, node: &str) -> Vec<(u128, u128)> {
 /// Control plane before workers, no two workers cordoned at once (maxUnavailable 1), and
 /// every Node's new kubelet started inside its cordon.
 pub fn assert_order(bed: &Bed) {
-    let hosts: Vec<&str> = MEMBERS.iter().chain(&WORKERS).copied().collect();
+    let workers: Vec<&str> = bed.workers.iter().map(String::as_str).collect();
+    let hosts: Vec<&str> = MEMBERS.iter().chain(&workers).copied().collect();
     let calls = calls(bed, &hosts);
     let upgrades = kubeadm_upgrades(&calls);
     let last_cp = upgrades
@@ -107,7 +108,7 @@ pub fn assert_order(bed: &Bed) {
         .expect("kubeadm upgrade ran on the control plane");
     let first_worker = upgrades
         .iter()
-        .filter(|c| WORKERS.contains(&c.host.as_str()))
+        .filter(|c| workers.contains(&c.host.as_str()))
         .map(|c| c.at)
         .min()
         .expect("kubeadm upgrade node ran on the workers");
@@ -126,13 +127,17 @@ pub fn assert_order(bed: &Bed) {
         "{upgrades:?}"
     );
 
-    let w: Vec<Vec<(u128, u128)>> = WORKERS.iter().map(|n| cordons(bed, n)).collect();
-    for a in &w[0] {
-        for b in &w[1] {
-            assert!(
-                a.1 <= b.0 || b.1 <= a.0,
-                "both workers were cordoned at once: {a:?} {b:?}"
-            );
+    let w: Vec<Vec<(u128, u128)>> = workers.iter().map(|n| cordons(bed, n)).collect();
+    for (i, first) in w.iter().enumerate() {
+        for second in &w[i + 1..] {
+            for a in first {
+                for b in second {
+                    assert!(
+                        a.1 <= b.0 || b.1 <= a.0,
+                        "two workers were cordoned at once: {a:?} {b:?}"
+                    );
+                }
+            }
         }
     }
     for node in &hosts {

@@ -105,11 +105,17 @@ impl Phase for Facts {
         for index in run.live() {
             let h = &run.req.hosts[index];
             let host = h.context(Default::default(), BTreeMap::new());
-            let args = kubegrid_plan::facts_probes(&run.req.playbook, &run.req.context, &host)
+            let mut args = kubegrid_plan::facts_probes(&run.req.playbook, &run.req.context, &host)
                 .map_err(|source| Error::Compile {
                     host: h.target.host.clone(),
                     source: Box::new(source),
                 })?;
+            // What an installed host runs, for preflight's `version-change` check.
+            args.versions.extend(
+                crate::preflight::VERSION_PATHS
+                    .iter()
+                    .map(std::path::PathBuf::from),
+            );
             jobs.push(Job {
                 index,
                 plan: Plan {

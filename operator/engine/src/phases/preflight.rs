@@ -37,6 +37,11 @@ impl Phase for Preflight {
                     address: &h.target.address,
                     kubernetes: run.req.context.kubernetes.as_ref(),
                     containerd_source: run.req.context.containerd_source,
+                    containerd_line: (
+                        run.req.context.containerd.major,
+                        run.req.context.containerd.minor,
+                    ),
+                    etcd_version: run.req.context.etcd_version.as_ref(),
                 })
             })
             .collect();

@@ -7,6 +7,9 @@ mod cluster;
 mod endpoint;
 mod host;
 mod runtime;
+mod versions;
+
+pub use versions::{VERSION_CHANGE, VERSION_PATHS};
 
 use kubegrid_agent::facts::Facts;
 use serde::Serialize;
@@ -31,6 +34,10 @@ pub struct Subject<'a> {
     pub kubernetes: Option<&'a kubegrid_plan::KubernetesContext>,
     /// Where the spec's containerd comes from.
     pub containerd_source: kubegrid_plan::ContainerdSource,
+    /// The spec's containerd line (major, minor).
+    pub containerd_line: (u64, u64),
+    /// The etcd version the operation installs, when the spec or the bundle pins one.
+    pub etcd_version: Option<&'a semver::Version>,
 }
 
 impl Subject<'_> {
@@ -85,6 +92,7 @@ pub fn checks() -> Vec<Box<dyn Check>> {
     let mut all = host::checks();
     all.extend(cluster::checks());
     all.extend(endpoint::checks());
+    all.push(Box::new(versions::VersionChange));
     all
 }
 
@@ -104,3 +112,5 @@ pub fn run(hosts: &[Subject<'_>], skip: &[String]) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod versions_tests;

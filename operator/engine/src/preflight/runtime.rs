@@ -79,6 +79,8 @@ mod tests {
             address: "10.0.0.1",
             kubernetes: None,
             containerd_source: source,
+            containerd_line: (2, 1),
+            etcd_version: None,
         };
         RuntimeConflict.run(&[subject])
     }

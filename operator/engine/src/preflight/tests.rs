@@ -45,6 +45,8 @@ fn subjects<'a>(facts: &'a [Facts], roles: &'a [String]) -> Vec<Subject<'a>> {
             address: &f.hostname,
             kubernetes: None,
             containerd_source: kubegrid_plan::ContainerdSource::Archive,
+            containerd_line: (2, 1),
+            etcd_version: None,
         })
         .collect()
 }
@@ -218,6 +220,8 @@ fn vip_must_be_in_the_subnet_and_free_until_the_cluster_exists() {
             address: "10.1.0.11",
             kubernetes: Some(k),
             containerd_source: kubegrid_plan::ContainerdSource::Archive,
+            containerd_line: (2, 1),
+            etcd_version: None,
         }];
         only(&run(&subjects, &[]), "vip")
     }
