@@ -81,18 +81,16 @@ pub async fn run(
         u.change = change.summary();
     }
     status::starting(ctx, clusters, cluster, &change).await?;
-    let watcher = job.upgrade.as_ref().map(|u| {
-        super::watch_paused(
+    // Stops with this reconcile, also when it is dropped (this replica lost the Lease).
+    let _watcher = job.upgrade.as_ref().map(|u| {
+        AbortOnDrop(super::watch_paused(
             clusters.clone(),
             cluster.name_any(),
             Arc::clone(&u.paused),
             PAUSE_POLL,
-        )
+        ))
     });
     let ran = operation::run(ctx, cluster, &nodes, job).await;
-    if let Some(w) = watcher {
-        w.abort();
-    }
     let (result, hosts) = match ran {
         Ok(r) => r,
         Err(e) => {
@@ -119,6 +117,15 @@ pub async fn run(
             Action::requeue(ctx.failed(&cluster_key, Some(&digest)))
         }
     })
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The condition reason of a job that could not be prepared, as for an install.
