@@ -22,11 +22,25 @@ on_both!(
     a_blocked_upgrade_changes_nothing_and_names_the_blockers,
     a_failed_step_stops_the_roll_and_the_retry_resumes_where_it_stopped,
     pausing_stops_the_roll_between_nodes_and_unpausing_goes_on,
+    a_version_and_a_new_node_together_upgrade_first_then_the_node_joins,
 );
 
 /// A bed whose bundle carries Kubernetes 1.31.4 and 1.32.4, running replica `op-a` with
 /// the Cluster installed at v1.31.4.
 async fn installed(backend: Backend, plan: Arc<Plan>) -> (Bed, tokio::sync::oneshot::Sender<()>) {
+    let (bed, stop, _) = installed_by(backend, plan).await;
+    (bed, stop)
+}
+
+/// [`installed`], with the replica's task.
+async fn installed_by(
+    backend: Backend,
+    plan: Arc<Plan>,
+) -> (
+    Bed,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let bed = Bed::on(backend, fake(true, "Orphan"), true, plan).await;
     let mut manifest = bundle_manifest(&[]);
     for (i, name) in ["kubeadm", "kubelet", "kubectl"].iter().enumerate() {
@@ -40,12 +54,12 @@ async fn installed(backend: Backend, plan: Arc<Plan>) -> (Bed, tokio::sync::ones
         manifest,
     )
     .unwrap();
-    let (stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let (stop, task, _) = bed.start("op-a", Duration::from_secs(2)).await;
     eventually(&bed, "Ready=True", |f| {
         condition(f, "Ready").filter(|c| c["status"] == "True")
     })
     .await;
-    (bed, stop)
+    (bed, stop, task)
 }
 
 fn never_fails() -> Arc<Plan> {
@@ -334,4 +348,37 @@ async fn pausing_stops_the_roll_between_nodes_and_unpausing_goes_on(backend: Bac
         ]
     );
     assert_eq!(upgrades(&bed), 2);
+}
+
+async fn a_version_and_a_new_node_together_upgrade_first_then_the_node_joins(backend: Backend) {
+    let (bed, stop, task) = installed_by(backend, never_fails()).await;
+    // Both edits land while no replica runs, so one reconcile sees them together.
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    bed.put(node("gpu-2", "10.213.99.22", "worker")).await;
+    set_spec(&bed, "kubernetesVersion", json!("v1.32.4")).await;
+    let (_stop, _task, _) = bed.start("op-b", Duration::from_secs(2)).await;
+    upgrading(&bed, "False", "Succeeded").await;
+    let calls = bed
+        .calls_until("the install after the upgrade", |calls| {
+            (calls.len() == 3 && calls.iter().all(|c| c.ended.is_some())).then(|| calls.to_vec())
+        })
+        .await;
+    let kinds: Vec<JobKind> = calls.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [JobKind::Apply, JobKind::Upgrade, JobKind::Apply]);
+    // The upgrade rolls the Nodes in the cluster; the new one joins after, at the new version.
+    assert_eq!(calls[1].nodes, ["cp-1", "gpu-1"]);
+    assert_eq!(calls[2].nodes, ["cp-1", "gpu-1", "gpu-2"]);
+    let n = eventually(&bed, "gpu-2 Ready at v1.32.4", |f| {
+        let n = node_of(f, "gpu-2");
+        (n["status"]["phase"] == "Ready" && n["status"]["versions"]["kubelet"] == "v1.32.4")
+            .then_some(n)
+    })
+    .await;
+    assert!(n["status"]["lastError"].is_null(), "{n:#}");
+    assert!(
+        !steps_run(&bed).iter().any(|s| s.contains("gpu-2")),
+        "{:?}",
+        steps_run(&bed)
+    );
 }
