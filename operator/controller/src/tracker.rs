@@ -232,7 +232,12 @@ async fn apply(
             h.started
                 .entry(phase.clone())
                 .or_insert_with(|| (Instant::now(), status::now()));
-            h.current_step = Some(match (sink.kind, &*step) {
+            // Only a Node of the running step is in it; the version read before each step
+            // runs on every Node.
+            let in_step = step
+                .as_deref()
+                .filter(|id| crate::upgrade::step_nodes(id).contains(&host));
+            h.current_step = Some(match (sink.kind, in_step) {
                 (UPGRADE, Some(id)) => format!("upgrade {id}: {phase} / {task}"),
                 _ => format!("{phase} / {task}"),
             });
@@ -335,12 +340,16 @@ async fn flush(sink: &Sink, hosts: &mut BTreeMap<String, HostState>) {
         if !std::mem::take(&mut h.dirty) {
             continue;
         }
-        let patch = json!({
-            "phase": h.phase,
+        let mut patch = json!({
             "currentStep": h.current_step,
             "lastError": h.last_error,
             "phaseTimes": h.phase_times,
         });
+        // A host whose phase this operation did not set yet (an upgrade's version read)
+        // keeps the one it has: a null would delete it.
+        if let Some(p) = h.phase {
+            patch["phase"] = json!(p);
+        }
         let roles = sink.roles.get(name).cloned();
         if let Err(e) = status::patch_node(&sink.nodes, name, roles, patch).await {
             // Progress is best effort: the final status is written after the operation.

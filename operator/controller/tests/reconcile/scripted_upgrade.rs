@@ -118,6 +118,21 @@ impl ScriptedRunner {
                     phase: format!("upgrade step {}", step.id),
                     hosts: 1,
                 });
+                // Like the engine: every Node's versions are read again before a step.
+                for (node, _) in &nodes {
+                    observer.event(&Progress::TaskStarted {
+                        host: node.clone(),
+                        phase: "upgrade-state".into(),
+                        task: "read component versions".into(),
+                    });
+                    observer.event(&Progress::HostDone {
+                        host: node.clone(),
+                        phase: "upgrade-state".into(),
+                        ok: true,
+                        changed: 0,
+                        error: None,
+                    });
+                }
                 for phase in step.phases {
                     observer.event(&Progress::PhaseStarted {
                         phase: phase.to_string(),

@@ -129,6 +129,10 @@ async fn an_upgrade_rolls_node_by_node_with_its_step_on_the_cluster_and_each_nod
     );
     let worker = node_of(&bed, "gpu-1")["status"].clone();
     assert_eq!(worker["phase"], "Ready", "not touched yet: {worker:#}");
+    assert!(
+        !text(&worker["currentStep"]).starts_with("upgrade "),
+        "not in the step: {worker:#}"
+    );
     assert_eq!(
         steps_run(&bed),
         ["kubeadm-apply/cp-1/1.32.4", "roll/cp-1/1.32.4"]
