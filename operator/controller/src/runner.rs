@@ -448,3 +448,7 @@ impl EngineRunner {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;
