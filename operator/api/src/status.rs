@@ -83,6 +83,8 @@ pub enum OperationKind {
     Install,
     /// Reset every host of a Cluster deleted with `deletionPolicy: Reset`.
     Reset,
+    /// Upgrade Kubernetes, etcd or containerd node by node after a version change.
+    Upgrade,
 }
 
 impl OperationKind {
@@ -91,6 +93,7 @@ impl OperationKind {
         match self {
             Self::Install => "install",
             Self::Reset => "reset",
+            Self::Upgrade => "upgrade",
         }
     }
 }
@@ -207,6 +210,9 @@ pub enum NodePhase {
     Failed,
     /// Being removed from the cluster.
     Removing,
+    /// An upgrade is rolling over this host (`currentStep` names the step and part); back
+    /// to `Ready` when its roll finished.
+    Upgrading,
 }
 
 /// Facts gathered from a host.
@@ -297,6 +303,7 @@ mod tests {
         for (kind, name) in [
             (OperationKind::Install, "install"),
             (OperationKind::Reset, "reset"),
+            (OperationKind::Upgrade, "upgrade"),
         ] {
             let op = OperationStatus {
                 id: 3,
@@ -311,8 +318,8 @@ mod tests {
             assert_eq!(kind.as_str(), name);
             assert_eq!(serde_json::from_value::<OperationStatus>(json).unwrap(), op);
         }
-        let upgrade = serde_json::json!({"id": 1, "kind": "upgrade"});
-        assert!(serde_json::from_value::<OperationStatus>(upgrade).is_err());
+        let other = serde_json::json!({"id": 1, "kind": "migrate"});
+        assert!(serde_json::from_value::<OperationStatus>(other).is_err());
     }
 
     #[test]

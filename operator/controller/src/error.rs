@@ -65,10 +65,6 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// The spec asks for a change kubegrid cannot carry out yet (a Kubernetes version change
-    /// on an installed cluster); nothing was done.
-    #[error(transparent)]
-    Unsupported(Box<kubegrid_engine::Error>),
     /// The journal failed.
     #[error("journal: {0}")]
     Journal(#[from] kubegrid_journal::Error),
@@ -128,7 +124,7 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Self::Kube { .. } | Self::Finalizer(_) => "kube-api",
-            Self::InvalidSpec { .. } | Self::Unsupported(_) => "spec",
+            Self::InvalidSpec { .. } => "spec",
             Self::ReadSecret { .. } => "secret",
             Self::ReadConfigMap { .. } => "configmap",
             Self::WriteFile { .. } | Self::Serve { .. } => "local",

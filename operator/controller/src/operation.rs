@@ -1,7 +1,10 @@
 //! Preparing and running one operation for a Cluster: validation, Secrets, resume, live
 //! progress.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, atomic::AtomicBool},
+};
 
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use kube::{Api, Resource, ResourceExt};
@@ -15,7 +18,7 @@ use crate::{
     context::Context,
     error::{Error, Result},
     inputs,
-    runner::{Job, JobKind, RunResult},
+    runner::{Job, JobKind, RunResult, UpgradeJob},
     secrets, tracker,
 };
 
@@ -61,9 +64,11 @@ pub fn spec_digest(ctx: &Context, kind: JobKind, cluster: &Cluster, nodes: &[Nod
 fn playbook_digest(kind: JobKind) -> &'static str {
     static INSTALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static RESET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static UPGRADE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let cell = match kind {
         JobKind::Apply => &INSTALL,
         JobKind::Reset => &RESET,
+        JobKind::Upgrade => &UPGRADE,
     };
     cell.get_or_init(|| {
         let text = kubegrid_plan::Playbook::builtin(kind.as_str())
@@ -152,8 +157,10 @@ pub fn manifest(
     let checked = match kind {
         // An installed cluster's etcd member count is checked by the engine's membership
         // rules against its running members, not by the odd-count rule.
-        JobKind::Apply if installed(cluster) => manifest.validate_installed(ValidateFor::Operator),
-        JobKind::Apply => manifest.validate(ValidateFor::Operator),
+        JobKind::Apply | JobKind::Upgrade if installed(cluster) => {
+            manifest.validate_installed(ValidateFor::Operator)
+        }
+        JobKind::Apply | JobKind::Upgrade => manifest.validate(ValidateFor::Operator),
         JobKind::Reset => manifest.check_confined(),
     };
     let mut problems = match checked {
@@ -200,7 +207,7 @@ pub async fn prepare(
 ) -> Result<Job> {
     check_bundle_dir(ctx, cluster)?;
     let bundle = bundle_dir(ctx, cluster);
-    if kind == JobKind::Apply {
+    if kind != JobKind::Reset {
         check_bundle_fits(cluster, &manifest, bundle.as_deref())?;
     }
     let cluster_key = key(cluster);
@@ -268,12 +275,22 @@ pub async fn prepare(
             "the operator replica running it stopped (leader change or restart)",
         )
         .await?;
+    // An upgrade plans again from the live versions, which is how it resumes.
     let resume_from = ctx
         .journal
         .latest_operation(&cluster_key)
         .await?
         .filter(|op| op.status == OperationStatus::Interrupted && op.spec_digest == spec_digest)
+        .filter(|_| kind != JobKind::Upgrade)
         .map(|op| op.id.0);
+    let upgrade = (kind == JobKind::Upgrade).then(|| {
+        let spec = cluster.spec.upgrade.clone().unwrap_or_default();
+        UpgradeJob {
+            max_unavailable: spec.max_unavailable() as usize,
+            paused: Arc::new(AtomicBool::new(spec.paused)),
+            change: String::new(),
+        }
+    });
     Ok(Job {
         kind,
         cluster: cluster_key,
@@ -285,6 +302,7 @@ pub async fn prepare(
         cni_manifest,
         passwords,
         resume_from,
+        upgrade,
     })
 }
 
@@ -342,6 +360,14 @@ pub async fn run(
         metrics: Arc::clone(&ctx.metrics),
         cluster: job.cluster.clone(),
         kind: job.kind.as_str(),
+        upgrading: job.upgrade.as_ref().map(|u| crate::upgrade::Rolling {
+            clusters: Api::namespaced(ctx.client.clone(), &ns),
+            name: cluster.name_any(),
+            generation: cluster.metadata.generation,
+            change: u.change.clone(),
+            journal: ctx.journal.clone(),
+            key: job.cluster.clone(),
+        }),
     };
     let (tracker, writer) = tracker::start(sink);
     let span = tracing::info_span!(

@@ -110,8 +110,8 @@ pub async fn starting(
     job: &Job,
 ) -> Result<()> {
     let gen_ = cluster.metadata.generation;
-    // A version change on an installed cluster never gets here (see `upgrade`): every
-    // operation installs or converges at the installed version.
+    // A version change on an installed cluster runs an upgrade instead (see `upgrade`):
+    // every install operation installs or converges at the installed version.
     let (phase, reason) = match job.resume_from {
         Some(_) => (ClusterPhase::Provisioning, "Resuming"),
         None => (ClusterPhase::Provisioning, "Installing"),
@@ -206,7 +206,12 @@ fn failure(result: &RunResult) -> (&'static str, String) {
 }
 
 /// The Node status after an operation.
-fn node_status(result: &RunResult, name: &str, node: &Node, state: Option<&HostState>) -> Value {
+pub(crate) fn node_status(
+    result: &RunResult,
+    name: &str,
+    node: &Node,
+    state: Option<&HostState>,
+) -> Value {
     let host = result.hosts.iter().find(|h| h.name == name);
     let was = node.status.as_ref().and_then(|s| s.phase);
     let mut patch = json!({

@@ -239,10 +239,12 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    if let Some(e) = upgrade::refusal(ctx, cluster).await? {
-        upgrade::refuse(ctx, &clusters, cluster, &e).await?;
-        ctx.metrics.failure(e.category());
-        return Ok(Action::await_change());
+    // Upgrade first (on the Nodes already in the cluster), then converge.
+    match upgrade::change(ctx, cluster).await? {
+        Some(change) => {
+            return upgrade::run(ctx, &clusters, &nodes_api, cluster, &live, change).await;
+        }
+        None => upgrade::settle(&clusters, cluster).await?,
     }
     let digest = operation::spec_digest(ctx, JobKind::Apply, cluster, &live);
     let last = ctx.journal.latest_operation(&cluster_key).await?;
@@ -268,7 +270,6 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let current = fresh.as_ref().unwrap_or(cluster);
     if nothing_to_do && ready(current) {
         status::sync_roles(&nodes_api, &live).await?;
-        upgrade::clear(&clusters, current).await?;
         ctx.succeeded(&cluster_key);
         return Ok(Action::await_change());
     }

@@ -2,7 +2,12 @@
 //! without hosts. [`EngineRunner`] is the product's implementation: the same
 //! `kubegrid_engine::operation::execute` that `kubegrid apply` calls.
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use kubegrid_api::Manifest;
@@ -25,6 +30,9 @@ pub enum JobKind {
     Apply,
     /// Reset every host (`reset`), for a Cluster deleted with `deletionPolicy: Reset`.
     Reset,
+    /// Upgrade Kubernetes, etcd or containerd node by node (`upgrade`), for an installed
+    /// Cluster whose spec asks for other versions.
+    Upgrade,
 }
 
 impl JobKind {
@@ -33,6 +41,7 @@ impl JobKind {
         match self {
             Self::Apply => "install",
             Self::Reset => "reset",
+            Self::Upgrade => kubegrid_engine::upgrade::PLAYBOOK,
         }
     }
 
@@ -41,6 +50,7 @@ impl JobKind {
         match self {
             Self::Apply => kubegrid_api::OperationKind::Install,
             Self::Reset => kubegrid_api::OperationKind::Reset,
+            Self::Upgrade => kubegrid_api::OperationKind::Upgrade,
         }
     }
 }
@@ -69,6 +79,20 @@ pub struct Job {
     pub passwords: BTreeMap<String, Password>,
     /// An interrupted operation to resume.
     pub resume_from: Option<i64>,
+    /// How an upgrade rolls; `None` for the other kinds.
+    pub upgrade: Option<UpgradeJob>,
+}
+
+/// How an upgrade job rolls (`spec.upgrade`).
+#[derive(Debug, Clone)]
+pub struct UpgradeJob {
+    /// Worker Nodes drained and upgraded at once.
+    pub max_unavailable: usize,
+    /// `spec.upgrade.paused` of the live Cluster, kept current while the job runs: the roll
+    /// stops before its next step once it is set.
+    pub paused: Arc<AtomicBool>,
+    /// What it changes, on one line (`Kubernetes v1.31.4 → v1.32.4`), for status.
+    pub change: String,
 }
 
 /// How an operation ended.
@@ -162,6 +186,56 @@ pub struct RunResult {
     pub kubeconfig: Option<String>,
     /// Pinned host keys by Node: `algorithm fingerprint`.
     pub host_keys: BTreeMap<String, String>,
+    /// What an upgrade did; `None` for the other kinds.
+    pub upgrade: Option<UpgradeSummary>,
+}
+
+/// What an upgrade operation did, as status reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpgradeSummary {
+    /// What kept it from starting (nothing was changed), one line each, the Node first.
+    pub blockers: Vec<String>,
+    /// The planned steps' ids, in order.
+    pub planned: Vec<String>,
+    /// The ids of the steps that finished.
+    pub done: Vec<String>,
+    /// `spec.upgrade.paused` stopped it before its next step.
+    pub paused: bool,
+    /// Why it stopped before its end (a failed step, a Node out of skew or silent).
+    pub stopped: Option<String>,
+    /// Where each Node of a failed step was left (`uncordoned, not upgraded`, `cordoned:
+    /// ...`), by Node.
+    pub left: BTreeMap<String, String>,
+}
+
+impl UpgradeSummary {
+    /// The summary of an engine upgrade report.
+    pub fn of(report: &kubegrid_engine::upgrade::UpgradeReport) -> Self {
+        let blockers = if report.can_run() {
+            Vec::new()
+        } else {
+            report
+                .all_blockers()
+                .map(|b| match &b.node {
+                    Some(node) => format!("{node}: {}", b.message),
+                    None => b.message.clone(),
+                })
+                .collect()
+        };
+        Self {
+            blockers,
+            planned: report.plan.steps.iter().map(|s| s.id()).collect(),
+            done: report
+                .steps
+                .iter()
+                .filter(|s| s.ok)
+                .map(|s| s.id.clone())
+                .collect(),
+            paused: report.paused,
+            stopped: report.stopped.clone(),
+            left: report.steps.iter().flat_map(|s| s.left.clone()).collect(),
+        }
+    }
 }
 
 /// Runs operations. Implementations journal what they do in the journal they are given.
@@ -290,6 +364,16 @@ impl EngineRunner {
             options.cluster_checks = false;
             context.kubernetes = None;
         }
+        if let Some(upgrade) = &job.upgrade {
+            options.upgrade = kubegrid_engine::upgrade::UpgradeOptions {
+                max_unavailable: upgrade.max_unavailable.max(1),
+                paused: Arc::clone(&upgrade.paused),
+                ..kubegrid_engine::upgrade::UpgradeOptions::default()
+            };
+            // Like `kubegrid upgrade apply`: the checks through the cluster's API are the
+            // install's; the upgrade reads the API itself.
+            options.cluster_checks = false;
+        }
         let playbook = Playbook::builtin(job.kind.as_str()).map_err(|e| Error::Engine {
             cluster: job.cluster.clone(),
             reason: e.to_string(),
@@ -370,6 +454,11 @@ impl EngineRunner {
                 .collect(),
             kubeconfig,
             host_keys,
+            upgrade: report.upgrade.as_ref().map(UpgradeSummary::of),
         })
     }
 }
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;

@@ -31,6 +31,11 @@ use tokio::{
 
 use crate::{metrics::Metrics, status};
 
+/// The kind of an upgrade operation, as [`Sink::kind`] names it.
+const UPGRADE: &str = kubegrid_engine::upgrade::PLAYBOOK;
+/// The engine's progress phase of reading versions and health before an upgrade step.
+const UPGRADE_STATE_PHASE: &str = "upgrade-state";
+
 /// What the tracker learned about one host.
 #[derive(Debug, Clone, Default)]
 pub struct HostState {
@@ -74,8 +79,10 @@ pub struct Sink {
     pub metrics: Arc<Metrics>,
     /// `namespace/name`, the metrics label.
     pub cluster: String,
-    /// `install` or `reset`.
+    /// `install`, `reset` or `upgrade`.
     pub kind: &'static str,
+    /// For an upgrade: where the Cluster's `Upgrading` condition names the running step.
+    pub upgrading: Option<crate::upgrade::Rolling>,
 }
 
 /// The running writer. Dropped without [`Writer::finish`] (the reconcile was dropped, as
@@ -129,6 +136,7 @@ async fn write(
 ) -> BTreeMap<String, HostState> {
     let mut hosts: BTreeMap<String, HostState> = BTreeMap::new();
     let mut phases: HashMap<String, Instant> = HashMap::new();
+    let mut step: Option<String> = None;
     let mut stopping = false;
     loop {
         let first = if stopping {
@@ -153,7 +161,7 @@ async fn write(
         }
         let stop = batch.is_empty() && (stopping || rx.is_closed());
         for event in batch {
-            apply(&sink, &mut hosts, &mut phases, event).await;
+            apply(&sink, &mut hosts, &mut phases, &mut step, event).await;
         }
         flush(&sink, &mut hosts).await;
         if stop {
@@ -167,6 +175,10 @@ async fn write(
 fn node_phase(kind: &str, phase: &str, now: Option<NodePhase>) -> Option<NodePhase> {
     let leaving = matches!(now, Some(NodePhase::Draining | NodePhase::Removing));
     Some(match (kind, phase) {
+        // Connecting, checking and reading versions change nothing on a host: only the
+        // playbook phases of a step make it Upgrading.
+        (UPGRADE, "facts" | "preflight" | VERSIONS_PHASE | UPGRADE_STATE_PHASE) => return None,
+        (UPGRADE, _) => NodePhase::Upgrading,
         ("reset", _) => NodePhase::Removing,
         (_, DRAIN_PHASE) => NodePhase::Draining,
         (_, "reset") => NodePhase::Removing,
@@ -185,9 +197,19 @@ async fn apply(
     sink: &Sink,
     hosts: &mut BTreeMap<String, HostState>,
     phases: &mut HashMap<String, Instant>,
+    step: &mut Option<String>,
     event: Progress,
 ) {
     match event {
+        Progress::PhaseStarted { phase, .. }
+            if sink.kind == UPGRADE && crate::upgrade::step_id(&phase).is_some() =>
+        {
+            let id = crate::upgrade::step_id(&phase)
+                .unwrap_or_default()
+                .to_string();
+            step_started(sink, hosts, &id).await;
+            *step = Some(id);
+        }
         Progress::PhaseStarted { phase, hosts: n } => {
             phases.insert(phase.clone(), Instant::now());
             publish(
@@ -210,7 +232,15 @@ async fn apply(
             h.started
                 .entry(phase.clone())
                 .or_insert_with(|| (Instant::now(), status::now()));
-            h.current_step = Some(format!("{phase} / {task}"));
+            // Only a Node of the running step is in it; the version read before each step
+            // runs on every Node.
+            let in_step = step
+                .as_deref()
+                .filter(|id| crate::upgrade::step_nodes(id).contains(&host));
+            h.current_step = Some(match (sink.kind, in_step) {
+                (UPGRADE, Some(id)) => format!("upgrade {id}: {phase} / {task}"),
+                _ => format!("{phase} / {task}"),
+            });
             h.dirty = true;
             let Some(now) = node_phase(sink.kind, &phase, h.phase) else {
                 return;
@@ -262,6 +292,45 @@ async fn apply(
     }
 }
 
+/// An upgrade step starts: its Nodes are Upgrading, the Nodes of the step before it that
+/// did not fail are Ready again (their roll finished), and the Cluster's `Upgrading`
+/// condition names the step.
+async fn step_started(sink: &Sink, hosts: &mut BTreeMap<String, HostState>, id: &str) {
+    let nodes = crate::upgrade::step_nodes(id);
+    for (name, h) in hosts.iter_mut() {
+        if h.phase == Some(NodePhase::Upgrading) && !nodes.iter().any(|n| n == name) {
+            h.phase = Some(NodePhase::Ready);
+            h.current_step = None;
+            h.dirty = true;
+        }
+    }
+    for node in &nodes {
+        let h = hosts.entry(node.clone()).or_default();
+        h.current_step = Some(format!("upgrade {id}"));
+        h.dirty = true;
+        if h.phase != Some(NodePhase::Upgrading) {
+            h.phase = Some(NodePhase::Upgrading);
+            let reference = sink.node_refs.get(node).unwrap_or(&sink.cluster_ref);
+            let note = format!("{node} is Upgrading (step {id})");
+            publish(sink, reference, EventType::Normal, "NodePhaseChanged", note).await;
+        }
+    }
+    publish(
+        sink,
+        &sink.cluster_ref,
+        EventType::Normal,
+        "UpgradeStep",
+        format!("upgrade step {id} started on {}", nodes.join(", ")),
+    )
+    .await;
+    if let Some(rolling) = &sink.upgrading
+        && let Err(e) = rolling.step(id).await
+    {
+        // Progress is best effort: the final status is written after the operation.
+        tracing::warn!(step = id, "progress: {e}");
+    }
+}
+
 async fn flush(sink: &Sink, hosts: &mut BTreeMap<String, HostState>) {
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     for (name, h) in hosts.iter_mut() {
@@ -271,12 +340,16 @@ async fn flush(sink: &Sink, hosts: &mut BTreeMap<String, HostState>) {
         if !std::mem::take(&mut h.dirty) {
             continue;
         }
-        let patch = json!({
-            "phase": h.phase,
+        let mut patch = json!({
             "currentStep": h.current_step,
             "lastError": h.last_error,
             "phaseTimes": h.phase_times,
         });
+        // A host whose phase this operation did not set yet (an upgrade's version read)
+        // keeps the one it has: a null would delete it.
+        if let Some(p) = h.phase {
+            patch["phase"] = json!(p);
+        }
         let roles = sink.roles.get(name).cloned();
         if let Err(e) = status::patch_node(&sink.nodes, name, roles, patch).await {
             // Progress is best effort: the final status is written after the operation.
@@ -343,5 +416,18 @@ mod tests {
             node_phase("reset", "facts", None),
             Some(NodePhase::Removing)
         );
+        let up = |phase| node_phase(UPGRADE, phase, Some(NodePhase::Ready));
+        for phase in [
+            "etcd-member",
+            "kubeadm-apply",
+            "kubeadm-node",
+            "node-containerd",
+            "node-kubelet",
+        ] {
+            assert_eq!(up(phase), Some(NodePhase::Upgrading), "{phase}");
+        }
+        for phase in ["facts", "preflight", VERSIONS_PHASE, UPGRADE_STATE_PHASE] {
+            assert_eq!(up(phase), None, "{phase}");
+        }
     }
 }

@@ -96,6 +96,10 @@ pub struct Bed {
     pub plan: Arc<Plan>,
     /// Bumped whenever a call starts or ends.
     pub tick: Arc<watch::Sender<u64>>,
+    /// The kubelet version the scripted upgrades left on each Node.
+    pub upgraded: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
+    /// Every upgrade step the scripted runners ran, in order.
+    pub steps_run: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Bed {
@@ -149,6 +153,8 @@ impl Bed {
             gate: watch::channel(open).0,
             plan,
             tick: Arc::new(watch::channel(0).0),
+            upgraded: Arc::default(),
+            steps_run: Arc::default(),
         }
     }
 
@@ -247,6 +253,8 @@ impl Bed {
             gate: self.gate.subscribe(),
             plan: Arc::clone(&self.plan),
             tick: Arc::clone(&self.tick),
+            upgraded: Arc::clone(&self.upgraded),
+            steps_run: Arc::clone(&self.steps_run),
         };
         let metrics = Arc::new(Metrics::new());
         let client = match &self.real {

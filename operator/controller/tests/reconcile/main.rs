@@ -10,5 +10,7 @@ mod leader_loss;
 mod roles_column;
 mod scenarios;
 mod scripted;
+mod scripted_upgrade;
 mod stale_copy;
 mod status_truth;
+mod upgrades;

@@ -38,6 +38,8 @@ pub struct Call {
     pub cni_manifest: Option<String>,
     /// The SSH passwords the job carried, by Node, revealed.
     pub passwords: std::collections::BTreeMap<String, String>,
+    /// An upgrade's `spec.upgrade.paused`, as the operator keeps it current while it runs.
+    pub paused: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What the scripted runner does on call `n` (0-based) of `job`: the failing hosts with their
@@ -58,6 +60,10 @@ pub struct ScriptedRunner {
     pub plan: Arc<Plan>,
     /// Bumped whenever a call starts or ends.
     pub tick: Arc<watch::Sender<u64>>,
+    /// The kubelet version each Node was upgraded to, across replicas (the hosts' state).
+    pub upgraded: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
+    /// Every upgrade step that ran, in order, across replicas.
+    pub steps_run: Arc<Mutex<Vec<String>>>,
 }
 
 /// Ends the call's record when the run's future ends, finished or dropped.
@@ -106,7 +112,11 @@ impl ScriptedRunner {
             .collect();
         let op = journal
             .begin(NewOperation {
-                kind: OperationKind::Apply,
+                kind: if job.kind == JobKind::Upgrade {
+                    OperationKind::Upgrade
+                } else {
+                    OperationKind::Apply
+                },
                 cluster: job.cluster.clone(),
                 spec_digest: job.spec_digest.clone(),
                 hosts: nodes.clone(),
@@ -129,6 +139,7 @@ impl ScriptedRunner {
                     .iter()
                     .map(|(node, p)| (node.clone(), p.reveal(node).unwrap()))
                     .collect(),
+                paused: job.upgrade.as_ref().map(|u| Arc::clone(&u.paused)),
             });
             calls.len() - 1
         };
@@ -148,6 +159,11 @@ impl ScriptedRunner {
             .count()
             - 1;
         let failing = (self.plan)(&job, runs_before);
+        if job.kind == JobKind::Upgrade {
+            let result = self.upgrade(&job, &journal, &*observer, op, &failing).await;
+            record.finished = true;
+            return result;
+        }
         for phase in ["os-prepare", "container-runtime"] {
             observer.event(&Progress::PhaseStarted {
                 phase: phase.into(),
@@ -204,7 +220,14 @@ impl ScriptedRunner {
                     facts: Some(kubegrid_controller::runner::node_facts(&host_facts(h))),
                     // Like the engine: versions are read only from hosts that finished.
                     versions: failure.is_none().then(|| NodeVersions {
-                        kubelet: Some("v1.31.4".into()),
+                        kubelet: Some(format!(
+                            "v{}",
+                            job.manifest
+                                .cluster()
+                                .spec
+                                .kubernetes_version
+                                .trim_start_matches('v')
+                        )),
                         containerd: Some("v1.7.24".into()),
                     }),
                 }
@@ -265,6 +288,7 @@ impl ScriptedRunner {
             removed,
             kubeconfig: (ok && job.kind == JobKind::Apply)
                 .then(|| "apiVersion: v1\nkind: Config\n".to_string()),
+            upgrade: None,
             host_keys: nodes
                 .iter()
                 .map(|n| (n.clone(), "ssh-ed25519 SHA256:stand-in".to_string()))
@@ -275,7 +299,7 @@ impl ScriptedRunner {
 
 /// What a stand-in host reports: a Debian amd64 machine with two H100 SXM5 GPUs and one
 /// NVIDIA GPU whose device id kubegrid does not know.
-fn host_facts(name: &str) -> kubegrid_agent::facts::Facts {
+pub(crate) fn host_facts(name: &str) -> kubegrid_agent::facts::Facts {
     let gpu = |address: &str, device: &str| kubegrid_agent::facts::PciDevice {
         address: address.into(),
         vendor: "0x10de".into(),

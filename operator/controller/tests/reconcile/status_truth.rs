@@ -1,6 +1,7 @@
 //! Status says only what happened: the installed version comes from the journal, the
-//! versions on each Node from the hosts, and a version change on an installed Cluster is
-//! refused (no upgrade runs) while its Ready condition and version stay as they were.
+//! versions on each Node from the hosts, and a version change on an installed Cluster
+//! waits while `spec.upgrade.paused` is set (no upgrade runs) with its Ready condition and
+//! version as they were (upgrades.rs has the upgrades that run).
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,7 +11,7 @@ use crate::common::*;
 
 on_both!(
     status_carries_the_installed_versions_and_the_operation,
-    a_version_change_on_an_installed_cluster_is_refused_and_nothing_runs,
+    a_version_change_while_paused_waits_and_nothing_runs,
     removal_shows_absent_and_removing_and_deletion_shows_deleting_while_they_run,
     a_cluster_with_a_missing_secret_stays_pending,
     a_failed_reset_reports_a_reset_operation,
@@ -85,7 +86,7 @@ async fn status_carries_the_installed_versions_and_the_operation(backend: Backen
     }
 }
 
-async fn a_version_change_on_an_installed_cluster_is_refused_and_nothing_runs(backend: Backend) {
+async fn a_version_change_while_paused_waits_and_nothing_runs(backend: Backend) {
     let bed = Bed::on(backend, fake(true, "Orphan"), true, never_fails()).await;
     let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
     let api = &bed;
@@ -95,21 +96,21 @@ async fn a_version_change_on_an_installed_cluster_is_refused_and_nothing_runs(ba
     .await;
     let mut c = cluster(api);
     c["spec"]["kubernetesVersion"] = json!("v1.32.0");
+    c["spec"]["upgrade"] = json!({"paused": true});
     api.put(c).await;
-    let progressing = eventually(api, "Progressing=False UpgradeNotSupported", |f| {
-        condition(f, "Progressing").filter(|c| c["reason"] == "UpgradeNotSupported")
+    let upgrading = eventually(api, "Upgrading=False Paused", |f| {
+        condition(f, "Upgrading").filter(|c| c["reason"] == "Paused")
     })
     .await;
-    assert_eq!(progressing["status"], "False");
-    let message = progressing["message"].as_str().unwrap();
+    assert_eq!(upgrading["status"], "False");
+    let message = upgrading["message"].as_str().unwrap();
     assert!(
-        message.contains("runs Kubernetes v1.31.4")
-            && message.contains("asks for v1.32.0")
-            && message.contains("upgrades are not supported yet"),
+        message.contains("spec.upgrade.paused is true")
+            && message.contains("Kubernetes v1.31.4 → v1.32.0"),
         "{message}"
     );
     let c = cluster(api);
-    assert_eq!(c["status"]["phase"], "Ready", "never Upgrading: {c:#}");
+    assert_eq!(c["status"]["phase"], "Ready", "{c:#}");
     assert_eq!(c["status"]["kubernetesVersion"], "v1.31.4", "{c:#}");
     assert_eq!(
         condition(api, "Ready").map(|c| c["status"].clone()),
@@ -117,19 +118,17 @@ async fn a_version_change_on_an_installed_cluster_is_refused_and_nothing_runs(ba
         "the cluster still runs"
     );
     assert!(
-        events(api)
-            .iter()
-            .any(|e| e.starts_with("UpgradeNotSupported")),
+        events(api).iter().any(|e| e.starts_with("UpgradePaused")),
         "{:#?}",
         events(api)
     );
-    assert_eq!(bed.calls().len(), 1, "an operation ran for the new version");
-    // Back to the installed version: the Cluster converges again without complaint.
+    assert_eq!(bed.calls().len(), 1, "an operation ran while paused");
+    // Back to the installed version: nothing waits any more.
     let mut c = cluster(api);
     c["spec"]["kubernetesVersion"] = json!("v1.31.4");
     api.put(c).await;
-    eventually(api, "Progressing no longer UpgradeNotSupported", |f| {
-        condition(f, "Progressing").filter(|c| c["reason"] != "UpgradeNotSupported")
+    eventually(api, "Upgrading=False UpToDate", |f| {
+        condition(f, "Upgrading").filter(|c| c["reason"] == "UpToDate")
     })
     .await;
 }
