@@ -34,7 +34,7 @@ use crate::{metrics::Metrics, status};
 /// The kind of an upgrade operation, as [`Sink::kind`] names it.
 const UPGRADE: &str = kubegrid_engine::upgrade::PLAYBOOK;
 /// The engine's progress phase of reading versions and health before an upgrade step.
-const UPGRADE_STATE_PHASE: &str = "upgrade-state";
+const UPGRADE_STATE_PHASE: &str = kubegrid_engine::upgrade::STATE_PHASE;
 
 /// What the tracker learned about one host.
 #[derive(Debug, Clone, Default)]

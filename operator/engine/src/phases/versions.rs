@@ -26,10 +26,12 @@ pub const BINARIES: &[(&str, &[&str])] = &[
 ];
 
 /// Reads the versions on every host still standing that runs a kubelet (control-plane and
-/// worker roles), into its report, after the install playbook. A plan changes nothing, so it
+/// worker roles), into its report, after the install playbook or an upgrade roll. A plan changes nothing, so it
 /// has nothing new to read; a reset removes what there was to read.
 pub async fn read(run: &mut Run) {
-    if run.req.mode == Mode::Plan || run.req.playbook.name != "install" {
+    let changes_versions =
+        ["install", crate::upgrade::PLAYBOOK].contains(&run.req.playbook.name.as_str());
+    if run.req.mode == Mode::Plan || !changes_versions {
         return;
     }
     let paths: Vec<PathBuf> = BINARIES

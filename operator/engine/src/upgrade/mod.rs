@@ -11,6 +11,7 @@
 mod api;
 mod guard;
 mod report;
+mod roll;
 mod state;
 mod steps;
 
@@ -24,6 +25,8 @@ use std::{
 
 pub use guard::{check, check_journal, display, same};
 pub use report::{StepPart, StepResult, UpgradeReport};
+pub use roll::{CORDONED_BY, DRAIN_PHASE, READY_PHASE, UNCORDON_PHASE};
+pub use state::PHASE as STATE_PHASE;
 
 use crate::{
     error::Error,
@@ -138,7 +141,10 @@ pub(crate) async fn drive(run: &mut Run) -> Result<Outcome, Error> {
         Outcome::Succeeded
     } else {
         let client = client.expect("the API answered, or a blocker stopped the upgrade");
-        steps::roll(run, &client, &mut report).await?
+        let outcome = steps::roll(run, &client, &mut report).await?;
+        // What each host runs now, for the report and the operator's Node status.
+        phases::versions::read(run).await;
+        outcome
     };
     run.upgrade = Some(report);
     Ok(outcome)

@@ -14,11 +14,8 @@ use crate::{
     error::Error,
     operation::{Outcome, PhaseTime, Run},
     phases::{Phase, PlaybookPhase},
+    progress::Progress,
 };
-
-/// The annotation kubegrid puts on a Node it cordons for an upgrade, so that a later run
-/// uncordons only Nodes it cordoned itself, never one an administrator cordoned.
-pub const CORDONED_BY: &str = "kubegrid.io/cordoned-for-upgrade";
 
 /// The versions the spec asks for, as the bundle pins them.
 pub fn targets(run: &Run, cluster: &ClusterState) -> Result<Targets, Error> {
@@ -105,7 +102,7 @@ pub async fn roll(
             run.req.options.drain.poll_interval,
         )
         .await;
-        if waited.is_ok() && uncordon(client, &node).await.is_ok() {
+        if waited.is_ok() && super::roll::uncordon(client, &node).await.is_ok() {
             report.uncordoned.push(node);
         }
     }
@@ -114,11 +111,10 @@ pub async fn roll(
             report.paused = true;
             return Ok(Outcome::Succeeded);
         }
-        run.observer
-            .event(&crate::progress::Progress::PhaseStarted {
-                phase: format!("upgrade step {}", step.id()),
-                hosts: step.nodes().len(),
-            });
+        run.observer.event(&Progress::PhaseStarted {
+            phase: format!("upgrade step {}", step.id()),
+            hosts: step.nodes().len(),
+        });
         let versions = state::read_versions(run).await;
         let silent: Vec<String> = run
             .live()
@@ -242,7 +238,7 @@ async fn run_step(run: &mut Run, client: &Client, step: &Step) -> Result<StepRes
             worker,
         } => {
             let ctx = context_at(&run.req.context, kubelet, containerd.as_ref(), None)?;
-            roll_nodes(
+            super::roll::roll_nodes(
                 run,
                 client,
                 &mut out,
@@ -258,129 +254,10 @@ async fn run_step(run: &mut Run, client: &Client, step: &Step) -> Result<StepRes
     Ok(out)
 }
 
-/// A batch of Nodes: (workers) `kubeadm upgrade node`, then cordon and drain each, the new
-/// containerd and kubelet, Ready, uncordon.
-async fn roll_nodes(
-    run: &mut Run,
-    client: &Client,
-    out: &mut StepResult,
-    ctx: &ClusterContext,
-    nodes: &[String],
-    containerd: bool,
-    worker: bool,
-) -> Result<(), Error> {
-    if worker && !phase(run, out, ctx, "kubeadm-node", nodes).await? {
-        return Ok(());
-    }
-    let mut drained = Vec::new();
-    for node in nodes {
-        let started = Instant::now();
-        let result = cordon_and_drain(run, client, node).await;
-        part(out, node, "drain", started, result.is_ok());
-        match result {
-            Ok(()) => drained.push(node.clone()),
-            Err(why) if run.req.options.upgrade.force_drain => {
-                tracing::warn!(%node, "drain failed, upgrading anyway (--force): {why}");
-                drained.push(node.clone());
-            }
-            Err(why) => {
-                // Nothing was changed on this Node nor on the others of the batch yet: all
-                // of them go back into service, and the roll stops here.
-                for n in drained.iter().chain(std::iter::once(node)) {
-                    let back = uncordon(client, n).await;
-                    out.left.insert(
-                        n.clone(),
-                        match back {
-                            Ok(()) => "uncordoned, not upgraded".into(),
-                            Err(e) => format!("not upgraded; uncordoning failed: {e}"),
-                        },
-                    );
-                }
-                fail(out, format!("draining {node} failed: {why}"));
-                return Ok(());
-            }
-        }
-    }
-    let mut ok = true;
-    if containerd {
-        ok = phase(run, out, ctx, "node-containerd", nodes).await?;
-    }
-    if ok {
-        ok = phase(run, out, ctx, "node-kubelet", nodes).await?;
-    }
-    if !ok {
-        for n in nodes {
-            out.left
-                .insert(n.clone(), "cordoned: failed after its drain".into());
-        }
-        return Ok(());
-    }
-    for node in nodes {
-        let started = Instant::now();
-        let ready = kubegrid_cluster::wait_ready(
-            client,
-            node,
-            run.req.options.upgrade.ready_timeout,
-            run.req.options.drain.poll_interval,
-        )
-        .await;
-        part(out, node, "ready", started, ready.is_ok());
-        if let Err(e) = ready {
-            out.left
-                .insert(node.clone(), "cordoned: not Ready after its upgrade".into());
-            fail(out, e.to_string());
-            return Ok(());
-        }
-        let started = Instant::now();
-        let back = uncordon(client, node).await;
-        part(out, node, "uncordon", started, back.is_ok());
-        if let Err(e) = back {
-            fail(out, e);
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-/// Cordons (marking the Node as cordoned by kubegrid unless an administrator had already
-/// cordoned it) and drains it through the Eviction API.
-async fn cordon_and_drain(run: &Run, client: &Client, node: &str) -> Result<(), String> {
-    let conditions = kubegrid_cluster::node_conditions(client)
-        .await
-        .map_err(|e| e.to_string())?;
-    let already = conditions.get(node).is_some_and(|c| c.unschedulable);
-    if !already {
-        kubegrid_cluster::annotate_node(client, node, CORDONED_BY, Some(&run.op.0.to_string()))
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    kubegrid_cluster::drain(client, node, &run.req.options.drain)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
-
-/// Uncordons a Node that kubegrid cordoned (it carries [`CORDONED_BY`]); one an
-/// administrator cordoned before the upgrade stays cordoned.
-async fn uncordon(client: &Client, node: &str) -> Result<(), String> {
-    let ours = kubegrid_cluster::node_annotation(client, node, CORDONED_BY)
-        .await
-        .map_err(|e| e.to_string())?;
-    if ours.is_none() {
-        return Ok(());
-    }
-    kubegrid_cluster::uncordon(client, node)
-        .await
-        .map_err(|e| e.to_string())?;
-    kubegrid_cluster::annotate_node(client, node, CORDONED_BY, None)
-        .await
-        .map_err(|e| e.to_string())
-}
-
 /// Runs one phase of the upgrade playbook on `nodes` (together), compiled with `ctx`.
 /// Returns whether every Node finished it; a failed Node is failed in the run and named in
 /// the step.
-async fn phase(
+pub(super) async fn phase(
     run: &mut Run,
     out: &mut StepResult,
     ctx: &ClusterContext,
@@ -473,7 +350,7 @@ fn context_at(
     Ok(ctx)
 }
 
-fn part(out: &mut StepResult, node: &str, part: &str, started: Instant, ok: bool) {
+pub(super) fn part(out: &mut StepResult, node: &str, part: &str, started: Instant, ok: bool) {
     out.parts.push(StepPart {
         node: node.to_string(),
         part: part.to_string(),
@@ -482,7 +359,7 @@ fn part(out: &mut StepResult, node: &str, part: &str, started: Instant, ok: bool
     });
 }
 
-fn fail(out: &mut StepResult, why: String) {
+pub(super) fn fail(out: &mut StepResult, why: String) {
     out.ok = false;
     out.error.get_or_insert(why);
 }
