@@ -57,19 +57,30 @@ struct Manifest {
 }
 
 /// The e2e bundle's files the lab's spec installs: of its several containerd entries (the
-/// bookworm packages, the 1.7 and 2.1 release archives), the 2.1 archive and the runc binary
-/// that `source: archive` takes, as upstream publishes them. Agents are left out: they are no
-/// upstream download, the bundle builder takes them from `--agent` files.
+/// bookworm packages, the 1.6, 1.7 and 2.1 release archives), the 2.1 archive and the runc
+/// binary that `source: archive` takes, etcd 3.5 (not the 3.4 the upgrade tests start from)
+/// and the stand-ins of the lab's Kubernetes version (not those the upgrade tests move to), as
+/// upstream publishes them. Agents are left out: they are no upstream download, the bundle
+/// builder takes them from `--agent` files.
 pub fn bundle_files(bundle: &Path) -> Vec<BundleFile> {
     let text = std::fs::read_to_string(bundle.join("manifest.yaml")).expect("read manifest");
-    serde_yaml::from_str::<Manifest>(&text)
+    let files = serde_yaml::from_str::<Manifest>(&text)
         .expect("parse e2e manifest")
-        .files
+        .files;
+    // The lab's version is the first the manifest lists (e2e/standin-bundle.sh).
+    let primary = files
+        .iter()
+        .find(|f| f.name == "kubeadm")
+        .map(|f| f.version.clone())
+        .unwrap_or_default();
+    files
         .into_iter()
         .filter(|f| f.kind != "agent")
         .filter(|f| match f.name.as_str() {
             "containerd" => f.kind == "archive" && f.version.starts_with("2.1."),
             "runc" => f.kind == "binary",
+            "etcd" | "etcdctl" => f.version.starts_with("3.5."),
+            "kubeadm" | "kubelet" | "kubectl" | "crictl" => f.version == primary,
             _ => true,
         })
         .collect()

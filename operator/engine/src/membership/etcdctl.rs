@@ -13,7 +13,7 @@ pub const PHASE: &str = "etcd-membership";
 
 /// etcdctl against the member's own client endpoint, with the health-check client
 /// certificate that kubegrid's etcd CA issued to every member.
-const ETCDCTL: &str = "ETCDCTL_API=3 /usr/local/bin/etcdctl --endpoints https://127.0.0.1:2379 \
+pub(crate) const ETCDCTL: &str = "ETCDCTL_API=3 /usr/local/bin/etcdctl --endpoints https://127.0.0.1:2379 \
     --cacert /etc/etcd/pki/ca.crt --cert /etc/etcd/pki/healthcheck-client.crt \
     --key /etc/etcd/pki/healthcheck-client.key --command-timeout 10s";
 

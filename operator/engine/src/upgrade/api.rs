@@ -21,15 +21,7 @@ pub struct ApiState {
 /// The admin kubeconfig for the cluster's endpoint, made from the certificates the run
 /// prepared (the same one `apply` writes).
 pub fn kubeconfig(run: &Run) -> Result<String, Error> {
-    let k = run
-        .req
-        .context
-        .kubernetes
-        .as_ref()
-        .ok_or_else(|| Error::Protocol {
-            host: run.req.cluster.clone(),
-            message: "an upgrade needs the spec's Kubernetes settings".into(),
-        })?;
+    let k = super::kubernetes(run)?;
     let (Some(admin), Some(ca)) = (&run.admin_client, &run.kubernetes_ca_pem) else {
         return Err(Error::Protocol {
             host: run.req.cluster.clone(),

@@ -150,6 +150,18 @@ pub(crate) async fn drive(run: &mut Run) -> Result<Outcome, Error> {
     Ok(outcome)
 }
 
+/// The spec's Kubernetes settings, which every upgrade has.
+fn kubernetes(run: &Run) -> Result<&kubegrid_plan::KubernetesContext, Error> {
+    run.req
+        .context
+        .kubernetes
+        .as_ref()
+        .ok_or_else(|| Error::Protocol {
+            host: run.req.cluster.clone(),
+            message: "an upgrade needs the spec's Kubernetes settings".into(),
+        })
+}
+
 /// Whether `spec.upgrade.paused` asks the roll to stop.
 fn paused(run: &Run) -> bool {
     run.req.options.upgrade.paused.load(Ordering::SeqCst)

@@ -109,29 +109,17 @@ fn read_only(tasks: Vec<Task>) -> Plan {
 }
 
 /// The external etcd members (hosts with the etcd role) that answer `endpoint health` on
-/// their own client port, by host index. One try each, five seconds at most: a planner
-/// wants the state now, not after a wait.
+/// their own client port, by host index. One try each: a planner wants the state now, not
+/// after a wait.
 pub async fn etcd_health(run: &mut Run) -> BTreeMap<usize, bool> {
     let members: Vec<usize> = (0..run.req.hosts.len())
         .filter(|&i| run.req.hosts[i].has_role("etcd"))
         .collect();
-    let argv: Vec<String> = [
-        "/usr/local/bin/etcdctl",
-        "--endpoints",
-        "https://127.0.0.1:2379",
-        "--cacert",
-        "/etc/etcd/pki/ca.crt",
-        "--cert",
-        "/etc/etcd/pki/healthcheck-client.crt",
-        "--key",
-        "/etc/etcd/pki/healthcheck-client.key",
-        "--command-timeout",
-        "5s",
-        "endpoint",
-        "health",
-    ]
-    .map(String::from)
-    .to_vec();
+    let argv: Vec<String> = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("{} endpoint health", crate::membership::etcdctl::ETCDCTL),
+    ];
     let live = run.live();
     let jobs = members
         .iter()

@@ -19,15 +19,7 @@ use crate::{
 
 /// The versions the spec asks for, as the bundle pins them.
 pub fn targets(run: &Run, cluster: &ClusterState) -> Result<Targets, Error> {
-    let k = run
-        .req
-        .context
-        .kubernetes
-        .as_ref()
-        .ok_or_else(|| Error::Protocol {
-            host: run.req.cluster.clone(),
-            message: "an upgrade needs the spec's Kubernetes settings".into(),
-        })?;
+    let k = super::kubernetes(run)?;
     let external = cluster.nodes.iter().any(|n| n.roles.etcd);
     let etcd = match (&run.req.context.etcd_version, external) {
         (_, false) => None,
