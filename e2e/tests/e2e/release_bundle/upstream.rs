@@ -166,13 +166,20 @@ fn stanza(deb: &Path, filename: &str, bytes: &[u8]) -> String {
 /// repacked files.
 pub fn serve(server: &Server, bundle: &Path, files: &[BundleFile], work: &Path) -> Versions {
     let read = |f: &BundleFile| std::fs::read(bundle.join(&f.path)).expect("read bundle file");
-    let kubeadm = entry(files, "binary", "kubeadm", "");
+    // The e2e bundle carries stand-ins for several Kubernetes versions and etcd 3.4 beside
+    // 3.5 (for the upgrade tests): the release is the lab's, the first kubeadm listed.
+    let k8s = files
+        .iter()
+        .find(|f| f.name.as_deref() == Some("kubeadm"))
+        .and_then(|f| f.version.clone())
+        .expect("kubeadm in the e2e bundle");
+    let kubeadm = entry(files, "binary", "kubeadm", &k8s);
     let containerd = entry(files, "archive", "containerd", "2.");
     let runc = entry(files, "binary", "runc", "");
     let cni = entry(files, "archive", "cni-plugins", "");
-    let crictl = entry(files, "binary", "crictl", "");
-    let etcd = entry(files, "binary", "etcd", "");
-    let etcdctl = entry(files, "binary", "etcdctl", "");
+    let crictl = entry(files, "binary", "crictl", &k8s);
+    let etcd = entry(files, "binary", "etcd", "3.5.");
+    let etcdctl = entry(files, "binary", "etcdctl", "3.5.");
     let registry = entry(files, "binary", "registry", "");
     let rootfs = files
         .iter()
@@ -194,7 +201,7 @@ pub fn serve(server: &Server, bundle: &Path, files: &[BundleFile], work: &Path) 
 
     // Kubernetes: one binary per URL, each with a `.sha256` holding the hash alone.
     for name in ["kubeadm", "kubelet", "kubectl"] {
-        let bytes = read(entry(files, "binary", name, ""));
+        let bytes = read(entry(files, "binary", name, &k8s));
         let path = format!("dl.k8s.io/release/v{}/bin/linux/amd64/{name}", v.kubernetes);
         put(format!("{path}.sha256"), sha256(&bytes).into_bytes());
         put(path, bytes);
