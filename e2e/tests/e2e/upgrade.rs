@@ -8,6 +8,7 @@
 mod bed;
 mod etcd;
 mod failed;
+mod operator;
 mod records;
 
 use std::collections::BTreeSet;

@@ -125,7 +125,14 @@ impl Bed {
     pub fn install(&mut self, spec: &Path) {
         let out = self.lab.apply_json(spec, &["--skip-check", "cluster-api"]);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        let ca = self.ca("kubernetes-ca");
+        let (journal, cluster) = (self.lab.journal(), self.cluster.clone());
+        self.serve_api(&journal, &cluster);
+    }
+
+    /// Starts the stand-in API with a serving certificate from the Kubernetes CA that
+    /// `journal` keeps for `cluster` (the operator's journal names it `namespace/name`).
+    pub fn serve_api(&mut self, journal: &Path, cluster: &str) {
+        let ca = ca_in(journal, cluster, "kubernetes-ca");
         let server = ca
             .issue(&LeafSpec {
                 common_name: "kube-apiserver".into(),
@@ -147,23 +154,9 @@ impl Bed {
         self.api = Some(handle);
     }
 
-    /// A CA the install kept in the journal.
+    /// A CA the install kept in the lab's journal.
     pub fn ca(&self, name: &str) -> Ca {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let stored = runtime.block_on(async {
-            let journal = kubegrid_journal::Journal::open(&self.lab.journal())
-                .await
-                .expect("open journal");
-            journal
-                .cert(&self.cluster, name)
-                .await
-                .expect("read the CA")
-                .unwrap_or_else(|| panic!("the journal holds no {name}"))
-        });
-        Ca::from_pem(&stored.cert_pem, &stored.key_pem).expect("load the CA")
+        ca_in(&self.lab.journal(), &self.cluster, name)
     }
 
     /// `kubegrid upgrade plan|apply -f SPEC -o json`.
@@ -188,6 +181,25 @@ impl Drop for Bed {
             api.stop();
         }
     }
+}
+
+/// The CA `name` that `journal` keeps for `cluster`.
+fn ca_in(journal: &Path, cluster: &str, name: &str) -> Ca {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stored = runtime.block_on(async {
+        let journal = kubegrid_journal::Journal::open(journal)
+            .await
+            .expect("open journal");
+        journal
+            .cert(cluster, name)
+            .await
+            .expect("read the CA")
+            .unwrap_or_else(|| panic!("the journal holds no {name} for {cluster}"))
+    });
+    Ca::from_pem(&stored.cert_pem, &stored.key_pem).expect("load the CA")
 }
 
 /// The Nodes as the kubelets registered them, all Ready, with one pod of an application on

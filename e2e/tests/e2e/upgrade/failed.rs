@@ -15,12 +15,14 @@ use super::{
     records::{calls, kubeadm_upgrades},
 };
 
-const FROM: Versions = Versions {
+/// A one-minor upgrade with containerd and etcd staying on their lines.
+pub(super) const FROM: Versions = Versions {
     kubernetes: "v1.31.4",
     containerd: "2.1",
     etcd: "3.5",
 };
-const TO: Versions = Versions {
+/// [`FROM`]'s target.
+pub(super) const TO: Versions = Versions {
     kubernetes: "v1.32.4",
     containerd: "2.1",
     etcd: "3.5",
