@@ -25,6 +25,7 @@ fn report(steps: Vec<Step>, blockers: Vec<Blocker>) -> UpgradeReport {
             uncordon: Vec::new(),
         },
         blockers: Vec::new(),
+        resumed: None,
         steps: Vec::new(),
         paused: false,
         stopped: None,

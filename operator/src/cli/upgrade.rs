@@ -240,6 +240,21 @@ fn render(r: &Report) -> String {
 }
 
 fn render_steps(s: &mut String, u: &UpgradeReport) {
+    if let Some(r) = &u.resumed {
+        s.push_str(&format!(
+            "resuming after upgrade operation {} ({}), which finished {} step(s) the journal records: {}\n",
+            r.operation,
+            r.status,
+            r.finished_steps.len(),
+            r.finished_steps.join(", ")
+        ));
+        if !r.replanned.is_empty() {
+            s.push_str(&format!(
+                "  planned again because the hosts still need them: {}\n",
+                r.replanned.join(", ")
+            ));
+        }
+    }
     for n in &u.uncordoned {
         s.push_str(&format!(
             "  uncordoned {n} (left cordoned by an earlier upgrade)\n"

@@ -70,6 +70,7 @@ fn a_worker_lost_mid_upgrade_stops_the_roll_and_a_rerun_resumes_without_redoing(
     let report = json(&out);
     let stopped = report["upgrade"]["stopped"].as_str().unwrap_or_default();
     assert!(stopped.contains("lab-4"), "the stop names lab-4: {report}");
+    let first_op = report["operation"].clone();
     let done: Vec<String> = report["upgrade"]["steps"]
         .as_array()
         .unwrap()
@@ -109,6 +110,18 @@ fn a_worker_lost_mid_upgrade_stops_the_roll_and_a_rerun_resumes_without_redoing(
     let out = bed.upgrade("apply", &to, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let report = json(&out);
+    // The re-run names the stopped operation and the steps its journal records as finished;
+    // the live versions agree, so none is planned again.
+    let resumed = &report["upgrade"]["resumed"];
+    assert_eq!(resumed["operation"], first_op, "{resumed}");
+    let journaled: Vec<String> = resumed["finishedSteps"]
+        .as_array()
+        .expect("finishedSteps")
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(journaled, done, "{resumed}");
+    assert_eq!(resumed["replanned"], serde_json::json!([]), "{resumed}");
     let ids: Vec<String> = report["upgrade"]["steps"]
         .as_array()
         .unwrap()

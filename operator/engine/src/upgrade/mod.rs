@@ -10,6 +10,7 @@
 
 mod api;
 mod guard;
+mod journal;
 mod report;
 mod roll;
 mod state;
@@ -24,6 +25,7 @@ use std::{
 };
 
 pub use guard::{check, check_journal, display, same};
+pub use journal::{Resumed, STEP_PHASE_PREFIX};
 pub use report::{StepPart, StepResult, UpgradeReport};
 pub use roll::{CORDONED_BY, DRAIN_PHASE, READY_PHASE, UNCORDON_PHASE};
 pub use state::PHASE as STATE_PHASE;
@@ -115,9 +117,12 @@ pub(crate) async fn drive(run: &mut Run) -> Result<Outcome, Error> {
         phase: state::PHASE.into(),
         wall_ms: started.elapsed().as_millis() as u64,
     });
+    let planned: Vec<String> = plan.steps.iter().map(kubegrid_upgrade::Step::id).collect();
+    let resumed = journal::earlier(run, &planned).await?;
     let mut report = UpgradeReport {
         plan,
         blockers: Vec::new(),
+        resumed,
         steps: Vec::new(),
         paused: false,
         stopped: None,

@@ -14,6 +14,10 @@ pub struct UpgradeReport {
     /// Blockers the engine found besides the planner's (the Kubernetes API unreachable).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blockers: Vec<kubegrid_upgrade::Blocker>,
+    /// The cluster's earlier upgrade that did not finish, and the steps the journal records
+    /// it finished: this run resumes after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<super::Resumed>,
     /// The steps that ran, in order; a plan runs none.
     pub steps: Vec<StepResult>,
     /// `spec.upgrade.paused` stopped the roll before the next step.

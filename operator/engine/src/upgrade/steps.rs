@@ -150,6 +150,7 @@ pub async fn roll(
         });
         let ok = result.ok;
         let error = result.error.clone();
+        super::journal::record(run, &result).await;
         report.steps.push(result);
         if !ok {
             report.stopped = Some(format!(
