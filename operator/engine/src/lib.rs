@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod bundle_check;
+pub mod certs;
 pub mod distribute;
 pub mod error;
 pub mod images;

@@ -110,6 +110,8 @@ pub struct Options {
     /// Accept an etcd membership change that leaves an even member count (`--force`, or the
     /// Cluster annotation `kubegrid.io/force-membership`); never one that loses quorum.
     pub force_membership: bool,
+    /// What a certificates operation does (the certs playbook only).
+    pub certs: crate::certs::CertsOptions,
 }
 
 impl Default for Options {
@@ -129,6 +131,7 @@ impl Default for Options {
             member_passwords: std::collections::BTreeMap::new(),
             upgrade: crate::upgrade::UpgradeOptions::default(),
             force_membership: false,
+            certs: crate::certs::CertsOptions::default(),
         }
     }
 }
@@ -192,6 +195,8 @@ pub struct Run {
     pub distributor: crate::distribute::Distributor,
     /// An upgrade's plan and steps, once planned.
     pub upgrade: Option<crate::upgrade::UpgradeReport>,
+    /// A certificates operation's findings, once read.
+    pub certs: Option<crate::certs::CertsReport>,
 }
 
 impl Run {
@@ -336,6 +341,7 @@ pub async fn execute(
         phase_times: Vec::new(),
         distributor: Default::default(),
         upgrade: None,
+        certs: None,
     };
     let outcome = if run.req.playbook.name == crate::upgrade::PLAYBOOK {
         crate::upgrade::drive(&mut run).await
@@ -423,6 +429,7 @@ pub async fn execute(
         kubernetes: run.kubernetes,
         phases: run.phase_times,
         upgrade: run.upgrade,
+        certs: run.certs,
     })
 }
 

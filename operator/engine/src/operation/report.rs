@@ -131,6 +131,9 @@ pub struct Report {
     /// An upgrade's plan and the steps that ran (`kubegrid upgrade`); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<crate::upgrade::UpgradeReport>,
+    /// What a certificates operation found and did (`kubegrid certs`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certs: Option<crate::certs::CertsReport>,
 }
 
 impl Report {
