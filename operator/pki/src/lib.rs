@@ -15,6 +15,9 @@ mod kubernetes;
 pub mod layout;
 mod leaf;
 mod registry;
+mod resign;
+mod service_account;
+mod trust;
 
 pub use time;
 
@@ -39,4 +42,6 @@ pub use crate::{
         REGISTRY_CA_CERT, REGISTRY_CA_COMMON_NAME, REGISTRY_CERT, REGISTRY_KEY,
         generate_registry_ca, registry_ca_files, registry_server_files, registry_server_spec,
     },
+    service_account::generate_service_account_key,
+    trust::{fingerprint, issued_by, split_pem, trust_bundle},
 };
