@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use rcgen::{
-    CertificateParams, ExtendedKeyUsagePurpose, IsCa, PKCS_ECDSA_P256_SHA256,
+    CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, PKCS_ECDSA_P256_SHA256,
     PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256, PublicKeyData, SanType,
     SignatureAlgorithm, string::Ia5String,
 };
@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use x509_parser::{
     asn1_rs::{FromDer, Oid},
     certificate::X509Certificate,
-    extensions::GeneralName,
+    extensions::{GeneralName, ParsedExtension},
     oid_registry::OID_X509_EXT_EXTENDED_KEY_USAGE,
     x509::SubjectPublicKeyInfo,
 };
@@ -58,7 +58,9 @@ impl Ca {
     /// key, a fresh serial, valid for `validity` from now and capped at this CA's own expiry,
     /// with this CA as issuer and its key identifier as authority key identifier. The
     /// certificate may have been issued by any CA, so this also moves a leaf to a new CA.
-    /// Returns the new certificate, PEM.
+    /// Its subject key identifier is kept; other extensions (CRL distribution points, name
+    /// constraints, private ones) are not copied, and extensions are written non-critical
+    /// but for basic constraints, as rcgen writes them. Returns the new certificate, PEM.
     pub fn resign(&self, cert_pem: &str, validity: Duration) -> Result<String> {
         let original = with_certificate("certificate to re-sign", cert_pem, original)?;
         let fail = |detail: String| Error::ResignCertificate {
@@ -133,6 +135,17 @@ fn original(cert: &X509Certificate<'_>) -> Result<Original> {
     } else {
         IsCa::NoCa
     };
+    // A subject key identifier the original carries is kept as it is (the same key, so the
+    // same identifier, whichever way its issuer derived it).
+    if let Some(ski) = cert
+        .iter_extensions()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        })
+    {
+        params.key_identifier_method = KeyIdMethod::PreSpecified(ski);
+    }
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(random_serial());
     Ok(Original {

@@ -43,6 +43,8 @@ struct Parts {
     sans: Vec<u8>,
     key_usage: Vec<u8>,
     ext_key_usage: Vec<u8>,
+    subject_key_id: Vec<u8>,
+    authority_key_id: Vec<u8>,
     issuer: Vec<u8>,
     serial: Vec<u8>,
 }
@@ -62,6 +64,8 @@ fn parts(pem: &str) -> Parts {
         sans: ext("2.5.29.17"),
         key_usage: ext("2.5.29.15"),
         ext_key_usage: ext("2.5.29.37"),
+        subject_key_id: ext("2.5.29.14"),
+        authority_key_id: ext("2.5.29.35"),
         issuer: cert.issuer().as_raw().to_vec(),
         serial: cert.raw_serial().to_vec(),
     }
@@ -74,6 +78,10 @@ fn assert_same_identity(old: &str, new: &str) {
     assert_eq!(o.sans, n.sans, "SANs must be identical");
     assert_eq!(o.key_usage, n.key_usage, "key usage must be identical");
     assert_eq!(o.ext_key_usage, n.ext_key_usage, "EKU must be identical");
+    assert_eq!(
+        o.subject_key_id, n.subject_key_id,
+        "the subject key identifier is kept"
+    );
     assert_ne!(
         o.serial, n.serial,
         "a re-signed certificate gets a new serial"
@@ -87,6 +95,10 @@ fn renewal_keeps_identity_and_key_and_gets_new_serial_and_validity() {
     let before = OffsetDateTime::now_utc();
     let renewed = ca.resign(&leaf.cert_pem, 400 * DAY).unwrap();
     assert_same_identity(&leaf.cert_pem, &renewed);
+    assert_eq!(
+        parts(&leaf.cert_pem).authority_key_id,
+        parts(&renewed).authority_key_id
+    );
     assert!(issued_by(&renewed, ca.cert_pem()).unwrap());
     let (old, new) = (
         read_expiry(&leaf.cert_pem).unwrap(),
@@ -167,6 +179,12 @@ fn a_kubeadm_style_rsa_ca_verifies_and_resigns_an_rsa_leaf() {
     let renewed = ca.resign(RSA_LEAF, 90 * DAY).unwrap();
     assert_same_identity(RSA_LEAF, &renewed);
     assert_eq!(parts(RSA_LEAF).issuer, parts(&renewed).issuer);
+    assert!(!parts(RSA_LEAF).subject_key_id.is_empty());
+    assert_eq!(
+        parts(RSA_LEAF).authority_key_id,
+        parts(&renewed).authority_key_id,
+        "the authority key identifier is the CA's, as openssl wrote it"
+    );
     assert!(issued_by(&renewed, RSA_CA_CERT).unwrap());
     let info = read_expiry(&renewed).unwrap();
     assert_eq!(
