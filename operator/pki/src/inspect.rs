@@ -54,6 +54,14 @@ pub fn read_expiry(cert_pem: &str) -> Result<CertInfo> {
     with_certificate("certificate", cert_pem, cert_info)
 }
 
+/// Whether two certificates carry the same public key (a renewal keeps it; a certificate
+/// replaced by hand usually does not, and then its key file was replaced too).
+pub fn same_public_key(a_pem: &str, b_pem: &str) -> Result<bool> {
+    let a = with_certificate("certificate", a_pem, |c| Ok(c.public_key().raw.to_vec()))?;
+    let b = with_certificate("certificate", b_pem, |c| Ok(c.public_key().raw.to_vec()))?;
+    Ok(a == b)
+}
+
 /// Whether the certificate expires within `renew_before` of `now` (or has expired).
 pub fn needs_renewal(cert_pem: &str, renew_before: Duration, now: OffsetDateTime) -> Result<bool> {
     let info = read_expiry(cert_pem)?;
