@@ -7,6 +7,7 @@
 
 mod bed;
 mod killed;
+mod kubernetes;
 
 use std::collections::BTreeSet;
 

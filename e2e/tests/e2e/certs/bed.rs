@@ -6,6 +6,7 @@
 //! rewrites), so per-Node readiness after a restart is asked over real TLS.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Output,
 };
@@ -33,12 +34,21 @@ impl Bed {
     /// `n` (at least 3) lab hosts installed: lab-1 the control plane and an etcd member,
     /// lab-2 and lab-3 etcd members and workers, the rest workers.
     pub fn up_n(n: usize) -> Bed {
+        Bed::install(LabGuard::up(n), None)
+    }
+
+    /// Three lab hosts installed with the control-plane endpoint at `endpoint` (an address
+    /// and port on the lab bridge where the test serves its API stand-in).
+    pub fn up_with_endpoint(lab: LabGuard, endpoint: SocketAddr) -> Bed {
+        Bed::install(lab, Some(endpoint))
+    }
+
+    fn install(lab: LabGuard, endpoint: Option<SocketAddr>) -> Bed {
         eprintln!(
             "NOTE: kubeadm, the kubelet and the API server in this test are the e2e bundle's \
              TEST STAND-INS; etcd, its TLS and the certificates kubegrid writes are real."
         );
-        let lab = LabGuard::up(n);
-        let spec = with_roles(&lab);
+        let spec = with_roles(&lab, endpoint);
         let out = lab.apply_json(&spec, &["--skip-check", "cluster-api"]);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         Bed { lab, spec }
@@ -81,8 +91,8 @@ impl Bed {
 }
 
 /// The lab spec with lab-1 the only control plane, lab-2 and lab-3 etcd members (and
-/// workers) beside it, and every other host a worker.
-fn with_roles(lab: &LabGuard) -> PathBuf {
+/// workers) beside it, every other host a worker, and the endpoint when given.
+fn with_roles(lab: &LabGuard, endpoint: Option<SocketAddr>) -> PathBuf {
     let text = std::fs::read_to_string(lab.spec()).expect("read lab spec");
     let mut docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).expect("lab spec is YAML"))
@@ -98,6 +108,16 @@ fn with_roles(lab: &LabGuard) -> PathBuf {
             _ => &["worker"],
         };
         d["spec"]["roles"] = serde_yaml::to_value(roles).unwrap();
+    }
+    if let Some(e) = endpoint {
+        let cluster = docs
+            .iter_mut()
+            .find(|d| d["kind"] == "Cluster")
+            .expect("the lab spec has a Cluster");
+        cluster["spec"]["controlPlaneEndpoint"] = serde_yaml::to_value(
+            serde_json::json!({"address": e.ip().to_string(), "port": e.port()}),
+        )
+        .unwrap();
     }
     let out: Vec<String> = docs
         .iter()

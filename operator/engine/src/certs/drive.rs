@@ -77,13 +77,11 @@ pub(crate) async fn drive(run: &mut Run) -> Result<Outcome, Error> {
             renew::run_renewal(run, &mut report, &inventory, &mut held, only, &ready).await?
         }
         CertsAction::RotateCa { ca } => {
-            let client = api_client(run, &held).await;
             let inputs = rotate::Inputs {
                 inventory: &inventory,
                 held: &mut held,
                 ca: *ca,
                 ready: &mut ready,
-                client: client.as_ref(),
             };
             rotate::run_rotation(run, &mut report, inputs).await?
         }
@@ -169,11 +167,13 @@ async fn blockers(run: &mut Run, report: &mut CertsReport, ready: &ReadyCheck) {
     }
 }
 
-/// A client of the cluster's API at its endpoint, for the CA's ConfigMaps; `None` when it
-/// cannot be built (the rotation then reports the API step's failure).
-async fn api_client(run: &Run, held: &Held) -> Option<kube::Client> {
-    let kubeconfig = admin_kubeconfig(run, held).ok()?;
-    kubegrid_cluster::connect(&kubeconfig).await.ok()
+/// A client of the cluster's API at its endpoint with the journal's admin certificate and
+/// cluster CA (and the one being rotated in), for the CA's ConfigMaps.
+pub(super) async fn api_client(run: &Run, held: &Held) -> Result<kube::Client, String> {
+    let kubeconfig = admin_kubeconfig(run, held).map_err(|e| e.to_string())?;
+    kubegrid_cluster::connect(&kubeconfig)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The admin kubeconfig from the journal's admin certificate, trusting the cluster CA (and the

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use kube::Client;
 use kubegrid_agent::protocol::{Action, CertificatesArgs, FileArgs, Task};
 use kubegrid_journal::StoredCert;
 use kubegrid_pki::{Ca, issued_by, read_expiry};
@@ -274,8 +273,6 @@ pub struct Inputs<'a> {
     /// How a control-plane Node's readiness is asked (its CA and admin certificate follow the
     /// rotation).
     pub ready: &'a mut ReadyCheck,
-    /// The cluster's API, for the CA's ConfigMaps.
-    pub client: Option<&'a Client>,
 }
 
 /// Runs (or resumes) the rotation of `ca`. Returns whether it finished.
@@ -289,7 +286,6 @@ pub async fn run_rotation(
         held,
         ca,
         ready,
-        client,
     } = inputs;
     let cluster = run.req.cluster.clone();
     let (mut rot, resumed) = match in_progress(run).await? {
@@ -372,15 +368,24 @@ pub async fn run_rotation(
             save(run, &rot).await?;
         }
         if ca == CaKind::Kubernetes
-            && let (Some(client), Some(content)) =
-                (client, trust(rot.phase, &old.cert_pem, &new.cert_pem))
+            && let Some(content) = trust(rot.phase, &old.cert_pem, &new.cert_pem)
         {
-            publish_ca(client, &content)
-                .await
-                .map_err(|message| Error::Rotation {
+            // A client for this phase: the admin certificate and the CAs the API server's
+            // certificate may be signed by change as the rotation goes.
+            let published = match super::drive::api_client(run, held).await {
+                Ok(client) => publish_ca(&client, &content).await,
+                Err(e) => Err(e),
+            };
+            if let Err(message) = published {
+                save(run, &rot).await?;
+                return Err(Error::Rotation {
                     cluster: cluster.clone(),
-                    message,
-                })?;
+                    message: format!(
+                        "phase {}: {message}\n  hint: check that the cluster's API answers, then run the rotation again; it resumes here",
+                        rot.phase.as_str()
+                    ),
+                });
+            }
         }
         rot.finish_phase();
         save(run, &rot).await?;
