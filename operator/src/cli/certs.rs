@@ -7,7 +7,6 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use kubegrid_engine::{
-    agent::Agents,
     certs::{CaKind, CertsAction, CertsOptions, CertsReport},
     operation::{self, Mode, Options, Outcome, Report, Request},
     ssh::SshOptions,
@@ -17,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Output, UsageError,
-    apply::{BundleArgs, exit_code, failed_hosts, open_bundle},
+    apply::{BundleArgs, exit_code, failed_hosts},
     journal::JournalArg,
     progress,
 };
@@ -150,22 +149,12 @@ pub async fn run(args: &CertsArgs, output: Output) -> anyhow::Result<u8> {
     };
     let check = matches!(action, CertsAction::Check { .. });
     let manifest = kubegrid_api::load(&common.file)?;
-    let given = match (&common.bundle.bundle, manifest.bundle_dir()) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(dir)) => dir,
-        (None, None) => {
-            return Err(UsageError(format!(
-                "{}: the Cluster has no spec.bundle.source and no --bundle was given\n  hint: pass --bundle DIR: kubegrid pushes its agent from the bundle",
-                common.file.display()
-            ))
-            .into());
-        }
-    };
-    let (bundle, agents) = super::packed::with_bundle(&given, |dir| {
-        let bundle = open_bundle(&common.bundle.key(&common.file), &manifest, dir, &given)?;
-        let agents = Agents::for_bundle(&bundle)?;
-        Ok((bundle, agents))
-    })?;
+    let (bundle, agents) = super::spec_bundle::open(
+        &common.file,
+        &manifest,
+        &common.bundle,
+        "the bundle the cluster was installed from: kubegrid pushes its agent from it",
+    )?;
     let context = kubegrid_engine::spec::cluster_context_for_bundle(&manifest, &bundle)?;
     let hosts = kubegrid_engine::spec::hosts(&manifest);
     kubegrid_engine::ssh::check_key_files(hosts.iter().map(|h| &h.target))?;

@@ -14,6 +14,7 @@ mod operator;
 mod packed;
 mod progress;
 mod reset;
+mod spec_bundle;
 mod upgrade;
 mod version;
 

@@ -13,7 +13,6 @@ use std::{
 use anyhow::Context as _;
 use clap::Args;
 use kubegrid_engine::{
-    agent::Agents,
     operation::{self, Mode, Options, Outcome, Report, Request},
     preflight,
     ssh::SshOptions,
@@ -23,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Output, UsageError,
-    apply::{BundleArgs, exit_code, failed_hosts, open_bundle},
+    apply::{BundleArgs, exit_code, failed_hosts},
     journal::JournalArg,
     progress,
 };
@@ -73,23 +72,12 @@ pub async fn run(args: &ResetArgs, output: Output) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let bundle_dir = match (&args.bundle.bundle, manifest.bundle_dir()) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(dir)) => dir,
-        (None, None) => {
-            return Err(UsageError(format!(
-                "{}: the Cluster has no spec.bundle.source and no --bundle was given\n  hint: pass --bundle DIR, the bundle the cluster was installed from (reset needs its agent)",
-                args.file.display()
-            ))
-            .into());
-        }
-    };
-    // Opened and checked as `apply` does; errors about a packed bundle name the file given.
-    let (bundle, agents) = super::packed::with_bundle(&bundle_dir, |dir| {
-        let bundle = open_bundle(&args.bundle.key(&args.file), &manifest, dir, &bundle_dir)?;
-        let agents = Agents::for_bundle(&bundle)?;
-        Ok((bundle, agents))
-    })?;
+    let (bundle, agents) = super::spec_bundle::open(
+        &args.file,
+        &manifest,
+        &args.bundle,
+        "the bundle the cluster was installed from (reset needs its agent)",
+    )?;
     kubegrid_engine::ssh::check_key_files(hosts.iter().map(|h| &h.target))?;
     let mut context = kubegrid_engine::spec::cluster_context(&manifest)?;
     // As the operator's reset: the reset playbook bootstraps nothing.

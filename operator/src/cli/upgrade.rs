@@ -13,7 +13,6 @@ use std::{
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use kubegrid_engine::{
-    agent::Agents,
     operation::{self, Mode, Options, Outcome, Report, Request},
     ssh::SshOptions,
     upgrade::{UpgradeOptions, UpgradeReport},
@@ -23,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Output, UsageError,
-    apply::{BundleArgs, exit_code, failed_hosts, open_bundle},
+    apply::{BundleArgs, exit_code, failed_hosts},
     journal::JournalArg,
     progress,
 };
@@ -101,22 +100,12 @@ pub async fn run(args: &UpgradeArgs, output: Output) -> anyhow::Result<u8> {
     }
     // Up to `execute` only local files are read: a bad spec or bundle stops here.
     let manifest = kubegrid_api::load(&args.file)?;
-    let given = match (&args.bundle.bundle, manifest.bundle_dir()) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(dir)) => dir,
-        (None, None) => {
-            return Err(UsageError(format!(
-                "{}: the Cluster has no spec.bundle.source and no --bundle was given\n  hint: pass --bundle DIR with a bundle that carries every version the upgrade goes through",
-                args.file.display()
-            ))
-            .into());
-        }
-    };
-    let (bundle, agents) = super::packed::with_bundle(&given, |dir| {
-        let bundle = open_bundle(&args.bundle.key(&args.file), &manifest, dir, &given)?;
-        let agents = Agents::for_bundle(&bundle)?;
-        Ok((bundle, agents))
-    })?;
+    let (bundle, agents) = super::spec_bundle::open(
+        &args.file,
+        &manifest,
+        &args.bundle,
+        "a bundle that carries every version the upgrade goes through",
+    )?;
     let context = kubegrid_engine::spec::cluster_context_for_bundle(&manifest, &bundle)?;
     let hosts = kubegrid_engine::spec::hosts(&manifest);
     kubegrid_engine::ssh::check_key_files(hosts.iter().map(|h| &h.target))?;

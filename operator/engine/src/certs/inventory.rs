@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use kubegrid_agent::protocol::{Action, FactsArgs, PROTOCOL_VERSION, Plan, Task};
+use kubegrid_agent::protocol::{Action, FactsArgs, Task};
 use kubegrid_journal::{StoredCert, format_time};
 use kubegrid_pki::{CertInfo, issued_by, read_expiry, time::OffsetDateTime};
 
@@ -51,16 +51,11 @@ pub async fn read(run: &mut Run) -> Inventory {
     let jobs = run
         .live()
         .into_iter()
-        .map(|index| Job {
-            index,
-            plan: Plan {
-                protocol: PROTOCOL_VERSION,
-                phase: PHASE.to_string(),
-                check_mode: false,
-                store_dir: None,
-                state_dir: None,
-                blobs: Vec::new(),
-                tasks: vec![Task {
+        .map(|index| {
+            Job::read_only(
+                index,
+                PHASE,
+                vec![Task {
                     name: "read certificates".into(),
                     action: Action::Facts(FactsArgs {
                         certificates: catalog::read_paths(),
@@ -68,9 +63,7 @@ pub async fn read(run: &mut Run) -> Inventory {
                     }),
                     always: false,
                 }],
-            },
-            blobs: Vec::new(),
-            persist: false,
+            )
         })
         .collect();
     let mut out = Inventory::new();

@@ -5,18 +5,17 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::Arc,
     time::Instant,
 };
 
 use kubegrid_agent::protocol::Task;
-use kubegrid_plan::{PhasePlan, Playbook};
+use kubegrid_plan::PhasePlan;
 
 use super::{CertsReport, Restart, api, catalog::Reader};
 use crate::{
     error::Error,
     operation::Run,
-    phases::{Phase, PlaybookPhase},
+    phases::{self, Phase, PlaybookPhase},
 };
 
 /// The phase name of a Node's file writes.
@@ -84,9 +83,9 @@ pub async fn node(
     for reader in work.readers {
         let started = Instant::now();
         let phase = restart_phase(reader);
-        let mut ok = match compile_one(run, phase, i)? {
-            Some(plan) => run_one(run, phase, i, plan).await?,
-            None => true,
+        let mut ok = match phases::compile_phase(run, phase, i, &run.req.context)? {
+            Some(plan) if !plan.tasks.is_empty() => run_one(run, phase, i, plan).await?,
+            _ => true,
         };
         if ok && reader == Reader::ControlPlane {
             let address = run.req.hosts[i].target.address.clone();
@@ -109,38 +108,6 @@ pub async fn node(
         }
     }
     Ok(true)
-}
-
-/// The phase `name` of the certs playbook compiled for host `i`; `None` when the phase
-/// does not select the host.
-fn compile_one(run: &Run, name: &str, i: usize) -> Result<Option<PhasePlan>, Error> {
-    let playbook = Arc::clone(&run.req.playbook);
-    let one = Playbook {
-        name: playbook.name.clone(),
-        phases: playbook
-            .phases
-            .iter()
-            .filter(|p| p.name == name)
-            .cloned()
-            .collect(),
-    };
-    let host_name = &run.req.hosts[i].target.host;
-    let Some(facts) = run.facts[i].clone() else {
-        return Err(Error::Protocol {
-            host: host_name.clone(),
-            message: "no facts were read from this host".into(),
-        });
-    };
-    let host = run.req.hosts[i].context(facts, run.pki[i].clone());
-    let compiled = kubegrid_plan::compile(&one, &run.req.context, &host, &run.req.bundle).map_err(
-        |source| Error::Compile {
-            host: host_name.clone(),
-            source: Box::new(source),
-        },
-    )?;
-    Ok(compiled
-        .into_iter()
-        .find(|p| p.name == name && !p.tasks.is_empty()))
 }
 
 /// Runs `plan` on host `i` alone; whether it finished.

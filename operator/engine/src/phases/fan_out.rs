@@ -29,6 +29,27 @@ pub(crate) struct Job {
     pub persist: bool,
 }
 
+impl Job {
+    /// A job that only reads (facts, a check, a query): no lock on the host, nothing
+    /// installed for good, no blobs.
+    pub fn read_only(index: usize, phase: &str, tasks: Vec<kubegrid_agent::protocol::Task>) -> Job {
+        Job {
+            index,
+            plan: Plan {
+                protocol: kubegrid_agent::protocol::PROTOCOL_VERSION,
+                phase: phase.to_string(),
+                check_mode: false,
+                store_dir: None,
+                state_dir: None,
+                blobs: Vec::new(),
+                tasks,
+            },
+            blobs: Vec::new(),
+            persist: false,
+        }
+    }
+}
+
 /// One host's result, with the engine's clock around the round trip.
 pub(crate) struct Done {
     /// Host index.

@@ -9,6 +9,7 @@ pub mod runtimes;
 pub mod versions;
 
 pub use facts::Facts;
+pub(crate) use playbook::compile_phase;
 pub use playbook::{PlaybookPhase, compile_all};
 pub use preflight::Preflight;
 

@@ -37,6 +37,40 @@ pub fn compile_all(run: &Run) -> Result<Vec<Vec<PhasePlan>>, Error> {
     Ok(all)
 }
 
+/// The phase `name` of the run's playbook compiled for host `i` alone with `ctx` (an upgrade
+/// step's versions, or the spec's); `None` when the phase does not select that host.
+pub(crate) fn compile_phase(
+    run: &Run,
+    name: &str,
+    i: usize,
+    ctx: &kubegrid_plan::ClusterContext,
+) -> Result<Option<PhasePlan>, Error> {
+    let one = kubegrid_plan::Playbook {
+        name: run.req.playbook.name.clone(),
+        phases: run
+            .req
+            .playbook
+            .phases
+            .iter()
+            .filter(|p| p.name == name)
+            .cloned()
+            .collect(),
+    };
+    let host_name = &run.req.hosts[i].target.host;
+    let facts = run.facts[i].clone().ok_or_else(|| Error::Protocol {
+        host: host_name.clone(),
+        message: "no facts were read from this host".into(),
+    })?;
+    let host = run.req.hosts[i].context(facts, run.pki[i].clone());
+    let compiled = kubegrid_plan::compile(&one, ctx, &host, &run.req.bundle).map_err(|source| {
+        Error::Compile {
+            host: host_name.clone(),
+            source: Box::new(source),
+        }
+    })?;
+    Ok(compiled.into_iter().find(|p| p.name == name))
+}
+
 /// One playbook phase with each host's compiled plan.
 #[derive(Debug, Clone)]
 pub struct PlaybookPhase {

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use kubegrid_agent::protocol::{Action, FactsArgs, PROTOCOL_VERSION, Plan, Task};
+use kubegrid_agent::protocol::{Action, FactsArgs, Task};
 
 use super::fan_out::{Job, fan_out};
 use crate::operation::{Mode, Run};
@@ -45,16 +45,11 @@ pub async fn read(run: &mut Run) {
             let h = &run.req.hosts[i];
             h.has_role("control-plane") || h.has_role("worker")
         })
-        .map(|index| Job {
-            index,
-            plan: Plan {
-                protocol: PROTOCOL_VERSION,
-                phase: PHASE.to_string(),
-                check_mode: false,
-                store_dir: None,
-                state_dir: None,
-                blobs: Vec::new(),
-                tasks: vec![Task {
+        .map(|index| {
+            Job::read_only(
+                index,
+                PHASE,
+                vec![Task {
                     name: "read kubelet and containerd versions".into(),
                     action: Action::Facts(FactsArgs {
                         versions: paths.clone(),
@@ -62,9 +57,7 @@ pub async fn read(run: &mut Run) {
                     }),
                     always: false,
                 }],
-            },
-            blobs: Vec::new(),
-            persist: false,
+            )
         })
         .collect();
     if jobs.is_empty() {

@@ -5,9 +5,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use kubegrid_agent::protocol::{
-    Action, CheckArgs, CheckKind, FactsArgs, PROTOCOL_VERSION, Plan, Task,
-};
+use kubegrid_agent::protocol::{Action, CheckArgs, CheckKind, FactsArgs, Task};
 use kubegrid_upgrade::{ClusterState, EtcdState, EtcdTopology, NodeState, Roles};
 use semver::Version;
 
@@ -48,18 +46,19 @@ pub async fn read_versions(run: &mut Run) -> Versions {
     let jobs = run
         .live()
         .into_iter()
-        .map(|index| Job {
-            index,
-            plan: read_only(vec![Task {
-                name: "read component versions".into(),
-                action: Action::Facts(FactsArgs {
-                    versions: paths.clone(),
-                    ..FactsArgs::default()
-                }),
-                always: false,
-            }]),
-            blobs: Vec::new(),
-            persist: false,
+        .map(|index| {
+            Job::read_only(
+                index,
+                PHASE,
+                vec![Task {
+                    name: "read component versions".into(),
+                    action: Action::Facts(FactsArgs {
+                        versions: paths.clone(),
+                        ..FactsArgs::default()
+                    }),
+                    always: false,
+                }],
+            )
         })
         .collect();
     let mut out = Versions::new();
@@ -95,19 +94,6 @@ pub fn parse(text: &str) -> Option<Version> {
     Version::parse(bare).ok()
 }
 
-/// A plan that only reads: no lock, nothing installed for good.
-fn read_only(tasks: Vec<Task>) -> Plan {
-    Plan {
-        protocol: PROTOCOL_VERSION,
-        phase: PHASE.to_string(),
-        check_mode: false,
-        store_dir: None,
-        state_dir: None,
-        blobs: Vec::new(),
-        tasks,
-    }
-}
-
 /// The external etcd members (hosts with the etcd role) that answer `endpoint health` on
 /// their own client port, by host index. One try each: a planner wants the state now, not
 /// after a wait.
@@ -124,21 +110,22 @@ pub async fn etcd_health(run: &mut Run) -> BTreeMap<usize, bool> {
     let jobs = members
         .iter()
         .filter(|i| live.contains(i))
-        .map(|&index| Job {
-            index,
-            plan: read_only(vec![Task {
-                name: "etcd member answers endpoint health".into(),
-                action: Action::Check(CheckArgs {
-                    check: CheckKind::CommandSucceeds {
-                        argv: argv.clone(),
-                        env: BTreeMap::new(),
-                        expect: None,
-                    },
-                }),
-                always: false,
-            }]),
-            blobs: Vec::new(),
-            persist: false,
+        .map(|&index| {
+            Job::read_only(
+                index,
+                PHASE,
+                vec![Task {
+                    name: "etcd member answers endpoint health".into(),
+                    action: Action::Check(CheckArgs {
+                        check: CheckKind::CommandSucceeds {
+                            argv: argv.clone(),
+                            env: BTreeMap::new(),
+                            expect: None,
+                        },
+                    }),
+                    always: false,
+                }],
+            )
         })
         .collect();
     let mut healthy: BTreeMap<usize, bool> = members.iter().map(|&i| (i, false)).collect();

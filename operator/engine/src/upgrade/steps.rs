@@ -2,10 +2,10 @@
 //! the step's versions and run on its Nodes, with the Nodes of a roll cordoned, drained,
 //! upgraded, waited on until Ready and uncordoned through the Kubernetes API.
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{collections::BTreeMap, time::Instant};
 
 use kube::Client;
-use kubegrid_plan::{ClusterContext, Playbook};
+use kubegrid_plan::ClusterContext;
 use kubegrid_upgrade::{Available, ClusterState, Step, Targets};
 use semver::Version;
 
@@ -257,35 +257,17 @@ pub(super) async fn phase(
     name: &str,
     nodes: &[String],
 ) -> Result<bool, Error> {
-    let playbook = Arc::clone(&run.req.playbook);
-    let one = Playbook {
-        name: playbook.name.clone(),
-        phases: playbook
-            .phases
-            .iter()
-            .filter(|p| p.name == name)
-            .cloned()
-            .collect(),
-    };
     let mut plans = BTreeMap::new();
     for node in nodes {
         let Some(i) = run.reports.iter().position(|r| &r.name == node) else {
             fail(out, format!("{node} is not a Node of this spec"));
             return Ok(false);
         };
-        let Some(facts) = run.facts[i].clone() else {
+        if run.facts[i].is_none() {
             fail(out, format!("{node}: no facts were read from it"));
             return Ok(false);
-        };
-        let host = run.req.hosts[i].context(facts, run.pki[i].clone());
-        let compiled =
-            kubegrid_plan::compile(&one, ctx, &host, &run.req.bundle).map_err(|source| {
-                Error::Compile {
-                    host: node.clone(),
-                    source: Box::new(source),
-                }
-            })?;
-        if let Some(p) = compiled.into_iter().find(|p| p.name == name) {
+        }
+        if let Some(p) = crate::phases::compile_phase(run, name, i, ctx)? {
             plans.insert(i, p);
         }
     }
