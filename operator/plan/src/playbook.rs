@@ -18,6 +18,7 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
     ("install", include_str!("../../../playbooks/install.yaml")),
     ("reset", include_str!("../../../playbooks/reset.yaml")),
     ("upgrade", include_str!("../../../playbooks/upgrade.yaml")),
+    ("certs", include_str!("../../../playbooks/certs.yaml")),
 ];
 
 /// One operation's playbook. Parse it with [`Playbook::parse`] (or `builtin`, `load`): its
