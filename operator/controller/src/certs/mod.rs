@@ -134,7 +134,13 @@ pub async fn maintain(
     let warn_days = u32::try_from(policy.warn_before.as_secs().div_ceil(86_400))
         .unwrap_or(u32::MAX)
         .max(1);
-    let result = run(ctx, cluster, &nodes, CertsJob::Check { warn_days }).await?;
+    let result = match run(ctx, cluster, &nodes, CertsJob::Check { warn_days }).await {
+        Ok(result) => result,
+        Err(e) => {
+            let why = format!("the certificates check could not run: {e}");
+            return failed(ctx, &mut writer, "CheckFailed", &why, None).await;
+        }
+    };
     let Some(report) = result.certs.clone() else {
         let why = format!(
             "the certificates check (operation {}) returned no report: {}",
