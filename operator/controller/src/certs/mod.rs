@@ -130,7 +130,7 @@ pub async fn maintain(
     if let Some(wait) = ctx.wait_left(&retry_key(&cluster_key), RETRY_INTENT) {
         return Ok(Action::requeue(wait));
     }
-    let mut writer = Writer::new(clusters, cluster);
+    let mut writer = Writer::fresh(clusters, cluster).await?;
     let warn_days = u32::try_from(policy.warn_before.as_secs().div_ceil(86_400))
         .unwrap_or(u32::MAX)
         .max(1);
@@ -482,17 +482,23 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    fn new(clusters: &'a Api<Cluster>, cluster: &'a Cluster) -> Self {
-        Self {
+    /// A writer that starts from the stored conditions: the copy the reconcile got may lack
+    /// a condition written since, which a whole-list write would undo.
+    async fn fresh(clusters: &'a Api<Cluster>, cluster: &'a Cluster) -> Result<Self> {
+        let stored =
+            clusters
+                .get_status(&cluster.name_any())
+                .await
+                .map_err(crate::error::Error::kube(format!(
+                    "read Cluster {}",
+                    key(cluster)
+                )))?;
+        Ok(Self {
             clusters,
             cluster,
-            conditions: cluster
-                .status
-                .as_ref()
-                .map(|s| s.conditions.clone())
-                .unwrap_or_default(),
+            conditions: stored.status.map(|s| s.conditions).unwrap_or_default(),
             generation: cluster.metadata.generation,
-        }
+        })
     }
 
     /// Merge-patches `certificates` into `status.certificates`, and `condition` (Warning

@@ -37,7 +37,7 @@ pub async fn run_rotation(
     if let Some(wait) = ctx.wait_left(&retry_key(&cluster_key), RETRY_INTENT) {
         return Ok(Action::requeue(wait));
     }
-    let mut writer = Writer::new(clusters, cluster);
+    let mut writer = Writer::fresh(clusters, cluster).await?;
     let previous = cluster
         .status
         .as_ref()
