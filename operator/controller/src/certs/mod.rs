@@ -102,13 +102,26 @@ pub async fn maintain(
         return Ok(Action::await_change());
     }
     let mut note = None;
-    if let Some(value) = cluster.annotations().get(ROTATE_CA_ANNOTATION) {
-        match value.parse::<CaKind>() {
-            Ok(ca) => return rotate::run_rotation(ctx, clusters, cluster, &nodes, ca).await,
-            Err(_) => note = Some(refuse_rotation(ctx, cluster, value).await),
-        }
-    } else {
-        ctx.certs.update(&cluster_key, |m| m.refused = None);
+    // The reconcile's copy can predate the removal of the annotation by the rotation that
+    // just finished: the stored Cluster decides, so a rotation never runs twice.
+    let stored = match cluster.annotations().contains_key(ROTATE_CA_ANNOTATION) {
+        true => clusters
+            .get_opt(&cluster.name_any())
+            .await
+            .map_err(crate::error::Error::kube(format!(
+                "read Cluster {cluster_key}"
+            )))?,
+        false => None,
+    };
+    let requested = stored
+        .as_ref()
+        .and_then(|c| c.annotations().get(ROTATE_CA_ANNOTATION));
+    match (requested, &stored) {
+        (Some(value), Some(stored)) => match value.parse::<CaKind>() {
+            Ok(ca) => return rotate::run_rotation(ctx, clusters, stored, &nodes, ca).await,
+            Err(_) => note = Some(refuse_rotation(ctx, stored, value).await),
+        },
+        _ => ctx.certs.update(&cluster_key, |m| m.refused = None),
     }
     let remembered = ctx.certs.get(&cluster_key);
     let last_operation = ctx
