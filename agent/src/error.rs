@@ -216,6 +216,34 @@ pub enum Error {
         /// Tail of the output of what the check ran.
         output: String,
     },
+    /// A certificates task was pointed at a file that does not exist.
+    #[error(
+        "certificate file {path}: no such file; hint: renewal rewrites existing files only, read the host's certificates again"
+    )]
+    CertificateFileMissing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificates task cannot update a file as asked.
+    #[error("cannot update the certificates in {path}: {detail}")]
+    CertificateFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what was expected; never file content.
+        detail: String,
+    },
+    /// A certificates task was given something other than PEM certificates.
+    #[error(
+        "the {field} given for {path} {detail}; hint: pass PEM CERTIFICATE blocks only, never a key"
+    )]
+    CertificateInput {
+        /// The file the task was for.
+        path: PathBuf,
+        /// "certificate" or "ca".
+        field: &'static str,
+        /// What is wrong with it.
+        detail: &'static str,
+    },
     /// Stdin could not be read.
     #[error("failed to read the plan from stdin: {source}")]
     ReadPlan {

@@ -1,5 +1,6 @@
 //! Host facts, read from the kernel's and the OS's own files.
 
+mod certs;
 mod modules;
 mod net;
 mod packages;
@@ -12,6 +13,7 @@ use std::{collections::BTreeMap, fs, path::Path};
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    certs::{CertFile, FoundCert},
     modules::module_state,
     net::{TCP_PROBE_TIMEOUT, parse_ip_addr},
     packages::{PackageDb, parse_dpkg_query, parse_rpm_query},
@@ -96,6 +98,10 @@ pub struct Facts {
     /// and silent ones are left out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub versions: BTreeMap<String, String>,
+    /// The certificates in the files and directories asked for, by absolute path: PEM
+    /// CERTIFICATE blocks only, never a key or other file content.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub certificates: BTreeMap<String, CertFile>,
 }
 
 /// A network interface.
@@ -243,6 +249,7 @@ pub fn gather(root: &Path, args: &FactsArgs, store_dir: &Path) -> Facts {
         interfaces: net::interfaces(),
         tcp_probes: net::tcp_probes(&args.tcp_probes),
         versions: versions::versions(root, &args.versions),
+        certificates: certs::certificates(root, &args.certificates),
         kernel,
     }
 }
@@ -329,6 +336,7 @@ mod tests {
             disks: vec![PathBuf::from("/var/lib")],
             tcp_probes: vec![],
             versions: vec![],
+            certificates: vec![],
         };
         let before = unix_ms();
         let f = gather(root, &args, &root.join("store"));

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::facts::Facts;
 
 /// Bumped whenever a plan or event changes shape; the agent refuses other versions.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Where blobs (bundle files) live on a host, named by their sha256.
 pub const DEFAULT_STORE_DIR: &str = "/var/lib/kubegrid/store";
@@ -118,6 +118,27 @@ pub enum Action {
     Binary(BinaryArgs),
     /// A tar.gz blob from the store, unpacked into a directory (the CNI plugins).
     Archive(ArchiveArgs),
+    /// The certificates in a PEM file or a kubeconfig replaced, every other byte of a PEM
+    /// file (a private key) kept.
+    Certificates(CertificatesArgs),
+}
+
+/// New certificates for a file on the host: renewal and CA rotation rewrite certificates,
+/// never private keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificatesArgs {
+    /// Absolute path of a PEM file or a kubeconfig (`kind: Config`).
+    pub path: PathBuf,
+    /// PEM file: replaces the CERTIFICATE blocks (all of them, at the place of the first)
+    /// keeping every other block (a key in kubelet-client-current.pem) byte for byte.
+    /// Kubeconfig: every user's client-certificate-data := base64(certificate); a user whose
+    /// `client-certificate` names a file gets that file rewritten as a PEM file instead.
+    #[serde(default)]
+    pub certificate: Option<String>,
+    /// Kubeconfig only: every cluster's certificate-authority-data := base64(ca).
+    #[serde(default)]
+    pub ca: Option<String>,
 }
 
 /// An executable installed from the blob store.
@@ -166,6 +187,12 @@ pub struct FactsArgs {
     /// [`crate::facts::Facts::versions`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<PathBuf>,
+    /// Certificate files and directories to read (see
+    /// [`crate::facts::Facts::certificates`]): a named file is read whatever its name; a
+    /// directory is walked (at most 3 levels down) for `*.crt`, `*.pem` and `*.conf` files.
+    /// Missing paths are left out of the result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<PathBuf>,
 }
 
 /// A whole file.

@@ -199,6 +199,7 @@ fn execute(action: &Action, ctx: &Ctx) -> Result<Outcome> {
         Action::Check(a) => checks::apply(a, ctx),
         Action::Binary(a) => tasks::binary::apply(a, ctx),
         Action::Archive(a) => tasks::archive::apply(a, ctx),
+        Action::Certificates(a) => tasks::certificates::apply(a, ctx),
     }
 }
 

@@ -28,6 +28,10 @@
 )]
 #[path = "../tests/e2e/upgrade/bed.rs"]
 mod bed;
+#[expect(
+    dead_code,
+    reason = "shared with the certificates tests, which read their client files from a host"
+)]
 #[path = "../tests/e2e/upgrade/etcd.rs"]
 mod etcd;
 

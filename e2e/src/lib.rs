@@ -256,7 +256,7 @@ impl LabGuard {
     }
 
     /// Runs a top-level kubegrid command (`apply`, `plan`, `history`, …) with this lab's
-    /// journal. `apply`, `plan`, `reset` and `upgrade` also get the e2e bundle and its public
+    /// journal. `apply`, `plan`, `reset`, `upgrade` and `certs` also get the e2e bundle and its public
     /// key.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run kubegrid")
@@ -285,7 +285,7 @@ impl LabGuard {
         cmd.args(args).arg("--journal").arg(self.journal());
         if matches!(
             args.first(),
-            Some(&"apply" | &"plan" | &"reset" | &"upgrade")
+            Some(&"apply" | &"plan" | &"reset" | &"upgrade" | &"certs")
         ) {
             cmd.arg("--bundle").arg(bundle_dir());
             cmd.arg("--bundle-public-key").arg(bundle_public_key());

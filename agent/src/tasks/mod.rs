@@ -5,6 +5,7 @@ mod context;
 
 pub mod archive;
 pub mod binary;
+pub mod certificates;
 pub mod command;
 pub mod file;
 pub mod kernel_modules;

@@ -29,6 +29,18 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A certificate, key or CA bundle file could not be read.
+    #[error("failed to read the {what} file {}", path.display())]
+    ReadFile {
+        /// Which file: `server certificate`, `server key` or `client CA`.
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The listening socket could not be bound or set up.
     #[error(
         "failed to listen on {listen}; hint: the address must be assigned to this machine \

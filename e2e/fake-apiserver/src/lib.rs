@@ -37,7 +37,9 @@
 //! Two ways in:
 //! - [`FakeCluster::client`]: a `kube::Client` whose requests never leave the process;
 //! - [`serve_tls`] / [`serve_mutual_tls`]: the same API over HTTPS on a socket, for a
-//!   `kubegrid` binary that connects with a kubeconfig like it would to a real cluster.
+//!   `kubegrid` binary that connects with a kubeconfig like it would to a real cluster;
+//!   [`serve_mutual_tls_files`] reads its certificate, key and client CA bundle from files on
+//!   every handshake, to follow a certificate renewal or CA rotation that rewrites them.
 
 mod error;
 mod generic;
@@ -67,7 +69,10 @@ pub use self::{
     objects::{node, owned_pod, system_pod},
     seed::{NSLOOKUP_OUTPUT, POD_NETWORK_PAGE},
     service::{Partition, ResBody as ResponseBody},
-    tls::{ServerHandle, common_name, serve_mutual_tls, serve_tls, server_config},
+    tls::{
+        ServerHandle, common_name, serve_mutual_tls, serve_mutual_tls_files, serve_tls,
+        server_config,
+    },
 };
 
 /// What a created pod does once "started", chosen by the first rule whose

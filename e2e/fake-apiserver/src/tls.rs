@@ -3,6 +3,7 @@
 
 use std::{
     net::SocketAddr,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     thread::JoinHandle,
 };
@@ -94,6 +95,65 @@ pub fn serve_mutual_tls(
     )
 }
 
+/// Like [`serve_mutual_tls`], but the server certificate, its key and the client CA bundle
+/// are files, read again on every handshake, as kube-apiserver reloads its serving
+/// certificate and `--client-ca-file` without a restart: a test points it at files that
+/// kubegrid rewrites (in a lab host's root file system) during a renewal or CA rotation.
+/// A client is accepted when any CA of the bundle verifies its certificate; a refused
+/// handshake, or files that cannot be read at that moment, count in [`State::tls_errors`].
+/// The files must be readable when it starts.
+pub fn serve_mutual_tls_files(
+    fake: &FakeCluster,
+    listen: SocketAddr,
+    cert_path: &Path,
+    key_path: &Path,
+    client_ca_path: &Path,
+) -> Result<(SocketAddr, ServerHandle)> {
+    let files = Files {
+        cert: cert_path.to_path_buf(),
+        key: key_path.to_path_buf(),
+        client_ca: client_ca_path.to_path_buf(),
+    };
+    // Refuse unusable files up front, as the PEM variants do.
+    files.acceptor()?;
+    start(fake, listen, Certs::Files(Arc::new(files)))
+}
+
+/// The files [`serve_mutual_tls_files`] reads on every handshake.
+#[derive(Debug)]
+struct Files {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: PathBuf,
+}
+
+impl Files {
+    fn acceptor(&self) -> Result<TlsAcceptor> {
+        let read = |what: &'static str, path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+                what,
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let config = server_config(
+            &read("server certificate", &self.cert)?,
+            &read("server key", &self.key)?,
+            Some(&read("client CA", &self.client_ca)?),
+        )?;
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// Where a connection's TLS configuration comes from.
+#[derive(Clone)]
+enum Certs {
+    /// Built once at start.
+    Fixed(TlsAcceptor),
+    /// Read from files for each connection.
+    Files(Arc<Files>),
+}
+
 fn serve(
     fake: &FakeCluster,
     listen: SocketAddr,
@@ -102,7 +162,18 @@ fn serve(
     client_ca_pem: Option<&str>,
 ) -> Result<(SocketAddr, ServerHandle)> {
     let config = server_config(server_cert_pem, server_key_pem, client_ca_pem)?;
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    start(
+        fake,
+        listen,
+        Certs::Fixed(TlsAcceptor::from(Arc::new(config))),
+    )
+}
+
+fn start(
+    fake: &FakeCluster,
+    listen: SocketAddr,
+    certs: Certs,
+) -> Result<(SocketAddr, ServerHandle)> {
     // Time too: watches end after their `timeoutSeconds`.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -128,7 +199,7 @@ fn serve(
                         accepted = listener.accept() => {
                             // A failed accept (the client gave up) concerns that client only.
                             if let Ok((tcp, _)) = accepted {
-                                tokio::spawn(connection(acceptor.clone(), tcp, Arc::clone(&state)));
+                                tokio::spawn(connection(certs.clone(), tcp, Arc::clone(&state)));
                             }
                         }
                     }
@@ -150,7 +221,19 @@ fn serve(
 /// One client connection: the TLS handshake, then HTTP/1.1 requests until it closes.
 /// The client is named, for [`FakeCluster::partition`], by its certificate's common name
 /// or else by the bearer token of each request.
-async fn connection(acceptor: TlsAcceptor, tcp: TcpStream, state: Arc<Mutex<State>>) {
+async fn connection(certs: Certs, tcp: TcpStream, state: Arc<Mutex<State>>) {
+    let acceptor = match certs {
+        Certs::Fixed(acceptor) => acceptor,
+        Certs::Files(files) => match files.acceptor() {
+            Ok(acceptor) => acceptor,
+            Err(e) => {
+                let mut state = lock(&state);
+                state.tls_errors.push(e.to_string());
+                state.store.notify();
+                return;
+            }
+        },
+    };
     let tls = match acceptor.accept(tcp).await {
         Ok(tls) => {
             lock(&state).tls_connections += 1;

@@ -223,3 +223,144 @@ async fn watches_stream_and_certificate_names_partition_over_tls() {
     leases.get("leader").await.expect("reachable after heal");
     assert!(!fake.requests_from("replica-a").is_empty());
 }
+
+/// One `GET /readyz` over a fresh mutual-TLS connection trusting `server_ca`, presenting
+/// `user`: the server certificate's common name and the reply, or why it failed.
+fn readyz(
+    address: SocketAddr,
+    server_ca: &Ca,
+    user: &IssuedCert,
+) -> Result<(String, String), String> {
+    use std::io::{Read, Write};
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(server_ca.cert_pem().as_bytes()).unwrap())
+        .unwrap();
+    let chain = vec![CertificateDer::from_pem_slice(user.cert_pem.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(user.key_pem.as_bytes()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"GET /readyz HTTP/1.1\r\nHost: fake\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    match tls.read_to_end(&mut reply) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !reply.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let served = tls
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(kubegrid_fake_apiserver::common_name)
+        .unwrap_or_default();
+    Ok((served, String::from_utf8_lossy(&reply).into_owned()))
+}
+
+/// Like kube-apiserver's dynamic reload: the client CA bundle and the serving certificate are
+/// read from their files on every handshake.
+#[test]
+fn mutual_tls_files_follow_the_bundle_and_the_serving_certificate_on_disk() {
+    let a = Ca::generate("ca-a", DAY).expect("ca a");
+    let b = Ca::generate("ca-b", DAY).expect("ca b");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, bundle) = (
+        dir.path().join("apiserver.crt"),
+        dir.path().join("apiserver.key"),
+        dir.path().join("ca.crt"),
+    );
+    let first = leaf(&a, "server-1", Usage::Server);
+    std::fs::write(&cert, &first.cert_pem).unwrap();
+    std::fs::write(&key, &first.key_pem).unwrap();
+    std::fs::write(&bundle, a.cert_pem()).unwrap();
+    let fake = FakeCluster::new();
+    let (address, _handle) =
+        kubegrid_fake_apiserver::serve_mutual_tls_files(&fake, any_port(), &cert, &key, &bundle)
+            .expect("serve");
+    let user_a = leaf(&a, "user-a", Usage::Client);
+    let user_b = leaf(&b, "user-b", Usage::Client);
+
+    let (served, reply) = readyz(address, &a, &user_a).expect("a client of CA A");
+    assert_eq!(served, "server-1");
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.ends_with("ok"),
+        "{reply}"
+    );
+    let refused = readyz(address, &a, &user_b);
+    assert!(
+        refused.is_err(),
+        "a client of CA B before B is trusted: {refused:?}"
+    );
+    // The server records the refused handshake on its own thread, maybe after the client
+    // has seen the failure.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let errors = runtime
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                fake.wait_for(|f| {
+                    let errors = f.state().tls_errors.clone();
+                    (!errors.is_empty()).then_some(errors)
+                }),
+            )
+            .await
+        })
+        .expect("the server records the refused handshake");
+    assert!(
+        errors.iter().any(|e| e.contains("UnknownIssuer")),
+        "{errors:?}"
+    );
+
+    std::fs::write(&bundle, format!("{}{}", a.cert_pem(), b.cert_pem())).unwrap();
+    let (_, reply) =
+        readyz(address, &a, &user_b).expect("a client of CA B once B is in the bundle");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    readyz(address, &a, &user_a).expect("CA A still trusted");
+
+    let second = leaf(&a, "server-2", Usage::Server);
+    std::fs::write(&key, &second.key_pem).unwrap();
+    std::fs::write(&cert, &second.cert_pem).unwrap();
+    let (served, _) = readyz(address, &a, &user_a).expect("after the serving certificate changed");
+    assert_eq!(served, "server-2");
+
+    // B alone: A's clients are refused from the next handshake on.
+    std::fs::write(&bundle, b.cert_pem()).unwrap();
+    assert!(readyz(address, &a, &user_a).is_err());
+    readyz(address, &a, &user_b).expect("CA B alone");
+}
+
+#[test]
+fn mutual_tls_files_refuse_a_missing_file_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.crt");
+    let err = kubegrid_fake_apiserver::serve_mutual_tls_files(
+        &FakeCluster::new(),
+        any_port(),
+        &missing,
+        &missing,
+        &missing,
+    )
+    .expect_err("missing files");
+    assert!(
+        err.to_string()
+            .starts_with("failed to read the server certificate file"),
+        "{err}"
+    );
+}

@@ -8,6 +8,7 @@ mod airgap;
 mod apply;
 mod bootstrap;
 mod bootstrap_safety;
+mod certs;
 mod cluster_checks;
 mod distribute;
 mod lab;

@@ -6,7 +6,7 @@
 //! Kubernetes API is the fake API server (a TEST STAND-IN); etcd and containerd are real.
 
 mod bed;
-mod etcd;
+pub(crate) mod etcd;
 mod failed;
 mod operator;
 mod records;

@@ -97,6 +97,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A CA rotation cannot begin or go on (another one in progress, no CA to start from).
+    #[error("cluster {cluster}: cannot rotate: {message}")]
+    Rotation {
+        /// Cluster name.
+        cluster: String,
+        /// Why, with a hint.
+        message: String,
+    },
     /// The host or agent answered something the engine cannot use.
     #[error("{host}: {message}")]
     Protocol {

@@ -30,6 +30,7 @@ mod error;
 mod history;
 mod installed;
 mod keys;
+mod kv;
 mod ops;
 mod owner;
 mod postgres;

@@ -1,5 +1,5 @@
 //! Cluster state kept between operations: issued certificates, member hosts and the admin
-//! kubeconfig.
+//! kubeconfig. (Small values by key live in `kv.rs`.)
 
 use crate::{Journal, backend::dispatch, error::Result, time::now_ms};
 
@@ -44,6 +44,46 @@ impl Journal {
             })
             .transpose()
         })
+    }
+
+    /// Every certificate stored for `cluster`, by name, sorted by name.
+    pub async fn certs(&self, cluster: &str) -> Result<Vec<(String, StoredCert)>> {
+        const OP: &str = "read the certificates";
+        dispatch!(&self.pool, |pool| {
+            sqlx::query(
+                "SELECT name, cert_pem, key_pem FROM cluster_certs WHERE cluster = $1 ORDER BY name",
+            )
+            .bind(cluster)
+            .fetch_all(pool)
+            .await
+            .map_err(self.query_err(OP))?
+            .iter()
+            .map(|row| {
+                let cols = self.columns(row, OP);
+                Ok((
+                    cols.text("name")?,
+                    StoredCert {
+                        cert_pem: cols.text("cert_pem")?,
+                        key_pem: cols.text("key_pem")?,
+                    },
+                ))
+            })
+            .collect()
+        })
+    }
+
+    /// Removes the certificate `name` of `cluster` (a rotation's `<ca>-next` once it became
+    /// the CA); whether there was one.
+    pub async fn delete_cert(&self, cluster: &str, name: &str) -> Result<bool> {
+        dispatch!(&self.pool, |pool| {
+            sqlx::query("DELETE FROM cluster_certs WHERE cluster = $1 AND name = $2")
+                .bind(cluster)
+                .bind(name)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() > 0)
+        })
+        .map_err(self.query_err("delete a certificate"))
     }
 
     /// Stores (or replaces) the certificate `name` of `cluster`.

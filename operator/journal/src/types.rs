@@ -36,6 +36,9 @@ pub enum OperationKind {
     Reset,
     /// `kubegrid upgrade apply`, or the operator after a version change: the upgrade roll.
     Upgrade,
+    /// `kubegrid certs check|renew|rotate-ca`, or the operator's automatic renewal and CA
+    /// rotation.
+    Certs,
     /// A kind this version does not know, written by a newer kubegrid; kept verbatim.
     Other(String),
 }
@@ -48,6 +51,7 @@ impl OperationKind {
             Self::Plan => "plan",
             Self::Reset => "reset",
             Self::Upgrade => "upgrade",
+            Self::Certs => "certs",
             Self::Other(kind) => kind,
         }
     }
@@ -59,6 +63,7 @@ impl OperationKind {
             "plan" => Self::Plan,
             "reset" => Self::Reset,
             "upgrade" => Self::Upgrade,
+            "certs" => Self::Certs,
             other => Self::Other(other.to_owned()),
         }
     }

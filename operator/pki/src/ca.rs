@@ -130,6 +130,11 @@ impl Ca {
         })
     }
 
+    /// The signer, for the other modules of this crate.
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
     /// The subject CN.
     pub fn common_name(&self) -> &str {
         &self.common_name
@@ -196,34 +201,48 @@ fn issuer_params(name: &str, cert: &X509Certificate<'_>) -> Result<CertificatePa
             _ => None,
         })
         .unwrap_or(KeyIdMethod::Sha256);
-    if let Ok(Some(usage)) = cert.key_usage() {
-        let ku = usage.value;
-        let flags = [
-            (ku.digital_signature(), KeyUsagePurpose::DigitalSignature),
-            (ku.non_repudiation(), KeyUsagePurpose::ContentCommitment),
-            (ku.key_encipherment(), KeyUsagePurpose::KeyEncipherment),
-            (ku.data_encipherment(), KeyUsagePurpose::DataEncipherment),
-            (ku.key_agreement(), KeyUsagePurpose::KeyAgreement),
-            (ku.key_cert_sign(), KeyUsagePurpose::KeyCertSign),
-            (ku.crl_sign(), KeyUsagePurpose::CrlSign),
-            (ku.encipher_only(), KeyUsagePurpose::EncipherOnly),
-            (ku.decipher_only(), KeyUsagePurpose::DecipherOnly),
-        ];
-        params.key_usages = flags
-            .into_iter()
-            .filter_map(|(set, purpose)| set.then_some(purpose))
-            .collect();
-    }
+    params.key_usages = key_usages(cert);
     Ok(params)
+}
+
+/// The key usages `cert` carries, in rcgen's terms; empty when it has no key usage extension.
+pub(crate) fn key_usages(cert: &X509Certificate<'_>) -> Vec<KeyUsagePurpose> {
+    let Ok(Some(usage)) = cert.key_usage() else {
+        return Vec::new();
+    };
+    let ku = usage.value;
+    let flags = [
+        (ku.digital_signature(), KeyUsagePurpose::DigitalSignature),
+        (ku.non_repudiation(), KeyUsagePurpose::ContentCommitment),
+        (ku.key_encipherment(), KeyUsagePurpose::KeyEncipherment),
+        (ku.data_encipherment(), KeyUsagePurpose::DataEncipherment),
+        (ku.key_agreement(), KeyUsagePurpose::KeyAgreement),
+        (ku.key_cert_sign(), KeyUsagePurpose::KeyCertSign),
+        (ku.crl_sign(), KeyUsagePurpose::CrlSign),
+        (ku.encipher_only(), KeyUsagePurpose::EncipherOnly),
+        (ku.decipher_only(), KeyUsagePurpose::DecipherOnly),
+    ];
+    flags
+        .into_iter()
+        .filter_map(|(set, purpose)| set.then_some(purpose))
+        .collect()
 }
 
 /// Rebuilds `name` for rcgen with each attribute's original string type, so the issuer field
 /// of new certificates is byte-identical to the CA's subject.
-fn distinguished_name(cert_name: &str, name: &X509Name<'_>) -> Result<DistinguishedName> {
+pub(crate) fn distinguished_name(
+    cert_name: &str,
+    name: &X509Name<'_>,
+) -> Result<DistinguishedName> {
     let unsupported = |detail: String| Error::ParseCertificate {
         name: cert_name.to_owned(),
         detail: format!("cannot sign with this CA: {detail}"),
     };
+    if name.iter_rdn().any(|rdn| rdn.iter().count() > 1) {
+        return Err(unsupported(
+            "the subject has a multi-valued RDN; expected one attribute per RDN".to_owned(),
+        ));
+    }
     let mut dn = DistinguishedName::new();
     for attr in name.iter_attributes() {
         let oid: Vec<u64> = attr
@@ -236,12 +255,19 @@ fn distinguished_name(cert_name: &str, name: &X509Name<'_>) -> Result<Distinguis
                 ))
             })?
             .collect();
-        let ty = DnType::from_oid(&oid);
+        let mut ty = DnType::from_oid(&oid);
         if dn.get(&ty).is_some() {
-            return Err(unsupported(format!(
-                "subject repeats attribute {}; only one of each type is supported",
-                attr.attr_type()
-            )));
+            // rcgen keys a name by attribute type; a second value of a known type (the second
+            // O of a kubeadm client certificate) goes in under the same OID spelled as a
+            // custom type, which encodes identically. A third has no key left.
+            let custom = DnType::CustomDnType(oid.clone());
+            if custom == ty || dn.get(&custom).is_some() {
+                return Err(unsupported(format!(
+                    "subject repeats attribute {} more than twice",
+                    attr.attr_type()
+                )));
+            }
+            ty = custom;
         }
         let text = attr.as_str().map_err(|e| {
             unsupported(format!(

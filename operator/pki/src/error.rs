@@ -114,4 +114,22 @@ pub enum Error {
         #[source]
         source: serde_yaml::Error,
     },
+
+    /// A certificate found on a host cannot be signed again as it is.
+    #[error("cannot re-sign certificate {subject:?}: {detail}")]
+    ResignCertificate {
+        /// The certificate's subject.
+        subject: String,
+        /// Why, and what is expected.
+        detail: String,
+    },
+
+    /// A certificate's signature could not be checked at all (as opposed to not verifying).
+    #[error("cannot check the signature of certificate {subject:?}: {detail}")]
+    VerifySignature {
+        /// The certificate's subject.
+        subject: String,
+        /// What the verifier said.
+        detail: String,
+    },
 }

@@ -36,12 +36,30 @@ pub struct CertInfo {
     pub client_auth: bool,
     /// Serial number as lowercase hex.
     pub serial_hex: String,
+    /// The subject name, attributes in certificate order as OpenSSL prints them
+    /// (`O=system:masters, CN=kubernetes-admin`).
+    pub subject: String,
+    /// The issuer name, written like `subject`.
+    pub issuer: String,
+    /// `sha256:<hex>` of the certificate's DER (see [`fingerprint`](crate::fingerprint)).
+    pub fingerprint: String,
+    /// The issuer name equals the subject name (byte for byte): a root CA, or a kubelet's own
+    /// serving certificate.
+    pub self_signed: bool,
 }
 
 /// Parses the first certificate in `cert_pem` and reports its subject, validity, SANs and
 /// usages.
 pub fn read_expiry(cert_pem: &str) -> Result<CertInfo> {
     with_certificate("certificate", cert_pem, cert_info)
+}
+
+/// Whether two certificates carry the same public key (a renewal keeps it; a certificate
+/// replaced by hand usually does not, and then its key file was replaced too).
+pub fn same_public_key(a_pem: &str, b_pem: &str) -> Result<bool> {
+    let a = with_certificate("certificate", a_pem, |c| Ok(c.public_key().raw.to_vec()))?;
+    let b = with_certificate("certificate", b_pem, |c| Ok(c.public_key().raw.to_vec()))?;
+    Ok(a == b)
 }
 
 /// Whether the certificate expires within `renew_before` of `now` (or has expired).
@@ -160,10 +178,14 @@ fn cert_info(cert: &X509Certificate<'_>) -> Result<CertInfo> {
         server_auth,
         client_auth,
         serial_hex: hex::encode(cert.raw_serial()),
+        subject: subject.to_string(),
+        issuer: cert.issuer().to_string(),
+        fingerprint: format!("sha256:{}", hex::encode(Sha256::digest(cert.as_raw()))),
+        self_signed: cert.issuer().as_raw() == subject.as_raw(),
     })
 }
 
-fn ip_from_bytes(raw: &[u8]) -> Option<IpAddr> {
+pub(crate) fn ip_from_bytes(raw: &[u8]) -> Option<IpAddr> {
     if let Ok(octets) = <[u8; 4]>::try_from(raw) {
         return Some(IpAddr::V4(Ipv4Addr::from(octets)));
     }

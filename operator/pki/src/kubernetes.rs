@@ -11,6 +11,8 @@ use crate::{
 
 /// Common name of the cluster CA, as kubeadm names it.
 pub const KUBERNETES_CA_COMMON_NAME: &str = "kubernetes";
+/// Common name of the front-proxy (aggregation layer) CA, as kubeadm names it.
+pub const FRONT_PROXY_CA_COMMON_NAME: &str = "front-proxy-ca";
 /// The admin kubeconfig's user, as in kubeadm's `admin.conf`.
 pub const ADMIN_USER: &str = "kubernetes-admin";
 /// The group kubeadm binds to `cluster-admin` (since 1.29) for `admin.conf`'s user.

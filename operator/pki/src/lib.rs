@@ -15,6 +15,9 @@ mod kubernetes;
 pub mod layout;
 mod leaf;
 mod registry;
+mod resign;
+mod service_account;
+mod trust;
 
 pub use time;
 
@@ -27,11 +30,11 @@ pub use crate::{
         apiserver_etcd_client_spec, etcd_healthcheck_client_spec, etcd_peer_spec, etcd_server_spec,
         generate_etcd_ca, issue_etcd_member,
     },
-    inspect::{CertInfo, ca_cert_hash, matches_sans, needs_renewal, read_expiry},
+    inspect::{CertInfo, ca_cert_hash, matches_sans, needs_renewal, read_expiry, same_public_key},
     kubeconfig::kubeconfig,
     kubernetes::{
-        ADMIN_GROUP, ADMIN_USER, KUBERNETES_CA_COMMON_NAME, admin_client_spec,
-        generate_kubernetes_ca,
+        ADMIN_GROUP, ADMIN_USER, FRONT_PROXY_CA_COMMON_NAME, KUBERNETES_CA_COMMON_NAME,
+        admin_client_spec, generate_kubernetes_ca,
     },
     layout::{ExternalEtcdClient, PkiFile, control_plane_ca_files, etcd_member_files},
     leaf::{CLOCK_SKEW_ALLOWANCE, IssuedCert, LeafSpec, StoredCert, Usage},
@@ -39,4 +42,6 @@ pub use crate::{
         REGISTRY_CA_CERT, REGISTRY_CA_COMMON_NAME, REGISTRY_CERT, REGISTRY_KEY,
         generate_registry_ca, registry_ca_files, registry_server_files, registry_server_spec,
     },
+    service_account::generate_service_account_key,
+    trust::{fingerprint, issued_by, split_pem, trust_bundle},
 };

@@ -263,6 +263,8 @@ mod tests {
             joins_pending: true,
             cert_validity_hours: 8760,
             ca_validity_hours: 87600,
+            cert_validity_secs: 8760 * 3600,
+            ca_validity_secs: 87600 * 3600,
             join: JoinSecrets {
                 token: "abcdef.0123456789abcdef".into(),
                 certificate_key: "ab".repeat(32),

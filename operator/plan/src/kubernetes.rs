@@ -32,6 +32,8 @@ pub const KUBERNETES_PATHS: &[&str] = &[
     CLUSTER_CA_CERT,
     ETCD_CA_CERT,
 ];
+/// kubeadm's default `localAPIEndpoint.bindPort`.
+pub const API_SERVER_BIND_PORT: u16 = 6443;
 /// Where kubegrid keeps the kubeadm configuration and manifests it renders on hosts.
 pub const KUBEGRID_ETC: &str = "/etc/kubernetes/kubegrid";
 /// The kube-vip image; #5 pins images by digest in the bundle.
@@ -76,6 +78,11 @@ pub struct KubernetesContext {
     pub cert_validity_hours: u64,
     /// CA validity in hours (kubeadm v1beta4 `caCertificateValidityPeriod`).
     pub ca_validity_hours: u64,
+    /// Leaf certificate validity in seconds, for the certificates kubegrid issues itself
+    /// (kubeadm's config takes whole hours, at least one).
+    pub cert_validity_secs: u64,
+    /// CA validity in seconds, for the CAs kubegrid issues.
+    pub ca_validity_secs: u64,
     /// The secrets joins need. They reach hosts only inside plans (root-only files) and are
     /// redacted from every output.
     pub join: JoinSecrets,
@@ -198,6 +205,16 @@ impl JoinSecrets {
 }
 
 impl KubernetesContext {
+    /// The port each control-plane Node's API server binds: the endpoint's with kube-vip
+    /// (the VIP moves between Nodes and is reached on that port), kubeadm's 6443 otherwise.
+    pub fn bind_port(&self) -> u16 {
+        if self.vip.is_some() {
+            self.endpoint_port
+        } else {
+            API_SERVER_BIND_PORT
+        }
+    }
+
     /// The kubeadm config API for a Kubernetes version: v1beta4 exists from 1.31.
     pub fn kubeadm_api_for(version: &Version) -> String {
         if (version.major, version.minor) >= (1, 31) {

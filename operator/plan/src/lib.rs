@@ -45,9 +45,9 @@ pub use context::{
 };
 pub use error::{Error, Result};
 pub use kubernetes::{
-    ADMIN_CONF, CLUSTER_CA_CERT, ETCD_CA_CERT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, ETCD_UNIT,
-    EtcdContext, EtcdMember, INIT_DONE, JOIN_DONE, JoinSecrets, KUBE_VIP_IMAGE, KUBEGRID_ETC,
-    KUBELET_CONF, KUBERNETES_PATHS, KubernetesContext, etcd_peer_url,
+    ADMIN_CONF, API_SERVER_BIND_PORT, CLUSTER_CA_CERT, ETCD_CA_CERT, ETCD_CLIENT_PORT,
+    ETCD_PEER_PORT, ETCD_UNIT, EtcdContext, EtcdMember, INIT_DONE, JOIN_DONE, JoinSecrets,
+    KUBE_VIP_IMAGE, KUBEGRID_ETC, KUBELET_CONF, KUBERNETES_PATHS, KubernetesContext, etcd_peer_url,
 };
 pub use playbook::{
     ArchiveSpec, Batch, BinariesSpec, CheckSpec, CniManifestSpec, CommandSpec, FileSpec,

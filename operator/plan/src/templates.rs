@@ -61,9 +61,6 @@ pub const CILIUM_IMAGE: &str = "quay.io/cilium/cilium:v1.16.5";
 /// The Cilium operator image, the same release as [`CILIUM_IMAGE`].
 pub const CILIUM_OPERATOR_IMAGE: &str = "quay.io/cilium/operator-generic:v1.16.5";
 
-/// The port kubeadm's API server binds by default.
-const API_SERVER_BIND_PORT: u16 = 6443;
-
 /// The taint kubeadm puts on control-plane Nodes.
 const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 
@@ -372,11 +369,7 @@ impl<'a> KubernetesView<'a> {
             v1beta4: k.kubeadm_api.ends_with("/v1beta4"),
             endpoint_host: &k.endpoint_host,
             endpoint_port: k.endpoint_port,
-            bind_port: if k.vip.is_some() {
-                k.endpoint_port
-            } else {
-                API_SERVER_BIND_PORT
-            },
+            bind_port: k.bind_port(),
             endpoint: format!("{}:{}", url_host(&k.endpoint_host), k.endpoint_port),
             vip: k.vip.as_deref(),
             pod_cidr: &k.pod_cidr,

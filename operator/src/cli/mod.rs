@@ -3,6 +3,8 @@
 mod apply;
 mod bundle;
 mod bundle_agents;
+mod certs;
+mod certs_text;
 mod crd;
 mod image;
 mod journal;
@@ -75,6 +77,10 @@ pub enum Command {
     /// Reset every host of a spec (kubeadm reset, kubegrid's etcd and registry), after
     /// confirmation: type the cluster's name, or pass --yes.
     Reset(reset::ResetArgs),
+    /// Certificates: `certs check` lists every certificate on every Node against what
+    /// kubegrid issued, `certs renew` re-signs them, `certs rotate-ca` replaces a CA with the
+    /// cluster up (docs/certificates.md).
+    Certs(certs::CertsArgs),
     /// Upgrade an installed cluster to the spec's versions, node by node: `upgrade plan`
     /// shows the steps and blockers, `upgrade apply` runs them (docs/upgrades.md).
     Upgrade(upgrade::UpgradeArgs),
@@ -111,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => block_on(apply::run(a, Mode::Plan, cli.output)),
         Command::Reset(a) => block_on(reset::run(a, cli.output)),
         Command::Upgrade(a) => block_on(upgrade::run(a, cli.output)),
+        Command::Certs(a) => block_on(certs::run(a, cli.output)),
         Command::Version(a) => version::run(a, cli.output).map(|()| exit::OK),
         Command::History(a) => {
             block_on(async { journal::history(a, cli.output).await.map(|()| exit::OK) })

@@ -222,9 +222,71 @@ pub fn is_duration(s: &str) -> bool {
     true
 }
 
+/// The length of a Go duration (`8760h0m0s`, `90m`, `1.5h`); `None` when it is not one.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    if !is_duration(s) {
+        return None;
+    }
+    let mut rest = s;
+    let mut secs = 0f64;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, scale) = [
+            ("ns", 1e-9),
+            ("us", 1e-6),
+            ("µs", 1e-6),
+            ("ms", 1e-3),
+            ("h", 3600.0),
+            ("m", 60.0),
+            ("s", 1.0),
+        ]
+        .into_iter()
+        .find(|(u, _)| rest.starts_with(u))?;
+        secs += n * scale;
+        rest = &rest[unit.len()..];
+    }
+    std::time::Duration::try_from_secs_f64(secs).ok()
+}
+
+/// The first host address of a CIDR (`10.96.0.0/12` -> `10.96.0.1`): the `kubernetes`
+/// Service's ClusterIP, which kubeadm puts in the apiserver's certificate.
+pub fn first_ip(cidr: Cidr) -> IpAddr {
+    let (ip, len) = cidr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::from((u32::from(v4) & mask).wrapping_add(1).to_be_bytes())
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::from((u128::from(v6) & mask).wrapping_add(1).to_be_bytes())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_and_first_ips() {
+        let d = |s| parse_duration(s).map(|d| d.as_secs());
+        assert_eq!(d("8760h0m0s"), Some(8760 * 3600));
+        assert_eq!(d("90m"), Some(5400));
+        assert_eq!(d("1.5h"), Some(5400));
+        assert_eq!(d("0"), Some(0));
+        assert_eq!(d("5 minutes"), None);
+        assert_eq!(d(""), None);
+        let ip = |s| first_ip(parse_cidr(s).unwrap()).to_string();
+        assert_eq!(ip("10.96.0.0/12"), "10.96.0.1");
+        assert_eq!(ip("10.96.5.7/12"), "10.96.0.1");
+        assert_eq!(ip("fd00:10:96::/108"), "fd00:10:96::1");
+    }
 
     #[test]
     fn versions() {

@@ -1,11 +1,14 @@
 //! The STAND-IN kubeadm: `init --config F [--upload-certs]`, `join --config F`,
 //! `token create [TOKEN] [--ttl D]`, `init phase upload-certs --upload-certs
-//! [--certificate-key K]`, `reset -f`, `version [-o short|json]`, and `upgrade plan|apply|node`
-//! (see its module).
+//! [--certificate-key K]`, `reset -f`, `version [-o short|json]`, `upgrade plan|apply|node`
+//! and `certs check-expiration|renew` (see their modules).
 
+mod certs;
+mod certs_cmd;
 mod etcd_version;
 mod flags;
 mod host;
+mod kubeconfigs;
 mod manifests;
 mod upgrade;
 
@@ -14,6 +17,7 @@ use std::{fs, path::Path};
 use serde_json::{Value, json};
 
 use self::flags::Flags;
+pub use self::host::write as write_file;
 use crate::{
     Ctx, Error,
     checks::{is_bootstrap_token, is_duration, is_hex},
@@ -39,13 +43,14 @@ pub fn run(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Error> {
         (Some("token"), Some("create")) => token_create(ctx, &args[2..], rec),
         (Some("reset"), _) => reset(ctx, &args[1..]),
         (Some("upgrade"), _) => upgrade::run(ctx, &args[1..], rec),
+        (Some("certs"), _) => certs_cmd::run(ctx, &args[1..]),
         (Some("version"), _) => version(ctx, &args[1..]),
         (Some("--version"), None) => version(ctx, &[]),
         _ => Err(Error::Usage(format!(
             "unsupported command line {args:?}; the stand-in kubeadm takes: init --config F [--upload-certs], \
              join --config F, token create [TOKEN] [--ttl D], init phase upload-certs --upload-certs \
              [--certificate-key K], reset -f, version [-o short|json], upgrade plan [vX.Y.Z], \
-             upgrade apply vX.Y.Z -y, upgrade node"
+             upgrade apply vX.Y.Z -y, upgrade node, certs check-expiration, certs renew NAME|all"
         ))),
     }
 }
@@ -112,7 +117,7 @@ fn init_or_join(ctx: &Ctx, flow: Flow, args: &[String], rec: &mut Record) -> Res
     }
     match flow {
         Flow::Init => {
-            host::write_init(ctx, &checked.facts)?;
+            host::write_init(ctx, &checked.facts, &rec.config)?;
             host::kubelet_start(ctx, &checked.facts)?;
             if flags.has("upload-certs") {
                 let key = match &checked.facts.certificate_key {
@@ -125,7 +130,7 @@ fn init_or_join(ctx: &Ctx, flow: Flow, args: &[String], rec: &mut Record) -> Res
             ctx.say("Your Kubernetes control-plane has initialized successfully! (STAND-IN: no control plane runs)");
         }
         Flow::Join => {
-            host::write_join(ctx, &checked.facts)?;
+            host::write_join(ctx, &checked.facts, &rec.config)?;
             host::kubelet_start(ctx, &checked.facts)?;
             ctx.say(&format!(
                 "This node has joined the cluster{} (STAND-IN: nothing was contacted)",

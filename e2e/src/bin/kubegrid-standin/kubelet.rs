@@ -1,5 +1,10 @@
 //! The STAND-IN kubelet: checks the files it is pointed at, answers its health endpoint so
-//! `kubeadm init`/`join` see it start, and runs until SIGTERM so systemd reports it active.
+//! `kubeadm init`/`join` see it start, serves its HTTPS port with its serving certificate
+//! (see `serve`), serves a STAND-IN kube-apiserver while the apiserver's static pod manifest
+//! exists (see `apiserver`), and runs until SIGTERM so systemd reports it active.
+
+mod apiserver;
+mod serve;
 
 use std::{
     io::{Read, Write},
@@ -55,18 +60,28 @@ pub fn run(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Error> {
              (as the real kubelet before kubeadm init/join writes it; systemd restarts it)"
         )));
     }
+    let mut kubelet_config = serde_json::Value::Null;
     for name in ["config", "kubeconfig", "bootstrap-kubeconfig"] {
         let Some(path) = flag(args, name).map(Path::new).filter(|p| p.exists()) else {
             continue;
         };
         let text = std::fs::read_to_string(path).map_err(io_error("read", path))?;
-        yaml::parse_docs(&text).map_err(|e| {
+        let docs = yaml::parse_docs(&text).map_err(|e| {
             Error::Invalid(format!(
                 "--{name} {} is not valid YAML: {e}",
                 path.display()
             ))
         })?;
+        if name == "config" {
+            kubelet_config = docs.into_iter().next().unwrap_or_default();
+        }
     }
+    let serving = serve::Serving::from_config(&kubelet_config);
+    serve::ensure_certificate(
+        ctx,
+        &serving,
+        &serve::hostname(flag(args, "hostname-override")),
+    )?;
     // Block the stop signals before the health thread starts, so it inherits the mask and
     // only this thread's sigwait receives them.
     let mut stop = SigSet::empty();
@@ -80,16 +95,26 @@ pub fn run(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Error> {
         ))
     })?;
     thread::spawn(move || serve_healthz(&listener));
+    let https = serve::spawn(ctx, &serving)?;
+    ctx.say(&format!("serving HTTPS on {https} with {}", serving.cert));
+    // Runs until the process ends.
+    let apiserver = apiserver::ApiServer::spawn(&ctx.root);
     ctx.say(&format!(
-        "kubelet {} running: it runs no pods and talks to no apiserver; stops on SIGTERM",
-        ctx.version
+        "kubelet {} running: it runs no pods (but serves a STAND-IN kube-apiserver while {} exists) and talks to no apiserver; stops on SIGTERM",
+        ctx.version,
+        apiserver::MANIFEST
     ));
     rec.finish(None)
         .map_err(|e| Error::Invalid(format!("cannot record this invocation: {e}")))?;
     let signal = stop
         .wait()
         .map_err(|e| Error::Invalid(format!("waiting for SIGTERM failed: {e}")))?;
-    ctx.say(&format!("stopping on {signal}"));
+    ctx.say(&format!(
+        "stopping on {signal}{}",
+        apiserver.listening().map_or_else(String::new, |a| format!(
+            "; the STAND-IN kube-apiserver stops listening on {a}"
+        ))
+    ));
     Ok(())
 }
 

@@ -15,10 +15,31 @@
 //!   version for the Kubernetes version, required documents and fields, CIDRs, endpoints,
 //!   join discovery, external etcd files; upgrade: kubeadm's version policy and external etcd
 //!   version) and exits non-zero with a clear message;
-//! - simulates only the file effects kubegrid's playbook relies on (kubeconfigs written by
-//!   `kubeadm init`/`join`, the static pod manifests with the control plane's version in their
-//!   image tags, rewritten by `kubeadm upgrade apply`/`node`, all removed by `kubeadm reset`);
-//!   it starts no control plane.
+//! - simulates only the file effects kubegrid's playbook relies on (the static pod manifests
+//!   with the control plane's version in their image tags and kubeadm's certificate and
+//!   kubeconfig flags, rewritten by `kubeadm upgrade apply`/`node`, all removed by `kubeadm
+//!   reset`); it starts no control plane;
+//! - writes kubeadm's certificates as upstream's `certs` and `kubeconfig` phases do
+//!   (`kubeadm init`, and a control-plane `join` when `/etc/kubernetes/pki/ca.crt` and `ca.key`
+//!   are on the host): apiserver, apiserver-kubelet-client, front-proxy CA and client, sa key
+//!   pair, with stacked etcd etcd's CA, server, peer and healthcheck-client and
+//!   apiserver-etcd-client, all under the CA on the host (generated when absent), valid for
+//!   `certificateValidityPeriod` (else one year) and never past their CA; a valid pair on
+//!   disk is kept. admin, super-admin, controller-manager, scheduler and kubelet kubeconfigs
+//!   carry embedded credentials. Keys are ECDSA P-256 (upstream's default is RSA 2048, which
+//!   the ring provider cannot generate). A joining worker's kubelet.conf holds no client
+//!   credentials (upstream's come from TLS bootstrap; the stand-in has no cluster to sign);
+//! - `kubeadm certs check-expiration` prints kubeadm's tables from the files on the host, and
+//!   `kubeadm certs renew NAME|all` re-signs the present leaves under the CA on the host,
+//!   keeping their subject, SANs and key;
+//! - the kubelet serves its HTTPS port 10250 with its serving certificate
+//!   (`/var/lib/kubelet/pki/kubelet.crt`, self-signed `<hostname>@<unix time>` when missing)
+//!   answering /healthz, and, while `/etc/kubernetes/manifests/kube-apiserver.yaml` exists, a
+//!   STAND-IN kube-apiserver on the manifest's `--secure-port` (default 6443): TLS with its
+//!   `--tls-cert-file`/`--tls-private-key-file`, clients verified against any CA of its
+//!   `--client-ca-file` bundle, /readyz, /livez and /healthz answered `ok`, the three files
+//!   read on every handshake (kube-apiserver reloads them too), the port closed while the
+//!   manifest is moved away. Its log lines start with `[STAND-IN kube-apiserver]`.
 //!
 //! Every line it prints to stderr starts with `[STAND-IN <name>]`; version output says
 //! "STAND-IN ... not upstream". Where the real program prints a value for scripts to read
@@ -36,7 +57,9 @@ mod kubeadm;
 mod kubeadm_config;
 mod kubectl;
 mod kubelet;
+mod pki;
 mod record;
+mod tls;
 mod yaml;
 
 use std::{

@@ -62,6 +62,16 @@ impl Etcdctl {
         }
     }
 
+    /// The bundle's etcdctl with the CA, certificate and key at these paths, read afresh by
+    /// every command: pointed into a lab host's root filesystem, the client follows the files
+    /// kubegrid rewrites there.
+    pub fn from_files(ca: &Path, cert: &Path, key: &Path) -> Etcdctl {
+        Etcdctl {
+            bin: etcdctl_3_5(),
+            tls: [ca.to_path_buf(), cert.to_path_buf(), key.to_path_buf()],
+        }
+    }
+
     /// The command for `endpoints` (addresses), timing out each request after `timeout`.
     pub fn command(&self, endpoints: &[String], timeout: Duration) -> Command {
         let urls: Vec<String> = endpoints

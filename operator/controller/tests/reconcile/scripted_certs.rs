@@ -143,7 +143,7 @@ impl ScriptedRunner {
     ) -> kubegrid_controller::Result<RunResult> {
         let op = journal
             .begin(NewOperation {
-                kind: OperationKind::Other("certs".into()),
+                kind: OperationKind::Certs,
                 cluster: job.cluster.clone(),
                 spec_digest: job.spec_digest.clone(),
                 hosts: nodes.clone(),

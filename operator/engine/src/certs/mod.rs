@@ -3,11 +3,22 @@
 //! renewal re-signs the same public keys under the same CA, one Node at a time; a CA rotation
 //! moves every reader through a trust bundle of the old and new CA (docs/certificates.md).
 
+mod api;
+pub mod catalog;
+mod drive;
+pub mod inventory;
+mod renew;
 mod report;
+mod roll;
+mod rotate;
+pub mod rotation;
 
-use std::{fmt, str::FromStr};
+use std::{fmt, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
+
+pub use api::with_ca_data;
+pub(crate) use drive::drive;
 
 pub use report::{
     CertRef, CertRow, CertsReport, Flagged, JournalMatch, NodeCerts, Renewed, Restart,
@@ -126,4 +137,26 @@ impl FromStr for CaKind {
                 )
             })
     }
+}
+
+/// Leaf validity for what kubegrid issues (`spec.certificates.validity`).
+pub(crate) fn validity(run: &crate::operation::Run) -> Duration {
+    Duration::from_secs(
+        run.req
+            .context
+            .kubernetes
+            .as_ref()
+            .map_or(8760 * 3600, |k| k.cert_validity_secs),
+    )
+}
+
+/// CA validity for what kubegrid issues (`spec.certificates.caValidity`).
+pub(crate) fn ca_validity(run: &crate::operation::Run) -> Duration {
+    Duration::from_secs(
+        run.req
+            .context
+            .kubernetes
+            .as_ref()
+            .map_or(87600 * 3600, |k| k.ca_validity_secs),
+    )
 }

@@ -24,6 +24,10 @@ pub struct CertsReport {
     pub flagged: Vec<Flagged>,
     /// Certificates this run re-signed.
     pub renewed: Vec<Renewed>,
+    /// Leaves a renewal left alone, and why (no CA kubegrid holds signed them, the kubelet's
+    /// self-signed serving certificate).
+    #[serde(default)]
+    pub skipped: Vec<Flagged>,
     /// What this run restarted so that it reads the new files, in order.
     pub restarts: Vec<Restart>,
     /// A CA rotation's progress; absent for check and renew.
@@ -31,6 +35,9 @@ pub struct CertsReport {
     pub rotation: Option<RotationReport>,
     /// Why nothing was changed (a Node unreachable, etcd unhealthy); empty when it ran.
     pub blockers: Vec<String>,
+    /// Steps after the roll that failed (writing the admin kubeconfig file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// The certificates read from one Node.

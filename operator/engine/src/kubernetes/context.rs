@@ -70,8 +70,12 @@ pub fn kubernetes_context(manifest: &Manifest) -> Result<KubernetesContext, kube
         init_node,
         initialized: false,
         joins_pending: true,
-        cert_validity_hours: validity.as_secs() / 3600,
-        ca_validity_hours: ca_validity.as_secs() / 3600,
+        // kubeadm takes whole hours: a validity below one hour (tests only, see
+        // spec.certificates) gives kubeadm's own leaves one hour.
+        cert_validity_hours: validity.as_secs().div_ceil(3600).max(1),
+        ca_validity_hours: ca_validity.as_secs().div_ceil(3600).max(1),
+        cert_validity_secs: validity.as_secs(),
+        ca_validity_secs: ca_validity.as_secs(),
         join: JoinSecrets {
             token: secrets::bootstrap_token(),
             certificate_key: secrets::certificate_key(),

@@ -15,5 +15,5 @@ mod secrets;
 
 pub use context::{init_failed, kubernetes_context, prepare};
 pub(crate) use finish::server_url;
-pub use finish::{ClusterChecks, finish, remove_members};
+pub use finish::{ClusterChecks, finish, remove_members, write_private};
 pub use remove::{DRAIN_PHASE, Leaving, MemberRecord, RemovedNode};

@@ -201,8 +201,10 @@ pub(crate) fn plan_files(files: Vec<kubegrid_pki::PkiFile>) -> Vec<PkiFile> {
 /// Loads or creates the CAs, issues what each host needs, and returns it.
 pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
     let store = Store::new(run);
-    let hours = |h: u64| Duration::from_secs(h * 3600);
-    let (validity, ca_validity) = (hours(k.cert_validity_hours), hours(k.ca_validity_hours));
+    let (validity, ca_validity) = (
+        Duration::from_secs(k.cert_validity_secs),
+        Duration::from_secs(k.ca_validity_secs),
+    );
     let kube_ca = store
         .ca(
             "kubernetes-ca",
@@ -271,7 +273,7 @@ pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
         }
         etcd_client = Some((etcd_ca.cert_pem().to_string(), apiserver));
     }
-    let control_plane = staged(plan_files(control_plane_ca_files(
+    let mut control_plane = staged(plan_files(control_plane_ca_files(
         &kube_ca,
         etcd_client
             .as_ref()
@@ -279,6 +281,9 @@ pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
                 etcd_ca_cert_pem: ca_pem,
                 apiserver_etcd_client: client,
             }),
+    )));
+    control_plane.extend(staged(plan_files(
+        own_signers(&store, k, ca_validity).await?,
     )));
     for (i, h) in run.req.hosts.iter().enumerate() {
         if h.target.host == k.init_node {
@@ -294,6 +299,63 @@ pub async fn issue(run: &Run, k: &KubernetesContext) -> Result<Issued, Error> {
         ca_pem: kube_ca.cert_pem().to_string(),
     })
 }
+
+/// The front-proxy CA and the service-account key, which kubeadm would otherwise make
+/// itself: kubegrid makes them for a new cluster and keeps them in the journal, so it can
+/// renew what they sign and rotate them. A cluster initialized before kubegrid kept them
+/// keeps kubeadm's (nothing is staged for it: kubeadm never overwrites its own, and a staged
+/// copy that differs would only mislead).
+async fn own_signers(
+    store: &Store<'_>,
+    k: &KubernetesContext,
+    ca_validity: Duration,
+) -> Result<Vec<kubegrid_pki::PkiFile>, Error> {
+    use kubegrid_pki::layout::kubeadm::{
+        FRONT_PROXY_CA_CERT, FRONT_PROXY_CA_KEY, SERVICE_ACCOUNT_KEY, SERVICE_ACCOUNT_PUB,
+    };
+    let mut files = Vec::new();
+    let front_proxy = match store.stored(FRONT_PROXY_CA).await? {
+        Some(s) => {
+            Some(Ca::from_pem(&s.cert_pem, &s.key_pem).map_err(|e| pki_error(FRONT_PROXY_CA, e))?)
+        }
+        None if !k.initialized => Some(
+            store
+                .stored_or_new_ca(FRONT_PROXY_CA, || {
+                    Ca::generate(kubegrid_pki::FRONT_PROXY_CA_COMMON_NAME, ca_validity)
+                })
+                .await?,
+        ),
+        None => None,
+    };
+    if let Some(ca) = front_proxy {
+        files.push(kubegrid_pki::PkiFile::new(
+            FRONT_PROXY_CA_CERT,
+            ca.cert_pem(),
+        ));
+        files.push(kubegrid_pki::PkiFile::new(FRONT_PROXY_CA_KEY, ca.key_pem()));
+    }
+    let sa = match store.stored(SERVICE_ACCOUNT).await? {
+        Some(s) => Some((s.key_pem, s.cert_pem)),
+        None if !k.initialized => {
+            let (key, public) = kubegrid_pki::generate_service_account_key()
+                .map_err(|e| pki_error(SERVICE_ACCOUNT, e))?;
+            store.put(SERVICE_ACCOUNT, &public, &key).await?;
+            Some((key, public))
+        }
+        None => None,
+    };
+    if let Some((key, public)) = sa {
+        files.push(kubegrid_pki::PkiFile::new(SERVICE_ACCOUNT_KEY, &key));
+        files.push(kubegrid_pki::PkiFile::new(SERVICE_ACCOUNT_PUB, &public));
+    }
+    Ok(files)
+}
+
+/// The journal's name for the front-proxy CA.
+const FRONT_PROXY_CA: &str = "front-proxy-ca";
+/// The journal's name for the service-account key pair (the public key PEM is kept as the
+/// entry's certificate).
+const SERVICE_ACCOUNT: &str = "service-account";
 
 /// The member as its SANs see it: the Node's address, which etcd listens and advertises on
 /// (loopback is added by the PKI). Addresses that come and go on the host's interfaces (a

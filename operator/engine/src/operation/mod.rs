@@ -291,6 +291,7 @@ pub async fn execute(
     let op = journal
         .begin(NewOperation {
             kind: match req.mode {
+                _ if req.playbook.name == crate::certs::PLAYBOOK => OperationKind::Certs,
                 Mode::Apply if req.playbook.name == "reset" => OperationKind::Reset,
                 Mode::Apply if req.playbook.name == crate::upgrade::PLAYBOOK => {
                     OperationKind::Upgrade
@@ -345,6 +346,8 @@ pub async fn execute(
     };
     let outcome = if run.req.playbook.name == crate::upgrade::PLAYBOOK {
         crate::upgrade::drive(&mut run).await
+    } else if run.req.playbook.name == crate::certs::PLAYBOOK {
+        crate::certs::drive(&mut run).await
     } else {
         drive(&mut run).await
     };
@@ -376,14 +379,19 @@ pub async fn execute(
     let (status, summary) = match outcome {
         Outcome::Succeeded => (FinalStatus::Succeeded, None),
         Outcome::PreflightFailed if run.findings.is_empty() => {
-            let blockers: Vec<String> = run
-                .upgrade
-                .iter()
-                .flat_map(|u| u.all_blockers().map(|b| b.message.clone()))
-                .collect();
+            let (what, blockers): (&str, Vec<String>) = match &run.certs {
+                Some(c) => (c.action.as_str(), c.blockers.clone()),
+                None => (
+                    "upgrade",
+                    run.upgrade
+                        .iter()
+                        .flat_map(|u| u.all_blockers().map(|b| b.message.clone()))
+                        .collect(),
+                ),
+            };
             (
                 FinalStatus::Failed,
-                Some(format!("upgrade blocked: {}", blockers.join("; "))),
+                Some(format!("{what} blocked: {}", blockers.join("; "))),
             )
         }
         Outcome::PreflightFailed => (

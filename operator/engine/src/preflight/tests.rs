@@ -192,6 +192,8 @@ fn with_vip(vip: &str) -> kubegrid_plan::KubernetesContext {
         joins_pending: true,
         cert_validity_hours: 8760,
         ca_validity_hours: 87600,
+        cert_validity_secs: 8760 * 3600,
+        ca_validity_secs: 87600 * 3600,
         join: kubegrid_plan::JoinSecrets {
             token: "abcdef.0123456789abcdef".into(),
             certificate_key: "00".repeat(32),

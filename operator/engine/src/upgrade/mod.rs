@@ -13,7 +13,7 @@ mod guard;
 mod journal;
 mod report;
 mod roll;
-mod state;
+pub(crate) mod state;
 mod steps;
 
 use std::{

@@ -57,7 +57,7 @@ async fn latest_operation_is_the_newest_of_that_cluster(kind: Kind) {
     assert_eq!(journal.latest_operation("nope").await.unwrap(), None);
     // The operator's certificate checks do not hide the operation that carried out the spec.
     let mut check = op_of("lab", &["h1"]);
-    check.kind = OperationKind::Other("certs".into());
+    check.kind = OperationKind::Certs;
     let check = journal.begin(check).await.unwrap();
     assert_eq!(
         journal.latest_operation("lab").await.unwrap().unwrap().id,

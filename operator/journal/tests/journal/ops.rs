@@ -225,6 +225,9 @@ async fn kinds_round_trip_as_text(kind: Kind) {
     let mut upgrade = apply(&[]);
     upgrade.kind = OperationKind::Upgrade;
     let upgrade_id = journal.begin(upgrade).await.unwrap();
+    let mut certs = apply(&[]);
+    certs.kind = OperationKind::Certs;
+    let certs_id = journal.begin(certs).await.unwrap();
     let mut later = apply(&[]);
     later.kind = OperationKind::Other("rotate-certs".into());
     let later_id = journal.begin(later).await.unwrap();
@@ -233,6 +236,9 @@ async fn kinds_round_trip_as_text(kind: Kind) {
     assert!(plan.hosts.is_empty());
     let upgrade = journal.operation(upgrade_id).await.unwrap().unwrap();
     assert_eq!(upgrade.kind, OperationKind::Upgrade);
+    let certs = journal.operation(certs_id).await.unwrap().unwrap();
+    assert_eq!(certs.kind, OperationKind::Certs);
+    assert_eq!(serde_json::to_value(&certs).unwrap()["kind"], "certs");
     let later = journal.operation(later_id).await.unwrap().unwrap();
     assert_eq!(later.kind, OperationKind::Other("rotate-certs".into()));
     let json = serde_json::to_value(&later).unwrap();

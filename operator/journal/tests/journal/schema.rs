@@ -31,8 +31,8 @@ async fn reopening_applies_each_migration_once(kind: Kind) {
         assert_eq!(op.status, OperationStatus::Succeeded);
         assert_eq!(
             journal.migrations_applied().await,
-            3,
-            "each of the three migrations applied once"
+            4,
+            "each of the four migrations applied once"
         );
         again.close().await;
     }

@@ -9,3 +9,5 @@ mod kubeconfig;
 mod layout;
 mod leaf;
 mod registry;
+mod resign;
+mod trust;

@@ -118,6 +118,8 @@ pub fn k8s_cluster(variant: &Variant) -> ClusterContext {
         joins_pending: true,
         cert_validity_hours: 8760,
         ca_validity_hours: 87600,
+        cert_validity_secs: 8760 * 3600,
+        ca_validity_secs: 87600 * 3600,
         join: JoinSecrets {
             token: TOKEN.into(),
             certificate_key: CERTIFICATE_KEY.into(),

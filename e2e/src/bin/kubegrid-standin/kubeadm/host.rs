@@ -10,9 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::manifests::{self, CONTROL_PLANE_PODS};
+use super::{
+    certs::{self, Plan},
+    kubeconfigs,
+    manifests::{self, CONTROL_PLANE_PODS},
+};
 use crate::{
     Ctx, Error, io_error,
     kubeadm_config::{Facts, Flow},
@@ -127,19 +131,17 @@ pub fn write(ctx: &Ctx, path: &str, contents: &str, mode: u32) -> Result<(), Err
     fs::set_permissions(&full, fs::Permissions::from_mode(mode)).map_err(io_error("chmod", &full))
 }
 
-/// A kubeconfig pointing at `server`, with no credentials: nothing serves behind it.
+/// A kubeconfig pointing at `server`, with no credentials: what the stand-in writes where it
+/// has no CA to sign with (a control-plane join without the cluster CA on the host).
 fn kubeconfig(facts: &Facts, user: &str) -> String {
     let server = facts.server.as_deref().unwrap_or("https://127.0.0.1:6443");
-    let config = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "kubernetes", "cluster": {"server": server}}],
-        "contexts": [{"name": format!("{user}@kubernetes"), "context": {"cluster": "kubernetes", "user": user}}],
-        "current-context": format!("{user}@kubernetes"),
-        "users": [{"name": user, "user": {}}],
-    });
-    format!(
-        "{HEADER}# It holds no credentials; no apiserver runs behind it.\n{}",
-        serde_yaml::to_string(&config).unwrap_or_default()
+    kubeconfigs::render(
+        "kubernetes",
+        server,
+        None,
+        user,
+        None,
+        "# It holds no credentials: the cluster CA was not on this host to sign them.\n",
     )
 }
 
@@ -148,33 +150,48 @@ fn write_manifests(ctx: &Ctx, facts: &Facts, local_etcd: bool) -> Result<(), Err
     manifests::write(ctx, version, local_etcd)
 }
 
-/// The files `kubeadm init` leaves: control-plane manifests and the kubeconfigs, and the
-/// stand-in's copy of the ClusterConfiguration.
-pub fn write_init(ctx: &Ctx, facts: &Facts) -> Result<(), Error> {
+/// The files `kubeadm init` leaves: the certificates (kubeadm's certs phase), the
+/// kubeconfigs with credentials, the control-plane manifests, and the stand-in's copy of the
+/// ClusterConfiguration. `docs` are the config's documents.
+pub fn write_init(ctx: &Ctx, facts: &Facts, docs: &Value) -> Result<(), Error> {
+    let plan = Plan::new(facts, docs);
+    let ca = certs::certs_phase(ctx, &plan)?;
+    for kind in [
+        kubeconfigs::ADMIN,
+        kubeconfigs::SUPER_ADMIN,
+        kubeconfigs::KUBELET,
+        kubeconfigs::CONTROLLER_MANAGER,
+        kubeconfigs::SCHEDULER,
+    ] {
+        kubeconfigs::ensure(ctx, &plan, &ca, kind)?;
+    }
     write_manifests(ctx, facts, facts.local_etcd)?;
     if let Some(doc) = &facts.cluster_config {
         manifests::save_cluster_config(ctx, doc)?;
     }
-    for (file, user) in [
-        ("admin.conf", "kubernetes-admin"),
-        ("super-admin.conf", "kubernetes-super-admin"),
-        ("kubelet.conf", "kubelet"),
-    ] {
-        write(
-            ctx,
-            &format!("{KUBE_DIR}/{file}"),
-            &kubeconfig(facts, user),
-            0o600,
-        )?;
-        ctx.say(&format!("[kubeconfig] Writing \"{file}\" kubeconfig file"));
-    }
     Ok(())
 }
 
-/// The files `kubeadm join` leaves: kubelet.conf, and on control-plane nodes the manifests
-/// and admin.conf.
-pub fn write_join(ctx: &Ctx, facts: &Facts) -> Result<(), Error> {
-    if facts.control_plane {
+/// The files `kubeadm join` leaves. A control-plane join with the cluster CA on the host (as
+/// kubegrid stages it) runs the certs phase and writes admin, controller-manager, scheduler
+/// and kubelet kubeconfigs with credentials; without the CA (upstream would download the
+/// certificates with --certificate-key; the stand-in has no cluster) they hold none. A worker
+/// gets kubelet.conf only (see [`kubeconfigs::worker_kubelet_conf`]).
+pub fn write_join(ctx: &Ctx, facts: &Facts, docs: &Value) -> Result<(), Error> {
+    let plan = Plan::new(facts, docs);
+    if facts.control_plane && certs::has_cluster_ca(ctx) {
+        let ca = certs::certs_phase(ctx, &plan)?;
+        for kind in [
+            kubeconfigs::ADMIN,
+            kubeconfigs::KUBELET,
+            kubeconfigs::CONTROLLER_MANAGER,
+            kubeconfigs::SCHEDULER,
+        ] {
+            kubeconfigs::ensure(ctx, &plan, &ca, kind)?;
+        }
+        write_manifests(ctx, facts, false)?;
+    } else if facts.control_plane {
+        ctx.say("[certs] WARNING: /etc/kubernetes/pki/ca.crt and ca.key are not on this host; writing kubeconfigs without credentials");
         write_manifests(ctx, facts, false)?;
         write(
             ctx,
@@ -182,13 +199,19 @@ pub fn write_join(ctx: &Ctx, facts: &Facts) -> Result<(), Error> {
             &kubeconfig(facts, "kubernetes-admin"),
             0o600,
         )?;
+        write(
+            ctx,
+            &format!("{KUBE_DIR}/kubelet.conf"),
+            &kubeconfig(facts, "kubelet"),
+            0o600,
+        )?;
+    } else {
+        let ca_file = facts
+            .ca_cert_path
+            .clone()
+            .unwrap_or_else(|| certs::pki_path("ca.crt"));
+        kubeconfigs::worker_kubelet_conf(ctx, &plan, &ca_file)?;
     }
-    write(
-        ctx,
-        &format!("{KUBE_DIR}/kubelet.conf"),
-        &kubeconfig(facts, "kubelet"),
-        0o600,
-    )?;
     ctx.say(
         "[kubelet-start] Writing kubelet configuration to file \"/etc/kubernetes/kubelet.conf\"",
     );

@@ -1,9 +1,11 @@
 //! The static pod manifests the STAND-IN kubeadm writes in kubeadm's layout
 //! (`/etc/kubernetes/manifests/<pod>.yaml`, a Pod whose container image carries the control
-//! plane's version), and the ClusterConfiguration copy it keeps for `upgrade apply`. The
-//! stand-in kubelet runs none of these pods; the files exist so that whoever reads a
-//! control-plane Node's version from its apiserver manifest (as kubegrid's upgrade does) sees
-//! what real kubeadm would have left.
+//! plane's version and kubeadm's certificate and kubeconfig flags), and the
+//! ClusterConfiguration copy it keeps for `upgrade apply`. The stand-in kubelet runs none of
+//! these pods (it only serves a STAND-IN kube-apiserver's TLS and health endpoints while the
+//! apiserver manifest exists); the files exist so that whoever reads a control-plane Node's
+//! version or certificate files from its manifests (as kubegrid's upgrade and certificate
+//! renewal do) sees what real kubeadm would have left.
 
 use std::fs;
 
@@ -42,6 +44,94 @@ pub fn path(pod: &str) -> String {
     format!("{MANIFESTS_DIR}/{pod}.yaml")
 }
 
+/// The certificate and kubeconfig flags of `pod`'s command, with kubeadm's default paths
+/// (trimmed to those: which file each component reads is what kubegrid's certificate
+/// renewal and the stand-in kube-apiserver go by).
+pub fn command(pod: &str) -> Vec<String> {
+    let pki = "/etc/kubernetes/pki";
+    let flags: Vec<(&str, String)> = match pod {
+        "kube-apiserver" => vec![
+            ("secure-port", "6443".into()),
+            ("client-ca-file", format!("{pki}/ca.crt")),
+            ("tls-cert-file", format!("{pki}/apiserver.crt")),
+            ("tls-private-key-file", format!("{pki}/apiserver.key")),
+            (
+                "kubelet-client-certificate",
+                format!("{pki}/apiserver-kubelet-client.crt"),
+            ),
+            (
+                "kubelet-client-key",
+                format!("{pki}/apiserver-kubelet-client.key"),
+            ),
+            ("etcd-cafile", format!("{pki}/etcd/ca.crt")),
+            ("etcd-certfile", format!("{pki}/apiserver-etcd-client.crt")),
+            ("etcd-keyfile", format!("{pki}/apiserver-etcd-client.key")),
+            (
+                "proxy-client-cert-file",
+                format!("{pki}/front-proxy-client.crt"),
+            ),
+            (
+                "proxy-client-key-file",
+                format!("{pki}/front-proxy-client.key"),
+            ),
+            (
+                "requestheader-client-ca-file",
+                format!("{pki}/front-proxy-ca.crt"),
+            ),
+            ("service-account-key-file", format!("{pki}/sa.pub")),
+            ("service-account-signing-key-file", format!("{pki}/sa.key")),
+        ],
+        "kube-controller-manager" => vec![
+            (
+                "kubeconfig",
+                "/etc/kubernetes/controller-manager.conf".into(),
+            ),
+            (
+                "authentication-kubeconfig",
+                "/etc/kubernetes/controller-manager.conf".into(),
+            ),
+            (
+                "authorization-kubeconfig",
+                "/etc/kubernetes/controller-manager.conf".into(),
+            ),
+            ("client-ca-file", format!("{pki}/ca.crt")),
+            ("cluster-signing-cert-file", format!("{pki}/ca.crt")),
+            ("cluster-signing-key-file", format!("{pki}/ca.key")),
+            (
+                "requestheader-client-ca-file",
+                format!("{pki}/front-proxy-ca.crt"),
+            ),
+            ("root-ca-file", format!("{pki}/ca.crt")),
+            ("service-account-private-key-file", format!("{pki}/sa.key")),
+        ],
+        "kube-scheduler" => vec![
+            ("kubeconfig", "/etc/kubernetes/scheduler.conf".into()),
+            (
+                "authentication-kubeconfig",
+                "/etc/kubernetes/scheduler.conf".into(),
+            ),
+            (
+                "authorization-kubeconfig",
+                "/etc/kubernetes/scheduler.conf".into(),
+            ),
+        ],
+        "etcd" => vec![
+            ("cert-file", format!("{pki}/etcd/server.crt")),
+            ("key-file", format!("{pki}/etcd/server.key")),
+            ("trusted-ca-file", format!("{pki}/etcd/ca.crt")),
+            ("client-cert-auth", "true".into()),
+            ("peer-cert-file", format!("{pki}/etcd/peer.crt")),
+            ("peer-key-file", format!("{pki}/etcd/peer.key")),
+            ("peer-trusted-ca-file", format!("{pki}/etcd/ca.crt")),
+            ("peer-client-cert-auth", "true".into()),
+        ],
+        _ => Vec::new(),
+    };
+    std::iter::once(pod.to_string())
+        .chain(flags.into_iter().map(|(k, v)| format!("--{k}={v}")))
+        .collect()
+}
+
 /// One static pod manifest for `pod` running `image`, as kubeadm lays it out (trimmed to the
 /// fields readers look at).
 pub fn pod_manifest(pod: &str, image: &str) -> String {
@@ -56,11 +146,11 @@ pub fn pod_manifest(pod: &str, image: &str) -> String {
         "spec": {
             "hostNetwork": true,
             "priorityClassName": "system-node-critical",
-            "containers": [{"name": pod, "image": image, "command": [pod]}],
+            "containers": [{"name": pod, "image": image, "command": command(pod)}],
         },
     });
     format!(
-        "{HEADER}# A static pod manifest generated by the kubegrid STAND-IN kubeadm in kubeadm's layout; the stand-in kubelet runs no pods.\n{}",
+        "{HEADER}# A static pod manifest generated by the kubegrid STAND-IN kubeadm in kubeadm's layout; the stand-in kubelet runs none of these pods, except that it serves a STAND-IN kube-apiserver (TLS and health endpoints only) while kube-apiserver.yaml exists.\n{}",
         serde_yaml::to_string(&manifest).unwrap_or_default()
     )
 }

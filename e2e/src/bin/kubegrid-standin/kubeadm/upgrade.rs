@@ -290,7 +290,8 @@ fn apply(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Error> {
     manifests::write(ctx, &target, stacked && etcd_upgrade)?;
     update_cluster_version(ctx, &target)?;
     if renew {
-        ctx.say("[upgrade/staticpods] Renewing certificates (STAND-IN: none renewed, no control plane runs)");
+        ctx.say("[upgrade/staticpods] Renewing certificates, as kubeadm's certs renew all");
+        super::certs_cmd::renew(ctx, "all")?;
     }
     println!("[upgrade/successful] SUCCESS! Your cluster was upgraded to \"{target}\". Enjoy!");
     ctx.say("STAND-IN: only the static pod manifests were rewritten; no control plane runs");
@@ -341,7 +342,8 @@ fn node(ctx: &Ctx, args: &[String], rec: &mut Record) -> Result<(), Error> {
         manifests::write(ctx, own, stacked && etcd_upgrade)?;
         update_cluster_version(ctx, own)?;
         if renew {
-            ctx.say("[upgrade/staticpods] Renewing certificates (STAND-IN: none renewed)");
+            ctx.say("[upgrade/staticpods] Renewing certificates, as kubeadm's certs renew all");
+            super::certs_cmd::renew(ctx, "all")?;
         }
     } else if ctx.host_path("/etc/kubernetes/kubelet.conf").is_file() {
         let kubelet = local_kubelet(ctx)?;

@@ -20,7 +20,7 @@ fn init_then_reset_leaves_no_kubeconfigs() {
         ..Facts::default()
     };
     assert!(preflight(&ctx, Flow::Init, &facts, &[]).unwrap().is_empty());
-    write_init(&ctx, &facts).unwrap();
+    write_init(&ctx, &facts, &Value::Null).unwrap();
     kubelet_start(&ctx, &facts).unwrap();
     let admin = fs::read_to_string(root.path().join("etc/kubernetes/admin.conf")).unwrap();
     assert!(admin.starts_with("# STAND-IN"), "{admin}");
@@ -75,7 +75,7 @@ fn worker_join_refuses_an_existing_ca_and_writes_kubelet_conf() {
     );
     fs::remove_file(root.path().join("etc/kubernetes/pki/ca.crt")).unwrap();
     preflight(&ctx, Flow::Join, &facts, &[]).unwrap();
-    write_join(&ctx, &facts).unwrap();
+    write_join(&ctx, &facts, &Value::Null).unwrap();
     assert!(root.path().join("etc/kubernetes/kubelet.conf").is_file());
     assert!(!root.path().join("etc/kubernetes/admin.conf").exists());
 }
@@ -96,7 +96,7 @@ fn init_writes_versioned_manifests_and_the_cluster_copy_that_reset_removes() {
         ..Facts::default()
     };
     assert!(preflight(&ctx, Flow::Init, &facts, &[]).unwrap().is_empty());
-    write_init(&ctx, &facts).unwrap();
+    write_init(&ctx, &facts, &Value::Null).unwrap();
     let api = fs::read_to_string(
         root.path()
             .join("etc/kubernetes/manifests/kube-apiserver.yaml"),
@@ -140,7 +140,7 @@ fn control_plane_join_refuses_existing_manifests_then_writes_its_own_version() {
         ..Facts::default()
     };
     preflight(&ctx, Flow::Join, &facts, &[]).unwrap();
-    write_join(&ctx, &facts).unwrap();
+    write_join(&ctx, &facts, &Value::Null).unwrap();
     assert!(
         fs::read_to_string(
             root.path()
