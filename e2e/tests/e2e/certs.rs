@@ -7,6 +7,7 @@
 
 mod bed;
 mod killed;
+mod operator;
 
 use std::collections::BTreeSet;
 
