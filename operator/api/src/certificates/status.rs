@@ -97,8 +97,8 @@ pub struct ServedCertificate {
     /// The presented certificate's end of validity, RFC 3339; unset when it did not answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<String>,
-    /// Whether it is the certificate the renewal wrote (or at least one newer than before);
-    /// unset when the port did not answer.
+    /// Whether it is the certificate the host holds after the renewal (or at least one
+    /// newer than before); unset when the port did not answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matches: Option<bool>,
     /// What was seen, in a few words.

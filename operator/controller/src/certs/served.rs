@@ -118,10 +118,16 @@ pub fn compare(
         _ => false,
     };
     let (matches, message) = if written.iter().any(|(fp, _)| *fp == fingerprint) {
-        (
-            true,
-            format!("serves the {name} certificate the renewal wrote"),
-        )
+        if old.iter().any(|(fp, _)| *fp == fingerprint) {
+            (
+                true,
+                format!(
+                    "serves the {name} certificate on the host, which the renewal left as it was"
+                ),
+            )
+        } else {
+            (true, format!("serves the renewed {name} certificate"))
+        }
     } else if let Some(served_until) = &not_after
         && !old.is_empty()
         && old.iter().all(|(_, before)| later(served_until, before))

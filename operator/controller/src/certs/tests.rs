@@ -61,7 +61,19 @@ fn a_served_certificate_matches_when_the_renewal_wrote_it_or_it_is_newer() {
     assert!(s.answered);
     assert_eq!(s.matches, Some(true), "{s:?}");
     assert_eq!(s.not_after.as_deref(), Some(new_until.as_str()));
-    assert!(s.message.contains("the renewal wrote"), "{s:?}");
+    assert_eq!(s.message, "serves the renewed apiserver certificate");
+    // One the renewal did not change (the kubelet's own serving certificate): it matches
+    // the host's file, and says it was left as it was.
+    let s = compare(
+        "cp-1",
+        6443,
+        "apiserver",
+        Ok(new_der.clone()),
+        &after,
+        &after,
+    );
+    assert_eq!(s.matches, Some(true));
+    assert!(s.message.contains("left as it was"), "{s:?}");
     // Still the old one: answered, not renewed.
     let s = compare("cp-1", 6443, "apiserver", Ok(old_der), &before, &after);
     assert_eq!((s.answered, s.matches), (true, Some(false)), "{s:?}");
