@@ -2,12 +2,14 @@
 //! TLS) take a renewal and an etcd CA rotation while a writer puts a sequenced key every 50 ms
 //! and a monitor reads each member's status, both through TLS with the credentials kubegrid
 //! rewrites on a member; a rotation killed in its trust-both phase resumes; a certificate
-//! replaced by hand is flagged and put back. kubeadm, the kubelet and the API server are the
-//! e2e bundle's STAND-INS (see `bed`).
+//! replaced by hand is flagged and put back; a cluster CA rotation moves every reader
+//! (`kubernetes`); the operator renews short-lived certificates by itself (`operator`).
+//! kubeadm, the kubelet and the API server are the e2e bundle's STAND-INS (see `bed`).
 
 mod bed;
 mod killed;
 mod kubernetes;
+mod operator;
 
 use std::collections::BTreeSet;
 

@@ -169,9 +169,46 @@ pub struct CertificatesSpec {
     /// Certificate authorities; default 87600h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_validity: Option<String>,
+    /// The operator renews a leaf that expires within this; default 720h (30 days), at
+    /// least 168h (7 days) and shorter than `validity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<String>,
+    /// The operator warns (a Warning Event and the `CertificatesExpiring` condition) when a
+    /// certificate expires within this; default 2880h (120 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_before: Option<String>,
+    /// Whether the operator renews by itself (default true); `false` only warns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_renew: Option<bool>,
+    /// How often the operator reads the certificates on the hosts, so that one changed by
+    /// hand is noticed; default 24h, at least 1m.
+    ///
+    /// Floors: validity 24h, caValidity 48h, renewBefore 168h, checkInterval 1m. TEST-ONLY:
+    /// `KUBEGRID_TEST_SHORT_CERTIFICATES=1` in the environment of the CLI or the operator
+    /// lowers them to 1m, 1m, 1m and 5s, so that tests can watch certificates expire and be
+    /// renewed; never set it in product use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_interval: Option<String>,
 }
 
 impl ClusterSpec {
+    /// `spec.certificates` parsed, defaults filled in, floors checked (lowered only under
+    /// the test-only `KUBEGRID_TEST_SHORT_CERTIFICATES=1`); the error names each field,
+    /// what it holds and what is accepted.
+    pub fn certificate_policy(&self) -> Result<crate::CertificatePolicy, String> {
+        crate::certificates::policy(
+            self.certificates.as_ref(),
+            crate::certificates::short_certificates_allowed(),
+        )
+        .map_err(|problems| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
     /// Leaf and CA validity, parsed; the error names the field.
     pub fn certificate_validity(
         &self,

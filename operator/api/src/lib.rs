@@ -18,6 +18,7 @@
 //! # }
 //! ```
 
+pub mod certificates;
 mod cluster;
 pub mod cni;
 mod crd;
@@ -33,9 +34,16 @@ mod text;
 mod validate;
 pub mod version;
 
+pub use certificates::{
+    CERTIFICATES_EXPIRING, CertificatePolicy, ROTATE_CA_ANNOTATION, SHORT_CERTIFICATES_ENV,
+    status::{
+        CertificateExpiry, CertificatesStatus, FlaggedCertificate, NodeCertificates,
+        RotationStatus, ServedCertificate,
+    },
+};
 pub use cluster::{
-    BUNDLE_REGISTRY_MIRRORED, BundleRegistrySpec, BundleSpec, Cluster, ClusterSpec,
-    ContainerRuntimeSpec, ContainerdSource, ContainerdSpec, ControlPlaneEndpoint,
+    BUNDLE_REGISTRY_MIRRORED, BundleRegistrySpec, BundleSpec, CertificatesSpec, Cluster,
+    ClusterSpec, ContainerRuntimeSpec, ContainerdSource, ContainerdSpec, ControlPlaneEndpoint,
     DEFAULT_API_SERVER_PORT, DEFAULT_BUNDLE_REGISTRY_PORT, DEFAULT_CNI, DeletionPolicy, EtcdSpec,
     MAX_BUNDLE_SOURCE_LEN, NetworkSpec, RegistryMirror, RuntimeName, UpgradeSpec,
 };

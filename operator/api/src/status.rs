@@ -33,6 +33,10 @@ pub struct ClusterStatus {
     /// One line on the state as a whole, e.g. which host failed or which Secret is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The certificates on the hosts: earliest expiry, per-Node summaries, a rotation's
+    /// progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<crate::CertificatesStatus>,
 }
 
 /// Where a Cluster is in its life.
@@ -85,6 +89,8 @@ pub enum OperationKind {
     Reset,
     /// Upgrade Kubernetes, etcd or containerd node by node after a version change.
     Upgrade,
+    /// Read, renew or rotate the certificates on the hosts.
+    Certs,
 }
 
 impl OperationKind {
@@ -94,6 +100,7 @@ impl OperationKind {
             Self::Install => "install",
             Self::Reset => "reset",
             Self::Upgrade => "upgrade",
+            Self::Certs => "certs",
         }
     }
 }
@@ -304,6 +311,7 @@ mod tests {
             (OperationKind::Install, "install"),
             (OperationKind::Reset, "reset"),
             (OperationKind::Upgrade, "upgrade"),
+            (OperationKind::Certs, "certs"),
         ] {
             let op = OperationStatus {
                 id: 3,

@@ -1,6 +1,7 @@
 //! Semantic validation: every rule that the schema cannot express, checked before any host
 //! is contacted. All problems are collected, so one run shows everything to fix.
 
+mod certificates;
 mod confine;
 mod names;
 mod network;
@@ -135,17 +136,7 @@ impl Checker<'_> {
         self.bundle(&at);
         self.bundle_registry(&at);
         self.ssh(&at, &spec.ssh);
-        if let Err(problem) = spec.certificate_validity() {
-            let (field, seen) = problem
-                .split_once(": ")
-                .unwrap_or(("spec.certificates", &problem));
-            self.report(
-                &at,
-                field,
-                seen.to_string(),
-                "a duration such as 8760h or 365d",
-            );
-        }
+        self.certificates(&at);
         self.cni_manifest(&at);
     }
 

@@ -9,6 +9,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// [`crate::CheckResult`]s so that one failed check never hides the others.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading the certificate a TLS server presents failed (not listening, no handshake).
+    #[error("reading the certificate served on {addr}: {reason}")]
+    ServedCertificate {
+        /// `host:port`.
+        addr: String,
+        /// What happened.
+        reason: String,
+    },
+
     /// The kubeconfig text is not a valid kubeconfig document.
     #[error("failed to parse the admin kubeconfig; expected a kubeconfig YAML document")]
     ParseKubeconfig {

@@ -11,6 +11,7 @@ mod drain;
 mod error;
 mod poll;
 mod roll;
+mod served;
 
 pub use crate::{
     checks::{
@@ -26,6 +27,7 @@ pub use crate::{
         Budget, NodeCondition, annotate_node, budgets, node_annotation, node_conditions, selects,
         uncordon, wait_ready,
     },
+    served::served_certificate,
 };
 
 /// Field manager kubegrid's writes are recorded under in managedFields.

@@ -80,6 +80,8 @@ pub struct Context {
     pub probes: Arc<Probes>,
     /// Knobs.
     pub settings: Settings,
+    /// What the certificates watch remembers per Cluster.
+    pub certs: crate::certs::Memory,
     failures: Mutex<HashMap<String, Failures>>,
 }
 
@@ -109,6 +111,7 @@ impl Context {
             metrics,
             probes,
             settings,
+            certs: crate::certs::Memory::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

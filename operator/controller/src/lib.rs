@@ -9,6 +9,7 @@
 //!             and the next leader resumes them from the journal.
 //! ```
 
+pub mod certs;
 pub mod context;
 pub mod error;
 pub mod gpus;

@@ -33,6 +33,10 @@ pub struct Metrics {
     leader: Gauge,
     // The label sets of `hosts` last set per cluster, so a phase no host is in drops to 0.
     host_labels: Mutex<Vec<Labels>>,
+    certificate_expiry: Family<Labels, Gauge>,
+    // The label sets of `certificate_expiry` per cluster, so a certificate gone from the
+    // hosts loses its series.
+    certificate_labels: Mutex<std::collections::BTreeMap<String, Vec<Labels>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -56,6 +60,12 @@ impl Metrics {
         let phase_seconds = Durations::new_with_constructor(phase_histogram);
         let hosts = Family::<Labels, Gauge>::default();
         let leader = Gauge::default();
+        let certificate_expiry = Family::<Labels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When each certificate on each Node expires (unix seconds), as the operator last read it; per Node and catalog name the earliest",
+            certificate_expiry.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles started, by resource kind",
@@ -85,6 +95,8 @@ impl Metrics {
             hosts,
             leader,
             host_labels: Mutex::new(Vec::new()),
+            certificate_expiry,
+            certificate_labels: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -134,6 +146,41 @@ impl Metrics {
         }
     }
 
+    /// Sets when each of `cluster`'s certificates expires: `(node, certificate, unix
+    /// seconds)`. Series of `cluster` absent from `series` are removed.
+    pub fn certificate_expiry(&self, cluster: &str, series: &[(String, String, i64)]) {
+        let mut known = self
+            .certificate_labels
+            .lock()
+            .expect("metrics lock poisoned");
+        let now: Vec<Labels> = series
+            .iter()
+            .map(|(node, certificate, _)| {
+                vec![
+                    ("cluster".to_string(), cluster.to_string()),
+                    ("node".to_string(), node.clone()),
+                    ("certificate".to_string(), certificate.clone()),
+                ]
+            })
+            .collect();
+        for gone in known
+            .get(cluster)
+            .into_iter()
+            .flatten()
+            .filter(|l| !now.contains(l))
+        {
+            self.certificate_expiry.remove(gone);
+        }
+        for (labels, (_, _, at)) in now.iter().zip(series) {
+            self.certificate_expiry.get_or_create(labels).set(*at);
+        }
+        if now.is_empty() {
+            known.remove(cluster);
+        } else {
+            known.insert(cluster.to_string(), now);
+        }
+    }
+
     /// Sets the leader gauge.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -172,5 +219,35 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }
+    }
+
+    #[test]
+    fn certificate_series_follow_the_last_read_and_vanish_with_their_certificate() {
+        let m = Metrics::new();
+        let s = |node: &str, cert: &str, at: i64| (node.to_string(), cert.to_string(), at);
+        m.certificate_expiry(
+            "default/gpu",
+            &[
+                s("cp-1", "apiserver", 1_800_000_000),
+                s("cp-1", "etcd-server", 1_700_000_000),
+            ],
+        );
+        m.certificate_expiry("default/other", &[s("x-1", "apiserver", 5)]);
+        m.certificate_expiry("default/gpu", &[s("cp-1", "apiserver", 1_900_000_000)]);
+        let text = m.render();
+        assert!(
+            text.contains("kubegrid_certificate_expiry_timestamp_seconds{cluster=\"default/gpu\",node=\"cp-1\",certificate=\"apiserver\"} 1900000000"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("etcd-server"),
+            "a certificate gone keeps its series:\n{text}"
+        );
+        assert!(
+            text.contains("node=\"x-1\""),
+            "another cluster's series went:\n{text}"
+        );
+        m.certificate_expiry("default/gpu", &[]);
+        assert!(!m.render().contains("default/gpu"));
     }
 }

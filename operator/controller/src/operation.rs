@@ -65,13 +65,15 @@ fn playbook_digest(kind: JobKind) -> &'static str {
     static INSTALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static RESET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static UPGRADE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static CERTS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let cell = match kind {
         JobKind::Apply => &INSTALL,
         JobKind::Reset => &RESET,
         JobKind::Upgrade => &UPGRADE,
+        JobKind::Certs(_) => &CERTS,
     };
     cell.get_or_init(|| {
-        let text = kubegrid_plan::Playbook::builtin(kind.as_str())
+        let text = kubegrid_plan::Playbook::builtin(kind.playbook())
             .map(|p| format!("{p:?}"))
             .unwrap_or_default();
         hex::encode(Sha256::digest(text.as_bytes()))
@@ -157,10 +159,12 @@ pub fn manifest(
     let checked = match kind {
         // An installed cluster's etcd member count is checked by the engine's membership
         // rules against its running members, not by the odd-count rule.
-        JobKind::Apply | JobKind::Upgrade if installed(cluster) => {
+        JobKind::Apply | JobKind::Upgrade | JobKind::Certs(_) if installed(cluster) => {
             manifest.validate_installed(ValidateFor::Operator)
         }
-        JobKind::Apply | JobKind::Upgrade => manifest.validate(ValidateFor::Operator),
+        JobKind::Apply | JobKind::Upgrade | JobKind::Certs(_) => {
+            manifest.validate(ValidateFor::Operator)
+        }
         JobKind::Reset => manifest.check_confined(),
     };
     let mut problems = match checked {
@@ -275,13 +279,15 @@ pub async fn prepare(
             "the operator replica running it stopped (leader change or restart)",
         )
         .await?;
-    // An upgrade plans again from the live versions, which is how it resumes.
+    // An upgrade plans again from the live versions, which is how it resumes; a
+    // certificates operation reads the hosts again, and a rotation resumes from the state
+    // the engine keeps in the journal.
     let resume_from = ctx
         .journal
         .latest_operation(&cluster_key)
         .await?
         .filter(|op| op.status == OperationStatus::Interrupted && op.spec_digest == spec_digest)
-        .filter(|_| kind != JobKind::Upgrade)
+        .filter(|_| matches!(kind, JobKind::Apply | JobKind::Reset))
         .map(|op| op.id.0);
     let upgrade = (kind == JobKind::Upgrade).then(|| {
         let spec = cluster.spec.upgrade.clone().unwrap_or_default();
@@ -313,7 +319,7 @@ pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
 
 /// Pins in the journal the host keys that Node statuses carry and the journal lacks (a
 /// journal rebuilt from an empty volume still refuses a changed host).
-async fn seed_host_keys(ctx: &Context, job: &Job, nodes: &[Node]) -> Result<()> {
+pub(crate) async fn seed_host_keys(ctx: &Context, job: &Job, nodes: &[Node]) -> Result<()> {
     for node in nodes {
         let name = node.name_any();
         let Some((algorithm, fingerprint)) = node

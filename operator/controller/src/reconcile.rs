@@ -247,7 +247,11 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
         None => upgrade::settle(&clusters, cluster).await?,
     }
     let digest = operation::spec_digest(ctx, JobKind::Apply, cluster, &live);
-    let last = ctx.journal.latest_operation(&cluster_key).await?;
+    // The periodic certificate checks are operations too, but carry out no spec.
+    let last = ctx
+        .journal
+        .latest_operation_except(&cluster_key, crate::certs::JOURNAL_KIND)
+        .await?;
     let carried_out = last
         .as_ref()
         .is_some_and(|op| op.status == OperationStatus::Succeeded && op.spec_digest == digest);
@@ -271,7 +275,8 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     if nothing_to_do && ready(current) {
         status::sync_roles(&nodes_api, &live).await?;
         ctx.succeeded(&cluster_key);
-        return Ok(Action::await_change());
+        // Installed and converged: the certificates' check, renewal or rotation.
+        return crate::certs::maintain(ctx, &clusters, current, &live).await;
     }
     if let Some(wait) = ctx.wait_left(&cluster_key, &digest) {
         return Ok(Action::requeue(wait));
@@ -442,4 +447,6 @@ fn forget(ctx: &Context, cluster: &Cluster) {
     let cluster_key = key(cluster);
     ctx.succeeded(&cluster_key);
     ctx.metrics.hosts(&cluster_key, &[]);
+    ctx.metrics.certificate_expiry(&cluster_key, &[]);
+    ctx.certs.forget(&cluster_key);
 }

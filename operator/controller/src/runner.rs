@@ -33,6 +33,35 @@ pub enum JobKind {
     /// Upgrade Kubernetes, etcd or containerd node by node (`upgrade`), for an installed
     /// Cluster whose spec asks for other versions.
     Upgrade,
+    /// Read, renew or rotate the certificates on the hosts (`certs`), for an installed
+    /// Cluster: its periodic check, an automatic renewal, a requested CA rotation.
+    Certs(CertsJob),
+}
+
+/// What a certificates operation does, as the operator runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertsJob {
+    /// Read every certificate on every Node and compare it with the journal.
+    Check {
+        /// Certificates expiring within this many days are listed as expiring.
+        warn_days: u32,
+    },
+    /// Re-sign every leaf kubegrid holds the CA of, one Node at a time.
+    Renew,
+    /// Replace one CA, every reader trusting both during the change.
+    RotateCa(kubegrid_engine::certs::CaKind),
+}
+
+impl CertsJob {
+    /// The engine's action for this job.
+    pub fn action(self) -> kubegrid_engine::certs::CertsAction {
+        use kubegrid_engine::certs::CertsAction;
+        match self {
+            Self::Check { warn_days } => CertsAction::Check { warn_days },
+            Self::Renew => CertsAction::Renew { only: Vec::new() },
+            Self::RotateCa(ca) => CertsAction::RotateCa { ca },
+        }
+    }
 }
 
 impl JobKind {
@@ -42,6 +71,17 @@ impl JobKind {
             Self::Apply => "install",
             Self::Reset => "reset",
             Self::Upgrade => kubegrid_engine::upgrade::PLAYBOOK,
+            Self::Certs(CertsJob::Check { .. }) => "certs-check",
+            Self::Certs(CertsJob::Renew) => "certs-renew",
+            Self::Certs(CertsJob::RotateCa(_)) => "certs-rotate-ca",
+        }
+    }
+
+    /// The built-in playbook the job runs.
+    pub fn playbook(self) -> &'static str {
+        match self {
+            Self::Certs(_) => kubegrid_engine::certs::PLAYBOOK,
+            other => other.as_str(),
         }
     }
 
@@ -51,6 +91,7 @@ impl JobKind {
             Self::Apply => kubegrid_api::OperationKind::Install,
             Self::Reset => kubegrid_api::OperationKind::Reset,
             Self::Upgrade => kubegrid_api::OperationKind::Upgrade,
+            Self::Certs(_) => kubegrid_api::OperationKind::Certs,
         }
     }
 }
@@ -188,6 +229,8 @@ pub struct RunResult {
     pub host_keys: BTreeMap<String, String>,
     /// What an upgrade did; `None` for the other kinds.
     pub upgrade: Option<UpgradeSummary>,
+    /// What a certificates operation found and did; `None` for the other kinds.
+    pub certs: Option<kubegrid_engine::certs::CertsReport>,
 }
 
 /// What an upgrade operation did, as status reports it.
@@ -374,7 +417,15 @@ impl EngineRunner {
             // install's; the upgrade reads the API itself.
             options.cluster_checks = false;
         }
-        let playbook = Playbook::builtin(job.kind.as_str()).map_err(|e| Error::Engine {
+        if let JobKind::Certs(certs) = job.kind {
+            options.certs = kubegrid_engine::certs::CertsOptions {
+                action: certs.action(),
+            };
+            // Like `kubegrid certs`: the install's checks through the cluster's API are not
+            // what a certificates operation is about.
+            options.cluster_checks = false;
+        }
+        let playbook = Playbook::builtin(job.kind.playbook()).map_err(|e| Error::Engine {
             cluster: job.cluster.clone(),
             reason: e.to_string(),
         })?;
@@ -455,6 +506,7 @@ impl EngineRunner {
             kubeconfig,
             host_keys,
             upgrade: report.upgrade.as_ref().map(UpgradeSummary::of),
+            certs: report.certs.clone(),
         })
     }
 }

@@ -85,6 +85,29 @@ impl Journal {
         })
     }
 
+    /// The newest operation of `cluster` of any kind but `kind` (its stored text, e.g.
+    /// `certs`): the operator's periodic certificate checks must not hide the install or
+    /// upgrade that carried out the spec.
+    pub async fn latest_operation_except(
+        &self,
+        cluster: &str,
+        kind: &str,
+    ) -> Result<Option<OperationSummary>> {
+        let sql = format!(
+            "{SUMMARY_SELECT} WHERE o.cluster = $1 AND o.kind <> $2 ORDER BY o.id DESC LIMIT 1"
+        );
+        dispatch!(&self.pool, |pool| {
+            sqlx::query(&sql)
+                .bind(cluster)
+                .bind(kind)
+                .fetch_optional(pool)
+                .await
+                .map_err(self.query_err("read a cluster's latest operation"))?
+                .map(|row| self.summary_from(&row))
+                .transpose()
+        })
+    }
+
     /// An operation's task events in recording order, for all hosts or only `host`.
     pub async fn events(&self, id: OperationId, host: Option<&str>) -> Result<Vec<EventRow>> {
         let sql = match host {

@@ -508,3 +508,27 @@ fn node_inside_the_pod_network() {
         "inside the Cluster's podCIDR `10.244.0.0/16`",
     );
 }
+
+#[test]
+fn certificate_validity_below_the_floor_names_the_test_only_override() {
+    let text = edit(
+        "  bundle:\n    source: bundle\n",
+        "  bundle:\n    source: bundle\n  certificates:\n    validity: 5m\n",
+    );
+    let problem = one_problem(
+        &text,
+        "Cluster/gpu-prod",
+        "spec.certificates.validity",
+        "`5m`, below the floor of 24h",
+    );
+    assert!(problem.contains("for tests only"), "{problem}");
+    assert!(
+        problem.contains("KUBEGRID_TEST_SHORT_CERTIFICATES=1"),
+        "{problem}"
+    );
+    let fine = edit(
+        "  bundle:\n    source: bundle\n",
+        "  bundle:\n    source: bundle\n  certificates:\n    validity: 2160h\n    renewBefore: 240h\n    autoRenew: false\n    checkInterval: 1h\n",
+    );
+    assert_eq!(problems_for(&fine, ValidateFor::Cli), Vec::<String>::new());
+}

@@ -23,6 +23,7 @@ fn result(outcome: RunOutcome, hosts: Vec<HostOutcome>, summary: UpgradeSummary)
         kubeconfig: None,
         host_keys: BTreeMap::new(),
         upgrade: Some(summary),
+        certs: None,
     }
 }
 

@@ -100,6 +100,8 @@ pub struct Bed {
     pub upgraded: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
     /// Every upgrade step the scripted runners ran, in order.
     pub steps_run: Arc<Mutex<Vec<String>>>,
+    /// The scripted certificates operations.
+    pub certs: Arc<crate::scripted_certs::CertsScript>,
 }
 
 impl Drop for Bed {
@@ -155,6 +157,7 @@ impl Bed {
             tick: Arc::new(watch::channel(0).0),
             upgraded: Arc::default(),
             steps_run: Arc::default(),
+            certs: Arc::default(),
         }
     }
 
@@ -255,6 +258,7 @@ impl Bed {
             tick: Arc::clone(&self.tick),
             upgraded: Arc::clone(&self.upgraded),
             steps_run: Arc::clone(&self.steps_run),
+            certs: Arc::clone(&self.certs),
         };
         let metrics = Arc::new(Metrics::new());
         let client = match &self.real {

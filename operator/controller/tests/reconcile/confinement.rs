@@ -335,7 +335,14 @@ async fn references_reach_the_engine_from_the_clusters_namespace_in_memory(backe
         ]
         .into()
     );
-    // Neither was written to a file: the work directory holds nothing after the operation.
+    // Neither was written to a file: the work directory holds nothing after the operation,
+    // nor after the certificates check that follows it (which reads the keys again).
+    eventually(&bed, "the certificates check after the install", |f| {
+        cluster(f)["status"]["certificates"]["lastChecked"]
+            .is_string()
+            .then_some(())
+    })
+    .await;
     let work = bed.dir.path().join("work-op-a/fleet/gpu");
     let left: Vec<_> = std::fs::read_dir(&work)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())

@@ -4,12 +4,14 @@
 
 #[macro_use]
 mod bed;
+mod certificates;
 mod common;
 mod confinement;
 mod leader_loss;
 mod roles_column;
 mod scenarios;
 mod scripted;
+mod scripted_certs;
 mod scripted_upgrade;
 mod stale_copy;
 mod status_truth;

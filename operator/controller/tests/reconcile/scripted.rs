@@ -64,6 +64,8 @@ pub struct ScriptedRunner {
     pub upgraded: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
     /// Every upgrade step that ran, in order, across replicas.
     pub steps_run: Arc<Mutex<Vec<String>>>,
+    /// The certificates operations: what they report, and every call (apart from `calls`).
+    pub certs: Arc<crate::scripted_certs::CertsScript>,
 }
 
 /// Ends the call's record when the run's future ends, finished or dropped.
@@ -110,6 +112,9 @@ impl ScriptedRunner {
             .iter()
             .map(|n| n.metadata.name.clone().unwrap_or_default())
             .collect();
+        if let JobKind::Certs(certs) = job.kind {
+            return self.certs(certs, &job, &journal, nodes).await;
+        }
         let op = journal
             .begin(NewOperation {
                 kind: if job.kind == JobKind::Upgrade {
@@ -289,6 +294,7 @@ impl ScriptedRunner {
             kubeconfig: (ok && job.kind == JobKind::Apply)
                 .then(|| "apiVersion: v1\nkind: Config\n".to_string()),
             upgrade: None,
+            certs: None,
             host_keys: nodes
                 .iter()
                 .map(|n| (n.clone(), "ssh-ed25519 SHA256:stand-in".to_string()))

@@ -227,6 +227,7 @@ impl ScriptedRunner {
             kubeconfig: None,
             host_keys: BTreeMap::new(),
             upgrade: Some(summary),
+            certs: None,
         })
     }
 }

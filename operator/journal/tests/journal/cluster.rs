@@ -55,6 +55,23 @@ async fn latest_operation_is_the_newest_of_that_cluster(kind: Kind) {
         other
     );
     assert_eq!(journal.latest_operation("nope").await.unwrap(), None);
+    // The operator's certificate checks do not hide the operation that carried out the spec.
+    let mut check = op_of("lab", &["h1"]);
+    check.kind = OperationKind::Certs;
+    let check = journal.begin(check).await.unwrap();
+    assert_eq!(
+        journal.latest_operation("lab").await.unwrap().unwrap().id,
+        check
+    );
+    let except = journal.latest_operation_except("lab", "certs").await;
+    assert_eq!(except.unwrap().unwrap().id, second);
+    assert_eq!(
+        journal
+            .latest_operation_except("nope", "certs")
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn interrupt_running_marks_every_running_operation_of_one_cluster(kind: Kind) {
