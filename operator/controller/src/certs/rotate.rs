@@ -14,7 +14,9 @@ use kubegrid_api::{Cluster, Node, ROTATE_CA_ANNOTATION, RotationStatus};
 use kubegrid_engine::certs::{CaKind, RotationReport};
 use serde_json::json;
 
-use super::{RETRY_INTENT, Writer, describe, failed, publish, retry_key, run, update_kubeconfig};
+use super::{
+    RETRY_INTENT, Writer, describe, failed, publish, renewal::update_kubeconfig, retry_key, run,
+};
 use crate::{
     context::Context,
     error::{Error, Result},
