@@ -284,7 +284,7 @@ pub(super) fn failed_hosts(r: &Report) -> String {
 }
 
 /// Fails with a usage error when the kubeconfig's directory cannot be made or written.
-fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+pub(super) fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

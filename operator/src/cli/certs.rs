@@ -58,7 +58,7 @@ pub struct Common {
     #[arg(long, default_value_t = 10)]
     pub connect_timeout: u64,
     /// Where to write the admin kubeconfig when a renewal or rotation changes it (mode 0600);
-    /// the journal keeps it either way.
+    /// default ~/.kube/<cluster>.conf, where `apply` writes it. The journal keeps it either way.
     #[arg(long = "kubeconfig-out", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// Journal location.
@@ -160,6 +160,21 @@ pub async fn run(args: &CertsArgs, output: Output) -> anyhow::Result<u8> {
     kubegrid_engine::ssh::check_key_files(hosts.iter().map(|h| &h.target))?;
     let text = std::fs::read(&common.file)
         .with_context(|| format!("reading {}", common.file.display()))?;
+    // As `apply`: the kubeconfig a renewal or rotation rewrites goes where apply put it, and
+    // its directory is checked before any host is touched.
+    let kubeconfig_out = match (&common.kubeconfig, check) {
+        (_, true) => None,
+        (Some(path), false) => Some(path.clone()),
+        (None, false) => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .ok_or_else(|| UsageError("HOME is not set; pass --kubeconfig-out FILE".into()))?;
+            Some(home.join(".kube").join(format!("{}.conf", manifest.name())))
+        }
+    };
+    if let Some(path) = &kubeconfig_out {
+        super::apply::check_writable(path)?;
+    }
     let journal = common.journal.open().await?;
     let names: Vec<String> = hosts.iter().map(|h| h.target.host.clone()).collect();
     let observer = progress::observer(&names, output == Output::Json);
@@ -169,7 +184,7 @@ pub async fn run(args: &CertsArgs, output: Output) -> anyhow::Result<u8> {
             ..SshOptions::default()
         },
         cluster_checks: false,
-        kubeconfig_out: common.kubeconfig.clone(),
+        kubeconfig_out,
         certs: CertsOptions { action },
         ..Options::default()
     };

@@ -32,6 +32,7 @@ fn a_rotation_killed_in_trust_both_resumes_and_clients_never_lose_the_cluster() 
         &held.join("healthcheck-client.key"),
     );
     let spec = bed.spec.to_str().unwrap().to_string();
+    let kubeconfig = bed.lab.state_dir.join("admin.conf");
     let mut child = bed
         .lab
         .command(&[
@@ -43,6 +44,8 @@ fn a_rotation_killed_in_trust_both_resumes_and_clients_never_lose_the_cluster() 
             "etcd",
             "-o",
             "json",
+            "--kubeconfig-out",
+            kubeconfig.to_str().unwrap(),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
