@@ -14,8 +14,9 @@
 //! 3-host value, measured in the same invocation.
 //!
 //! Run as root (lab hosts), after `.ci/setup` built the e2e bundle:
-//! `cargo build -p kubegrid && KUBEGRID_BIN=$CARGO_TARGET_DIR/debug/kubegrid cargo bench -p kubegrid-e2e --bench certs`
-//! (the bench profile would otherwise look for a release build of kubegrid beside it).
+//! `cargo build --release -p kubegrid && cargo bench -p kubegrid-e2e --bench certs` (the
+//! bench profile runs the release kubegrid beside it; `KUBEGRID_BIN` names another, e.g. the
+//! debug build the README's numbers were measured with).
 //! KUBEGRID_BENCH_RUNS sets the runs per size (default 3), KUBEGRID_BENCH_SIZES the lab sizes
 //! (default "3,12").
 
