@@ -97,8 +97,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// A CA rotation cannot begin or go on (another one in progress, no CA to start from).
-    #[error("cluster {cluster}: cannot rotate: {message}")]
+    /// A certificates operation cannot begin or go on (another rotation in progress, no CA to
+    /// start from, no admin certificate in the journal).
+    #[error("cluster {cluster}: {message}")]
     Rotation {
         /// Cluster name.
         cluster: String,

@@ -102,6 +102,15 @@ fn a_rotation_killed_in_trust_both_resumes_and_clients_never_lose_the_cluster() 
         "lab-1 should trust both: {bundle}"
     );
 
+    // Another CA waits until this rotation finishes.
+    let other = bed.certs("rotate-ca", &["--ca", "kubernetes"]);
+    assert_eq!(other.status.code(), Some(2), "{}", describe(&other));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("--ca etcd"),
+        "{}",
+        describe(&other)
+    );
+
     let out = bed.certs("rotate-ca", &["--ca", "etcd"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let report = json(&out);

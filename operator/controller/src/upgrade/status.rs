@@ -80,7 +80,16 @@ pub async fn paused_before(
         "spec.upgrade.paused is true: the upgrade ({}) waits; set it to false to go on",
         change.summary()
     );
-    let old = conditions_of(cluster);
+    // The stored Cluster, not this reconcile's copy: a copy read before a roll stopped
+    // mid-way would overwrite the condition that says where it stopped.
+    let stored = clusters
+        .get_opt(&cluster.name_any())
+        .await
+        .map_err(crate::error::Error::kube(format!(
+            "read Cluster {}",
+            cluster.name_any()
+        )))?;
+    let old = conditions_of(stored.as_ref().unwrap_or(cluster));
     // A roll paused mid-way already says where it stopped.
     let already = old
         .iter()

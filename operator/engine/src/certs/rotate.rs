@@ -61,7 +61,7 @@ fn old_ca(run: &Run, ca: CaKind, held: &Held, inventory: &Inventory) -> Result<S
         None => Err(Error::Rotation {
             cluster: run.req.cluster.clone(),
             message: format!(
-                "kubegrid's journal holds no {} and no Node has one to start from\n  hint: {}",
+                "cannot rotate: kubegrid's journal holds no {} and no Node has one to start from\n  hint: {}",
                 ca.journal_name(),
                 if ca == CaKind::ServiceAccount {
                     "clusters installed before kubegrid kept the service-account key have kubeadm's; kubegrid cannot keep tokens signed with a key it never saw valid during the overlap"
@@ -293,7 +293,7 @@ pub async fn run_rotation(
             return Err(Error::Rotation {
                 cluster,
                 message: format!(
-                    "a rotation of the {} CA is in progress (phase {}); it must finish before another begins\n  hint: run `kubegrid certs rotate-ca --ca {}` to resume it",
+                    "cannot rotate: a rotation of the {} CA is in progress (phase {}); it must finish before another begins\n  hint: run `kubegrid certs rotate-ca --ca {}` to resume it",
                     r.ca,
                     r.phase.as_str(),
                     r.ca
@@ -381,7 +381,7 @@ pub async fn run_rotation(
                 return Err(Error::Rotation {
                     cluster: cluster.clone(),
                     message: format!(
-                        "phase {}: {message}\n  hint: check that the cluster's API answers, then run the rotation again; it resumes here",
+                        "the rotation stopped in phase {}: {message}\n  hint: check that the cluster's API answers, then run the rotation again; it resumes here",
                         rot.phase.as_str()
                     ),
                 });
