@@ -104,16 +104,14 @@ pub async fn maintain(
     }
     let mut note = None;
     // The reconcile's copy can predate the removal of the annotation by the rotation that
-    // just finished: the stored Cluster decides, so a rotation never runs twice.
-    let stored = match cluster.annotations().contains_key(ROTATE_CA_ANNOTATION) {
-        true => clusters
-            .get_opt(&cluster.name_any())
-            .await
-            .map_err(crate::error::Error::kube(format!(
-                "read Cluster {cluster_key}"
-            )))?,
-        false => None,
-    };
+    // just finished, or the status of the check that just ran: the stored Cluster decides,
+    // so a rotation never runs twice and a check is not repeated before its interval.
+    let stored = clusters
+        .get_opt(&cluster.name_any())
+        .await
+        .map_err(crate::error::Error::kube(format!(
+            "read Cluster {cluster_key}"
+        )))?;
     let requested = stored
         .as_ref()
         .and_then(|c| c.annotations().get(ROTATE_CA_ANNOTATION));
@@ -130,7 +128,9 @@ pub async fn maintain(
         .latest_operation_except(&cluster_key, JOURNAL_KIND)
         .await?
         .and_then(|op| op.finished_ms);
-    let checked = cluster
+    let checked = stored
+        .as_ref()
+        .unwrap_or(cluster)
         .status
         .as_ref()
         .and_then(|s| s.certificates.as_ref())
