@@ -1,6 +1,7 @@
 //! Host facts, read from the kernel's and the OS's own files.
 
 mod certs;
+mod gpu;
 mod modules;
 mod net;
 mod packages;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::{
     certs::{CertFile, FoundCert},
+    gpu::{GpuDevice, GpuFacts, GpuModules, Kvm, SecureBoot, SmiGpu, SmiReport},
     modules::module_state,
     net::{TCP_PROBE_TIMEOUT, parse_ip_addr},
     packages::{PackageDb, parse_dpkg_query, parse_rpm_query},
@@ -102,6 +104,10 @@ pub struct Facts {
     /// CERTIFICATE blocks only, never a key or other file content.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub certificates: BTreeMap<String, CertFile>,
+    /// NVIDIA GPUs, the modules and driver that claim them, Secure Boot, kernel headers,
+    /// IOMMU and KVM.
+    #[serde(default)]
+    pub gpu: GpuFacts,
 }
 
 /// A network interface.
@@ -250,6 +256,7 @@ pub fn gather(root: &Path, args: &FactsArgs, store_dir: &Path) -> Facts {
         tcp_probes: net::tcp_probes(&args.tcp_probes),
         versions: versions::versions(root, &args.versions),
         certificates: certs::certificates(root, &args.certificates),
+        gpu: GpuFacts::default(),
         kernel,
     }
 }

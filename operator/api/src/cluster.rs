@@ -101,6 +101,9 @@ pub struct ClusterSpec {
     /// Certificate lifetimes for the certificates kubegrid and kubeadm issue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<CertificatesSpec>,
+    /// The NVIDIA stack for GPU Nodes; without it kubegrid installs no GPU software.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<crate::gpu::GpuSpec>,
     /// What the operator does to the hosts when the Cluster is deleted: `Orphan` (the
     /// default) leaves them as they are, `Reset` runs the reset playbook on every host. The
     /// CLI ignores it.
@@ -388,16 +391,22 @@ pub enum RuntimeName {
     KataFc,
     /// The NVIDIA container runtime, for GPU pods.
     Nvidia,
+    /// gVisor (`runsc`): a user-space kernel between pods and the host.
+    Gvisor,
+    /// crun, a runc-compatible runtime written in C.
+    Crun,
 }
 
 impl RuntimeName {
     /// Every runtime, in documentation order.
-    pub const ALL: [RuntimeName; 5] = [
+    pub const ALL: [RuntimeName; 7] = [
         Self::Runc,
         Self::KataQemu,
         Self::KataClh,
         Self::KataFc,
         Self::Nvidia,
+        Self::Gvisor,
+        Self::Crun,
     ];
 
     /// The handler name as written in the spec and in containerd's config.
@@ -408,6 +417,8 @@ impl RuntimeName {
             Self::KataClh => "kata-clh",
             Self::KataFc => "kata-fc",
             Self::Nvidia => "nvidia",
+            Self::Gvisor => "gvisor",
+            Self::Crun => "crun",
         }
     }
 }

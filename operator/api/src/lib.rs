@@ -23,6 +23,7 @@ mod cluster;
 pub mod cni;
 mod crd;
 mod error;
+pub mod gpu;
 mod hosts;
 mod manifest;
 mod node;
@@ -49,6 +50,10 @@ pub use cluster::{
 };
 pub use crd::{CustomResourceDefinition, crd_file_name, crd_yaml, crds};
 pub use error::{API_VERSION, Error, Problem, Result, SourceLine};
+pub use gpu::{
+    DevicePluginKind, DriverSource, FabricManagerMode, GpuDriverSpec, GpuSpec, MigSpec,
+    MigStrategy, NodeGpu, ToolkitSpec,
+};
 pub use hosts::{BastionTarget, HostTarget};
 pub use manifest::Manifest;
 pub use node::{Arch, Node, NodeSpec, Role, Taint, TaintEffect};

@@ -102,6 +102,10 @@ pub struct NodeSpec {
     /// Overrides of the Cluster's SSH defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<NodeSshSpec>,
+    /// Whether this is a GPU Node: `auto` (the default) when NVIDIA GPUs are found, `nvidia`
+    /// (finding none fails preflight) or `none`.
+    #[serde(default, skip_serializing_if = "crate::gpu::NodeGpu::is_auto")]
+    pub gpu: crate::gpu::NodeGpu,
 }
 
 impl NodeSpec {

@@ -82,6 +82,7 @@ fn cluster(group: &str, first: &HostRecord, private_key: &Path) -> Cluster {
                 ..SshSpec::default()
             },
             certificates: None,
+            gpu: None,
             deletion_policy: kubegrid_api::DeletionPolicy::default(),
         },
     )
@@ -115,6 +116,7 @@ pub fn render(group: &str, hosts: &[&HostRecord], private_key: &Path) -> Result<
                 taints: Vec::new(),
                 arch: None,
                 ssh: None,
+                gpu: Default::default(),
             },
         );
         out.push_str("---\n");
