@@ -44,6 +44,9 @@ pub struct HostTarget {
     pub labels: BTreeMap<String, String>,
     /// Kubernetes taints.
     pub taints: Vec<Taint>,
+    /// Whether it is a GPU Node as the spec says: the Node's `gpu`, or `none` whenever the
+    /// Cluster has no `spec.gpu` (kubegrid then installs no GPU software anywhere).
+    pub gpu: crate::gpu::NodeGpu,
 }
 
 /// A resolved jump host.
@@ -99,6 +102,11 @@ impl Manifest {
             arch: node.spec.arch,
             labels: node.spec.labels.clone(),
             taints: node.spec.taints.clone(),
+            gpu: if self.cluster().spec.gpu.is_some() {
+                node.spec.gpu
+            } else {
+                crate::gpu::NodeGpu::None
+            },
         }
     }
 

@@ -30,6 +30,7 @@ pub fn hosts(manifest: &Manifest) -> Vec<HostSpec> {
                     effect: format!("{:?}", t.effect),
                 })
                 .collect(),
+            gpu: h.gpu,
         })
         .collect()
 }

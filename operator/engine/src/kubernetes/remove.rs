@@ -312,6 +312,7 @@ async fn reset_host(
             declared_arch: None,
             labels: Default::default(),
             taints: Vec::new(),
+            gpu: Default::default(),
         }],
         bundle: Arc::clone(&run.req.bundle),
         playbook: Arc::new(playbook),

@@ -109,6 +109,7 @@ mod tests {
             declared_arch: None,
             labels: Default::default(),
             taints: Vec::new(),
+            gpu: Default::default(),
         }
     }
 

@@ -48,9 +48,26 @@ pub struct HostSpec {
     pub labels: BTreeMap<String, String>,
     /// Kubernetes taints for its Node object.
     pub taints: Vec<TaintContext>,
+    /// Whether it is a GPU Node as the spec says (`none` when the Cluster has no GPU stack).
+    pub gpu: kubegrid_api::NodeGpu,
 }
 
 impl HostSpec {
+    /// Whether the host is a GPU Node: its spec says `nvidia`, or `auto` and the facts found
+    /// an NVIDIA GPU.
+    pub fn gpu_node(&self, facts: &kubegrid_agent::facts::Facts) -> bool {
+        match self.gpu {
+            kubegrid_api::NodeGpu::Nvidia => true,
+            kubegrid_api::NodeGpu::Auto => facts.gpu.count() > 0,
+            kubegrid_api::NodeGpu::None => false,
+        }
+    }
+
+    /// Whether the spec says it has a GPU, so that finding none fails preflight.
+    pub fn gpu_required(&self) -> bool {
+        self.gpu == kubegrid_api::NodeGpu::Nvidia
+    }
+
     /// The compiler's view of the host, given its facts and the certificates issued for it.
     pub fn context(
         &self,

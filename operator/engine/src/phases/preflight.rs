@@ -28,11 +28,12 @@ impl Phase for Preflight {
             .into_iter()
             .filter_map(|i| {
                 let h = &run.req.hosts[i];
+                let facts = run.facts[i].as_ref()?;
                 Some(Subject {
                     name: &h.target.host,
                     roles: &h.roles,
                     declared_arch: h.declared_arch.as_deref(),
-                    facts: run.facts[i].as_ref()?,
+                    facts,
                     clock_offset_ms: run.clock_offsets[i],
                     address: &h.target.address,
                     kubernetes: run.req.context.kubernetes.as_ref(),
@@ -42,6 +43,9 @@ impl Phase for Preflight {
                         run.req.context.containerd.minor,
                     ),
                     etcd_version: run.req.context.etcd_version.as_ref(),
+                    gpu: run.req.context.gpu.as_ref(),
+                    gpu_node: run.req.context.gpu.is_some() && h.gpu_node(facts),
+                    gpu_required: h.gpu_required(),
                 })
             })
             .collect();

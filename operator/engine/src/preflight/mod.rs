@@ -5,6 +5,7 @@
 
 mod cluster;
 mod endpoint;
+mod gpu;
 mod host;
 mod runtime;
 mod versions;
@@ -38,6 +39,13 @@ pub struct Subject<'a> {
     pub containerd_line: (u64, u64),
     /// The etcd version the operation installs, when the spec or the bundle pins one.
     pub etcd_version: Option<&'a semver::Version>,
+    /// The Cluster's GPU stack, when its spec has one.
+    pub gpu: Option<&'a kubegrid_plan::GpuContext>,
+    /// Whether this host is a GPU Node (its spec says `nvidia`, or `auto` and NVIDIA GPUs
+    /// were found, with the Cluster's GPU stack set).
+    pub gpu_node: bool,
+    /// Whether its spec says `gpu: nvidia`, so finding no GPU is a failure.
+    pub gpu_required: bool,
 }
 
 impl Subject<'_> {
@@ -92,6 +100,7 @@ pub fn checks() -> Vec<Box<dyn Check>> {
     let mut all = host::checks();
     all.extend(cluster::checks());
     all.extend(endpoint::checks());
+    all.extend(gpu::checks());
     all.push(Box::new(versions::VersionChange));
     all
 }

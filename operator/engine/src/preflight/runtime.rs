@@ -81,6 +81,9 @@ mod tests {
             containerd_source: source,
             containerd_line: (2, 1),
             etcd_version: None,
+            gpu: None,
+            gpu_node: false,
+            gpu_required: false,
         };
         RuntimeConflict.run(&[subject])
     }

@@ -47,6 +47,9 @@ fn subjects<'a>(facts: &'a [Facts], roles: &'a [String]) -> Vec<Subject<'a>> {
             containerd_source: kubegrid_plan::ContainerdSource::Archive,
             containerd_line: (2, 1),
             etcd_version: None,
+            gpu: None,
+            gpu_node: false,
+            gpu_required: false,
         })
         .collect()
 }
@@ -224,6 +227,9 @@ fn vip_must_be_in_the_subnet_and_free_until_the_cluster_exists() {
             containerd_source: kubegrid_plan::ContainerdSource::Archive,
             containerd_line: (2, 1),
             etcd_version: None,
+            gpu: None,
+            gpu_node: false,
+            gpu_required: false,
         }];
         only(&run(&subjects, &[]), "vip")
     }
