@@ -2,6 +2,9 @@
 
 mod certs;
 mod gpu;
+mod gpu_models;
+mod gpu_probe;
+mod gpu_smi;
 mod modules;
 mod net;
 mod packages;
@@ -16,6 +19,9 @@ use serde::{Deserialize, Serialize};
 pub use self::{
     certs::{CertFile, FoundCert},
     gpu::{GpuDevice, GpuFacts, GpuModules, Kvm, SecureBoot, SmiGpu, SmiReport},
+    gpu_models::gpu_model,
+    gpu_probe::parse_driver_version,
+    gpu_smi::parse_smi_xml,
     modules::module_state,
     net::{TCP_PROBE_TIMEOUT, parse_ip_addr},
     packages::{PackageDb, parse_dpkg_query, parse_rpm_query},
@@ -210,12 +216,15 @@ pub enum ModuleState {
 /// Gathers facts from the files under `root` ("/" on a real host; tests pass a fake tree),
 /// probing what `args` asks for and listing the blobs in `store_dir`. Package versions come
 /// from the host's package database and interfaces from the host's network, whatever `root`
-/// is; the TCP probes asked for take at most [`TCP_PROBE_TIMEOUT`] together. Never fails: a fact that cannot
-/// be read is left empty, and preflight reports what it needed and did not get.
+/// is; the TCP probes asked for take at most [`TCP_PROBE_TIMEOUT`] together, and `nvidia-smi`,
+/// where installed, at most 10 seconds. Never fails: a fact that cannot be read is left empty,
+/// and preflight reports what it needed and did not get.
 pub fn gather(root: &Path, args: &FactsArgs, store_dir: &Path) -> Facts {
     let read = |p: &str| read_or_empty(&root.join(p));
     let os = parse_os_release(&read("etc/os-release"));
     let kernel = read("proc/sys/kernel/osrelease").trim().to_string();
+    let pci = probe::pci(root);
+    let gpu = gpu_probe::gpu(root, &kernel, &pci);
     Facts {
         hostname: read("proc/sys/kernel/hostname").trim().to_string(),
         machine_id: read("etc/machine-id").trim().to_string(),
@@ -234,7 +243,7 @@ pub fn gather(root: &Path, args: &FactsArgs, store_dir: &Path) -> Facts {
         cgroup: probe::cgroup(root),
         init: read("proc/1/comm").trim().to_string(),
         time_unix_ms: unix_ms(),
-        pci: probe::pci(root),
+        pci,
         listening: probe::listening(root),
         modules: args
             .modules
@@ -256,7 +265,7 @@ pub fn gather(root: &Path, args: &FactsArgs, store_dir: &Path) -> Facts {
         tcp_probes: net::tcp_probes(&args.tcp_probes),
         versions: versions::versions(root, &args.versions),
         certificates: certs::certificates(root, &args.certificates),
-        gpu: GpuFacts::default(),
+        gpu,
         kernel,
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::facts::Facts;
 
 /// Bumped whenever a plan or event changes shape; the agent refuses other versions.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Where blobs (bundle files) live on a host, named by their sha256.
 pub const DEFAULT_STORE_DIR: &str = "/var/lib/kubegrid/store";

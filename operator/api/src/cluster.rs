@@ -72,6 +72,10 @@ pub const DEFAULT_CA_VALIDITY: &str = "87600h";
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = crate::validate::gpu::gpu_needs_nvidia_runtime_rule(),
+    validation = crate::validate::gpu::nvidia_default_needs_gpu_rule()
+)]
 pub struct ClusterSpec {
     /// Kubernetes version, e.g. `v1.31.4`.
     #[schemars(length(max = crate::version::MAX_KUBERNETES_VERSION_LEN))]
@@ -308,8 +312,9 @@ pub struct ContainerRuntimeSpec {
     /// Runtime handlers to configure.
     #[serde(default = "default_runtimes")]
     pub runtimes: Vec<RuntimeName>,
-    /// Handler that pods without a RuntimeClass use: `runc`, the one kubegrid installs
-    /// (`nvidia` and `kata-*` are refused until kubegrid installs them).
+    /// Handler that pods without a RuntimeClass use: `runc` (the default), `crun` or `gvisor`,
+    /// which kubegrid installs on every host; `nvidia` only with `spec.gpu` set and every
+    /// worker Node `gpu: nvidia`; never `kata-*`, which runs only where VMs can be created.
     #[serde(default)]
     pub default_runtime: RuntimeName,
     /// Pause image; the bundle's when unset.

@@ -1,13 +1,19 @@
 //! `spec.gpu` of a Cluster and of a Node: which NVIDIA stack kubegrid installs on GPU Nodes,
 //! and which Nodes are GPU Nodes.
 
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The NVIDIA stack kubegrid installs on the Cluster's GPU Nodes. Without it kubegrid
 /// installs no GPU software.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = crate::validate::gpu::driver_branch_required_rule(),
+    validation = crate::validate::gpu::mig_needs_device_plugin_rule(),
+    validation = crate::validate::gpu::operator_values_rule()
+)]
 pub struct GpuSpec {
     /// The kernel driver.
     #[serde(default)]
@@ -48,7 +54,7 @@ pub(crate) fn free_form(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 /// Where the NVIDIA kernel driver comes from.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GpuDriverSpec {
     /// `packages` (the default): the bundle's distribution packages; `runfile`: NVIDIA's
@@ -57,6 +63,8 @@ pub struct GpuDriverSpec {
     pub source: DriverSource,
     /// Driver branch, e.g. `550`; the bundle pins the release. Required unless `preinstalled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::validate::gpu::MAX_BRANCH_LEN))]
+    #[x_kube(validation = crate::validate::gpu::driver_branch_rule())]
     pub branch: Option<String>,
 }
 
@@ -74,11 +82,13 @@ pub enum DriverSource {
 }
 
 /// The NVIDIA container toolkit.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ToolkitSpec {
     /// Release, e.g. `1.17.3`; the bundle's when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::validate::gpu::MAX_TOOLKIT_VERSION_LEN))]
+    #[x_kube(validation = crate::validate::gpu::toolkit_version_rule())]
     pub version: Option<String>,
 }
 

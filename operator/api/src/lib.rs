@@ -31,6 +31,7 @@ mod parse;
 mod rules;
 mod ssh;
 mod status;
+mod status_gpu;
 mod text;
 mod validate;
 pub mod version;
@@ -66,6 +67,7 @@ pub use status::{
     ClusterPhase, ClusterStatus, Condition, GpuFacts, NodeCounts, NodeFacts, NodePhase, NodeStatus,
     NodeVersions, OperationKind, OperationStatus, PhaseTiming,
 };
+pub use status_gpu::{KvmState, NodeGpuStatus, SecureBootState, fabric_summary, mig_summary};
 pub use validate::ValidateFor;
 pub use version::{
     MAX_KUBERNETES_VERSION_LEN, MAX_UPGRADE_UNAVAILABLE, SUPPORTED_CONTAINERD_LINES,

@@ -245,6 +245,10 @@ pub struct NodeFacts {
     /// GPUs by model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuFacts>,
+    /// What GPU detection found besides the models: driver, CUDA, MIG, NVSwitches and
+    /// fabric, the modules that claim the GPUs, Secure Boot, kernel headers, IOMMU and KVM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<crate::status_gpu::NodeGpuStatus>,
 }
 
 /// GPUs of one model on a host.

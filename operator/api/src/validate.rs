@@ -3,6 +3,7 @@
 
 mod certificates;
 mod confine;
+pub(crate) mod gpu;
 mod names;
 mod network;
 mod nodes;
@@ -133,6 +134,7 @@ impl Checker<'_> {
         self.runtime(&at, &spec.container_runtime);
         self.etcd_and_upgrade(&at);
         self.default_runtime(&at);
+        self.gpu(&at);
         self.bundle(&at);
         self.bundle_registry(&at);
         self.ssh(&at, &spec.ssh);

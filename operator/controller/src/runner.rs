@@ -191,6 +191,7 @@ pub fn node_facts(f: &kubegrid_agent::facts::Facts) -> kubegrid_api::NodeFacts {
         cpus: u32::try_from(f.cpus).ok(),
         memory_mib: Some(f.memory_mib),
         gpus: gpus(&f.pci),
+        gpu: None,
     }
 }
 

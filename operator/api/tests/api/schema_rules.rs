@@ -142,6 +142,8 @@ fn the_cel_crate_parses_every_rule_and_only_properties_carry_them() {
     assert_eq!(
         rules,
         [
+            "Cluster:spec",
+            "Cluster:spec",
             "Cluster:spec.bundle",
             "Cluster:spec.bundle.source",
             "Cluster:spec.containerRuntime",
@@ -149,6 +151,11 @@ fn the_cel_crate_parses_every_rule_and_only_properties_carry_them() {
             "Cluster:spec.controlPlaneEndpoint",
             "Cluster:spec.controlPlaneEndpoint",
             "Cluster:spec.etcd.version",
+            "Cluster:spec.gpu",
+            "Cluster:spec.gpu",
+            "Cluster:spec.gpu",
+            "Cluster:spec.gpu.driver.branch",
+            "Cluster:spec.gpu.toolkit.version",
             "Cluster:spec.kubernetesVersion",
             "Cluster:spec.network",
             "Cluster:spec.network.podCIDR",
@@ -331,10 +338,23 @@ pub(crate) const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
         "Node/gpu-2",
         "spec.port",
     ),
-    // Until kubegrid installs them, nvidia and kata-* may be listed but not be the default.
+    // kata-* may be listed but is never the default; nvidia only with spec.gpu (and, which
+    // only the code can check, every worker Node `gpu: nvidia`); runc, crun and gvisor always.
     (
         "runtimes: [runc, kata-qemu, nvidia]",
         "runtimes: [runc, kata-qemu, nvidia]\n    defaultRuntime: runc",
+        "",
+        "",
+    ),
+    (
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [runc, crun, gvisor]\n    defaultRuntime: gvisor",
+        "",
+        "",
+    ),
+    (
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [crun]\n    defaultRuntime: crun",
         "",
         "",
     ),
@@ -355,6 +375,67 @@ pub(crate) const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
         "runtimes: [runc, kata-fc, nvidia]\n    defaultRuntime: kata-fc",
         "Cluster/gpu-prod",
         "spec.containerRuntime.defaultRuntime",
+    ),
+    // spec.gpu: what one Cluster decides (the rest is code-only, see validate/gpu.rs).
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"550\"}}\n  bundle:\n",
+        "",
+        "",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {source: preinstalled}, mig: {strategy: single}, toolkit: {version: 1.17.3}}\n  bundle:\n",
+        "",
+        "",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"550\"}, devicePlugin: gpu-operator, operatorValues: {driver: {enabled: false}}}\n  bundle:\n",
+        "",
+        "",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {source: runfile}}\n  bundle:\n",
+        "Cluster/gpu-prod",
+        "spec.gpu.driver.branch",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"550.127\"}}\n  bundle:\n",
+        "Cluster/gpu-prod",
+        "spec.gpu.driver.branch",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"5501275050\"}}\n  bundle:\n",
+        "Cluster/gpu-prod",
+        "spec.gpu.driver.branch",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"550\"}, toolkit: {version: \"1.17\"}}\n  bundle:\n",
+        "Cluster/gpu-prod",
+        "spec.gpu.toolkit.version",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"550\"}, devicePlugin: none, mig: {strategy: mixed}}\n  bundle:\n",
+        "Cluster/gpu-prod",
+        "spec.gpu.mig.strategy",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"550\"}, operatorValues: {dcgmExporter: {enabled: true}}}\n  bundle:\n",
+        "Cluster/gpu-prod",
+        "spec.gpu.operatorValues",
+    ),
+    (
+        "runtimes: [runc, kata-qemu, nvidia]\n    registryMirrors:\n      - {registry: docker.io, endpoint: \"https://mirror.example:5000\"}\n",
+        "runtimes: [runc, kata-qemu]\n    registryMirrors:\n      - {registry: docker.io, endpoint: \"https://mirror.example:5000\"}\n  gpu: {driver: {branch: \"550\"}}\n",
+        "Cluster/gpu-prod",
+        "spec.containerRuntime.runtimes",
     ),
 ];
 

@@ -302,8 +302,8 @@ fn default_runtime_must_be_listed() {
 }
 
 #[test]
-fn default_runtime_must_be_one_kubegrid_installs() {
-    for runtime in ["nvidia", "kata-qemu", "kata-clh", "kata-fc"] {
+fn default_runtime_is_never_a_kata_handler() {
+    for runtime in ["kata-qemu", "kata-clh", "kata-fc"] {
         let text = edit(
             "runtimes: [runc, kata-qemu, nvidia]",
             &format!(
@@ -322,11 +322,225 @@ fn default_runtime_must_be_one_kubegrid_installs() {
             assert!(
                 problem.contains("spec.containerRuntime.defaultRuntime")
                     && problem.contains(&format!("`{runtime}`"))
-                    && problem.contains("does not install")
+                    && problem.contains("only on Nodes that can create VMs")
                     && problem.contains("RuntimeClass"),
                 "{problem}"
             );
         }
+    }
+}
+
+#[test]
+fn default_runtime_may_be_one_kubegrid_installs_everywhere() {
+    for runtime in ["runc", "crun", "gvisor"] {
+        let text = edit(
+            "runtimes: [runc, kata-qemu, nvidia]",
+            &format!("runtimes: [runc, crun, gvisor]\n    defaultRuntime: {runtime}"),
+        );
+        assert_eq!(problems_for(&text, ValidateFor::Cli), Vec::<String>::new());
+    }
+}
+
+/// `GOOD` with a Cluster spec.gpu whose driver is `driver` and `defaultRuntime: nvidia`.
+fn nvidia_default(driver: &str) -> String {
+    edit(
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [runc, nvidia]\n    defaultRuntime: nvidia",
+    )
+    .replacen(
+        "  bundle:\n",
+        &format!("  gpu:\n    driver: {driver}\n  bundle:\n"),
+        1,
+    )
+}
+
+#[test]
+fn nvidia_is_the_default_only_with_spec_gpu_and_every_worker_a_gpu_node() {
+    let text = edit(
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [runc, nvidia]\n    defaultRuntime: nvidia",
+    );
+    let problem = one_problem(
+        &text,
+        CLUSTER,
+        "spec.containerRuntime.defaultRuntime",
+        "`nvidia` while spec.gpu is not set",
+    );
+    assert!(
+        problem.contains("hint: keep `nvidia` in runtimes"),
+        "{problem}"
+    );
+    // spec.gpu set, but gpu-1 and gpu-2 are `auto`: pods on a Node without GPUs would fail.
+    let text = nvidia_default("{branch: \"550\"}");
+    let problem = one_problem(
+        &text,
+        CLUSTER,
+        "spec.containerRuntime.defaultRuntime",
+        "worker Nodes without gpu: nvidia (gpu-1, gpu-2)",
+    );
+    assert!(
+        problem.contains("every worker Node has gpu: nvidia"),
+        "{problem}"
+    );
+    let every_worker = text.replace("  roles: [worker]\n", "  roles: [worker]\n  gpu: nvidia\n");
+    assert_eq!(
+        problems_for(&every_worker, ValidateFor::Cli),
+        Vec::<String>::new()
+    );
+}
+
+/// `GOOD` with `gpu` as the Cluster's spec.gpu (a flow mapping).
+fn with_gpu(gpu: &str) -> String {
+    edit("  bundle:\n", &format!("  gpu: {gpu}\n  bundle:\n"))
+}
+
+#[test]
+fn a_gpu_spec_with_a_branch_is_valid() {
+    for gpu in [
+        "{driver: {branch: \"550\"}}",
+        "{driver: {source: runfile, branch: \"570\"}, toolkit: {version: 1.17.3}}",
+        "{driver: {source: preinstalled}, mig: {strategy: mixed}}",
+        "{driver: {branch: \"550\"}, devicePlugin: gpu-operator, operatorValues: {dcgmExporter: {enabled: true}, driver: {enabled: false}}}",
+    ] {
+        assert_eq!(
+            problems_for(&with_gpu(gpu), ValidateFor::Cli),
+            Vec::<String>::new(),
+            "{gpu}"
+        );
+    }
+}
+
+#[test]
+fn an_installed_driver_needs_a_branch_of_digits() {
+    for source in ["packages", "runfile"] {
+        let problem = one_problem(
+            &with_gpu(&format!("{{driver: {{source: {source}}}}}")),
+            CLUSTER,
+            "spec.gpu.driver.branch",
+            &format!("no branch with source `{source}`"),
+        );
+        assert!(
+            problem.contains("e.g. 550") && problem.contains("preinstalled"),
+            "{problem}"
+        );
+    }
+    for branch in ["\"550.127.05\"", "r550", "\"\"", "\"5500000000\""] {
+        let problem = one_problem(
+            &with_gpu(&format!("{{driver: {{branch: {branch}}}}}")),
+            CLUSTER,
+            "spec.gpu.driver.branch",
+            "`",
+        );
+        assert!(problem.contains("digits only"), "{problem}");
+    }
+}
+
+#[test]
+fn the_toolkit_version_is_a_release() {
+    for version in ["\"1.17\"", "v1.17.3", "1.17.3-1", "latest"] {
+        let problem = one_problem(
+            &with_gpu(&format!(
+                "{{driver: {{branch: \"550\"}}, toolkit: {{version: {version}}}}}"
+            )),
+            CLUSTER,
+            "spec.gpu.toolkit.version",
+            "`",
+        );
+        assert!(
+            problem.contains("x.y.z") && problem.contains("bundle's pinned"),
+            "{problem}"
+        );
+    }
+}
+
+#[test]
+fn spec_gpu_needs_the_nvidia_runtime() {
+    let text = with_gpu("{driver: {branch: \"550\"}}").replacen(
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [runc, kata-qemu]",
+        1,
+    );
+    let problem = one_problem(
+        &text,
+        CLUSTER,
+        "spec.containerRuntime.runtimes",
+        "[runc, kata-qemu] while spec.gpu is set",
+    );
+    assert!(problem.contains("a list with nvidia"), "{problem}");
+}
+
+#[test]
+fn a_mig_strategy_needs_a_device_plugin() {
+    for strategy in ["single", "mixed"] {
+        let problem = one_problem(
+            &with_gpu(&format!(
+                "{{driver: {{branch: \"550\"}}, devicePlugin: none, mig: {{strategy: {strategy}}}}}"
+            )),
+            CLUSTER,
+            "spec.gpu.mig.strategy",
+            &format!("`{strategy}` with devicePlugin none"),
+        );
+        assert!(problem.contains("hint:"), "{problem}");
+    }
+}
+
+#[test]
+fn operator_values_only_for_a_gpu_operator_that_leaves_driver_and_toolkit_to_kubegrid() {
+    for plugin in ["nvidia-device-plugin", "none"] {
+        one_problem(
+            &with_gpu(&format!(
+                "{{driver: {{branch: \"550\"}}, devicePlugin: {plugin}, operatorValues: {{dcgmExporter: {{enabled: true}}}}}}"
+            )),
+            CLUSTER,
+            "spec.gpu.operatorValues",
+            &format!("values with devicePlugin `{plugin}`"),
+        );
+    }
+    for (key, what) in [
+        ("driver", "the NVIDIA driver"),
+        ("toolkit", "the NVIDIA container toolkit"),
+    ] {
+        let problem = one_problem(
+            &with_gpu(&format!(
+                "{{driver: {{branch: \"550\"}}, devicePlugin: gpu-operator, operatorValues: {{{key}: {{enabled: true}}}}}}"
+            )),
+            CLUSTER,
+            &format!("spec.gpu.operatorValues.{key}.enabled"),
+            "`true`",
+        );
+        assert!(
+            problem.contains(&format!("kubegrid installs {what}")),
+            "{problem}"
+        );
+    }
+}
+
+#[test]
+fn a_gpu_node_needs_the_cluster_s_spec_gpu() {
+    let text = edit(
+        "  roles: [worker]\n  labels",
+        "  roles: [worker]\n  gpu: nvidia\n  labels",
+    );
+    let problem = one_problem(
+        &text,
+        "Node/gpu-1",
+        "spec.gpu",
+        "`nvidia` while Cluster/gpu-prod has no spec.gpu",
+    );
+    assert!(
+        problem.contains("hint: set the Cluster's spec.gpu"),
+        "{problem}"
+    );
+    for gpu in ["auto", "none"] {
+        let text = edit(
+            "  roles: [worker]\n  labels",
+            &format!("  roles: [worker]\n  gpu: {gpu}\n  labels"),
+        );
+        assert_eq!(
+            problems_for(&text, ValidateFor::Cli),
+            Vec::<String>::new(),
+            "{gpu}"
+        );
     }
 }
 
