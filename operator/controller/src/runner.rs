@@ -190,27 +190,62 @@ pub fn node_facts(f: &kubegrid_agent::facts::Facts) -> kubegrid_api::NodeFacts {
         },
         cpus: u32::try_from(f.cpus).ok(),
         memory_mib: Some(f.memory_mib),
-        gpus: gpus(&f.pci),
-        gpu: None,
+        gpus: gpus(&f.gpu),
+        gpu: Some(gpu_status(&f.gpu)),
     }
 }
 
-/// NVIDIA display and 3D controllers (PCI class 0x03xx), by model: the product name where
-/// [`crate::gpus`] knows the device id, else the ids.
-fn gpus(pci: &[kubegrid_agent::facts::PciDevice]) -> Vec<kubegrid_api::GpuFacts> {
+/// NVIDIA GPUs by model, as the agent named them from their PCI device ids.
+fn gpus(g: &kubegrid_agent::facts::GpuFacts) -> Vec<kubegrid_api::GpuFacts> {
     let mut by_model: BTreeMap<String, u32> = BTreeMap::new();
-    for d in pci
-        .iter()
-        .filter(|d| d.nvidia && d.class.starts_with("0x03"))
-    {
-        *by_model
-            .entry(crate::gpus::model(&d.vendor, &d.device))
-            .or_default() += 1;
+    for d in &g.devices {
+        *by_model.entry(d.model.clone()).or_default() += 1;
     }
     by_model
         .into_iter()
         .map(|(model, count)| kubegrid_api::GpuFacts { model, count })
         .collect()
+}
+
+/// The status form of the GPU and virtualisation facts. Every Node gets one: KVM and the
+/// IOMMU matter for Kata on Nodes without GPUs too.
+fn gpu_status(g: &kubegrid_agent::facts::GpuFacts) -> kubegrid_api::NodeGpuStatus {
+    use kubegrid_agent::facts::{Kvm, SecureBoot};
+    use kubegrid_api::{KvmState, SecureBootState};
+    let smi = g.smi.as_ref();
+    let per_gpu = smi.map_or(&[][..], |s| &s.gpus[..]);
+    kubegrid_api::NodeGpuStatus {
+        driver_version: g.driver_version.clone(),
+        cuda_version: smi
+            .map(|s| s.cuda_version.clone())
+            .filter(|v| !v.is_empty()),
+        mig_mode: kubegrid_api::mig_summary(per_gpu.iter().map(|x| x.mig_mode.as_deref())),
+        nvswitches: u32::try_from(g.nvswitches.len()).unwrap_or(u32::MAX),
+        fabric_state: kubegrid_api::fabric_summary(
+            per_gpu.iter().map(|x| x.fabric_state.as_deref()),
+        ),
+        smi_error: g.smi_error.clone(),
+        nvidia_loaded: g.modules.nvidia,
+        nouveau_loaded: g.modules.nouveau,
+        nova_core_loaded: g.modules.nova_core,
+        secure_boot: match g.secure_boot {
+            SecureBoot::Enabled => SecureBootState::Enabled,
+            SecureBoot::Disabled => SecureBootState::Disabled,
+            SecureBoot::Unknown => SecureBootState::Unknown,
+        },
+        kernel_headers: g.kernel_headers,
+        iommu_groups: g.iommu_groups,
+        kvm: match &g.kvm {
+            Kvm::Usable => KvmState::Usable,
+            Kvm::NoDevice => KvmState::NoDevice,
+            Kvm::Unknown => KvmState::Unknown,
+            Kvm::Unusable(_) => KvmState::Unusable,
+        },
+        kvm_message: match &g.kvm {
+            Kvm::Unusable(why) => Some(why.clone()),
+            _ => None,
+        },
+    }
 }
 
 /// What an operation left behind.
