@@ -74,6 +74,8 @@ pub struct ClusterContext {
     /// The etcd version to install from the bundle (etcd and etcdctl); None: the newest the
     /// bundle has for the host's arch.
     pub etcd_version: Option<Version>,
+    /// `Cluster.spec.gpu`; None: the cluster installs no GPU stack.
+    pub gpu: Option<crate::gpu::GpuContext>,
 }
 
 impl ClusterContext {
@@ -91,6 +93,7 @@ impl ClusterContext {
             bundle_registry: None,
             kubernetes: None,
             etcd_version: None,
+            gpu: None,
         })
     }
 
@@ -193,6 +196,9 @@ impl ClusterContext {
         }
         if let Some(k) = &self.kubernetes {
             k.validate()?;
+        }
+        if let Some(gpu) = &self.gpu {
+            gpu.validate()?;
         }
         Ok(())
     }

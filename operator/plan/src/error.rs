@@ -45,6 +45,15 @@ pub enum Error {
         known: String,
     },
 
+    /// A cluster object's template (templates/gpu-objects/) failed to render.
+    #[error("failed to render template `{template}` for the cluster: {detail}")]
+    RenderClusterObject {
+        /// Template name.
+        template: String,
+        /// Tera's message with its causes.
+        detail: String,
+    },
+
     /// A template name that is not in the embedded table.
     #[error("no template named `{name}`; known templates: {known}")]
     UnknownTemplate {

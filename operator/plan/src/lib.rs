@@ -17,6 +17,7 @@ mod compile;
 mod containerd;
 mod context;
 mod error;
+mod gpu;
 mod kube_modules;
 mod kubernetes;
 pub mod needs;
@@ -44,6 +45,14 @@ pub use context::{
     RegistryMirror, TaintContext, parse_containerd_line,
 };
 pub use error::{Error, Result};
+pub use gpu::{
+    DCGM_EXPORTER_IMAGE, DEVICE_PLUGIN_IMAGE, DEVICE_PLUGINS, DRIVER_SOURCES, FABRIC_MANAGER_MODES,
+    GPU_COUNT_LABEL, GPU_DRIVER_LABEL, GPU_OBJECT_TEMPLATES, GPU_OBJECTS_NAMESPACE,
+    GPU_OPERATOR_CHART, GPU_OPERATOR_CHART_REPO, GPU_OPERATOR_CHART_VERSION, GPU_PRESENT_LABEL,
+    GPU_PRODUCT_LABEL, GpuContext, GpuImages, GpuObjects, ImageRef, KATA_RUNTIME_LABEL,
+    MIG_STRATEGIES, cluster_objects, dcgm_exporter, device_plugin, gpu_node_labels,
+    gpu_operator_values, kata_node_labels, label_value, runtime_classes, runtime_overhead,
+};
 pub use kubernetes::{
     ADMIN_CONF, API_SERVER_BIND_PORT, CLUSTER_CA_CERT, ETCD_CA_CERT, ETCD_CLIENT_PORT,
     ETCD_PEER_PORT, ETCD_UNIT, EtcdContext, EtcdMember, INIT_DONE, JOIN_DONE, JoinSecrets,

@@ -95,6 +95,8 @@ fn the_builtin_sources_cover_every_component_the_playbooks_install() {
         "registry.k8s.io/coredns/coredns:v1.12.1",
         "registry.k8s.io/etcd:3.6.5-0",
         "quay.io/cilium/cilium:v1.16.5",
+        "nvcr.io/nvidia/k8s-device-plugin:v0.20.0",
+        "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.0-4.8.3-distroless",
     ] {
         assert!(
             images.iter().any(|i| i == want),

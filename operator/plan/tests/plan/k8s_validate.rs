@@ -28,7 +28,7 @@ const COMPONENT_CONFIGS: &[&str] = &["KubeletConfiguration", "KubeProxyConfigura
 /// The virtualenv, or None (after saying so loudly) when it does not exist. In CI (`CI` set,
 /// as .ci/run does) a missing virtualenv fails the test instead: a green run must mean the
 /// manifests were validated.
-fn venv() -> Option<PathBuf> {
+pub fn venv() -> Option<PathBuf> {
     venv_at(
         std::env::var_os("KUBEGRID_VALIDATE_VENV")
             .map(PathBuf::from)
@@ -92,7 +92,7 @@ fn write_manifests(variant: &Variant, dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs the helper; returns its exit status and one JSON object per document.
-fn validate(venv: &Path, version: &str, files: &[PathBuf]) -> (i32, Vec<Value>) {
+pub fn validate(venv: &Path, version: &str, files: &[PathBuf]) -> (i32, Vec<Value>) {
     let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validate_manifests.py");
     let out = Command::new(venv.join("bin/python"))
         .arg(&helper)
