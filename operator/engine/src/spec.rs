@@ -101,7 +101,33 @@ pub fn cluster_context(manifest: &Manifest) -> Result<ClusterContext, kubegrid_p
         .collect();
     ctx.bundle_registry = crate::registry::bundle_registry(manifest)?;
     ctx.kubernetes = Some(crate::kubernetes::kubernetes_context(manifest)?);
+    ctx.gpu = spec.gpu.as_ref().map(gpu_context);
+    if let Some(gpu) = &ctx.gpu {
+        gpu.validate()?;
+    }
     Ok(ctx)
+}
+
+/// The compiler's view of `spec.gpu`. The driver and toolkit releases are the spec's where it
+/// names them; [`cluster_context_for_bundle`] resolves them against the bundle's pins.
+fn gpu_context(gpu: &kubegrid_api::GpuSpec) -> kubegrid_plan::GpuContext {
+    fn name<T: serde::Serialize>(value: &T) -> String {
+        serde_json::to_value(value)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+    kubegrid_plan::GpuContext {
+        driver_source: name(&gpu.driver.source),
+        driver_branch: gpu.driver.branch.clone(),
+        driver_version: String::new(),
+        toolkit_version: gpu.toolkit.version.clone().unwrap_or_default(),
+        fabric_manager: name(&gpu.fabric_manager),
+        device_plugin: name(&gpu.device_plugin),
+        mig_strategy: name(&gpu.mig.strategy),
+        validation: gpu.validation,
+        operator_values: gpu.operator_values.clone(),
+    }
 }
 
 /// [`cluster_context`], with `spec.etcd.version` (a release line) resolved to the etcd the

@@ -272,6 +272,14 @@ fn compile_task(
             }
             return Ok(());
         }
+        Module::ClusterObjects(c) => {
+            for (name, action) in
+                crate::cluster_objects::cluster_objects(c, &spec.name, cluster, bundle)?
+            {
+                push(name, action);
+            }
+            return Ok(());
+        }
         Module::RefreshJoinSecrets => {
             for (name, action) in kube_modules::refresh_join_secrets(&spec.name, cluster)? {
                 push(name, action);

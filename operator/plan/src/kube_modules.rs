@@ -161,17 +161,28 @@ pub(crate) fn cni_manifest(
         Some(own) => own.clone(),
         None => render(&spec.template, cluster, host, None)?,
     };
+    Ok(apply_manifest(task, &spec.path, content))
+}
+
+/// A manifest file, then `kubectl apply` of it on the init node guarded by a stamp named
+/// after the manifest's sha256: applied once per distinct manifest, so a re-run applies
+/// nothing and reports unchanged.
+pub(crate) fn apply_manifest(
+    task: &str,
+    path: &std::path::Path,
+    content: String,
+) -> Vec<(String, Action)> {
     let digest = hex::encode(Sha256::digest(content.as_bytes()));
     let stamp = format!("{CNI_STAMP_DIR}/{}", &digest[..16]);
     let apply = format!(
         "kubectl --kubeconfig {ADMIN_CONF} apply --server-side --force-conflicts -f {} && mkdir -p {CNI_STAMP_DIR} && touch {stamp}",
-        spec.path.display()
+        path.display()
     );
-    Ok(vec![
+    vec![
         (
             format!("{task} (manifest)"),
             Action::File(FileArgs {
-                path: spec.path.clone(),
+                path: path.to_path_buf(),
                 content,
                 mode: 0o600,
                 owner: "root".into(),
@@ -189,7 +200,7 @@ pub(crate) fn cni_manifest(
                 redact: Vec::new(),
             }),
         ),
-    ])
+    ]
 }
 
 /// Where `refresh_join_secrets` finds this operation's token and certificate key: the init

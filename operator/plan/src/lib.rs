@@ -13,6 +13,7 @@
 //! the context structs.
 
 mod bundle;
+mod cluster_objects;
 mod compile;
 mod containerd;
 mod context;

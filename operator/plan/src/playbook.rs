@@ -171,6 +171,9 @@ pub enum Module {
     PkiFiles(PkiFilesSpec),
     /// The CNI manifest (rendered, or the user's own) and its `kubectl apply`.
     CniManifest(CniManifestSpec),
+    /// RuntimeClasses and the GPU objects (device plugin, DCGM exporter, or the GPU Operator's
+    /// values) and their `kubectl apply`.
+    ClusterObjects(crate::cluster_objects::ClusterObjectsSpec),
     /// A fresh bootstrap token and re-uploaded control-plane certificates, so hosts can join
     /// a cluster initialised by an earlier operation.
     RefreshJoinSecrets,
@@ -352,6 +355,7 @@ struct RawTask {
     archive: Option<ArchiveSpec>,
     pki_files: Option<PkiFilesSpec>,
     cni_manifest: Option<CniManifestSpec>,
+    cluster_objects: Option<crate::cluster_objects::ClusterObjectsSpec>,
     refresh_join_secrets: Option<SwapOffSpec>,
 }
 
@@ -378,6 +382,7 @@ impl TryFrom<RawTask> for TaskSpec {
             raw.archive.map(Module::Archive),
             raw.pki_files.map(Module::PkiFiles),
             raw.cni_manifest.map(Module::CniManifest),
+            raw.cluster_objects.map(Module::ClusterObjects),
             raw.refresh_join_secrets.map(|_| Module::RefreshJoinSecrets),
         ]
         .into_iter()
@@ -386,7 +391,7 @@ impl TryFrom<RawTask> for TaskSpec {
         let count = modules.len();
         let Ok::<[Module; 1], _>([module]) = modules.try_into() else {
             return Err(format!(
-                "task `{}` has {count} module keys; it needs exactly one of file, packages, systemd_unit, sysctl, kernel_modules, swap_off, command, check, registry_hosts, binaries, archive, pki_files, cni_manifest, refresh_join_secrets",
+                "task `{}` has {count} module keys; it needs exactly one of file, packages, systemd_unit, sysctl, kernel_modules, swap_off, command, check, registry_hosts, binaries, archive, pki_files, cni_manifest, cluster_objects, refresh_join_secrets",
                 raw.name
             ));
         };
@@ -512,6 +517,7 @@ impl Module {
             Module::Binaries(b) => absolute(&b.dir),
             Module::Archive(a) => absolute(&a.dest),
             Module::CniManifest(c) => absolute(&c.path).and(known(&c.template)),
+            Module::ClusterObjects(c) => absolute(&c.path).and(absolute(&c.gpu_operator_values)),
             _ => Ok(()),
         }
     }

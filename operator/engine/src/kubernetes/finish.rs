@@ -20,6 +20,27 @@ pub const NODE_LABELS: &str = "node-labels";
 /// The phase name cluster checks are journaled and reported under.
 pub const CLUSTER_CHECKS: &str = "cluster-checks";
 
+/// The labels a Node gets: the spec's, then what detection found: the GPU labels on GPU
+/// Nodes (so the `nvidia` RuntimeClass and the device plugin select them) and Kata's on
+/// Nodes that can create a VM when a `kata-*` runtime is listed. The spec's win where they name the same key.
+fn node_labels(
+    h: &crate::operation::HostSpec,
+    facts: Option<&kubegrid_agent::facts::Facts>,
+    cluster: &kubegrid_plan::ClusterContext,
+) -> std::collections::BTreeMap<String, String> {
+    let mut labels = std::collections::BTreeMap::new();
+    if let Some(f) = facts {
+        if cluster.gpu.is_some() && h.gpu_node(f) {
+            labels.extend(kubegrid_plan::gpu_node_labels(&f.gpu));
+        }
+        if cluster.runtimes.iter().any(|r| r.starts_with("kata-")) {
+            labels.extend(kubegrid_plan::kata_node_labels(&f.gpu));
+        }
+    }
+    labels.extend(h.labels.clone());
+    labels
+}
+
 /// What the cluster-level steps found.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -136,10 +157,11 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
         .req
         .hosts
         .iter()
-        .map(|h| ExpectedNode {
+        .zip(&run.facts)
+        .map(|(h, facts)| ExpectedNode {
             name: h.target.host.clone(),
             roles: h.roles.clone(),
-            labels: h.labels.clone(),
+            labels: node_labels(h, facts.as_ref(), &run.req.context),
             taints: h
                 .taints
                 .iter()

@@ -108,7 +108,11 @@ fn nvswitches_need_fabric_manager() {
     f.gpu.nvswitches = vec!["0000:05:00.0".into(), "0000:06:00.0".into()];
     let found = findings(&f, &gpu("packages", Some("550"), "off"), true, false);
     assert_eq!(checks(&found), ["gpu-fabric-manager"], "{found:#?}");
-    assert!(found[0].seen.contains("2 NVSwitch(es) (0000:05:00.0, 0000:06:00.0)"));
+    assert!(
+        found[0]
+            .seen
+            .contains("2 NVSwitch(es) (0000:05:00.0, 0000:06:00.0)")
+    );
     assert!(found[0].hint.contains("802"));
     for mode in ["auto", "on"] {
         assert!(findings(&f, &gpu("packages", Some("550"), mode), true, false).is_empty());
@@ -130,7 +134,12 @@ fn another_loaded_branch_is_refused_unless_preinstalled() {
 
 #[test]
 fn a_preinstalled_driver_must_be_loaded() {
-    let found = findings(&h100("gpu-1"), &gpu("preinstalled", None, "auto"), true, false);
+    let found = findings(
+        &h100("gpu-1"),
+        &gpu("preinstalled", None, "auto"),
+        true,
+        false,
+    );
     assert_eq!(checks(&found), ["gpu-driver-branch"], "{found:#?}");
     assert!(found[0].seen.contains("no NVIDIA driver loaded"));
 }

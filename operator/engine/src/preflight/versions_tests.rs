@@ -28,6 +28,9 @@ fn findings(facts: &Facts, roles: &[String], etcd_target: Option<&semver::Versio
         containerd_source: kubegrid_plan::ContainerdSource::Archive,
         containerd_line: (2, 1),
         etcd_version: etcd_target,
+        gpu: None,
+        gpu_node: false,
+        gpu_required: false,
     };
     run(&[subject], &[])
         .into_iter()
