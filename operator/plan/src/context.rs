@@ -74,6 +74,8 @@ pub struct ClusterContext {
     /// The etcd version to install from the bundle (etcd and etcdctl); None: the newest the
     /// bundle has for the host's arch.
     pub etcd_version: Option<Version>,
+    /// The GPU stack kubegrid installs on GPU Nodes; None when the spec has no `gpu`.
+    pub gpu: Option<crate::gpu_context::GpuContext>,
 }
 
 impl ClusterContext {
@@ -91,6 +93,7 @@ impl ClusterContext {
             bundle_registry: None,
             kubernetes: None,
             etcd_version: None,
+            gpu: None,
         })
     }
 
@@ -319,6 +322,10 @@ pub struct HostContext {
     /// Certificate sets kubegrid's PKI issued for the host, by set name ("etcd",
     /// "control-plane"); `pki_files:` tasks write them.
     pub pki: BTreeMap<String, Vec<PkiFile>>,
+    /// A GPU Node: Node.spec.gpu is `nvidia`, or `auto` and the facts found NVIDIA devices,
+    /// and the cluster's spec has a `gpu` section. `hosts: gpu` phases and `when: {gpu: ..}`
+    /// read it.
+    pub gpu: bool,
 }
 
 /// A certificate or key file to place on a host.

@@ -187,6 +187,7 @@ pub(crate) fn cni_manifest(
                 unless: None,
                 env: Default::default(),
                 redact: Vec::new(),
+                watch: Vec::new(),
             }),
         ),
     ])
@@ -214,6 +215,7 @@ pub(crate) fn refresh_join_secrets(
             unless: None,
             env: Default::default(),
             redact: k.join.redactions(),
+            watch: Vec::new(),
         })
     };
     Ok(vec![

@@ -17,6 +17,8 @@ mod compile;
 mod containerd;
 mod context;
 mod error;
+mod gpu_context;
+mod gpu_host;
 mod kube_modules;
 mod kubernetes;
 pub mod needs;
@@ -44,6 +46,11 @@ pub use context::{
     RegistryMirror, TaintContext, parse_containerd_line,
 };
 pub use error::{Error, Result};
+pub use gpu_context::GpuContext;
+pub use gpu_host::{
+    CDI_SPEC, DriverSource, FABRIC_MANAGER_UNIT, NOUVEAU_BLACKLIST, NvidiaRunfileSpec,
+    PERSISTENCED_UNIT, fabric_manager_required,
+};
 pub use kubernetes::{
     ADMIN_CONF, API_SERVER_BIND_PORT, CLUSTER_CA_CERT, ETCD_CA_CERT, ETCD_CLIENT_PORT,
     ETCD_PEER_PORT, ETCD_UNIT, EtcdContext, EtcdMember, INIT_DONE, JOIN_DONE, JoinSecrets,

@@ -65,6 +65,9 @@ impl HostSpec {
             labels: self.labels.clone(),
             taints: self.taints.clone(),
             pki,
+            // Issue 18: the engine's GPU wiring decides this from Node.spec.gpu, the facts
+            // and Cluster.spec.gpu; until it does, no host runs the GPU phases.
+            gpu: false,
         }
     }
 
