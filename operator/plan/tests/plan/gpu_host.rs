@@ -14,15 +14,26 @@ use crate::common::{assert_golden, golden_path, lab_host, runc_cluster, write_bu
 
 const DRIVER: &str = "550.90.07";
 const DEBS: &[&str] = &[
-    "nvidia-kernel-dkms",
-    "nvidia-kernel-support",
+    "update-glx",
+    "glx-alternative-mesa",
+    "glx-diversions",
+    "glx-alternative-nvidia",
+    "nvidia-installer-cleanup",
+    "nvidia-support",
+    "nvidia-kernel-common",
     "nvidia-alternative",
+    "libnvidia-ptxjitcompiler1",
+    "libnvidia-pkcs11-openssl3",
+    "libcuda1",
     "firmware-nvidia-gsp",
     "nvidia-modprobe",
-    "libnvidia-ml1",
-    "libcuda1",
-    "nvidia-smi",
+    "nvidia-kernel-support",
+    "nvidia-kernel-dkms",
+    "libnvidia-cfg1",
     "nvidia-persistenced",
+    "libnvidia-ml1",
+    "nvidia-smi",
+    "nvidia-legacy-check",
     "nvidia-fabricmanager-550",
 ];
 const TOOLKIT: &[&str] = &[
