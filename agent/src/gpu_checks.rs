@@ -214,7 +214,12 @@ pub fn gpu_container(
     gpus: u32,
 ) -> Result<Outcome> {
     let runtime = runtime_binary.display().to_string();
-    let rootfs = ctx.state_dir.join("rootfs").join(rootfs_sha256);
+    // A copy of its own: the runtime's hook creates mount points for the driver's files in
+    // the container's root, which the runc check's copy should not collect.
+    let rootfs = ctx
+        .state_dir
+        .join("rootfs")
+        .join(format!("{rootfs_sha256}-nvidia"));
     if !rootfs.is_dir() {
         if ctx.check_mode {
             return Ok(Outcome::unchanged(format!(

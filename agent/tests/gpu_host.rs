@@ -241,7 +241,12 @@ fn a_container_under_the_nvidia_runtime_sees_every_gpu() {
         ),
     );
     let sha = "c".repeat(64);
-    fs::create_dir_all(dir.path().join("state/rootfs").join(&sha)).unwrap();
+    fs::create_dir_all(
+        dir.path()
+            .join("state/rootfs")
+            .join(format!("{sha}-nvidia")),
+    )
+    .unwrap();
     let kind = |gpus| CheckKind::GpuContainer {
         socket: "/run/test.sock".into(),
         runtime_binary: "/usr/bin/nvidia-container-runtime".into(),
