@@ -10,6 +10,7 @@ use crate::{
     error::{Error, Result},
     exec::{self, Ran},
     fsutil::sync_dir,
+    gpu_checks,
     protocol::{CheckArgs, CheckKind},
     tasks::{Ctx, Outcome},
 };
@@ -39,6 +40,15 @@ pub fn apply(args: &CheckArgs, ctx: &Ctx) -> Result<Outcome> {
         CheckKind::CommandSucceeds { argv, env, expect } => {
             command_succeeds(argv, env, expect.as_deref())
         }
+        CheckKind::NvidiaSmiGpus { gpus } => gpu_checks::nvidia_smi_gpus(*gpus),
+        CheckKind::GpuFabricCompleted {} => gpu_checks::gpu_fabric_completed(),
+        CheckKind::NoXidErrors {} => gpu_checks::no_xid_errors(),
+        CheckKind::GpuContainer {
+            socket,
+            runtime_binary,
+            rootfs_sha256,
+            gpus,
+        } => gpu_checks::gpu_container(ctx, socket, runtime_binary, rootfs_sha256, *gpus),
     };
     match result {
         Err(e) if ctx.check_mode => Ok(Outcome::unchanged(format!(
@@ -61,6 +71,17 @@ fn describe(check: &CheckKind) -> String {
         CheckKind::CommandSucceeds { argv, .. } => {
             format!("that `{}` succeeds", exec::command_line(argv))
         }
+        CheckKind::NvidiaSmiGpus { gpus } => format!("that nvidia-smi lists {gpus} GPU(s)"),
+        CheckKind::GpuFabricCompleted {} => "that every GPU's fabric state is Completed".into(),
+        CheckKind::NoXidErrors {} => "that the kernel logged no Xid error this boot".into(),
+        CheckKind::GpuContainer {
+            runtime_binary,
+            gpus,
+            ..
+        } => format!(
+            "that a container run with {} sees {gpus} GPU(s)",
+            runtime_binary.display()
+        ),
     }
 }
 
@@ -84,7 +105,8 @@ fn service_active(unit: &str) -> Result<Outcome> {
     })
 }
 
-fn ctr(socket: &Path, args: &[&str], limit: Duration) -> Result<Ran> {
+/// `ctr --address <socket> <args>` with a time limit.
+pub(crate) fn ctr(socket: &Path, args: &[&str], limit: Duration) -> Result<Ran> {
     let mut argv = vec![
         "ctr".to_string(),
         "--address".into(),
@@ -174,7 +196,8 @@ pub fn server_version(stdout: &str) -> Option<String> {
     })
 }
 
-fn last_line(text: &str) -> Option<String> {
+/// The last non-blank line, trimmed.
+pub(crate) fn last_line(text: &str) -> Option<String> {
     text.lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty())
@@ -237,13 +260,7 @@ fn container_runs(
     }
     // `run --rm` leaves the container behind when it fails; a later check reuses no name,
     // but a stale container is litter on the host.
-    let _ = ctr(
-        socket,
-        &["tasks", "kill", "--signal", "SIGKILL", &id],
-        VERSION_LIMIT,
-    );
-    let _ = ctr(socket, &["tasks", "delete", "--force", &id], VERSION_LIMIT);
-    let _ = ctr(socket, &["containers", "rm", &id], VERSION_LIMIT);
+    remove_container(socket, &id);
     let stderr = last_line(&ran.stderr).unwrap_or_default();
     Err(Error::CheckFailed {
         check: format!("container {id} ({runtime})"),
@@ -265,10 +282,21 @@ fn container_runs(
     })
 }
 
+/// Removes what a failed `ctr run --rm` left behind (best effort: it may be gone already).
+pub(crate) fn remove_container(socket: &Path, id: &str) {
+    let _ = ctr(
+        socket,
+        &["tasks", "kill", "--signal", "SIGKILL", id],
+        VERSION_LIMIT,
+    );
+    let _ = ctr(socket, &["tasks", "delete", "--force", id], VERSION_LIMIT);
+    let _ = ctr(socket, &["containers", "rm", id], VERSION_LIMIT);
+}
+
 /// A container name no other check shares: the pid alone repeats across hosts cloned from
 /// one image (and across runs after a reboot), and a leftover container of the same name
 /// makes `ctr run` fail for a reason that has nothing to do with the runtime.
-fn container_id() -> String {
+pub(crate) fn container_id() -> String {
     let token = fs::read_to_string("/proc/sys/kernel/random/uuid")
         .map(|u| u.trim().replace('-', ""))
         .ok()
@@ -321,7 +349,7 @@ fn run_failure_hint(
 
 /// Unpacks the rootfs tar once: into a temp dir beside the final one, renamed when whole,
 /// so a killed unpack never looks finished.
-fn unpack_rootfs(ctx: &Ctx, sha256: &str, dest: &Path) -> Result<()> {
+pub(crate) fn unpack_rootfs(ctx: &Ctx, sha256: &str, dest: &Path) -> Result<()> {
     let blob = ctx.verified_blob(sha256, "container rootfs")?;
     let parent = ctx.state_dir.join("rootfs");
     let tmp = parent.join(format!(".{sha256}.tmp-{}", std::process::id()));

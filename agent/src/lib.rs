@@ -9,6 +9,7 @@ pub mod exec;
 pub mod facts;
 pub mod fetch;
 pub mod fsutil;
+pub mod gpu_checks;
 pub mod pem;
 pub mod protocol;
 pub mod run;

@@ -323,6 +323,12 @@ pub struct CommandArgs {
     /// agent replaces each with `[redacted]` in every message and output tail it reports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// When not empty, the command runs only while these files' content differs from what
+    /// it was after the command's last successful run (a stamp in the agent state dir; a
+    /// missing file counts as such), e.g. rebuild the initramfs when a modprobe.d file
+    /// changed. A run killed before it finished leaves the old stamp, so it runs again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<PathBuf>,
 }
 
 /// A check.
@@ -374,6 +380,29 @@ pub enum CheckKind {
         /// Text stdout must contain.
         #[serde(default)]
         expect: Option<String>,
+    },
+    /// `nvidia-smi -L` answers and lists exactly `gpus` GPUs.
+    NvidiaSmiGpus {
+        /// NVIDIA GPUs on the PCI bus (the facts' count).
+        gpus: u32,
+    },
+    /// Every GPU's fabric state in `nvidia-smi -q` is `Completed` (NVSwitch systems, where
+    /// fabric manager trains the NVLink fabric before CUDA can use a GPU).
+    GpuFabricCompleted {},
+    /// The kernel log of the current boot has no `NVRM: Xid` line.
+    NoXidErrors {},
+    /// A container run by containerd with the nvidia runtime binary as its runc, and
+    /// `NVIDIA_VISIBLE_DEVICES=all`, sees exactly `gpus` GPU device nodes (/dev/nvidia<N>).
+    GpuContainer {
+        /// containerd socket.
+        socket: PathBuf,
+        /// The binary the containerd `nvidia` handler runs instead of runc
+        /// (/usr/bin/nvidia-container-runtime).
+        runtime_binary: PathBuf,
+        /// sha256 of the test rootfs .tar in the store.
+        rootfs_sha256: String,
+        /// NVIDIA GPUs on the PCI bus (the facts' count).
+        gpus: u32,
     },
 }
 
@@ -521,6 +550,7 @@ impl std::fmt::Debug for CommandArgs {
             .field("unless", &self.unless)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("redact", &format_args!("[{} secret(s)]", self.redact.len()))
+            .field("watch", &self.watch)
             .finish()
     }
 }

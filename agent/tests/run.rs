@@ -124,6 +124,7 @@ fn command_task(name: &str, script: &str, creates: Option<PathBuf>) -> Task {
             unless: None,
             env: BTreeMap::new(),
             redact: Vec::new(),
+            watch: Vec::new(),
         }),
     )
 }
@@ -462,6 +463,7 @@ fn installs_binaries_and_archives_from_blobs_and_redacts_secrets() {
                 unless: None,
                 env: BTreeMap::new(),
                 redact: vec![token.into()],
+                watch: Vec::new(),
             }),
         ),
     ]);

@@ -29,12 +29,19 @@ pub fn apply(args: &UnitArgs, ctx: &Ctx) -> Result<Outcome> {
         output.push_str(&format!("$ {}\n{}", ran.command, ran.tail()));
     };
 
+    // systemd is reloaded only for a unit file that changed (see `unit_file_change`).
     if let Some(content) = &args.content {
         let path = ctx.host("/etc/systemd/system").join(unit);
-        if read_optional(&path)?.as_deref() != Some(content.as_bytes()) {
-            changes.push(format!("write {}", path.display()));
+        let on_disk = read_optional(&path)?;
+        let change = unit_file_change(&path, on_disk.as_deref(), content.as_bytes(), || {
+            Ok(query(&["show", "--property=NeedDaemonReload", "--value", unit])? == "yes")
+        })?;
+        if let Some(change) = change {
+            changes.push(change.message);
             if !ctx.check_mode {
-                atomic_write(&path, content.as_bytes(), Perms::mode(0o644))?;
+                if change.write {
+                    atomic_write(&path, content.as_bytes(), Perms::mode(0o644))?;
+                }
                 log(&systemctl(&["daemon-reload"])?.ok_or("")?);
             }
         }
@@ -47,13 +54,16 @@ pub fn apply(args: &UnitArgs, ctx: &Ctx) -> Result<Outcome> {
             "enable {unit} (was {})",
             or_unknown(&enabled_state)
         ));
+        // Without --no-reload, enable reloads systemd as daemon-reload does (see
+        // `unit_file_change`); the links only matter at the next boot, and systemd was
+        // already reloaded for a unit file it had to read.
         if !ctx.check_mode {
-            log(&systemctl(&["enable", unit])?.ok_or(hint_unit(unit))?);
+            log(&systemctl(&["enable", "--no-reload", unit])?.ok_or(hint_unit(unit))?);
         }
     } else if !args.enabled && enabled_state == "enabled" {
         changes.push(format!("disable {unit}"));
         if !ctx.check_mode {
-            log(&systemctl(&["disable", unit])?.ok_or("")?);
+            log(&systemctl(&["disable", "--no-reload", unit])?.ok_or("")?);
         }
     }
 
@@ -126,6 +136,43 @@ pub fn apply(args: &UnitArgs, ctx: &Ctx) -> Result<Outcome> {
     Ok(Outcome::from_changes(&changes, &steady, &output))
 }
 
+/// A unit file to write and a reload of systemd, or a reload alone.
+#[derive(Debug, PartialEq, Eq)]
+struct UnitFileChange {
+    /// The file differs from the rendered unit.
+    write: bool,
+    /// What the task reports: the reload is always named.
+    message: String,
+}
+
+/// `systemctl daemon-reload` is not free: on a GPU Node it detaches the GPUs from running
+/// containers (nvidia-container-toolkit issue 48). So systemd is reloaded only when this
+/// unit's file really changed: now (`on_disk` differs from `content`), or by an earlier run
+/// that stopped before its reload, which `needs_reload` (systemd's NeedDaemonReload) tells.
+fn unit_file_change(
+    path: &Path,
+    on_disk: Option<&[u8]>,
+    content: &[u8],
+    needs_reload: impl FnOnce() -> Result<bool>,
+) -> Result<Option<UnitFileChange>> {
+    Ok(if on_disk != Some(content) {
+        Some(UnitFileChange {
+            write: true,
+            message: format!("write {} and reload systemd", path.display()),
+        })
+    } else if needs_reload()? {
+        Some(UnitFileChange {
+            write: false,
+            message: format!(
+                "reload systemd ({} changed since systemd read it)",
+                path.display()
+            ),
+        })
+    } else {
+        None
+    })
+}
+
 /// Why a start or restart did not leave the service running, with `systemctl status`.
 fn failed_to_run(ran: &Ran, unit: &str, now: &str) -> Result<Error> {
     let status = systemctl(&["status", "--no-pager", "--lines=20", unit])?;
@@ -196,6 +243,44 @@ mod tests {
     use std::fs;
 
     use super::*;
+
+    #[test]
+    fn systemd_is_reloaded_only_for_a_changed_unit_file() {
+        let path = Path::new("/etc/systemd/system/kubegrid-nvidia-cdi.service");
+        let unit = b"[Unit]\nDescription=x\n";
+        let probed = std::cell::Cell::new(false);
+        let up_to_date = || {
+            probed.set(true);
+            Ok(false)
+        };
+        assert_eq!(
+            unit_file_change(path, Some(unit), unit, up_to_date).unwrap(),
+            None,
+            "an unchanged unit that systemd has read: no reload"
+        );
+        assert!(probed.get(), "systemd was asked whether it needs a reload");
+        let written = unit_file_change(path, Some(b"[Unit]\n"), unit, || Ok(false))
+            .unwrap()
+            .unwrap();
+        assert!(written.write);
+        assert_eq!(
+            written.message,
+            "write /etc/systemd/system/kubegrid-nvidia-cdi.service and reload systemd"
+        );
+        let new = unit_file_change(path, None, unit, || panic!("no need to ask"))
+            .unwrap()
+            .unwrap();
+        assert!(new.write);
+        // Written by a run that stopped before its reload: reload, write nothing.
+        let pending = unit_file_change(path, Some(unit), unit, || Ok(true))
+            .unwrap()
+            .unwrap();
+        assert!(!pending.write);
+        assert_eq!(
+            pending.message,
+            "reload systemd (/etc/systemd/system/kubegrid-nvidia-cdi.service changed since systemd read it)"
+        );
+    }
 
     #[test]
     fn the_stamp_follows_unit_and_watched_files() {

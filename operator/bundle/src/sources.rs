@@ -65,6 +65,10 @@ pub struct ArtifactSource {
     /// Executables taken out of this archive into the bundle.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extract: Vec<Extract>,
+    /// How this upstream spells each arch where `{arch}` stands (NVIDIA's runfiles:
+    /// `amd64: x86_64`, `arm64: aarch64`); an arch not listed is spelt as kubegrid does.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arch_names: BTreeMap<Arch, String>,
 }
 
 /// The kinds of URL-fetched artifacts; each maps onto the manifest's `FileKind`.
@@ -168,6 +172,11 @@ pub struct DebRepo {
     pub index: String,
     /// URL pattern the index's `Filename` fields are relative to; takes `{arch}`.
     pub base: String,
+    /// How this repository spells each arch in its URLs (NVIDIA's CUDA repositories:
+    /// `amd64: x86_64`, `arm64: sbsa`); an arch not listed is spelt as kubegrid does. The
+    /// index's own `Architecture` fields still say amd64 and arm64.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arch_names: BTreeMap<Arch, String>,
 }
 
 /// One package to take from a [`DebSource`].
@@ -275,7 +284,15 @@ impl Sources {
 
 /// Expands `{v}` and `{arch}` in a pattern.
 pub fn expand(pattern: &str, version: &str, arch: Arch) -> String {
-    pattern
-        .replace("{v}", version)
-        .replace("{arch}", arch.as_str())
+    expand_as(pattern, version, arch.as_str())
+}
+
+/// Expands `{v}`, and `{arch}` as `arch_text` (an upstream's own spelling of the arch).
+pub fn expand_as(pattern: &str, version: &str, arch_text: &str) -> String {
+    pattern.replace("{v}", version).replace("{arch}", arch_text)
+}
+
+/// How `names` (an `archNames` map) spells `arch`: its entry, or kubegrid's name.
+pub fn arch_name(names: &BTreeMap<Arch, String>, arch: Arch) -> &str {
+    names.get(&arch).map_or(arch.as_str(), String::as_str)
 }

@@ -230,5 +230,25 @@ fn check_rootfs_path(path: &str, at: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An `archNames` entry goes into URLs: a plain word, for amd64 or arm64.
+pub(crate) fn check_arch_names(
+    names: &std::collections::BTreeMap<kubegrid_plan::Arch, String>,
+    at: &str,
+) -> std::result::Result<(), String> {
+    for (arch, name) in names {
+        let word = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if *arch == kubegrid_plan::Arch::All || !word {
+            return Err(format!(
+                "{at}: archNames `{}: {name}` must name amd64 or arm64 and spell it as letters, digits, '_', '-' or '.'",
+                arch.as_str()
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

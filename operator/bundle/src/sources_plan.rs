@@ -6,7 +6,7 @@ use crate::{
     Error, Result,
     sources::{
         ArtifactKind, Checksum, ChecksumFormat, DebRootfs, DebSource, SOURCES_VERSION, SourceImage,
-        Sources, expand,
+        Sources, expand, expand_as,
     },
 };
 
@@ -148,6 +148,7 @@ impl Sources {
                     ));
                 }
                 check_checksum(&a.checksum, &at)?;
+                crate::sources_check::check_arch_names(&a.arch_names, &at)?;
             }
             if let Some(debs) = &component.debs {
                 check_debs(debs, &at)?;
@@ -302,6 +303,8 @@ fn planned_file(
     arch: Arch,
     a: crate::sources::ArtifactSource,
 ) -> Result<PlannedFile> {
+    let spelt = crate::sources::arch_name(&a.arch_names, arch);
+    let expand = |pattern: &str, version: &str, _: Arch| expand_as(pattern, version, spelt);
     let url = expand(&a.url, version, arch);
     let checksum = match &a.checksum {
         Checksum {
@@ -359,7 +362,10 @@ fn planned_debs(
         repos: debs
             .repos
             .iter()
-            .map(|r| (expand(&r.index, v, arch), expand(&r.base, v, arch)))
+            .map(|r| {
+                let spelt = crate::sources::arch_name(&r.arch_names, arch);
+                (expand_as(&r.index, v, spelt), expand_as(&r.base, v, spelt))
+            })
             .collect(),
         packages: debs
             .packages
@@ -478,6 +484,7 @@ fn check_debs(debs: &DebSource, at: &str) -> std::result::Result<(), String> {
         ));
     }
     for r in &debs.repos {
+        crate::sources_check::check_arch_names(&r.arch_names, &format!("{at} repo {}", r.index))?;
         check_pattern(&r.index, &format!("{at} repo index"), false)?;
         check_pattern(&r.base, &format!("{at} repo base"), false)?;
     }

@@ -34,9 +34,12 @@ fn playbook_needs() -> Vec<(FileKind, Option<String>, String)> {
                         .map(|n| (FileKind::Binary, Some(n.clone())))
                         .collect(),
                     Module::Archive(a) => vec![(FileKind::Archive, Some(a.bundle.clone()))],
-                    Module::Check(CheckSpec::ContainerRuns { .. }) => {
+                    Module::Check(
+                        CheckSpec::ContainerRuns { .. } | CheckSpec::GpuContainer { .. },
+                    ) => {
                         vec![(FileKind::Rootfs, None)]
                     }
+                    Module::NvidiaRunfile(r) => vec![(FileKind::Binary, Some(r.bundle.clone()))],
                     // The other modules take nothing from the bundle.
                     _ => Vec::new(),
                 };

@@ -142,7 +142,92 @@ pub fn cluster_context_for_bundle(
         Some(line) => Some(etcd_on_line(bundle, line)?),
         None => etcd_versions(bundle).into_iter().max(),
     };
+    if let Some(gpu) = ctx.gpu.as_mut() {
+        gpu_pins(gpu, bundle)?;
+    }
     Ok(ctx)
+}
+
+/// The releases of a bundle component (`nvidia-driver`), without Debian revisions.
+fn component_versions(bundle: &kubegrid_plan::Bundle, component: &str) -> Vec<String> {
+    let mut all: Vec<String> = bundle
+        .manifest()
+        .files
+        .iter()
+        .filter(|f| f.component.as_deref() == Some(component))
+        .filter_map(|f| f.version.as_deref())
+        .map(|v| v.split('-').next().unwrap_or(v).to_string())
+        .collect();
+    all.sort_by_key(|v| {
+        v.split('.')
+            .map(|n| n.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    });
+    all.dedup();
+    all
+}
+
+/// The driver and toolkit releases the bundle pins for `spec.gpu`: the newest driver on the
+/// spec's branch from the source it names, and the spec's toolkit release or the newest.
+/// Refused before any connection when the bundle lacks them.
+fn gpu_pins(
+    gpu: &mut kubegrid_plan::GpuContext,
+    bundle: &kubegrid_plan::Bundle,
+) -> Result<(), kubegrid_plan::Error> {
+    let missing =
+        |what: String, have: &[String], hint: &str| kubegrid_plan::Error::InvalidContext {
+            problem: format!(
+                "{what}, but bundle {} has {}; hint: {hint}",
+                bundle.dir().display(),
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            ),
+        };
+    let component = match gpu.driver_source.as_str() {
+        "packages" => Some("nvidia-driver"),
+        "runfile" => Some("nvidia-driver-runfile"),
+        _ => None,
+    };
+    if let (Some(component), Some(branch)) = (component, gpu.driver_branch.clone()) {
+        let have = component_versions(bundle, component);
+        gpu.driver_version = have
+            .iter()
+            .rev()
+            .find(|v| v.split('.').next() == Some(branch.as_str()))
+            .cloned()
+            .ok_or_else(|| {
+                missing(
+                    format!(
+                        "spec.gpu.driver.branch is {branch} from source {}",
+                        gpu.driver_source
+                    ),
+                    &have,
+                    "build the bundle with that branch (offline-bundle/sources.yaml), or set spec.gpu.driver.branch to one it has",
+                )
+            })?;
+    }
+    let toolkits = component_versions(bundle, "nvidia-container-toolkit");
+    gpu.toolkit_version = if gpu.toolkit_version.is_empty() {
+        toolkits.last().cloned().ok_or_else(|| {
+            missing(
+                "spec.gpu needs the NVIDIA container toolkit".into(),
+                &toolkits,
+                "build the bundle without `--without nvidia-container-toolkit`",
+            )
+        })?
+    } else if toolkits.contains(&gpu.toolkit_version) {
+        gpu.toolkit_version.clone()
+    } else {
+        return Err(missing(
+            format!("spec.gpu.toolkit.version is {}", gpu.toolkit_version),
+            &toolkits,
+            "set spec.gpu.toolkit.version to one the bundle has, or leave it out for the bundle's",
+        ));
+    };
+    Ok(())
 }
 
 /// Every etcd version the bundle carries, for any arch.

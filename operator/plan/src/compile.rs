@@ -192,6 +192,7 @@ fn compile_task(
                 (Some(k), true) => k.join.redactions(),
                 _ => Vec::new(),
             },
+            watch: c.watch.clone(),
         }),
         Module::Check(check) => Action::Check(CheckArgs {
             check: match check {
@@ -207,6 +208,24 @@ fn compile_task(
                     env: BTreeMap::new(),
                     expect: expect.clone(),
                 },
+                CheckSpec::NvidiaSmiGpus {} => CheckKind::NvidiaSmiGpus {
+                    gpus: crate::gpu_host::pci_gpus(host),
+                },
+                CheckSpec::GpuFabricCompleted {} => CheckKind::GpuFabricCompleted {},
+                CheckSpec::NoXidErrors {} => CheckKind::NoXidErrors {},
+                CheckSpec::GpuContainer {
+                    socket,
+                    runtime_binary,
+                } => {
+                    let rootfs = bundle.rootfs(&host.facts.arch)?;
+                    add_blob(&mut out.blobs, &rootfs.sha256);
+                    CheckKind::GpuContainer {
+                        socket: socket.clone(),
+                        runtime_binary: runtime_binary.clone(),
+                        rootfs_sha256: rootfs.sha256.clone(),
+                        gpus: crate::gpu_host::pci_gpus(host),
+                    }
+                }
                 CheckSpec::ContainerRuns {
                     socket,
                     runtime,
@@ -276,6 +295,17 @@ fn compile_task(
             for (name, action) in
                 crate::cluster_objects::cluster_objects(c, &spec.name, cluster, bundle)?
             {
+                push(name, action);
+            }
+            return Ok(());
+        }
+        Module::NvidiaRunfile(r) => {
+            for (name, action, sha) in
+                crate::gpu_host::nvidia_runfile(r, &spec.name, cluster, host, bundle)?
+            {
+                if let Some(sha) = sha {
+                    add_blob(&mut out.blobs, &sha);
+                }
                 push(name, action);
             }
             return Ok(());

@@ -325,6 +325,10 @@ pub struct HostContext {
     /// Certificate sets kubegrid's PKI issued for the host, by set name ("etcd",
     /// "control-plane"); `pki_files:` tasks write them.
     pub pki: BTreeMap<String, Vec<PkiFile>>,
+    /// A GPU Node: Node.spec.gpu is `nvidia`, or `auto` and the facts found NVIDIA devices,
+    /// and the cluster's spec has a `gpu` section. `hosts: gpu` phases and `when: {gpu: ..}`
+    /// read it.
+    pub gpu: bool,
 }
 
 /// A certificate or key file to place on a host.

@@ -198,6 +198,7 @@ pub(crate) fn apply_manifest(
                 unless: None,
                 env: Default::default(),
                 redact: Vec::new(),
+                watch: Vec::new(),
             }),
         ),
     ]
@@ -225,6 +226,7 @@ pub(crate) fn refresh_join_secrets(
             unless: None,
             env: Default::default(),
             redact: k.join.redactions(),
+            watch: Vec::new(),
         })
     };
     Ok(vec![

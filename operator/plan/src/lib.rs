@@ -19,6 +19,7 @@ mod containerd;
 mod context;
 mod error;
 mod gpu;
+mod gpu_host;
 mod kube_modules;
 mod kubernetes;
 pub mod needs;
@@ -53,6 +54,10 @@ pub use gpu::{
     GPU_PRODUCT_LABEL, GpuContext, GpuImages, GpuObjects, ImageRef, KATA_RUNTIME_LABEL,
     MIG_STRATEGIES, cluster_objects, dcgm_exporter, device_plugin, gpu_node_labels,
     gpu_operator_values, kata_node_labels, label_value, runtime_classes, runtime_overhead,
+};
+pub use gpu_host::{
+    CDI_SPEC, DriverSource, FABRIC_MANAGER_UNIT, NOUVEAU_BLACKLIST, NvidiaRunfileSpec,
+    PERSISTENCED_UNIT, fabric_manager_required,
 };
 pub use kubernetes::{
     ADMIN_CONF, API_SERVER_BIND_PORT, CLUSTER_CA_CERT, ETCD_CA_CERT, ETCD_CLIENT_PORT,

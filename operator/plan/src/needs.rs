@@ -134,7 +134,10 @@ fn artifacts(module: &Module) -> Vec<Artifact> {
         Module::Packages(p) => p.bundle.iter().cloned().map(Artifact::Package).collect(),
         Module::Binaries(b) => b.bundle.iter().cloned().map(Artifact::Binary).collect(),
         Module::Archive(a) => vec![Artifact::Archive(a.bundle.clone())],
-        Module::Check(CheckSpec::ContainerRuns { .. }) => vec![Artifact::Rootfs],
+        Module::Check(CheckSpec::ContainerRuns { .. } | CheckSpec::GpuContainer { .. }) => {
+            vec![Artifact::Rootfs]
+        }
+        Module::NvidiaRunfile(r) => vec![Artifact::Binary(r.bundle.clone())],
         _ => Vec::new(),
     }
 }
@@ -156,6 +159,8 @@ fn pinned(artifact: Artifact, cluster: &ClusterContext) -> Artifact {
 fn may_hold(when: &When, cluster: &ClusterContext, host: &HostContext) -> Option<bool> {
     match when {
         When::OsFamily(_) | When::Joined(_) | When::Initialized(_) | When::JoinsPending(_) => None,
+        // Facts decide these (NVIDIA devices, NVSwitches, a loaded nouveau).
+        When::Gpu(_) | When::Nvswitch(_) | When::NouveauLoaded(_) => None,
         When::Arch(_) if host.facts.arch.is_empty() => None,
         When::All(all) => {
             let answers: Vec<Option<bool>> =

@@ -61,6 +61,8 @@ pub enum HostSelector {
     Joining(Vec<Role>),
     /// The host that runs the bundle registry; none when the spec has no bundle registry.
     BundleRegistry,
+    /// GPU Nodes ([`HostContext::gpu`]).
+    Gpu,
 }
 
 impl HostSelector {
@@ -74,6 +76,7 @@ impl HostSelector {
             HostSelector::InitNode => is_init,
             HostSelector::Joining(roles) => any_role(roles) && !is_init,
             HostSelector::BundleRegistry => cluster.is_bundle_registry_host(host),
+            HostSelector::Gpu => host.gpu,
         }
     }
 }
@@ -177,6 +180,8 @@ pub enum Module {
     /// A fresh bootstrap token and re-uploaded control-plane certificates, so hosts can join
     /// a cluster initialised by an earlier operation.
     RefreshJoinSecrets,
+    /// NVIDIA's `.run` driver installer from the bundle, run unless its version is there.
+    NvidiaRunfile(crate::gpu_host::NvidiaRunfileSpec),
 }
 
 /// `file:`
@@ -280,6 +285,10 @@ pub struct CommandSpec {
     /// join command): the agent redacts them.
     #[serde(default)]
     pub redact_join_secrets: bool,
+    /// Run only when these files differ from what they were at the command's last successful
+    /// run (a stamp the agent keeps), e.g. rebuild the initramfs when a modprobe.d file changed.
+    #[serde(default)]
+    pub watch: Vec<PathBuf>,
 }
 
 /// `check:`
@@ -319,6 +328,22 @@ pub enum CheckSpec {
         #[serde(default)]
         expect: Option<String>,
     },
+    /// `nvidia-smi -L` answers and lists as many GPUs as the facts found on the PCI bus.
+    NvidiaSmiGpus {},
+    /// Every GPU's fabric state (`nvidia-smi -q`) is `Completed`: fabric manager has trained
+    /// the NVLink fabric, so CUDA can use the GPUs.
+    GpuFabricCompleted {},
+    /// The kernel log of this boot has no `NVRM: Xid` error.
+    NoXidErrors {},
+    /// A container run through containerd with the nvidia runtime's binary as its runc sees
+    /// as many GPUs as the facts found.
+    GpuContainer {
+        /// containerd socket.
+        socket: PathBuf,
+        /// The runtime binary the containerd `nvidia` handler names
+        /// (/usr/bin/nvidia-container-runtime).
+        runtime_binary: PathBuf,
+    },
 }
 
 /// `registry_hosts:`
@@ -357,6 +382,7 @@ struct RawTask {
     cni_manifest: Option<CniManifestSpec>,
     cluster_objects: Option<crate::cluster_objects::ClusterObjectsSpec>,
     refresh_join_secrets: Option<SwapOffSpec>,
+    nvidia_runfile: Option<crate::gpu_host::NvidiaRunfileSpec>,
 }
 
 /// `swap_off: {}` and `refresh_join_secrets: {}` take no keys.
@@ -384,6 +410,7 @@ impl TryFrom<RawTask> for TaskSpec {
             raw.cni_manifest.map(Module::CniManifest),
             raw.cluster_objects.map(Module::ClusterObjects),
             raw.refresh_join_secrets.map(|_| Module::RefreshJoinSecrets),
+            raw.nvidia_runfile.map(Module::NvidiaRunfile),
         ]
         .into_iter()
         .flatten()
@@ -391,7 +418,7 @@ impl TryFrom<RawTask> for TaskSpec {
         let count = modules.len();
         let Ok::<[Module; 1], _>([module]) = modules.try_into() else {
             return Err(format!(
-                "task `{}` has {count} module keys; it needs exactly one of file, packages, systemd_unit, sysctl, kernel_modules, swap_off, command, check, registry_hosts, binaries, archive, pki_files, cni_manifest, cluster_objects, refresh_join_secrets",
+                "task `{}` has {count} module keys; it needs exactly one of file, packages, systemd_unit, sysctl, kernel_modules, swap_off, command, check, registry_hosts, binaries, archive, pki_files, cni_manifest, cluster_objects, refresh_join_secrets, nvidia_runfile",
                 raw.name
             ));
         };
@@ -506,6 +533,8 @@ impl Module {
                 u.template.as_deref().map_or(Ok(()), known)
             }
             Module::Command(c) if c.argv.is_empty() => Err("`argv` is empty".into()),
+            Module::Command(c) => c.watch.iter().try_for_each(|p| absolute(p)),
+            Module::NvidiaRunfile(r) => absolute(&r.dir),
             Module::Check(
                 CheckSpec::ContainerRuns { argv, .. } | CheckSpec::CommandSucceeds { argv, .. },
             ) if argv.is_empty() => Err("`argv` is empty".into()),

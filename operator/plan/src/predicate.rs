@@ -42,6 +42,16 @@ pub enum When {
     Etcd(String),
     /// The spec asks for a kube-vip VIP.
     KubeVip(bool),
+    /// The host is a GPU Node ([`HostContext::gpu`]).
+    Gpu(bool),
+    /// Where the spec's GPU driver comes from: `packages`, `runfile` or `preinstalled`
+    /// (false for every source when the spec has no `gpu`).
+    GpuDriver(crate::gpu_host::DriverSource),
+    /// The host needs fabric manager ([`crate::fabric_manager_required`]): a GPU Node with
+    /// NVSwitches under `fabricManager: auto`, or any GPU Node under `on`.
+    Nvswitch(bool),
+    /// The facts found the nouveau module loaded.
+    NouveauLoaded(bool),
     /// Every condition holds.
     All(Vec<When>),
     /// At least one condition holds.
@@ -101,6 +111,12 @@ impl When {
             When::JoinsPending(want) => k.is_some_and(|k| k.joins_pending) == *want,
             When::Etcd(topology) => k.is_some_and(|k| k.etcd.topology == *topology),
             When::KubeVip(want) => k.is_some_and(|k| k.vip.is_some()) == *want,
+            When::Gpu(want) => host.gpu == *want,
+            When::GpuDriver(source) => crate::gpu_host::driver_source_is(cluster, *source),
+            When::Nvswitch(want) => {
+                crate::gpu_host::fabric_manager_required(cluster, host) == *want
+            }
+            When::NouveauLoaded(want) => host.facts.gpu.modules.nouveau == *want,
             When::All(all) => all.iter().all(|w| w.eval(cluster, host)),
             When::Any(any) => any.iter().any(|w| w.eval(cluster, host)),
             When::Not(inner) => !inner.eval(cluster, host),
@@ -177,7 +193,8 @@ mod tests {
     #[test]
     fn unknown_forms_and_values_do_not_parse() {
         for bad in [
-            "{gpu: true}",
+            "{gpu: nvidia}",
+            "{gpu_driver: apt}",
             "{role: master}",
             "{os_family: arch}",
             "{containerd: 'two'}",

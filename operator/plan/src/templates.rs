@@ -54,6 +54,9 @@ pub const TEMPLATES: &[Template] = templates![
     "registry/kubegrid-registry.service.tera",
     "registry/config-push.yml.tera",
     "registry/kubegrid-registry-push.service.tera",
+    "gpu/blacklist-nouveau.conf.tera",
+    "gpu/nvidia-persistenced.service.tera",
+    "gpu/kubegrid-nvidia-cdi.service.tera",
 ];
 
 /// The Cilium agent image cni/cilium.yaml.tera deploys; agent and operator must be one release.

@@ -36,15 +36,17 @@ fn the_builtin_sources_cover_every_component_the_playbooks_install() {
             ("kubeadm", FileKind::Binary),
             ("kubectl", FileKind::Binary),
             ("kubelet", FileKind::Binary),
+            ("nvidia-driver-runfile", FileKind::Binary),
             ("registry", FileKind::Binary),
             ("runc", FileKind::Binary),
         ]
     );
-    // Only kata is pinned here; everything else is checked against upstream's checksums.
+    // Only kata and NVIDIA's runfile are pinned here (their upstreams publish no checksum);
+    // everything else is checked against upstream's checksums.
     for f in &plan.files {
         assert_eq!(
             matches!(f.checksum, ExpectedChecksum::Pinned(_)),
-            f.component == "kata",
+            f.component == "kata" || f.component == "nvidia-driver-runfile",
             "{}",
             f.url
         );
@@ -101,6 +103,114 @@ fn the_builtin_sources_cover_every_component_the_playbooks_install() {
         assert!(
             images.iter().any(|i| i == want),
             "{want} missing from {images:?}"
+        );
+    }
+}
+
+/// NVIDIA spells the arches its own way (`archNames`): x86_64 and aarch64 for runfiles,
+/// x86_64 and sbsa for its CUDA repositories; the bundle still records amd64 and arm64.
+#[test]
+fn nvidia_artifacts_use_nvidias_arch_names() {
+    let sources = Sources::builtin().unwrap();
+    let plan = sources
+        .plan(
+            "1.34.2",
+            &[Arch::Amd64, Arch::Arm64],
+            None,
+            &["kata".into()],
+        )
+        .unwrap();
+    let runfiles: Vec<_> = plan
+        .files
+        .iter()
+        .filter(|f| f.component == "nvidia-driver-runfile")
+        .map(|f| (f.arch, f.url.as_str(), &f.checksum))
+        .collect();
+    assert_eq!(
+        runfiles,
+        [
+            (
+                Arch::Amd64,
+                "https://us.download.nvidia.com/XFree86/Linux-x86_64/550.90.07/NVIDIA-Linux-x86_64-550.90.07.run",
+                &ExpectedChecksum::Pinned(
+                    "51acf579d5a9884f573a1d3f522e7fafa5e7841e22a9cec0b4bbeae31b0b9733".into()
+                )
+            ),
+            (
+                Arch::Arm64,
+                "https://us.download.nvidia.com/XFree86/Linux-aarch64/550.90.07/NVIDIA-Linux-aarch64-550.90.07.run",
+                &ExpectedChecksum::Pinned(
+                    "b896b76ae465307afc5b269c40bd8ccb279e6ea7d3ecae95534a91ecb1971572".into()
+                )
+            ),
+        ]
+    );
+    let driver: Vec<_> = plan
+        .debs
+        .iter()
+        .filter(|d| d.origin == "nvidia-driver")
+        .collect();
+    assert_eq!(driver.len(), 2);
+    for (debs, spelt) in driver.iter().zip(["x86_64", "sbsa"]) {
+        assert_eq!(
+            debs.repos,
+            [(
+                format!(
+                    "https://developer.download.nvidia.com/compute/cuda/repos/debian12/{spelt}/Packages.gz"
+                ),
+                format!(
+                    "https://developer.download.nvidia.com/compute/cuda/repos/debian12/{spelt}/"
+                ),
+            )]
+        );
+        // Fabric manager in exactly the driver's version.
+        let fm = debs
+            .packages
+            .iter()
+            .find(|p| p.name == "nvidia-fabricmanager-550")
+            .unwrap();
+        assert_eq!(fm.version.as_deref(), Some("550.90.07-1"));
+        for name in [
+            "nvidia-kernel-dkms",
+            "libcuda1",
+            "nvidia-smi",
+            "nvidia-persistenced",
+        ] {
+            let p = debs.packages.iter().find(|p| p.name == name).unwrap();
+            assert_eq!(p.version.as_deref(), Some("550.90.07-1"), "{name}");
+        }
+    }
+    // A repo without archNames keeps kubegrid's names.
+    let toolkit = plan
+        .debs
+        .iter()
+        .find(|d| d.origin == "nvidia-container-toolkit" && d.arch == Arch::Arm64)
+        .unwrap();
+    assert_eq!(
+        toolkit.repos[0].0,
+        "https://nvidia.github.io/libnvidia-container/stable/deb/arm64/Packages"
+    );
+}
+
+#[test]
+fn arch_names_must_be_plain_words_for_real_arches() {
+    for bad in [
+        "{amd64: x86_64, arm64: ../sbsa}",
+        "{all: x86_64}",
+        "{amd64: \"\"}",
+    ] {
+        let text = Sources::builtin()
+            .map(|_| {
+                kubegrid_bundle::DEFAULT_SOURCES.replace(
+                    "archNames: {amd64: x86_64, arm64: sbsa}",
+                    &format!("archNames: {bad}"),
+                )
+            })
+            .unwrap();
+        let err = Sources::parse(&text, "test").unwrap_err().to_string();
+        assert!(
+            err.contains("archNames") && err.contains("debian12"),
+            "{bad}: {err}"
         );
     }
 }

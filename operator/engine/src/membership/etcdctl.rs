@@ -121,6 +121,7 @@ pub async fn on_host(
                     unless: None,
                     env: Default::default(),
                     redact: Vec::new(),
+                    watch: Vec::new(),
                 }),
                 always: false,
             }],

@@ -75,6 +75,7 @@ impl HostSpec {
         pki: BTreeMap<String, Vec<PkiFile>>,
     ) -> HostContext {
         HostContext {
+            gpu: self.gpu_node(&facts),
             name: self.target.host.clone(),
             roles: self.roles.clone(),
             facts,

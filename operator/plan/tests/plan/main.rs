@@ -3,6 +3,7 @@
 mod bundle;
 mod common;
 mod compile;
+mod gpu_host;
 mod gpu_objects;
 mod k8s_fixtures;
 mod k8s_manifests;

@@ -20,6 +20,10 @@ fn install_playbook_has_the_slice_phases() {
         [
             "os-prepare",
             "container-runtime",
+            "gpu-prepare",
+            "gpu-driver",
+            "gpu-fabric-manager",
+            "gpu-toolkit",
             "registry",
             "kubernetes-packages",
             "etcd",
@@ -94,7 +98,7 @@ fn unknown_key_inside_a_module_is_an_error_with_its_line() {
 #[test]
 fn bad_when_predicate_is_an_error_with_its_line() {
     for (when, says) in [
-        ("{gpu: true}", "unknown variant `gpu`"),
+        ("{gpu_driver: apt}", "unknown variant `apt`"),
         ("{role: master}", "unknown variant `master`"),
         ("{containerd: \"two\"}", "containerd"),
         ("{all: [{os_family: plan9}]}", "unknown variant `plan9`"),

@@ -245,9 +245,17 @@ fn playbook() -> Playbook {
         .iter()
         .position(|p| p.name == "registry")
         .expect("the install playbook has a registry phase");
-    assert_eq!(
-        playbook.phases[registry - 1].name,
-        "container-runtime",
+    // Only GPU Nodes' phases (`hosts: gpu`) may come between.
+    let runtime = playbook
+        .phases
+        .iter()
+        .position(|p| p.name == "container-runtime")
+        .unwrap();
+    assert!(
+        runtime < registry
+            && playbook.phases[runtime + 1..registry]
+                .iter()
+                .all(|p| p.hosts == kubegrid_plan::HostSelector::Gpu),
         "the registry starts once the runtime is there"
     );
     assert_eq!(playbook.phases[registry + 1].name, "kubernetes-packages");
