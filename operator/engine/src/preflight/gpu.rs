@@ -12,6 +12,7 @@ use super::{Check, Finding, Subject, host::each};
 pub(super) fn checks() -> Vec<Box<dyn Check>> {
     vec![
         Box::new(GpuPresent),
+        Box::new(DriverSource),
         Box::new(SecureBootDkms),
         Box::new(KernelHeaders),
         Box::new(FabricManager),
@@ -55,6 +56,44 @@ impl Check for GpuPresent {
                     "check `lspci -nn | grep -i nvidia` on the host (a VM needs the GPU passed through), or set the Node's spec.gpu to `auto`".into(),
                 )
             })
+        })
+    }
+}
+
+struct DriverSource;
+impl Check for DriverSource {
+    fn name(&self) -> &'static str {
+        "gpu-driver-source"
+    }
+    fn describe(&self) -> &'static str {
+        "the driver source can serve the host: bundle packages are Debian-family debs, and the runfile brings no fabric manager for NVSwitch systems"
+    }
+    fn run(&self, hosts: &[Subject<'_>]) -> Vec<Finding> {
+        each(hosts, self.name(), |h| {
+            let f = h.facts;
+            let debian = f.os_id == "debian"
+                || f.os_id == "ubuntu"
+                || f.os_like.iter().any(|l| l == "debian");
+            match driver_source(h)? {
+                "packages" if !debian => Some((
+                    format!("{} {} with spec.gpu.driver.source packages", f.os_id, f.os_version),
+                    "a Debian or Ubuntu host for the bundle's driver packages (debs from NVIDIA's CUDA repository)".into(),
+                    "the bundle carries no rpm driver packages; use spec.gpu.driver.source runfile or preinstalled on RHEL-family hosts".into(),
+                )),
+                "runfile" if h.facts.gpu.has_nvswitch()
+                    && h.gpu.is_some_and(|g| g.fabric_manager != "off") =>
+                {
+                    Some((
+                        format!(
+                            "{} NVSwitch(es) with spec.gpu.driver.source runfile",
+                            f.gpu.nvswitches.len()
+                        ),
+                        "a driver source that brings fabric manager in the driver's exact version".into(),
+                        "the bundle has fabric manager only as Debian packages; use spec.gpu.driver.source packages on NVSwitch systems, or preinstalled with fabric manager installed".into(),
+                    ))
+                }
+                _ => None,
+            }
         })
     }
 }

@@ -21,6 +21,8 @@ fn gpu(source: &str, branch: Option<&str>, fabric_manager: &str) -> GpuContext {
 fn h100(name: &str) -> Facts {
     let mut f = Facts {
         hostname: name.into(),
+        os_id: "debian".into(),
+        os_version: "12".into(),
         kernel: "6.1.0-28-amd64".into(),
         ..Facts::default()
     };
@@ -154,4 +156,22 @@ fn a_node_that_must_have_a_gpu_and_has_none_is_refused() {
     assert!(checks(&found).contains(&"gpu-present"), "{found:#?}");
     let found = findings(&f, &gpu("packages", Some("550"), "auto"), false, false);
     assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn the_driver_source_must_serve_the_host() {
+    let mut f = h100("gpu-1");
+    f.os_id = "rocky".into();
+    f.os_version = "9.4".into();
+    f.os_like = vec!["rhel".into(), "centos".into(), "fedora".into()];
+    let found = findings(&f, &gpu("packages", Some("550"), "auto"), true, false);
+    assert_eq!(checks(&found), ["gpu-driver-source"], "{found:#?}");
+    assert!(found[0].seen.contains("rocky 9.4"), "{found:#?}");
+    assert!(findings(&f, &gpu("runfile", Some("550"), "auto"), true, false).is_empty());
+    let mut f = h100("gpu-1");
+    f.gpu.nvswitches = vec!["0000:05:00.0".into()];
+    let found = findings(&f, &gpu("runfile", Some("550"), "auto"), true, false);
+    assert_eq!(checks(&found), ["gpu-driver-source"], "{found:#?}");
+    assert!(found[0].hint.contains("packages"), "{found:#?}");
+    assert!(findings(&f, &gpu("packages", Some("550"), "auto"), true, false).is_empty());
 }

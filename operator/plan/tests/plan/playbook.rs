@@ -32,6 +32,7 @@ fn install_playbook_has_the_slice_phases() {
             "control-plane-join",
             "worker-join",
             "cni",
+            "cluster-objects",
             "verify"
         ]
     );
