@@ -58,7 +58,8 @@ pub struct ClusterContext {
     pub containerd: Version,
     /// Where containerd and runc come from; `when: {containerd_source: ...}` tests it.
     pub containerd_source: crate::containerd::ContainerdSource,
-    /// Enabled runtime handlers: "runc", "nvidia", `kata-<shim>` (runc is always configured).
+    /// Enabled runtime handlers: "runc", "nvidia", "gvisor", "crun", `kata-<shim>` (runc is
+    /// always configured).
     pub runtimes: Vec<String>,
     /// The handler CRI uses when a pod names none.
     pub default_runtime: String,
@@ -139,20 +140,24 @@ impl ClusterContext {
         runtime == "runc" || self.runtimes.iter().any(|r| r == runtime)
     }
 
+    /// Whether a `kata-<shim>` handler is enabled.
+    pub fn has_kata(&self) -> bool {
+        self.runtimes.iter().any(|r| r.starts_with("kata-"))
+    }
+
     /// Checks what templates rely on: known runtime names, a default that is enabled, a
     /// sandbox image, mirror names that are safe as directory names, and a bundle registry
     /// that no user mirror competes with.
     pub fn validate(&self) -> Result<()> {
         let invalid = |problem: String| Err(Error::InvalidContext { problem });
         for runtime in &self.runtimes {
-            let known = runtime == "runc"
-                || runtime == "nvidia"
+            let known = matches!(runtime.as_str(), "runc" | "nvidia" | "gvisor" | "crun")
                 || runtime
                     .strip_prefix("kata-")
                     .is_some_and(|shim| KATA_SHIMS.contains(&shim));
             if !known {
                 return invalid(format!(
-                    "unknown runtime `{runtime}`; expected runc, nvidia or kata-<shim> with shim one of {}",
+                    "unknown runtime `{runtime}`; expected runc, nvidia, gvisor, crun or kata-<shim> with shim one of {}",
                     KATA_SHIMS.join(", ")
                 ));
             }
@@ -319,6 +324,9 @@ pub struct HostContext {
     /// Certificate sets kubegrid's PKI issued for the host, by set name ("etcd",
     /// "control-plane"); `pki_files:` tasks write them.
     pub pki: BTreeMap<String, Vec<PkiFile>>,
+    /// A GPU Node: Node.spec.gpu nvidia, or auto with NVIDIA devices in its facts, in a
+    /// Cluster with spec.gpu set. The engine decides it; kubegrid installs NVIDIA's stack here.
+    pub gpu: bool,
 }
 
 /// A certificate or key file to place on a host.

@@ -65,6 +65,9 @@ impl HostSpec {
             labels: self.labels.clone(),
             taints: self.taints.clone(),
             pki,
+            // Whether this is a GPU Node comes from Cluster.spec.gpu and Node.spec.gpu, which
+            // the engine does not read yet (issue #18's GPU wiring).
+            gpu: false,
         }
     }
 

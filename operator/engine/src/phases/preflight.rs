@@ -42,6 +42,7 @@ impl Phase for Preflight {
                         run.req.context.containerd.minor,
                     ),
                     etcd_version: run.req.context.etcd_version.as_ref(),
+                    runtimes: &run.req.context.runtimes,
                 })
             })
             .collect();

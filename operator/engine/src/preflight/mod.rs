@@ -6,6 +6,7 @@
 mod cluster;
 mod endpoint;
 mod host;
+mod kata;
 mod runtime;
 mod versions;
 
@@ -38,6 +39,8 @@ pub struct Subject<'a> {
     pub containerd_line: (u64, u64),
     /// The etcd version the operation installs, when the spec or the bundle pins one.
     pub etcd_version: Option<&'a semver::Version>,
+    /// The runtime handlers the spec enables ("runc", "gvisor", "kata-qemu", ...).
+    pub runtimes: &'a [String],
 }
 
 impl Subject<'_> {
@@ -93,6 +96,7 @@ pub fn checks() -> Vec<Box<dyn Check>> {
     all.extend(cluster::checks());
     all.extend(endpoint::checks());
     all.push(Box::new(versions::VersionChange));
+    all.push(Box::new(kata::KataVm));
     all
 }
 

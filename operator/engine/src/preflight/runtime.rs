@@ -81,6 +81,7 @@ mod tests {
             containerd_source: source,
             containerd_line: (2, 1),
             etcd_version: None,
+            runtimes: &[],
         };
         RuntimeConflict.run(&[subject])
     }

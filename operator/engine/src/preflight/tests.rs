@@ -47,6 +47,7 @@ fn subjects<'a>(facts: &'a [Facts], roles: &'a [String]) -> Vec<Subject<'a>> {
             containerd_source: kubegrid_plan::ContainerdSource::Archive,
             containerd_line: (2, 1),
             etcd_version: None,
+            runtimes: &[],
         })
         .collect()
 }
@@ -224,6 +225,7 @@ fn vip_must_be_in_the_subnet_and_free_until_the_cluster_exists() {
             containerd_source: kubegrid_plan::ContainerdSource::Archive,
             containerd_line: (2, 1),
             etcd_version: None,
+            runtimes: &[],
         }];
         only(&run(&subjects, &[]), "vip")
     }

@@ -28,6 +28,7 @@ fn findings(facts: &Facts, roles: &[String], etcd_target: Option<&semver::Versio
         containerd_source: kubegrid_plan::ContainerdSource::Archive,
         containerd_line: (2, 1),
         etcd_version: etcd_target,
+        runtimes: &[],
     };
     run(&[subject], &[])
         .into_iter()
