@@ -1,16 +1,16 @@
-//! The default runtime handler: only one that kubegrid installs itself. kubegrid installs
-//! containerd and runc; it does not install the NVIDIA container toolkit or Kata Containers
-//! yet, so a default of `nvidia` or `kata-*` would leave every pod without a RuntimeClass
-//! failing on hosts that lack them. Such handlers may still be listed in `runtimes`: they are
-//! configured on the hosts where their binary is found (see `kubegrid_plan`'s templates).
+//! The default runtime handler: only one that every host runs. kubegrid installs runc with
+//! containerd everywhere, but the others only on some hosts (docs/runtimes.md): nvidia on GPU
+//! Nodes, kata where a VM can be created, gVisor and crun on Debian-family hosts. A default
+//! of one of those would leave every pod without a RuntimeClass failing on the other hosts.
+//! They may still be listed in `runtimes`: pods ask for them with a RuntimeClass.
 
 use kube::core::{Message, Rule};
 
 use super::{Checker, Subject};
 use crate::cluster::RuntimeName;
 
-/// Why `nvidia` and `kata-*` cannot be the default, for the CEL rule and the code's problem.
-const WHY: &str = "kubegrid does not install the NVIDIA container runtime or Kata Containers yet, so pods without a RuntimeClass would fail on hosts that lack them";
+/// Why only runc can be the default, for the CEL rule and the code's problem.
+const WHY: &str = "kubegrid installs the other runtimes only on some hosts (nvidia on GPU Nodes, kata where a VM can be created, gvisor and crun on Debian-family hosts), so pods without a RuntimeClass would fail on the rest";
 
 /// Whether kubegrid installs `runtime` on every host itself, so that it may be the default.
 pub fn installed_by_kubegrid(runtime: RuntimeName) -> bool {
@@ -20,7 +20,7 @@ pub fn installed_by_kubegrid(runtime: RuntimeName) -> bool {
 /// `spec.containerRuntime`: `defaultRuntime` is one that kubegrid installs.
 pub(crate) fn default_runtime_rule() -> Rule {
     Rule::new(
-        "!has(self.defaultRuntime) || !(self.defaultRuntime == 'nvidia' || self.defaultRuntime.startsWith('kata-'))",
+        "!has(self.defaultRuntime) || self.defaultRuntime == 'runc'",
     )
     .message(Message::Message(format!(
         "defaultRuntime must be runc: {WHY}"
@@ -29,7 +29,7 @@ pub(crate) fn default_runtime_rule() -> Rule {
 }
 
 impl Checker<'_> {
-    /// Refuses a default runtime that kubegrid does not install.
+    /// Refuses a default runtime that not every host runs.
     pub(super) fn default_runtime(&mut self, at: &Subject) {
         let runtime = self
             .manifest
@@ -41,9 +41,9 @@ impl Checker<'_> {
             self.report(
                 at,
                 "spec.containerRuntime.defaultRuntime",
-                format!("`{runtime}`, which kubegrid does not install yet ({WHY})"),
+                format!("`{runtime}`, which not every host runs ({WHY})"),
                 format!(
-                    "runc\n  hint: keep `{runtime}` in runtimes and let pods ask for it with a RuntimeClass whose handler is {runtime}; it is configured on the hosts where it is installed"
+                    "runc\n  hint: keep `{runtime}` in runtimes and let pods ask for it with a RuntimeClass whose handler is {runtime}; it is configured on the hosts that run it"
                 ),
             );
         }

@@ -331,7 +331,8 @@ pub(crate) const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
         "Node/gpu-2",
         "spec.port",
     ),
-    // Until kubegrid installs them, nvidia and kata-* may be listed but not be the default.
+    // nvidia, kata-*, gvisor and crun run only on some hosts: they may be listed but not be
+    // the default.
     (
         "runtimes: [runc, kata-qemu, nvidia]",
         "runtimes: [runc, kata-qemu, nvidia]\n    defaultRuntime: runc",
@@ -353,6 +354,12 @@ pub(crate) const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
     (
         "runtimes: [runc, kata-qemu, nvidia]",
         "runtimes: [runc, kata-fc, nvidia]\n    defaultRuntime: kata-fc",
+        "Cluster/gpu-prod",
+        "spec.containerRuntime.defaultRuntime",
+    ),
+    (
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [runc, gvisor, crun]\n    defaultRuntime: gvisor",
         "Cluster/gpu-prod",
         "spec.containerRuntime.defaultRuntime",
     ),

@@ -303,11 +303,11 @@ fn default_runtime_must_be_listed() {
 
 #[test]
 fn default_runtime_must_be_one_kubegrid_installs() {
-    for runtime in ["nvidia", "kata-qemu", "kata-clh", "kata-fc"] {
+    for runtime in ["nvidia", "kata-qemu", "kata-clh", "kata-fc", "gvisor", "crun"] {
         let text = edit(
             "runtimes: [runc, kata-qemu, nvidia]",
             &format!(
-                "runtimes: [runc, kata-qemu, kata-clh, kata-fc, nvidia]\n    defaultRuntime: {runtime}"
+                "runtimes: [runc, kata-qemu, kata-clh, kata-fc, nvidia, gvisor, crun]\n    defaultRuntime: {runtime}"
             ),
         );
         for target in [ValidateFor::Cli, ValidateFor::Operator] {
@@ -322,7 +322,7 @@ fn default_runtime_must_be_one_kubegrid_installs() {
             assert!(
                 problem.contains("spec.containerRuntime.defaultRuntime")
                     && problem.contains(&format!("`{runtime}`"))
-                    && problem.contains("does not install")
+                    && problem.contains("not every host runs")
                     && problem.contains("RuntimeClass"),
                 "{problem}"
             );
