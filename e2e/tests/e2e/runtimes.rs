@@ -54,6 +54,21 @@ fn spec_with_runtimes(lab: &LabGuard, name: &str, runtimes: &[&str]) -> PathBuf 
     })
 }
 
+/// The Nodes of the lab's spec with role worker (`lab up` makes lab-1 the control plane).
+fn workers(lab: &LabGuard) -> Vec<String> {
+    let text = std::fs::read_to_string(lab.spec()).expect("read lab spec");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("yaml doc"))
+        .filter(|d: &serde_yaml::Value| {
+            d["kind"] == "Node"
+                && d["spec"]["roles"]
+                    .as_sequence()
+                    .is_some_and(|r| r.iter().any(|r| r == "worker"))
+        })
+        .map(|d| d["metadata"]["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
 fn states(lab: &LabGuard) -> Vec<String> {
     lab.hosts.iter().map(|h| lab.ssh_ok(h, STATE)).collect()
 }
@@ -110,11 +125,15 @@ fn gvisor_runs_through_containerd_and_kata_is_refused_without_a_vm() {
     let report = json(&out);
     assert_eq!(report["outcome"], "preflightFailed", "{report}");
     let findings = report["preflight"].as_array().expect("findings");
-    for h in &lab.hosts {
+    let workers = workers(&lab);
+    assert!(!workers.is_empty());
+    // Kata pods run on workers: each worker is refused, and nothing else is.
+    assert_eq!(findings.len(), workers.len(), "{findings:#?}");
+    for name in &workers {
         let f = findings
             .iter()
-            .find(|f| f["host"] == h.name.as_str() && f["check"] == "kata-vm")
-            .unwrap_or_else(|| panic!("no kata-vm finding for {}: {findings:#?}", h.name));
+            .find(|f| f["host"] == name.as_str() && f["check"] == "kata-vm")
+            .unwrap_or_else(|| panic!("no kata-vm finding for {name}: {findings:#?}"));
         assert!(
             f["seen"].as_str().unwrap().contains("facts.gpu.kvm")
                 && f["seen"].as_str().unwrap().contains("kata-qemu"),

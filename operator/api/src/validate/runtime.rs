@@ -19,13 +19,11 @@ pub fn installed_by_kubegrid(runtime: RuntimeName) -> bool {
 
 /// `spec.containerRuntime`: `defaultRuntime` is one that kubegrid installs.
 pub(crate) fn default_runtime_rule() -> Rule {
-    Rule::new(
-        "!has(self.defaultRuntime) || self.defaultRuntime == 'runc'",
-    )
-    .message(Message::Message(format!(
-        "defaultRuntime must be runc: {WHY}"
-    )))
-    .field_path(".defaultRuntime")
+    Rule::new("!has(self.defaultRuntime) || self.defaultRuntime == 'runc'")
+        .message(Message::Message(format!(
+            "defaultRuntime must be runc: {WHY}"
+        )))
+        .field_path(".defaultRuntime")
 }
 
 impl Checker<'_> {

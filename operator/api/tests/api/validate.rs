@@ -303,7 +303,14 @@ fn default_runtime_must_be_listed() {
 
 #[test]
 fn default_runtime_must_be_one_kubegrid_installs() {
-    for runtime in ["nvidia", "kata-qemu", "kata-clh", "kata-fc", "gvisor", "crun"] {
+    for runtime in [
+        "nvidia",
+        "kata-qemu",
+        "kata-clh",
+        "kata-fc",
+        "gvisor",
+        "crun",
+    ] {
         let text = edit(
             "runtimes: [runc, kata-qemu, nvidia]",
             &format!(

@@ -26,7 +26,7 @@ impl Check for KataVm {
             }
             Some((
                 format!(
-                    "{} (facts.gpu.kvm), with runtime {} requested",
+                    "facts.gpu.kvm: {}; runtime {} requested",
                     kubegrid_plan::describe_kvm(&h.facts.gpu.kvm),
                     kata.join(", ")
                 ),
@@ -82,7 +82,7 @@ mod tests {
             assert!(f.hint.contains("--skip-check kata-vm"), "{f}");
         }
         let seen = &findings(Kvm::NoDevice, &["worker"], &["kata-clh"])[0].seen;
-        assert!(seen.starts_with("no /dev/kvm"), "{seen}");
+        assert!(seen.starts_with("facts.gpu.kvm: no /dev/kvm;"), "{seen}");
         let seen = &findings(Kvm::Unusable("EPERM".into()), &["worker"], &["kata-clh"])[0].seen;
         assert!(seen.contains("(EPERM)"), "{seen}");
     }
