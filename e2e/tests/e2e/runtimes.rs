@@ -3,7 +3,8 @@
 //! (its dmesg is gVisor's own kernel's); a second apply changes nothing and leaves containerd's
 //! PID as it was; a kata runtime is refused by preflight's kata-vm check where no VM can be
 //! created (exit 5, nothing changed on any host), and with `--skip-check kata-vm` the apply
-//! goes on without a kata handler on those hosts, and the report says so.
+//! goes on without a kata handler on those hosts, and the report says so. crun, from the
+//! bundle's Debian packages, runs a container too.
 
 use std::path::{Path, PathBuf};
 
@@ -166,5 +167,49 @@ fn gvisor_runs_through_containerd_and_kata_is_refused_without_a_vm() {
         states(&lab),
         before,
         "kata was configured or installed where no VM can be created"
+    );
+}
+
+/// crun from the bundle's Debian packages (bookworm's 1.8) on containerd 1.6, whose OCI specs
+/// it reads; it refuses the specs of the lab's newer containerd builds (trixie's 1.7.24 and
+/// sid's 2.1.9 both refused: "unknown version specified"), and the apply's `crun runs a
+/// container` check fails saying so.
+#[test]
+fn crun_is_installed_from_the_bundles_debs_and_runs_a_container() {
+    let lab = LabGuard::up(1);
+    let h = &lab.hosts[0];
+    let spec = lab.spec_with("crun", |c| {
+        c["spec"]["containerRuntime"]["runtimes"] =
+            serde_yaml::to_value(["runc", "crun"]).expect("yaml");
+        c["spec"]["containerRuntime"]["containerd"]["version"] = "1.6".into();
+    });
+    let out = apply(&lab, &spec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let state = lab.ssh_ok(
+        h,
+        "dpkg-query -W -f '${Version}\\n' crun libyajl2; \
+         grep -c 'BinaryName = \"/usr/bin/crun\"' /etc/containerd/config.toml; \
+         r=$(ls -d /var/lib/kubegrid/state/rootfs/*/ | head -1) && \
+         ctr run --rm --runtime io.containerd.runc.v2 --runc-binary /usr/bin/crun \
+         --rootfs \"$r\" e2e-crun /bin/busybox echo hello-from-crun",
+    );
+    let lines: Vec<&str> = state.lines().collect();
+    assert!(lines[0].starts_with("1.8.1"), "crun deb: {state}");
+    assert!(lines[1].starts_with("2.1.0"), "libyajl2 deb: {state}");
+    assert_eq!(lines[2], "1", "crun handler: {state}");
+    assert_eq!(lines[3], "hello-from-crun", "{state}");
+    assert_eq!(changed(&json(&apply(&lab, &spec, &[]))), 0, "converged");
+
+    // containerd 2.1: crun 1.8 refuses its OCI specs; the apply fails on the check.
+    let newer = lab.spec_with("crun-2.1", |c| {
+        c["spec"]["containerRuntime"]["runtimes"] =
+            serde_yaml::to_value(["runc", "crun"]).expect("yaml");
+    });
+    let out = apply(&lab, &newer, &[]);
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = describe(&out);
+    assert!(
+        text.contains("crun runs a container") && text.contains("unknown version specified"),
+        "{text}"
     );
 }
