@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the e2e bundle the lab tests install from: the development bundle
 # (offline-bundle/dev-bundle.sh: containerd as release archives and debs, runc, busybox
-# rootfs, real etcd/etcdctl, CNI plugins) plus TEST STAND-INS for kubeadm, kubelet, kubectl and
-# crictl. No registry here provides Kubernetes 1.3x binaries, so those four are one binary,
+# rootfs, real etcd/etcdctl, CNI plugins, runsc and crun debs) plus TEST STAND-INS for kubeadm,
+# kubelet, kubectl and crictl, and one for Kata's archive (never unpacked on lab hosts). No registry here provides Kubernetes 1.3x binaries, so those four are one binary,
 # kubegrid-standin
 # (e2e/src/bin/kubegrid-standin), which records how it is invoked and validates its input. It is
 # never upstream Kubernetes and never part of a product bundle.
@@ -120,6 +120,21 @@ for v in "${EXTRA[@]}"; do
 	EXTRA_BIN[$v]=$(standin_for "$v")
 done
 
+# A TEST STAND-IN for Kata Containers' static release archive (no registry here serves it): a
+# tar.gz whose only file, opt/kata/KUBEGRID-TEST-STANDIN, says what it is. Lab hosts cannot
+# create a VM, so kubegrid never unpacks it there (kata goes only where /dev/kvm works); it is
+# in the bundle so an apply listing a kata runtime passes the up-front bundle check and
+# reaches preflight's kata-vm check. Same bytes on every build (sorted, root, time zero).
+mkdir -p "$WORK/kata/opt/kata"
+echo "TEST STAND-IN for kata-static (e2e/standin-bundle.sh), not Kata Containers." \
+	>"$WORK/kata/opt/kata/KUBEGRID-TEST-STANDIN"
+chmod 0755 "$WORK/kata" "$WORK/kata/opt" "$WORK/kata/opt/kata"
+chmod 0644 "$WORK/kata/opt/kata/KUBEGRID-TEST-STANDIN"
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
+	-cf - -C "$WORK/kata" opt | gzip -n -9 >"$WORK/kata-standin.tar.gz"
+KATA_SHA=$(sha256sum "$WORK/kata-standin.tar.gz" | cut -d' ' -f1)
+KATA_SIZE=$(stat -c %s "$WORK/kata-standin.tar.gz")
+
 # Prints the four manifest entries of the stand-in binary $1 at directory $2, claiming $3.
 standin_entries() {
 	local bin=$1 dir=$2 version=$3 sha size name
@@ -155,6 +170,16 @@ standin_entries() {
 		echo "  # The same stand-in claiming Kubernetes $v, for the upgrade tests."
 		standin_entries "${EXTRA_BIN[$v]}" "standin/$ARCH/$v" "$v"
 	done
+	echo "  # TEST STAND-IN, not Kata Containers: a tar.gz of opt/kata/KUBEGRID-TEST-STANDIN only."
+	cat <<-EOF
+		  - path: standin/$ARCH/kata-standin.tar.gz
+		    sha256: $KATA_SHA
+		    size: $KATA_SIZE
+		    arch: $ARCH
+		    kind: archive
+		    name: kata
+		    version: "0.0.0-standin"
+	EOF
 } >"$WORK/manifest.yaml"
 
 if [[ -f $OUT/manifest.yaml ]] && cmp -s "$WORK/manifest.yaml" "$OUT/manifest.yaml" && files_ok "$OUT"; then
@@ -189,6 +214,8 @@ install_standin "$STANDIN" "standin/$ARCH"
 for v in "${EXTRA[@]}"; do
 	install_standin "${EXTRA_BIN[$v]}" "standin/$ARCH/$v"
 done
+mkdir -p "$PARTIAL/standin/$ARCH"
+cp "$WORK/kata-standin.tar.gz" "$PARTIAL/standin/$ARCH/kata-standin.tar.gz"
 cp "$WORK/manifest.yaml" "$PARTIAL/manifest.yaml"
 
 files_ok "$PARTIAL" || die "the bundle just built in $PARTIAL does not verify"

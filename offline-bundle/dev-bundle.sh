@@ -10,6 +10,8 @@
 #   - etcd and etcdctl 3.5 from sid (real etcd for the external-etcd topology), and bookworm's
 #     3.4 (what the upgrade tests start from) under bin/<arch>/<version>/;
 #   - bookworm's containerd and runc .debs, for `spec.containerRuntime.source: packages`;
+#   - the sandboxed runtimes' .debs (docs/runtimes.md): trixie's runsc (gVisor; a static
+#     binary, no dependencies) and bookworm's crun with libyajl2;
 #   - the image registry binary (bookworm's docker-registry, i.e. distribution 2.8, for
 #     spec.bundle.registry), the CNI plugins as a tar.gz and a busybox rootfs for the
 #     post-install container check;
@@ -41,8 +43,10 @@
 # into OUTDIR.partial and renames that over OUTDIR at the end, so OUTDIR is never half-written.
 set -euo pipefail
 
-# .debs for the packages path, from bookworm (the machine's own apt).
-PACKAGES=(containerd runc)
+# .debs for the packages path and crun, from bookworm (the machine's own apt).
+PACKAGES=(containerd runc crun libyajl2)
+# .debs from the newer releases, "release:package": runsc is in Debian from trixie on.
+NEWER_DEBS=(trixie:runsc)
 ROOTFS_PACKAGE=busybox-static
 # containerd release archives: "release:release line the spec asks for". A release whose
 # containerd left that line stops the build instead of silently changing the bundle. The
@@ -109,6 +113,7 @@ manifest_entries() {
 required_entries() {
 	local p b c
 	for p in "${PACKAGES[@]}"; do echo "deb:$p"; done
+	for p in "${NEWER_DEBS[@]}"; do echo "deb:${p#*:}"; done
 	for c in "${CONTAINERD_ARCHIVES[@]}"; do echo "archive:containerd@${c#*:}"; done
 	echo "rootfs:busybox"
 	for b in "${BINARIES[@]}"; do
@@ -197,6 +202,7 @@ for b in "${BINARIES[@]}"; do
 	IFS=: read -r rel p _ _ _ <<<"$b"
 	wanted[$rel]+=" $p"
 done
+for d in "${NEWER_DEBS[@]}"; do wanted[${d%%:*}]+=" ${d#*:}"; done
 wanted[bookworm]+=" ${PACKAGES[*]} $ROOTFS_PACKAGE $CNI_PACKAGE"
 for rel in "${!wanted[@]}"; do
 	if [[ $rel != bookworm ]]; then
@@ -263,6 +269,15 @@ for p in "${PACKAGES[@]}"; do
 	rel="debs/$ARCH/$(basename "$deb")"
 	cp "$deb" "$PARTIAL/$rel"
 	add_entry "$rel" "$(dpkg-deb -f "$deb" Architecture)" deb "$p" "$(dpkg-deb -f "$deb" Version)"
+done
+
+for d in "${NEWER_DEBS[@]}"; do
+	IFS=: read -r release p <<<"$d"
+	deb=$(deb_of "$release" "$p")
+	rel="debs/$ARCH/$(basename "$deb")"
+	cp "$deb" "$PARTIAL/$rel"
+	add_entry "$rel" "$(dpkg-deb -f "$deb" Architecture)" deb "$p" "$(dpkg-deb -f "$deb" Version)" \
+		"Debian $release's $p"
 done
 
 # containerd as upstream releases it: containerd-<v>-linux-<arch>.tar.gz with the daemon, the

@@ -33,10 +33,18 @@ pub fn apply(args: &CheckArgs, ctx: &Ctx) -> Result<Outcome> {
         CheckKind::ContainerRuns {
             socket,
             runtime,
+            binary,
             rootfs_sha256,
             argv,
             expect,
-        } => container_runs(ctx, socket, runtime, rootfs_sha256, argv, expect),
+        } => container_runs(
+            ctx,
+            socket,
+            (runtime, binary.as_deref()),
+            rootfs_sha256,
+            argv,
+            expect,
+        ),
         CheckKind::CommandSucceeds { argv, env, expect } => {
             command_succeeds(argv, env, expect.as_deref())
         }
@@ -65,6 +73,11 @@ fn describe(check: &CheckKind) -> String {
         CheckKind::ContainerdSocket { socket } => {
             format!("that containerd answers on {}", socket.display())
         }
+        CheckKind::ContainerRuns {
+            runtime,
+            binary: Some(binary),
+            ..
+        } => format!("that a container runs with runtime {runtime} ({binary})"),
         CheckKind::ContainerRuns { runtime, .. } => {
             format!("that a container runs with runtime {runtime}")
         }
@@ -207,7 +220,7 @@ pub(crate) fn last_line(text: &str) -> Option<String> {
 fn container_runs(
     ctx: &Ctx,
     socket: &Path,
-    runtime: &str,
+    (runtime, binary): (&str, Option<&str>),
     rootfs_sha256: &str,
     argv: &[String],
     expect: &str,
@@ -217,11 +230,15 @@ fn container_runs(
             what: "container_runs argv",
         });
     }
+    let runtime_label = match binary {
+        Some(binary) => format!("{runtime} ({binary})"),
+        None => runtime.to_string(),
+    };
     let rootfs = ctx.state_dir.join("rootfs").join(rootfs_sha256);
     if !rootfs.is_dir() {
         if ctx.check_mode {
             return Ok(Outcome::unchanged(format!(
-                "would check that a container runs with runtime {runtime} (its rootfs is not unpacked yet)"
+                "would check that a container runs with runtime {runtime_label} (its rootfs is not unpacked yet)"
             )));
         }
         unpack_rootfs(ctx, rootfs_sha256, &rootfs)?;
@@ -234,15 +251,13 @@ fn container_runs(
     let mut attempt = 1;
     let (id, ran) = loop {
         let id = container_id();
-        let mut args = vec![
-            "run",
-            "--rm",
-            "--runtime",
-            runtime,
-            "--rootfs",
-            &rootfs_arg,
-            &id,
-        ];
+        let mut args = vec!["run", "--rm", "--runtime", runtime];
+        // Another OCI runtime under the runc shim (gVisor's runsc): ctr hands it to the shim
+        // as the runc binary, as CRI does with a handler's BinaryName.
+        if let Some(binary) = binary {
+            args.extend(["--runc-binary", binary]);
+        }
+        args.extend(["--rootfs", &rootfs_arg, &id]);
         args.extend(argv.iter().map(String::as_str));
         let ran = ctr(socket, &args, RUN_LIMIT)?;
         if ran.success() && ran.stdout.trim().is_empty() && attempt < RUN_ATTEMPTS {
@@ -254,7 +269,7 @@ fn container_runs(
     if ran.success() && ran.stdout.contains(expect) {
         return Ok(Outcome {
             changed: false,
-            message: format!("a container ran with runtime {runtime} and printed {expect:?}"),
+            message: format!("a container ran with runtime {runtime_label} and printed {expect:?}"),
             output: ran.tail(),
         });
     }
@@ -263,7 +278,7 @@ fn container_runs(
     remove_container(socket, &id);
     let stderr = last_line(&ran.stderr).unwrap_or_default();
     Err(Error::CheckFailed {
-        check: format!("container {id} ({runtime})"),
+        check: format!("container {id} ({runtime_label})"),
         seen: if ran.success() {
             format!("stdout {:?}", exec::tail(ran.stdout.trim(), 200))
         } else {
@@ -490,6 +505,7 @@ mod tests {
             check: CheckKind::ContainerRuns {
                 socket: "/run/containerd/containerd.sock".into(),
                 runtime: "io.containerd.runc.v2".into(),
+                binary: None,
                 rootfs_sha256: "a".repeat(64),
                 argv: vec!["/bin/busybox".into(), "echo".into(), "ok".into()],
                 expect: "ok".into(),

@@ -363,6 +363,10 @@ pub enum CheckKind {
         socket: PathBuf,
         /// containerd runtime type, e.g. io.containerd.runc.v2.
         runtime: String,
+        /// The OCI runtime the runc shim runs instead of runc (`ctr run --runc-binary`), e.g.
+        /// gVisor's runsc wrapper; None: runc.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        binary: Option<String>,
         /// sha256 of a rootfs .tar in the store.
         rootfs_sha256: String,
         /// Command to run inside.

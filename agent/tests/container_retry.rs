@@ -31,6 +31,11 @@ fn scripted_ctr(dir: &Path, silent: u32, text: &str) {
 /// Runs one container check with the scripted `ctr`; returns the task's status and message
 /// and the `ctr run` command lines.
 fn check(silent: u32, text: &str) -> (TaskStatus, String, Vec<String>) {
+    check_with(silent, text, None)
+}
+
+/// [`check`] with an OCI runtime for the runc shim to run instead of runc.
+fn check_with(silent: u32, text: &str, binary: Option<&str>) -> (TaskStatus, String, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     scripted_ctr(dir.path(), silent, text);
     let sha = "c".repeat(64);
@@ -48,6 +53,7 @@ fn check(silent: u32, text: &str) -> (TaskStatus, String, Vec<String>) {
                 check: CheckKind::ContainerRuns {
                     socket: "/run/test.sock".into(),
                     runtime: "io.containerd.runc.v2".into(),
+                    binary: binary.map(String::from),
                     rootfs_sha256: sha,
                     argv: vec!["/bin/busybox".into(), "echo".into(), "ok".into()],
                     expect: "ok".into(),
@@ -125,4 +131,20 @@ fn a_run_that_prints_something_else_is_not_tried_again() {
     assert_eq!(status, TaskStatus::Failed, "{message}");
     assert!(message.contains("printed something else"), "{message}");
     assert_eq!(runs.len(), 1, "{runs:#?}");
+}
+
+#[test]
+fn another_oci_runtime_is_handed_to_the_runc_shim() {
+    let runsc = "/usr/local/lib/kubegrid/runsc-containerd";
+    let (status, message, runs) = check_with(0, "ok", Some(runsc));
+    assert_eq!(status, TaskStatus::Unchanged, "{message}");
+    assert!(message.contains(runsc), "{message}");
+    assert!(
+        runs[0].contains(&format!(
+            "--runtime io.containerd.runc.v2 --runc-binary {runsc} --rootfs"
+        )),
+        "{runs:#?}"
+    );
+    let (_, _, runs) = check(0, "ok");
+    assert!(!runs[0].contains("--runc-binary"), "{runs:#?}");
 }

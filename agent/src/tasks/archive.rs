@@ -101,7 +101,9 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
     create_dest(&args.dest)?;
     let untar = exec::run(&[
         "tar",
-        "-xzf",
+        // No -z: GNU tar tells gzip, xz and zstd apart by their magic (Kata's static release
+        // is a .tar.zst, and needs the host's zstd).
+        "-xf",
         &blob.to_string_lossy(),
         "-C",
         &args.dest.to_string_lossy(),
@@ -118,7 +120,7 @@ pub fn apply(args: &ArchiveArgs, ctx: &Ctx) -> Result<Outcome> {
         // unlink too, but GNU tar refuses it together with this flag.)
         "--no-overwrite-dir",
     ])?
-    .ok_or("the blob must be a gzip-compressed tar")?;
+    .ok_or("the blob must be a tar (gzip, xz or zstd compressed)")?;
     let mut files = BTreeMap::new();
     for member in members {
         let path = args.dest.join(&member);
@@ -200,8 +202,8 @@ fn read_stamp(path: &Path) -> Result<Option<Stamp>> {
 
 /// The archive's non-directory members, after refusing any that would land outside `dest`.
 fn safe_members(blob: &Path, sha256: &str, dest: &Path) -> Result<Vec<String>> {
-    let list = exec::run(&["tar", "-tzf", &blob.to_string_lossy()])?
-        .ok_or("the blob must be a gzip-compressed tar")?;
+    let list = exec::run(&["tar", "-tf", &blob.to_string_lossy()])?
+        .ok_or("the blob must be a tar (gzip, xz or zstd compressed)")?;
     let mut files = Vec::new();
     for member in list.stdout.lines().filter(|l| !l.is_empty()) {
         let escapes = member.starts_with('/')

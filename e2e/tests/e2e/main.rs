@@ -20,5 +20,6 @@ mod operator_image;
 mod registry;
 mod release_bundle;
 mod runtime_source;
+mod runtimes;
 mod ssh;
 mod upgrade;

@@ -72,10 +72,7 @@ pub const DEFAULT_CA_VALIDITY: &str = "87600h";
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(
-    validation = crate::validate::gpu::gpu_needs_nvidia_runtime_rule(),
-    validation = crate::validate::gpu::nvidia_default_needs_gpu_rule()
-)]
+#[x_kube(validation = crate::validate::gpu::gpu_needs_nvidia_runtime_rule())]
 pub struct ClusterSpec {
     /// Kubernetes version, e.g. `v1.31.4`.
     #[schemars(length(max = crate::version::MAX_KUBERNETES_VERSION_LEN))]

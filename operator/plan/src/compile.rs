@@ -229,6 +229,7 @@ fn compile_task(
                 CheckSpec::ContainerRuns {
                     socket,
                     runtime,
+                    binary,
                     argv,
                     expect,
                 } => {
@@ -237,6 +238,7 @@ fn compile_task(
                     CheckKind::ContainerRuns {
                         socket: socket.clone(),
                         runtime: runtime.clone(),
+                        binary: binary.clone(),
                         rootfs_sha256: rootfs.sha256.clone(),
                         argv: argv.clone(),
                         expect: expect.clone(),

@@ -58,7 +58,8 @@ pub struct ClusterContext {
     pub containerd: Version,
     /// Where containerd and runc come from; `when: {containerd_source: ...}` tests it.
     pub containerd_source: crate::containerd::ContainerdSource,
-    /// Enabled runtime handlers: "runc", "nvidia", `kata-<shim>` (runc is always configured).
+    /// Enabled runtime handlers: "runc", "nvidia", "gvisor", "crun", `kata-<shim>` (runc is
+    /// always configured).
     pub runtimes: Vec<String>,
     /// The handler CRI uses when a pod names none.
     pub default_runtime: String,
@@ -142,20 +143,24 @@ impl ClusterContext {
         runtime == "runc" || self.runtimes.iter().any(|r| r == runtime)
     }
 
+    /// Whether a `kata-<shim>` handler is enabled.
+    pub fn has_kata(&self) -> bool {
+        self.runtimes.iter().any(|r| r.starts_with("kata-"))
+    }
+
     /// Checks what templates rely on: known runtime names, a default that is enabled, a
     /// sandbox image, mirror names that are safe as directory names, and a bundle registry
     /// that no user mirror competes with.
     pub fn validate(&self) -> Result<()> {
         let invalid = |problem: String| Err(Error::InvalidContext { problem });
         for runtime in &self.runtimes {
-            let known = runtime == "runc"
-                || runtime == "nvidia"
+            let known = matches!(runtime.as_str(), "runc" | "nvidia" | "gvisor" | "crun")
                 || runtime
                     .strip_prefix("kata-")
                     .is_some_and(|shim| KATA_SHIMS.contains(&shim));
             if !known {
                 return invalid(format!(
-                    "unknown runtime `{runtime}`; expected runc, nvidia or kata-<shim> with shim one of {}",
+                    "unknown runtime `{runtime}`; expected runc, nvidia, gvisor, crun or kata-<shim> with shim one of {}",
                     KATA_SHIMS.join(", ")
                 ));
             }

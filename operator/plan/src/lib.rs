@@ -77,8 +77,8 @@ pub use registry::{
     REGISTRY_PUSH_UNIT, REGISTRY_PUSH_USER, REGISTRY_SET, REGISTRY_UNIT,
 };
 pub use runtimes::{
-    KATA_SHIM_BINARY, NVIDIA_RUNTIME_BINARY, SkippedRuntime, host_runtimes, runtime_binary,
-    runtime_probe_paths,
+    CRUN_BINARY, KATA_SHIM_BINARY, NVIDIA_RUNTIME_BINARY, RUNSC_BINARY, RUNSC_WRAPPER, SkipReason,
+    SkippedRuntime, describe_kvm, host_runtimes, runtime_binary, runtime_probe_paths, vm_capable,
 };
 pub use templates::{
     CILIUM_IMAGE, CILIUM_OPERATOR_IMAGE, TEMPLATES, Template, kubelet_may_set_label, render,

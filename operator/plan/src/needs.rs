@@ -162,6 +162,8 @@ fn may_hold(when: &When, cluster: &ClusterContext, host: &HostContext) -> Option
         // Facts decide these (NVIDIA devices, NVSwitches, a loaded nouveau).
         When::Gpu(_) | When::Nvswitch(_) | When::NouveauLoaded(_) => None,
         When::Arch(_) if host.facts.arch.is_empty() => None,
+        // Whether a host can create a VM is a fact; without a kata handler the answer is no.
+        When::Kata(_) if cluster.has_kata() => None,
         When::All(all) => {
             let answers: Vec<Option<bool>> =
                 all.iter().map(|w| may_hold(w, cluster, host)).collect();

@@ -311,6 +311,9 @@ pub enum CheckSpec {
         socket: PathBuf,
         /// containerd runtime type ("io.containerd.runc.v2").
         runtime: String,
+        /// The OCI runtime the runc shim runs instead of runc (gVisor's runsc wrapper).
+        #[serde(default)]
+        binary: Option<String>,
         /// Command run inside.
         argv: Vec<String>,
         /// Text stdout must contain.

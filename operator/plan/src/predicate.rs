@@ -14,6 +14,9 @@ use crate::{
 pub enum When {
     /// The spec enables this runtime handler ("runc", "nvidia", "kata-qemu").
     Runtime(String),
+    /// The spec enables a `kata-<shim>` handler and this host can create a VM (its facts found
+    /// /dev/kvm usable), so kubegrid installs and configures Kata Containers here.
+    Kata(bool),
     /// The host has this role.
     Role(Role),
     /// The configured containerd version line matches this semver requirement (">=2.0").
@@ -52,6 +55,8 @@ pub enum When {
     Nvswitch(bool),
     /// The facts found the nouveau module loaded.
     NouveauLoaded(bool),
+    /// The spec asks for the GPU validation checks (`spec.gpu.validation`).
+    GpuValidation(bool),
     /// Every condition holds.
     All(Vec<When>),
     /// At least one condition holds.
@@ -89,6 +94,9 @@ impl When {
         let k = cluster.kubernetes.as_ref();
         match self {
             When::Runtime(name) => cluster.has_runtime(name),
+            When::Kata(want) => {
+                (cluster.has_kata() && crate::runtimes::vm_capable(&host.facts)) == *want
+            }
             When::Role(role) => host.has_role(role.as_str()),
             When::Containerd(req) => req.matches(&cluster.containerd),
             When::ContainerdSource(source) => cluster.containerd_source == *source,
@@ -117,6 +125,9 @@ impl When {
                 crate::gpu_host::fabric_manager_required(cluster, host) == *want
             }
             When::NouveauLoaded(want) => host.facts.gpu.modules.nouveau == *want,
+            When::GpuValidation(want) => {
+                cluster.gpu.as_ref().is_some_and(|g| g.validation) == *want
+            }
             When::All(all) => all.iter().all(|w| w.eval(cluster, host)),
             When::Any(any) => any.iter().any(|w| w.eval(cluster, host)),
             When::Not(inner) => !inner.eval(cluster, host),
@@ -152,6 +163,10 @@ mod tests {
         assert!(holds("{runtime: kata-qemu}"));
         assert!(holds("{runtime: runc}"));
         assert!(!holds("{runtime: nvidia}"));
+        assert!(
+            holds("{kata: false}"),
+            "no VM on a host whose /dev/kvm was not probed"
+        );
         assert!(holds("{role: worker}"));
         assert!(!holds("{role: control-plane}"));
         assert!(holds("{containerd: '>=2.0'}"));
@@ -164,6 +179,19 @@ mod tests {
         assert!(holds("{all: [{role: worker}, {not: {runtime: nvidia}}]}"));
         assert!(holds("{any: [{role: etcd}, {arch: amd64}]}"));
         assert!(!holds("{all: [{role: worker}, {arch: arm64}]}"));
+    }
+
+    #[test]
+    fn kata_holds_where_a_kata_handler_is_enabled_and_a_vm_can_be_created() {
+        let mut cluster = ClusterContext::new("c", "2.1").unwrap();
+        let mut host = HostContext::default();
+        host.facts.gpu.kvm = kubegrid_agent::facts::Kvm::Usable;
+        let holds = |c: &ClusterContext, h: &HostContext| when("{kata: true}").eval(c, h);
+        assert!(!holds(&cluster, &host), "no kata handler listed");
+        cluster.runtimes.push("kata-clh".into());
+        assert!(holds(&cluster, &host));
+        host.facts.gpu.kvm = kubegrid_agent::facts::Kvm::NoDevice;
+        assert!(!holds(&cluster, &host));
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub const TEMPLATES: &[Template] = templates![
     "containerd/containerd.service.tera",
     "containerd/config-v3.toml.tera",
     "containerd/hosts.toml.tera",
+    "containerd/runsc-containerd.sh.tera",
     "crictl.yaml.tera",
     "sysctl/kubernetes.conf.tera",
     "modules-load/kubernetes.conf.tera",
@@ -90,8 +91,9 @@ pub fn template(name: &str) -> Result<&'static Template> {
 ///
 /// Templates see `cluster` (`name`, `containerd.{line,major,minor}`, `runtimes`,
 /// `default_runtime`, `sandbox_image`, `registry_config_path`, `registry_mirrors`, `kata` as
-/// `[{handler, shim}]`, `nvidia`, `cdi_spec_dirs`; `kata` and `nvidia` only for the handlers
-/// whose binary this host has, see [`crate::host_runtimes`]), `host` (`name`, `roles`, and `facts` with
+/// `[{handler, shim}]`, `nvidia`, `gvisor`, `crun` (true where the handler is configured),
+/// `runsc` (the gvisor handler's BinaryName), `cdi_spec_dirs`; `kata`, `nvidia`, `gvisor` and
+/// `crun` only for the handlers this host runs, see [`crate::host_runtimes`]), `host` (`name`, `roles`, and `facts` with
 /// the wire's camelCase keys, e.g. `host.facts.osId`) and `mirror` (a [`RegistryMirror`] plus
 /// `bundle_registry`, true when it points at the bundle registry; or null). An undefined
 /// variable is an error, never an empty string. `cluster.registry_mirrors` is every certs.d
@@ -235,6 +237,10 @@ struct ClusterView<'a> {
     /// Kata handlers, so templates need no string slicing.
     kata: Vec<KataView<'a>>,
     nvidia: bool,
+    /// gVisor's handler; `runsc` is the script containerd's runc shim runs for it.
+    gvisor: bool,
+    runsc: &'static str,
+    crun: bool,
     cdi_spec_dirs: &'static [&'static str],
     kubernetes: Option<KubernetesView<'a>>,
 }
@@ -314,7 +320,7 @@ impl<'a> View<'a> {
         mirror: Option<&'a RegistryMirror>,
         mirrors: &'a [RegistryMirror],
     ) -> Self {
-        // Only the handlers whose binary this host has (see `runtimes`).
+        // Only the handlers this host runs (see `runtimes`).
         let (configured, _) = crate::runtimes::host_runtimes(cluster, host);
         let kata = cluster
             .runtimes
@@ -346,6 +352,9 @@ impl<'a> View<'a> {
                     .map(BundleRegistryView::new),
                 kata,
                 nvidia: configured.iter().any(|r| r == "nvidia"),
+                gvisor: configured.iter().any(|r| r == "gvisor"),
+                runsc: crate::runtimes::RUNSC_WRAPPER,
+                crun: configured.iter().any(|r| r == "crun"),
                 cdi_spec_dirs: CDI_SPEC_DIRS,
                 kubernetes: cluster.kubernetes.as_ref().map(KubernetesView::new),
             },

@@ -81,15 +81,6 @@ pub(crate) fn gpu_needs_nvidia_runtime_rule() -> Rule {
     )
 }
 
-/// Cluster `spec`: `nvidia` as the default handler only with a GPU stack that installs it.
-pub(crate) fn nvidia_default_needs_gpu_rule() -> Rule {
-    rule(
-        "!has(self.containerRuntime.defaultRuntime) || self.containerRuntime.defaultRuntime != 'nvidia' || has(self.gpu)",
-        "may be nvidia only when spec.gpu is set (kubegrid then installs the NVIDIA container toolkit) and every worker Node has gpu: nvidia".into(),
-        ".containerRuntime.defaultRuntime",
-    )
-}
-
 impl Checker<'_> {
     /// Refuses GPU settings that cannot work, on the Cluster and on its Nodes.
     pub(super) fn gpu(&mut self, at: &Subject) {

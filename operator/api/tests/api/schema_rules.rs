@@ -338,23 +338,11 @@ pub(crate) const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
         "Node/gpu-2",
         "spec.port",
     ),
-    // kata-* may be listed but is never the default; nvidia only with spec.gpu (and, which
-    // only the code can check, every worker Node `gpu: nvidia`); runc, crun and gvisor always.
+    // nvidia, kata-*, gvisor and crun run only on some hosts: they may be listed but not be
+    // the default.
     (
         "runtimes: [runc, kata-qemu, nvidia]",
         "runtimes: [runc, kata-qemu, nvidia]\n    defaultRuntime: runc",
-        "",
-        "",
-    ),
-    (
-        "runtimes: [runc, kata-qemu, nvidia]",
-        "runtimes: [runc, crun, gvisor]\n    defaultRuntime: gvisor",
-        "",
-        "",
-    ),
-    (
-        "runtimes: [runc, kata-qemu, nvidia]",
-        "runtimes: [crun]\n    defaultRuntime: crun",
         "",
         "",
     ),
@@ -436,6 +424,12 @@ pub(crate) const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
         "runtimes: [runc, kata-qemu]\n    registryMirrors:\n      - {registry: docker.io, endpoint: \"https://mirror.example:5000\"}\n  gpu: {driver: {branch: \"550\"}}\n",
         "Cluster/gpu-prod",
         "spec.containerRuntime.runtimes",
+    ),
+    (
+        "runtimes: [runc, kata-qemu, nvidia]",
+        "runtimes: [runc, gvisor, crun]\n    defaultRuntime: gvisor",
+        "Cluster/gpu-prod",
+        "spec.containerRuntime.defaultRuntime",
     ),
 ];
 

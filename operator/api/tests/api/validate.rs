@@ -302,12 +302,19 @@ fn default_runtime_must_be_listed() {
 }
 
 #[test]
-fn default_runtime_is_never_a_kata_handler() {
-    for runtime in ["kata-qemu", "kata-clh", "kata-fc"] {
+fn default_runtime_must_be_one_kubegrid_installs() {
+    for runtime in [
+        "nvidia",
+        "kata-qemu",
+        "kata-clh",
+        "kata-fc",
+        "gvisor",
+        "crun",
+    ] {
         let text = edit(
             "runtimes: [runc, kata-qemu, nvidia]",
             &format!(
-                "runtimes: [runc, kata-qemu, kata-clh, kata-fc, nvidia]\n    defaultRuntime: {runtime}"
+                "runtimes: [runc, kata-qemu, kata-clh, kata-fc, nvidia, gvisor, crun]\n    defaultRuntime: {runtime}"
             ),
         );
         for target in [ValidateFor::Cli, ValidateFor::Operator] {
@@ -322,71 +329,12 @@ fn default_runtime_is_never_a_kata_handler() {
             assert!(
                 problem.contains("spec.containerRuntime.defaultRuntime")
                     && problem.contains(&format!("`{runtime}`"))
-                    && problem.contains("only on Nodes that can create VMs")
+                    && problem.contains("not every host runs")
                     && problem.contains("RuntimeClass"),
                 "{problem}"
             );
         }
     }
-}
-
-#[test]
-fn default_runtime_may_be_one_kubegrid_installs_everywhere() {
-    for runtime in ["runc", "crun", "gvisor"] {
-        let text = edit(
-            "runtimes: [runc, kata-qemu, nvidia]",
-            &format!("runtimes: [runc, crun, gvisor]\n    defaultRuntime: {runtime}"),
-        );
-        assert_eq!(problems_for(&text, ValidateFor::Cli), Vec::<String>::new());
-    }
-}
-
-/// `GOOD` with a Cluster spec.gpu whose driver is `driver` and `defaultRuntime: nvidia`.
-fn nvidia_default(driver: &str) -> String {
-    edit(
-        "runtimes: [runc, kata-qemu, nvidia]",
-        "runtimes: [runc, nvidia]\n    defaultRuntime: nvidia",
-    )
-    .replacen(
-        "  bundle:\n",
-        &format!("  gpu:\n    driver: {driver}\n  bundle:\n"),
-        1,
-    )
-}
-
-#[test]
-fn nvidia_is_the_default_only_with_spec_gpu_and_every_worker_a_gpu_node() {
-    let text = edit(
-        "runtimes: [runc, kata-qemu, nvidia]",
-        "runtimes: [runc, nvidia]\n    defaultRuntime: nvidia",
-    );
-    let problem = one_problem(
-        &text,
-        CLUSTER,
-        "spec.containerRuntime.defaultRuntime",
-        "`nvidia` while spec.gpu is not set",
-    );
-    assert!(
-        problem.contains("hint: keep `nvidia` in runtimes"),
-        "{problem}"
-    );
-    // spec.gpu set, but gpu-1 and gpu-2 are `auto`: pods on a Node without GPUs would fail.
-    let text = nvidia_default("{branch: \"550\"}");
-    let problem = one_problem(
-        &text,
-        CLUSTER,
-        "spec.containerRuntime.defaultRuntime",
-        "worker Nodes without gpu: nvidia (gpu-1, gpu-2)",
-    );
-    assert!(
-        problem.contains("every worker Node has gpu: nvidia"),
-        "{problem}"
-    );
-    let every_worker = text.replace("  roles: [worker]\n", "  roles: [worker]\n  gpu: nvidia\n");
-    assert_eq!(
-        problems_for(&every_worker, ValidateFor::Cli),
-        Vec::<String>::new()
-    );
 }
 
 /// `GOOD` with `gpu` as the Cluster's spec.gpu (a flow mapping).

@@ -39,7 +39,7 @@ pub struct HostReport {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub versions: BTreeMap<String, String>,
     /// Runtime handlers the spec lists that this host's containerd config leaves out, each
-    /// saying which binary the host lacks.
+    /// saying why (no VM for kata, not a GPU Node for nvidia, not Debian for gvisor/crun).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped_runtimes: Vec<String>,
     /// The kubegrid-agent this run used on the host, once the host was probed.

@@ -46,6 +46,7 @@ impl Phase for Preflight {
                     gpu: run.req.context.gpu.as_ref(),
                     gpu_node: run.req.context.gpu.is_some() && h.gpu_node(facts),
                     gpu_required: h.gpu_required(),
+                    runtimes: &run.req.context.runtimes,
                 })
             })
             .collect();

@@ -1,7 +1,8 @@
-//! Runtime handlers the spec lists but a host cannot run: their binary is missing, so the
-//! host's containerd config leaves them out (see `kubegrid_plan::host_runtimes`). Each one
-//! is logged and put in the host's report, so the user learns which handler is missing
-//! where instead of finding pods that cannot start.
+//! Runtime handlers the spec lists but a host does not run (a kata handler where no VM can be
+//! created, nvidia off GPU Nodes, gvisor and crun off Debian-family hosts), so the host's
+//! containerd config leaves them out (see `kubegrid_plan::host_runtimes`). Each one is logged
+//! and put in the host's report, so the user learns which handler is missing where, and why,
+//! instead of finding pods that cannot start.
 
 use crate::operation::Run;
 
@@ -17,8 +18,7 @@ pub fn note_skipped(run: &mut Run) {
             tracing::warn!(
                 host = %host.name,
                 handler = %s.handler,
-                binary = s.binary,
-                "runtime handler not configured: its binary is not installed on this host"
+                "{s}"
             );
         }
         run.reports[i].skipped_runtimes = skipped.iter().map(|s| s.to_string()).collect();

@@ -55,6 +55,7 @@ fn findings(facts: &Facts, gpu: &GpuContext, node: bool, required: bool) -> Vec<
         gpu: Some(gpu),
         gpu_node: node,
         gpu_required: required,
+        runtimes: &[],
     };
     run(&[subject], &[])
         .into_iter()

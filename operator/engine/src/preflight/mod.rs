@@ -7,6 +7,7 @@ mod cluster;
 mod endpoint;
 mod gpu;
 mod host;
+mod kata;
 mod runtime;
 mod versions;
 
@@ -46,6 +47,8 @@ pub struct Subject<'a> {
     pub gpu_node: bool,
     /// Whether its spec says `gpu: nvidia`, so finding no GPU is a failure.
     pub gpu_required: bool,
+    /// The runtime handlers the spec enables ("runc", "gvisor", "kata-qemu", ...).
+    pub runtimes: &'a [String],
 }
 
 impl Subject<'_> {
@@ -102,6 +105,7 @@ pub fn checks() -> Vec<Box<dyn Check>> {
     all.extend(endpoint::checks());
     all.extend(gpu::checks());
     all.push(Box::new(versions::VersionChange));
+    all.push(Box::new(kata::KataVm));
     all
 }
 

@@ -84,6 +84,7 @@ mod tests {
             gpu: None,
             gpu_node: false,
             gpu_required: false,
+            runtimes: &[],
         };
         RuntimeConflict.run(&[subject])
     }

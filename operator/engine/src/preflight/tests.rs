@@ -50,6 +50,7 @@ fn subjects<'a>(facts: &'a [Facts], roles: &'a [String]) -> Vec<Subject<'a>> {
             gpu: None,
             gpu_node: false,
             gpu_required: false,
+            runtimes: &[],
         })
         .collect()
 }
@@ -230,6 +231,7 @@ fn vip_must_be_in_the_subnet_and_free_until_the_cluster_exists() {
             gpu: None,
             gpu_node: false,
             gpu_required: false,
+            runtimes: &[],
         }];
         only(&run(&subjects, &[]), "vip")
     }

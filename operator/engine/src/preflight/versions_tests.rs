@@ -31,6 +31,7 @@ fn findings(facts: &Facts, roles: &[String], etcd_target: Option<&semver::Versio
         gpu: None,
         gpu_node: false,
         gpu_required: false,
+        runtimes: &[],
     };
     run(&[subject], &[])
         .into_iter()

@@ -47,8 +47,8 @@ pub fn packages_cluster(line: &str) -> ClusterContext {
     cluster
 }
 
-/// kata (qemu and clh), nvidia and three registry mirrors on a containerd line, with the pause
-/// image Kubernetes 1.34 pins.
+/// kata (qemu and clh), nvidia, gvisor, crun and three registry mirrors on a containerd line,
+/// with the pause image Kubernetes 1.34 pins.
 pub fn full_cluster(line: &str) -> ClusterContext {
     let mut cluster = ClusterContext::new("gpu-prod", line).unwrap();
     cluster.runtimes = vec![
@@ -56,6 +56,8 @@ pub fn full_cluster(line: &str) -> ClusterContext {
         "kata-qemu".into(),
         "kata-clh".into(),
         "nvidia".into(),
+        "gvisor".into(),
+        "crun".into(),
     ];
     cluster.sandbox_image = ClusterContext::sandbox_image_for(&Version::new(1, 34, 2)).unwrap();
     let mut k8s = RegistryMirror::new("registry.k8s.io", vec!["https://mirror.lab:5000".into()]);

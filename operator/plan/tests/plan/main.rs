@@ -9,6 +9,7 @@ mod k8s_fixtures;
 mod k8s_manifests;
 mod k8s_templates;
 mod k8s_validate;
+mod nvidia_ctk;
 mod playbook;
 mod registry;
 mod risky;

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use kubegrid_agent::facts::Kvm;
 use kubegrid_plan::{
-    ClusterContext, HostContext, KATA_SHIM_BINARY, NVIDIA_RUNTIME_BINARY, TEMPLATES, host_runtimes,
+    ClusterContext, HostContext, NVIDIA_RUNTIME_BINARY, RUNSC_WRAPPER, TEMPLATES, host_runtimes,
     render,
 };
 
@@ -12,13 +13,11 @@ use crate::common::{
     toml_structure,
 };
 
-/// The lab host with the NVIDIA runtime and the Kata shim installed, so every listed
-/// handler is configured.
+/// The lab host as a GPU Node that can create VMs, so every listed handler is configured.
 fn runtime_host() -> HostContext {
     let mut host = lab_host();
-    for binary in [NVIDIA_RUNTIME_BINARY, KATA_SHIM_BINARY] {
-        host.facts.paths.insert(binary.into(), true);
-    }
+    host.gpu = true;
+    host.facts.gpu.kvm = Kvm::Usable;
     host
 }
 
@@ -51,29 +50,31 @@ fn containerd_config_v3_matches_golden() {
     golden_for(V3, |c| c.containerd.major == 2);
 }
 
-/// A host without the runtimes' binaries gets runc only (and no CDI); one with only the
-/// NVIDIA runtime gets runc and nvidia. Each listed handler left out is reported.
+/// A Debian host that is not a GPU Node and cannot create a VM gets runc, gvisor and crun
+/// (and no CDI); a GPU Node without a VM also gets nvidia. Each listed handler left out is
+/// reported.
 #[test]
-fn handlers_without_their_binary_are_left_out_of_the_config() {
+fn handlers_a_host_cannot_run_are_left_out_of_the_config() {
     for (template, line) in [(V2, "1.7"), (V3, "2.1")] {
         let cluster = full_cluster(line);
         let bare = lab_host();
         let text = render(template, &cluster, &bare, None).unwrap();
         assert_golden(
-            &golden_path(template, &format!("full-{line}-no-runtime-binaries")),
+            &golden_path(template, &format!("full-{line}-no-gpu-no-vm")),
             &text,
         );
         toml_structure(&text);
         assert!(!text.contains("nvidia") && !text.contains("kata"), "{text}");
+        assert!(text.contains("runtimes.gvisor") && text.contains("runtimes.crun"));
         let (_, skipped) = host_runtimes(&cluster, &bare);
         let skipped: Vec<&str> = skipped.iter().map(|s| s.handler.as_str()).collect();
         assert_eq!(skipped, ["kata-qemu", "kata-clh", "nvidia"]);
 
         let mut gpu = lab_host();
-        gpu.facts.paths.insert(NVIDIA_RUNTIME_BINARY.into(), true);
+        gpu.gpu = true;
         let text = render(template, &cluster, &gpu, None).unwrap();
         assert_golden(
-            &golden_path(template, &format!("full-{line}-nvidia-only")),
+            &golden_path(template, &format!("full-{line}-gpu-no-vm")),
             &text,
         );
         toml_structure(&text);
@@ -81,7 +82,25 @@ fn handlers_without_their_binary_are_left_out_of_the_config() {
             text.contains("runtimes.nvidia") && !text.contains("kata"),
             "{text}"
         );
+        // A host that is not a GPU Node but has NVIDIA's toolkit from its owner.
+        let mut owned = lab_host();
+        owned.facts.paths.insert(NVIDIA_RUNTIME_BINARY.into(), true);
+        assert_eq!(render(template, &cluster, &owned, None).unwrap(), text);
     }
+}
+
+#[test]
+fn the_runsc_wrapper_matches_golden_and_is_the_gvisor_handlers_binary() {
+    let template = "containerd/runsc-containerd.sh.tera";
+    let text = render(template, &full_cluster("2.1"), &lab_host(), None).unwrap();
+    assert_golden(&golden_path(template, "full-2.1"), &text);
+    assert!(text.starts_with("#!/bin/sh\n"), "{text}");
+    let exec = text.lines().last().unwrap();
+    assert_eq!(
+        exec,
+        r#"exec /usr/bin/runsc --platform=systrap --network=host "$@""#
+    );
+    assert!(exec.contains(kubegrid_plan::RUNSC_BINARY));
 }
 
 #[test]
@@ -282,6 +301,22 @@ fn assert_kata_and_nvidia(toml: &BTreeMap<(String, String), String>, cri: &str) 
             format!(
                 r#""/opt/kata/share/defaults/kata-containers/runtimes/{shim}/configuration-{shim}.toml""#
             )
+        );
+    }
+    // gVisor and crun under the runc shim, each as its BinaryName.
+    for (handler, binary) in [("gvisor", RUNSC_WRAPPER), ("crun", "/usr/bin/crun")] {
+        let table = format!("{runtimes}.{handler}");
+        assert_eq!(
+            get(toml, &table, "runtime_type"),
+            r#""io.containerd.runc.v2""#
+        );
+        assert_eq!(
+            get(toml, &format!("{table}.options"), "BinaryName"),
+            format!("{binary:?}")
+        );
+        assert_eq!(
+            get(toml, &format!("{table}.options"), "SystemdCgroup"),
+            "true"
         );
     }
     let nvidia = format!("{runtimes}.nvidia");
