@@ -8,6 +8,7 @@ mod k8s_manifests;
 mod k8s_templates;
 mod k8s_validate;
 mod playbook;
+mod reboot;
 mod registry;
 mod risky;
 mod templates;
