@@ -218,7 +218,7 @@ fn reboot_phase_reboots_the_selected_hosts_in_parallel_and_the_operation_goes_on
             assert_eq!(steps, ["reboot requested", "rebooted"], "{host}");
             assert_eq!(
                 journal
-                    .state(&report.cluster, &format!("reboot/{host}"))
+                    .state(&report.cluster, &format!("reboot/{host}/restart"))
                     .await
                     .unwrap(),
                 None
@@ -237,20 +237,16 @@ fn a_run_killed_while_waiting_for_the_reboot_is_continued_without_a_second_reboo
     // Killed right after the request, while it waits for the new boot id.
     let watch = Arc::new(Watch::default());
     let (go, gate) = tokio::sync::oneshot::channel::<()>();
-    let task = {
+    let req = request(&lab, Mode::Apply, PLAYBOOK);
+    let journal_path = lab.journal();
+    let task = rt.spawn({
         let watch = watch.clone();
-        let lab = &lab;
-        rt.block_on(async {
-            let state_dir = lab.state_dir.clone();
-            let req = request(lab, Mode::Apply, PLAYBOOK);
-            let journal_path = state_dir.join("journal.db");
-            tokio::spawn(async move {
-                gate.await.unwrap();
-                let journal = Journal::open(&journal_path).await.unwrap();
-                operation::execute(req, journal, watch).await
-            })
-        })
-    };
+        async move {
+            gate.await.unwrap();
+            let journal = Journal::open(&journal_path).await.unwrap();
+            operation::execute(req, journal, watch).await
+        }
+    });
     *watch.kill_when_waiting.lock().unwrap() = Some(task.abort_handle());
     go.send(()).unwrap();
     let ended = rt.block_on(task);
@@ -262,7 +258,7 @@ fn a_run_killed_while_waiting_for_the_reboot_is_continued_without_a_second_reboo
         let journal = Journal::open(&lab.journal()).await.unwrap();
         let cluster = journal.operations(1).await.unwrap()[0].cluster.clone();
         let pending = journal
-            .state(&cluster, "reboot/lab-2")
+            .state(&cluster, "reboot/lab-2/restart")
             .await
             .unwrap()
             .expect("the request is journaled before it is sent");
@@ -307,7 +303,13 @@ fn a_run_killed_while_waiting_for_the_reboot_is_continued_without_a_second_reboo
     );
     rt.block_on(async {
         let journal = Journal::open(&lab.journal()).await.unwrap();
-        assert_eq!(journal.state(&cluster, "reboot/lab-2").await.unwrap(), None);
+        assert_eq!(
+            journal
+                .state(&cluster, "reboot/lab-2/restart")
+                .await
+                .unwrap(),
+            None
+        );
     });
 }
 

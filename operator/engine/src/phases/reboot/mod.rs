@@ -202,7 +202,7 @@ async fn load_pins(run: &Run, hosts: &[usize]) -> Result<Pins, Error> {
 impl Job {
     /// One host's part of the phase.
     async fn run(self, session: &mut HostSession) -> Result<Done, Error> {
-        let pending = record::load(&self.journal, &self.cluster, &self.host).await?;
+        let pending = record::load(&self.journal, &self.cluster, &self.host, &self.phase).await?;
         if pending.is_none() && self.plan.is_none() {
             return Ok(Done::default());
         }
@@ -217,7 +217,7 @@ impl Job {
                 );
                 self.note("rebooted", 0, &message).await;
                 if apply {
-                    record::clear(&self.journal, &self.cluster, &self.host).await?;
+                    record::clear(&self.journal, &self.cluster, &self.host, &self.phase).await?;
                 }
                 Ok(Done {
                     tasks: vec![("rebooted".into(), message, 0)],
@@ -237,7 +237,7 @@ impl Job {
                 );
                 self.note("reboot dropped", 0, &message).await;
                 if apply {
-                    record::clear(&self.journal, &self.cluster, &self.host).await?;
+                    record::clear(&self.journal, &self.cluster, &self.host, &self.phase).await?;
                 }
                 Ok(Done {
                     tasks: vec![("reboot dropped".into(), message, 0)],
@@ -329,7 +329,7 @@ impl Job {
         let message = format!("boot id {boot} → {new} after {:.0} s", took.as_secs_f64());
         let took_ms = took.as_millis() as u64;
         self.note("rebooted", took_ms, &message).await;
-        record::clear(&self.journal, &self.cluster, &self.host).await?;
+        record::clear(&self.journal, &self.cluster, &self.host, &self.phase).await?;
         Ok(Done {
             tasks: vec![
                 ("reboot requested".into(), requested, 0),

@@ -55,19 +55,21 @@ pub(crate) fn decide(pending: Option<Pending>, boot_id: &str, wanted: bool) -> D
     }
 }
 
-/// The cluster-state key of a host's pending reboot.
-pub(crate) fn key(host: &str) -> String {
-    format!("reboot/{host}")
+/// The cluster-state key of a host's pending reboot in one phase: a playbook may reboot a
+/// host in more than one phase, and each phase settles only its own request.
+pub(crate) fn key(host: &str, phase: &str) -> String {
+    format!("reboot/{host}/{phase}")
 }
 
-/// The host's pending reboot request, if any. An unreadable record is reported rather than
-/// ignored: ignoring it could reboot the host twice.
+/// The host's pending reboot request in `phase`, if any. An unreadable record is reported
+/// rather than ignored: ignoring it could reboot the host twice.
 pub(crate) async fn load(
     journal: &Journal,
     cluster: &str,
     host: &str,
+    phase: &str,
 ) -> Result<Option<Pending>, Error> {
-    let Some(text) = journal.state(cluster, &key(host)).await? else {
+    let Some(text) = journal.state(cluster, &key(host, phase)).await? else {
         return Ok(None);
     };
     serde_json::from_str(&text)
@@ -76,7 +78,7 @@ pub(crate) async fn load(
             host: host.to_string(),
             message: format!(
                 "the journal's pending reboot record `{}` cannot be read ({e}); remove it with the journal tools once you have checked the host",
-                key(host)
+                key(host, phase)
             ),
         })
 }
@@ -92,13 +94,20 @@ pub(crate) async fn store(
         host: host.to_string(),
         message: format!("cannot encode the pending reboot record: {e}"),
     })?;
-    journal.put_state(cluster, &key(host), &text).await?;
+    journal
+        .put_state(cluster, &key(host, &pending.phase), &text)
+        .await?;
     Ok(())
 }
 
 /// Removes the request once it is done (or no longer needed).
-pub(crate) async fn clear(journal: &Journal, cluster: &str, host: &str) -> Result<(), Error> {
-    journal.delete_state(cluster, &key(host)).await?;
+pub(crate) async fn clear(
+    journal: &Journal,
+    cluster: &str,
+    host: &str,
+    phase: &str,
+) -> Result<(), Error> {
+    journal.delete_state(cluster, &key(host, phase)).await?;
     Ok(())
 }
 
