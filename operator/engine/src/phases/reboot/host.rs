@@ -168,6 +168,48 @@ pub(crate) async fn wait_new_boot(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_host_that_does_not_come_back_times_out_naming_it_and_what_was_seen() {
+        // A loopback port nothing listens on: every attempt is refused, like a host still down.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let target = SshTarget {
+            cluster: "c".into(),
+            host: "lab-2".into(),
+            address: "127.0.0.1".into(),
+            port,
+            user: "root".into(),
+            key_file: None,
+            password: None,
+            sudo: false,
+            bastion: None,
+        };
+        let mut reports = 0;
+        let err = wait_new_boot(
+            &target,
+            &Pins(BTreeMap::new()),
+            &SshOptions::default(),
+            "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+            Instant::now(),
+            Duration::from_secs(2),
+            |_| reports += 1,
+        )
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::RebootTimeout { .. }), "{text}");
+        assert!(
+            text.starts_with("lab-2: did not come back from the reboot within 2 s")
+                && text.contains("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
+                && text.contains("last seen: cannot connect"),
+            "{text}"
+        );
+        assert!(reports >= 1, "the wait is announced when it begins");
+    }
+
     #[test]
     fn boot_ids_are_uuids() {
         assert!(is_boot_id("1b4e28ba-2fa1-11d2-883f-0016d3cca427"));
