@@ -119,8 +119,15 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn execute(lab: &LabGuard, mode: Mode, watch: Arc<Watch>) -> Report {
+    resume(lab, None, watch).await
+}
+
+/// An apply that resumes `from` (an interrupted operation), as the operator does.
+async fn resume(lab: &LabGuard, from: Option<i64>, watch: Arc<Watch>) -> Report {
     let journal = Journal::open(&lab.journal()).await.unwrap();
-    operation::execute(request(lab, mode, PLAYBOOK), journal, watch)
+    let mut req = request(lab, Mode::Apply, PLAYBOOK);
+    req.options.resume_from = from.map(kubegrid_journal::OperationId);
+    operation::execute(req, journal, watch)
         .await
         .expect("the operation runs")
 }
@@ -137,7 +144,12 @@ fn reboot_phase_reboots_the_selected_hosts_in_parallel_and_the_operation_goes_on
 
     // The dry run names the hosts it would reboot and reboots none.
     let watch = Arc::new(Watch::default());
-    let report = rt.block_on(execute(&lab, Mode::Plan, watch.clone()));
+    let report = rt.block_on(async {
+        let journal = Journal::open(&lab.journal()).await.unwrap();
+        operation::execute(request(&lab, Mode::Plan, PLAYBOOK), journal, watch.clone())
+            .await
+            .unwrap()
+    });
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
     let planned = watch.reboot_tasks();
     let hosts: Vec<&str> = planned.iter().map(|(h, _, _)| h.as_str()).collect();
@@ -229,6 +241,17 @@ fn reboot_phase_reboots_the_selected_hosts_in_parallel_and_the_operation_goes_on
 
 #[test]
 fn a_run_killed_while_waiting_for_the_reboot_is_continued_without_a_second_reboot() {
+    killed_while_waiting_then_continued(false);
+}
+
+#[test]
+fn an_interrupted_operation_resumed_like_the_operator_does_does_not_reboot_twice() {
+    killed_while_waiting_then_continued(true);
+}
+
+/// Kills a run right after its reboot request, lets the host reboot, then runs again: a plain
+/// re-apply (the CLI), or with `resume` the operator's resume of the interrupted operation.
+fn killed_while_waiting_then_continued(resume_it: bool) {
     let lab = LabGuard::up(2);
     let worker = lab.host("lab-2");
     let rt = runtime();
@@ -272,8 +295,28 @@ fn a_run_killed_while_waiting_for_the_reboot_is_continued_without_a_second_reboo
 
     // Applying again sees the reboot done: it journals it and goes on, rebooting nothing.
     let watch = Arc::new(Watch::default());
-    let report = rt.block_on(execute(&lab, Mode::Apply, watch.clone()));
+    let report = if resume_it {
+        rt.block_on(async {
+            let journal = Journal::open(&lab.journal()).await.unwrap();
+            let marked = journal
+                .interrupt_running(&cluster, "killed by the test while it waited")
+                .await
+                .unwrap();
+            assert_eq!(marked, [kubegrid_journal::OperationId(first_op)]);
+            resume(&lab, Some(first_op), watch.clone()).await
+        })
+    } else {
+        rt.block_on(execute(&lab, Mode::Apply, watch.clone()))
+    };
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    if resume_it {
+        // The phase the killed run finished was carried over, not run again.
+        let carried = watch.events.lock().unwrap().iter().any(|e| {
+            matches!(e, Progress::TaskFinished { host, phase, task, .. }
+                if host == "lab-2" && phase == "before" && task == "resume")
+        });
+        assert!(carried, "the finished phase `before` was run again");
+    }
     assert_eq!(
         lab.ssh_ok(worker, BOOT_ID),
         boot2,
