@@ -118,7 +118,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn execute(lab: &LabGuard, mode: Mode, watch: Arc<Watch>) -> Report {
+/// An apply of the test playbook.
+async fn apply(lab: &LabGuard, watch: Arc<Watch>) -> Report {
     resume(lab, None, watch).await
 }
 
@@ -174,7 +175,7 @@ fn reboot_phase_reboots_the_selected_hosts_in_parallel_and_the_operation_goes_on
     }
 
     let watch = Arc::new(Watch::default());
-    let report = rt.block_on(execute(&lab, Mode::Apply, watch.clone()));
+    let report = rt.block_on(apply(&lab, watch.clone()));
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
     for (h, boot) in lab.hosts.iter().zip(&boots) {
         let now = lab.ssh_ok(h, BOOT_ID);
@@ -306,7 +307,7 @@ fn killed_while_waiting_then_continued(resume_it: bool) {
             resume(&lab, Some(first_op), watch.clone()).await
         })
     } else {
-        rt.block_on(execute(&lab, Mode::Apply, watch.clone()))
+        rt.block_on(apply(&lab, watch.clone()))
     };
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
     if resume_it {
