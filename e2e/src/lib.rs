@@ -14,6 +14,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod nouveau_standin;
+
 /// Where e2e labs keep their state; one folder per lab, named `<pid>-<slot>`.
 const STATE_ROOT: &str = "/var/tmp/kubegrid-e2e";
 /// Slot files, one per address range in use: `10.213.<slot>.0/24`.

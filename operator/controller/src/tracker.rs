@@ -288,7 +288,9 @@ async fn apply(
                 .await;
             }
         }
-        Progress::TaskFinished { .. } | Progress::Transfer { .. } => {}
+        Progress::TaskFinished { .. }
+        | Progress::Transfer { .. }
+        | Progress::HostWaiting { .. } => {}
     }
 }
 

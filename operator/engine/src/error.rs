@@ -211,6 +211,38 @@ pub enum Error {
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] kubegrid_journal::Error),
+    /// A host's boot id could not be read (before or after a controlled reboot).
+    #[error("{host}: cannot read the boot id from /proc/sys/kernel/random/boot_id: {detail}")]
+    BootId {
+        /// Node name.
+        host: String,
+        /// What was seen instead.
+        detail: String,
+    },
+    /// `systemctl reboot` was refused by the host.
+    #[error("{host}: `systemctl reboot` failed (exit {exit}): {stderr}")]
+    RebootRefused {
+        /// Node name.
+        host: String,
+        /// Its exit status.
+        exit: u32,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// A rebooted host did not answer with a new boot id in time.
+    #[error(
+        "{host}: did not come back from the reboot within {timeout_s} s (boot id before the reboot: {old_boot_id}); last seen: {last_seen}\n  hint: look at the host's console; a longer wait is `reboot: {{timeout_seconds: N}}` in the playbook, and applying again continues from here without a second reboot"
+    )]
+    RebootTimeout {
+        /// Node name.
+        host: String,
+        /// The wait's limit.
+        timeout_s: u64,
+        /// The boot id the reboot was requested at.
+        old_boot_id: String,
+        /// The last thing the wait saw.
+        last_seen: String,
+    },
 }
 
 impl Error {

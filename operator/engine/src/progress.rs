@@ -71,6 +71,16 @@ pub enum Progress {
         /// Why it is retried, at "retry".
         message: String,
     },
+    /// A host waits on something the engine does itself (a controlled reboot), repeated
+    /// about every five seconds while it waits.
+    HostWaiting {
+        /// Node name.
+        host: String,
+        /// Phase name.
+        phase: String,
+        /// What it waits for, with the time waited so far.
+        message: String,
+    },
     /// A phase ended on every host.
     PhaseFinished {
         /// Phase name.

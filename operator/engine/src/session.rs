@@ -119,6 +119,13 @@ impl HostSession {
         &self.conn
     }
 
+    /// Goes on over a new connection to the same host (after a reboot dropped the old one),
+    /// keeping what the session learnt: its agent, architecture and blob store live on the
+    /// host's disk. Returns the old connection.
+    pub fn replace_connection(&mut self, conn: Connection) -> Connection {
+        std::mem::replace(&mut self.conn, conn)
+    }
+
     /// The architecture found by [`HostSession::probe`].
     pub fn arch(&self) -> Option<&str> {
         self.arch.as_deref()

@@ -43,25 +43,46 @@ pub struct Proc {
     pub start: u64,
 }
 
-/// Starts systemd-nspawn for a host in the background and returns at once.
+/// The supervisor: joins the host's cgroups, then runs systemd-nspawn and runs it again
+/// whenever it exits with status 133, as a machine's firmware boots again after a reboot.
+/// 133 is how nspawn `--keep-unit` reports that the container asked for a reboot
+/// (`systemctl reboot`); systemd-nspawn@.service restarts on it (`RestartForceExitStatus=133`). Any other exit (a poweroff, a kill, a failure) ends the supervisor with nspawn's
+/// status, so a host that powered off stays off. SIGTERM (`lab stop`) is passed on to nspawn,
+/// which turns it into an orderly poweroff, and is never followed by a restart.
+/// `wait` returns early when a trapped signal arrives, so it is repeated while the child is
+/// there (a zombie still counts, and the repeated `wait` then reaps it with its real status).
+const SUPERVISOR: &str = r#"while [ "$1" != -- ]; do echo $$ > "$1" || exit 1; shift; done; shift
+stopping=
+child=
+trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child"' TERM INT HUP
+while :; do
+  "$@" &
+  child=$!
+  wait "$child"; rc=$?
+  while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done
+  child=
+  if [ "$rc" != 133 ] || [ -n "$stopping" ]; then exit "$rc"; fi
+  echo "kubegrid-lab: the host asked for a reboot; booting it again" >&2
+done"#;
+
+/// Starts a host's supervisor (see [`SUPERVISOR`]) in the background and returns at once.
 ///
-/// A tiny `sh` moves itself into the host's cgroups and then execs nspawn, so the container
-/// is born inside them; moving nspawn after it forked would leave the container behind.
+/// The supervisor moves itself into the host's cgroups before it starts nspawn, so the
+/// container is born inside them; moving nspawn after it forked would leave the container
+/// behind. `setsid` detaches it from the terminal and session of `lab up` (the spawned
+/// process is no process group leader, so `setsid` execs in place and the pid is the
+/// supervisor's).
 pub fn spawn(spec: &BootSpec) -> Result<Proc> {
     let console = File::create(spec.console_log)
         .map_err(Error::io("create console log", spec.console_log))?;
     let console2 = console
         .try_clone()
         .map_err(Error::io("open console log", spec.console_log))?;
-    let mut cmd = Command::new("sh");
-    cmd.arg("-ec")
-        .arg(r#"while [ "$1" != -- ]; do echo $$ > "$1"; shift; done; shift; exec "$@""#)
-        .arg("kubegrid-lab-boot");
+    let mut cmd = Command::new("setsid");
+    cmd.args(["sh", "-c", SUPERVISOR, "kubegrid-lab-boot"]);
     cmd.args(spec.cgroups.iter().map(|d| d.join("cgroup.procs")));
-    // setsid detaches the host from the terminal and session of `lab up`.
     cmd.args([
         "--",
-        "setsid",
         "systemd-nspawn",
         "--quiet",
         "--boot",
@@ -122,9 +143,27 @@ pub fn alive(p: Proc) -> bool {
     stat(p.pid).is_some_and(|s| s.start == p.start && s.state != 'Z' && s.state != 'X')
 }
 
+/// The systemd-nspawn process of a host: the supervisor's child, or the recorded process
+/// itself for a host booted before the lab had a supervisor. `None` between a reboot's exit
+/// and the next start.
+pub fn nspawn_pid(p: Proc) -> Option<u32> {
+    if comm(p.pid).as_deref() == Some("systemd-nspawn") {
+        return Some(p.pid);
+    }
+    children(p.pid)
+        .into_iter()
+        .find(|&c| comm(c).as_deref() == Some("systemd-nspawn"))
+}
+
 /// The container's init (pid 1 inside), the one child of nspawn.
 pub fn init_pid(p: Proc) -> Option<u32> {
-    children(p.pid).into_iter().next()
+    children(nspawn_pid(p)?).into_iter().next()
+}
+
+/// A process's command name.
+fn comm(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(text.trim_end().to_string())
 }
 
 /// Live children of a process.
@@ -285,7 +324,8 @@ pub fn stop(p: Proc, grace: Duration) -> Result<()> {
 }
 
 /// Pulls the plug: SIGKILL to the container's init ends every process in its pid
-/// namespace at once; nspawn then exits on its own.
+/// namespace at once; nspawn then exits on its own (with a failure status, never the
+/// reboot status, so the supervisor ends too).
 pub fn kill(p: Proc) -> Result<()> {
     if !alive(p) {
         return Ok(());
@@ -296,7 +336,12 @@ pub fn kill(p: Proc) -> Result<()> {
             return Ok(());
         }
     }
+    // The supervisor first, so it cannot start nspawn again; then nspawn itself.
+    let nspawn = nspawn_pid(p);
     signal(p.pid, Signal::SIGKILL)?;
+    if let Some(pid) = nspawn.filter(|&pid| pid != p.pid) {
+        signal(pid, Signal::SIGKILL)?;
+    }
     wait_exit(p, Duration::from_secs(10));
     Ok(())
 }
@@ -342,6 +387,65 @@ mod tests {
                 start: s.start + 1
             }),
             "a reused pid must not count"
+        );
+    }
+
+    /// Runs the supervisor around `script` (instead of nspawn) and returns its exit status
+    /// and how many times it started the script.
+    fn supervise(script: &str, dir: &Path) -> (Option<i32>, usize) {
+        let status = Command::new("sh")
+            .args(["-c", SUPERVISOR, "test", "--", "sh", "-c", script, "child"])
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let starts = std::fs::read_to_string(dir.join("starts"))
+            .unwrap_or_default()
+            .lines()
+            .count();
+        (status.code(), starts)
+    }
+
+    #[test]
+    fn the_supervisor_starts_the_host_again_after_a_reboot_only() {
+        // Two reboots (133), then a poweroff (0): three boots, and the poweroff stays off.
+        let dir = tempfile::tempdir().unwrap();
+        let reboot_twice = "echo boot >> starts; [ $(wc -l < starts) -ge 3 ] && exit 0; exit 133";
+        assert_eq!(supervise(reboot_twice, dir.path()), (Some(0), 3));
+
+        // A failure is not a reboot: no second start, and its status comes through.
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            supervise("echo boot >> starts; exit 7", dir.path()),
+            (Some(7), 1)
+        );
+    }
+
+    #[test]
+    fn the_supervisor_passes_sigterm_on_and_does_not_restart_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // The child exits 133 on SIGTERM, as if it rebooted: a stop must still end it all.
+        let script = "echo boot >> starts; trap 'exit 133' TERM; echo ready > up; \
+                      while :; do sleep 0.05; done";
+        let mut child = Command::new("sh")
+            .args(["-c", SUPERVISOR, "test", "--", "sh", "-c", script, "child"])
+            .current_dir(dir.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dir.path().join("up").exists() {
+            assert!(Instant::now() < deadline, "the child never started");
+            thread::sleep(POLL);
+        }
+        signal(child.id(), Signal::SIGTERM).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(133));
+        let starts = std::fs::read_to_string(dir.path().join("starts")).unwrap();
+        assert_eq!(
+            starts.lines().count(),
+            1,
+            "a stopped host must not boot again"
         );
     }
 

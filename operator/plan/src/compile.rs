@@ -15,6 +15,7 @@ use crate::{
     kube_modules,
     kubernetes::KUBERNETES_PATHS,
     playbook::{CheckSpec, Module, Playbook, TaskSpec, TemplatedFileSpec},
+    reboot::RebootPlan,
     registry::REGISTRY_CA_CERT,
     templates::render,
 };
@@ -52,6 +53,9 @@ pub struct PhasePlan {
     /// sha256 of every bundle file the tasks use, in first-use order without repeats; the host
     /// needs them in its blob store before the plan runs.
     pub blobs: Vec<String>,
+    /// A `reboot:` phase whose predicate holds on this host: the engine reboots it (there
+    /// are no tasks then).
+    pub reboot: Option<RebootPlan>,
 }
 
 impl PhasePlan {
@@ -104,6 +108,10 @@ pub fn compile(
             name: phase.name.clone(),
             tasks: Vec::new(),
             blobs: Vec::new(),
+            reboot: phase
+                .reboot
+                .as_ref()
+                .and_then(|r| r.plan_for(cluster, host)),
         };
         for spec in &phase.tasks {
             if spec.when.as_ref().is_none_or(|w| w.eval(cluster, host)) {

@@ -25,6 +25,7 @@ mod kubernetes;
 pub mod needs;
 mod playbook;
 mod predicate;
+mod reboot;
 mod registry;
 mod runtimes;
 mod templates;
@@ -70,6 +71,7 @@ pub use playbook::{
     RegistryHostsSpec, TaskSpec, TemplatedFileSpec, UnitSpec,
 };
 pub use predicate::{Role, When};
+pub use reboot::{DEFAULT_REBOOT_TIMEOUT, RebootPlan, RebootSpec};
 pub use registry::{
     BUNDLE_REGISTRY_MARKER, BUNDLE_REGISTRY_MIRRORED, BundleRegistry, REGISTRY_BINARY,
     REGISTRY_BUNDLE_NAME, REGISTRY_CA_CERT, REGISTRY_CA_SET, REGISTRY_CERT, REGISTRY_CONFIG,

@@ -10,6 +10,7 @@ use crate::{
     context::{ClusterContext, HostContext},
     error::{Error, Result},
     predicate::{Role, When},
+    reboot::RebootSpec,
     templates,
 };
 
@@ -43,8 +44,12 @@ pub struct Phase {
     /// How many hosts run it at once; None means all (bounded only by the engine's --parallel).
     #[serde(default)]
     pub batch: Option<Batch>,
-    /// The tasks, in order.
+    /// The tasks, in order; a `reboot:` phase has none.
+    #[serde(default)]
     pub tasks: Vec<TaskSpec>,
+    /// A controlled reboot the engine carries out instead of tasks (see [`RebootSpec`]).
+    #[serde(default)]
+    pub reboot: Option<RebootSpec>,
 }
 
 /// Which hosts a phase runs on: `all`, or `{roles: [...]}` for hosts with any of the roles.
@@ -500,6 +505,17 @@ impl Playbook {
                 return Err(format!("phase `{}` appears twice", phase.name));
             }
             phases.push(&phase.name);
+            if let Some(reboot) = &phase.reboot {
+                if !phase.tasks.is_empty() {
+                    return Err(format!(
+                        "phase `{}` has both `reboot` and `tasks`; a reboot phase runs no tasks, so put them in a phase of their own",
+                        phase.name
+                    ));
+                }
+                reboot
+                    .check()
+                    .map_err(|e| format!("phase `{}`: {e}", phase.name))?;
+            }
             let mut tasks = Vec::new();
             for task in &phase.tasks {
                 let at = format!("phase `{}`, task `{}`", phase.name, task.name);

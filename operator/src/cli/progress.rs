@@ -51,6 +51,11 @@ impl Observer for Lines {
                 "[{t:6.1}s] {host} {phase}: {task}: {status}{}",
                 suffix(message)
             ),
+            Progress::HostWaiting {
+                host,
+                phase,
+                message,
+            } => line!("[{t:6.1}s] {host} {phase}: {message}"),
             Progress::HostDone {
                 host,
                 phase,
@@ -123,6 +128,18 @@ impl Observer for Bars {
             Progress::TaskStarted { host, phase, task } => {
                 if let Some(b) = self.bars.get(host) {
                     b.set_message(format!("{phase}: {task}  [{} changed]", self.tally(host)));
+                }
+            }
+            Progress::HostWaiting {
+                host,
+                phase,
+                message,
+            } => {
+                if let Some(b) = self.bars.get(host) {
+                    b.set_message(format!(
+                        "{phase}: {message}  [{} changed]",
+                        self.tally(host)
+                    ));
                 }
             }
             Progress::TaskFinished { host, status, .. } if status == "changed" => {

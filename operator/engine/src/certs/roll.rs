@@ -75,6 +75,7 @@ pub async fn node(
             name: WRITE_PHASE.into(),
             tasks: work.tasks,
             blobs: Vec::new(),
+            reboot: None,
         };
         if !run_one(run, WRITE_PHASE, i, plan).await? {
             return Ok(false);

@@ -23,7 +23,9 @@ use crate::{
 mod report;
 mod resume;
 
-pub use report::{AgentUsed, HostOs, HostReport, Outcome, PhaseTask, PhaseTime, Report};
+pub use report::{
+    AgentUsed, HostOs, HostReport, Outcome, PhaseTask, PhaseTime, RebootReport, Report,
+};
 
 /// Apply changes, or only report what would change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -340,6 +342,8 @@ pub async fn execute(
             skipped_runtimes: Vec::new(),
             agent: None,
             os: None,
+            reboot: None,
+            refused: false,
         })
         .collect();
     let mut run = Run {
@@ -515,13 +519,23 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
                 resume.carry(run, &name, &phase.name).await;
             }
         }
-        phases::PlaybookPhase {
-            name: phase.name.clone(),
-            batch: phase.batch,
-            plans: per_host,
+        if phase.reboot.is_some() {
+            phases::RebootPhase {
+                name: phase.name.clone(),
+                batch: phase.batch,
+                hosts: per_host.into_iter().map(|(i, p)| (i, p.reboot)).collect(),
+            }
+            .run(run)
+            .await?;
+        } else {
+            phases::PlaybookPhase {
+                name: phase.name.clone(),
+                batch: phase.batch,
+                plans: per_host,
+            }
+            .run(run)
+            .await?;
         }
-        .run(run)
-        .await?;
         run.phase_times.push(PhaseTime {
             phase: phase.name.clone(),
             wall_ms: started.elapsed().as_millis() as u64,
@@ -547,7 +561,9 @@ async fn drive(run: &mut Run) -> Result<Outcome, Error> {
 }
 
 fn host_outcome(run: &Run) -> Outcome {
-    if run.reports.iter().all(|r| r.ok) {
+    if run.reports.iter().any(|r| r.refused) {
+        Outcome::Unreachable
+    } else if run.reports.iter().all(|r| r.ok) {
         Outcome::Succeeded
     } else {
         Outcome::HostsFailed

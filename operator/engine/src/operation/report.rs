@@ -48,6 +48,32 @@ pub struct HostReport {
     /// The host's OS as its agent read it from os-release, once facts were gathered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub os: Option<HostOs>,
+    /// The controlled reboot a `reboot:` phase made (or found done), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<RebootReport>,
+    /// The host refused a connection after the facts phase (a changed host key when it came
+    /// back from a reboot): the operation ends as unreachable, like a refusal at the start.
+    #[serde(skip)]
+    pub refused: bool,
+}
+
+/// A controlled reboot of one host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RebootReport {
+    /// The `reboot:` phase.
+    pub phase: String,
+    /// The boot id when the reboot was requested.
+    pub old_boot_id: String,
+    /// The boot id the host answered with afterwards.
+    pub new_boot_id: String,
+    /// From the request until the host answered with the new boot id; absent when the
+    /// reboot happened while no kubegrid was waiting (see `requestedBy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// The operation that requested the reboot: this one, or an earlier one that was
+    /// interrupted while it waited (then this operation only found it done).
+    pub requested_by: i64,
 }
 
 /// A host's OS from its os-release file.
@@ -96,7 +122,8 @@ pub struct PhaseTask {
 pub enum Outcome {
     /// Every host finished every phase.
     Succeeded,
-    /// A host could not be reached, or refused (host key); nothing was changed.
+    /// A host could not be reached, or refused (host key); nothing was changed, unless a
+    /// host refused when it came back from a controlled reboot.
     Unreachable,
     /// Preflight failed; nothing was changed.
     PreflightFailed,

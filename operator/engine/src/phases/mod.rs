@@ -5,6 +5,7 @@ mod facts;
 pub(crate) mod fan_out;
 mod playbook;
 mod preflight;
+mod reboot;
 pub mod runtimes;
 pub mod versions;
 
@@ -12,6 +13,7 @@ pub use facts::Facts;
 pub(crate) use playbook::compile_phase;
 pub use playbook::{PlaybookPhase, compile_all};
 pub use preflight::Preflight;
+pub use reboot::RebootPhase;
 
 use crate::{error::Error, operation::Run};
 

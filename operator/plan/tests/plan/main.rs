@@ -11,6 +11,7 @@ mod k8s_templates;
 mod k8s_validate;
 mod nvidia_ctk;
 mod playbook;
+mod reboot;
 mod registry;
 mod risky;
 mod templates;
