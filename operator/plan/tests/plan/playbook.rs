@@ -21,6 +21,7 @@ fn install_playbook_has_the_slice_phases() {
             "os-prepare",
             "container-runtime",
             "gpu-prepare",
+            "gpu-reboot",
             "gpu-driver",
             "gpu-fabric-manager",
             "gpu-toolkit",
