@@ -143,7 +143,6 @@ fn the_cel_crate_parses_every_rule_and_only_properties_carry_them() {
         rules,
         [
             "Cluster:spec",
-            "Cluster:spec",
             "Cluster:spec.bundle",
             "Cluster:spec.bundle.source",
             "Cluster:spec.containerRuntime",

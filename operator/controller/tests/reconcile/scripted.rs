@@ -313,7 +313,26 @@ pub(crate) fn host_facts(name: &str) -> kubegrid_agent::facts::Facts {
         class: "0x030200".into(),
         nvidia: true,
     };
-    kubegrid_agent::facts::Facts {
+    let pci = vec![
+        gpu("0000:3b:00.0", "0x2330"),
+        gpu("0000:5e:00.0", "0x2330"),
+        gpu("0000:86:00.0", "0x2302"),
+    ];
+    // The GPUs as the agent's detection names them: the product table's name, or the id.
+    let devices = pci
+        .iter()
+        .map(|d| {
+            let id = u16::from_str_radix(d.device.trim_start_matches("0x"), 16).unwrap();
+            kubegrid_agent::facts::GpuDevice {
+                address: d.address.clone(),
+                device: d.device.clone(),
+                model: kubegrid_agent::facts::gpu_model(id)
+                    .map_or_else(|| format!("NVIDIA 10de:{id:04x}"), str::to_string),
+                iommu_group: None,
+            }
+        })
+        .collect();
+    let mut facts = kubegrid_agent::facts::Facts {
         hostname: name.into(),
         os_id: "debian".into(),
         os_version: "12".into(),
@@ -321,11 +340,14 @@ pub(crate) fn host_facts(name: &str) -> kubegrid_agent::facts::Facts {
         kernel: "6.1.0-13-amd64".into(),
         cpus: 16,
         memory_mib: 64_000,
-        pci: vec![
-            gpu("0000:3b:00.0", "0x2330"),
-            gpu("0000:5e:00.0", "0x2330"),
-            gpu("0000:86:00.0", "0x2302"),
-        ],
+        pci,
         ..Default::default()
-    }
+    };
+    facts.gpu.devices = devices;
+    facts.gpu.driver_version = Some("550.127.05".into());
+    facts.gpu.modules.nvidia = true;
+    facts.gpu.secure_boot = kubegrid_agent::facts::SecureBoot::Disabled;
+    facts.gpu.kernel_headers = true;
+    facts.gpu.kvm = kubegrid_agent::facts::Kvm::NoDevice;
+    facts
 }

@@ -75,6 +75,13 @@ async fn status_carries_the_installed_versions_and_the_operation(backend: Backen
             ]),
             "{n:#}"
         );
+        // What detection found, as the host reported it.
+        let gpu = &facts["gpu"];
+        assert_eq!(gpu["driverVersion"], "550.127.05", "{n:#}");
+        assert_eq!(gpu["nvidiaLoaded"], true, "{n:#}");
+        assert_eq!(gpu["secureBoot"], "Disabled", "{n:#}");
+        assert_eq!(gpu["kernelHeaders"], true, "{n:#}");
+        assert_eq!(gpu["kvm"], "NoDevice", "{n:#}");
         let timing = &s["phaseTimes"][0];
         assert!(
             timing["phase"].is_string()

@@ -253,6 +253,7 @@ fn only_gpu_nodes_run_the_gpu_phases() {
             "os-prepare",
             "container-runtime",
             "gpu-prepare",
+            "gpu-reboot",
             "gpu-driver",
             "gpu-fabric-manager",
             "gpu-toolkit"
