@@ -141,18 +141,21 @@ pub fn render(
         })
 }
 
+/// A tera engine holding `templates`, without autoescaping: nothing kubegrid renders is
+/// HTML, and escaping would corrupt TOML and YAML.
+pub(crate) fn load_templates(templates: &[Template]) -> std::result::Result<Tera, String> {
+    let mut tera = Tera::default();
+    tera.autoescape_on(Vec::new());
+    tera.add_raw_templates(templates.iter().map(|t| (t.name, t.source)))
+        .map_err(|e| tera_detail(&e))?;
+    Ok(tera)
+}
+
 /// The templates are static, so they are parsed once per process.
 fn engine() -> Result<&'static Tera> {
     static ENGINE: OnceLock<Result<Tera, String>> = OnceLock::new();
     ENGINE
-        .get_or_init(|| {
-            let mut tera = Tera::default();
-            // Nothing rendered here is HTML; escaping would corrupt TOML and YAML.
-            tera.autoescape_on(Vec::new());
-            tera.add_raw_templates(TEMPLATES.iter().map(|t| (t.name, t.source)))
-                .map_err(|e| tera_detail(&e))?;
-            Ok(tera)
-        })
+        .get_or_init(|| load_templates(TEMPLATES))
         .as_ref()
         .map_err(|detail| Error::LoadTemplates {
             detail: detail.clone(),

@@ -316,14 +316,7 @@ fn set(values: &mut Value, path: &[&str], value: Value) {
 fn engine() -> Result<&'static Tera> {
     static ENGINE: OnceLock<Result<Tera, String>> = OnceLock::new();
     ENGINE
-        .get_or_init(|| {
-            let mut tera = Tera::default();
-            // YAML, not HTML: escaping would corrupt it.
-            tera.autoescape_on(Vec::new());
-            tera.add_raw_templates(GPU_OBJECT_TEMPLATES.iter().map(|t| (t.name, t.source)))
-                .map_err(|e| tera_detail(&e))?;
-            Ok(tera)
-        })
+        .get_or_init(|| crate::templates::load_templates(GPU_OBJECT_TEMPLATES))
         .as_ref()
         .map_err(|detail| Error::LoadTemplates {
             detail: detail.clone(),
