@@ -61,7 +61,8 @@ struct Manifest {
 /// binary that `source: archive` takes, etcd 3.5 (not the 3.4 the upgrade tests start from)
 /// and the stand-ins of the lab's Kubernetes version (not those the upgrade tests move to), as
 /// upstream publishes them. Agents are left out: they are no upstream download, the bundle
-/// builder takes them from `--agent` files.
+/// builder takes them from `--agent` files. So are the sandboxed runtimes (gVisor, crun and
+/// its library, Kata's stand-in archive): the lab's spec runs runc only.
 pub fn bundle_files(bundle: &Path) -> Vec<BundleFile> {
     let text = std::fs::read_to_string(bundle.join("manifest.yaml")).expect("read manifest");
     let files = serde_yaml::from_str::<Manifest>(&text)
@@ -81,6 +82,7 @@ pub fn bundle_files(bundle: &Path) -> Vec<BundleFile> {
             "runc" => f.kind == "binary",
             "etcd" | "etcdctl" => f.version.starts_with("3.5."),
             "kubeadm" | "kubelet" | "kubectl" | "crictl" => f.version == primary,
+            "runsc" | "crun" | "libyajl2" | "kata" => false,
             _ => true,
         })
         .collect()
