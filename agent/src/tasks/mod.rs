@@ -7,6 +7,7 @@ pub mod archive;
 pub mod binary;
 pub mod certificates;
 pub mod command;
+mod deb_order;
 pub mod file;
 pub mod kernel_modules;
 pub mod packages;

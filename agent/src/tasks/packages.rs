@@ -79,8 +79,9 @@ fn db_for(format: PackageFormat, wanted: &[&PackageRef]) -> Result<PackageDb> {
     Ok(db)
 }
 
-/// Verifies the blobs, installs them in one call and confirms the versions; returns the
-/// installer's output tail.
+/// Verifies the blobs, installs them (one rpm transaction, or as few dpkg runs as the
+/// pre-dependencies among them allow) and confirms the versions; returns the installers'
+/// output tail.
 fn install(db: PackageDb, todo: &[&PackageRef], ctx: &Ctx) -> Result<String> {
     let mut files = Vec::with_capacity(todo.len());
     for p in todo {
@@ -88,24 +89,25 @@ fn install(db: PackageDb, todo: &[&PackageRef], ctx: &Ctx) -> Result<String> {
         let path = ctx.verified_blob(&p.sha256, &what)?;
         files.push(path.to_string_lossy().into_owned());
     }
-    let (mut argv, env) = match db {
-        // dpkg fsyncs every unpacked file; on many hosts sharing disks (VMs, containers) that
-        // doubles install time. It unpacks without them here, and one syncfs below makes the
-        // whole install durable before the task reports success.
-        PackageDb::Dpkg => (
-            vec!["dpkg", "-i", "--force-confold", "--force-unsafe-io"],
-            BTreeMap::from([("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string())]),
-        ),
-        PackageDb::Rpm => (
-            vec!["rpm", "-U", "--replacepkgs", "--oldpackage"],
-            BTreeMap::new(),
-        ),
-    };
-    argv.extend(files.iter().map(String::as_str));
-    let argv: Vec<String> = argv.into_iter().map(str::to_string).collect();
-    let ran = exec::run_with(&argv, &env, None)?
-        .ok_or("the bundle must carry every dependency of these packages; the output says which is missing")?;
-    let output = ran.tail();
+    let env = BTreeMap::from([("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string())]);
+    let mut output = String::new();
+    for run in install_runs(db, &files)? {
+        let mut argv: Vec<String> = match db {
+            // dpkg fsyncs every unpacked file; on many hosts sharing disks (VMs, containers)
+            // that doubles install time. It unpacks without them here, and one syncfs below
+            // makes the whole install durable before the task reports success.
+            PackageDb::Dpkg => ["dpkg", "-i", "--force-confold", "--force-unsafe-io"],
+            // rpm orders one transaction by its own dependencies, pre-requisites included.
+            PackageDb::Rpm => ["rpm", "-U", "--replacepkgs", "--oldpackage"],
+        }
+        .map(str::to_string)
+        .to_vec();
+        argv.extend(run.iter().map(|&i| files[i].clone()));
+        let ran = exec::run_with(&argv, &env, None)?
+            .ok_or("the output names the package that failed and why: a dependency the bundle and the host lack, or a maintainer script (such as a DKMS module build)")?;
+        output.push_str(&ran.tail());
+    }
+    let output = exec::tail(&output, exec::OUTPUT_TAIL_BYTES);
     // syncfs of the filesystems holding /usr and dpkg's database: a power cut after this task
     // reported success cannot leave an "installed" package with unwritten files.
     let sync: Vec<String> = ["sync", "-f", "/usr", "/var/lib"]
@@ -128,4 +130,27 @@ fn install(db: PackageDb, todo: &[&PackageRef], ctx: &Ctx) -> Result<String> {
         }
     }
     Ok(output)
+}
+
+/// The installer runs for `files`, as indices into it: rpm takes them in one transaction;
+/// dpkg needs a run of its own for each layer of pre-dependencies inside the set
+/// ([`deb_order`](super::deb_order)).
+fn install_runs(db: PackageDb, files: &[String]) -> Result<Vec<Vec<usize>>> {
+    if db == PackageDb::Rpm {
+        return Ok(vec![(0..files.len()).collect()]);
+    }
+    let mut relations = Vec::with_capacity(files.len());
+    for file in files {
+        let fields = exec::run(&["dpkg-deb", "-f", file, "Package", "Pre-Depends", "Depends"])?
+            .ok_or("dpkg-deb cannot read this package's control fields")?;
+        let name = fields
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Package:"))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string();
+        relations.push(super::deb_order::parse_relations(&name, &fields.stdout));
+    }
+    Ok(super::deb_order::dpkg_runs(&relations))
 }
