@@ -103,7 +103,7 @@ impl Checker<'_> {
                         at,
                         "spec.containerRuntime.runtimes",
                         format!("[{}] while spec.gpu is set", listed.join(", ")),
-                        "a list with nvidia\n  hint: GPU pods run under the nvidia handler (RuntimeClass nvidia); add it to runtimes",
+                        "a list with nvidia; hint: GPU pods run under the nvidia handler (RuntimeClass nvidia); add it to runtimes",
                     );
                 }
             }
@@ -124,7 +124,7 @@ impl Checker<'_> {
                     at,
                     "spec.gpu.driver.branch",
                     format!("no branch with source `{source}`"),
-                    format!("{BRANCH}\n  hint: name the branch kubegrid installs from the bundle, or use source preinstalled for a driver the host already has"),
+                    format!("{BRANCH}; hint: name the branch kubegrid installs from the bundle, or use source preinstalled for a driver the host already has"),
                 );
             }
             (Some(branch), _)
@@ -136,7 +136,7 @@ impl Checker<'_> {
                     at,
                     "spec.gpu.driver.branch",
                     format!("`{}`", excerpt(branch, MAX_BRANCH_LEN * 2)),
-                    format!("{BRANCH}\n  hint: the bundle pins the release; write the branch only, not `550.127.05`"),
+                    format!("{BRANCH}; hint: the bundle pins the release; write the branch only, not `550.127.05`"),
                 );
             }
             _ => {}
@@ -148,7 +148,7 @@ impl Checker<'_> {
                 at,
                 "spec.gpu.toolkit.version",
                 format!("`{}`", excerpt(version, MAX_TOOLKIT_VERSION_LEN)),
-                format!("{TOOLKIT}\n  hint: leave it out to use the bundle's pinned toolkit"),
+                format!("{TOOLKIT}; hint: leave it out to use the bundle's pinned toolkit"),
             );
         }
         if gpu.mig.strategy != MigStrategy::None && gpu.device_plugin == DevicePluginKind::None {
@@ -161,7 +161,7 @@ impl Checker<'_> {
                 at,
                 "spec.gpu.mig.strategy",
                 format!("`{strategy}` with devicePlugin none"),
-                "none, or a devicePlugin (nvidia-device-plugin or gpu-operator)\n  hint: the MIG strategy is how the device plugin advertises MIG devices; without one nothing applies it",
+                "none, or a devicePlugin (nvidia-device-plugin or gpu-operator); hint: the MIG strategy is how the device plugin advertises MIG devices; without one nothing applies it",
             );
         }
         if let Some(values) = &gpu.operator_values {
@@ -170,7 +170,7 @@ impl Checker<'_> {
                     at,
                     "spec.gpu.operatorValues",
                     format!("values with devicePlugin `{}`", plugin_name(gpu.device_plugin)),
-                    "devicePlugin gpu-operator, or no operatorValues\n  hint: the values are for the GPU Operator's chart, which kubegrid renders only with devicePlugin gpu-operator",
+                    "devicePlugin gpu-operator, or no operatorValues; hint: the values are for the GPU Operator's chart, which kubegrid renders only with devicePlugin gpu-operator",
                 );
             }
             for (key, what) in OWNED_BY_KUBEGRID {
@@ -180,7 +180,7 @@ impl Checker<'_> {
                         at,
                         &format!("spec.gpu.operatorValues.{key}.enabled"),
                         format!("`{}`", excerpt(&enabled.map(ToString::to_string).unwrap_or_default(), 16)),
-                        format!("false or unset\n  hint: kubegrid installs {what} on the hosts itself; a GPU Operator that also manages it fights kubegrid's install. Remove {key}.enabled"),
+                        format!("false or unset; hint: kubegrid installs {what} on the hosts itself; a GPU Operator that also manages it fights kubegrid's install. Remove {key}.enabled"),
                     );
                 }
             }
@@ -196,7 +196,7 @@ impl Checker<'_> {
                     &at,
                     "spec.gpu",
                     format!("`nvidia` while Cluster/{} has no spec.gpu", self.manifest.name()),
-                    "auto or none\n  hint: set the Cluster's spec.gpu (the driver kubegrid installs) to make GPU Nodes, or remove gpu: nvidia",
+                    "auto or none; hint: set the Cluster's spec.gpu (the driver kubegrid installs) to make GPU Nodes, or remove gpu: nvidia",
                 );
             }
         }

@@ -41,7 +41,7 @@ impl Checker<'_> {
                 "spec.containerRuntime.defaultRuntime",
                 format!("`{runtime}`, which not every host runs ({WHY})"),
                 format!(
-                    "runc\n  hint: keep `{runtime}` in runtimes and let pods ask for it with a RuntimeClass whose handler is {runtime}; it is configured on the hosts that run it"
+                    "runc; hint: keep `{runtime}` in runtimes and let pods ask for it with a RuntimeClass whose handler is {runtime}; it is configured on the hosts that run it"
                 ),
             );
         }
