@@ -15,10 +15,11 @@ mod served;
 
 pub use crate::{
     checks::{
-        API_READYZ, CONTROL_PLANE_LABEL, CheckOptions, CheckResult, DNS, ExpectedNode, NODES_READY,
-        POD_NETWORK, ROLE_CONTROL_PLANE, ROLE_WORKER, SYSTEM_PODS, WORKER_LABEL, check_api_readyz,
-        check_dns, check_nodes_ready, check_pod_network, check_system_pods, label_nodes,
-        run_checks,
+        API_READYZ, CONTROL_PLANE_LABEL, CheckOptions, CheckResult, DNS, ExpectedNode,
+        GPU_ALLOCATABLE, GPU_POD, GVISOR_DMESG, GVISOR_POD, NODES_READY, POD_NETWORK,
+        ROLE_CONTROL_PLANE, ROLE_WORKER, SYSTEM_PODS, WORKER_LABEL, check_api_readyz, check_dns,
+        check_gpu_allocatable, check_gpu_pod, check_gvisor_pod, check_nodes_ready,
+        check_pod_network, check_system_pods, label_nodes, run_checks,
     },
     connect::{connect, install_crypto_provider},
     drain::{DrainOptions, DrainReport, RemovalOutcome, delete_node, drain, remove_node},

@@ -21,6 +21,7 @@ pub async fn check_dns(client: &Client, opts: &CheckOptions) -> CheckResult {
             command: vec!["nslookup".into(), host.clone()],
             node: None,
             serves: false,
+            runtime: None,
         };
         let pod = probe::probe_pod(opts, &spec)?;
         let name = probe::create(&api, &pod, opts).await?;

@@ -6,6 +6,7 @@
 
 mod api;
 mod dns;
+mod gpu;
 mod network;
 mod nodes;
 mod pods;
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 pub use self::{
     api::check_api_readyz,
     dns::check_dns,
+    gpu::{GVISOR_DMESG, check_gpu_allocatable, check_gpu_pod, check_gvisor_pod},
     network::check_pod_network,
     nodes::{check_nodes_ready, label_nodes},
     pods::check_system_pods,
@@ -35,6 +37,12 @@ pub const SYSTEM_PODS: &str = "system-pods";
 pub const DNS: &str = "dns";
 /// Name of the pod-to-pod traffic check across two nodes.
 pub const POD_NETWORK: &str = "pod-network";
+/// Name of the check that GPU Nodes advertise every detected GPU as `nvidia.com/gpu`.
+pub const GPU_ALLOCATABLE: &str = "gpu-allocatable";
+/// Name of the check that a pod under RuntimeClass `nvidia` with one GPU lists it.
+pub const GPU_POD: &str = "gpu-pod";
+/// Name of the check that a pod under RuntimeClass `gvisor` runs on gVisor's kernel.
+pub const GVISOR_POD: &str = "gvisor-pod";
 
 /// Label that marks control-plane nodes; kubeadm sets it.
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
@@ -73,6 +81,13 @@ pub struct ExpectedNode {
     pub labels: BTreeMap<String, String>,
     /// Taints the Node must carry, as `(key, value, effect)`.
     pub taints: Vec<(String, Option<String>, String)>,
+    /// On a GPU Node whose GPUs NVIDIA's device plugin advertises: how many kubegrid
+    /// detected, which `gpu-allocatable` expects and `gpu-pod` uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<usize>,
+    /// Its containerd has the `gvisor` handler, so `gvisor-pod` may run there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gvisor: bool,
 }
 
 impl ExpectedNode {
@@ -108,6 +123,9 @@ pub struct CheckOptions {
     pub pod_timeout: Duration,
     /// Pause between two looks at the cluster while waiting.
     pub poll_interval: Duration,
+    /// The image `gpu-pod` runs `nvidia-smi -L` in: one with the C library the
+    /// NVIDIA runtime's `nvidia-smi` needs (the bundle's device plugin image).
+    pub gpu_image: Option<String>,
 }
 
 impl Default for CheckOptions {
@@ -122,6 +140,7 @@ impl Default for CheckOptions {
             system_pods_timeout: Duration::from_secs(300),
             pod_timeout: Duration::from_secs(180),
             poll_interval: Duration::from_secs(2),
+            gpu_image: None,
         }
     }
 }
@@ -149,6 +168,43 @@ pub async fn run_checks(
     } else {
         results.push(skipped(DNS, API_READYZ));
         results.push(skipped(POD_NETWORK, API_READYZ));
+    }
+    results.extend(runtime_checks(client, opts, expected, api_ready).await);
+    results
+}
+
+/// `gpu-allocatable` and `gpu-pod` where a Node expects GPUs, `gvisor-pod` where one runs
+/// gVisor; the pods go to the first such Node.
+async fn runtime_checks(
+    client: &Client,
+    opts: &CheckOptions,
+    expected: &[ExpectedNode],
+    api_ready: bool,
+) -> Vec<CheckResult> {
+    let mut results = Vec::new();
+    let gpu_node = expected.iter().find(|n| n.gpus.is_some_and(|g| g > 0));
+    if gpu_node.is_some() {
+        results.push(check_gpu_allocatable(client, opts, expected).await);
+    }
+    if let Some(node) = gpu_node {
+        results.push(match (api_ready, &opts.gpu_image) {
+            (false, _) => skipped(GPU_POD, API_READYZ),
+            (true, Some(image)) => check_gpu_pod(client, opts, &node.name, image).await,
+            (true, None) => CheckResult {
+                name: GPU_POD.into(),
+                ok: false,
+                detail: "no image to run nvidia-smi in; expected the bundle's device plugin image"
+                    .into(),
+                duration_ms: 0,
+            },
+        });
+    }
+    if let Some(node) = expected.iter().find(|n| n.gvisor && n.is_kubernetes_node()) {
+        results.push(if api_ready {
+            check_gvisor_pod(client, opts, &node.name).await
+        } else {
+            skipped(GVISOR_POD, API_READYZ)
+        });
     }
     results
 }

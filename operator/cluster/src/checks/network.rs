@@ -32,6 +32,7 @@ pub async fn check_pod_network(client: &Client, opts: &CheckOptions) -> CheckRes
             command: vec!["sh".into(), "-c".into(), script],
             node: Some(&server_node),
             serves: true,
+            runtime: None,
         };
         let server_name = probe::create(&api, &probe::probe_pod(opts, &server)?, opts).await?;
         let mut names = vec![server_name.clone()];
@@ -46,6 +47,7 @@ pub async fn check_pod_network(client: &Client, opts: &CheckOptions) -> CheckRes
                 command: ["wget", "-q", "-O-", "-T", "5", &url].map(String::from).to_vec(),
                 node: Some(&client_node),
                 serves: false,
+                runtime: None,
             };
             let client_name = probe::create(&api, &probe::probe_pod(opts, &fetch)?, opts).await?;
             names.push(client_name.clone());

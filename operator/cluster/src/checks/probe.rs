@@ -14,6 +14,8 @@ use crate::{
 
 /// Label that marks pods kubegrid's checks created, so leftovers are easy to find.
 const CHECK_LABEL: &str = "kubegrid.io/check";
+/// The extended resource NVIDIA's device plugin advertises GPUs as.
+pub(super) const GPU_RESOURCE: &str = "nvidia.com/gpu";
 /// The port the pod-network server listens on.
 pub(super) const SERVER_PORT: i32 = 8080;
 
@@ -58,6 +60,18 @@ pub(super) struct ProbeSpec<'a> {
     pub node: Option<&'a str>,
     /// Whether the pod serves on [`SERVER_PORT`] and needs a readiness probe.
     pub serves: bool,
+    /// A RuntimeClass (and what comes with it) instead of the node's default runtime.
+    pub runtime: Option<PodRuntime<'a>>,
+}
+
+/// How a probe pod of a runtime check runs.
+pub(super) struct PodRuntime<'a> {
+    /// `spec.runtimeClassName`.
+    pub class: &'a str,
+    /// `nvidia.com/gpu` the pod asks for (limits), none when 0.
+    pub gpus: u32,
+    /// The image instead of [`CheckOptions::image`].
+    pub image: Option<&'a str>,
 }
 
 /// Builds a probe pod manifest.
@@ -104,6 +118,17 @@ pub(super) fn probe_pod(opts: &CheckOptions, spec: &ProbeSpec<'_>) -> Result<Pod
     });
     if let Some(node) = spec.node {
         pod_spec["nodeName"] = serde_json::json!(node);
+    }
+    if let Some(runtime) = &spec.runtime {
+        pod_spec["runtimeClassName"] = serde_json::json!(runtime.class);
+        let container = &mut pod_spec["containers"][0];
+        if let Some(image) = runtime.image {
+            container["image"] = serde_json::json!(image);
+        }
+        if runtime.gpus > 0 {
+            container["resources"] =
+                serde_json::json!({ "limits": { GPU_RESOURCE: runtime.gpus.to_string() } });
+        }
     }
     let manifest = serde_json::json!({
         "apiVersion": "v1",

@@ -54,6 +54,7 @@ pub fn expected() -> Vec<ExpectedNode> {
                 Some("present".into()),
                 "NoSchedule".into(),
             )],
+            ..ExpectedNode::default()
         },
         ExpectedNode {
             name: "w2".into(),

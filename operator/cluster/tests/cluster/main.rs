@@ -8,4 +8,5 @@ mod checks;
 mod connect;
 mod drain;
 mod fixtures;
+mod gpu;
 mod labels;

@@ -41,6 +41,34 @@ fn node_labels(
     labels
 }
 
+/// How many GPUs the checks expect a Node to advertise: those detected on a GPU Node whose
+/// GPUs kubegrid's device plugin advertises, with `spec.gpu.validation` on. None elsewhere:
+/// with `gpu-operator` the user installs the plugin after the apply, with `none` nothing does.
+fn expected_gpus(
+    h: &crate::operation::HostSpec,
+    facts: Option<&kubegrid_agent::facts::Facts>,
+    cluster: &kubegrid_plan::ClusterContext,
+) -> Option<usize> {
+    let gpu = cluster.gpu.as_ref()?;
+    let f = facts?;
+    (gpu.validation && gpu.device_plugin == "nvidia-device-plugin" && h.gpu_node(f))
+        .then_some(f.gpu.devices.len())
+}
+
+/// The device plugin image the `gpu-pod` check runs `nvidia-smi` in, as the cluster pulls it.
+fn gpu_image(run: &Run) -> Option<String> {
+    let gpu = run.req.context.gpu.as_ref()?;
+    if !gpu.validation || gpu.device_plugin != "nvidia-device-plugin" {
+        return None;
+    }
+    kubegrid_plan::GpuImages::from_bundle(
+        run.req.bundle.manifest(),
+        run.req.context.bundle_registry.is_some(),
+    )
+    .ok()
+    .map(|images| images.device_plugin.reference())
+}
+
 /// What the cluster-level steps found.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -167,10 +195,19 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
                 .iter()
                 .map(|t| (t.key.clone(), t.value.clone(), t.effect.clone()))
                 .collect(),
+            gpus: expected_gpus(h, facts.as_ref(), &run.req.context),
+            gvisor: facts.as_ref().is_some_and(|f| {
+                let host = h.context(f.clone(), Default::default());
+                kubegrid_plan::host_runtimes(&run.req.context, &host)
+                    .0
+                    .iter()
+                    .any(|r| r == "gvisor")
+            }),
         })
         .collect();
     let options = CheckOptions {
         dns_domain: k.dns_domain.clone(),
+        gpu_image: gpu_image(run),
         ..run.req.options.check_options.clone()
     };
     out.checks = match client {
