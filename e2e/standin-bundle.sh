@@ -2,7 +2,10 @@
 # Builds the e2e bundle the lab tests install from: the development bundle
 # (offline-bundle/dev-bundle.sh: containerd as release archives and debs, runc, busybox
 # rootfs, real etcd/etcdctl, CNI plugins, runsc and crun debs) plus TEST STAND-INS for kubeadm,
-# kubelet, kubectl and crictl, and one for Kata's archive (never unpacked on lab hosts). No registry here provides Kubernetes 1.3x binaries, so those four are one binary,
+# kubelet, kubectl and crictl, and one for Kata's archive (never unpacked on lab hosts); Debian
+# bookworm non-free's NVIDIA driver packages (real, branch 535) and TEST STAND-INS for NVIDIA's
+# container toolkit debs (no registry here serves them; the GPU e2e test stops at the driver's
+# DKMS build, before they would be installed). No registry here provides Kubernetes 1.3x binaries, so those four are one binary,
 # kubegrid-standin
 # (e2e/src/bin/kubegrid-standin), which records how it is invoked and validates its input. It is
 # never upstream Kubernetes and never part of a product bundle.
@@ -19,6 +22,8 @@
 #                (default /var/cache/kubegrid/bundle-dev)
 #   The stand-in is built with `cargo build --release` (CARGO_TARGET_DIR is honoured) for this
 #   machine's arch only.
+#   NVIDIA_DEBS  (env) where the NVIDIA driver .debs are kept between runs (default
+#                /var/cache/kubegrid/nvidia-debs); APT_DIR (env) as for offline-bundle/dev-bundle.sh
 #
 # Idempotent: each version's binary is kept under TARGET_DIR/kubegrid-standin-versions keyed
 # by the hash of the stand-in's sources and the lock file (cargo would rebuild it every time the
@@ -47,7 +52,7 @@ DEV=${DEV_BUNDLE:-/var/cache/kubegrid/bundle-dev}
 	die "OUT ($OUT) is the dev bundle; give the e2e bundle its own directory (default /var/cache/kubegrid/bundle-e2e)"
 [[ $K8S_VERSION =~ ^v1\.[0-9]+\.[0-9]+$ ]] || die "K8S_VERSION '$K8S_VERSION' is not like v1.31.4"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-for tool in cargo dpkg sha256sum stat awk cmp; do
+for tool in cargo dpkg dpkg-deb apt-get apt-cache sha256sum stat awk cmp; do
 	command -v "$tool" >/dev/null || die "'$tool' is not installed"
 done
 ARCH=$(dpkg --print-architecture)
@@ -135,6 +140,94 @@ tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
 KATA_SHA=$(sha256sum "$WORK/kata-standin.tar.gz" | cut -d' ' -f1)
 KATA_SIZE=$(stat -c %s "$WORK/kata-standin.tar.gz")
 
+# Debian bookworm non-free's (and contrib's) NVIDIA driver packages, branch 535: the names the install
+# playbook's gpu-driver phase installs (playbooks/install.yaml), each at the version Debian's
+# index has now. Real packages: the GPU e2e test installs them on a lab host, and their DKMS
+# module build fails there (lab hosts have no kernel headers to build against and cannot load
+# modules). Kept in NVIDIA_DEBS between runs; only versions not there yet are downloaded.
+NVIDIA_PACKAGES=(update-glx glx-alternative-mesa glx-diversions glx-alternative-nvidia
+	nvidia-installer-cleanup nvidia-support nvidia-kernel-common nvidia-alternative
+	libnvidia-ptxjitcompiler1 libnvidia-pkcs11-openssl3 libcuda1 firmware-nvidia-gsp
+	nvidia-modprobe nvidia-kernel-support nvidia-kernel-dkms libnvidia-cfg1 nvidia-persistenced
+	libnvidia-ml1 nvidia-smi nvidia-legacy-check)
+NVIDIA_DEBS=${NVIDIA_DEBS:-/var/cache/kubegrid/nvidia-debs}
+APT_DIR=${APT_DIR:-/var/cache/kubegrid/apt}
+# shellcheck source=offline-bundle/debian-apt.sh
+. "$REPO/offline-bundle/debian-apt.sh"
+MIRROR=$(debian_mirror)
+[[ -n $MIRROR ]] || die "no apt source in /etc/apt/sources.list* serves this machine's release; cannot tell which Debian mirror to use"
+apt_release_update bookworm "$MIRROR" "$WORK/update-bookworm.log" "main contrib non-free non-free-firmware"
+mkdir -p "$NVIDIA_DEBS"
+# apt-get download writes into the current directory as _apt.
+mkdir -p "$WORK/nvidia-dl" && chmod 0755 "$WORK" && chmod 0777 "$WORK/nvidia-dl"
+NVIDIA_DRIVER_DEBS=()
+nvidia_missing=()
+for p in "${NVIDIA_PACKAGES[@]}"; do
+	v=$(apt_cache_release bookworm policy "$p" | awk '$1 == "Candidate:" { print $2 }')
+	[[ -n $v && $v != "(none)" ]] || die "Debian bookworm (non-free) has no package $p for $ARCH"
+	found=("$NVIDIA_DEBS/${p}_${v//:/%3a}_"*.deb)
+	if [[ -f ${found[0]} ]]; then
+		NVIDIA_DRIVER_DEBS+=("${found[0]}")
+	else
+		nvidia_missing+=("$p=$v")
+	fi
+done
+if [[ ${#nvidia_missing[@]} -gt 0 ]]; then
+	echo "standin-bundle: downloading ${#nvidia_missing[@]} NVIDIA driver packages from Debian bookworm non-free" >&2
+	(cd "$WORK/nvidia-dl" && apt_release bookworm download "${nvidia_missing[@]}") >&2 ||
+		die "apt-get download ${nvidia_missing[*]} from Debian bookworm non-free failed (its apt state: $APT_DIR/bookworm)"
+	for deb in "$WORK/nvidia-dl"/*.deb; do
+		[[ $(dpkg-deb -f "$deb" Architecture) =~ ^($ARCH|all)$ ]] || die "$deb is not for $ARCH"
+		mv "$deb" "$NVIDIA_DEBS/"
+		NVIDIA_DRIVER_DEBS+=("$NVIDIA_DEBS/${deb##*/}")
+	done
+fi
+[[ ${#NVIDIA_DRIVER_DEBS[@]} -eq ${#NVIDIA_PACKAGES[@]} ]] ||
+	die "expected ${#NVIDIA_PACKAGES[@]} NVIDIA driver .debs, have ${#NVIDIA_DRIVER_DEBS[@]}: ${NVIDIA_DRIVER_DEBS[*]}"
+mapfile -t NVIDIA_DRIVER_DEBS < <(printf '%s\n' "${NVIDIA_DRIVER_DEBS[@]}" | LC_ALL=C sort)
+
+# TEST STAND-INS for NVIDIA's container toolkit debs (its repository is not reachable here):
+# empty packages under its four names and version 0.0.0-standin, each holding only
+# usr/share/doc/NAME/KUBEGRID-TEST-STANDIN. They let an apply with spec.gpu pass the bundle's
+# up-front pins; the GPU e2e test stops before the toolkit phase, so no lab host installs them.
+# Same bytes on every build (files dated at the epoch, SOURCE_DATE_EPOCH for dpkg-deb).
+TOOLKIT_STANDIN_DEBS=()
+for p in nvidia-container-toolkit nvidia-container-toolkit-base libnvidia-container-tools libnvidia-container1; do
+	root=$WORK/toolkit/$p
+	mkdir -p "$root/DEBIAN" "$root/usr/share/doc/$p"
+	echo "TEST STAND-IN for $p (e2e/standin-bundle.sh), not NVIDIA's package." \
+		>"$root/usr/share/doc/$p/KUBEGRID-TEST-STANDIN"
+	cat >"$root/DEBIAN/control" <<-CONTROL
+		Package: $p
+		Version: 0.0.0-standin
+		Architecture: $ARCH
+		Maintainer: kubegrid e2e <e2e@kubegrid.invalid>
+		Description: TEST STAND-IN for $p (kubegrid e2e only)
+		 An empty package under the name of NVIDIA's; never a product artifact.
+	CONTROL
+	find "$root" -type d -exec chmod 0755 {} + && find "$root" -type f -exec chmod 0644 {} +
+	find "$root" -exec touch -h -d @0 {} +
+	SOURCE_DATE_EPOCH=0 dpkg-deb --root-owner-group -Zgzip --build "$root" \
+		"$WORK/toolkit/${p}_0.0.0-standin_$ARCH.deb" >/dev/null ||
+		die "dpkg-deb could not build the $p stand-in"
+	TOOLKIT_STANDIN_DEBS+=("$WORK/toolkit/${p}_0.0.0-standin_$ARCH.deb")
+done
+
+# Prints the manifest entry of .deb $1 at directory $2 of the bundle, of component $3.
+deb_entry() {
+	local deb=$1 dir=$2 component=$3
+	cat <<-ENTRY
+		  - path: $dir/${deb##*/}
+		    sha256: $(sha256sum "$deb" | cut -d' ' -f1)
+		    size: $(stat -c %s "$deb")
+		    arch: $(dpkg-deb -f "$deb" Architecture)
+		    kind: deb
+		    name: $(dpkg-deb -f "$deb" Package)
+		    version: "$(dpkg-deb -f "$deb" Version)"
+		    component: $component
+	ENTRY
+}
+
 # Prints the four manifest entries of the stand-in binary $1 at directory $2, claiming $3.
 standin_entries() {
 	local bin=$1 dir=$2 version=$3 sha size name
@@ -157,7 +250,9 @@ standin_entries() {
 {
 	echo "# kubegrid offline bundle manifest; format: offline-bundle/README.md"
 	echo "# E2E bundle for the lab tests (e2e/standin-bundle.sh): NOT a product bundle."
-	echo "version: 1"
+	# Version 2 for the `component` keys of the NVIDIA entries (the engine pins the driver
+	# and toolkit releases by component).
+	echo "version: 2"
 	echo "name: e2e-$ARCH-$K8S_VERSION"
 	echo "files:"
 	sed -n '/^files:$/,$p' "$DEV/manifest.yaml" | tail -n +2
@@ -180,6 +275,10 @@ standin_entries() {
 		    name: kata
 		    version: "0.0.0-standin"
 	EOF
+	echo "  # Debian bookworm non-free's NVIDIA driver packages (branch 535), as Debian ships them."
+	for deb in "${NVIDIA_DRIVER_DEBS[@]}"; do deb_entry "$deb" "nvidia/$ARCH" nvidia-driver; done
+	echo "  # TEST STAND-INS, not NVIDIA's container toolkit: empty packages under its names."
+	for deb in "${TOOLKIT_STANDIN_DEBS[@]}"; do deb_entry "$deb" "standin/$ARCH" nvidia-container-toolkit; done
 } >"$WORK/manifest.yaml"
 
 if [[ -f $OUT/manifest.yaml ]] && cmp -s "$WORK/manifest.yaml" "$OUT/manifest.yaml" && files_ok "$OUT"; then
@@ -216,6 +315,11 @@ for v in "${EXTRA[@]}"; do
 done
 mkdir -p "$PARTIAL/standin/$ARCH"
 cp "$WORK/kata-standin.tar.gz" "$PARTIAL/standin/$ARCH/kata-standin.tar.gz"
+mkdir -p "$PARTIAL/nvidia/$ARCH"
+for deb in "${NVIDIA_DRIVER_DEBS[@]}"; do
+	ln "$deb" "$PARTIAL/nvidia/$ARCH/" 2>/dev/null || cp "$deb" "$PARTIAL/nvidia/$ARCH/"
+done
+cp "${TOOLKIT_STANDIN_DEBS[@]}" "$PARTIAL/standin/$ARCH/"
 cp "$WORK/manifest.yaml" "$PARTIAL/manifest.yaml"
 
 files_ok "$PARTIAL" || die "the bundle just built in $PARTIAL does not verify"

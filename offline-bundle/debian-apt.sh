@@ -45,11 +45,11 @@ apt_release() {
 }
 
 # Points release $1 at mirror $2 and runs apt-get update for it (log in $3), refusing a
-# Release file that did not verify.
+# Release file that did not verify. $4: the archive components (default main).
 apt_release_update() {
-	local rel=$1 mirror=$2 log=$3
+	local rel=$1 mirror=$2 log=$3 components=${4:-main}
 	mkdir -p "$APT_DIR/$rel/state/lists/partial" "$APT_DIR/$rel/cache/archives/partial"
-	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $rel main" \
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $rel $components" \
 		>"$APT_DIR/$rel/sources.list"
 	apt_release "$rel" update >"$log" 2>&1 ||
 		die "apt-get update of Debian $rel from $mirror failed: $(tail -n 3 "$log")"

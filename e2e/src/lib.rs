@@ -14,6 +14,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod gpu_standin;
 pub mod nouveau_standin;
 
 /// Where e2e labs keep their state; one folder per lab, named `<pid>-<slot>`.

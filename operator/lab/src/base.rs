@@ -30,7 +30,10 @@ pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
 /// Packages on top of debootstrap's minbase: what a real server image has and what
 /// installers expect (kubeadm's preflight wants conntrack, socat, ethtool, iptables,
-/// ebtables; Ansible, used for side-by-side benchmarks, wants python3).
+/// ebtables; Ansible, used for side-by-side benchmarks, wants python3). A GPU host's image
+/// also has dkms (with the compiler it pulls in), initramfs-tools and pciutils: the NVIDIA
+/// driver packages build their module through the OS's dkms and check the GPUs with lspci
+/// before they unpack, and a nouveau blacklist is written into the initramfs (docs/gpu.md).
 pub const PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -54,6 +57,9 @@ pub const PACKAGES: &[&str] = &[
     "xz-utils",
     "less",
     "netbase",
+    "dkms",
+    "initramfs-tools",
+    "pciutils",
 ];
 
 /// The script run inside the new rootfs to turn it into a lab image.

@@ -49,6 +49,9 @@ pub struct BundleFile {
     /// Version (agents carry none).
     #[serde(default)]
     pub version: String,
+    /// The sources.yaml component, where the entry names one (the NVIDIA packages do).
+    #[serde(default)]
+    pub component: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -62,7 +65,8 @@ struct Manifest {
 /// and the stand-ins of the lab's Kubernetes version (not those the upgrade tests move to), as
 /// upstream publishes them. Agents are left out: they are no upstream download, the bundle
 /// builder takes them from `--agent` files. So are the sandboxed runtimes (gVisor, crun and
-/// its library, Kata's stand-in archive): the lab's spec runs runc only.
+/// its library, Kata's stand-in archive) and the NVIDIA driver and toolkit packages: the
+/// lab's spec runs runc only and has no `gpu` section.
 pub fn bundle_files(bundle: &Path) -> Vec<BundleFile> {
     let text = std::fs::read_to_string(bundle.join("manifest.yaml")).expect("read manifest");
     let files = serde_yaml::from_str::<Manifest>(&text)
@@ -77,6 +81,12 @@ pub fn bundle_files(bundle: &Path) -> Vec<BundleFile> {
     files
         .into_iter()
         .filter(|f| f.kind != "agent")
+        .filter(|f| {
+            !matches!(
+                f.component.as_deref(),
+                Some("nvidia-driver" | "nvidia-container-toolkit")
+            )
+        })
         .filter(|f| match f.name.as_str() {
             "containerd" => f.kind == "archive" && f.version.starts_with("2.1."),
             "runc" => f.kind == "binary",
