@@ -92,6 +92,21 @@ fn a_gpu_node_reboots_inside_the_apply_and_stops_at_the_dkms_module_build() {
         assert!(h.get("reboot").is_none(), "{name} rebooted: {h}");
     }
 
+    // Every listed handler runs somewhere: nvidia on the GPU Node only (its containerd got the
+    // handler in the runtime phase, before the driver), gVisor everywhere.
+    let rc = report["kubernetes"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "runtime-classes")
+        .unwrap_or_else(|| panic!("no runtime-classes check: {report}"));
+    assert_eq!(rc["ok"], true, "{rc}");
+    assert_eq!(
+        rc["detail"],
+        "every RuntimeClass has Nodes: gvisor on lab-1, lab-2, lab-3; nvidia on lab-3",
+        "{rc}"
+    );
+
     // The reboot happened inside the apply, and the driver phase ran on the new boot.
     let now = lab.ssh_ok(gpu, BOOT_ID);
     assert_ne!(now, boots[2], "lab-3 did not reboot");

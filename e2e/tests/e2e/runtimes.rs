@@ -3,8 +3,9 @@
 //! (its dmesg is gVisor's own kernel's); a second apply changes nothing and leaves containerd's
 //! PID as it was; a kata runtime is refused by preflight's kata-vm check where no VM can be
 //! created (exit 5, nothing changed on any host), and with `--skip-check kata-vm` the apply
-//! goes on without a kata handler on those hosts, and the report says so. crun, from the
-//! bundle's Debian packages, runs a container too.
+//! goes on without a kata handler on those hosts, and the report says so; the whole apply then
+//! creates kata's RuntimeClass and fails its `runtime-classes` check, as no Node runs kata.
+//! crun, from the bundle's Debian packages, runs a container too.
 
 use std::path::{Path, PathBuf};
 
@@ -167,6 +168,37 @@ fn gvisor_runs_through_containerd_and_kata_is_refused_without_a_vm() {
         states(&lab),
         before,
         "kata was configured or installed where no VM can be created"
+    );
+
+    // The whole apply, knowingly skipped: the kata-qemu RuntimeClass is created with the
+    // others, and the runtime-classes check fails honestly, since no Node runs its handler
+    // (exit 1; the API checks are skipped, as no kube-apiserver runs here).
+    let out = lab.apply_json(
+        &kata,
+        &["--skip-check", "kata-vm", "--skip-check", "cluster-api"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report = json(&out);
+    let checks = report["kubernetes"]["checks"].as_array().expect("checks");
+    let rc = checks
+        .iter()
+        .find(|c| c["name"] == "runtime-classes")
+        .unwrap_or_else(|| panic!("no runtime-classes check: {report}"));
+    let detail = rc["detail"].as_str().expect("detail");
+    assert_eq!(rc["ok"], false, "{rc}");
+    assert!(
+        detail.contains("RuntimeClass kata-qemu has no Node whose containerd runs its handler")
+            && detail.contains("needs a VM")
+            && !detail.contains("RuntimeClass gvisor"),
+        "{detail}"
+    );
+    let objects = lab.ssh_ok(
+        &lab.hosts[0],
+        "cat /etc/kubernetes/kubegrid/cluster-objects.yaml",
+    );
+    assert!(
+        objects.contains("name: kata-qemu") && objects.contains("handler: kata-qemu"),
+        "{objects}"
     );
 }
 

@@ -173,8 +173,12 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
     let api = client.as_ref().and_then(|c| c.as_ref().ok());
     let workers = remove::remove_absent(run, api, absent, Leaving::Workers).await?;
     out.removed.extend(workers);
+    // From the facts alone, so it runs also where the API checks are skipped.
+    let runtime_classes = super::runtime_classes::check(run);
     if !run.req.options.cluster_checks {
-        out.skipped = Some("--skip-check cluster-api".into());
+        out.skipped = Some("--skip-check cluster-api (the checks through the API)".into());
+        out.checks.extend(runtime_classes);
+        record_checks(run, &out.checks).await?;
         return Ok(out);
     }
     run.observer.event(&Progress::PhaseStarted {
@@ -236,7 +240,17 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
         }],
         None => Vec::new(),
     };
-    for c in &out.checks {
+    out.checks.extend(runtime_classes);
+    record_checks(run, &out.checks).await?;
+    run.observer.event(&Progress::PhaseFinished {
+        phase: CLUSTER_CHECKS.into(),
+    });
+    Ok(out)
+}
+
+/// Journals each check result under the `cluster-checks` phase.
+async fn record_checks(run: &mut Run, checks: &[CheckResult]) -> Result<(), Error> {
+    for c in checks {
         let rec = TaskRecord {
             host: run.req.cluster.clone(),
             phase: CLUSTER_CHECKS.into(),
@@ -252,10 +266,7 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
         };
         run.journal.record(run.op, &rec).await?;
     }
-    run.observer.event(&Progress::PhaseFinished {
-        phase: CLUSTER_CHECKS.into(),
-    });
-    Ok(out)
+    Ok(())
 }
 
 /// Removes the control-plane and etcd members that left the spec, before the playbook runs

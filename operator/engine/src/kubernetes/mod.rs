@@ -11,9 +11,11 @@ mod context;
 mod finish;
 pub(crate) mod pki;
 mod remove;
+mod runtime_classes;
 mod secrets;
 
 pub use context::{init_failed, kubernetes_context, prepare};
 pub(crate) use finish::server_url;
 pub use finish::{ClusterChecks, finish, remove_members, write_private};
 pub use remove::{DRAIN_PHASE, Leaving, MemberRecord, RemovedNode};
+pub use runtime_classes::RUNTIME_CLASSES;
