@@ -217,7 +217,18 @@ fn arch_names_must_be_plain_words_for_real_arches() {
 
 #[test]
 fn a_file_without_its_pin_fails_the_plan_naming_it_unless_left_out() {
-    let sources = Sources::builtin().unwrap();
+    // The shipped sources pin every file they list for both arches.
+    let shipped = Sources::builtin().unwrap();
+    let plan = shipped
+        .plan("1.34.2", &[Arch::Amd64, Arch::Arm64], None, &[])
+        .unwrap();
+    assert!(plan.files.iter().any(|f| f.component == "kata"));
+    // Without kata's amd64 pin (its upstream publishes no checksum), amd64 fails.
+    let amd64_pin =
+        "              amd64: 99cefb46d70bc27b7bcffd7595be9010c6bed43e1cdfcf8078554c19e7c9b19d\n";
+    let text = include_str!("../../../../offline-bundle/sources.yaml");
+    assert!(text.contains(amd64_pin), "the shipped kata amd64 pin moved");
+    let sources = Sources::parse(&text.replace(amd64_pin, ""), "test").unwrap();
     let err = sources
         .plan("1.34.2", &[Arch::Amd64], None, &[])
         .unwrap_err();
