@@ -5,10 +5,10 @@
 # kubelet, kubectl and crictl, and one for Kata's archive (never unpacked on lab hosts); Debian
 # bookworm non-free's NVIDIA driver packages (real, branch 535) and TEST STAND-INS for NVIDIA's
 # container toolkit debs (no registry here serves them; the GPU e2e test stops at the driver's
-# DKMS build, before they would be installed). No registry here provides Kubernetes 1.3x binaries, so those four are one binary,
-# kubegrid-standin
-# (e2e/src/bin/kubegrid-standin), which records how it is invoked and validates its input. It is
-# never upstream Kubernetes and never part of a product bundle.
+# DKMS build, before they would be installed). No registry here provides Kubernetes 1.3x
+# binaries, so those four are one binary, kubegrid-standin (e2e/src/bin/kubegrid-standin),
+# which records how it is invoked and validates its input. It is never upstream Kubernetes and
+# never part of a product bundle.
 #
 # Usage: e2e/standin-bundle.sh [OUTDIR] [K8S_VERSION]
 #   OUTDIR       default /var/cache/kubegrid/bundle-e2e
@@ -140,9 +140,9 @@ tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
 KATA_SHA=$(sha256sum "$WORK/kata-standin.tar.gz" | cut -d' ' -f1)
 KATA_SIZE=$(stat -c %s "$WORK/kata-standin.tar.gz")
 
-# Debian bookworm non-free's (and contrib's) NVIDIA driver packages, branch 535: the names the install
-# playbook's gpu-driver phase installs (playbooks/install.yaml), each at the version Debian's
-# index has now. Real packages: the GPU e2e test installs them on a lab host, and their DKMS
+# Debian bookworm non-free's (and contrib's) NVIDIA driver packages, branch 535: the names the
+# install playbook's gpu-driver phase installs (playbooks/install.yaml), each at the version
+# Debian's index has now. Real packages: the GPU e2e test installs them on a lab host, and their DKMS
 # module build fails there (lab hosts have no kernel headers to build against and cannot load
 # modules). Kept in NVIDIA_DEBS between runs; only versions not there yet are downloaded.
 NVIDIA_PACKAGES=(update-glx glx-alternative-mesa glx-diversions glx-alternative-nvidia

@@ -17,7 +17,7 @@
 //! Everything else kubegrid does to the host (the blacklist, the reboot, the driver packages,
 //! dkms) is real.
 
-use crate::{Host, LabGuard};
+use crate::{Host, LabGuard, boot_unit::BootUnit};
 
 /// The fixture GPU's PCI address.
 pub const ADDRESS: &str = "0000:00:1e.0";
@@ -55,45 +55,30 @@ all:
 \t@echo 'kubegrid e2e: TEST STAND-IN kernel headers (e2e/src/gpu_standin.rs); lab hosts cannot build or load modules' >&2; exit 2
 ";
 
-fn unit_text() -> String {
-    format!(
-        "# TEST STAND-IN (kubegrid e2e only, never shipped): an NVIDIA L4 on the PCI bus.
-# See e2e/src/gpu_standin.rs.
-[Unit]
-Description=kubegrid e2e stand-in: an NVIDIA GPU on the PCI bus
-DefaultDependencies=no
-After=local-fs.target
-Before=sysinit.target ssh.service shutdown.target
-Conflicts=shutdown.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/bin/sh {SCRIPT_PATH}
-# Undone first thing at shutdown, as the nouveau stand-in's mounts are.
-ExecStop=/bin/umount /sys/bus/pci/devices
-
-[Install]
-WantedBy=sysinit.target
-"
-    )
-}
-
 /// Installs and starts the GPU, nouveau and kernel-headers stand-ins on `host`; panics with
 /// the ssh output when any fails.
 pub fn install(lab: &LabGuard, host: &Host) {
-    let script = format!(
+    BootUnit {
+        name: UNIT,
+        description: "an NVIDIA L4 on the PCI bus",
+        source: "e2e/src/gpu_standin.rs",
+        conditions: "",
+        script_path: SCRIPT_PATH,
+        script: SCRIPT,
+        stop: "/bin/umount /sys/bus/pci/devices",
+    }
+    .install(
+        lab,
+        host,
+        &format!("test \"$(cat /sys/bus/pci/devices/{ADDRESS}/vendor)\" = 0x10de"),
+    );
+    let headers = format!(
         "set -e\n\
-         cat > {SCRIPT_PATH} <<'KUBEGRID_EOF'\n{SCRIPT}KUBEGRID_EOF\n\
-         cat > /etc/systemd/system/{UNIT} <<'KUBEGRID_EOF'\n{}KUBEGRID_EOF\n\
-         systemctl daemon-reload && systemctl enable --now {UNIT}\n\
-         test \"$(cat /sys/bus/pci/devices/{ADDRESS}/vendor)\" = 0x10de\n\
          b=/lib/modules/$(uname -r)/build\n\
          mkdir -p $b/include\n\
          echo 'TEST STAND-IN kernel headers (kubegrid e2e only): e2e/src/gpu_standin.rs' > $b/include/KUBEGRID-TEST-STANDIN\n\
-         cat > $b/Makefile <<'KUBEGRID_EOF'\n{HEADERS_MAKEFILE}KUBEGRID_EOF\n",
-        unit_text()
+         cat > $b/Makefile <<'KUBEGRID_EOF'\n{HEADERS_MAKEFILE}KUBEGRID_EOF\n"
     );
-    lab.ssh_ok(host, &script);
+    lab.ssh_ok(host, &headers);
     crate::nouveau_standin::install(lab, host);
 }

@@ -14,6 +14,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod boot_unit;
 pub mod gpu_standin;
 pub mod nouveau_standin;
 

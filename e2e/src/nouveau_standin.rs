@@ -17,7 +17,7 @@
 //! the blacklist and reboots the host, the unit's condition fails and the host sees the real
 //! files again: nouveau is "gone", as on a real GPU machine.
 
-use crate::{Host, LabGuard};
+use crate::{Host, LabGuard, boot_unit::BootUnit};
 
 /// The blacklist file whose presence turns the stand-in off (written by kubegrid's
 /// `gpu-prepare` phase).
@@ -49,41 +49,19 @@ if [ -e /proc/modules ]; then
 fi
 "#;
 
-fn unit_text() -> String {
-    format!(
-        "# TEST STAND-IN (kubegrid e2e only, never shipped): nouveau looks loaded until kubegrid
-# blacklists it. See e2e/src/nouveau_standin.rs.
-[Unit]
-Description=kubegrid e2e stand-in: nouveau looks loaded unless blacklisted
-ConditionPathExists=!{BLACKLIST}
-DefaultDependencies=no
-After=local-fs.target
-Before=sysinit.target ssh.service shutdown.target
-Conflicts=shutdown.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/bin/sh {SCRIPT_PATH}
-# Undone first thing at shutdown: stacked mounts over /sys and /proc left to systemd's own
-# unmounting kept a rebooting host from finishing its shutdown.
-ExecStop=/bin/sh -c 'umount -R /sys/module; if [ -e /run/kubegrid-e2e/modules ]; then umount /proc/modules; fi'
-
-[Install]
-WantedBy=sysinit.target
-"
-    )
-}
-
 /// Installs and starts the stand-in on `host`; panics with the ssh output when it fails.
 pub fn install(lab: &LabGuard, host: &Host) {
-    let script = format!(
-        "cat > {SCRIPT_PATH} <<'KUBEGRID_EOF'\n{SCRIPT}KUBEGRID_EOF\n\
-         cat > /etc/systemd/system/{UNIT} <<'KUBEGRID_EOF'\n{}KUBEGRID_EOF\n\
-         systemctl daemon-reload && systemctl enable --now {UNIT} && test -d /sys/module/nouveau",
-        unit_text()
-    );
-    lab.ssh_ok(host, &script);
+    let conditions = format!("ConditionPathExists=!{BLACKLIST}\n");
+    BootUnit {
+        name: UNIT,
+        description: "nouveau looks loaded until kubegrid blacklists it",
+        source: "e2e/src/nouveau_standin.rs",
+        conditions: &conditions,
+        script_path: SCRIPT_PATH,
+        script: SCRIPT,
+        stop: "/bin/sh -c 'umount -R /sys/module; if [ -e /run/kubegrid-e2e/modules ]; then umount /proc/modules; fi'",
+    }
+    .install(lab, host, "test -d /sys/module/nouveau");
 }
 
 /// Whether `host` shows nouveau as loaded now.
