@@ -21,8 +21,9 @@ use crate::error::{Error, Result};
 
 pub use images::{DCGM_EXPORTER_IMAGE, DEVICE_PLUGIN_IMAGE, GpuImages, ImageRef};
 pub use labels::{
-    GPU_COUNT_LABEL, GPU_DRIVER_LABEL, GPU_PRESENT_LABEL, GPU_PRODUCT_LABEL, KATA_RUNTIME_LABEL,
-    gpu_node_labels, kata_node_labels, label_value,
+    CRUN_RUNTIME_LABEL, GPU_COUNT_LABEL, GPU_DRIVER_LABEL, GPU_PRESENT_LABEL, GPU_PRODUCT_LABEL,
+    GVISOR_RUNTIME_LABEL, KATA_RUNTIME_LABEL, gpu_node_labels, kata_node_labels, label_value,
+    runtime_node_labels,
 };
 pub use objects::{
     GPU_OBJECT_TEMPLATES, GPU_OBJECTS_NAMESPACE, GPU_OPERATOR_CHART, GPU_OPERATOR_CHART_REPO,

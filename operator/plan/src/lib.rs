@@ -49,12 +49,13 @@ pub use context::{
 };
 pub use error::{Error, Result};
 pub use gpu::{
-    DCGM_EXPORTER_IMAGE, DEVICE_PLUGIN_IMAGE, DEVICE_PLUGINS, DRIVER_SOURCES, FABRIC_MANAGER_MODES,
-    GPU_COUNT_LABEL, GPU_DRIVER_LABEL, GPU_OBJECT_TEMPLATES, GPU_OBJECTS_NAMESPACE,
-    GPU_OPERATOR_CHART, GPU_OPERATOR_CHART_REPO, GPU_OPERATOR_CHART_VERSION, GPU_PRESENT_LABEL,
-    GPU_PRODUCT_LABEL, GpuContext, GpuImages, GpuObjects, ImageRef, KATA_RUNTIME_LABEL,
-    MIG_STRATEGIES, cluster_objects, dcgm_exporter, device_plugin, gpu_node_labels,
-    gpu_operator_values, kata_node_labels, label_value, runtime_classes, runtime_overhead,
+    CRUN_RUNTIME_LABEL, DCGM_EXPORTER_IMAGE, DEVICE_PLUGIN_IMAGE, DEVICE_PLUGINS, DRIVER_SOURCES,
+    FABRIC_MANAGER_MODES, GPU_COUNT_LABEL, GPU_DRIVER_LABEL, GPU_OBJECT_TEMPLATES,
+    GPU_OBJECTS_NAMESPACE, GPU_OPERATOR_CHART, GPU_OPERATOR_CHART_REPO, GPU_OPERATOR_CHART_VERSION,
+    GPU_PRESENT_LABEL, GPU_PRODUCT_LABEL, GVISOR_RUNTIME_LABEL, GpuContext, GpuImages, GpuObjects,
+    ImageRef, KATA_RUNTIME_LABEL, MIG_STRATEGIES, cluster_objects, dcgm_exporter, device_plugin,
+    gpu_node_labels, gpu_operator_values, kata_node_labels, label_value, runtime_classes,
+    runtime_node_labels, runtime_overhead,
 };
 pub use gpu_host::{
     CDI_SPEC, DriverSource, FABRIC_MANAGER_UNIT, NOUVEAU_BLACKLIST, NvidiaRunfileSpec,

@@ -21,8 +21,10 @@ pub const NODE_LABELS: &str = "node-labels";
 pub const CLUSTER_CHECKS: &str = "cluster-checks";
 
 /// The labels a Node gets: the spec's, then what detection found: the GPU labels on GPU
-/// Nodes (so the `nvidia` RuntimeClass and the device plugin select them) and Kata's on
-/// Nodes that can create a VM when a `kata-*` runtime is listed. The spec's win where they name the same key.
+/// Nodes (so the `nvidia` RuntimeClass and the device plugin select them), Kata's on
+/// Nodes that can create a VM when a `kata-*` runtime is listed, and gVisor's and crun's where
+/// their handler was configured (their RuntimeClasses select Nodes by them). The spec's win
+/// where they name the same key.
 fn node_labels(
     h: &crate::operation::HostSpec,
     facts: Option<&kubegrid_agent::facts::Facts>,
@@ -36,6 +38,9 @@ fn node_labels(
         if cluster.runtimes.iter().any(|r| r.starts_with("kata-")) {
             labels.extend(kubegrid_plan::kata_node_labels(&f.gpu));
         }
+        labels.extend(kubegrid_plan::runtime_node_labels(&configured_runtimes(
+            h, f, cluster,
+        )));
     }
     labels.extend(h.labels.clone());
     labels
@@ -67,6 +72,16 @@ fn gpu_image(run: &Run) -> Option<String> {
     )
     .ok()
     .map(|images| images.device_plugin.reference())
+}
+
+/// The handlers `h`'s containerd was configured with (see `kubegrid_plan::host_runtimes`).
+fn configured_runtimes(
+    h: &crate::operation::HostSpec,
+    facts: &kubegrid_agent::facts::Facts,
+    cluster: &kubegrid_plan::ClusterContext,
+) -> Vec<String> {
+    let host = h.context(facts.clone(), Default::default());
+    kubegrid_plan::host_runtimes(cluster, &host).0
 }
 
 /// What the cluster-level steps found.
@@ -176,7 +191,7 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
     // From the facts alone, so it runs also where the API checks are skipped.
     let runtime_classes = super::runtime_classes::check(run);
     if !run.req.options.cluster_checks {
-        out.skipped = Some("--skip-check cluster-api (the checks through the API)".into());
+        out.skipped = Some("--skip-check cluster-api".into());
         out.checks.extend(runtime_classes);
         record_checks(run, &out.checks).await?;
         return Ok(out);
@@ -201,9 +216,7 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
                 .collect(),
             gpus: expected_gpus(h, facts.as_ref(), &run.req.context),
             gvisor: facts.as_ref().is_some_and(|f| {
-                let host = h.context(f.clone(), Default::default());
-                kubegrid_plan::host_runtimes(&run.req.context, &host)
-                    .0
+                configured_runtimes(h, f, &run.req.context)
                     .iter()
                     .any(|r| r == "gvisor")
             }),

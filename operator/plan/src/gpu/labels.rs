@@ -21,6 +21,13 @@ pub const GPU_DRIVER_LABEL: &str = "kubegrid.io/gpu-driver";
 /// (kata-deploy's label).
 pub const KATA_RUNTIME_LABEL: &str = "katacontainers.io/kata-runtime";
 
+/// `true` on Nodes whose containerd has the `gvisor` handler (Debian-family hosts: the bundle
+/// has runsc as a .deb only); the `gvisor` RuntimeClass selects Nodes by it.
+pub const GVISOR_RUNTIME_LABEL: &str = "kubegrid.io/runtime-gvisor";
+/// `true` on Nodes whose containerd has the `crun` handler; the `crun` RuntimeClass selects
+/// Nodes by it.
+pub const CRUN_RUNTIME_LABEL: &str = "kubegrid.io/runtime-crun";
+
 /// The longest label value Kubernetes accepts.
 const LABEL_VALUE_MAX: usize = 63;
 
@@ -65,6 +72,20 @@ pub fn kata_node_labels(facts: &GpuFacts) -> BTreeMap<String, String> {
         labels.insert(KATA_RUNTIME_LABEL.to_string(), "true".to_string());
     }
     labels
+}
+
+/// The labels of the handlers a host's containerd was configured with (`host_runtimes`) that
+/// only some hosts get: gvisor and crun, which kubegrid installs on Debian-family hosts only.
+pub fn runtime_node_labels(configured: &[String]) -> BTreeMap<String, String> {
+    configured
+        .iter()
+        .filter_map(|h| match h.as_str() {
+            "gvisor" => Some(GVISOR_RUNTIME_LABEL),
+            "crun" => Some(CRUN_RUNTIME_LABEL),
+            _ => None,
+        })
+        .map(|key| (key.to_string(), "true".to_string()))
+        .collect()
 }
 
 /// A string as a label value, the way GFD sanitises names: characters other than letters,
@@ -183,5 +204,19 @@ mod tests {
             facts.kvm = kvm;
             assert!(kata_node_labels(&facts).is_empty(), "{:?}", facts.kvm);
         }
+    }
+
+    #[test]
+    fn gvisor_and_crun_labels_only_where_their_handler_was_configured() {
+        let all: Vec<String> = ["runc", "gvisor", "crun", "nvidia", "kata-qemu"]
+            .map(String::from)
+            .to_vec();
+        let labels = runtime_node_labels(&all);
+        assert_eq!(
+            labels.keys().collect::<Vec<_>>(),
+            [CRUN_RUNTIME_LABEL, GVISOR_RUNTIME_LABEL]
+        );
+        assert!(labels.values().all(|v| v == "true"));
+        assert!(runtime_node_labels(&["runc".to_string()]).is_empty());
     }
 }

@@ -9,7 +9,7 @@ use tera::Tera;
 
 use super::{
     GpuContext, GpuImages, ImageRef,
-    labels::{GPU_PRESENT_LABEL, KATA_RUNTIME_LABEL},
+    labels::{CRUN_RUNTIME_LABEL, GPU_PRESENT_LABEL, GVISOR_RUNTIME_LABEL, KATA_RUNTIME_LABEL},
 };
 use crate::{
     context::ClusterContext,
@@ -141,7 +141,8 @@ struct RuntimeClassView {
 
 /// One RuntimeClass per enabled handler but runc (which needs none): `nvidia` runs only on
 /// GPU Nodes ([`GPU_PRESENT_LABEL`]), `kata-*` only where a VM can start
-/// ([`KATA_RUNTIME_LABEL`]) and with the VM's overhead; `gvisor` and `crun` anywhere. With
+/// ([`KATA_RUNTIME_LABEL`]) and with the VM's overhead, `gvisor` and `crun` only where their
+/// handler was configured ([`GVISOR_RUNTIME_LABEL`], [`CRUN_RUNTIME_LABEL`]). With
 /// `devicePlugin: gpu-operator` the operator owns the `nvidia` RuntimeClass (it overwrites
 /// one it finds), so it is left out. None when no handler needs one.
 pub fn runtime_classes(cluster: &ClusterContext) -> Result<Option<String>> {
@@ -173,6 +174,8 @@ pub fn runtime_classes(cluster: &ClusterContext) -> Result<Option<String>> {
         let overhead = runtime_overhead(handler)?;
         let selector = match handler.as_str() {
             "nvidia" => Some(GPU_PRESENT_LABEL),
+            "gvisor" => Some(GVISOR_RUNTIME_LABEL),
+            "crun" => Some(CRUN_RUNTIME_LABEL),
             h if h.starts_with("kata-") => Some(KATA_RUNTIME_LABEL),
             _ => None,
         };

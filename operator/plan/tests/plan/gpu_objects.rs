@@ -213,9 +213,17 @@ fn runtime_classes_carry_overhead_and_node_selectors() {
             Some("true")
         );
     }
-    for plain in ["gvisor", "crun"] {
+    // Debian-family hosts only: the Nodes kubegrid labels where it configured the handler.
+    for (plain, label) in [
+        ("gvisor", "kubegrid.io/runtime-gvisor"),
+        ("crun", "kubegrid.io/runtime-crun"),
+    ] {
         assert!(by_name(plain)["overhead"].is_null(), "{plain}");
-        assert!(by_name(plain)["scheduling"].is_null(), "{plain}");
+        assert_eq!(
+            by_name(plain)["scheduling"]["nodeSelector"][label].as_str(),
+            Some("true"),
+            "{plain}"
+        );
     }
 }
 
