@@ -2,30 +2,24 @@
 //! 0 but prints nothing (containerd can lose a short-lived container's output) is tried
 //! again under a new name, up to three times; a run that prints something else is not.
 
-use std::{
-    fs,
-    io::Write,
-    os::unix::fs::PermissionsExt,
-    path::Path,
-    process::{Command, Stdio},
-};
+mod scripted;
 
-use kubegrid_agent::protocol::{
-    Action, CheckArgs, CheckKind, Event, PROTOCOL_VERSION, Plan, Task, TaskStatus,
-};
+use std::{fs, path::Path};
+
+use kubegrid_agent::protocol::{Action, CheckArgs, CheckKind, TaskStatus};
 
 /// Writes a `ctr` into `dir/bin` that prints nothing for its first `silent` runs, then
 /// `text`, logging each run's arguments to `dir/ctr.log`.
 fn scripted_ctr(dir: &Path, silent: u32, text: &str) {
-    let bin = dir.join("bin");
-    fs::create_dir_all(&bin).unwrap();
     let log = dir.join("ctr.log");
-    let script = format!(
-        "#!/bin/sh\necho \"$*\" >> {log}\nn=$(grep -c ' run ' {log})\n[ \"$1 $2 $3\" = \"--address /run/test.sock run\" ] && [ \"$n\" -gt {silent} ] && echo {text}\nexit 0\n",
-        log = log.display()
+    scripted::script(
+        dir,
+        "ctr",
+        &format!(
+            "echo \"$*\" >> {log}\nn=$(grep -c ' run ' {log})\n[ \"$1 $2 $3\" = \"--address /run/test.sock run\" ] && [ \"$n\" -gt {silent} ] && echo {text}\nexit 0\n",
+            log = log.display()
+        ),
     );
-    fs::write(bin.join("ctr"), script).unwrap();
-    fs::set_permissions(bin.join("ctr"), fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// Runs one container check with the scripted `ctr`; returns the task's status and message
@@ -40,56 +34,17 @@ fn check_with(silent: u32, text: &str, binary: Option<&str>) -> (TaskStatus, Str
     scripted_ctr(dir.path(), silent, text);
     let sha = "c".repeat(64);
     fs::create_dir_all(dir.path().join("state/rootfs").join(&sha)).unwrap();
-    let plan = Plan {
-        protocol: PROTOCOL_VERSION,
-        phase: "test".into(),
-        check_mode: false,
-        store_dir: Some(dir.path().join("store")),
-        state_dir: Some(dir.path().join("state")),
-        blobs: Vec::new(),
-        tasks: vec![Task {
-            name: "runc runs a container".into(),
-            action: Action::Check(CheckArgs {
-                check: CheckKind::ContainerRuns {
-                    socket: "/run/test.sock".into(),
-                    runtime: "io.containerd.runc.v2".into(),
-                    binary: binary.map(String::from),
-                    rootfs_sha256: sha,
-                    argv: vec!["/bin/busybox".into(), "echo".into(), "ok".into()],
-                    expect: "ok".into(),
-                },
-            }),
-            always: false,
-        }],
-    };
-    let path = format!(
-        "{}:{}",
-        dir.path().join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubegrid-agent"))
-        .arg("run")
-        .env("PATH", path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut input = serde_json::to_vec(&plan).unwrap();
-    input.push(b'\n');
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let (status, message) = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| match serde_json::from_str::<Event>(l).unwrap() {
-            Event::TaskFinished {
-                status, message, ..
-            } => Some((status, message)),
-            _ => None,
-        })
-        .next()
-        .expect("the task finished");
+    let action = Action::Check(CheckArgs {
+        check: CheckKind::ContainerRuns {
+            socket: "/run/test.sock".into(),
+            runtime: "io.containerd.runc.v2".into(),
+            binary: binary.map(String::from),
+            rootfs_sha256: sha,
+            argv: vec!["/bin/busybox".into(), "echo".into(), "ok".into()],
+            expect: "ok".into(),
+        },
+    });
+    let (status, message) = scripted::run_task(dir.path(), "runc runs a container", action);
     let runs = fs::read_to_string(dir.path().join("ctr.log"))
         .unwrap()
         .lines()

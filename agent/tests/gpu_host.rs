@@ -2,25 +2,13 @@
 //! a unit never reloads systemd (a reload detaches GPUs from running containers), and the
 //! host validation checks read nvidia-smi, the kernel log and a container's /dev.
 
-use std::{
-    fs,
-    io::Write,
-    os::unix::fs::PermissionsExt,
-    path::Path,
-    process::{Command, Stdio},
-};
+mod scripted;
 
-use kubegrid_agent::protocol::{
-    Action, CheckArgs, CheckKind, Event, PROTOCOL_VERSION, Plan, Task, TaskStatus, UnitArgs,
-};
+use scripted::script;
 
-/// Writes an executable `name` into `dir/bin`.
-fn script(dir: &Path, name: &str, body: &str) {
-    let bin = dir.join("bin");
-    fs::create_dir_all(&bin).unwrap();
-    fs::write(bin.join(name), format!("#!/bin/sh\n{body}")).unwrap();
-    fs::set_permissions(bin.join(name), fs::Permissions::from_mode(0o755)).unwrap();
-}
+use std::{fs, path::Path};
+
+use kubegrid_agent::protocol::{Action, CheckArgs, CheckKind, TaskStatus, UnitArgs};
 
 /// A `systemctl` whose unit state lives in files under `dir`, logging each call.
 fn scripted_systemctl(dir: &Path) {
@@ -46,46 +34,7 @@ exit 0
 
 /// Runs one task with the scripted tools; returns its status and message.
 fn run(dir: &Path, action: Action) -> (TaskStatus, String) {
-    let plan = Plan {
-        protocol: PROTOCOL_VERSION,
-        phase: "test".into(),
-        check_mode: false,
-        store_dir: Some(dir.join("store")),
-        state_dir: Some(dir.join("state")),
-        blobs: Vec::new(),
-        tasks: vec![Task {
-            name: "task".into(),
-            action,
-            always: false,
-        }],
-    };
-    let path = format!(
-        "{}:{}",
-        dir.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubegrid-agent"))
-        .arg("run")
-        .env("PATH", path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut input = serde_json::to_vec(&plan).unwrap();
-    input.push(b'\n');
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| match serde_json::from_str::<Event>(l).unwrap() {
-            Event::TaskFinished {
-                status, message, ..
-            } => Some((status, message)),
-            _ => None,
-        })
-        .expect("the task finished")
+    scripted::run_task(dir, "task", action)
 }
 
 fn calls(dir: &Path) -> Vec<String> {

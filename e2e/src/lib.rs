@@ -348,6 +348,22 @@ fn sweep_stale() {
     }
 }
 
+/// A command's stdout as JSON (`-o json`); panics with the whole output when it is not.
+pub fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", describe(out)))
+}
+
+/// The tasks an operation report says changed, over all its hosts.
+pub fn total_changed(report: &Value) -> u64 {
+    report["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| h["changed"].as_u64().expect("changed"))
+        .sum()
+}
+
 /// Exit status, stdout and stderr of a finished command, for assertion messages.
 pub fn describe(out: &Output) -> String {
     format!(

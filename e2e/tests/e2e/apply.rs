@@ -8,8 +8,7 @@ use std::{
     process::{Child, Stdio},
 };
 
-use kubegrid_e2e::{LabGuard, describe};
-use serde_json::Value;
+use kubegrid_e2e::{LabGuard, describe, json, total_changed};
 
 /// These scenarios are about preparing hosts and the container runtime (issue #3); the
 /// Kubernetes bootstrap has its own scenario in bootstrap.rs.
@@ -17,11 +16,6 @@ const RUNTIME: &str = "container-runtime";
 
 /// What a host looks like before kubegrid ever changed it.
 const UNTOUCHED: &str = "test ! -e /var/lib/kubegrid && test ! -e /etc/containerd && test ! -e /usr/local/bin/containerd && ! dpkg -s containerd >/dev/null 2>&1 && echo untouched";
-
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", describe(out)))
-}
 
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
@@ -68,15 +62,6 @@ fn apply(lab: &LabGuard, spec: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["apply", "-f", spec, "-o", "json", "--until", RUNTIME];
     args.extend_from_slice(extra);
     lab.run(&args)
-}
-
-fn total_changed(report: &Value) -> u64 {
-    report["hosts"]
-        .as_array()
-        .expect("hosts")
-        .iter()
-        .map(|h| h["changed"].as_u64().expect("changed"))
-        .sum()
 }
 
 #[test]

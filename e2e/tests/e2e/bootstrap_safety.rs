@@ -4,18 +4,13 @@
 //! kubeadm, kubelet, kubectl and crictl are STAND-INS (e2e/src/bin/kubegrid-standin); etcd
 //! is Debian's real etcd.
 
-use kubegrid_e2e::{Host, LabGuard, describe};
+use kubegrid_e2e::{Host, LabGuard, describe, json};
 use serde_json::Value;
 
 const STANDIN_LOG: &str = "/var/log/kubegrid-standins/invocations.jsonl";
 
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
-}
-
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", describe(out)))
 }
 
 /// How many times the kubeadm stand-in ran `verb` on `host`.

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use kubegrid_e2e::{LabGuard, describe};
+use kubegrid_e2e::{LabGuard, describe, json};
 use kubegrid_fake_apiserver::{FakeCluster, node, serve_mutual_tls, system_pod};
 use kubegrid_pki::{Ca, LeafSpec, Usage};
 use serde_json::Value;
@@ -30,11 +30,6 @@ const CHECKS: [&str; 5] = [
     "dns",
     "pod-network",
 ];
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", describe(out)))
-}
 
 fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)

@@ -14,15 +14,10 @@
 //!   there on lab-3 (exit 1), naming the phase and dkms's error. No GPU means nothing past the
 //!   module build can be shown in the lab (docs/gpu.md says what ran where).
 
-use kubegrid_e2e::{LabGuard, describe, gpu_standin, nouveau_standin};
+use kubegrid_e2e::{LabGuard, describe, gpu_standin, json, nouveau_standin};
 use serde_json::Value;
 
 const BOOT_ID: &str = "cat /proc/sys/kernel/random/boot_id";
-
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
-}
 
 fn host<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["hosts"]

@@ -14,18 +14,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kubegrid_e2e::{Host, LabGuard, describe};
+use kubegrid_e2e::{Host, LabGuard, describe, json};
 use serde_json::Value;
 
 const ETCDCTL: &str = "ETCDCTL_API=3 /usr/local/bin/etcdctl --cacert /etc/etcd/pki/ca.crt \
     --cert /etc/etcd/pki/healthcheck-client.crt --key /etc/etcd/pki/healthcheck-client.key \
     --command-timeout 10s";
 const STANDIN_LOG: &str = "/var/log/kubegrid-standins/invocations.jsonl";
-
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", describe(out)))
-}
 
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)

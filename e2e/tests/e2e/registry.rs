@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use kubegrid_e2e::{Host, LabGuard, bundle_dir, describe};
+use kubegrid_e2e::{Host, LabGuard, bundle_dir, describe, total_changed};
 use serde_json::Value;
 
 const PORT: u16 = 5000;
@@ -72,15 +72,6 @@ fn push_credential(lab: &LabGuard) -> (String, String) {
         .expect("htpasswd line")
         .to_string();
     (user, stored.key_pem)
-}
-
-fn changed(report: &Value) -> u64 {
-    report["hosts"]
-        .as_array()
-        .expect("hosts")
-        .iter()
-        .map(|h| h["changed"].as_u64().expect("changed"))
-        .sum()
 }
 
 /// Builds a one-layer OCI image archive at /tmp/kg-e2e-image.tar on `host` (with python3,
@@ -251,7 +242,7 @@ fn bundle_registry_serves_tls_with_the_ca_and_hosts_pull_through_it() {
     // The CA and server certificate come back from the journal: nothing changes.
     let again = apply_until_registry(&lab, &spec);
     assert_eq!(
-        changed(&again),
+        total_changed(&again),
         0,
         "second apply changed something: {again}"
     );

@@ -26,7 +26,7 @@ use std::{
 };
 
 use crate::airgap::{kubegrid, ok, s, server::Server};
-use kubegrid_e2e::{LabGuard, bundle_dir};
+use kubegrid_e2e::{LabGuard, bundle_dir, total_changed};
 use serde_json::Value;
 
 /// The sources file kubegrid ships (and compiles in).
@@ -46,15 +46,6 @@ fn spec(lab: &LabGuard, bundle: &Path, key: &Path, registry_host: &str, line: &s
         .expect("yaml");
         c["spec"]["containerRuntime"]["containerd"]["version"] = line.into();
     })
-}
-
-fn total_changed(report: &Value) -> u64 {
-    report["hosts"]
-        .as_array()
-        .expect("hosts")
-        .iter()
-        .map(|h| h["changed"].as_u64().expect("changed"))
-        .sum()
 }
 
 #[test]

@@ -9,8 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kubegrid_e2e::{LabGuard, describe};
-use serde_json::Value;
+use kubegrid_e2e::{LabGuard, describe, json, total_changed};
 
 /// Only the container runtime matters here.
 const RUNTIME: &str = "container-runtime";
@@ -33,20 +32,6 @@ fn apply(lab: &LabGuard, spec: &Path, extra: &[&str]) -> std::process::Output {
     ];
     args.extend_from_slice(extra);
     lab.run(&args)
-}
-
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
-}
-
-fn changed(report: &Value) -> u64 {
-    report["hosts"]
-        .as_array()
-        .expect("hosts")
-        .iter()
-        .map(|h| h["changed"].as_u64().expect("changed"))
-        .sum()
 }
 
 fn spec_with_runtimes(lab: &LabGuard, name: &str, runtimes: &[&str]) -> PathBuf {
@@ -113,7 +98,12 @@ fn gvisor_runs_through_containerd_and_kata_is_refused_without_a_vm() {
     let before = states(&lab);
     let out = apply(&lab, &gvisor, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert_eq!(changed(&json(&out)), 0, "converged: {}", describe(&out));
+    assert_eq!(
+        total_changed(&json(&out)),
+        0,
+        "converged: {}",
+        describe(&out)
+    );
     assert_eq!(
         states(&lab),
         before,
@@ -230,7 +220,11 @@ fn crun_is_installed_from_the_bundles_debs_and_runs_a_container() {
     assert!(lines[1].starts_with("2.1.0"), "libyajl2 deb: {state}");
     assert_eq!(lines[2], "1", "crun handler: {state}");
     assert_eq!(lines[3], "hello-from-crun", "{state}");
-    assert_eq!(changed(&json(&apply(&lab, &spec, &[]))), 0, "converged");
+    assert_eq!(
+        total_changed(&json(&apply(&lab, &spec, &[]))),
+        0,
+        "converged"
+    );
 
     // containerd 2.1: crun 1.8 refuses its OCI specs; the apply fails on the check.
     let newer = lab.spec_with("crun-2.1", |c| {

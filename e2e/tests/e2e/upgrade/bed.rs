@@ -225,7 +225,4 @@ fn registered(workers: &[String]) -> FakeCluster {
 }
 
 /// Parses a JSON report, naming the output when it is not one.
-pub fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", describe(out)))
-}
+pub use kubegrid_e2e::json;
