@@ -139,7 +139,16 @@ fn a_cluster_ca_rotation_moves_every_reader_and_the_old_ca_is_refused() {
             configmap(&old_admin).await.is_err(),
             "old admin accepted by the endpoint"
         );
-        assert!(fake.state().tls_errors.len() > refused_before);
+        // The server records a refused handshake in its own task, which can finish after the
+        // client already saw the refusal: wait for the record, up to a deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while fake.state().tls_errors.len() <= refused_before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fake API server recorded no refused handshake"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     });
     server.stop();
 }
