@@ -1,0 +1,589 @@
+//! Filling one blob from the swarm while serving what has arrived.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::{sync::mpsc, sync::watch, task::JoinSet};
+
+use crate::{
+    bitfield::Bitfield,
+    client::{self, Conn, Fetched},
+    error::{Error, Result},
+    limit::RateLimit,
+    manifest::PieceManifest,
+    node::Node,
+    schedule::{Bounds, Picker, SourceView, neighbours, splitmix},
+    server::Entry,
+    store::{PartialBlob, stored_path},
+};
+
+/// A peer as the caller knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAddr {
+    /// Its name (a host name, a pod name), for messages and reports.
+    pub id: String,
+    /// Where its node listens.
+    pub addr: SocketAddr,
+}
+
+/// The swarm one blob spreads through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Swarm {
+    /// Every peer fetching the blob, this one included, in the same order for every peer:
+    /// a peer's position picks its strip and its neighbours.
+    pub peers: Vec<PeerAddr>,
+    /// This peer's id in `peers`.
+    pub me: String,
+    /// The seed's address, when there is one.
+    pub seed: Option<SocketAddr>,
+}
+
+/// Tunables of a download.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Requests in flight per source.
+    pub bounds: Bounds,
+    /// Requests in flight overall.
+    pub slots: u32,
+    /// Peers fetched from, besides the seed.
+    pub neighbours: u32,
+    /// How long a peer with nothing in flight waits before asking the seed for pieces
+    /// outside its strip.
+    pub seed_grace: Duration,
+    /// How long a peer with nothing to fetch and no seed waits before it gives up.
+    pub give_up_after: Duration,
+    /// How often progress is reported.
+    pub progress_every: Duration,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            bounds: Bounds::default(),
+            slots: 4,
+            neighbours: 16,
+            seed_grace: Duration::from_millis(500),
+            give_up_after: Duration::from_secs(20),
+            progress_every: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What a download reports as it goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "event")]
+pub enum FetchEvent {
+    /// How far it is.
+    Progress {
+        /// The blob.
+        blob: String,
+        /// Verified bytes held.
+        bytes: u64,
+        /// The blob's size.
+        size: u64,
+        /// Verified pieces held.
+        pieces: u32,
+        /// Pieces in the blob.
+        total: u32,
+        /// Bytes per second received since the last report.
+        rate: u64,
+    },
+    /// A source sent a piece that failed its hash and is no longer asked for this blob.
+    Banned {
+        /// The blob.
+        blob: String,
+        /// The source.
+        peer: String,
+        /// The piece it sent.
+        piece: u32,
+    },
+    /// A source stopped answering; it is asked again when it answers a have request.
+    SourceDown {
+        /// The blob.
+        blob: String,
+        /// The source.
+        peer: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// How a download ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchReport {
+    /// The blob.
+    pub blob: String,
+    /// Where it is stored.
+    pub path: PathBuf,
+    /// Pieces found verified on disk at the start.
+    pub resumed_pieces: u32,
+    /// Bytes received from the seed.
+    pub from_seed: u64,
+    /// Bytes received from peers.
+    pub from_peers: u64,
+    /// Sources banned for bad pieces.
+    pub banned: Vec<String>,
+    /// Seconds the download took.
+    pub seconds: f64,
+}
+
+struct Src {
+    id: String,
+    addr: SocketAddr,
+    seed: bool,
+    have: Bitfield,
+    busy: u32,
+    banned: bool,
+    down_since: Option<Instant>,
+    retry_at: Option<Instant>,
+    error: Option<String>,
+}
+
+enum Ev {
+    Have(usize, Bitfield),
+    Down(usize, String),
+    Piece(usize, u32, Fetched),
+}
+
+impl Node {
+    /// Fetches `manifest`'s blob into `store` from `swarm`, serving each piece as soon as it
+    /// is verified, and returns once the whole blob is stored. The node keeps serving it
+    /// afterwards, until dropped. `events` hears progress, bans and sources going down.
+    pub async fn fetch(
+        &self,
+        manifest: Arc<PieceManifest>,
+        swarm: &Swarm,
+        store: &Path,
+        opts: &FetchOptions,
+        events: &(dyn Fn(FetchEvent) + Send + Sync),
+    ) -> Result<FetchReport> {
+        let started = Instant::now();
+        let blob = manifest.sha256.clone();
+        let stored = stored_path(store, &blob);
+        if let Ok(file) = std::fs::File::open(&stored) {
+            // Names in the store are verified on the way in.
+            self.serve_whole(manifest.clone(), file, false);
+            return Ok(FetchReport {
+                blob,
+                path: stored,
+                resumed_pieces: manifest.piece_count(),
+                from_seed: 0,
+                from_peers: 0,
+                banned: Vec::new(),
+                seconds: 0.0,
+            });
+        }
+        let (store2, m2) = (store.to_path_buf(), manifest.clone());
+        let opened = tokio::task::spawn_blocking(move || PartialBlob::open(&store2, m2))
+            .await
+            .map_err(|e| Error::ReadBlob {
+                path: store.to_path_buf(),
+                source: std::io::Error::other(e),
+            })??;
+        let partial = Arc::new(opened.blob);
+        let mut have = opened.have;
+        let resumed = have.count();
+        let entry = self.shared.insert(Entry {
+            manifest: manifest.clone(),
+            file: partial.file(),
+            have: watch::channel((0, have.clone())).0,
+            sent: None,
+        });
+        let run = Run::new(self, manifest.clone(), swarm, opts, partial.clone(), entry);
+        let (from_seed, from_peers, banned) = run.drive(&mut have, events).await?;
+        let path = tokio::task::spawn_blocking(move || match Arc::try_unwrap(partial) {
+            Ok(p) => p.finish(),
+            Err(_) => Err(Error::WriteBlob {
+                op: "finish",
+                path: PathBuf::from(&blob),
+                source: std::io::Error::other("a piece writer is still running"),
+            }),
+        })
+        .await
+        .map_err(|e| Error::ReadBlob {
+            path: stored.clone(),
+            source: std::io::Error::other(e),
+        })??;
+        Ok(FetchReport {
+            blob: manifest.sha256.clone(),
+            path,
+            resumed_pieces: resumed,
+            from_seed,
+            from_peers,
+            banned,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// One download's moving parts.
+struct Run<'a> {
+    node: &'a Node,
+    manifest: Arc<PieceManifest>,
+    token: String,
+    opts: &'a FetchOptions,
+    partial: Arc<PartialBlob>,
+    entry: Arc<Entry>,
+    picker: Picker,
+    srcs: Vec<Src>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        node: &'a Node,
+        manifest: Arc<PieceManifest>,
+        swarm: &Swarm,
+        opts: &'a FetchOptions,
+        partial: Arc<PartialBlob>,
+        entry: Arc<Entry>,
+    ) -> Self {
+        let n = swarm.peers.len() as u32;
+        let index = swarm
+            .peers
+            .iter()
+            .position(|p| p.id == swarm.me)
+            .unwrap_or(0) as u32;
+        let salt = u64::from_str_radix(&manifest.sha256[..16], 16).unwrap_or(0);
+        let pieces = manifest.piece_count();
+        let mut srcs: Vec<Src> = neighbours(index, n, opts.neighbours, salt)
+            .into_iter()
+            .map(|j| &swarm.peers[j as usize])
+            .map(|p| Src::new(&p.id, p.addr, false, Bitfield::new(pieces)))
+            .collect();
+        if let Some(seed) = swarm.seed {
+            srcs.push(Src::new("seed", seed, true, Bitfield::full(pieces)));
+        }
+        Self {
+            node,
+            token: node.shared.token.clone(),
+            picker: Picker::new(
+                pieces,
+                index,
+                n,
+                salt ^ splitmix(u64::from(index)),
+                opts.bounds,
+            ),
+            manifest,
+            opts,
+            partial,
+            entry,
+            srcs,
+        }
+    }
+
+    /// Runs until every piece is held; returns bytes from the seed and from peers, and the
+    /// banned sources.
+    async fn drive(
+        mut self,
+        have: &mut Bitfield,
+        events: &(dyn Fn(FetchEvent) + Send + Sync),
+    ) -> Result<(u64, u64, Vec<String>)> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut pollers = JoinSet::new();
+        for (i, s) in self.srcs.iter().enumerate() {
+            pollers.spawn(poll_have(
+                s.addr,
+                self.token.clone(),
+                self.manifest.sha256.clone(),
+                self.manifest.piece_count(),
+                i,
+                tx.clone(),
+            ));
+        }
+        for i in have.ones() {
+            self.entry.announce(i);
+        }
+        let mut tasks = JoinSet::new();
+        let mut inflight = Bitfield::new(self.manifest.piece_count());
+        let (mut from_seed, mut from_peers) = (0u64, 0u64);
+        let mut stalled_since: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut last_report = (Instant::now(), have.count());
+        while !have.is_full() {
+            let now = Instant::now();
+            self.schedule(have, &mut inflight, stalled_since, now, &mut tasks, &tx);
+            if inflight.count() == 0 {
+                let since = *stalled_since.get_or_insert(now);
+                self.check_lost(have, since, now)?;
+            } else {
+                stalled_since = None;
+            }
+            tokio::select! {
+                Some(ev) = rx.recv() => match ev {
+                    Ev::Have(i, bits) => self.srcs[i].up(bits),
+                    Ev::Down(i, error) => {
+                        if self.srcs[i].down(now, &error) {
+                            events(FetchEvent::SourceDown {
+                                blob: self.manifest.sha256.clone(),
+                                peer: self.srcs[i].id.clone(),
+                                error,
+                            });
+                        }
+                    }
+                    Ev::Piece(i, p, outcome) => {
+                        inflight.unset(p);
+                        let s = &mut self.srcs[i];
+                        s.busy = s.busy.saturating_sub(1);
+                        match outcome {
+                            Fetched::Bytes(b) => {
+                                have.set(p);
+                                self.entry.announce(p);
+                                if s.seed { from_seed += b.len() as u64 } else { from_peers += b.len() as u64 }
+                            }
+                            Fetched::Missing => s.have.unset(p),
+                            Fetched::Busy => s.retry_at = Some(now + Duration::from_millis(250)),
+                            Fetched::Failed(e) if e.starts_with(BAD_PIECE) => {
+                                s.banned = true;
+                                tracing::warn!(peer = %s.id, piece = p, "banned for a piece that failed its hash");
+                                events(FetchEvent::Banned {
+                                    blob: self.manifest.sha256.clone(),
+                                    peer: s.id.clone(),
+                                    piece: p,
+                                });
+                            }
+                            Fetched::Failed(e) => {
+                                s.retry_at = Some(now + Duration::from_millis(500));
+                                s.error = Some(e);
+                            }
+                        }
+                    }
+                },
+                _ = tick.tick() => {}
+            }
+            if last_report.0.elapsed() >= self.opts.progress_every {
+                let pieces = have.count();
+                let bytes = self.held_bytes(have);
+                let delta = bytes.saturating_sub(self.held_bytes_of(last_report.1));
+                let rate = (delta as f64 / last_report.0.elapsed().as_secs_f64()) as u64;
+                events(FetchEvent::Progress {
+                    blob: self.manifest.sha256.clone(),
+                    bytes,
+                    size: self.manifest.size,
+                    pieces,
+                    total: self.manifest.piece_count(),
+                    rate,
+                });
+                last_report = (Instant::now(), pieces);
+            }
+        }
+        tasks.shutdown().await;
+        pollers.shutdown().await;
+        events(FetchEvent::Progress {
+            blob: self.manifest.sha256.clone(),
+            bytes: self.manifest.size,
+            size: self.manifest.size,
+            pieces: have.count(),
+            total: self.manifest.piece_count(),
+            rate: 0,
+        });
+        let banned = self
+            .srcs
+            .iter()
+            .filter(|s| s.banned)
+            .map(|s| s.id.clone())
+            .collect();
+        Ok((from_seed, from_peers, banned))
+    }
+
+    /// Starts the requests the picker chooses.
+    fn schedule(
+        &mut self,
+        have: &Bitfield,
+        inflight: &mut Bitfield,
+        stalled_since: Option<Instant>,
+        now: Instant,
+        tasks: &mut JoinSet<()>,
+        tx: &mpsc::UnboundedSender<Ev>,
+    ) {
+        let slots = self.opts.slots.saturating_sub(inflight.count());
+        let fallback = stalled_since.is_some_and(|t| now.duration_since(t) >= self.opts.seed_grace);
+        let picks = {
+            let views: Vec<SourceView<'_>> = self.srcs.iter().map(|s| s.view(now)).collect();
+            self.picker.pick(have, inflight, &views, fallback, slots)
+        };
+        for (i, p) in picks {
+            inflight.set(p);
+            let s = &mut self.srcs[i];
+            s.busy += 1;
+            let span = self.manifest.piece_span(p);
+            let (addr, token, blob) = (s.addr, self.token.clone(), self.manifest.sha256.clone());
+            let (manifest, partial, tx) = (self.manifest.clone(), self.partial.clone(), tx.clone());
+            let download: Option<Arc<RateLimit>> = self.node.download.clone();
+            tasks.spawn(async move {
+                let got = client::piece(addr, &token, &blob, span, download.as_deref()).await;
+                let outcome = match got {
+                    Fetched::Bytes(b) if !manifest.check_piece(p, &b) => {
+                        Fetched::Failed(format!("{BAD_PIECE} {p}"))
+                    }
+                    Fetched::Bytes(b) => {
+                        let w = tokio::task::spawn_blocking(move || {
+                            partial.write_piece(p, &b).map(|()| b)
+                        })
+                        .await;
+                        match w {
+                            Ok(Ok(b)) => Fetched::Bytes(b),
+                            Ok(Err(e)) => Fetched::Failed(e.to_string()),
+                            Err(e) => Fetched::Failed(e.to_string()),
+                        }
+                    }
+                    other => other,
+                };
+                let _ = tx.send(Ev::Piece(i, p, outcome));
+            });
+        }
+    }
+
+    /// Fails when nothing is in flight, no usable source offers a missing piece, and the
+    /// seed has been gone (or absent) for longer than `give_up_after`.
+    fn check_lost(&self, have: &Bitfield, since: Instant, now: Instant) -> Result<()> {
+        let waited = now.duration_since(since) >= self.opts.give_up_after;
+        let seed_gone = self.srcs.iter().filter(|s| s.seed).all(|s| {
+            s.banned
+                || s.down_since
+                    .is_some_and(|t| now.duration_since(t) >= self.opts.give_up_after)
+        });
+        if !(waited && seed_gone) {
+            return Ok(());
+        }
+        let missing = Bitfield::full(self.manifest.piece_count()).and_not(have);
+        let offered = self
+            .srcs
+            .iter()
+            .filter(|s| !s.banned && s.down_since.is_none())
+            .any(|s| {
+                let mut m = missing.clone();
+                m.intersect(&s.have);
+                m.count() > 0
+            });
+        if offered {
+            return Ok(());
+        }
+        let piece = missing.ones().next().unwrap_or(0);
+        let (start, len) = self.manifest.piece_span(piece);
+        let sources = self
+            .srcs
+            .iter()
+            .map(|s| {
+                let state = if s.banned {
+                    "banned".to_string()
+                } else if let Some(e) = &s.error {
+                    format!("down: {e}")
+                } else {
+                    "lacks it".to_string()
+                };
+                format!("{} {state}", s.id)
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(Error::FetchPiece {
+            blob: self.manifest.sha256.clone(),
+            piece,
+            start,
+            end: start + len.max(1) - 1,
+            sources,
+        })
+    }
+
+    fn held_bytes(&self, have: &Bitfield) -> u64 {
+        have.ones().map(|p| self.manifest.piece_span(p).1).sum()
+    }
+
+    fn held_bytes_of(&self, pieces: u32) -> u64 {
+        u64::from(pieces) * self.manifest.piece_size
+    }
+}
+
+/// The prefix of the failure a piece that fails its hash becomes.
+const BAD_PIECE: &str = "bad piece";
+
+impl Src {
+    fn new(id: &str, addr: SocketAddr, seed: bool, have: Bitfield) -> Self {
+        Self {
+            id: id.to_string(),
+            addr,
+            seed,
+            have,
+            busy: 0,
+            banned: false,
+            down_since: None,
+            retry_at: None,
+            error: None,
+        }
+    }
+
+    fn view(&self, now: Instant) -> SourceView<'_> {
+        SourceView {
+            have: &self.have,
+            busy: self.busy,
+            seed: self.seed,
+            usable: !self.banned
+                && self.down_since.is_none()
+                && self.retry_at.is_none_or(|t| now >= t),
+        }
+    }
+
+    fn up(&mut self, have: Bitfield) {
+        if !self.seed {
+            self.have = have;
+        }
+        self.down_since = None;
+        self.error = None;
+    }
+
+    /// Marks the source down; returns whether it was up.
+    fn down(&mut self, now: Instant, error: &str) -> bool {
+        self.error = Some(error.to_string());
+        self.down_since.is_none() && self.down_since.replace(now).is_none()
+    }
+}
+
+/// Long-polls one source's have-set for as long as the download runs.
+async fn poll_have(
+    addr: SocketAddr,
+    token: String,
+    blob: String,
+    pieces: u32,
+    i: usize,
+    tx: mpsc::UnboundedSender<Ev>,
+) {
+    let mut conn: Option<Conn> = None;
+    let mut after = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result = match conn.as_mut() {
+            Some(c) => c.have(&token, &blob, pieces, after).await,
+            None => match Conn::open(addr).await {
+                Ok(c) => {
+                    conn = Some(c);
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+        };
+        let ev = match result {
+            Ok((v, bits)) => {
+                after = Some(v);
+                backoff = Duration::from_millis(100);
+                Ev::Have(i, bits)
+            }
+            Err(e) => {
+                conn = None;
+                Ev::Down(i, e)
+            }
+        };
+        let down = matches!(ev, Ev::Down(..));
+        if tx.send(ev).is_err() {
+            return;
+        }
+        if down {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}

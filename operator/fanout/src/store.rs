@@ -1,0 +1,176 @@
+//! Blobs on disk: the partial file a download fills piece by piece, and the content store it
+//! is renamed into once whole.
+//!
+//! A download writes to `<store>/.fanout/<sha256>`, a sparse file of the blob's size, piece by
+//! piece in any order. A restarted peer re-verifies every piece that file holds against the
+//! manifest and fetches only the rest; nothing records which pieces were written, because a
+//! record can be stale after a crash and a hash cannot. When every piece is there the file is
+//! synced, hashed whole, and renamed to `<store>/<sha256>`, so a reader of the store never
+//! sees half a blob.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{Seek, SeekFrom},
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use sha2::{Digest, Sha256};
+
+use crate::{
+    bitfield::Bitfield,
+    error::{Error, Result},
+    manifest::{PieceManifest, read_full},
+};
+
+/// The partial directory's name inside a store; not the agent's `.partial`, whose files are
+/// prefixes of a blob, while these are filled in any order.
+pub const PARTIAL_DIR: &str = ".fanout";
+
+/// Where blob `sha256` lives once whole.
+pub fn stored_path(store: &Path, sha256: &str) -> PathBuf {
+    store.join(sha256)
+}
+
+/// A blob being filled.
+#[derive(Debug)]
+pub struct PartialBlob {
+    manifest: Arc<PieceManifest>,
+    file: Arc<File>,
+    path: PathBuf,
+    store: PathBuf,
+}
+
+/// What opening a partial blob found.
+#[derive(Debug)]
+pub struct Opened {
+    /// The blob, to fill.
+    pub blob: PartialBlob,
+    /// The pieces already on disk that verified.
+    pub have: Bitfield,
+}
+
+impl PartialBlob {
+    /// Opens (creating when missing) the partial file of `manifest`'s blob in `store`, and
+    /// verifies each piece it already holds. Blocking: call from a blocking thread.
+    pub fn open(store: &Path, manifest: Arc<PieceManifest>) -> Result<Opened> {
+        let dir = store.join(PARTIAL_DIR);
+        let write_err = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::WriteBlob { op, path, source }
+        };
+        fs::create_dir_all(&dir).map_err(write_err("create directory", &dir))?;
+        let path = dir.join(&manifest.sha256);
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(write_err("open", &path))?;
+        let len = file
+            .metadata()
+            .map_err(|source| Error::ReadBlob {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        let mut have = Bitfield::new(manifest.piece_count());
+        if existed && len == manifest.size {
+            have = verify_pieces(&file, &path, &manifest)?;
+        } else if len != manifest.size {
+            file.set_len(0).map_err(write_err("truncate", &path))?;
+            file.set_len(manifest.size)
+                .map_err(write_err("extend", &path))?;
+        }
+        Ok(Opened {
+            blob: PartialBlob {
+                manifest,
+                file: Arc::new(file),
+                path,
+                store: store.to_path_buf(),
+            },
+            have,
+        })
+    }
+
+    /// The open file, for serving verified pieces while the rest arrive.
+    pub fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
+    /// Writes verified piece `i`. Blocking.
+    pub fn write_piece(&self, i: u32, bytes: &[u8]) -> Result<()> {
+        let (start, _) = self.manifest.piece_span(i);
+        self.file
+            .write_all_at(bytes, start)
+            .map_err(|source| Error::WriteBlob {
+                op: "write",
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Syncs the whole file, checks its sha256, and renames it into the store. Blocking.
+    pub fn finish(self) -> Result<PathBuf> {
+        let wr = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::WriteBlob { op, path, source }
+        };
+        self.file.sync_all().map_err(wr("sync", &self.path))?;
+        let actual = sha256_of(&self.file, &self.path)?;
+        if actual != self.manifest.sha256 {
+            return Err(Error::VerifyBlob {
+                blob: self.manifest.sha256.clone(),
+                actual,
+            });
+        }
+        let to = stored_path(&self.store, &self.manifest.sha256);
+        fs::rename(&self.path, &to).map_err(wr("rename", &self.path))?;
+        File::open(&self.store)
+            .and_then(|d| d.sync_all())
+            .map_err(wr("sync", &self.store))?;
+        Ok(to)
+    }
+}
+
+/// The pieces of `file` that hash to the manifest's entries.
+fn verify_pieces(file: &File, path: &Path, manifest: &PieceManifest) -> Result<Bitfield> {
+    let mut have = Bitfield::new(manifest.piece_count());
+    let mut buf = vec![0u8; manifest.piece_size as usize];
+    for i in 0..manifest.piece_count() {
+        let (start, len) = manifest.piece_span(i);
+        let buf = &mut buf[..len as usize];
+        file.read_exact_at(buf, start)
+            .map_err(|source| Error::ReadBlob {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if manifest.check_piece(i, buf) {
+            have.set(i);
+        }
+    }
+    Ok(have)
+}
+
+/// The sha256 of everything in `file`, read from the start.
+fn sha256_of(file: &File, path: &Path) -> Result<String> {
+    let read_err = |source| Error::ReadBlob {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = file.try_clone().map_err(read_err)?;
+    f.seek(SeekFrom::Start(0)).map_err(read_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = read_full(&mut f, &mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
