@@ -15,6 +15,7 @@ mod gpu_node;
 mod lab;
 mod lab_reboot;
 mod lab_refusals;
+mod lab_shape;
 mod measure;
 mod membership;
 mod operator;

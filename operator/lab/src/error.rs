@@ -51,6 +51,15 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// A link rate (`--link-rate`, `--rate`) that is not one.
+    #[error("`{given}` is not a link rate: {reason}")]
+    InvalidRate {
+        /// The text given.
+        given: String,
+        /// What is wrong with it and what was expected.
+        reason: String,
+    },
+
     /// A host name that the lab does not know.
     #[error("no lab host named `{name}`; known hosts: {known}")]
     UnknownHost {
@@ -179,7 +188,9 @@ impl Error {
             Error::NotRoot { .. } | Error::MissingTool { .. } | Error::SubnetCollision { .. } => {
                 ErrorKind::Environment
             }
-            Error::InvalidArgument(_) | Error::UnknownHost { .. } => ErrorKind::Usage,
+            Error::InvalidArgument(_) | Error::InvalidRate { .. } | Error::UnknownHost { .. } => {
+                ErrorKind::Usage
+            }
             Error::BootTimeout { .. } => ErrorKind::Timeout,
             _ => ErrorKind::Failed,
         }

@@ -11,6 +11,7 @@ use crate::{
     Error, HostRecord, LabState, Layout, Result, RootfsMode, base, cgroup, exec, identity, mounts,
     net,
     nspawn::{self, BootSpec, Proc},
+    shape,
 };
 
 /// How long a graceful stop may take before the host is killed.
@@ -98,6 +99,11 @@ pub fn running(h: &HostRecord) -> bool {
 pub fn boot(layout: &Layout, state: &mut LabState, name: &str) -> Result<()> {
     let h = state.host(name)?.clone();
     net::ensure_host(state, &h)?;
+    // The namespace (and its qdiscs) outlives stops and reboots, but not the machine's own
+    // reboot or a recreated pair: tbf is put back at every boot.
+    if state.link_rate.is_some() {
+        shape::sync_host(state, &h)?;
+    }
     ensure_rootfs(layout, &h)?;
     let tree = layout.cgroup_tree(name);
     let cg = cgroup::prepare(&format!("kubegrid-lab/{}-{}", state.id, h.name), &tree)?;

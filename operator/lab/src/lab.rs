@@ -9,9 +9,9 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::{
-    Error, HostRecord, LabState, Layout, Result,
+    Error, HostRecord, LabState, Layout, LinkRate, Result,
     base::{self, Recipe},
-    exec, host, identity, net, ready, spec,
+    exec, host, identity, net, ready, shape, spec,
     view::Listing,
 };
 
@@ -44,6 +44,9 @@ pub struct UpOptions {
     /// [`crate::SUITE`]. Hosts that exist already keep theirs: naming a release they do not
     /// run is refused.
     pub release: Option<String>,
+    /// Shape every link of the lab to this rate (recorded; see [`Lab::shape`]); `None`
+    /// keeps the lab's current rate, if any.
+    pub link_rate: Option<LinkRate>,
 }
 
 /// One host that `up` or `start` waited for.
@@ -109,6 +112,9 @@ impl Lab {
             exec::require("debootstrap", "debootstrap")?;
             exec::require("chroot", "coreutils")?;
         }
+        if opts.link_rate.is_some() {
+            exec::require("tc", "iproute2")?;
+        }
         // Refuse a colliding range before writing anything; ensure_bridge checks again
         // under the machine lock, where it counts.
         let planned = self.load_or_new(opts.subnet)?;
@@ -120,6 +126,9 @@ impl Lab {
         }
         let _lock = self.layout.lock()?;
         let mut state = self.load_or_new(opts.subnet)?;
+        if opts.link_rate.is_some() {
+            state.link_rate = opts.link_rate;
+        }
         let key = identity::ensure_client_key(&self.layout.ssh_key())?;
         let base = base::ensure(
             &recipe,
@@ -132,6 +141,12 @@ impl Lab {
             net::ensure_bridge(&state)?;
         }
         self.layout.save(&state)?;
+        if opts.link_rate.is_some() {
+            // A new rate reaches the bridge and every host link; booting hosts get it at boot.
+            shape::sync_all(&state)?;
+        } else if state.link_rate.is_some() {
+            shape::sync_bridge(&state)?;
+        }
 
         let mut booted = Vec::new();
         let mut ready = Vec::new();
@@ -257,6 +272,9 @@ impl Lab {
             let _net = net::machine_lock()?;
             net::ensure_bridge(&state)?;
         }
+        if state.link_rate.is_some() {
+            shape::sync_bridge(&state)?;
+        }
         host::boot(&self.layout, &mut state, name)?;
         self.layout.save(&state)?;
         let mut ready = ready::wait_all(
@@ -330,7 +348,7 @@ impl Lab {
 
     /// Takes the lab lock and loads the state; refuses before creating anything when there
     /// is no lab.
-    fn locked_state(&self) -> Result<(std::fs::File, LabState)> {
+    pub(crate) fn locked_state(&self) -> Result<(std::fs::File, LabState)> {
         if !self.layout.state_file().exists() {
             return Err(self.no_lab());
         }
@@ -428,7 +446,8 @@ fn raise_inotify_limits(progress: &dyn Fn(&str)) {
     }
 }
 
-fn exec_root() -> Result<()> {
+/// Fails with [`Error::NotRoot`] unless running as root.
+pub(crate) fn exec_root() -> Result<()> {
     let uid = nix::unistd::geteuid().as_raw();
     if uid == 0 {
         Ok(())

@@ -76,7 +76,8 @@ fn colliding_route(routes: &[Route], subnet: Ipv4Net, own_bridge: &str) -> Optio
     })
 }
 
-fn link_exists(name: &str) -> bool {
+/// Whether a link exists in the machine's namespace.
+pub(crate) fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
@@ -162,11 +163,16 @@ pub fn remove_host(state: &LabState, host: &HostRecord) -> Result<()> {
     Ok(())
 }
 
-/// Removes the lab bridge if it exists.
+/// Removes the lab bridge and its ifb device (`crate::shape`), whichever exist.
 pub fn remove_bridge(state: &LabState) -> Result<()> {
-    let bridge = state.bridge();
-    if link_exists(&bridge) {
-        run("ip", &["link", "del", &bridge])?;
+    remove_link(&state.bridge())?;
+    remove_link(&state.ifb())
+}
+
+/// Deletes a machine-side link if it exists.
+pub(crate) fn remove_link(name: &str) -> Result<()> {
+    if link_exists(name) {
+        run("ip", &["link", "del", name])?;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::{
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{Error, LinkRate, Result};
 
 /// Current version of the state file format.
 const VERSION: u32 = 1;
@@ -31,6 +31,10 @@ pub struct LabState {
     pub subnet: Ipv4Net,
     /// The hosts, in creation order.
     pub hosts: Vec<HostRecord>,
+    /// The rate every lab link is shaped to (`lab up --link-rate`, `lab shape`); `None`
+    /// leaves links unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_rate: Option<LinkRate>,
 }
 
 /// How a host's writable rootfs is made.
@@ -107,12 +111,18 @@ impl LabState {
             id,
             subnet,
             hosts: Vec::new(),
+            link_rate: None,
         }
     }
 
     /// The lab's bridge on the machine.
     pub fn bridge(&self) -> String {
         format!("kgb-{}", self.id)
+    }
+
+    /// The ifb device that the bridge's ingress goes through while a link rate is set.
+    pub fn ifb(&self) -> String {
+        format!("kgi-{}", self.id)
     }
 
     /// The bridge's own address: the first in the subnet.

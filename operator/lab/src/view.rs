@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt, path::PathBuf};
 
 use serde::Serialize;
 
-use crate::{LabState, Layout, host, identity, net};
+use crate::{LabState, Layout, LinkRate, host, identity, net};
 
 /// The whole lab as seen now.
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +20,10 @@ pub struct Listing {
     pub bridge: Option<String>,
     /// The machine's address on the bridge.
     pub gateway: Option<String>,
+    /// The rate every link is shaped to (tc syntax, `50mbit`); `None` when unlimited.
+    pub link_rate: Option<LinkRate>,
+    /// The same rate in bits per second.
+    pub link_rate_bits_per_second: Option<u64>,
     /// Private key that logs in as root or `kube` on every host.
     pub ssh_key: PathBuf,
     /// known_hosts with every host's key.
@@ -104,6 +108,10 @@ impl Listing {
             subnet: state.map(|s| s.subnet.to_string()),
             bridge: state.map(|s| s.bridge()),
             gateway: state.map(|s| s.gateway().to_string()),
+            link_rate: state.and_then(|s| s.link_rate),
+            link_rate_bits_per_second: state
+                .and_then(|s| s.link_rate)
+                .map(LinkRate::bits_per_second),
             ssh_key: layout.ssh_key(),
             known_hosts: layout.known_hosts(),
             specs,
@@ -146,6 +154,16 @@ impl fmt::Display for Listing {
             self.bridge.as_deref().unwrap_or("-"),
             self.gateway.as_deref().unwrap_or("-")
         )?;
+        match self.link_rate {
+            Some(rate) => writeln!(
+                f,
+                "link rate:   {rate} each way on every host link and the machine's side of the bridge (tbf)"
+            )?,
+            None => writeln!(
+                f,
+                "link rate:   unlimited (set one with `kubegrid lab shape --rate`)"
+            )?,
+        }
         writeln!(f, "ssh key:     {}", self.ssh_key.display())?;
         writeln!(f, "known_hosts: {}", self.known_hosts.display())?;
         for (group, path) in &self.specs {

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Subcommand};
-use kubegrid_lab::{Lab, LabConfig, Selection, UpOptions};
+use kubegrid_lab::{Lab, LabConfig, LinkRate, Selection, UpOptions};
 use serde_json::json;
 
 use super::{Output, emit};
@@ -60,6 +60,12 @@ pub enum LabCommand {
         /// base rootfs is built once and cached [default: bookworm]. Existing hosts keep theirs.
         #[arg(long, value_name = "RELEASE")]
         release: Option<String>,
+        /// Shape every lab link to RATE each way with tc's tbf, so the network is the
+        /// bottleneck: each host's upload and download, and the machine's side of the
+        /// bridge. In tc's bit units: 50mbit, 1gbit, 2500kbit, or bare bit/s. Recorded for
+        /// hosts added or booted later; without it, an existing lab keeps its rate.
+        #[arg(long, value_name = "RATE")]
+        link_rate: Option<LinkRate>,
     },
     /// Show the hosts, their state and addresses, the SSH key and the spec files.
     List,
@@ -101,6 +107,21 @@ pub enum LabCommand {
         /// The host.
         name: String,
     },
+    /// Change the bandwidth limit of every link of a running lab (tc tbf), or remove it.
+    ///
+    /// The rate applies each way on every host's link and on the machine's side of the
+    /// bridge, is recorded in the lab's state, and is put on hosts that boot or are added
+    /// later.
+    #[command(group(clap::ArgGroup::new("limit").required(true).args(["rate", "clear"])))]
+    Shape {
+        /// The new rate in tc's bit units: 50mbit, 1gbit, 2500kbit, or bare bit/s
+        /// (1mbit to 100gbit).
+        #[arg(long, value_name = "RATE")]
+        rate: Option<LinkRate>,
+        /// Remove the limit: links run at the machine's speed again.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 /// Runs one lab command.
@@ -118,6 +139,7 @@ pub fn run(args: &LabArgs, output: Output) -> anyhow::Result<()> {
             subnet,
             timeout,
             release,
+            link_rate,
         } => {
             let started = std::time::Instant::now();
             let opts = UpOptions {
@@ -126,6 +148,7 @@ pub fn run(args: &LabArgs, output: Output) -> anyhow::Result<()> {
                 subnet: *subnet,
                 timeout: Duration::from_secs(*timeout),
                 release: release.clone(),
+                link_rate: *link_rate,
             };
             let ready = lab.up(&opts, &progress)?;
             let seconds = started.elapsed().as_secs_f64();
@@ -181,5 +204,35 @@ pub fn run(args: &LabArgs, output: Output) -> anyhow::Result<()> {
                 format!("{name}: link healed\n")
             })
         }
+        LabCommand::Shape { rate, clear: _ } => {
+            let shaped = lab.shape(*rate)?;
+            emit(output, &shaped, || {
+                let what = shaped
+                    .link_rate
+                    .map_or("limit removed".to_string(), |r| format!("link rate {r}"));
+                let mut text = format!(
+                    "{what} on bridge {} and {} hosts{}\n",
+                    shaped.bridge,
+                    shaped.hosts.len(),
+                    list(&shaped.hosts)
+                );
+                if !shaped.pending.is_empty() {
+                    text.push_str(&format!(
+                        "not booted, so they get it when they start: {}\n",
+                        shaped.pending.join(", ")
+                    ));
+                }
+                text
+            })
+        }
+    }
+}
+
+/// ` (a, b)` for a non-empty list of names, nothing otherwise.
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(", "))
     }
 }
