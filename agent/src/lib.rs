@@ -7,6 +7,7 @@ pub mod checks;
 pub mod error;
 pub mod exec;
 pub mod facts;
+pub mod fanout;
 pub mod fetch;
 pub mod fsutil;
 pub mod gpu_checks;

@@ -2,10 +2,12 @@
 
 use std::{path::Path, process::ExitCode};
 
-use kubegrid_agent::{facts, protocol, run};
+use kubegrid_agent::{facts, fanout, protocol, run};
 
-const USAGE: &str = "usage: kubegrid-agent <run|facts|version>
+const USAGE: &str = "usage: kubegrid-agent <run|fanout|facts|version>
   run      read a plan (one JSON line, then its blobs) on stdin; stream JSON events on stdout
+  fanout   read a distribution job (one JSON line) on stdin; fetch its blobs from the swarm,
+           serving peers until stdin ends
   facts    print this host's facts as JSON
   version  print the agent version";
 
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["run"] => ExitCode::from(run::run_stdio().code()),
+        ["fanout"] => ExitCode::from(fanout::run_stdio()),
         ["facts"] => {
             let facts = facts::gather(
                 Path::new("/"),

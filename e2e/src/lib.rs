@@ -78,6 +78,19 @@ pub fn bundle_public_key() -> PathBuf {
     )
 }
 
+/// The agents `.ci/setup` builds with agent/build-glibc228.sh.
+pub fn glibc228_agent() -> PathBuf {
+    let dir = std::env::var_os("KUBEGRID_GLIBC228_AGENT_DIR")
+        .map_or_else(|| PathBuf::from("/var/cache/kubegrid/agent"), PathBuf::from);
+    let path = dir.join("kubegrid-agent-amd64");
+    assert!(
+        path.is_file(),
+        "no glibc 2.28 agent at {}; build it with agent/build-glibc228.sh (.ci/setup does)",
+        path.display()
+    );
+    path
+}
+
 /// One lab host as `lab list` reports it.
 #[derive(Debug, Clone)]
 pub struct Host {

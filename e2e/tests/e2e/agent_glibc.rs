@@ -7,7 +7,7 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use kubegrid_e2e::{LabGuard, bundle_dir, describe, kubegrid_bin};
+use kubegrid_e2e::{LabGuard, bundle_dir, describe, glibc228_agent, kubegrid_bin};
 use serde_json::Value;
 
 /// What a host looks like before kubegrid ever changed it.
@@ -17,19 +17,6 @@ const UNTOUCHED: &str = "test ! -e /var/lib/kubegrid && echo untouched";
 /// Runs stop after the playbook's first phase: these tests are about the agent, and the
 /// bundle then need not fit the rest of the lab spec.
 const FIRST_PHASE: &str = "os-prepare";
-
-/// The agents `.ci/setup` builds with agent/build-glibc228.sh.
-fn glibc228_agent() -> PathBuf {
-    let dir = std::env::var_os("KUBEGRID_GLIBC228_AGENT_DIR")
-        .map_or_else(|| PathBuf::from("/var/cache/kubegrid/agent"), PathBuf::from);
-    let path = dir.join("kubegrid-agent-amd64");
-    assert!(
-        path.is_file(),
-        "no glibc 2.28 agent at {}; build it with agent/build-glibc228.sh (.ci/setup does)",
-        path.display()
-    );
-    path
-}
 
 /// A copy of the e2e bundle (hard links) in the lab's state directory holding exactly the
 /// `agents` given, added the way .ci/setup adds them to the dev bundle. Unsigned: these

@@ -11,6 +11,7 @@ mod bootstrap_safety;
 mod certs;
 mod cluster_checks;
 mod distribute;
+mod fanout;
 mod gpu_node;
 mod lab;
 mod lab_reboot;

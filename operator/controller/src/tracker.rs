@@ -290,6 +290,7 @@ async fn apply(
         }
         Progress::TaskFinished { .. }
         | Progress::Transfer { .. }
+        | Progress::Swarm { .. }
         | Progress::HostWaiting { .. } => {}
     }
 }

@@ -219,20 +219,20 @@ pub fn probe_script(agents: &Agents) -> String {
     s
 }
 
-/// Runs an agent that is already installed.
-pub fn run_installed(agent: &AgentBinary) -> String {
-    format!("exec {} run", agent.remote_path())
+/// Runs an agent that is already installed, with subcommand `cmd` (`run`, `fanout`).
+pub fn run_installed(agent: &AgentBinary, cmd: &str) -> String {
+    format!("exec {} {cmd}", agent.remote_path())
 }
 
 /// Receives the agent on stdin (exactly `size` bytes), verifies its checksum, installs it
 /// under its content name and then runs it on the rest of stdin. `head -c` reads no more than
-/// it is told to, so the plan that follows the binary reaches the agent intact.
-pub fn install_and_run(agent: &AgentBinary) -> String {
+/// it is told to, so the plan (or job) that follows the binary reaches the agent intact.
+pub fn install_and_run(agent: &AgentBinary, cmd: &str) -> String {
     format!(
         "set -e; umask 077; mkdir -p {REMOTE_DIR}; t=$(mktemp -p {REMOTE_DIR}); \
          head -c {size} > \"$t\"; \
          if ! echo '{sha}  '\"$t\" | sha256sum -c --status; then rm -f \"$t\"; echo 'kubegrid: agent upload corrupted' >&2; exit 97; fi; \
-         chmod 0755 \"$t\"; mv -f \"$t\" {dest}; exec {dest} run",
+         chmod 0755 \"$t\"; mv -f \"$t\" {dest}; exec {dest} {cmd}",
         size = agent.size,
         sha = agent.sha256,
         dest = agent.remote_path(),

@@ -71,6 +71,30 @@ pub enum Progress {
         /// Why it is retried, at "retry".
         message: String,
     },
+    /// A host's peer-to-peer download moved on (`--distribution p2p`).
+    Swarm {
+        /// Node name.
+        host: String,
+        /// Phase name.
+        phase: String,
+        /// The blob's sha256.
+        blob: String,
+        /// "progress", "stored", "failed", "banned" (a source sent a bad piece) or "down"
+        /// (a source stopped answering).
+        stage: String,
+        /// Verified bytes the host holds.
+        bytes: u64,
+        /// The blob's size.
+        size: u64,
+        /// Verified pieces the host holds.
+        pieces: u32,
+        /// Pieces in the blob.
+        total: u32,
+        /// Bytes per second lately ("progress"), or over the whole download ("stored").
+        rate: u64,
+        /// The source, for "banned" and "down"; why, for "failed".
+        message: String,
+    },
     /// A host waits on something the engine does itself (a controlled reboot), repeated
     /// about every five seconds while it waits.
     HostWaiting {

@@ -237,11 +237,11 @@ impl HostSession {
         let check = plan.check_mode;
         let persist = persist && !check;
         let script = if self.installed {
-            agent::run_installed(&agent)
+            agent::run_installed(&agent, "run")
         } else {
             input.push(Input::File(agent.path.clone()));
             if persist {
-                agent::install_and_run(&agent)
+                agent::install_and_run(&agent, "run")
             } else {
                 agent::run_transient(&agent)
             }
@@ -335,6 +335,41 @@ impl HostSession {
             ));
         }
         Ok(outcome)
+    }
+
+    /// Runs the agent's `fanout` subcommand (installing the agent first where the host
+    /// lacks it) with `job` as its one stdin line, keeping stdin open until `hold` turns
+    /// true; its stdout lines go to `on_line`. Fails when the agent cannot run at all
+    /// (exit 2 or worse); whether its blobs arrived is in the lines.
+    pub async fn run_fanout(
+        &mut self,
+        job: Vec<u8>,
+        hold: tokio::sync::watch::Receiver<bool>,
+        on_line: impl FnMut(&str),
+    ) -> Result<crate::ssh::ExecOutput, Error> {
+        let agent = self.agent.clone().ok_or_else(|| Error::Protocol {
+            host: self.host().to_string(),
+            message: "distribution started before the host was probed".into(),
+        })?;
+        let mut input = Vec::new();
+        let script = if self.installed {
+            agent::run_installed(&agent, "fanout")
+        } else {
+            input.push(Input::File(agent.path.clone()));
+            agent::install_and_run(&agent, "fanout")
+        };
+        input.push(Input::Bytes(job));
+        input.push(Input::Hold(hold));
+        let script = agent::privileged(&script, self.conn.target().sudo);
+        self.round_trips += 1;
+        let out = self.conn.exec(&script, input, on_line).await?;
+        if !self.installed && out.exit.is_some_and(|c| c != 97) {
+            self.installed = true;
+        }
+        if out.exit.is_none_or(|c| c >= 2) {
+            return Err(self.exec_failure("running the agent's fan-out", &out.stderr, out.exit));
+        }
+        Ok(out)
     }
 
     fn exec_failure(&self, what: &str, stderr: &str, exit: Option<u32>) -> Error {

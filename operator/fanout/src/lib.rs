@@ -22,6 +22,8 @@ mod limit;
 mod node;
 mod server;
 pub mod store;
+#[cfg(feature = "test-liar")]
+pub mod testing;
 mod wire;
 
 pub use fetch::{FetchEvent, FetchOptions, FetchReport, PeerAddr, Swarm};

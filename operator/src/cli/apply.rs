@@ -57,14 +57,51 @@ pub struct ApplyArgs {
     /// Seconds allowed for each host's TCP connect plus SSH handshake.
     #[arg(long, default_value_t = 10)]
     pub connect_timeout: u64,
-    /// How bundle files reach hosts: `http`, fetched by each host from a blob server this
-    /// command runs on its own address towards the hosts, resuming after a cut; or `ssh`,
-    /// pushed over each host's SSH connection (hosts behind a bastion always use ssh).
-    #[arg(long, value_name = "HOW", default_value = "http", value_parser = ["http", "ssh"])]
-    pub distribution: String,
+    /// How bundle files reach hosts.
+    #[command(flatten)]
+    pub distribution: DistributionArgs,
     /// Journal location.
     #[command(flatten)]
     pub journal: JournalArg,
+}
+
+/// How bundle files reach hosts; `apply` and `upgrade` share these flags.
+#[derive(Debug, Args)]
+pub struct DistributionArgs {
+    /// How bundle files reach hosts: `http`, fetched by each host from a blob server this
+    /// command runs on its own address towards the hosts, resuming after a cut; `ssh`,
+    /// pushed over each host's SSH connection; or `p2p`, seeded by this command and fetched
+    /// by the hosts piece by piece from each other, so this machine's uplink carries about
+    /// one copy (what a swarm misses goes over http). Hosts behind a bastion always use ssh.
+    #[arg(long, value_name = "HOW", default_value = "http", value_parser = ["http", "ssh", "p2p"])]
+    pub distribution: String,
+    /// With `p2p`: the TCP port each host serves pieces on, on its own address.
+    #[arg(long, value_name = "PORT", default_value_t = kubegrid_engine::distribute::swarm::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    pub p2p_port: u16,
+    /// With `p2p`: each host's upload and download limit, in bits per second as tc writes
+    /// rates (`800mbit`, `2gbit`); unlimited by default.
+    #[arg(long, value_name = "RATE", value_parser = |s: &str| s.parse::<kubegrid_lab::LinkRate>().map_err(|e| e.to_string()))]
+    pub p2p_rate_limit: Option<kubegrid_lab::LinkRate>,
+}
+
+impl DistributionArgs {
+    /// The engine's distribution options.
+    pub fn options(
+        &self,
+    ) -> Result<
+        (
+            kubegrid_engine::distribute::Distribution,
+            kubegrid_engine::distribute::swarm::P2pOptions,
+        ),
+        UsageError,
+    > {
+        let mode = self.distribution.parse().map_err(UsageError)?;
+        let p2p = kubegrid_engine::distribute::swarm::P2pOptions {
+            port: self.p2p_port,
+            rate_limit: self.p2p_rate_limit.map(|r| r.bits_per_second() / 8),
+        };
+        Ok((mode, p2p))
+    }
 }
 
 /// The bundle flags that `apply`, `plan` and `reset` share.
@@ -213,6 +250,7 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
 
     let names: Vec<String> = hosts.iter().map(|h| h.target.host.clone()).collect();
     let observer = progress::observer(&names, output == Output::Json);
+    let (distribution, p2p) = args.distribution.options()?;
     let mut options = Options {
         parallel: usize::from(args.parallel),
         skip_checks: args.skip_checks.clone(),
@@ -225,7 +263,8 @@ pub async fn run(args: &ApplyArgs, mode: Mode, output: Output) -> anyhow::Result
         force_remove: args.force_remove,
         force_membership: args.force,
         until: args.until.clone(),
-        distribution: args.distribution.parse().map_err(UsageError)?,
+        distribution,
+        p2p,
         ..Options::default()
     };
     let limit = Duration::from_secs(args.check_timeout);

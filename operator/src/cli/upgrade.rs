@@ -73,9 +73,9 @@ pub struct UpgradeRunArgs {
     /// Seconds allowed for each host's TCP connect plus SSH handshake.
     #[arg(long, default_value_t = 10)]
     pub connect_timeout: u64,
-    /// How bundle files reach hosts: `http` or `ssh` (as for `apply`).
-    #[arg(long, value_name = "HOW", default_value = "http", value_parser = ["http", "ssh"])]
-    pub distribution: String,
+    /// How bundle files reach hosts (as for `apply`).
+    #[command(flatten)]
+    pub distribution: super::apply::DistributionArgs,
     /// Journal location.
     #[command(flatten)]
     pub journal: JournalArg,
@@ -124,6 +124,7 @@ pub async fn run(args: &UpgradeArgs, output: Output) -> anyhow::Result<u8> {
     upgrade.paused.store(spec_upgrade.paused, Ordering::SeqCst);
     // `spec.upgrade.paused` set in the file while the roll runs stops it between Nodes.
     let watcher = (mode == Mode::Apply).then(|| watch_paused(&args.file, &upgrade));
+    let (distribution, p2p) = args.distribution.options()?;
     let mut options = Options {
         skip_checks: args.skip_checks.clone(),
         ssh: SshOptions {
@@ -131,7 +132,8 @@ pub async fn run(args: &UpgradeArgs, output: Output) -> anyhow::Result<u8> {
             ..SshOptions::default()
         },
         cluster_checks: false,
-        distribution: args.distribution.parse().map_err(UsageError)?,
+        distribution,
+        p2p,
         upgrade,
         ..Options::default()
     };

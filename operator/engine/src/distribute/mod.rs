@@ -10,6 +10,7 @@
 
 mod range;
 mod server;
+pub mod swarm;
 
 use std::{
     io,
@@ -36,6 +37,9 @@ pub enum Distribution {
     Http,
     /// The engine pushes them over each host's SSH connection.
     Ssh,
+    /// The engine seeds them and the hosts fetch pieces from each other
+    /// ([`swarm`]); whatever a swarm leaves missing goes over HTTP.
+    P2p,
 }
 
 impl Distribution {
@@ -44,6 +48,7 @@ impl Distribution {
         match self {
             Self::Http => "http",
             Self::Ssh => "ssh",
+            Self::P2p => "p2p",
         }
     }
 }
@@ -55,8 +60,9 @@ impl FromStr for Distribution {
         match s {
             "http" => Ok(Self::Http),
             "ssh" => Ok(Self::Ssh),
+            "p2p" => Ok(Self::P2p),
             other => Err(format!(
-                "unknown distribution {other:?}; expected http or ssh"
+                "unknown distribution {other:?}; expected http, ssh or p2p"
             )),
         }
     }
@@ -67,6 +73,8 @@ impl FromStr for Distribution {
 #[derive(Debug, Default)]
 pub struct Distributor {
     server: Option<BlobServer>,
+    /// The peer-to-peer seed and what it learnt, once a swarm ran.
+    pub swarm: swarm::SwarmState,
 }
 
 impl Distributor {
@@ -83,7 +91,7 @@ impl Distributor {
     ) {
         session.set_blob_source(None);
         let needed: Vec<&LocalBlob> = blobs.iter().filter(|b| session.lacks(&b.sha256)).collect();
-        if mode != Distribution::Http || needed.is_empty() {
+        if mode == Distribution::Ssh || needed.is_empty() {
             return;
         }
         let target = session.connection().target();

@@ -193,11 +193,13 @@ async fn finds_the_local_address_towards_a_host() {
 fn distribution_names() {
     assert_eq!("http".parse(), Ok(Distribution::Http));
     assert_eq!("ssh".parse(), Ok(Distribution::Ssh));
+    assert_eq!("p2p".parse(), Ok(Distribution::P2p));
+    assert_eq!(Distribution::P2p.as_str(), "p2p");
     assert_eq!(Distribution::default().as_str(), "http");
     assert!(
         "ftp"
             .parse::<Distribution>()
             .unwrap_err()
-            .contains("http or ssh")
+            .contains("http, ssh or p2p")
     );
 }

@@ -116,8 +116,10 @@ pub struct Options {
     /// Stop after this playbook phase (e.g. `container-runtime` prepares hosts only); the
     /// cluster-level steps run only when the whole playbook ran.
     pub until: Option<String>,
-    /// How bundle blobs reach hosts: the engine's HTTP blob server or SSH push.
+    /// How bundle blobs reach hosts: the engine's HTTP blob server, SSH push, or a swarm.
     pub distribution: crate::distribute::Distribution,
+    /// The swarm's port and rate limit, with [`crate::distribute::Distribution::P2p`].
+    pub p2p: crate::distribute::swarm::P2pOptions,
     /// An interrupted operation of the same spec to resume: each playbook phase that it
     /// finished on a host is not run there again (see `resume`).
     pub resume_from: Option<OperationId>,
@@ -147,6 +149,7 @@ impl Default for Options {
             drain: kubegrid_cluster::DrainOptions::default(),
             until: None,
             distribution: crate::distribute::Distribution::default(),
+            p2p: crate::distribute::swarm::P2pOptions::default(),
             resume_from: None,
             member_passwords: std::collections::BTreeMap::new(),
             upgrade: crate::upgrade::UpgradeOptions::default(),
@@ -460,6 +463,7 @@ pub async fn execute(
         phases: run.phase_times,
         upgrade: run.upgrade,
         certs: run.certs,
+        swarm: run.distributor.swarm.report(),
     })
 }
 

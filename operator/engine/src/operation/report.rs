@@ -161,6 +161,9 @@ pub struct Report {
     /// What a certificates operation found and did (`kubegrid certs`); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certs: Option<crate::certs::CertsReport>,
+    /// What peer-to-peer distribution did (`--distribution p2p`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<crate::distribute::swarm::SwarmReport>,
 }
 
 impl Report {

@@ -11,6 +11,7 @@ use super::{
     fan_out::{Job, fan_out},
 };
 use crate::{
+    distribute::{Distribution, swarm},
     error::Error,
     operation::{Mode, Run},
     progress::Progress,
@@ -132,6 +133,24 @@ impl Phase for PlaybookPhase {
                     blobs,
                     persist: true,
                 });
+            }
+            if run.req.options.distribution == Distribution::P2p {
+                let wanted = jobs
+                    .iter()
+                    .filter(|j| !j.plan.check_mode)
+                    .map(|j| (j.index, j.blobs.clone()))
+                    .collect();
+                let names: Vec<String> = run.reports.iter().map(|r| r.name.clone()).collect();
+                swarm::spread(
+                    &mut run.distributor.swarm,
+                    &mut run.sessions,
+                    &names,
+                    wanted,
+                    run.req.options.p2p,
+                    &self.name,
+                    run.observer.clone(),
+                )
+                .await;
             }
             for job in jobs.iter().filter(|j| !j.plan.check_mode) {
                 if let Some(session) = run.sessions[job.index].as_mut() {

@@ -19,6 +19,9 @@ pub enum Input {
     File(PathBuf),
     /// A file streamed from disk from a byte offset on (the rest of a cut blob push).
     FileAt(PathBuf, u64),
+    /// Nothing: stdin stays open until the value turns true (or its sender is gone). A
+    /// peer of a distribution serves others until the engine ends its stdin this way.
+    Hold(tokio::sync::watch::Receiver<bool>),
 }
 
 /// How a command ended.
@@ -77,6 +80,9 @@ impl Connection {
                     Input::File(path) => write.data(open_at(&path, 0).await?).await?,
                     Input::FileAt(path, offset) => {
                         write.data(open_at(&path, offset).await?).await?
+                    }
+                    Input::Hold(mut until) => {
+                        let _ = until.wait_for(|done| *done).await;
                     }
                 }
             }

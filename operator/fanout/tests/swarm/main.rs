@@ -2,7 +2,6 @@
 //! about one copy, and each fault the issue lists is handled.
 
 mod harness;
-mod liar;
 
 use std::sync::Arc;
 
@@ -97,7 +96,9 @@ async fn a_peer_that_dies_mid_transfer_is_routed_around() {
 async fn a_peer_serving_bad_pieces_is_banned_and_everyone_ends_with_the_right_blob() {
     let b = blob(8 << 20);
     let seed = seed(&b.manifest, &b.path).await;
-    let liar = liar::start(b.manifest.clone()).await;
+    let liar =
+        kubegrid_fanout::testing::start(b.manifest.clone(), "127.0.0.1:0".parse().expect("addr"))
+            .await;
     let extra = vec![PeerAddr {
         id: "liar".into(),
         addr: liar.addr,

@@ -1,6 +1,7 @@
 //! A TEST-ONLY peer that claims every piece and serves garbage of the right length: the
-//! "bad peer" of the fault tests. It exists only in this test and speaks the crate's HTTP
-//! surface directly, so the product carries no corruption hook.
+//! "bad peer" of the fault tests (this crate's and the lab e2e's). It is compiled only with
+//! the `test-liar` feature, which no product build enables, and it is a separate server
+//! speaking the crate's HTTP surface: the real [`crate::Node`] has no corruption hook.
 
 use std::{
     convert::Infallible,
@@ -11,14 +12,17 @@ use std::{
     },
 };
 
+use crate::{Bitfield, PieceManifest};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
-use kubegrid_fanout::{Bitfield, PieceManifest};
 use tokio::net::TcpListener;
 
+/// A running liar; it stops when its runtime does.
+#[derive(Debug)]
 pub struct Liar {
+    /// Where it listens.
     pub addr: SocketAddr,
     served: Arc<AtomicUsize>,
 }
@@ -30,8 +34,9 @@ impl Liar {
     }
 }
 
-pub async fn start(manifest: Arc<PieceManifest>) -> Liar {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind liar");
+/// Starts a liar for `manifest`'s blob on `listen`.
+pub async fn start(manifest: Arc<PieceManifest>, listen: SocketAddr) -> Liar {
+    let listener = TcpListener::bind(listen).await.expect("bind liar");
     let addr = listener.local_addr().expect("addr");
     let served = Arc::new(AtomicUsize::new(0));
     let count = served.clone();
