@@ -20,37 +20,22 @@
 //! The random 1 GiB file is generated once into /var/cache/kubegrid/bench-1g.
 //! KUBEGRID_BENCH_HOSTS sets the host count (default 12).
 
-use std::{
-    fs,
-    io::{Read, Write},
-    net::{Shutdown, TcpListener},
-    path::Path,
-    process::{Command, Stdio},
-    sync::Arc,
-    time::Instant,
-};
+use std::{fs, path::Path, sync::Arc, time::Instant};
 
-use kubegrid_agent::protocol::{PROTOCOL_VERSION, Plan};
-use kubegrid_e2e::{Host, LabGuard, describe, kubegrid_bin, median};
+mod common;
+
+use common::{FirstUse, env_usize, run_plans, scp_all, sh, ssh_command, stream_to_host, target};
+use kubegrid_e2e::{LabGuard, kubegrid_bin, median};
 use kubegrid_engine::{
     agent::Agents,
     distribute::{Distribution, Distributor},
     session::{HostSession, LocalBlob},
-    ssh::{Connection, HostKey, KeyPins, SshOptions, SshTarget},
+    ssh::{Connection, SshOptions},
 };
 
 const BLOB_DIR: &str = "/var/cache/kubegrid/bench-1g";
 const SIZE: u64 = 1 << 30;
 const STORE: &str = "/var/lib/kubegrid/store";
-
-/// The lab's hosts are new every run: accept and pin whatever key they show.
-struct FirstUse;
-
-impl KeyPins for FirstUse {
-    fn pinned(&self, _host: &str) -> Option<HostKey> {
-        None
-    }
-}
 
 fn main() {
     // `cargo bench` passes harness flags such as --bench; this benchmark takes none.
@@ -85,7 +70,7 @@ fn main() {
 
     let mut link = Vec::new();
     for _ in 0..runs {
-        link.push(stream_to_host(&lab, &lab.hosts[0], &gateway));
+        link.push(stream_to_host(&lab, &lab.hosts[0], &gateway, SIZE));
     }
     let rate = median(link.clone());
     let bound = SIZE as f64 / rate;
@@ -124,21 +109,13 @@ fn main() {
     clear_hosts(&lab, &blob);
     let mut times = Vec::new();
     for i in 0..runs {
-        let t = scp_all(&lab, &blob.path);
+        let t = scp_all(&lab, &blob.path, SIZE);
         println!("  sequential scp run {}: {t:.2}s", i + 1);
         times.push(t);
         clear_hosts(&lab, &blob);
     }
     rows.push(("sequential scp".to_string(), times));
     print_table(runs, hosts, bound, rate, &rows);
-}
-
-fn env_usize(name: &str) -> Option<usize> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-    )
 }
 
 /// The random 1 GiB file, generated once; its sha256 is kept beside it.
@@ -164,30 +141,6 @@ fn bench_blob() -> LocalBlob {
             .to_string(),
         size: SIZE,
         path,
-    }
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sh");
-    assert!(out.status.success(), "`{cmd}` failed:\n{}", describe(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn target(lab: &LabGuard, h: &Host) -> SshTarget {
-    SshTarget {
-        cluster: "bench".into(),
-        host: h.name.clone(),
-        address: h.address.clone(),
-        port: 22,
-        user: "root".into(),
-        key_file: Some(lab.key.clone()),
-        password: None,
-        sudo: false,
-        bastion: None,
     }
 }
 
@@ -222,33 +175,7 @@ async fn engine_run(
     for s in &mut sessions {
         distributor.route(mode, s, &blobs).await;
     }
-    let mut set = tokio::task::JoinSet::new();
-    for mut s in sessions {
-        let blobs = blobs.clone();
-        set.spawn(async move {
-            let plan = Plan {
-                protocol: PROTOCOL_VERSION,
-                phase: "bench".into(),
-                check_mode: false,
-                store_dir: None,
-                state_dir: None,
-                blobs: Vec::new(),
-                tasks: Vec::new(),
-            };
-            let host = s.connection().target().host.clone();
-            let outcome = s.run_plan(plan, true, &blobs, |_| {}).await;
-            s.connection().close().await;
-            (host, outcome)
-        });
-    }
-    while let Some(done) = set.join_next().await {
-        let (host, outcome) = done.expect("host task");
-        match outcome {
-            Ok(o) if o.failure.is_none() => {}
-            Ok(o) => panic!("{host}: {}", o.failure.unwrap_or_default()),
-            Err(e) => panic!("{host}: {e}"),
-        }
-    }
+    run_plans(sessions, &blobs).await;
     let elapsed = started.elapsed().as_secs_f64();
     if let Some(server) = distributor.server() {
         let stats = server.stats();
@@ -317,93 +244,6 @@ fn disk_bound(lab: &LabGuard) -> f64 {
         lab.ssh_ok(h, &format!("rm -f {STORE}/bench-dd"));
     }
     elapsed
-}
-
-/// Copies `file` to every host, one after the other, with OpenSSH's scp.
-fn scp_all(lab: &LabGuard, file: &Path) -> f64 {
-    let started = Instant::now();
-    for h in &lab.hosts {
-        let out = Command::new("scp")
-            .arg("-q")
-            .arg("-i")
-            .arg(&lab.key)
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-            ])
-            .arg(file)
-            .arg(format!("root@{}:/var/tmp/bench-blob", h.address))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run scp");
-        assert!(
-            out.status.success(),
-            "scp to {}:\n{}",
-            h.name,
-            describe(&out)
-        );
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    for h in &lab.hosts {
-        let size = lab.ssh_ok(h, "stat -c %s /var/tmp/bench-blob");
-        assert_eq!(size, SIZE.to_string(), "{} got a short copy", h.name);
-    }
-    elapsed
-}
-
-/// Streams 1 GiB over one TCP connection from this machine's bridge address to `host`,
-/// which reads it with bash's /dev/tcp into /dev/null; returns bytes per second, timed from
-/// the accepted connection until the host closed it after reading everything.
-fn stream_to_host(lab: &LabGuard, host: &Host, gateway: &str) -> f64 {
-    let listener = TcpListener::bind((gateway, 0)).expect("listen on the bridge");
-    let port = listener.local_addr().expect("port").port();
-    let mut reader = ssh_command(lab, host)
-        .arg(format!(
-            "bash -c 'cat </dev/tcp/{gateway}/{port} >/dev/null'"
-        ))
-        .spawn()
-        .expect("start the reader");
-    let (mut conn, _) = listener.accept().expect("accept the reader");
-    let chunk: Vec<u8> = (0..1usize << 20).map(|i| (i * 131 % 251) as u8).collect();
-    let started = Instant::now();
-    let mut sent = 0u64;
-    while sent < SIZE {
-        conn.write_all(&chunk).expect("stream");
-        sent += chunk.len() as u64;
-    }
-    conn.shutdown(Shutdown::Write).expect("shutdown");
-    let mut rest = Vec::new();
-    conn.read_to_end(&mut rest)
-        .expect("wait for the reader to close");
-    let elapsed = started.elapsed().as_secs_f64();
-    let status = reader.wait().expect("reader exit");
-    assert!(status.success(), "the reader on {} failed", host.name);
-    SIZE as f64 / elapsed
-}
-
-fn ssh_command(lab: &LabGuard, host: &Host) -> Command {
-    let mut cmd = Command::new("ssh");
-    cmd.arg("-i")
-        .arg(&lab.key)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg(format!("root@{}", host.address))
-        .stdin(Stdio::null());
-    cmd
 }
 
 fn print_table(runs: usize, hosts: usize, bound: f64, rate: f64, rows: &[(String, Vec<f64>)]) {

@@ -91,6 +91,19 @@ pub fn glibc228_agent() -> PathBuf {
     path
 }
 
+/// The OpenSSH client options every plain ssh or scp to a lab host uses: lab hosts are new
+/// each run, so their keys are neither checked nor kept.
+pub const SSH_OPTIONS: [&str; 8] = [
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+];
+
 /// One lab host as `lab list` reports it.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -203,23 +216,23 @@ impl LabGuard {
         serde_json::from_slice(&out.stdout).expect("lab list prints JSON")
     }
 
+    /// A plain ssh client command to `host` as `user` with the lab's key and [`SSH_OPTIONS`],
+    /// stdin closed (set it otherwise); append the remote command with `.arg`.
+    pub fn ssh_command_as(&self, user: &str, host: &Host) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-i")
+            .arg(&self.key)
+            .args(SSH_OPTIONS)
+            .args(["-o", "ConnectTimeout=3"])
+            .arg(format!("{user}@{}", host.address))
+            .stdin(Stdio::null());
+        cmd
+    }
+
     /// Runs `cmd` on `host` as `user` with the plain ssh client.
     pub fn ssh_as(&self, user: &str, host: &Host, cmd: &str) -> Output {
-        Command::new("ssh")
-            .arg("-i")
-            .arg(&self.key)
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args(["-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR"])
-            .arg(format!("{user}@{}", host.address))
+        self.ssh_command_as(user, host)
             .arg(cmd)
-            .stdin(Stdio::null())
             .output()
             .expect("run ssh")
     }

@@ -10,7 +10,7 @@ use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader, Write},
     net::SocketAddr,
-    process::{Child, ChildStdin, Command, Stdio},
+    process::{Child, ChildStdin, Stdio},
     sync::{Arc, Condvar, Mutex},
     thread,
     time::Duration,
@@ -84,12 +84,8 @@ struct Agent {
 
 impl Agent {
     fn start(lab: &LabGuard, host: &Host, job: &FanoutJob, seen: &Arc<Seen>) -> Agent {
-        let mut child = Command::new("ssh")
-            .arg("-i")
-            .arg(&lab.key)
-            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
-            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
-            .arg(format!("root@{}", host.address))
+        let mut child = lab
+            .ssh_command_as("root", host)
             .arg(format!("exec {AGENT} fanout"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -132,12 +128,8 @@ fn a_blob_reaches_six_limited_hosts_through_a_dead_peer_a_liar_and_a_dead_seed()
     lab.bring_up_with(6, &["--link-rate", RATE]);
     let agent = std::fs::read(glibc228_agent()).expect("read agent");
     for h in &lab.hosts {
-        let mut c = Command::new("ssh")
-            .arg("-i")
-            .arg(&lab.key)
-            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
-            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
-            .arg(format!("root@{}", h.address))
+        let mut c = lab
+            .ssh_command_as("root", h)
             .arg(format!("cat > {AGENT} && chmod 0755 {AGENT}"))
             .stdin(Stdio::piped())
             .spawn()
@@ -314,4 +306,40 @@ fn a_blob_reaches_six_limited_hosts_through_a_dead_peer_a_liar_and_a_dead_seed()
 
 fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn apply_with_p2p_seeds_about_one_copy_and_every_host_stores_its_files() {
+    let mut lab = LabGuard::reserve();
+    lab.bring_up_with(3, &["--link-rate", RATE]);
+    let out = lab.apply_json(
+        &lab.spec(),
+        &["--distribution", "p2p", "--until", "container-runtime"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        kubegrid_e2e::describe(&out)
+    );
+    let report = kubegrid_e2e::json(&out);
+    let swarm = &report["swarm"];
+    let (seed, blobs) = (
+        swarm["seedBytes"].as_u64().expect("seedBytes"),
+        swarm["blobBytes"].as_u64().expect("blobBytes"),
+    );
+    eprintln!("seed sent {seed} bytes for {blobs} bytes of blobs");
+    assert!(blobs > 0 && seed <= blobs + blobs / 10, "{swarm}");
+    for h in &lab.hosts {
+        let me = &swarm["hosts"][&h.name];
+        assert!(me["blobs"].as_u64() > Some(0), "{}: {me}", h.name);
+        assert_eq!(me["bytes"].as_u64(), Some(blobs), "{}: {me}", h.name);
+        assert!(me["fromPeers"].as_u64() > Some(0), "{}: {me}", h.name);
+        assert_eq!(me["failed"], serde_json::json!([]), "{}: {me}", h.name);
+        // Every file in the store hashes to its name, and no partial file is left.
+        lab.ssh_ok(
+            h,
+            "cd /var/lib/kubegrid/store && for f in $(ls | grep -E '^[0-9a-f]{64}$'); do echo \"$f  $f\"; done | sha256sum -c --quiet && test -z \"$(ls -A .fanout)\"",
+        );
+    }
 }

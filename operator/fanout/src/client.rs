@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{Request, StatusCode, client::conn::http1, header};
 use hyper_util::rt::TokioIo;
@@ -99,8 +99,8 @@ impl Conn {
 /// How a piece request ended, short of a hash check.
 #[derive(Debug)]
 pub(crate) enum Fetched {
-    /// The piece's bytes, as received.
-    Bytes(Vec<u8>),
+    /// The piece arrived whole: this many bytes went to the sink.
+    Bytes(u64),
     /// A seed declined to repeat the piece for now (503).
     Busy,
     /// The source does not hold it (404).
@@ -109,13 +109,15 @@ pub(crate) enum Fetched {
     Failed(String),
 }
 
-/// Fetches bytes `start..start+len` of `blob` from `addr`, paced by `download`.
+/// Fetches bytes `start..start+len` of `blob` from `addr`, paced by `download`, handing
+/// each chunk to `sink` as it arrives.
 pub(crate) async fn piece(
     addr: SocketAddr,
     token: &str,
     blob: &str,
     (start, len): (u64, u64),
     download: Option<&RateLimit>,
+    sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
 ) -> Fetched {
     let mut conn = match Conn::open(addr).await {
         Ok(c) => c,
@@ -133,7 +135,7 @@ pub(crate) async fn piece(
         other => return Fetched::Failed(format!("piece request answered {other}")),
     }
     let mut body = resp.into_body();
-    let mut buf = BytesMut::with_capacity(len as usize);
+    let mut got = 0u64;
     loop {
         let frame = match tokio::time::timeout(IDLE, body.frame()).await {
             Err(_) => return Fetched::Failed(format!("no data for {IDLE:?}")),
@@ -143,16 +145,19 @@ pub(crate) async fn piece(
         };
         if let Ok(data) = frame.into_data() {
             limit::take(download, data.len()).await;
-            if (buf.len() + data.len()) as u64 > len {
+            if got + data.len() as u64 > len {
                 return Fetched::Failed("piece body longer than the piece".into());
             }
-            buf.extend_from_slice(&data);
+            if let Err(e) = sink(&data) {
+                return Fetched::Failed(format!("store the piece: {e}"));
+            }
+            got += data.len() as u64;
         }
     }
-    if buf.len() as u64 != len {
-        return Fetched::Failed(format!("piece body ended at {} of {len} bytes", buf.len()));
+    if got != len {
+        return Fetched::Failed(format!("piece body ended at {got} of {len} bytes"));
     }
-    Fetched::Bytes(buf.to_vec())
+    Fetched::Bytes(got)
 }
 
 /// A path with its token hidden, for messages.

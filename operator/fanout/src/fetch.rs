@@ -1,78 +1,29 @@
 //! Filling one blob from the swarm while serving what has arrived.
 
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::{sync::mpsc, sync::watch, task::JoinSet};
 
 use crate::{
     bitfield::Bitfield,
-    client::{self, Conn, Fetched},
+    client::{self, Fetched},
+    digest::RunningDigest,
     error::{Error, Result},
     limit::RateLimit,
     manifest::PieceManifest,
     node::Node,
-    schedule::{Bounds, Picker, SourceView, neighbours, splitmix},
+    options::{FetchOptions, Swarm},
+    schedule::{Picker, SourceView, neighbours, splitmix},
     server::Entry,
+    source::{Ev, Src, poll_have},
     store::{PartialBlob, stored_path},
 };
-
-/// A peer as the caller knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerAddr {
-    /// Its name (a host name, a pod name), for messages and reports.
-    pub id: String,
-    /// Where its node listens.
-    pub addr: SocketAddr,
-}
-
-/// The swarm one blob spreads through.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Swarm {
-    /// Every peer fetching the blob, this one included, in the same order for every peer:
-    /// a peer's position picks its strip and its neighbours.
-    pub peers: Vec<PeerAddr>,
-    /// This peer's id in `peers`.
-    pub me: String,
-    /// The seed's address, when there is one.
-    pub seed: Option<SocketAddr>,
-}
-
-/// Tunables of a download.
-#[derive(Debug, Clone)]
-pub struct FetchOptions {
-    /// Requests in flight per source.
-    pub bounds: Bounds,
-    /// Requests in flight overall.
-    pub slots: u32,
-    /// Peers fetched from, besides the seed.
-    pub neighbours: u32,
-    /// How long a peer with nothing in flight waits before asking the seed for pieces
-    /// outside its strip.
-    pub seed_grace: Duration,
-    /// How long a peer with nothing to fetch and no seed waits before it gives up.
-    pub give_up_after: Duration,
-    /// How often progress is reported.
-    pub progress_every: Duration,
-}
-
-impl Default for FetchOptions {
-    fn default() -> Self {
-        Self {
-            bounds: Bounds::default(),
-            slots: 4,
-            neighbours: 16,
-            seed_grace: Duration::from_millis(500),
-            give_up_after: Duration::from_secs(20),
-            progress_every: Duration::from_millis(500),
-        }
-    }
-}
 
 /// What a download reports as it goes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,24 +84,6 @@ pub struct FetchReport {
     pub seconds: f64,
 }
 
-struct Src {
-    id: String,
-    addr: SocketAddr,
-    seed: bool,
-    have: Bitfield,
-    busy: u32,
-    banned: bool,
-    down_since: Option<Instant>,
-    retry_at: Option<Instant>,
-    error: Option<String>,
-}
-
-enum Ev {
-    Have(usize, Bitfield),
-    Down(usize, String),
-    Piece(usize, u32, Fetched),
-}
-
 impl Node {
     /// Fetches `manifest`'s blob into `store` from `swarm`, serving each piece as soon as it
     /// is verified, and returns once the whole blob is stored. The node keeps serving it
@@ -196,9 +129,14 @@ impl Node {
             sent: None,
         });
         let run = Run::new(self, manifest.clone(), swarm, opts, partial.clone(), entry);
-        let (from_seed, from_peers, banned) = run.drive(&mut have, events).await?;
+        let digest = RunningDigest::start(partial.file(), manifest.clone(), have.ones());
+        let (from_seed, from_peers, banned) = run.drive(&mut have, &digest, events).await?;
+        let actual = digest.finish().await.map_err(|source| Error::ReadBlob {
+            path: stored.clone(),
+            source,
+        })?;
         let path = tokio::task::spawn_blocking(move || match Arc::try_unwrap(partial) {
-            Ok(p) => p.finish(),
+            Ok(p) => p.finish(actual),
             Err(_) => Err(Error::WriteBlob {
                 op: "finish",
                 path: PathBuf::from(&blob),
@@ -282,6 +220,7 @@ impl<'a> Run<'a> {
     async fn drive(
         mut self,
         have: &mut Bitfield,
+        digest: &RunningDigest,
         events: &(dyn Fn(FetchEvent) + Send + Sync),
     ) -> Result<(u64, u64, Vec<String>)> {
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -331,13 +270,14 @@ impl<'a> Run<'a> {
                         let s = &mut self.srcs[i];
                         s.busy = s.busy.saturating_sub(1);
                         match outcome {
-                            Fetched::Bytes(b) => {
+                            Fetched::Bytes(n) => {
                                 have.set(p);
                                 self.entry.announce(p);
-                                if s.seed { from_seed += b.len() as u64 } else { from_peers += b.len() as u64 }
+                                digest.piece(p);
+                                if s.seed { from_seed += n } else { from_peers += n }
                             }
                             Fetched::Missing => s.have.unset(p),
-                            Fetched::Busy => s.retry_at = Some(now + Duration::from_millis(250)),
+                            Fetched::Busy => s.retry_at = Some(now + BUSY_BACKOFF),
                             Fetched::Failed(e) if e.starts_with(BAD_PIECE) => {
                                 s.banned = true;
                                 tracing::warn!(peer = %s.id, piece = p, "banned for a piece that failed its hash");
@@ -401,7 +341,8 @@ impl<'a> Run<'a> {
         tasks: &mut JoinSet<()>,
         tx: &mpsc::UnboundedSender<Ev>,
     ) {
-        let slots = self.opts.slots.saturating_sub(inflight.count());
+        let to_peers: u32 = self.srcs.iter().filter(|s| !s.seed).map(|s| s.busy).sum();
+        let slots = self.opts.slots.saturating_sub(to_peers);
         let fallback = stalled_since.is_some_and(|t| now.duration_since(t) >= self.opts.seed_grace);
         let picks = {
             let views: Vec<SourceView<'_>> = self.srcs.iter().map(|s| s.view(now)).collect();
@@ -416,21 +357,26 @@ impl<'a> Run<'a> {
             let (manifest, partial, tx) = (self.manifest.clone(), self.partial.clone(), tx.clone());
             let download: Option<Arc<RateLimit>> = self.node.download.clone();
             tasks.spawn(async move {
-                let got = client::piece(addr, &token, &blob, span, download.as_deref()).await;
+                // The piece goes to its place in the partial file as it arrives, hashed on
+                // the way, so memory holds one chunk per request, not one piece. Bytes of a
+                // piece that fails its hash stay unmarked: never served, and re-verified
+                // (and refused) by a resume.
+                let mut hasher = Sha256::new();
+                let mut at = span.0;
+                let mut sink = |chunk: &[u8]| {
+                    hasher.update(chunk);
+                    partial.write_at(chunk, at)?;
+                    at += chunk.len() as u64;
+                    Ok(())
+                };
+                let got =
+                    client::piece(addr, &token, &blob, span, download.as_deref(), &mut sink).await;
                 let outcome = match got {
-                    Fetched::Bytes(b) if !manifest.check_piece(p, &b) => {
+                    Fetched::Bytes(n)
+                        if hex::encode(hasher.finalize()) != manifest.pieces[p as usize] =>
+                    {
+                        let _ = n;
                         Fetched::Failed(format!("{BAD_PIECE} {p}"))
-                    }
-                    Fetched::Bytes(b) => {
-                        let w = tokio::task::spawn_blocking(move || {
-                            partial.write_piece(p, &b).map(|()| b)
-                        })
-                        .await;
-                        match w {
-                            Ok(Ok(b)) => Fetched::Bytes(b),
-                            Ok(Err(e)) => Fetched::Failed(e.to_string()),
-                            Err(e) => Fetched::Failed(e.to_string()),
-                        }
                     }
                     other => other,
                 };
@@ -499,91 +445,8 @@ impl<'a> Run<'a> {
     }
 }
 
+/// How long a source that answered 503 (its upload slots full) is left alone.
+const BUSY_BACKOFF: Duration = Duration::from_millis(30);
+
 /// The prefix of the failure a piece that fails its hash becomes.
 const BAD_PIECE: &str = "bad piece";
-
-impl Src {
-    fn new(id: &str, addr: SocketAddr, seed: bool, have: Bitfield) -> Self {
-        Self {
-            id: id.to_string(),
-            addr,
-            seed,
-            have,
-            busy: 0,
-            banned: false,
-            down_since: None,
-            retry_at: None,
-            error: None,
-        }
-    }
-
-    fn view(&self, now: Instant) -> SourceView<'_> {
-        SourceView {
-            have: &self.have,
-            busy: self.busy,
-            seed: self.seed,
-            usable: !self.banned
-                && self.down_since.is_none()
-                && self.retry_at.is_none_or(|t| now >= t),
-        }
-    }
-
-    fn up(&mut self, have: Bitfield) {
-        if !self.seed {
-            self.have = have;
-        }
-        self.down_since = None;
-        self.error = None;
-    }
-
-    /// Marks the source down; returns whether it was up.
-    fn down(&mut self, now: Instant, error: &str) -> bool {
-        self.error = Some(error.to_string());
-        self.down_since.is_none() && self.down_since.replace(now).is_none()
-    }
-}
-
-/// Long-polls one source's have-set for as long as the download runs.
-async fn poll_have(
-    addr: SocketAddr,
-    token: String,
-    blob: String,
-    pieces: u32,
-    i: usize,
-    tx: mpsc::UnboundedSender<Ev>,
-) {
-    let mut conn: Option<Conn> = None;
-    let mut after = None;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let result = match conn.as_mut() {
-            Some(c) => c.have(&token, &blob, pieces, after).await,
-            None => match Conn::open(addr).await {
-                Ok(c) => {
-                    conn = Some(c);
-                    continue;
-                }
-                Err(e) => Err(e),
-            },
-        };
-        let ev = match result {
-            Ok((v, bits)) => {
-                after = Some(v);
-                backoff = Duration::from_millis(100);
-                Ev::Have(i, bits)
-            }
-            Err(e) => {
-                conn = None;
-                Ev::Down(i, e)
-            }
-        };
-        let down = matches!(ev, Ev::Down(..));
-        if tx.send(ev).is_err() {
-            return;
-        }
-        if down {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-        }
-    }
-}

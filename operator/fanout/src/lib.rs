@@ -17,17 +17,21 @@ pub use bitfield::Bitfield;
 pub use error::{Error, Result};
 pub use manifest::{ManifestSigner, PieceManifest, SignedManifest, default_piece_size};
 mod client;
+mod digest;
 mod fetch;
 mod limit;
 mod node;
+mod options;
 mod server;
+mod source;
 pub mod store;
 #[cfg(feature = "test-liar")]
 pub mod testing;
 mod wire;
 
-pub use fetch::{FetchEvent, FetchOptions, FetchReport, PeerAddr, Swarm};
+pub use fetch::{FetchEvent, FetchReport};
 pub use limit::RateLimit;
 pub use node::{Node, NodeConfig};
+pub use options::{FetchOptions, PeerAddr, Swarm};
 pub use schedule::Bounds;
 pub use server::ServeStats;

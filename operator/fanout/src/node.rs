@@ -38,9 +38,15 @@ pub struct Node {
     task: JoinHandle<()>,
 }
 
-/// A seed declines repeats of pieces it already sent while this many uploads run, so first
-/// copies get its upload; below it, repeats help a stalled swarm along.
-const SEED_REPEAT_BELOW: u64 = 2;
+/// A seed declines repeats of pieces it already sent while this many uploads are queued or
+/// running, so first copies get its upload; when it is idle, repeats help a stalled swarm.
+const SEED_REPEAT_BELOW: u64 = 1;
+
+/// Pieces a peer uploads at once; more requests wait their turn.
+const UPLOAD_SLOTS: usize = 4;
+
+/// Pieces a seed uploads at once.
+const SEED_SLOTS: usize = 2;
 
 impl Node {
     /// Starts the node's server.
@@ -59,6 +65,7 @@ impl Node {
             config.token,
             config.upload_limit.map(RateLimit::new),
             SEED_REPEAT_BELOW,
+            (UPLOAD_SLOTS, SEED_SLOTS),
         ));
         let task = tokio::spawn(server::accept_loop(listener, shared.clone()));
         tracing::debug!(%addr, "fan-out node listening");

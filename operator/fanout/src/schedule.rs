@@ -14,8 +14,9 @@
 //! - **Seed fallback** when a peer is stalled (the caller decides when; a strip owner that
 //!   died leaves its pieces nowhere else), in a per-peer order so stalled peers ask the seed
 //!   for different pieces.
-//! - **Bounds.** At most `per_source` requests in flight to one peer, `per_seed` to the seed,
-//!   and `slots` overall, so one slow source cannot take every connection.
+//! - **Bounds.** At most `per_source` requests in flight to one peer and `slots` to peers
+//!   overall, so one slow source cannot take every connection; and `per_seed` to the seed,
+//!   outside `slots`, so a peer busy with other peers never leaves the seed's link idle.
 
 use crate::bitfield::Bitfield;
 
@@ -31,7 +32,7 @@ pub struct Bounds {
 impl Default for Bounds {
     fn default() -> Self {
         Self {
-            per_source: 2,
+            per_source: 1,
             per_seed: 1,
         }
     }
@@ -78,9 +79,9 @@ impl Picker {
         p % self.peers == self.index % self.peers
     }
 
-    /// Up to `slots` requests `(source index, piece)` to start now. `have` and `inflight`
-    /// are this peer's pieces and those already requested; `seed_fallback` lets the seed
-    /// serve pieces outside the strip.
+    /// Requests `(source index, piece)` to start now: up to `slots` to peers, and to the seed
+    /// as its bound allows. `have` and `inflight` are this peer's pieces and those already
+    /// requested; `seed_fallback` lets the seed serve pieces outside the strip.
     pub fn pick(
         &self,
         have: &Bitfield,
@@ -90,9 +91,6 @@ impl Picker {
         slots: u32,
     ) -> Vec<(usize, u32)> {
         let mut out = Vec::new();
-        if slots == 0 {
-            return out;
-        }
         let mut wanted = Bitfield::full(self.pieces).and_not(have);
         wanted = wanted.and_not(inflight);
         let mut busy: Vec<u32> = sources.iter().map(|s| s.busy).collect();
@@ -125,7 +123,7 @@ impl Picker {
                 .collect();
             strip.sort_by_key(|&p| self.mix(p));
             for p in strip {
-                if out.len() as u32 >= slots || !room(si, &busy) {
+                if !room(si, &busy) {
                     break;
                 }
                 busy[si] += 1;
@@ -137,9 +135,10 @@ impl Picker {
         // 2. Rarest first among peers.
         let mut rare: Vec<u32> = wanted.ones().filter(|&p| counts[p as usize] > 0).collect();
         rare.sort_by_key(|&p| (counts[p as usize], self.mix(p)));
+        let mut to_peers = 0;
         for p in rare {
-            if out.len() as u32 >= slots {
-                return out;
+            if to_peers >= slots {
+                break;
             }
             let best = (0..sources.len())
                 .filter(|&i| !sources[i].seed && sources[i].have.get(p) && room(i, &busy))
@@ -148,6 +147,7 @@ impl Picker {
                 busy[i] += 1;
                 wanted.unset(p);
                 out.push((i, p));
+                to_peers += 1;
             }
         }
 
@@ -159,7 +159,7 @@ impl Picker {
                 .collect();
             rest.sort_by_key(|&p| self.mix(p));
             for p in rest {
-                if out.len() as u32 >= slots || !room(si, &busy) {
+                if !room(si, &busy) {
                     break;
                 }
                 busy[si] += 1;

@@ -23,7 +23,11 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
-use tokio::{net::TcpListener, sync::mpsc, sync::watch, task::JoinSet};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, mpsc, watch},
+    task::JoinSet,
+};
 
 use crate::{
     bitfield::Bitfield,
@@ -64,7 +68,7 @@ pub struct ServeStats {
     pub bytes: u64,
     /// Piece requests answered with the piece.
     pub pieces: u64,
-    /// Piece requests a seed declined because first copies were still pending.
+    /// Piece requests a seed declined (503) because first copies were still pending.
     pub declined: u64,
 }
 
@@ -84,16 +88,30 @@ pub(crate) struct Shared {
     pub(crate) upload: Option<RateLimit>,
     /// A seed sends a piece again only while fewer uploads than this are running.
     pub(crate) seed_repeat_below: u64,
+    /// Pieces a peer sends at once; more wait their turn.
+    upload_permits: Arc<Semaphore>,
+    /// Requests a peer holds (sending or waiting); more are declined.
+    peer_queue: u64,
+    /// Pieces a seed sends at once.
+    seed_permits: Arc<Semaphore>,
     counters: Counters,
 }
 
 impl Shared {
-    pub(crate) fn new(token: String, upload: Option<RateLimit>, seed_repeat_below: u64) -> Self {
+    pub(crate) fn new(
+        token: String,
+        upload: Option<RateLimit>,
+        seed_repeat_below: u64,
+        (upload_slots, seed_slots): (usize, usize),
+    ) -> Self {
         Self {
             token,
             blobs: RwLock::new(HashMap::new()),
             upload,
             seed_repeat_below,
+            upload_permits: Arc::new(Semaphore::new(upload_slots)),
+            peer_queue: upload_slots as u64,
+            seed_permits: Arc::new(Semaphore::new(seed_slots)),
             counters: Counters::default(),
         }
     }
@@ -210,18 +228,30 @@ fn data(
         return status(StatusCode::NOT_FOUND);
     }
     let counters = &shared.counters;
+    // Requests accepted and not finished, queued or sending; counted now, not in the reader
+    // task, so requests arriving together see each other.
+    let active = counters.active.fetch_add(1, Ordering::Relaxed);
+    let busy = || {
+        counters.active.fetch_sub(1, Ordering::Relaxed);
+        counters.declined.fetch_add(1, Ordering::Relaxed);
+        let mut r = status(StatusCode::SERVICE_UNAVAILABLE);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        r
+    };
+    if entry.sent.is_none() && active >= shared.peer_queue {
+        // A peer does not queue past a few requests: a request waiting here would hold the
+        // piece while another holder could send it now. 503 sends the requester elsewhere.
+        return busy();
+    }
     if let Some(sent) = &entry.sent {
         let Ok(mut sent) = sent.lock() else {
             return status(StatusCode::INTERNAL_SERVER_ERROR);
         };
         // The seed's upload is the scarce link: a piece it already sent is sent again only
-        // when the seed has spare uploads, so first copies always go first.
-        if sent.get(piece) && counters.active.load(Ordering::Relaxed) >= shared.seed_repeat_below {
-            counters.declined.fetch_add(1, Ordering::Relaxed);
-            let mut r = status(StatusCode::SERVICE_UNAVAILABLE);
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            return r;
+        // when nothing else is queued or sending, so first copies always go first.
+        if sent.get(piece) && active >= shared.seed_repeat_below {
+            return busy();
         }
         sent.set(piece);
     }
@@ -229,9 +259,19 @@ fn data(
     let (tx, rx) = mpsc::channel(2);
     let file = entry.file.clone();
     let shared = shared.clone();
+    // A node sends a few pieces at a time and queues the rest in arrival order, as
+    // BitTorrent's unchoke slots limit uploads: each piece then finishes sooner and is passed
+    // on sooner, instead of every request finishing together at the end of an N-way share of
+    // the uplink. For the seed this matters most: N strip pieces sent at once would all
+    // arrive after N piece-times, leaving every peer's download idle until then.
+    let permits = if entry.sent.is_some() {
+        shared.seed_permits.clone()
+    } else {
+        shared.upload_permits.clone()
+    };
     tokio::spawn(async move {
         let c = &shared.counters;
-        c.active.fetch_add(1, Ordering::Relaxed);
+        let _permit = permits.acquire_owned().await;
         let mut off = pstart;
         let stop = pstart + plen;
         while off < stop {

@@ -157,6 +157,11 @@ pub fn simulate(cfg: &SimConfig) -> SimReport {
                 });
                 let picks = pickers[iu].pick(&have[iu], &inflight, &views, fallback, slots);
                 for (src, p) in picks {
+                    // The model's download link takes `peer_down` pieces a round, whatever
+                    // their source.
+                    if got[iu].len() as u32 >= cfg.peer_down {
+                        break;
+                    }
                     if views[src].seed {
                         // The seed serves a piece it already started only in the second pass.
                         if seed_started.get(p) && pass == 0 {

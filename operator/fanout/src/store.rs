@@ -5,23 +5,21 @@
 //! piece in any order. A restarted peer re-verifies every piece that file holds against the
 //! manifest and fetches only the rest; nothing records which pieces were written, because a
 //! record can be stale after a crash and a hash cannot. When every piece is there the file is
-//! synced, hashed whole, and renamed to `<store>/<sha256>`, so a reader of the store never
-//! sees half a blob.
+//! synced, its whole sha256 (hashed in order as the pieces came, see `digest`) compared with
+//! its name, and it is renamed to `<store>/<sha256>`, so a reader of the store never sees
+//! half a blob.
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{Seek, SeekFrom},
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use sha2::{Digest, Sha256};
-
 use crate::{
     bitfield::Bitfield,
     error::{Error, Result},
-    manifest::{PieceManifest, read_full},
+    manifest::PieceManifest,
 };
 
 /// The partial directory's name inside a store; not the agent's `.partial`, whose files are
@@ -101,26 +99,19 @@ impl PartialBlob {
         self.file.clone()
     }
 
-    /// Writes verified piece `i`. Blocking.
-    pub fn write_piece(&self, i: u32, bytes: &[u8]) -> Result<()> {
-        let (start, _) = self.manifest.piece_span(i);
-        self.file
-            .write_all_at(bytes, start)
-            .map_err(|source| Error::WriteBlob {
-                op: "write",
-                path: self.path.clone(),
-                source,
-            })
+    /// Writes `bytes` at `offset`: part of a piece as it arrives (blocking, but a chunk into
+    /// the page cache).
+    pub fn write_at(&self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        self.file.write_all_at(bytes, offset)
     }
 
-    /// Syncs the whole file, checks its sha256, and renames it into the store. Blocking.
-    pub fn finish(self) -> Result<PathBuf> {
+    /// Checks the whole file's sha256 (`actual`, hashed as the pieces came, the file synced)
+    /// and renames it into the store. Blocking.
+    pub fn finish(self, actual: String) -> Result<PathBuf> {
         let wr = |op, path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::WriteBlob { op, path, source }
         };
-        self.file.sync_all().map_err(wr("sync", &self.path))?;
-        let actual = sha256_of(&self.file, &self.path)?;
         if actual != self.manifest.sha256 {
             return Err(Error::VerifyBlob {
                 blob: self.manifest.sha256.clone(),
@@ -153,24 +144,4 @@ fn verify_pieces(file: &File, path: &Path, manifest: &PieceManifest) -> Result<B
         }
     }
     Ok(have)
-}
-
-/// The sha256 of everything in `file`, read from the start.
-fn sha256_of(file: &File, path: &Path) -> Result<String> {
-    let read_err = |source| Error::ReadBlob {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = file.try_clone().map_err(read_err)?;
-    f.seek(SeekFrom::Start(0)).map_err(read_err)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = read_full(&mut f, &mut buf).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }

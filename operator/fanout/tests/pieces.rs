@@ -149,7 +149,8 @@ proptest! {
         let picker = Picker::new(pieces, index, 10, 42, bounds);
         let v = views(&haves, &seed, busy, usable);
         let picks = picker.pick(&have, &inflight, &v, fallback, slots);
-        prop_assert!(picks.len() as u32 <= slots);
+        let to_peers = picks.iter().filter(|(s, _)| !v[*s].seed).count() as u32;
+        prop_assert!(to_peers <= slots);
         let mut seen = Bitfield::new(pieces);
         let mut per = vec![0u32; sources + 1];
         for &(s, p) in &picks {

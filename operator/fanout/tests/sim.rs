@@ -15,30 +15,24 @@ fn run(peers: u32, pieces: u32) -> kubegrid_fanout::sim::SimReport {
     report
 }
 
-#[test]
-fn a_thousand_peers_finish_near_the_link_bound_with_one_seed_copy() {
-    let r = run(1000, 64);
-    assert_eq!(r.complete, 1000);
+/// Every peer completes within 1.5x of M/B and the seed sends under 1.3 copies.
+fn near_the_bound(peers: u32) {
+    let r = run(peers, 64);
+    assert_eq!(r.complete, peers);
     let ratio = r.finish_ratio(64).expect("every peer completes");
     assert!(ratio < 1.5, "finish {ratio:.2} x M/B");
-    assert!(
-        r.seed_copies(64) < 1.3,
-        "seed sent {:.2} copies",
-        r.seed_copies(64)
-    );
+    let copies = r.seed_copies(64);
+    assert!(copies < 1.3, "seed sent {copies:.2} copies");
+}
+
+#[test]
+fn a_thousand_peers_finish_near_the_link_bound_with_one_seed_copy() {
+    near_the_bound(1000);
 }
 
 #[test]
 fn ten_thousand_peers_finish_near_the_link_bound_with_one_seed_copy() {
-    let r = run(10_000, 64);
-    assert_eq!(r.complete, 10_000);
-    let ratio = r.finish_ratio(64).expect("every peer completes");
-    assert!(ratio < 1.5, "finish {ratio:.2} x M/B");
-    assert!(
-        r.seed_copies(64) < 1.3,
-        "seed sent {:.2} copies",
-        r.seed_copies(64)
-    );
+    near_the_bound(10_000);
 }
 
 #[test]

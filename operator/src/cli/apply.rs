@@ -70,10 +70,11 @@ pub struct ApplyArgs {
 pub struct DistributionArgs {
     /// How bundle files reach hosts: `http`, fetched by each host from a blob server this
     /// command runs on its own address towards the hosts, resuming after a cut; `ssh`,
-    /// pushed over each host's SSH connection; or `p2p`, seeded by this command and fetched
+    /// pushed over each host's SSH connection; `p2p`, seeded by this command and fetched
     /// by the hosts piece by piece from each other, so this machine's uplink carries about
-    /// one copy (what a swarm misses goes over http). Hosts behind a bastion always use ssh.
-    #[arg(long, value_name = "HOW", default_value = "http", value_parser = ["http", "ssh", "p2p"])]
+    /// one copy (what a swarm misses goes over http); or `auto`, p2p where 3 or more hosts
+    /// need files at once and http otherwise. Hosts behind a bastion always use ssh.
+    #[arg(long, value_name = "HOW", default_value = "auto", value_parser = ["auto", "http", "ssh", "p2p"])]
     pub distribution: String,
     /// With `p2p`: the TCP port each host serves pieces on, on its own address.
     #[arg(long, value_name = "PORT", default_value_t = kubegrid_engine::distribute::swarm::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
@@ -99,6 +100,7 @@ impl DistributionArgs {
         let p2p = kubegrid_engine::distribute::swarm::P2pOptions {
             port: self.p2p_port,
             rate_limit: self.p2p_rate_limit.map(|r| r.bits_per_second() / 8),
+            ..kubegrid_engine::distribute::swarm::P2pOptions::default()
         };
         Ok((mode, p2p))
     }

@@ -84,8 +84,10 @@ pub struct OperatorArgs {
     /// `cluster-api` for the checks through the workload cluster's API.
     #[arg(long = "skip-check", value_name = "NAME")]
     pub skip_checks: Vec<String>,
-    /// How bundle files reach hosts: `http` from a blob server the operator runs, or `ssh`.
-    #[arg(long, value_name = "HOW", default_value = "http", value_parser = ["http", "ssh"])]
+    /// How bundle files reach hosts: `http` from a blob server the operator runs, `ssh`,
+    /// `p2p` (the operator seeds, the hosts fetch pieces from each other on port 9460), or
+    /// `auto`: p2p where 3 or more hosts need files at once, http otherwise.
+    #[arg(long, value_name = "HOW", default_value = "auto", value_parser = ["auto", "http", "ssh", "p2p"])]
     pub distribution: String,
 }
 

@@ -56,6 +56,9 @@ impl Observer for Lines {
                 phase,
                 message,
             } => line!("[{t:6.1}s] {host} {phase}: {message}"),
+            Progress::Swarm { stage, .. } if stage != "progress" => {
+                line!("[{t:6.1}s] {}", swarm_line(e))
+            }
             Progress::HostDone {
                 host,
                 phase,
@@ -70,6 +73,42 @@ impl Observer for Lines {
             }
             _ => {}
         }
+    }
+}
+
+/// One p2p download event as words: `lab-2 os-prepare: p2p 1a2b3c4d5e6f 12/64 pieces,
+/// 96.0/512.0 MiB, 23.9 MiB/s`.
+fn swarm_line(e: &Progress) -> String {
+    let Progress::Swarm {
+        host,
+        phase,
+        blob,
+        stage,
+        bytes,
+        size,
+        pieces,
+        total,
+        rate,
+        message,
+    } = e
+    else {
+        return String::new();
+    };
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let blob = &blob[..blob.len().min(12)];
+    match stage.as_str() {
+        "progress" => format!(
+            "{host} {phase}: p2p {blob} {pieces}/{total} pieces, {:.1}/{:.1} MiB, {:.1} MiB/s",
+            mib(*bytes),
+            mib(*size),
+            mib(*rate)
+        ),
+        "stored" => format!(
+            "{host} {phase}: p2p {blob} stored, {:.1} MiB at {:.1} MiB/s",
+            mib(*size),
+            mib(*rate)
+        ),
+        other => format!("{host} {phase}: p2p {blob} {other}: {message}"),
     }
 }
 
@@ -142,6 +181,13 @@ impl Observer for Bars {
                     ));
                 }
             }
+            Progress::Swarm { host, .. } => {
+                if let Some(b) = self.bars.get(host) {
+                    let line = swarm_line(e);
+                    let line = line.strip_prefix(&format!("{host} ")).unwrap_or(&line);
+                    b.set_message(format!("{line}  [{} changed]", self.tally(host)));
+                }
+            }
             Progress::TaskFinished { host, status, .. } if status == "changed" => {
                 if let Ok(mut m) = self.changed.lock() {
                     *m.entry(host.clone()).or_default() += 1;
@@ -177,5 +223,41 @@ impl Drop for Bars {
                 b.finish_with_message(format!("done  [{} changed]", self.tally(host)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn swarm(stage: &str, message: &str) -> Progress {
+        Progress::Swarm {
+            host: "lab-2".into(),
+            phase: "os-prepare".into(),
+            blob: "1a2b3c4d5e6f7a8b9c0d".into(),
+            stage: stage.into(),
+            bytes: 96 << 20,
+            size: 512 << 20,
+            pieces: 12,
+            total: 64,
+            rate: 25_060_000,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn p2p_progress_reads_as_pieces_bytes_and_rate() {
+        assert_eq!(
+            swarm_line(&swarm("progress", "")),
+            "lab-2 os-prepare: p2p 1a2b3c4d5e6f 12/64 pieces, 96.0/512.0 MiB, 23.9 MiB/s"
+        );
+        assert_eq!(
+            swarm_line(&swarm("stored", "")),
+            "lab-2 os-prepare: p2p 1a2b3c4d5e6f stored, 512.0 MiB at 23.9 MiB/s"
+        );
+        assert_eq!(
+            swarm_line(&swarm("banned", "lab-5: piece 3 failed its sha256")),
+            "lab-2 os-prepare: p2p 1a2b3c4d5e6f banned: lab-5: piece 3 failed its sha256"
+        );
     }
 }

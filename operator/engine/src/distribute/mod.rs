@@ -1,7 +1,7 @@
 //! Getting bundle blobs onto hosts during an operation.
 //!
 //! Each host's plan lists only the blobs its arch and roles need, less those its store
-//! already holds. With [`Distribution::Http`] (the default), the engine starts a
+//! already holds. With [`Distribution::Http`], the engine starts a
 //! [`BlobServer`] for the operation when the first host needs a blob, listening on the
 //! engine's address towards that host, and the plan gives the host a URL per blob: the
 //! agent fetches it with Range resume and verifies its sha256. With [`Distribution::Ssh`],
@@ -32,8 +32,11 @@ use crate::{
 /// How blobs reach hosts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Distribution {
-    /// Hosts fetch them from the engine's blob server over HTTP, resuming with Range.
+    /// [`Distribution::P2p`] for a batch where at least [`swarm::AUTO_MIN_HOSTS`] hosts need
+    /// blobs, [`Distribution::Http`] for fewer.
     #[default]
+    Auto,
+    /// Hosts fetch them from the engine's blob server over HTTP, resuming with Range.
     Http,
     /// The engine pushes them over each host's SSH connection.
     Ssh,
@@ -46,6 +49,7 @@ impl Distribution {
     /// The name `--distribution` takes.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Auto => "auto",
             Self::Http => "http",
             Self::Ssh => "ssh",
             Self::P2p => "p2p",
@@ -58,11 +62,12 @@ impl FromStr for Distribution {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "auto" => Ok(Self::Auto),
             "http" => Ok(Self::Http),
             "ssh" => Ok(Self::Ssh),
             "p2p" => Ok(Self::P2p),
             other => Err(format!(
-                "unknown distribution {other:?}; expected http, ssh or p2p"
+                "unknown distribution {other:?}; expected auto, http, ssh or p2p"
             )),
         }
     }

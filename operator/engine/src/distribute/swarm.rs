@@ -38,6 +38,12 @@ use crate::{
 /// Kubernetes uses (6443, 2379-2380, 10250-10259, NodePorts 30000-32767).
 pub const DEFAULT_PORT: u16 = 9460;
 
+/// The fewest hosts needing blobs in one batch for which `--distribution auto` runs a
+/// swarm. A star takes N·M/B and a swarm about M/B plus a fixed cost (hashing the blobs into
+/// pieces, one more SSH round trip per host); the lab benchmark (docs/distribution.md)
+/// measured p2p ahead of the star from 3 hosts on.
+pub const AUTO_MIN_HOSTS: usize = 3;
+
 /// How a swarm runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct P2pOptions {
@@ -45,6 +51,8 @@ pub struct P2pOptions {
     pub port: u16,
     /// Each host's upload and download limit, bytes per second.
     pub rate_limit: Option<u64>,
+    /// The fewest hosts a swarm runs for: 2 with `p2p`, [`AUTO_MIN_HOSTS`] with `auto`.
+    pub min_hosts: usize,
 }
 
 impl Default for P2pOptions {
@@ -52,6 +60,7 @@ impl Default for P2pOptions {
         Self {
             port: DEFAULT_PORT,
             rate_limit: None,
+            min_hosts: 2,
         }
     }
 }
@@ -62,6 +71,8 @@ impl Default for P2pOptions {
 pub struct HostSwarm {
     /// Blobs stored through the swarm.
     pub blobs: usize,
+    /// Their pieces.
+    pub pieces: u64,
     /// Their bytes.
     pub bytes: u64,
     /// Bytes that came from the seed.
@@ -124,7 +135,8 @@ struct Member {
 }
 
 /// Spreads the blobs `wanted` names (by host index) through a swarm of those hosts, and
-/// records in each session what arrived. `names` are the hosts' Node names by index.
+/// records in each session what arrived. `names` are the hosts' Node names by index. Fewer
+/// than `opts.min_hosts` taking part (never fewer than 2) leaves them all to HTTP.
 pub async fn spread(
     state: &mut SwarmState,
     sessions: &mut [Option<HostSession>],
@@ -135,8 +147,8 @@ pub async fn spread(
     observer: Arc<dyn Observer>,
 ) {
     let members = members(sessions, names, wanted, opts.port).await;
-    if members.len() < 2 {
-        // One host alone gains nothing from a swarm: it is left to HTTP.
+    if members.len() < opts.min_hosts.max(2) {
+        // One host alone gains nothing from a swarm, and a few gain less than it costs.
         return;
     }
     if let Err(e) = prepare(state, &members).await {
@@ -245,6 +257,7 @@ pub async fn spread(
         sessions[index] = Some(session);
         let total = state.hosts.entry(host).or_default();
         total.blobs += tally.blobs;
+        total.pieces += tally.pieces;
         total.bytes += tally.bytes;
         total.from_seed += tally.from_seed;
         total.from_peers += tally.from_peers;
@@ -416,6 +429,7 @@ fn record(ev: &FanoutLine, host: &str, phase: &str, tally: &mut HostSwarm) -> Op
             ..
         } => {
             tally.blobs += 1;
+            tally.pieces += size.div_ceil(kubegrid_fanout::default_piece_size(*size));
             tally.bytes += size;
             tally.from_seed += from_seed;
             tally.from_peers += from_peers;
@@ -434,3 +448,7 @@ fn record(ev: &FanoutLine, host: &str, phase: &str, tally: &mut HostSwarm) -> Op
         FanoutLine::Hello { .. } | FanoutLine::Listening { .. } => None,
     }
 }
+
+#[cfg(test)]
+#[path = "swarm_tests.rs"]
+mod tests;

@@ -195,11 +195,12 @@ fn distribution_names() {
     assert_eq!("ssh".parse(), Ok(Distribution::Ssh));
     assert_eq!("p2p".parse(), Ok(Distribution::P2p));
     assert_eq!(Distribution::P2p.as_str(), "p2p");
-    assert_eq!(Distribution::default().as_str(), "http");
+    assert_eq!(Distribution::default().as_str(), "auto");
+    assert_eq!("auto".parse(), Ok(Distribution::Auto));
     assert!(
         "ftp"
             .parse::<Distribution>()
             .unwrap_err()
-            .contains("http, ssh or p2p")
+            .contains("auto, http, ssh or p2p")
     );
 }

@@ -134,7 +134,12 @@ impl Phase for PlaybookPhase {
                     persist: true,
                 });
             }
-            if run.req.options.distribution == Distribution::P2p {
+            let mode = run.req.options.distribution;
+            if matches!(mode, Distribution::P2p | Distribution::Auto) {
+                let mut p2p = run.req.options.p2p;
+                if mode == Distribution::Auto {
+                    p2p.min_hosts = swarm::AUTO_MIN_HOSTS;
+                }
                 let wanted = jobs
                     .iter()
                     .filter(|j| !j.plan.check_mode)
@@ -146,7 +151,7 @@ impl Phase for PlaybookPhase {
                     &mut run.sessions,
                     &names,
                     wanted,
-                    run.req.options.p2p,
+                    p2p,
                     &self.name,
                     run.observer.clone(),
                 )
