@@ -296,6 +296,18 @@ impl<'a> Run<'a> {
                 },
                 _ = tick.tick() => {}
             }
+            for s in &mut self.srcs {
+                if s.silent_since_start(now, NEVER_ANSWERED) {
+                    events(FetchEvent::SourceDown {
+                        blob: self.manifest.sha256.clone(),
+                        peer: s.id.clone(),
+                        error: format!(
+                            "no answer since the start: {}",
+                            s.error.as_deref().unwrap_or("unknown error")
+                        ),
+                    });
+                }
+            }
             if last_report.0.elapsed() >= self.opts.progress_every {
                 let pieces = have.count();
                 let bytes = self.held_bytes(have);
@@ -444,6 +456,9 @@ impl<'a> Run<'a> {
         u64::from(pieces) * self.manifest.piece_size
     }
 }
+
+/// How long a source that never answered may stay silent before it is reported down.
+const NEVER_ANSWERED: Duration = Duration::from_secs(5);
 
 /// How long a source that answered 503 (its upload slots full) is left alone.
 const BUSY_BACKOFF: Duration = Duration::from_millis(30);

@@ -33,6 +33,11 @@ pub(crate) struct Src {
     pub(crate) retry_at: Option<Instant>,
     /// The last failure, for the lost-piece error.
     pub(crate) error: Option<String>,
+    /// Whether it has answered at all. Peers start at slightly different times, so a peer
+    /// that refuses connections at first is only reported once it stays silent.
+    pub(crate) answered: bool,
+    /// Whether its going down was reported.
+    pub(crate) reported: bool,
 }
 
 /// What the download's tasks tell its loop.
@@ -57,6 +62,8 @@ impl Src {
             down_since: None,
             retry_at: None,
             error: None,
+            answered: false,
+            reported: false,
         }
     }
 
@@ -77,12 +84,31 @@ impl Src {
         }
         self.down_since = None;
         self.error = None;
+        self.answered = true;
+        self.reported = false;
     }
 
-    /// Marks the source down; returns whether it was up.
+    /// Marks the source down; returns whether to report it now: a source that answered
+    /// before and was up until now.
     pub(crate) fn down(&mut self, now: Instant, error: &str) -> bool {
         self.error = Some(error.to_string());
-        self.down_since.is_none() && self.down_since.replace(now).is_none()
+        let was_up = self.down_since.is_none();
+        self.down_since.get_or_insert(now);
+        let report = was_up && self.answered;
+        self.reported |= report;
+        report
+    }
+
+    /// Whether a source that never answered has now been silent for `patience`, and was
+    /// not reported yet (it is, once).
+    pub(crate) fn silent_since_start(&mut self, now: Instant, patience: Duration) -> bool {
+        let silent = !self.answered
+            && !self.reported
+            && self
+                .down_since
+                .is_some_and(|t| now.duration_since(t) >= patience);
+        self.reported |= silent;
+        silent
     }
 }
 
