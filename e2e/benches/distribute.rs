@@ -20,11 +20,13 @@
 //! The random 1 GiB file is generated once into /var/cache/kubegrid/bench-1g.
 //! KUBEGRID_BENCH_HOSTS sets the host count (default 12).
 
-use std::{fs, path::Path, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Instant};
 
 mod common;
 
-use common::{FirstUse, env_usize, run_plans, scp_all, sh, ssh_command, stream_to_host, target};
+use common::{
+    FirstUse, env_usize, random_blob, run_plans, scp_all, ssh_command, stream_to_host, target,
+};
 use kubegrid_e2e::{LabGuard, kubegrid_bin, median};
 use kubegrid_engine::{
     agent::Agents,
@@ -120,28 +122,7 @@ fn main() {
 
 /// The random 1 GiB file, generated once; its sha256 is kept beside it.
 fn bench_blob() -> LocalBlob {
-    let dir = Path::new(BLOB_DIR);
-    let path = dir.join("blob-1g.bin");
-    let sha_file = dir.join("blob-1g.bin.sha256");
-    let fresh = fs::metadata(&path).is_ok_and(|m| m.len() == SIZE) && sha_file.is_file();
-    if !fresh {
-        fs::create_dir_all(dir).expect("create bench dir");
-        let _ = fs::remove_file(&sha_file);
-        sh(&format!(
-            "head -c {SIZE} /dev/urandom > {p}.tmp && mv {p}.tmp {p}",
-            p = path.display()
-        ));
-        let sum = sh(&format!("sha256sum {} | cut -d' ' -f1", path.display()));
-        fs::write(&sha_file, &sum).expect("write sha256");
-    }
-    LocalBlob {
-        sha256: fs::read_to_string(&sha_file)
-            .expect("read sha256")
-            .trim()
-            .to_string(),
-        size: SIZE,
-        path,
-    }
+    random_blob(BLOB_DIR, "blob-1g.bin", SIZE)
 }
 
 /// Connects to every host (not timed: `apply` holds its connections from the facts phase

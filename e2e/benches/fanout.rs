@@ -22,14 +22,9 @@
 
 mod common;
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Instant,
-};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
-use common::{FirstUse, env_usize, run_plans, scp_all, sh, stream_to_host, target};
+use common::{FirstUse, env_usize, random_blob, run_plans, scp_all, stream_to_host, target};
 use kubegrid_e2e::{LabGuard, median};
 use kubegrid_engine::{
     agent::Agents,
@@ -201,27 +196,7 @@ async fn run(
 
 /// The random 512 MiB file, generated once; its sha256 is kept beside it.
 fn bench_blob() -> LocalBlob {
-    let dir = Path::new(BLOB_DIR);
-    let path = dir.join("blob-512m.bin");
-    let sha_file = dir.join("blob-512m.bin.sha256");
-    if !(fs::metadata(&path).is_ok_and(|m| m.len() == SIZE) && sha_file.is_file()) {
-        fs::create_dir_all(dir).expect("create bench dir");
-        let _ = fs::remove_file(&sha_file);
-        sh(&format!(
-            "head -c {SIZE} /dev/urandom > {p}.tmp && mv {p}.tmp {p}",
-            p = path.display()
-        ));
-        let sum = sh(&format!("sha256sum {} | cut -d' ' -f1", path.display()));
-        fs::write(&sha_file, &sum).expect("write sha256");
-    }
-    LocalBlob {
-        sha256: fs::read_to_string(&sha_file)
-            .expect("read sha256")
-            .trim()
-            .to_string(),
-        size: SIZE,
-        path,
-    }
+    random_blob(BLOB_DIR, "blob-512m.bin", SIZE)
 }
 
 /// Removes the blob, its partial files and any scp copy from every host.

@@ -155,3 +155,29 @@ pub async fn run_plans(sessions: Vec<HostSession>, blobs: &[LocalBlob]) {
         }
     }
 }
+
+/// A file of `size` random bytes at `dir/name`, generated once; its sha256 is kept beside it.
+pub fn random_blob(dir: &str, name: &str, size: u64) -> LocalBlob {
+    let dir = Path::new(dir);
+    let path = dir.join(name);
+    let sha_file = dir.join(format!("{name}.sha256"));
+    let fresh = std::fs::metadata(&path).is_ok_and(|m| m.len() == size) && sha_file.is_file();
+    if !fresh {
+        std::fs::create_dir_all(dir).expect("create bench dir");
+        let _ = std::fs::remove_file(&sha_file);
+        sh(&format!(
+            "head -c {size} /dev/urandom > {p}.tmp && mv {p}.tmp {p}",
+            p = path.display()
+        ));
+        let sum = sh(&format!("sha256sum {} | cut -d' ' -f1", path.display()));
+        std::fs::write(&sha_file, &sum).expect("write sha256");
+    }
+    LocalBlob {
+        sha256: std::fs::read_to_string(&sha_file)
+            .expect("read sha256")
+            .trim()
+            .to_string(),
+        size,
+        path,
+    }
+}
