@@ -91,6 +91,17 @@ pub fn glibc228_agent() -> PathBuf {
     path
 }
 
+/// Runs a shell command on this machine; asserts success and returns trimmed stdout.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sh");
+    assert!(out.status.success(), "`{cmd}` failed:\n{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The OpenSSH client options every plain ssh or scp to a lab host uses: lab hosts are new
 /// each run, so their keys are neither checked nor kept.
 pub const SSH_OPTIONS: [&str; 8] = [

@@ -10,7 +10,7 @@ use std::{
 };
 
 use kubegrid_agent::protocol::{PROTOCOL_VERSION, Plan};
-use kubegrid_e2e::{Host, LabGuard, SSH_OPTIONS, describe};
+use kubegrid_e2e::{Host, LabGuard, SSH_OPTIONS, describe, sh};
 use kubegrid_engine::{
     session::{HostSession, LocalBlob},
     ssh::{HostKey, KeyPins, SshTarget},
@@ -32,17 +32,6 @@ pub fn env_usize(name: &str) -> Option<usize> {
         v.parse()
             .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
     )
-}
-
-/// Runs a shell command on this machine; asserts success and returns trimmed stdout.
-pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sh");
-    assert!(out.status.success(), "`{cmd}` failed:\n{}", describe(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The engine's SSH target for a lab host, as root with the lab's key.

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kubegrid_e2e::{LabGuard, bundle_dir, describe, kubegrid_bin};
+use kubegrid_e2e::{LabGuard, bundle_dir, describe, kubegrid_bin, sh};
 use serde_yaml::Value;
 
 /// Random bytes appended to the rootfs tarball, so its transfer takes long enough to cut.
@@ -89,17 +89,6 @@ fn sha256sum(path: &Path) -> String {
         .next()
         .expect("sha256sum output")
         .to_string()
-}
-
-/// Runs a shell command on this machine; asserts success and returns trimmed stdout.
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sh");
-    assert!(out.status.success(), "`{cmd}` failed:\n{}", describe(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Polls `check` every 100 ms until it holds; panics naming `what` after `limit`.

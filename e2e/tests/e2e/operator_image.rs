@@ -131,16 +131,7 @@ fn the_operator_image_runs_on_a_lab_host_and_prints_kubegrid_version() {
     let scp = Command::new("scp")
         .arg("-i")
         .arg(&lab.key)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-        ])
+        .args(kubegrid_e2e::SSH_OPTIONS)
         .arg(&archive)
         .arg(format!("root@{}:/tmp/kubegrid-image.tar", host.address))
         .output()

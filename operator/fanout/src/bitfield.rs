@@ -98,13 +98,6 @@ impl Bitfield {
         }
     }
 
-    /// Adds every piece of `other`.
-    pub fn union(&mut self, other: &Bitfield) {
-        for (w, o) in self.words.iter_mut().zip(&other.words) {
-            *w |= o;
-        }
-    }
-
     /// The wire form: bit `i` is bit `i % 8` of byte `i / 8`, little-endian within the
     /// words, so the length is `ceil(len / 8)` bytes.
     pub fn to_bytes(&self) -> Vec<u8> {

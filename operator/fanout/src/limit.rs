@@ -26,11 +26,6 @@ impl RateLimit {
         }
     }
 
-    /// The limit in bytes per second.
-    pub fn rate(&self) -> u64 {
-        self.bytes_per_sec as u64
-    }
-
     /// Accounts for `n` bytes, waiting until the rate allows them.
     pub async fn take(&self, n: usize) {
         let wait = {
