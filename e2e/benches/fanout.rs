@@ -22,7 +22,12 @@
 
 mod common;
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use common::{FirstUse, env_usize, random_blob, run_plans, scp_all, stream_to_host, target};
 use kubegrid_e2e::{LabGuard, median};
@@ -41,10 +46,38 @@ const BLOB_DIR: &str = "/var/cache/kubegrid/bench-512m";
 const SIZE: u64 = 512 << 20;
 const STORE: &str = "/var/lib/kubegrid/store";
 
-struct Quiet;
+/// Records, per host, when its first verified bytes and its stored blob were reported, so
+/// `KUBEGRID_BENCH_TRACE=1` can print where a run's time went.
+struct Timeline {
+    start: Instant,
+    hosts: Mutex<BTreeMap<String, Seen>>,
+}
 
-impl Observer for Quiet {
-    fn event(&self, _: &Progress) {}
+/// Seconds from the start to a host's first verified bytes and to its stored blob.
+#[derive(Default)]
+struct Seen {
+    first: Option<f64>,
+    stored: Option<f64>,
+}
+
+impl Observer for Timeline {
+    fn event(&self, p: &Progress) {
+        let Progress::Swarm {
+            host, stage, bytes, ..
+        } = p
+        else {
+            return;
+        };
+        let t = self.start.elapsed().as_secs_f64();
+        let mut hosts = self.hosts.lock().expect("timeline lock");
+        let entry = hosts.entry(host.clone()).or_default();
+        if *bytes > 0 && entry.first.is_none() {
+            entry.first = Some(t);
+        }
+        if stage == "stored" {
+            entry.stored = Some(t);
+        }
+    }
 }
 
 fn main() {
@@ -74,6 +107,21 @@ fn main() {
         "link: one TCP stream at --link-rate {rate}: {:.1} MiB/s; M/B = {bound:.2} s",
         b / f64::from(1 << 20)
     );
+
+    if tracing_on() {
+        // What every p2p row pays before the swarm starts: the engine hashes the file into
+        // its piece manifest.
+        let t = Instant::now();
+        kubegrid_fanout::PieceManifest::build(
+            &blob.path,
+            kubegrid_fanout::default_piece_size(SIZE),
+        )
+        .expect("build the piece manifest");
+        println!(
+            "piece manifest of the blob built in {:.2}s",
+            t.elapsed().as_secs_f64()
+        );
+    }
 
     let only = std::env::var("KUBEGRID_BENCH_ROWS").unwrap_or_else(|_| "p2p,star,scp".into());
     let want = |row: &str| only.split(',').any(|r| r.trim() == row);
@@ -159,6 +207,10 @@ async fn run(
         vec![blob.clone()]
     };
     let started = Instant::now();
+    let timeline = Arc::new(Timeline {
+        start: started,
+        hosts: Mutex::default(),
+    });
     let mut distributor = Distributor::default();
     let mut state = SwarmState::default();
     if mode == Mode::P2p {
@@ -171,9 +223,10 @@ async fn run(
             wanted,
             P2pOptions::default(),
             "bench",
-            Arc::new(Quiet),
+            timeline.clone(),
         )
         .await;
+        trace(&timeline, started.elapsed().as_secs_f64());
         for s in sessions.iter().flatten() {
             assert!(
                 !s.lacks(&blob.sha256),
@@ -192,6 +245,28 @@ async fn run(
         _ => distributor.server().map_or(0, |s| s.stats().bytes),
     };
     (elapsed, sent as f64 / blob.size as f64)
+}
+
+/// With KUBEGRID_BENCH_TRACE=1, prints when each host saw its first verified bytes and
+/// stored the blob, and when the swarm ended (seconds from the clock's start).
+fn trace(timeline: &Timeline, spread_done: f64) {
+    if !tracing_on() {
+        return;
+    }
+    let hosts = timeline.hosts.lock().expect("timeline lock");
+    let secs = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.2}"));
+    for (host, seen) in hosts.iter() {
+        println!(
+            "    {host:<10} first bytes {:>6}s  stored {:>6}s",
+            secs(seen.first),
+            secs(seen.stored)
+        );
+    }
+    println!("    swarm over at {spread_done:.2}s");
+}
+
+fn tracing_on() -> bool {
+    std::env::var_os("KUBEGRID_BENCH_TRACE").is_some_and(|v| v == "1")
 }
 
 /// The random 512 MiB file, generated once; its sha256 is kept beside it.

@@ -314,7 +314,14 @@ fn apply_with_p2p_seeds_about_one_copy_and_every_host_stores_its_files() {
     lab.bring_up_with(3, &["--link-rate", RATE]);
     let out = lab.apply_json(
         &lab.spec(),
-        &["--distribution", "p2p", "--until", "container-runtime"],
+        &[
+            "--distribution",
+            "p2p",
+            "--until",
+            "container-runtime",
+            "--progress",
+            "json",
+        ],
     );
     assert_eq!(
         out.status.code(),
@@ -330,6 +337,30 @@ fn apply_with_p2p_seeds_about_one_copy_and_every_host_stores_its_files() {
     );
     eprintln!("seed sent {seed} bytes for {blobs} bytes of blobs");
     assert!(blobs > 0 && seed <= blobs + blobs / 10, "{swarm}");
+    // `--progress json`: stderr is one engine event per line; each host's swarm events carry
+    // its bytes and pieces as they grow, and end with every byte stored.
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for h in &lab.hosts {
+        let mine: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| e["event"] == "swarm" && e["host"] == h.name.as_str())
+            .collect();
+        let stored: u64 = mine
+            .iter()
+            .filter(|e| e["stage"] == "stored")
+            .filter_map(|e| e["bytes"].as_u64())
+            .sum();
+        assert_eq!(stored, blobs, "{}: its stored events: {mine:?}", h.name);
+        assert!(
+            mine.iter().all(|e| e["elapsedSeconds"].as_f64().is_some()),
+            "{}: {mine:?}",
+            h.name
+        );
+    }
     for h in &lab.hosts {
         let me = &swarm["hosts"][&h.name];
         assert!(me["blobs"].as_u64() > Some(0), "{}: {me}", h.name);

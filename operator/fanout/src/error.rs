@@ -63,15 +63,17 @@ pub enum Error {
         /// What became of each source, for the message.
         sources: String,
     },
-    /// Every piece verified, yet the whole blob does not hash to its name.
+    /// A partial blob was to be stored with pieces still unverified.
     #[error(
-        "blob {blob}: every piece verified but the whole blob hashes to {actual}; hint: the piece manifest does not describe this blob"
+        "blob {blob}: {missing} of {total} pieces are not verified, so it was not stored; hint: this is a bug in the caller, which must fetch every piece first"
     )]
-    VerifyBlob {
-        /// The expected sha256.
+    IncompleteBlob {
+        /// The blob's sha256.
         blob: String,
-        /// What the assembled bytes hash to.
-        actual: String,
+        /// Pieces not verified.
+        missing: u32,
+        /// Pieces in the blob.
+        total: u32,
     },
 }
 

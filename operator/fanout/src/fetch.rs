@@ -13,8 +13,8 @@ use tokio::{sync::mpsc, sync::watch, task::JoinSet};
 use crate::{
     bitfield::Bitfield,
     client::{self, Fetched},
-    digest::RunningDigest,
     error::{Error, Result},
+    flush::Flusher,
     limit::RateLimit,
     manifest::PieceManifest,
     node::Node,
@@ -129,14 +129,15 @@ impl Node {
             sent: None,
         });
         let run = Run::new(self, manifest.clone(), swarm, opts, partial.clone(), entry);
-        let digest = RunningDigest::start(partial.file(), manifest.clone(), have.ones());
-        let (from_seed, from_peers, banned) = run.drive(&mut have, &digest, events).await?;
-        let actual = digest.finish().await.map_err(|source| Error::ReadBlob {
-            path: stored.clone(),
+        let flusher = Flusher::start(partial.file());
+        let (from_seed, from_peers, banned) = run.drive(&mut have, &flusher, events).await?;
+        flusher.finish().await.map_err(|source| Error::WriteBlob {
+            op: "sync",
+            path: partial.path().to_path_buf(),
             source,
         })?;
         let path = tokio::task::spawn_blocking(move || match Arc::try_unwrap(partial) {
-            Ok(p) => p.finish(actual),
+            Ok(p) => p.finish(&have),
             Err(_) => Err(Error::WriteBlob {
                 op: "finish",
                 path: PathBuf::from(&blob),
@@ -220,7 +221,7 @@ impl<'a> Run<'a> {
     async fn drive(
         mut self,
         have: &mut Bitfield,
-        digest: &RunningDigest,
+        flusher: &Flusher,
         events: &(dyn Fn(FetchEvent) + Send + Sync),
     ) -> Result<(u64, u64, Vec<String>)> {
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -273,7 +274,7 @@ impl<'a> Run<'a> {
                             Fetched::Bytes(n) => {
                                 have.set(p);
                                 self.entry.announce(p);
-                                digest.piece(p);
+                                flusher.written(self.manifest.piece_span(p).1);
                                 if s.seed { from_seed += n } else { from_peers += n }
                             }
                             Fetched::Missing => s.have.unset(p),

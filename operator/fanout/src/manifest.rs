@@ -22,11 +22,14 @@ pub const MIN_PIECE_SIZE: u64 = 64 << 10;
 /// The largest piece size accepted: a piece is held in memory while it is verified.
 pub const MAX_PIECE_SIZE: u64 = 64 << 20;
 
-/// The piece size for a blob of `size` bytes: about 64 pieces, a power of two between
+/// The piece size for a blob of `size` bytes: about 128 pieces, a power of two between
 /// 4 MiB and 16 MiB. Small pieces spread sooner (a peer serves a piece as soon as it holds
-/// it); large ones keep the per-piece overhead (a request, a hash, a have update) small.
+/// it, and each peer's download is idle until its first pieces exist somewhere); large ones
+/// keep the per-piece overhead (a request, a hash, a have update) small. In the lab, 4 MiB
+/// rather than 8 MiB pieces for 512 MiB took the 3- and 6-host times from 1.23× and 1.39×
+/// of M/B to 1.14× and 1.24× (docs/distribution.md).
 pub fn default_piece_size(size: u64) -> u64 {
-    (size / 64).next_power_of_two().clamp(4 << 20, 16 << 20)
+    (size / 128).next_power_of_two().clamp(4 << 20, 16 << 20)
 }
 
 /// A blob's piece manifest.

@@ -4,10 +4,9 @@
 //! A download writes to `<store>/.fanout/<sha256>`, a sparse file of the blob's size, piece by
 //! piece in any order. A restarted peer re-verifies every piece that file holds against the
 //! manifest and fetches only the rest; nothing records which pieces were written, because a
-//! record can be stale after a crash and a hash cannot. When every piece is there the file is
-//! synced, its whole sha256 (hashed in order as the pieces came, see `digest`) compared with
-//! its name, and it is renamed to `<store>/<sha256>`, so a reader of the store never sees
-//! half a blob.
+//! record can be stale after a crash and a hash cannot. When every piece is there and
+//! verified, the file is synced (see `flush`) and renamed to `<store>/<sha256>`, so a reader
+//! of the store never sees half a blob.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -99,23 +98,31 @@ impl PartialBlob {
         self.file.clone()
     }
 
+    /// Where the partial file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Writes `bytes` at `offset`: part of a piece as it arrives (blocking, but a chunk into
     /// the page cache).
     pub fn write_at(&self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
         self.file.write_all_at(bytes, offset)
     }
 
-    /// Checks the whole file's sha256 (`actual`, hashed as the pieces came, the file synced)
-    /// and renames it into the store. Blocking.
-    pub fn finish(self, actual: String) -> Result<PathBuf> {
+    /// Renames the file into the store once `have`, the pieces verified against the signed
+    /// manifest, covers the whole blob; the caller has synced the file. Those pieces fix the
+    /// blob's bytes, so its name is its sha256 without a second pass over it. Blocking.
+    pub fn finish(self, have: &Bitfield) -> Result<PathBuf> {
         let wr = |op, path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::WriteBlob { op, path, source }
         };
-        if actual != self.manifest.sha256 {
-            return Err(Error::VerifyBlob {
+        let total = self.manifest.piece_count();
+        if have.len() != total || !have.is_full() {
+            return Err(Error::IncompleteBlob {
                 blob: self.manifest.sha256.clone(),
-                actual,
+                missing: total.saturating_sub(have.count()),
+                total,
             });
         }
         let to = stored_path(&self.store, &self.manifest.sha256);

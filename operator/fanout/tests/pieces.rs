@@ -6,6 +6,7 @@ use kubegrid_fanout::{
     Bitfield, Bounds, ManifestSigner, PieceManifest, RateLimit,
     manifest::default_piece_size,
     schedule::{Picker, SourceView, neighbours},
+    store::{PARTIAL_DIR, PartialBlob, stored_path},
 };
 use proptest::prelude::*;
 
@@ -41,9 +42,50 @@ proptest! {
 }
 
 #[test]
+fn a_partial_blob_enters_the_store_only_with_every_piece_verified() {
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let (src, m) = manifest_of(&bytes, 64 << 10);
+    let store = src.path().join("store");
+    let m = Arc::new(m);
+    let opened = PartialBlob::open(&store, m.clone()).expect("open the partial blob");
+    assert_eq!(opened.have.count(), 0, "a new partial file holds no piece");
+    let (blob, mut have) = (opened.blob, opened.have);
+    for i in 0..m.piece_count() {
+        let (start, len) = m.piece_span(i);
+        blob.write_at(&bytes[start as usize..(start + len) as usize], start)
+            .expect("write a piece");
+    }
+    for i in 1..m.piece_count() {
+        have.set(i);
+    }
+    // Piece 0 is written but was never verified: the blob stays out of the store.
+    let err = blob
+        .finish(&have)
+        .expect_err("a piece is unverified")
+        .to_string();
+    assert!(
+        err.contains(&format!("1 of {} pieces are not verified", m.piece_count())),
+        "{err}"
+    );
+    assert!(!stored_path(&store, &m.sha256).exists());
+
+    // Reopened, the partial file's pieces verify from disk, and then it is stored whole.
+    let opened = PartialBlob::open(&store, m.clone()).expect("reopen the partial blob");
+    assert!(opened.have.is_full(), "every written piece re-verifies");
+    let path = opened.blob.finish(&opened.have).expect("store the blob");
+    assert_eq!(path, stored_path(&store, &m.sha256));
+    assert_eq!(std::fs::read(&path).expect("read the stored blob"), bytes);
+    assert!(
+        !store.join(PARTIAL_DIR).join(&m.sha256).exists(),
+        "no partial file is left"
+    );
+}
+
+#[test]
 fn piece_sizes_stay_between_4_and_16_mib() {
     assert_eq!(default_piece_size(1 << 20), 4 << 20);
-    assert_eq!(default_piece_size(512 << 20), 8 << 20);
+    assert_eq!(default_piece_size(512 << 20), 4 << 20);
+    assert_eq!(default_piece_size(1 << 30), 8 << 20);
     assert_eq!(default_piece_size(140 << 30), 16 << 20);
 }
 

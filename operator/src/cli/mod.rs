@@ -34,6 +34,12 @@ pub struct Cli {
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 
+    /// How apply, plan, upgrade, reset and certs show progress on stderr: `auto` (a live view
+    /// on a terminal unless `-o json`, timestamped lines otherwise), `lines`, or `json` (one
+    /// JSON object per event and line, with `elapsedSeconds`, for scripts).
+    #[arg(long, global = true, value_enum, value_name = "HOW", default_value_t = progress::Display::Auto)]
+    pub progress: progress::Display,
+
     /// Log more (repeat for even more); RUST_LOG overrides.
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -104,6 +110,7 @@ impl std::error::Error for UsageError {}
 /// Parses the arguments, runs the command and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    progress::choose(cli.progress);
     match &cli.command {
         Command::Operator(args) => init_operator_logging(args.log_format),
         _ => init_logging(cli.verbose),

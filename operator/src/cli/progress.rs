@@ -4,22 +4,65 @@
 use std::{
     collections::BTreeMap,
     io::{IsTerminal, Write},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
+use clap::ValueEnum;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kubegrid_engine::progress::{Observer, Progress};
 
-/// Chooses the display for this process's stderr.
+/// How operations show progress on stderr (`--progress`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Display {
+    /// A live view per host on a terminal, unless `-o json`; plain lines otherwise.
+    #[default]
+    Auto,
+    /// Plain, timestamped lines.
+    Lines,
+    /// One JSON object per event and line, with `elapsedSeconds`, for scripts.
+    Json,
+}
+
+/// The display `--progress` chose. Set once before a command runs; a process-wide value
+/// rather than an argument of every command that runs an operation.
+static CHOSEN: OnceLock<Display> = OnceLock::new();
+
+/// Records the display `--progress` chose, for [`observer`].
+pub fn choose(display: Display) {
+    let _ = CHOSEN.set(display);
+}
+
+/// The display for this process's stderr; `plain` when stdout carries JSON.
 pub fn observer(hosts: &[String], plain: bool) -> Arc<dyn Observer> {
-    if !plain && std::io::stderr().is_terminal() {
-        Arc::new(Bars::new(hosts))
-    } else {
-        Arc::new(Lines {
-            started: Instant::now(),
-        })
+    let started = Instant::now();
+    match CHOSEN.get().copied().unwrap_or_default() {
+        Display::Json => Arc::new(JsonLines { started }),
+        Display::Auto if !plain && std::io::stderr().is_terminal() => Arc::new(Bars::new(hosts)),
+        Display::Auto | Display::Lines => Arc::new(Lines { started }),
     }
+}
+
+/// Every event as one JSON line, as the engine reports it, with the seconds since the start.
+struct JsonLines {
+    started: Instant,
+}
+
+impl Observer for JsonLines {
+    fn event(&self, e: &Progress) {
+        if let Some(line) = json_line(e, self.started.elapsed()) {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+    }
+}
+
+fn json_line(e: &Progress, elapsed: Duration) -> Option<String> {
+    let serde_json::Value::Object(mut event) = serde_json::to_value(e).ok()? else {
+        return None;
+    };
+    let millis = elapsed.as_millis() as f64;
+    event.insert("elapsedSeconds".into(), (millis / 1000.0).into());
+    Some(serde_json::Value::Object(event).to_string())
 }
 
 /// Plain, timestamped lines: one per phase start, host result and failed or changed task.
@@ -76,7 +119,7 @@ impl Observer for Lines {
     }
 }
 
-/// One p2p download event as words: `lab-2 os-prepare: p2p 1a2b3c4d5e6f 12/64 pieces,
+/// One p2p download event as words: `lab-2 os-prepare: p2p 1a2b3c4d5e6f 24/128 pieces,
 /// 96.0/512.0 MiB, 23.9 MiB/s`.
 fn swarm_line(e: &Progress) -> String {
     let Progress::Swarm {
@@ -238,18 +281,42 @@ mod tests {
             stage: stage.into(),
             bytes: 96 << 20,
             size: 512 << 20,
-            pieces: 12,
-            total: 64,
+            pieces: 24,
+            total: 128,
             rate: 25_060_000,
             message: message.into(),
         }
     }
 
     #[test]
+    fn json_progress_is_the_engine_event_with_the_elapsed_seconds() {
+        let line = json_line(&swarm("progress", ""), Duration::from_millis(12_345)).unwrap();
+        assert!(!line.contains('\n'), "one event, one line: {line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "event": "swarm",
+                "host": "lab-2",
+                "phase": "os-prepare",
+                "blob": "1a2b3c4d5e6f7a8b9c0d",
+                "stage": "progress",
+                "bytes": 96u64 << 20,
+                "size": 512u64 << 20,
+                "pieces": 24,
+                "total": 128,
+                "rate": 25_060_000,
+                "message": "",
+                "elapsedSeconds": 12.345,
+            })
+        );
+    }
+
+    #[test]
     fn p2p_progress_reads_as_pieces_bytes_and_rate() {
         assert_eq!(
             swarm_line(&swarm("progress", "")),
-            "lab-2 os-prepare: p2p 1a2b3c4d5e6f 12/64 pieces, 96.0/512.0 MiB, 23.9 MiB/s"
+            "lab-2 os-prepare: p2p 1a2b3c4d5e6f 24/128 pieces, 96.0/512.0 MiB, 23.9 MiB/s"
         );
         assert_eq!(
             swarm_line(&swarm("stored", "")),
