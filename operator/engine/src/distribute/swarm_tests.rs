@@ -44,7 +44,7 @@ fn agent_lines_add_up_per_host_and_become_progress() {
         .is_none()
     );
     assert_eq!(tally.blobs, 1);
-    assert_eq!(tally.pieces, 64, "512 MiB in 8 MiB pieces");
+    assert_eq!(tally.pieces, 128, "512 MiB in 4 MiB pieces");
     assert_eq!(
         (tally.from_seed, tally.from_peers, tally.served),
         (8 << 20, 504 << 20, 7)
