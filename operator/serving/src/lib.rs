@@ -1,0 +1,32 @@
+//! kubegrid's serving API: the `LLMService` resource (`serving.kubegrid.io/v1alpha1`), which
+//! asks for a model to be served by vLLM on a cluster's GPU nodes, and the checks its fields
+//! get.
+//!
+//! This crate holds the types, the model-source grammar ([`ModelUri`]), the CRD with its CEL
+//! rules and scale subresource ([`crd`]), and [`LlmServiceSpec::validate`], the same checks
+//! in code. The controller that acts on LLMServices is not part of it.
+//!
+//! ```
+//! let spec: kubegrid_serving::LlmServiceSpec = serde_yaml::from_str(
+//!     "model: {uri: 'hf://meta-llama/Llama-3.1-8B-Instruct@main'}\n\
+//!      engine: {image: 'vllm/vllm-openai:v0.11.0'}\n",
+//! )
+//! .unwrap();
+//! assert!(spec.validate().is_empty());
+//! ```
+
+mod crd;
+mod error;
+mod model;
+mod rules;
+mod service;
+mod validate;
+
+pub use crd::{crd, crd_yaml};
+pub use error::{Error, FieldError, Result};
+pub use model::{ModelFile, ModelSource, ModelUri};
+pub use service::{
+    DEFAULT_METRIC, DEFAULT_PORT, DEFAULT_RUNTIME_CLASS, EngineSpec, Fallback, KedaScaling,
+    LLMService, LlmServiceSpec, LlmServiceStatus, NodeCache, PrometheusTrigger, Resources, Scaling,
+    ScalingMode, Trigger,
+};
