@@ -14,6 +14,13 @@ pub(crate) const URI_FORMS: &str =
 /// reads it within the API server's cost budget.
 pub(crate) const MAX_URI_LEN: usize = 1024;
 
+/// The most files a model may list; also the schema's `maxItems`, without which the CEL rule
+/// on each path exceeds the API server's cost budget.
+pub(crate) const MAX_FILES: usize = 1024;
+
+/// The longest file path in a model; also the schema's `maxLength`.
+pub(crate) const MAX_PATH_LEN: usize = 256;
+
 /// A model's weights: where they come from, how to check them, and the cache space they may
 /// take.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]

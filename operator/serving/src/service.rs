@@ -129,8 +129,10 @@ fn default_port() -> i32 {
 impl EngineSpec {
     /// GPUs each replica takes.
     pub fn gpus(&self) -> i32 {
-        self.gpus_per_replica
-            .unwrap_or(self.tensor_parallel_size * self.pipeline_parallel_size)
+        self.gpus_per_replica.unwrap_or(
+            self.tensor_parallel_size
+                .saturating_mul(self.pipeline_parallel_size),
+        )
     }
 }
 

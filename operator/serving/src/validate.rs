@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::{
     error::FieldError,
-    model::{ModelUri, is_dns_subdomain, is_relative_path},
+    model::{MAX_FILES, MAX_PATH_LEN, ModelUri, is_dns_subdomain, is_relative_path},
     service::{EngineSpec, LlmServiceSpec, Scaling},
 };
 
@@ -29,13 +29,19 @@ impl LlmServiceSpec {
             Ok(_) => {}
             Err(e) => bad("model.uri", e.to_string()),
         }
+        if m.files.len() > MAX_FILES {
+            bad(
+                "model.files",
+                format!("lists {} files; at most {MAX_FILES}", m.files.len()),
+            );
+        }
         let mut seen = BTreeSet::new();
         for (i, f) in m.files.iter().enumerate() {
-            if !is_relative_path(&f.path) {
+            if f.path.len() > MAX_PATH_LEN || !is_relative_path(&f.path) {
                 bad(
                     &format!("model.files[{i}].path"),
                     format!(
-                        "{:?} must be a relative path without empty, '.' or '..' segments",
+                        "{:?} must be a relative path of at most {MAX_PATH_LEN} bytes without empty, '.' or '..' segments",
                         f.path
                     ),
                 );
@@ -99,8 +105,9 @@ fn engine(bad: &mut impl FnMut(&str, String), e: &EngineSpec) {
         }
     }
     if let Some(g) = e.gpus_per_replica {
-        let want = e.tensor_parallel_size * e.pipeline_parallel_size;
-        if g != want {
+        // i64: the factors are checked above, but not before this runs.
+        let want = i64::from(e.tensor_parallel_size) * i64::from(e.pipeline_parallel_size);
+        if i64::from(g) != want {
             bad(
                 "engine.gpusPerReplica",
                 format!(

@@ -145,6 +145,20 @@ fn the_code_refuses_each_bad_example_at_its_field_and_nothing_else() {
 }
 
 #[test]
+fn a_replica_takes_tensor_times_pipeline_gpus_unless_given() {
+    let mut spec = base();
+    spec["engine"] = json!({"image": "vllm", "tensorParallelSize": 4, "pipelineParallelSize": 2});
+    let spec: kubegrid_serving::LlmServiceSpec = serde_json::from_value(spec).unwrap();
+    assert_eq!(spec.engine.gpus(), 8);
+    assert_eq!(
+        spec.engine.runtime_class_name, "nvidia",
+        "the default RuntimeClass"
+    );
+    assert_eq!(spec.engine.port, 8000);
+    assert!(spec.validate().is_empty(), "{:?}", spec.validate());
+}
+
+#[test]
 fn code_errors_say_what_was_seen_and_what_is_expected() {
     let mut spec = base();
     spec["engine"]["gpusPerReplica"] = json!(3);
