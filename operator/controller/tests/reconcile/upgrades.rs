@@ -27,6 +27,18 @@ on_both!(
 
 /// A bed whose bundle carries Kubernetes 1.31.4 and 1.32.4, running replica `op-a` with
 /// the Cluster installed at v1.31.4.
+/// Waits for an Event with `reason`. The controller records it after the status write the
+/// test waited for, so it can land a moment later (CI once saw the status before the Event).
+async fn event_with_reason(bed: &Bed, reason: &str) {
+    eventually(bed, &format!("a {reason} Event"), |f| {
+        events(f)
+            .iter()
+            .any(|e| e.starts_with(reason))
+            .then_some(())
+    })
+    .await;
+}
+
 async fn installed(backend: Backend, plan: Arc<Plan>) -> (Bed, tokio::sync::oneshot::Sender<()>) {
     let (bed, stop, _) = installed_by(backend, plan).await;
     (bed, stop)
@@ -218,11 +230,7 @@ async fn a_blocked_upgrade_changes_nothing_and_names_the_blockers(backend: Backe
     for name in ["cp-1", "gpu-1"] {
         assert_eq!(node_of(&bed, name)["status"]["phase"], "Ready");
     }
-    assert!(
-        events(&bed).iter().any(|e| e.starts_with("UpgradeBlocked")),
-        "{:#?}",
-        events(&bed)
-    );
+    event_with_reason(&bed, "UpgradeBlocked").await;
 }
 
 async fn a_failed_step_stops_the_roll_and_the_retry_resumes_where_it_stopped(backend: Backend) {
@@ -273,11 +281,7 @@ async fn a_failed_step_stops_the_roll_and_the_retry_resumes_where_it_stopped(bac
             && last_error.contains("left cordoned: failed after its drain"),
         "{worker:#}"
     );
-    assert!(
-        events(&bed).iter().any(|e| e.starts_with("UpgradeFailed")),
-        "{:#?}",
-        events(&bed)
-    );
+    event_with_reason(&bed, "UpgradeFailed").await;
     // The retry plans from the live versions: only the worker's roll is left.
     upgrading(&bed, "False", "Succeeded").await;
     let steps = steps_run(&bed);
@@ -329,11 +333,7 @@ async fn pausing_stops_the_roll_between_nodes_and_unpausing_goes_on(backend: Bac
         let n = node_of(&bed, name);
         assert_eq!(n["status"]["phase"], "Ready", "{n:#}");
     }
-    assert!(
-        events(&bed).iter().any(|e| e.starts_with("UpgradePaused")),
-        "{:#?}",
-        events(&bed)
-    );
+    event_with_reason(&bed, "UpgradePaused").await;
     let upgrades = |bed: &Bed| {
         bed.calls()
             .iter()
