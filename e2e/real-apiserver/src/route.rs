@@ -3,7 +3,8 @@
 //!
 //! Which paths go where ([`Routes::kubegrid`]):
 //! - to the real server: `/apis` (the group list), `/apis/kubegrid.io/...` (Clusters, Nodes,
-//!   their status subresources and watches) and `/apis/apiextensions.k8s.io/...` (the CRDs);
+//!   their status subresources and watches), `/apis/serving.kubegrid.io/...` (LLMServices,
+//!   their status and scale subresources) and `/apis/apiextensions.k8s.io/...` (the CRDs);
 //! - to the wrapped service: everything else, i.e. what the real server does not serve:
 //!   `/api/v1/...` (Secrets, ConfigMaps, Namespaces, core Nodes, Pods),
 //!   `/apis/events.k8s.io/...` (Events), `/apis/coordination.k8s.io/...` (Leases), `/version`.
@@ -38,7 +39,7 @@ impl Routes {
     pub fn kubegrid() -> Self {
         Self {
             exact: vec!["/apis".into(), "/apis/".into()],
-            prefixes: ["kubegrid.io", "apiextensions.k8s.io"]
+            prefixes: ["kubegrid.io", "serving.kubegrid.io", "apiextensions.k8s.io"]
                 .iter()
                 .flat_map(|group| [format!("/apis/{group}/"), format!("/apis/{group}")])
                 .collect(),
@@ -176,6 +177,7 @@ mod tests {
             "/apis/kubegrid.io",
             "/apis/kubegrid.io/v1alpha1/namespaces/fleet/clusters/gpu/status",
             "/apis/kubegrid.io/v1alpha1/nodes",
+            "/apis/serving.kubegrid.io/v1alpha1/namespaces/ml/llmservices/llama/scale",
             "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
         ] {
             assert!(routes.to_real(real), "{real}");
@@ -186,6 +188,8 @@ mod tests {
             "/apis/events.k8s.io/v1/namespaces/fleet/events",
             "/apis/coordination.k8s.io/v1/namespaces/kubegrid-system/leases/kubegrid-operator",
             "/apis/kubegrid.iox/v1/things",
+            "/apis/apps/v1/namespaces/ml/deployments/llama",
+            "/apis/keda.sh/v1alpha1/namespaces/ml/scaledobjects/llama",
             "/version",
         ] {
             assert!(!routes.to_real(fake), "{fake}");

@@ -21,6 +21,7 @@
 pub mod certificates;
 mod cluster;
 pub mod cni;
+pub mod conditions;
 mod crd;
 mod error;
 pub mod gpu;

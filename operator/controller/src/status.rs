@@ -19,13 +19,7 @@ pub const PROGRESSING: &str = "Progressing";
 /// Condition type: hosts or checks failed.
 pub const DEGRADED: &str = "Degraded";
 
-/// Now, RFC 3339 in UTC with second precision, as Kubernetes writes times.
-pub fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .round(k8s_openapi::jiff::Unit::Second)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
+pub use kubegrid_api::conditions::{now, truncate};
 
 /// One condition for `generation`.
 pub fn condition(
@@ -35,51 +29,13 @@ pub fn condition(
     message: &str,
     gen_: Option<i64>,
 ) -> Condition {
-    Condition {
-        type_: type_.to_string(),
-        status: if status { "True" } else { "False" }.to_string(),
-        reason: reason.to_string(),
-        message: truncate(message, 1024),
-        last_transition_time: None,
-        observed_generation: gen_,
-    }
+    Condition::new(type_, status, reason, message, gen_)
 }
 
-/// `new` merged over `old`: a condition whose status did not change keeps its transition
-/// time; the others get `now`. Conditions in `old` of other types are kept.
+/// `new` merged over `old` ([`kubegrid_api::conditions::merge`]), Ready, Progressing and
+/// Degraded first.
 pub fn merge(old: &[Condition], new: Vec<Condition>, now: &str) -> Vec<Condition> {
-    let mut out: Vec<Condition> = old
-        .iter()
-        .filter(|o| !new.iter().any(|n| n.type_ == o.type_))
-        .cloned()
-        .collect();
-    for mut c in new {
-        let previous = old.iter().find(|o| o.type_ == c.type_);
-        c.last_transition_time = match previous {
-            Some(p) if p.status == c.status => p.last_transition_time.clone(),
-            _ => Some(now.to_string()),
-        };
-        out.push(c);
-    }
-    out.sort_by_key(|c| match c.type_.as_str() {
-        READY => 0,
-        PROGRESSING => 1,
-        DEGRADED => 2,
-        _ => 3,
-    });
-    out
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max.saturating_sub(3);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
+    kubegrid_api::conditions::merge(old, new, now, &[READY, PROGRESSING, DEGRADED])
 }
 
 /// Merge-patches the status of Cluster or Node `name`.
@@ -130,53 +86,4 @@ pub async fn sync_roles(api: &Api<Node>, nodes: &[Node]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unchanged_status_keeps_its_transition_time() {
-        let mut old = condition(READY, true, "Installed", "", Some(1));
-        old.last_transition_time = Some("2026-01-01T00:00:00Z".into());
-        let merged = merge(
-            &[old],
-            vec![
-                condition(READY, true, "Installed", "again", Some(2)),
-                condition(DEGRADED, false, "AsExpected", "", Some(2)),
-            ],
-            "2026-02-02T00:00:00Z",
-        );
-        assert_eq!(
-            merged[0].last_transition_time.as_deref(),
-            Some("2026-01-01T00:00:00Z")
-        );
-        assert_eq!(merged[0].message, "again");
-        assert_eq!(
-            merged[1].last_transition_time.as_deref(),
-            Some("2026-02-02T00:00:00Z")
-        );
-    }
-
-    #[test]
-    fn changed_status_gets_a_new_transition_time() {
-        let mut old = condition(READY, true, "Installed", "", Some(1));
-        old.last_transition_time = Some("2026-01-01T00:00:00Z".into());
-        let merged = merge(
-            &[old],
-            vec![condition(READY, false, "HostsFailed", "", Some(1))],
-            "2026-02-02T00:00:00Z",
-        );
-        assert_eq!(
-            merged[0].last_transition_time.as_deref(),
-            Some("2026-02-02T00:00:00Z")
-        );
-    }
-
-    #[test]
-    fn truncation_respects_characters() {
-        assert_eq!(truncate("héllo wörld", 8), "héll...");
-        assert_eq!(truncate("short", 8), "short");
-    }
 }

@@ -16,6 +16,51 @@ pub enum Error {
     /// The CRD could not be rendered as YAML.
     #[error("render the LLMService CRD: {0}")]
     RenderCrd(#[source] serde_yaml::Error),
+    /// A server-side apply of an object the controller owns failed.
+    #[error("apply {kind} {name}: {source}")]
+    ApplyObject {
+        /// Its kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
+    /// Deleting an object the controller owns failed.
+    #[error("delete {kind} {name}: {source}")]
+    DeleteObject {
+        /// Its kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
+    /// Reading the controller's workloads failed.
+    #[error("read {kind}s: {source}")]
+    ReadObjects {
+        /// Their kind.
+        kind: &'static str,
+        /// The API's answer.
+        source: kube::Error,
+    },
+    /// Writing an LLMService's status failed.
+    #[error("patch status of LLMService {name}: {source}")]
+    PatchStatus {
+        /// The LLMService.
+        name: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
+    /// Adding or removing the controller's finalizer failed (a 409 means the object changed
+    /// since it was read; the next pass tries again).
+    #[error("set finalizers of LLMService {name}: {source}")]
+    SetFinalizer {
+        /// The LLMService.
+        name: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
 }
 
 /// The crate's result type.

@@ -4,7 +4,8 @@
 //!
 //! This crate holds the types, the model-source grammar ([`ModelUri`]), the CRD with its CEL
 //! rules and scale subresource ([`crd`]), and [`LlmServiceSpec::validate`], the same checks
-//! in code. The controller that acts on LLMServices is not part of it.
+//! in code; the objects an LLMService becomes ([`render`]); and the [`controller`] that
+//! applies them, scales replicas (draining each before removal) and reports status.
 //!
 //! ```
 //! let spec: kubegrid_serving::LlmServiceSpec = serde_yaml::from_str(
@@ -15,9 +16,13 @@
 //! assert!(spec.validate().is_empty());
 //! ```
 
+pub mod controller;
 mod crd;
+pub mod drain;
 mod error;
 mod model;
+pub mod names;
+pub mod render;
 mod rules;
 mod service;
 mod validate;
@@ -26,7 +31,7 @@ pub use crd::{crd, crd_yaml};
 pub use error::{Error, FieldError, Result};
 pub use model::{ModelFile, ModelSource, ModelUri};
 pub use service::{
-    DEFAULT_METRIC, DEFAULT_PORT, DEFAULT_RUNTIME_CLASS, EngineSpec, Fallback, KedaScaling,
-    LLMService, LlmServiceSpec, LlmServiceStatus, NodeCache, PrometheusTrigger, Resources, Scaling,
-    ScalingMode, Trigger,
+    DEFAULT_DRAIN_SECONDS, DEFAULT_METRIC, DEFAULT_PORT, DEFAULT_RUNTIME_CLASS, EngineSpec,
+    Fallback, KedaScaling, LLMService, LlmServiceSpec, LlmServiceStatus, NodeCache,
+    PrometheusTrigger, Resources, Scaling, ScalingMode, Trigger,
 };

@@ -16,6 +16,9 @@ pub const DEFAULT_RUNTIME_CLASS: &str = "nvidia";
 /// The port vLLM's OpenAI-compatible server listens on unless the spec names another.
 pub const DEFAULT_PORT: i32 = 8000;
 
+/// How long a stopping replica drains unless the spec says otherwise.
+pub const DEFAULT_DRAIN_SECONDS: i32 = 120;
+
 /// The vLLM metric a KEDA trigger reads unless the spec names another: requests waiting in
 /// the engine's queue.
 pub const DEFAULT_METRIC: &str = "vllm:num_requests_waiting";
@@ -85,7 +88,10 @@ pub struct EngineSpec {
     /// rollouts.
     #[schemars(length(min = 1, max = 512))]
     pub image: String,
-    /// Extra arguments for `vllm serve` after the model path.
+    /// Extra arguments for `vllm serve` after the model path. The flags kubegrid sets itself
+    /// (`--served-model-name`, `--host`, `--port`, `--tensor-parallel-size`,
+    /// `--pipeline-parallel-size`) are refused here: the served name is the LLMService's
+    /// name, which the KEDA query selects by.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// GPUs each layer is split across (`--tensor-parallel-size`).
@@ -116,6 +122,15 @@ pub struct EngineSpec {
     #[serde(default = "default_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    /// The most seconds a stopping replica waits for its running and queued requests to
+    /// finish before vLLM gets SIGTERM; the pod's grace period is this plus 30.
+    #[serde(default = "default_drain")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub drain_timeout_seconds: i32,
+}
+
+fn default_drain() -> i32 {
+    DEFAULT_DRAIN_SECONDS
 }
 
 fn default_runtime_class() -> String {
@@ -257,7 +272,8 @@ pub struct LlmServiceStatus {
     /// The label selector of the serving pods, as the scale subresource reports it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub selector: String,
-    /// `Pending`, `Caching`, `Serving`, `Degraded` or `Failed`.
+    /// `Pending` (no replica ready yet), `Serving` (every replica ready), `Degraded` (some
+    /// ready), `Idle` (scaled to zero) or `Failed` (the spec is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// The spec generation this status describes.
@@ -272,7 +288,7 @@ pub struct LlmServiceStatus {
     /// The model's copy on each node that caches it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cache: Vec<NodeCache>,
-    /// Conditions: `Ready`, `ModelCached` and `Scaling`.
+    /// Conditions: `Ready`, `Scaling`, and `Autoscaling` when KEDA is asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -92,6 +92,18 @@ impl LlmServiceSpec {
     }
 }
 
+/// `vllm serve` flags the controller sets from the spec; a second copy in `args` would
+/// contradict them (a different served name breaks the KEDA query).
+const MANAGED_FLAGS: &[&str] = &[
+    "--served-model-name",
+    "--host",
+    "--port",
+    "--tensor-parallel-size",
+    "-tp",
+    "--pipeline-parallel-size",
+    "-pp",
+];
+
 fn engine(bad: &mut impl FnMut(&str, String), e: &EngineSpec) {
     if e.image.trim().is_empty() {
         bad("engine.image", "must name the vLLM image".into());
@@ -123,6 +135,23 @@ fn engine(bad: &mut impl FnMut(&str, String), e: &EngineSpec) {
                 "{:?} is not a RuntimeClass name (a DNS subdomain)",
                 e.runtime_class_name
             ),
+        );
+    }
+    for (i, arg) in e.args.iter().enumerate() {
+        let flag = arg.split_once('=').map_or(arg.as_str(), |(f, _)| f);
+        if MANAGED_FLAGS.contains(&flag) {
+            bad(
+                &format!("engine.args[{i}]"),
+                format!(
+                    "{flag} is set by kubegrid (from the LLMService's name and spec.engine); remove it"
+                ),
+            );
+        }
+    }
+    if !(0..=3600).contains(&e.drain_timeout_seconds) {
+        bad(
+            "engine.drainTimeoutSeconds",
+            format!("{} must be between 0 and 3600", e.drain_timeout_seconds),
         );
     }
     if !(1..=65535).contains(&e.port) {

@@ -1,7 +1,12 @@
 //! The LLMService API: its CRD (golden file, scale subresource, printer columns), the model
-//! URI grammar, the code validation, and the same examples on a real API server.
+//! URI grammar, the code validation, and the same examples on a real API server; the
+//! objects it renders (golden files), the controller's scenarios, and the drain hook.
 
+mod bed;
+mod controller;
 mod crd;
+mod drain;
 mod examples;
 mod real_server;
+mod render;
 mod uri;

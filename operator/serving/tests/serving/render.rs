@@ -1,0 +1,129 @@
+//! The objects an LLMService becomes: golden files (regenerate with
+//! `UPDATE_GOLDEN=1 cargo test -p kubegrid-serving`), and every core object checked
+//! against Kubernetes' own API schemas with `kubernetes-validate --strict` from the
+//! virtualenv .ci/setup creates (SKIPPED, loudly, outside CI without it).
+
+use std::path::{Path, PathBuf};
+
+use kubegrid_serving::{LLMService, render};
+use serde_json::{Value, json};
+
+use crate::examples::base;
+
+/// The Kubernetes version the objects are validated for: the oldest kubegrid installs.
+const KUBERNETES: &str = "1.31.0";
+
+fn service(spec: Value) -> LLMService {
+    serde_json::from_value(json!({
+        "apiVersion": "serving.kubegrid.io/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {"name": "llama", "namespace": "ml", "uid": "0b6f3c1e-7d2a-4c55-9a61-2f0e8d4b7c19"},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// Pod mode: Deployment, Service, PDB, ScaledObject; service mode: replica 1's StatefulSet
+/// and Service.
+fn documents() -> Vec<(&'static str, Vec<Value>)> {
+    let mut pod = base();
+    pod["scaling"]["mode"] = json!("pod");
+    let pod = service(pod);
+    let svc = service(base());
+    vec![
+        (
+            "render-pod-mode.yaml",
+            vec![
+                render::deployment(&pod),
+                render::service(&pod),
+                render::disruption_budget(&pod),
+                render::scaled_object(&pod).unwrap(),
+            ],
+        ),
+        (
+            "render-service-mode.yaml",
+            vec![
+                render::stateful_set(&svc, 1, 1),
+                render::replica_service(&svc, 1),
+            ],
+        ),
+    ]
+}
+
+fn yaml(docs: &[Value]) -> String {
+    docs.iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+#[test]
+fn rendered_objects_match_their_golden_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for (file, docs) in documents() {
+        let actual = yaml(&docs);
+        let path = dir.join(file);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &actual).unwrap();
+        }
+        let golden = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", path.display()));
+        assert!(
+            golden == actual,
+            "{} is stale; regenerate it with UPDATE_GOLDEN=1 if the change is intended",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn core_objects_pass_kubernetes_validate_strict() {
+    let venv = PathBuf::from(
+        std::env::var_os("KUBEGRID_VALIDATE_VENV")
+            .unwrap_or_else(|| "/var/cache/kubegrid/validate-venv".into()),
+    );
+    let tool = venv.join("bin/kubernetes-validate");
+    if !tool.exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must validate the objects: {} is missing (.ci/setup installs it)",
+            tool.display()
+        );
+        eprintln!(
+            "\n!!! SKIPPED: no {}; nothing was validated. !!!\n",
+            tool.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (_, docs) in documents() {
+        // KEDA's ScaledObject has no schema there; its fields are asserted in the
+        // controller's scenarios.
+        for doc in docs.into_iter().filter(|d| d["kind"] != "ScaledObject") {
+            let path = dir.path().join(format!(
+                "{}-{}.yaml",
+                doc["kind"].as_str().unwrap(),
+                files.len()
+            ));
+            std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
+            files.push(path);
+        }
+    }
+    let out = std::process::Command::new(&tool)
+        .args(["--strict", "-k", KUBERNETES])
+        .args(&files)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text.matches(" passed for resource ").count(),
+        files.len(),
+        "{text}"
+    );
+}
