@@ -90,27 +90,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The leader-election settings cannot keep one leader at a time.
-    #[error("leader Lease {lease}: invalid settings: {problem}\n  hint: {hint}")]
-    ConfigureLease {
-        /// `namespace/name` of the Lease.
-        lease: String,
-        /// What is wrong, with the values given.
-        problem: String,
-        /// How to fix it.
-        hint: String,
-    },
-    /// Releasing the leader Lease on shutdown failed; the next leader takes over once the
-    /// lease expires instead.
-    #[error(
-        "release leader Lease {lease}: {reason}\n  hint: another replica takes over when the lease expires"
-    )]
-    ReleaseLease {
-        /// `namespace/name` of the Lease.
-        lease: String,
-        /// What happened.
-        reason: String,
-    },
+    /// Leader election failed: settings that cannot keep one leader, or a failed release.
+    #[error(transparent)]
+    Lease(#[from] kubegrid_lease::Error),
     /// The leader election task itself ended abnormally (it panicked or was cancelled).
     #[error("leader election stopped: {reason}")]
     Election {
@@ -131,8 +113,8 @@ impl Error {
             Self::Bundle { .. } => "bundle",
             Self::Engine { .. } | Self::Journal(_) => "engine",
             Self::ResetFailed { .. } => "hosts",
-            Self::ConfigureLease { .. } => "config",
-            Self::ReleaseLease { .. } => "kube-api",
+            Self::Lease(kubegrid_lease::Error::ConfigureLease { .. }) => "config",
+            Self::Lease(_) => "kube-api",
             Self::Election { .. } => "local",
         }
     }

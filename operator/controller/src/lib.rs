@@ -16,7 +16,8 @@ pub mod gpus;
 pub mod health;
 pub mod immutable;
 pub mod inputs;
-pub mod leader;
+/// Leader election over a Lease ([`kubegrid_lease`]), under its old path.
+pub use kubegrid_lease as leader;
 pub mod members;
 pub mod metrics;
 pub mod operation;
@@ -115,9 +116,11 @@ async fn probe_api(ctx: Arc<Context>, lease: leader::LeaseConfig) {
     }
 }
 
-async fn election_ended(election: &mut tokio::task::JoinHandle<Result<()>>) -> Result<()> {
+async fn election_ended(
+    election: &mut tokio::task::JoinHandle<kubegrid_lease::Result<()>>,
+) -> Result<()> {
     match election.await {
-        Ok(result) => result,
+        Ok(result) => result.map_err(Error::from),
         Err(e) => Err(Error::Election {
             reason: e.to_string(),
         }),

@@ -29,7 +29,7 @@ mod validate;
 
 pub use crd::{crd, crd_yaml};
 pub use error::{Error, FieldError, Result};
-pub use model::{ModelFile, ModelSource, ModelUri};
+pub use model::{ModelFile, ModelSource, ModelUri, is_relative_path};
 pub use service::{
     DEFAULT_DRAIN_SECONDS, DEFAULT_METRIC, DEFAULT_PORT, DEFAULT_RUNTIME_CLASS, EngineSpec,
     Fallback, KedaScaling, LLMService, LlmServiceSpec, LlmServiceStatus, NodeCache,

@@ -226,7 +226,7 @@ pub(crate) fn is_dns_subdomain(s: &str) -> bool {
 
 /// A relative path whose segments are neither empty, `.` nor `..`: it stays inside the
 /// directory it is joined to.
-pub(crate) fn is_relative_path(s: &str) -> bool {
+pub fn is_relative_path(s: &str) -> bool {
     !s.is_empty()
         && s.split('/')
             .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\0'))

@@ -1,5 +1,5 @@
-//! Leader election over a `coordination.k8s.io/v1` Lease, so that one operator replica
-//! writes at a time.
+//! Leader election over a `coordination.k8s.io/v1` Lease, so that one replica acts at a
+//! time: the operator's leader, and the model cache's one coordinator per model.
 //!
 //! Every write to the Lease is a compare-and-swap: a create when it is absent, or a replace
 //! carrying the `metadata.resourceVersion` that was read, which the apiserver refuses with
@@ -34,7 +34,9 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use crate::error::{Error, Result};
+mod error;
+
+pub use error::{Error, Result};
 
 /// Settings; defaults: lease 15 s, renew every 5 s, retry (while not leader) every 2 s.
 ///
@@ -112,7 +114,28 @@ impl LeaseConfig {
     }
 }
 
-/// Runs the election forever. `tx` carries true while this replica leads. A renewal that fails
+/// What an election reports to whoever acts on it: `bool` (leading or not), or
+/// `Option<i32>`, the Lease's `leaseTransitions` while leading. That count grows with every
+/// change of holder, so it serves as an epoch: a holder's epoch is higher than that of
+/// every holder before it, and a receiver can fence off answers from an older one.
+pub trait Leadership: Clone + PartialEq + Send + Sync + 'static {
+    /// The report for a leader at `epoch`, or for no leadership (`None`).
+    fn from_epoch(epoch: Option<i32>) -> Self;
+}
+
+impl Leadership for bool {
+    fn from_epoch(epoch: Option<i32>) -> Self {
+        epoch.is_some()
+    }
+}
+
+impl Leadership for Option<i32> {
+    fn from_epoch(epoch: Option<i32>) -> Self {
+        epoch
+    }
+}
+
+/// Runs the election forever. `tx` carries a leading report while this replica leads. A renewal that fails
 /// for any reason (409 Conflict on the resourceVersion precondition, a transport error, or no
 /// answer within renew_interval) sends false at once ("stops acting immediately") before trying
 /// to acquire again. Acquire/renew is a `replace` (PUT) carrying `metadata.resourceVersion`
@@ -121,7 +144,11 @@ impl LeaseConfig {
 /// Returns `Ok(())` when every receiver of `tx` is gone (nobody acts on leadership any
 /// more), and an error only for settings that cannot keep one leader at a time. Stop it
 /// (drop or abort the task) before [`release`].
-pub async fn elect(client: Client, cfg: LeaseConfig, tx: watch::Sender<bool>) -> Result<()> {
+pub async fn elect<T: Leadership>(
+    client: Client,
+    cfg: LeaseConfig,
+    tx: watch::Sender<T>,
+) -> Result<()> {
     cfg.validate()?;
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let mut candidate = Candidate {
@@ -129,7 +156,7 @@ pub async fn elect(client: Client, cfg: LeaseConfig, tx: watch::Sender<bool>) ->
         cfg: &cfg,
         observed: None,
     };
-    set(&tx, false);
+    set(&tx, None);
     loop {
         if tx.is_closed() {
             return Ok(());
@@ -138,8 +165,14 @@ pub async fn elect(client: Client, cfg: LeaseConfig, tx: watch::Sender<bool>) ->
             sleep(cfg.retry_interval).await;
             continue;
         };
-        set(&tx, true);
-        info!(lease = %cfg.lease(), identity = %cfg.identity, "leading");
+        let epoch = held
+            .lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.lease_transitions)
+            .unwrap_or(0);
+        set(&tx, Some(epoch));
+        info!(lease = %cfg.lease(), identity = %cfg.identity, epoch, "leading");
         loop {
             sleep_until(held.sent + cfg.renew_interval).await;
             if tx.is_closed() {
@@ -149,7 +182,7 @@ pub async fn elect(client: Client, cfg: LeaseConfig, tx: watch::Sender<bool>) ->
                 Ok(renewed) => held = renewed,
                 Err(reason) => {
                     // Before anything else: whoever acts on leadership stops now.
-                    set(&tx, false);
+                    set(&tx, None);
                     warn!(lease = %cfg.lease(), identity = %cfg.identity, %reason,
                         "lost leadership: renewal failed");
                     break;
@@ -379,10 +412,11 @@ impl Candidate<'_> {
 }
 
 /// Sets the leadership flag, waking receivers only when it changes.
-fn set(tx: &watch::Sender<bool>, leading: bool) {
+fn set<T: Leadership>(tx: &watch::Sender<T>, epoch: Option<i32>) {
+    let next = T::from_epoch(epoch);
     tx.send_if_modified(|current| {
-        let changed = *current != leading;
-        *current = leading;
+        let changed = *current != next;
+        *current = next;
         changed
     });
 }

@@ -9,11 +9,8 @@ use std::{
 };
 
 use k8s_openapi::jiff::Timestamp;
-use kubegrid_controller::{
-    Error, Result,
-    leader::{self, LeaseConfig},
-};
 use kubegrid_fake_apiserver::{FakeCluster, Partition};
+use kubegrid_lease::{self as leader, Error, LeaseConfig, Result};
 use serde_json::{Value, json};
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 

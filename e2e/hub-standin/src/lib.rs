@@ -1,0 +1,347 @@
+//! **TEST STAND-IN for a model hub.** No hub is reachable from the test machines, so this
+//! serves models on loopback by Hugging Face's URL layout:
+//! - `GET /api/models/ORG/NAME/revision/REV` → `{"id", "sha": COMMIT, "siblings": [...]}`,
+//!   each sibling with `rfilename`, `size`, `blobId` (git's blob sha1) and, for large files,
+//!   `lfs: {sha256, size}`, as the hub's `?blobs=true` answer has them;
+//! - `GET /ORG/NAME/resolve/COMMIT/PATH` → the file, with `Range: bytes=N-` answered 206.
+//!
+//! Every file request is logged ([`Hub::log`]) with the range asked and the bytes sent, so a
+//! test can prove one download per file. Faults: [`Hub::corrupt`] serves a file with one byte
+//! flipped (its metadata unchanged), [`Hub::cut_after`] closes the next download of a file
+//! after some bytes. It speaks just enough HTTP/1.1 for reqwest: one request per connection.
+//! Never used by the product.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use sha2::Digest as _;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+};
+
+/// Files this large or larger are LFS files, whose metadata carries a sha256; smaller ones
+/// carry only git's blob sha1, as on the hub.
+pub const LFS_FROM: u64 = 1 << 20;
+
+/// One file request the hub answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The file's path in its repository.
+    pub path: String,
+    /// The first byte asked for (0 without a Range).
+    pub start: u64,
+    /// The bytes of the body actually written.
+    pub sent: u64,
+}
+
+#[derive(Debug, Clone)]
+struct File {
+    disk: PathBuf,
+    size: u64,
+    sha256: String,
+    git_sha1: String,
+}
+
+#[derive(Debug, Clone)]
+struct Model {
+    commit: String,
+    files: BTreeMap<String, File>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// `org/name` → revision → model.
+    models: BTreeMap<String, BTreeMap<String, Model>>,
+    log: Vec<Access>,
+    corrupt: Vec<String>,
+    cuts: BTreeMap<String, u64>,
+    metadata_requests: usize,
+}
+
+/// A running hub stand-in; dropping it stops the listener.
+pub struct Hub {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Hub {
+    /// Starts the hub on a free loopback port.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve(listener)
+    }
+
+    /// Starts the hub on `listener` (e.g. on a lab bridge's address).
+    pub fn serve(listener: TcpListener) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(answer(stream, Arc::clone(&shared)));
+            }
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// The hub's base URL, `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Publishes repository `repo` (`org/name`) at `revision` as `commit`, with each
+    /// `(path in the repository, file on disk)`. Hashes every file.
+    pub fn add(&self, repo: &str, revision: &str, commit: &str, files: &[(&str, &Path)]) {
+        let files = files
+            .iter()
+            .map(|(path, disk)| {
+                let bytes = std::fs::read(disk).expect("a readable model file");
+                let mut git = sha1::Sha1::new();
+                git.update(format!("blob {}\0", bytes.len()).as_bytes());
+                git.update(&bytes);
+                let file = File {
+                    disk: disk.to_path_buf(),
+                    size: bytes.len() as u64,
+                    sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                    git_sha1: hex::encode(git.finalize()),
+                };
+                ((*path).to_string(), file)
+            })
+            .collect();
+        let model = Model {
+            commit: commit.into(),
+            files,
+        };
+        let mut state = self.state.lock().expect("hub state");
+        let revisions = state.models.entry(repo.into()).or_default();
+        revisions.insert(revision.into(), model.clone());
+        revisions.insert(commit.into(), model);
+    }
+
+    /// Serves `path` (in every repository) with one byte flipped from now on.
+    pub fn corrupt(&self, path: &str) {
+        self.state
+            .lock()
+            .expect("hub state")
+            .corrupt
+            .push(path.into());
+    }
+
+    /// Closes the next download of `path` after `bytes` bytes of body.
+    pub fn cut_after(&self, path: &str, bytes: u64) {
+        self.state
+            .lock()
+            .expect("hub state")
+            .cuts
+            .insert(path.into(), bytes);
+    }
+
+    /// Every file request so far.
+    pub fn log(&self) -> Vec<Access> {
+        self.state.lock().expect("hub state").log.clone()
+    }
+
+    /// How many metadata (revision) requests were answered.
+    pub fn metadata_requests(&self) -> usize {
+        self.state.lock().expect("hub state").metadata_requests
+    }
+
+    /// Body bytes sent in all.
+    pub fn egress(&self) -> u64 {
+        self.log().iter().map(|a| a.sent).sum()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(stream: TcpStream, state: Arc<Mutex<State>>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut start = 0u64;
+    loop {
+        let mut header = String::new();
+        match reader.read_line(&mut header).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) if header.trim().is_empty() => break,
+            Ok(_) => {
+                let lower = header.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("range: bytes=") {
+                    start = v.trim().trim_end_matches('-').parse().unwrap_or(0);
+                }
+            }
+        }
+    }
+    let mut stream = reader.into_inner();
+    let path = target.split('?').next().unwrap_or_default();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let _ = match segments.as_slice() {
+        ["api", "models", org, name, "revision", rev] => {
+            metadata(&mut stream, &state, &format!("{org}/{name}"), rev).await
+        }
+        [org, name, "resolve", commit, rest @ ..] => {
+            file(
+                &mut stream,
+                &state,
+                &format!("{org}/{name}"),
+                commit,
+                &rest.join("/"),
+                start,
+            )
+            .await
+        }
+        _ => {
+            reply(
+                &mut stream,
+                "404 Not Found",
+                "application/json",
+                b"{\"error\":\"not found\"}",
+            )
+            .await
+        }
+    };
+}
+
+async fn reply(
+    stream: &mut TcpStream,
+    status: &str,
+    kind: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.shutdown().await
+}
+
+async fn metadata(
+    stream: &mut TcpStream,
+    state: &Mutex<State>,
+    repo: &str,
+    rev: &str,
+) -> std::io::Result<()> {
+    let model = {
+        let mut s = state.lock().expect("hub state");
+        s.metadata_requests += 1;
+        s.models.get(repo).and_then(|r| r.get(rev)).cloned()
+    };
+    let Some(model) = model else {
+        let body = format!(
+            "{{\"error\":\"Revision Not Found for url: /api/models/{repo}/revision/{rev}\"}}"
+        );
+        return reply(stream, "404 Not Found", "application/json", body.as_bytes()).await;
+    };
+    let siblings: Vec<serde_json::Value> = model
+        .files
+        .iter()
+        .map(|(path, f)| {
+            let mut s =
+                serde_json::json!({"rfilename": path, "size": f.size, "blobId": f.git_sha1});
+            if f.size >= LFS_FROM {
+                s["lfs"] =
+                    serde_json::json!({"sha256": f.sha256, "size": f.size, "pointerSize": 134});
+            }
+            s
+        })
+        .collect();
+    let body = serde_json::json!({"id": repo, "sha": model.commit, "siblings": siblings});
+    reply(
+        stream,
+        "200 OK",
+        "application/json",
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+async fn file(
+    stream: &mut TcpStream,
+    state: &Mutex<State>,
+    repo: &str,
+    commit: &str,
+    path: &str,
+    start: u64,
+) -> std::io::Result<()> {
+    let (found, corrupt, cut) = {
+        let mut s = state.lock().expect("hub state");
+        let found = s
+            .models
+            .get(repo)
+            .and_then(|r| r.get(commit))
+            .filter(|m| m.commit == commit)
+            .and_then(|m| m.files.get(path))
+            .cloned();
+        let corrupt = s.corrupt.iter().any(|c| c == path);
+        let cut = s.cuts.remove(path);
+        (found, corrupt, cut)
+    };
+    let Some(f) = found else {
+        return reply(
+            stream,
+            "404 Not Found",
+            "application/json",
+            b"{\"error\":\"Entry not found\"}",
+        )
+        .await;
+    };
+    let start = start.min(f.size);
+    let length = f.size - start;
+    let head = if start > 0 {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {length}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
+            f.size.saturating_sub(1),
+            f.size
+        )
+    } else {
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n")
+    };
+    stream.write_all(head.as_bytes()).await?;
+    let mut disk = tokio::fs::File::open(&f.disk).await?;
+    disk.seek(std::io::SeekFrom::Start(start)).await?;
+    let limit = cut.unwrap_or(length).min(length);
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; 256 << 10];
+    let result = async {
+        while sent < limit {
+            let want = usize::try_from((limit - sent).min(buf.len() as u64)).unwrap_or(buf.len());
+            let n = disk.read(&mut buf[..want]).await?;
+            if n == 0 {
+                break;
+            }
+            // The flipped byte: the file's middle, whatever range is asked.
+            let middle = f.size / 2;
+            let at = start + sent;
+            if corrupt && (at..at + n as u64).contains(&middle) {
+                let i = usize::try_from(middle - at).unwrap_or(0);
+                buf[i] ^= 0xff;
+            }
+            stream.write_all(&buf[..n]).await?;
+            sent += n as u64;
+        }
+        std::io::Result::Ok(())
+    }
+    .await;
+    state.lock().expect("hub state").log.push(Access {
+        path: path.into(),
+        start,
+        sent,
+    });
+    result?;
+    stream.shutdown().await
+}

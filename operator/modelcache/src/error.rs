@@ -1,0 +1,99 @@
+//! The crate's errors.
+
+use std::path::PathBuf;
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The HTTP client could not be built.
+    #[error("build the HTTP client: {0}")]
+    HttpClient(String),
+    /// The hub did not resolve a revision.
+    #[error("resolve {repo}@{revision} at {url}: {problem}\n  hint: {hint}")]
+    Resolve {
+        /// `org/name`.
+        repo: String,
+        /// The revision asked for.
+        revision: String,
+        /// The metadata URL.
+        url: String,
+        /// What happened.
+        problem: String,
+        /// What to check.
+        hint: &'static str,
+    },
+    /// The hub's metadata and the spec's file list disagree, or the metadata is unusable.
+    #[error("model {repo}@{commit}: file {path:?}: {problem}")]
+    Metadata {
+        /// `org/name`.
+        repo: String,
+        /// The resolved commit.
+        commit: String,
+        /// The file.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A download failed after its retries.
+    #[error("download {url} after {attempts} attempts: {problem}")]
+    Download {
+        /// The file's URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        problem: String,
+    },
+    /// A downloaded file does not hash to what the metadata or the spec says; it was
+    /// deleted, not kept.
+    #[error(
+        "{url}: {algorithm} is {seen}, expected {expected}; the file was discarded\n  hint: the source serves different bytes than its metadata (or spec.model.files) names; nothing was marked ready"
+    )]
+    Checksum {
+        /// The file's URL.
+        url: String,
+        /// `sha256` or `git-sha1`.
+        algorithm: &'static str,
+        /// What the bytes hash to.
+        seen: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// The model would exceed its `sizeLimit`.
+    #[error("model {repo}@{commit} is {size} bytes, above its sizeLimit of {limit} bytes")]
+    TooLarge {
+        /// `org/name`.
+        repo: String,
+        /// The resolved commit.
+        commit: String,
+        /// Its total size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A local file operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// An [`Error::Io`] for `op` on `path`.
+    pub(crate) fn io(
+        op: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| Self::Io { op, path, source }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
