@@ -131,3 +131,13 @@ fn the_crds_carry_the_printer_columns_and_the_status_subresource() {
         ])
     );
 }
+
+#[test]
+fn crd_serving_prints_the_llmservice_crd_alone() {
+    let out = kubegrid(&["crd", "--serving"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text, kubegrid_serving::crd_yaml().unwrap());
+    let out = kubegrid(&["--output", "json", "crd", "--serving"]);
+    let crd: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(crd["metadata"]["name"], "llmservices.serving.kubegrid.io");
+}

@@ -24,6 +24,12 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// The election task itself ended abnormally (it panicked or was cancelled).
+    #[error("leader election stopped: {reason}")]
+    Election {
+        /// Why.
+        reason: String,
+    },
     /// A request to the API failed.
     #[error("{action}: {source}")]
     Kube {

@@ -420,3 +420,57 @@ fn set<T: Leadership>(tx: &watch::Sender<T>, epoch: Option<i32>) {
         changed
     });
 }
+
+/// Runs `act` while this replica holds the Lease, until `shutdown` completes: the future
+/// `act` returns is dropped the moment leadership is lost (so whatever it was doing stops
+/// mid-way) and made anew when it is won again. On shutdown the Lease is released if held,
+/// so a standby takes over at once rather than after the lease expires.
+pub async fn lead<F, Fut>(
+    client: Client,
+    cfg: LeaseConfig,
+    shutdown: impl Future<Output = ()>,
+    mut act: F,
+) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (tx, mut leading) = watch::channel(false);
+    let mut election = tokio::spawn(elect(client.clone(), cfg.clone(), tx));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let result = loop {
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            open = async { leading.wait_for(|l| *l).await.is_ok() } => if !open {
+                break ended(&mut election).await;
+            },
+        }
+        info!(lease = %cfg.lease(), identity = %cfg.identity, "leading: acting");
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            () = act() => warn!(lease = %cfg.lease(), "stopped acting while leading; starting again"),
+            open = async { leading.wait_for(|l| !*l).await.is_ok() } => {
+                if !open {
+                    break ended(&mut election).await;
+                }
+                warn!(lease = %cfg.lease(), identity = %cfg.identity, "lost the Lease: stopped acting");
+            }
+        }
+    };
+    // The election stops first: left running, it could take the Lease again after release.
+    election.abort();
+    let held = *leading.borrow();
+    if held && let Err(e) = release(&client, &cfg).await {
+        warn!("releasing the Lease: {e}");
+    }
+    result
+}
+
+async fn ended(election: &mut tokio::task::JoinHandle<Result<()>>) -> Result<()> {
+    match election.await {
+        Ok(result) => result,
+        Err(e) => Err(Error::Election {
+            reason: e.to_string(),
+        }),
+    }
+}

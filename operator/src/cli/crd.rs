@@ -20,11 +20,25 @@ pub struct CrdArgs {
     /// crds/ directory holds these) instead of printing both CRDs to stdout.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
+    /// Print the serving layer's CRD (LLMService, serving.kubegrid.io) instead, for
+    /// `kubegrid serving-controller`; the chart does not install it yet.
+    #[arg(long, conflicts_with = "output_dir")]
+    pub serving: bool,
 }
 
 /// Prints both CRDs, Cluster first, as one multi-document YAML stream (with `-o json`, as
 /// one `v1` List), or writes one file per CRD to `--output-dir`.
 pub fn run(args: &CrdArgs, output: Output) -> anyhow::Result<()> {
+    if args.serving {
+        match output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&kubegrid_serving::crd())?
+            ),
+            Output::Text => print!("{}", kubegrid_serving::crd_yaml()?),
+        }
+        return Ok(());
+    }
     let crds = kubegrid_api::crds();
     if let Some(dir) = &args.output_dir {
         return write_all(dir, &crds, output);

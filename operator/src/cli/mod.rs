@@ -14,6 +14,7 @@ mod operator;
 mod packed;
 mod progress;
 mod reset;
+mod serving;
 mod spec_bundle;
 mod upgrade;
 mod version;
@@ -81,6 +82,9 @@ pub enum Command {
     Image(image::ImageArgs),
     /// Run the operator: reconcile Cluster and Node resources in the cluster it runs in.
     Operator(operator::OperatorArgs),
+    /// Run the LLMService controller (docs/serving.md): vLLM workloads, drain on scale-down,
+    /// disruption budgets, KEDA ScaledObjects and status, one acting replica per Lease.
+    ServingController(serving::ServingArgs),
     /// Reset every host of a spec (kubeadm reset, kubegrid's etcd and registry), after
     /// confirmation: type the cluster's name, or pass --yes.
     Reset(reset::ResetArgs),
@@ -113,6 +117,7 @@ pub fn main() -> ExitCode {
     progress::choose(cli.progress);
     match &cli.command {
         Command::Operator(args) => init_operator_logging(args.log_format),
+        Command::ServingController(args) => init_operator_logging(args.log_format),
         _ => init_logging(cli.verbose),
     }
     let result = match &cli.command {
@@ -121,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::Crd(args) => crd::run(args, cli.output).map(|()| exit::OK),
         Command::Image(args) => image::run(args, cli.output).map(|()| exit::OK),
         Command::Operator(args) => block_on(operator::run(args)),
+        Command::ServingController(args) => block_on(serving::run(args)),
         Command::Apply(a) => block_on(apply::run(a, Mode::Apply, cli.output)),
         Command::Plan(a) => block_on(apply::run(a, Mode::Plan, cli.output)),
         Command::Reset(a) => block_on(reset::run(a, cli.output)),

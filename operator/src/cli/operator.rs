@@ -95,9 +95,7 @@ pub struct OperatorArgs {
 pub async fn run(args: &OperatorArgs) -> anyhow::Result<u8> {
     let identity = match &args.identity {
         Some(id) => id.clone(),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .context("reading the host name for --identity")?,
+        None => host_name()?,
     };
     let distribution = args.distribution.parse().map_err(UsageError)?;
     let mut known = kubegrid_engine::preflight::names();
@@ -195,8 +193,15 @@ fn bundle_roots(args: &OperatorArgs) -> anyhow::Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// This machine's host name, the default identity in a Lease.
+pub(super) fn host_name() -> anyhow::Result<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .context("reading the host name for --identity")
+}
+
 /// Completes on SIGTERM (the kubelet stopping the pod) or SIGINT.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
