@@ -2,9 +2,15 @@
 //! once from their source and verified file by file on every GPU node.
 //!
 //! - [`hub`]: Hugging Face's API: a revision resolved to its commit and file list (with each
-//!   file's sha256, or git's blob id for small files), and resumable, verified downloads.
+//!   file's sha256, or git's blob id for small files), and resumable, verified downloads;
+//! - [`layout`]: a model's directory on a node, its `current` link and `ready` marker, the
+//!   contract with the serving pods that mount it.
+//!
+//! The daemon that runs on every GPU node, with one Lease-fenced coordinator per model and
+//! the copy to the other nodes through `kubegrid-fanout`, is not built yet.
 
 mod error;
 pub mod hub;
+pub mod layout;
 
 pub use error::{Error, Result};
