@@ -192,29 +192,24 @@ async fn a_spec_manifest_selects_files_and_must_agree_with_the_hub() {
         "the spec's sha256 wins over git's sha1"
     );
 
-    let wrong = vec![ModelFile {
-        path: "model-00001-of-00001.safetensors".into(),
-        sha256: "0".repeat(64),
-        size: None,
-    }];
-    let err = hub
-        .resolve("acme", "llama", "main", &wrong)
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains(&format!("the hub says {sha}")),
-        "{err}"
-    );
-    let missing = vec![ModelFile {
-        path: "tokenizer.json".into(),
-        sha256: "0".repeat(64),
-        size: None,
-    }];
-    let err = hub
-        .resolve("acme", "llama", "main", &missing)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("not at this commit"), "{err}");
+    let refused = |path: &str| {
+        let given = vec![ModelFile {
+            path: path.into(),
+            sha256: "0".repeat(64),
+            size: None,
+        }];
+        let hub = hub.clone();
+        async move {
+            hub.resolve("acme", "llama", "main", &given)
+                .await
+                .unwrap_err()
+                .to_string()
+        }
+    };
+    let err = refused("model-00001-of-00001.safetensors").await;
+    assert!(err.contains(&format!("the hub says {sha}")), "{err}");
+    let err = refused("tokenizer.json").await;
+    assert!(err.contains("not at this commit"), "{err}");
     let err = hub.resolve("acme", "llama", "v9", &[]).await.unwrap_err();
     assert!(err.to_string().contains("HTTP 404"), "{err}");
     assert!(

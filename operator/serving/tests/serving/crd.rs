@@ -4,13 +4,14 @@
 
 use std::path::Path;
 
-#[test]
-fn crd_matches_golden_file() {
-    let actual = kubegrid_serving::crd_yaml().unwrap();
+/// Compares `actual` with `tests/golden/<file>`, first rewriting the file when
+/// `UPDATE_GOLDEN` is set.
+pub fn check_golden(file: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/llmservices.serving.kubegrid.io.yaml");
+        .join("tests/golden")
+        .join(file);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &actual).unwrap();
+        std::fs::write(&path, actual).unwrap();
     }
     let golden = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", path.display()));
@@ -18,6 +19,14 @@ fn crd_matches_golden_file() {
         golden == actual,
         "{} is stale; regenerate it with UPDATE_GOLDEN=1 if the change is intended",
         path.display()
+    );
+}
+
+#[test]
+fn crd_matches_golden_file() {
+    check_golden(
+        "llmservices.serving.kubegrid.io.yaml",
+        &kubegrid_serving::crd_yaml().unwrap(),
     );
 }
 

@@ -3,7 +3,7 @@
 //! against Kubernetes' own API schemas with `kubernetes-validate --strict` from the
 //! virtualenv .ci/setup creates (SKIPPED, loudly, outside CI without it).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kubegrid_serving::{LLMService, render};
 use serde_json::{Value, json};
@@ -59,20 +59,8 @@ fn yaml(docs: &[Value]) -> String {
 
 #[test]
 fn rendered_objects_match_their_golden_files() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     for (file, docs) in documents() {
-        let actual = yaml(&docs);
-        let path = dir.join(file);
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&path, &actual).unwrap();
-        }
-        let golden = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", path.display()));
-        assert!(
-            golden == actual,
-            "{} is stale; regenerate it with UPDATE_GOLDEN=1 if the change is intended",
-            path.display()
-        );
+        crate::crd::check_golden(file, &yaml(&docs));
     }
 }
 
