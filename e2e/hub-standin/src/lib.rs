@@ -55,6 +55,8 @@ struct Model {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Body bytes per second per download, when limited.
+    rate: Option<u64>,
     /// `org/name` → revision → model.
     models: BTreeMap<String, BTreeMap<String, Model>>,
     log: Vec<Access>,
@@ -67,6 +69,7 @@ struct State {
 pub struct Hub {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    sent: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -81,13 +84,19 @@ impl Hub {
     pub fn serve(listener: TcpListener) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
-        let shared = Arc::clone(&state);
+        let sent = tokio::sync::watch::channel(0).0;
+        let (shared, counter) = (Arc::clone(&state), sent.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, Arc::clone(&shared)));
+                tokio::spawn(answer(stream, Arc::clone(&shared), counter.clone()));
             }
         });
-        Ok(Self { addr, state, task })
+        Ok(Self {
+            addr,
+            state,
+            sent,
+            task,
+        })
     }
 
     /// The hub's base URL, `http://ADDR`.
@@ -142,6 +151,18 @@ impl Hub {
             .insert(path.into(), bytes);
     }
 
+    /// Paces every download to `bytes_per_second`, like a slow uplink (`None`: no limit).
+    pub fn limit_rate(&self, bytes_per_second: Option<u64>) {
+        self.state.lock().expect("hub state").rate = bytes_per_second;
+    }
+
+    /// Waits until the hub has sent at least `bytes` of file bodies in all, counting
+    /// downloads still running.
+    pub async fn wait_sent(&self, bytes: u64) {
+        let mut rx = self.sent.subscribe();
+        let _ = rx.wait_for(|n| *n >= bytes).await;
+    }
+
     /// Every file request so far.
     pub fn log(&self) -> Vec<Access> {
         self.state.lock().expect("hub state").log.clone()
@@ -164,7 +185,11 @@ impl Drop for Hub {
     }
 }
 
-async fn answer(stream: TcpStream, state: Arc<Mutex<State>>) {
+async fn answer(
+    stream: TcpStream,
+    state: Arc<Mutex<State>>,
+    counter: tokio::sync::watch::Sender<u64>,
+) {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).await.is_err() {
@@ -196,6 +221,7 @@ async fn answer(stream: TcpStream, state: Arc<Mutex<State>>) {
             file(
                 &mut stream,
                 &state,
+                &counter,
                 &format!("{org}/{name}"),
                 commit,
                 &rest.join("/"),
@@ -273,12 +299,13 @@ async fn metadata(
 async fn file(
     stream: &mut TcpStream,
     state: &Mutex<State>,
+    counter: &tokio::sync::watch::Sender<u64>,
     repo: &str,
     commit: &str,
     path: &str,
     start: u64,
 ) -> std::io::Result<()> {
-    let (found, corrupt, cut) = {
+    let (found, corrupt, cut, rate) = {
         let mut s = state.lock().expect("hub state");
         let found = s
             .models
@@ -289,7 +316,7 @@ async fn file(
             .cloned();
         let corrupt = s.corrupt.iter().any(|c| c == path);
         let cut = s.cuts.remove(path);
-        (found, corrupt, cut)
+        (found, corrupt, cut, s.rate)
     };
     let Some(f) = found else {
         return reply(
@@ -316,7 +343,8 @@ async fn file(
     disk.seek(std::io::SeekFrom::Start(start)).await?;
     let limit = cut.unwrap_or(length).min(length);
     let mut sent = 0u64;
-    let mut buf = vec![0u8; 256 << 10];
+    let mut buf = vec![0u8; 64 << 10];
+    let started = tokio::time::Instant::now();
     let result = async {
         while sent < limit {
             let want = usize::try_from((limit - sent).min(buf.len() as u64)).unwrap_or(buf.len());
@@ -333,6 +361,12 @@ async fn file(
             }
             stream.write_all(&buf[..n]).await?;
             sent += n as u64;
+            counter.send_modify(|c| *c += n as u64);
+            if let Some(rate) = rate.filter(|r| *r > 0) {
+                // Pacing, as a slow link would: the body may be `sent` bytes along by now.
+                let due = std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+                tokio::time::sleep_until(started + due).await;
+            }
         }
         std::io::Result::Ok(())
     }

@@ -71,6 +71,48 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// A server of the daemon could not start.
+    #[error("start the {what} server: {problem}")]
+    Serve {
+        /// Which server.
+        what: &'static str,
+        /// Why.
+        problem: String,
+    },
+    /// The model's task stopped before the model was ready.
+    #[error("the cache task of {model} stopped before the model was ready")]
+    Stopped {
+        /// The model's URI.
+        model: String,
+    },
+    /// A fan-out transfer failed.
+    #[error("fan-out: {0}")]
+    Fanout(String),
+    /// The model source cannot be cached.
+    #[error("model {uri}: {problem}")]
+    Source {
+        /// The URI.
+        uri: String,
+        /// Why.
+        problem: String,
+    },
+    /// The coordinator's answer was unusable.
+    #[error("coordinator at {addr}: {problem}")]
+    Coordinator {
+        /// Its control address.
+        addr: String,
+        /// What was wrong.
+        problem: String,
+    },
+    /// A Kubernetes API request failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: String,
+        /// The API's answer.
+        #[source]
+        source: kube::Error,
+    },
     /// A local file operation failed.
     #[error("{op} {path}: {source}")]
     Io {

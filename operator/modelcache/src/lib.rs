@@ -5,10 +5,10 @@
 //!   file's sha256, or git's blob id for small files), and resumable, verified downloads;
 //! - [`layout`]: a model's directory on a node, its `current` link and `ready` marker, the
 //!   contract with the serving pods that mount it.
-//!
-//! The daemon that runs on every GPU node, with one Lease-fenced coordinator per model and
-//! the copy to the other nodes through `kubegrid-fanout`, is not built yet.
+//! - [`daemon`]: the per-node daemon, with one Lease-fenced coordinator per model and the
+//!   copy to the other nodes through `kubegrid-fanout`.
 
+pub mod daemon;
 mod error;
 pub mod hub;
 pub mod layout;

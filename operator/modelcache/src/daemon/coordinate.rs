@@ -1,0 +1,182 @@
+//! The coordinator's part: resolve the model, download each file the node lacks from the
+//! source, verify it, seed it, and publish it at once, so followers copy file `n` while the
+//! coordinator downloads file `n + 1`.
+
+use std::sync::Arc;
+
+use kubegrid_fanout::{PeerAddr, PieceManifest, default_piece_size};
+use kubegrid_serving::{ModelSource, ModelUri};
+use tokio::sync::watch;
+
+use super::{
+    Shared,
+    control::{Published, PublishedFile},
+};
+use crate::{
+    error::{Error, Result},
+    hub::{Check, Resolved},
+    layout::ModelDir,
+};
+
+/// Coordinates `model` at `epoch` until the task is dropped (leadership lost). Returns only
+/// on failure; once every file is published it keeps answering followers.
+pub(super) async fn run(
+    shared: &Shared,
+    model: &ModelSource,
+    dir: &ModelDir,
+    epoch: i32,
+    ready: &watch::Sender<Option<String>>,
+) -> Result<()> {
+    let key = kubegrid_serving::names::cache_key(&model.uri);
+    let publisher = shared.board.publisher(&key);
+    let me = PeerAddr {
+        id: shared.cfg.node.clone(),
+        addr: shared.fanout.addr(),
+    };
+    if let Some((commit, files)) = super::follow::local_copy(dir) {
+        // A verified copy is here already (this node followed, or coordinated before a
+        // restart): seed it and publish it whole; the source is not asked again.
+        for f in &files {
+            seed(shared, &f.manifest, &dir.file(&commit, &f.path))?;
+        }
+        publisher.send_replace(Some(Published {
+            epoch,
+            coordinator: shared.identity(),
+            commit,
+            seed: me.addr,
+            files,
+            complete: true,
+            peers: vec![me],
+        }));
+        return std::future::pending().await;
+    }
+    let resolved = resolve(shared, model).await?;
+    publisher.send_replace(Some(Published {
+        epoch,
+        coordinator: shared.identity(),
+        commit: resolved.commit.clone(),
+        seed: me.addr,
+        files: Vec::new(),
+        complete: false,
+        peers: vec![me],
+    }));
+    tracing::info!(model = %model.uri, commit = %resolved.commit, epoch, files = resolved.files.len(), "coordinating");
+    let mut published = Vec::new();
+    for file in &resolved.files {
+        let dest = dir.file(&resolved.commit, &file.path);
+        if !dest.exists() {
+            let from_store = match &file.check {
+                Check::Sha256(sha) => super::follow::link_from_store(dir, sha, &dest)?,
+                Check::GitSha1(_) => false,
+            };
+            if !from_store {
+                let done = shared
+                    .cfg
+                    .hub
+                    .download(&resolved, file, &dest, &|_| {})
+                    .await?;
+                shared
+                    .counters
+                    .add(&shared.counters.from_source, done.fetched);
+            }
+        }
+        let path = dest.clone();
+        let size = file.size;
+        let manifest = tokio::task::spawn_blocking(move || {
+            PieceManifest::build(&path, default_piece_size(size))
+        })
+        .await
+        .map_err(|e| Error::Fanout(e.to_string()))?
+        .map_err(|e| Error::Fanout(e.to_string()))?;
+        seed(shared, &manifest, &dest)?;
+        let entry = PublishedFile {
+            path: file.path.clone(),
+            manifest,
+        };
+        published.push(entry.clone());
+        publisher.send_modify(|p| {
+            if let Some(p) = p {
+                p.files.push(entry);
+            }
+        });
+    }
+    super::follow::save_local_copy(dir, &resolved.commit, &published)?;
+    dir.mark_ready(&resolved.commit)?;
+    publisher.send_modify(|p| {
+        if let Some(p) = p {
+            p.complete = true;
+        }
+    });
+    ready.send_replace(Some(resolved.commit.clone()));
+    tracing::info!(model = %model.uri, commit = %resolved.commit, epoch, "ready; seeding");
+    std::future::pending().await
+}
+
+fn seed(shared: &Shared, manifest: &PieceManifest, path: &std::path::Path) -> Result<()> {
+    shared
+        .fanout
+        .seed(Arc::new(manifest.clone()), path)
+        .map_err(|e| Error::Fanout(e.to_string()))
+}
+
+async fn resolve(shared: &Shared, model: &ModelSource) -> Result<Resolved> {
+    let uri = ModelUri::parse(&model.uri).map_err(|e| Error::Source {
+        uri: model.uri.clone(),
+        problem: e.to_string(),
+    })?;
+    let ModelUri::HuggingFace {
+        org,
+        name,
+        revision,
+    } = uri
+    else {
+        return Err(Error::Source {
+            uri: model.uri.clone(),
+            problem:
+                "only hf:// sources are cached so far; s3://, https:// and pvc:// are not built yet"
+                    .into(),
+        });
+    };
+    let resolved = shared
+        .cfg
+        .hub
+        .resolve(&org, &name, &revision, &model.files)
+        .await?;
+    if let Some(limit) = model.size_limit.as_deref().and_then(parse_quantity)
+        && resolved.size() > limit
+    {
+        return Err(Error::TooLarge {
+            size: resolved.size(),
+            repo: resolved.repo,
+            commit: resolved.commit,
+            limit,
+        });
+    }
+    Ok(resolved)
+}
+
+/// Bytes of a quantity such as `20Gi`, `512M` or `1000000` (validated by the spec already).
+pub(crate) fn parse_quantity(text: &str) -> Option<u64> {
+    const UNITS: &[(&str, f64)] = &[
+        ("Ki", 1024.0),
+        ("Mi", 1_048_576.0),
+        ("Gi", 1_073_741_824.0),
+        ("Ti", 1_099_511_627_776.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+    ];
+    let (number, factor) = UNITS
+        .iter()
+        .find_map(|(suffix, f)| text.strip_suffix(suffix).map(|n| (n, *f)))
+        .unwrap_or((text, 1.0));
+    let value: f64 = number.parse().ok()?;
+    // Float to integer: the spec bounds these to sane sizes; `as` saturates.
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "bytes from a validated, positive quantity"
+    )]
+    Some((value * factor) as u64)
+}

@@ -1,0 +1,304 @@
+//! The node daemon: for each model it is asked to cache, one daemon per cluster coordinates
+//! (downloads from the source, verifies, seeds) and the others follow (copy through the
+//! fan-out, from the coordinator and from each other).
+//!
+//! ```text
+//!            Lease model-<key> (leaseTransitions = epoch)
+//!                 │ holder: node@control-address
+//!   coordinator ──┴─ hub download (resumable, verified) ─► <commit>/<path> ─► fan-out seed
+//!        ▲  control API: join → {epoch, commit, files + piece manifests, peers}
+//!   followers ── check epoch ≥ the Lease's ─► fan-out fetch ─► link ─► ready marker
+//! ```
+//!
+//! A coordinator that loses its Lease stops at once (its work is dropped and its control
+//! API answers 409); whoever takes the Lease next has a higher epoch, resumes from what it
+//! has on disk, and followers refuse any answer from a lower epoch than the Lease shows.
+
+mod control;
+mod coordinate;
+mod follow;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+pub use control::{EPOCH_HEADER, Join, LONG_POLL, Published, PublishedFile};
+use kubegrid_lease::LeaseConfig;
+use kubegrid_serving::ModelSource;
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{
+    error::{Error, Result},
+    hub::Hub,
+    layout::ModelDir,
+};
+
+/// How a daemon runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// The address other nodes reach this one at; both servers listen on it.
+    pub advertise: IpAddr,
+    /// The fan-out port (0: any).
+    pub fanout_port: u16,
+    /// The control API's port (0: any).
+    pub control_port: u16,
+    /// Where models are kept (`/var/lib/kubegrid/models`).
+    pub root: PathBuf,
+    /// The namespace of the coordinators' Leases.
+    pub namespace: String,
+    /// The token every fan-out request carries, the same on every node.
+    pub token: String,
+    /// How long a coordinator's Lease lasts without renewal.
+    pub lease_duration: Duration,
+    /// The source of models.
+    pub hub: Hub,
+    /// Upload and download limits of the fan-out, bytes per second.
+    pub upload_limit: Option<u64>,
+    /// See `upload_limit`.
+    pub download_limit: Option<u64>,
+}
+
+/// Counters a test or the metrics endpoint reads.
+#[derive(Debug)]
+pub struct Counters {
+    /// Bytes received from the source (the hub).
+    pub from_source: AtomicU64,
+    /// Bytes received from the fan-out (the coordinator and other peers).
+    pub from_peers: AtomicU64,
+    /// Coordinator answers refused for a stale epoch.
+    pub stale_answers: AtomicU64,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            from_source: AtomicU64::new(0),
+            from_peers: AtomicU64::new(0),
+            stale_answers: AtomicU64::new(0),
+            changed: watch::channel(0).0,
+        }
+    }
+}
+
+impl Counters {
+    /// Waits until `check` holds, looking again after every change of a counter.
+    pub async fn wait_until(&self, check: impl Fn(&Counters) -> bool) {
+        let mut changes = self.changed.subscribe();
+        while !check(self) {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Adds `n` to `counter` (one of this struct's) and wakes the waiters.
+    pub(crate) fn add(&self, counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+        self.changed.send_modify(|v| *v += 1);
+    }
+}
+
+/// A running daemon. Dropping it stops every model task and both servers.
+pub struct Daemon {
+    shared: Arc<Shared>,
+    tasks: Mutex<HashMap<String, ModelTask>>,
+    control_task: tokio::task::JoinHandle<()>,
+}
+
+/// A model's task on this node and the commit it made ready, by model key.
+type ModelTask = (watch::Receiver<Option<String>>, tokio::task::JoinHandle<()>);
+
+/// What the model tasks share.
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub client: kube::Client,
+    pub fanout: kubegrid_fanout::Node,
+    pub control: SocketAddr,
+    pub board: Arc<control::Board>,
+    pub counters: Counters,
+    pub http: reqwest::Client,
+}
+
+impl Shared {
+    /// This daemon's identity in a Lease: `node@control-address`.
+    pub(crate) fn identity(&self) -> String {
+        format!("{}@{}", self.cfg.node, self.control)
+    }
+}
+
+impl Daemon {
+    /// Starts the fan-out node and the control API on `cfg.advertise`.
+    pub async fn start(cfg: Config, client: kube::Client) -> Result<Self> {
+        let fanout = kubegrid_fanout::Node::start(kubegrid_fanout::NodeConfig {
+            token: cfg.token.clone(),
+            listen: SocketAddr::new(cfg.advertise, cfg.fanout_port),
+            upload_limit: cfg.upload_limit,
+            download_limit: cfg.download_limit,
+        })
+        .await
+        .map_err(|e| Error::Serve {
+            what: "fan-out",
+            problem: e.to_string(),
+        })?;
+        let listener = TcpListener::bind(SocketAddr::new(cfg.advertise, cfg.control_port))
+            .await
+            .map_err(|e| Error::Serve {
+                what: "control API",
+                problem: e.to_string(),
+            })?;
+        let control = listener.local_addr().map_err(|e| Error::Serve {
+            what: "control API",
+            problem: e.to_string(),
+        })?;
+        let board = Arc::new(control::Board::default());
+        let control_task = tokio::spawn(control::serve(listener, Arc::clone(&board)));
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(LONG_POLL + Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::HttpClient(e.to_string()))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                cfg,
+                client,
+                fanout,
+                control,
+                board,
+                counters: Counters::default(),
+                http,
+            }),
+            tasks: Mutex::new(HashMap::new()),
+            control_task,
+        })
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// The fan-out node's address.
+    pub fn fanout_addr(&self) -> SocketAddr {
+        self.shared.fanout.addr()
+    }
+
+    /// This daemon's identity in the coordinators' Leases.
+    pub fn identity(&self) -> String {
+        self.shared.identity()
+    }
+
+    /// Starts caching `model` on this node, unless it is under way already, and returns
+    /// a receiver of its commit once ready. The model's task keeps running afterwards,
+    /// standing for coordinator and serving its copy to other nodes, until the daemon is
+    /// dropped.
+    pub fn want(&self, model: &ModelSource) -> watch::Receiver<Option<String>> {
+        let dir = ModelDir::new(&self.shared.cfg.root, &model.uri);
+        let key = kubegrid_serving::names::cache_key(&model.uri);
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        let entry = tasks.entry(key).or_insert_with(|| {
+            let (tx, rx) = watch::channel(dir.ready_commit());
+            let task = tokio::spawn(run(Arc::clone(&self.shared), model.clone(), dir, tx));
+            (rx, task)
+        });
+        entry.0.clone()
+    }
+
+    /// [`Daemon::want`], then waits until the model is ready here and returns its commit.
+    pub async fn cache(&self, model: &ModelSource) -> Result<String> {
+        let mut ready = self.want(model);
+        let commit = ready
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::Stopped {
+                model: model.uri.clone(),
+            })?;
+        Ok(commit.clone().unwrap_or_default())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.control_task.abort();
+        for (_, (_, task)) in self.tasks.lock().expect("tasks lock").drain() {
+            task.abort();
+        }
+    }
+}
+
+/// One model's task: elect, then coordinate or follow, again after every change of leader.
+async fn run(
+    shared: Arc<Shared>,
+    model: ModelSource,
+    dir: ModelDir,
+    ready: watch::Sender<Option<String>>,
+) {
+    let key = kubegrid_serving::names::cache_key(&model.uri);
+    let lease = LeaseConfig {
+        lease_duration: shared.cfg.lease_duration,
+        renew_interval: shared.cfg.lease_duration / 3,
+        retry_interval: (shared.cfg.lease_duration / 5).max(Duration::from_millis(100)),
+        ..LeaseConfig::new(&shared.cfg.namespace, lease_name(&key), shared.identity())
+    };
+    let (tx, mut epoch) = watch::channel::<Option<i32>>(None);
+    // Aborted with this task: a killed daemon must stop renewing its Lease.
+    let election = AbortOnDrop(tokio::spawn(kubegrid_lease::elect(
+        shared.client.clone(),
+        lease.clone(),
+        tx,
+    )));
+    loop {
+        let leading = *epoch.borrow_and_update();
+        match leading {
+            Some(e) => {
+                tokio::select! {
+                    result = coordinate::run(&shared, &model, &dir, e, &ready) => {
+                        if let Err(err) = result {
+                            tracing::warn!(model = %model.uri, epoch = e, "coordinating failed: {err}");
+                            tokio::time::sleep(lease.retry_interval).await;
+                        }
+                    }
+                    _ = epoch.changed() => {}
+                }
+                shared.board.withdraw(&key);
+            }
+            None => {
+                tokio::select! {
+                    result = follow::run(&shared, &model, &dir, &lease, &ready) => {
+                        if let Err(err) = result {
+                            tracing::warn!(model = %model.uri, "following failed: {err}");
+                            tokio::time::sleep(lease.retry_interval).await;
+                        }
+                    }
+                    _ = epoch.changed() => {}
+                }
+            }
+        }
+        if election.0.is_finished() {
+            tracing::warn!(model = %model.uri, "the election ended; the model task stops");
+            return;
+        }
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The Lease a model's coordinator holds.
+pub fn lease_name(key: &str) -> String {
+    format!("kubegrid-model-{key}")
+}
