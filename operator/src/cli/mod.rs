@@ -10,6 +10,7 @@ mod image;
 mod journal;
 mod lab;
 mod membership;
+mod model_cache;
 mod operator;
 mod packed;
 mod progress;
@@ -82,6 +83,9 @@ pub enum Command {
     Image(image::ImageArgs),
     /// Run the operator: reconcile Cluster and Node resources in the cluster it runs in.
     Operator(operator::OperatorArgs),
+    /// Run the node model cache: cache the given models on this node, one coordinator per
+    /// model downloading from the hub, the other nodes copying in-cluster (docs/serving.md).
+    ModelCache(model_cache::ModelCacheArgs),
     /// Run the LLMService controller (docs/serving.md): vLLM workloads, drain on scale-down,
     /// disruption budgets, KEDA ScaledObjects and status, one acting replica per Lease.
     ServingController(serving::ServingArgs),
@@ -118,6 +122,7 @@ pub fn main() -> ExitCode {
     match &cli.command {
         Command::Operator(args) => init_operator_logging(args.log_format),
         Command::ServingController(args) => init_operator_logging(args.log_format),
+        Command::ModelCache(args) => init_operator_logging(args.log_format),
         _ => init_logging(cli.verbose),
     }
     let result = match &cli.command {
@@ -127,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Image(args) => image::run(args, cli.output).map(|()| exit::OK),
         Command::Operator(args) => block_on(operator::run(args)),
         Command::ServingController(args) => block_on(serving::run(args)),
+        Command::ModelCache(args) => block_on(model_cache::run(args)),
         Command::Apply(a) => block_on(apply::run(a, Mode::Apply, cli.output)),
         Command::Plan(a) => block_on(apply::run(a, Mode::Plan, cli.output)),
         Command::Reset(a) => block_on(reset::run(a, cli.output)),

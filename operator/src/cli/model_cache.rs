@@ -1,0 +1,124 @@
+//! `kubegrid model-cache`: the node model cache daemon (docs/serving.md, "The model cache").
+//! It caches the models named on the command line on this node, with one coordinator per
+//! model across the nodes that run it, and serves its copies to the others until stopped.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::Args;
+use kubegrid_modelcache::{
+    daemon::{Config, Daemon},
+    hub::{Hub, Retry},
+};
+use kubegrid_serving::ModelSource;
+
+use super::{
+    UsageError,
+    operator::{LogFormat, shutdown_signal},
+};
+use crate::exit;
+
+/// Arguments of `model-cache`.
+#[derive(Debug, Args)]
+pub struct ModelCacheArgs {
+    /// A model to cache on this node (repeatable), `hf://ORG/NAME[@REVISION]`.
+    #[arg(long = "model", value_name = "URI", required = true)]
+    pub models: Vec<String>,
+    /// The model hub (Hugging Face, or a mirror of its API).
+    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+    pub hub: String,
+    /// A file holding the hub token, for gated or private repositories.
+    #[arg(long, value_name = "FILE")]
+    pub hub_token_file: Option<PathBuf>,
+    /// This node's name, unique among the nodes that run the cache.
+    #[arg(long, env = "NODE_NAME")]
+    pub node: String,
+    /// The address other nodes reach this one at (the pod's IP on host networking).
+    #[arg(long, env = "POD_IP")]
+    pub advertise: IpAddr,
+    /// Where models are kept; serving pods mount it read-only.
+    #[arg(long, value_name = "DIR", default_value = kubegrid_serving::names::MODEL_ROOT)]
+    pub root: PathBuf,
+    /// The namespace of the coordinators' Leases.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kubegrid-system")]
+    pub namespace: String,
+    /// A file holding the fan-out token, the same on every node (a Secret's key).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+    /// The fan-out port.
+    #[arg(long, default_value_t = 9461)]
+    pub fanout_port: u16,
+    /// The control API's port.
+    #[arg(long, default_value_t = 9462)]
+    pub control_port: u16,
+    /// Seconds a coordinator's Lease lasts without renewal.
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
+    pub lease_duration: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+fn read_secret(path: &PathBuf, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} from {}", path.display()))?;
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(UsageError(format!("{}: the {what} is empty", path.display())).into());
+    }
+    Ok(text)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. It keeps running once its models are ready:
+/// other nodes may still be copying from it, and it stands for coordinator.
+pub async fn run(args: &ModelCacheArgs) -> anyhow::Result<u8> {
+    let mut models = Vec::new();
+    for uri in &args.models {
+        kubegrid_serving::ModelUri::parse(uri).map_err(|e| UsageError(format!("--model {e}")))?;
+        models.push(ModelSource {
+            uri: uri.clone(),
+            files: Vec::new(),
+            size_limit: None,
+        });
+    }
+    let token = read_secret(&args.token_file, "fan-out token")?;
+    let hub_token = match &args.hub_token_file {
+        Some(path) => Some(read_secret(path, "hub token")?),
+        None => None,
+    };
+    let hub = Hub::new(&args.hub, Retry::default())?.with_token(hub_token);
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let daemon = Daemon::start(
+        Config {
+            node: args.node.clone(),
+            advertise: args.advertise,
+            fanout_port: args.fanout_port,
+            control_port: args.control_port,
+            root: args.root.clone(),
+            namespace: args.namespace.clone(),
+            token,
+            lease_duration: Duration::from_secs(args.lease_duration),
+            hub,
+            upload_limit: None,
+            download_limit: None,
+        },
+        client,
+    )
+    .await?;
+    tracing::info!(node = %args.node, identity = %daemon.identity(), fanout = %daemon.fanout_addr(), "model cache started");
+    let all_ready = async {
+        for model in &models {
+            let commit = daemon.cache(model).await?;
+            tracing::info!(model = %model.uri, %commit, "ready on this node");
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        () = shutdown_signal() => return Ok(exit::OK),
+        ready = all_ready => ready?,
+    }
+    shutdown_signal().await;
+    Ok(exit::OK)
+}
