@@ -7,7 +7,7 @@ use std::{path::Path, time::Duration};
 use kubegrid_hub_standin::Hub as StandIn;
 use kubegrid_modelcache::{
     Error,
-    hub::{Check, Hub, Retry},
+    hub::{Check, Hub, RemoteFile, Resolved, Retry},
 };
 use kubegrid_serving::ModelFile;
 
@@ -47,6 +47,23 @@ async fn hub_with_model(dir: &Path) -> StandIn {
     let refs: Vec<(&str, &Path)> = files.iter().map(|(p, d)| (*p, d.as_path())).collect();
     hub.add("acme/llama", "main", COMMIT, &refs);
     hub
+}
+
+/// The stand-in hub with the model, a client of it, and the model resolved at `main`.
+async fn setup() -> (tempfile::TempDir, StandIn, Hub, Resolved) {
+    let src = tempfile::tempdir().unwrap();
+    let stand_in = hub_with_model(src.path()).await;
+    let hub = Hub::new(&stand_in.url(), retry()).unwrap();
+    let model = hub.resolve("acme", "llama", "main", &[]).await.unwrap();
+    (src, stand_in, hub, model)
+}
+
+fn weights(model: &Resolved) -> &RemoteFile {
+    model
+        .files
+        .iter()
+        .find(|f| f.path.ends_with(".safetensors"))
+        .unwrap()
 }
 
 #[tokio::test]
@@ -101,15 +118,8 @@ async fn a_revision_resolves_to_its_commit_and_every_file_downloads_verified_onc
 
 #[tokio::test]
 async fn an_interrupted_download_resumes_at_the_byte_it_stopped() {
-    let src = tempfile::tempdir().unwrap();
-    let stand_in = hub_with_model(src.path()).await;
-    let hub = Hub::new(&stand_in.url(), retry()).unwrap();
-    let model = hub.resolve("acme", "llama", "main", &[]).await.unwrap();
-    let weights = model
-        .files
-        .iter()
-        .find(|f| f.path.ends_with(".safetensors"))
-        .unwrap();
+    let (_src, stand_in, hub, model) = setup().await;
+    let weights = weights(&model);
     stand_in.cut_after(&weights.path, 1 << 20);
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join(&weights.path);
@@ -130,15 +140,8 @@ async fn an_interrupted_download_resumes_at_the_byte_it_stopped() {
 
 #[tokio::test]
 async fn a_corrupt_file_is_refused_and_discarded() {
-    let src = tempfile::tempdir().unwrap();
-    let stand_in = hub_with_model(src.path()).await;
-    let hub = Hub::new(&stand_in.url(), retry()).unwrap();
-    let model = hub.resolve("acme", "llama", "main", &[]).await.unwrap();
-    let weights = model
-        .files
-        .iter()
-        .find(|f| f.path.ends_with(".safetensors"))
-        .unwrap();
+    let (_src, stand_in, hub, model) = setup().await;
+    let weights = weights(&model);
     stand_in.corrupt(&weights.path);
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join(&weights.path);
