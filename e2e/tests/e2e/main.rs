@@ -19,6 +19,7 @@ mod lab_refusals;
 mod lab_shape;
 mod measure;
 mod membership;
+mod model_cache;
 mod operator;
 mod operator_image;
 mod reboot;

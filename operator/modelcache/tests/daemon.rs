@@ -361,3 +361,37 @@ async fn a_follower_restarted_mid_copy_resumes_with_what_it_had() {
     );
     assert_eq!(bed.hub.egress(), bed.size(), "the hub sent the model once");
 }
+
+#[tokio::test]
+async fn a_corrupt_file_at_the_source_is_refused_and_no_node_marks_the_model_ready() {
+    let bed = Bed::new().await;
+    bed.hub.corrupt("model-00001-of-00003.safetensors");
+    let nodes = ["gpu-a", "gpu-b", "gpu-c"];
+    let mut daemons = Vec::new();
+    for n in nodes {
+        let d = bed.daemon(n).await;
+        d.want(&bed.model());
+        daemons.push(d);
+    }
+    // The coordinator's first attempt fails on the corrupt shard.
+    let coordinator_failed = daemons.iter().map(|d| {
+        d.counters()
+            .wait_until(|c| c.failures.load(Ordering::Relaxed) >= 1)
+    });
+    tokio::time::timeout(PATIENCE, futures_select(coordinator_failed.collect()))
+        .await
+        .unwrap();
+    for n in nodes {
+        let dir = ModelDir::new(&bed.root(n), URI);
+        assert_eq!(dir.ready_commit(), None, "{n} marked nothing ready");
+        assert!(!dir.path().join("current").exists());
+        let shard = dir.file(COMMIT, "model-00001-of-00003.safetensors");
+        assert!(!shard.exists(), "{n}: the corrupt shard got no name");
+    }
+}
+
+/// Completes when the first of `futures` does.
+async fn futures_select<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
+    let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    futures::future::select_all(futures).await;
+}

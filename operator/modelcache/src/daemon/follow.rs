@@ -168,7 +168,16 @@ async fn fetch(
         &shared.counters.from_peers,
         report.from_seed + report.from_peers,
     );
-    link(&report.path, &dest)
+    link(&report.path, &dest)?;
+    tracing::info!(
+        file = %file.path,
+        resumed_pieces = report.resumed_pieces,
+        from_seed = report.from_seed,
+        from_peers = report.from_peers,
+        seconds = report.seconds,
+        "copied"
+    );
+    Ok(())
 }
 
 /// Links the blob `sha256` from the node's fan-out store to `dest`, when the store has it

@@ -76,6 +76,8 @@ pub struct Counters {
     pub from_peers: AtomicU64,
     /// Coordinator answers refused for a stale epoch.
     pub stale_answers: AtomicU64,
+    /// Failed attempts to coordinate or follow (a download, a check, a copy).
+    pub failures: AtomicU64,
     changed: watch::Sender<u64>,
 }
 
@@ -85,6 +87,7 @@ impl Default for Counters {
             from_source: AtomicU64::new(0),
             from_peers: AtomicU64::new(0),
             stale_answers: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
             changed: watch::channel(0).0,
         }
     }
@@ -256,31 +259,36 @@ async fn run(
         lease.clone(),
         tx,
     )));
+    // Failures in a row: each waits twice as long, up to MAX_BACKOFF, so a source that serves
+    // a corrupt file is not asked for it again and again.
+    let mut failures = 0u32;
     loop {
         let leading = *epoch.borrow_and_update();
-        match leading {
+        let result = match leading {
             Some(e) => {
-                tokio::select! {
-                    result = coordinate::run(&shared, &model, &dir, e, &ready) => {
-                        if let Err(err) = result {
-                            tracing::warn!(model = %model.uri, epoch = e, "coordinating failed: {err}");
-                            tokio::time::sleep(lease.retry_interval).await;
-                        }
-                    }
-                    _ = epoch.changed() => {}
-                }
+                let result = tokio::select! {
+                    result = coordinate::run(&shared, &model, &dir, e, &ready) => result,
+                    _ = epoch.changed() => Ok(()),
+                };
                 shared.board.withdraw(&key);
+                result
             }
-            None => {
-                tokio::select! {
-                    result = follow::run(&shared, &model, &dir, &lease, &ready) => {
-                        if let Err(err) = result {
-                            tracing::warn!(model = %model.uri, "following failed: {err}");
-                            tokio::time::sleep(lease.retry_interval).await;
-                        }
-                    }
-                    _ = epoch.changed() => {}
-                }
+            None => tokio::select! {
+                result = follow::run(&shared, &model, &dir, &lease, &ready) => result,
+                _ = epoch.changed() => Ok(()),
+            },
+        };
+        if let Err(err) = result {
+            failures = failures.saturating_add(1);
+            shared.counters.add(&shared.counters.failures, 1);
+            let wait = lease
+                .retry_interval
+                .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+                .min(MAX_BACKOFF);
+            tracing::warn!(model = %model.uri, epoch = ?leading, failures, "{err}; trying again in {wait:?}");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = epoch.changed() => {}
             }
         }
         if election.0.is_finished() {
@@ -297,6 +305,9 @@ impl<T> Drop for AbortOnDrop<T> {
         self.0.abort();
     }
 }
+
+/// The longest wait after failures in a row.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// The Lease a model's coordinator holds.
 pub fn lease_name(key: &str) -> String {

@@ -1,0 +1,370 @@
+//! The node model cache on five lab hosts: `kubegrid model-cache` on each (the binary this
+//! build made, pushed to the hosts), links tbf-limited to 200 Mbit/s, a 1 GiB model of four
+//! 256 MiB shards on the TEST STAND-IN hub (e2e/hub-standin) on the lab bridge, paced to
+//! 50 Mbit/s like a WAN source slower than the LAN, and the coordinators' Leases on the TEST
+//! STAND-IN API server (e2e/fake-apiserver) served over HTTPS on the bridge.
+//!
+//! A follower is killed mid-copy and restarted (it resumes with its verified pieces), the
+//! coordinator is killed mid-download (another host takes the Lease at a higher epoch and
+//! finishes; no shard is fetched from the hub twice beyond the interrupted range), and every
+//! host ends with every file checked by sha256sum on the host.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Write},
+    net::{IpAddr, SocketAddr},
+    process::{Child, Stdio},
+    sync::{Arc, Condvar, Mutex},
+    thread,
+    time::Duration,
+};
+
+use base64::Engine as _;
+use kubegrid_e2e::{Host, LabGuard, describe, kubegrid_bin};
+use kubegrid_fake_apiserver::{FakeCluster, serve_tls};
+use kubegrid_hub_standin::Hub;
+use kubegrid_pki::{Ca, LeafSpec, Usage};
+use serde_json::Value;
+use sha2::Digest as _;
+
+const RATE: &str = "200mbit";
+/// The hub's pace: 50 Mbit/s, a WAN source slower than the 200 Mbit/s LAN, so followers
+/// hold each shard before the coordinator has the next (see the known gap in
+/// docs/serving.md: a new coordinator downloads again a shard it does not hold whole).
+const HUB_RATE: u64 = 6_250_000;
+const SHARD: usize = 256 << 20;
+const SHARDS: usize = 4;
+const COMMIT: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
+const URI: &str = "hf://acme/llama-1g@main";
+const BIN: &str = "/var/tmp/kubegrid";
+const UNIT: &str = "kubegrid-model-cache";
+const ROOT: &str = "/var/lib/kubegrid/models";
+const PATIENCE: Duration = Duration::from_secs(300);
+
+/// Every JSON log line of each host's daemon, with a way to wait for a condition.
+#[derive(Default)]
+struct Logs {
+    lines: Mutex<BTreeMap<String, Vec<Value>>>,
+    changed: Condvar,
+}
+
+impl Logs {
+    fn push(&self, host: &str, line: Value) {
+        if let Ok(mut l) = self.lines.lock() {
+            l.entry(host.to_string()).or_default().push(line);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits until `cond` holds over the lines (checked at every line).
+    fn until(&self, what: &str, cond: impl Fn(&BTreeMap<String, Vec<Value>>) -> bool) {
+        let guard = self.lines.lock().expect("lines");
+        let (lines, timeout) = self
+            .changed
+            .wait_timeout_while(guard, PATIENCE, |l| !cond(l))
+            .expect("wait");
+        if timeout.timed_out() {
+            for (host, l) in lines.iter() {
+                eprintln!("--- {host}: last log lines");
+                for v in l.iter().rev().take(25).rev() {
+                    eprintln!("{v}");
+                }
+            }
+            panic!("timed out waiting for {what}");
+        }
+    }
+
+    fn of(&self, host: &str) -> Vec<Value> {
+        self.lines
+            .lock()
+            .expect("lines")
+            .get(host)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn message(line: &Value) -> &str {
+    line["message"].as_str().unwrap_or_default()
+}
+
+/// Lines of `host` saying `text`.
+fn said<'a>(lines: &'a BTreeMap<String, Vec<Value>>, host: &str, text: &str) -> Vec<&'a Value> {
+    lines
+        .get(host)
+        .map(|l| l.iter().filter(|v| message(v) == text).collect())
+        .unwrap_or_default()
+}
+
+fn ready(lines: &BTreeMap<String, Vec<Value>>, host: &str) -> bool {
+    !said(lines, host, "ready on this node").is_empty()
+}
+
+fn copied(lines: &BTreeMap<String, Vec<Value>>, host: &str, file: &str) -> bool {
+    said(lines, host, "copied")
+        .iter()
+        .any(|v| v["file"] == file)
+}
+
+fn shard(i: usize) -> String {
+    format!("model-0000{i}-of-0000{SHARDS}.safetensors")
+}
+
+/// Streams the daemon's journal on `host` into `logs` (all runs of the unit).
+fn follow(lab: &LabGuard, host: &Host, logs: &Arc<Logs>) -> Child {
+    let mut child = lab
+        .ssh_command_as("root", host)
+        .arg(format!("exec journalctl -u {UNIT} -o cat -f -n all"))
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ssh journalctl");
+    let out = child.stdout.take().expect("stdout");
+    let (logs, name) = (Arc::clone(logs), host.name.clone());
+    thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&l) {
+                logs.push(&name, v);
+            }
+        }
+    });
+    child
+}
+
+fn start(lab: &LabGuard, host: &Host, hub: &str) {
+    let cmd = format!(
+        "systemd-run --unit {UNIT} --collect --setenv KUBECONFIG=/var/tmp/kubeconfig --setenv RUST_LOG=info \
+         {BIN} model-cache --model {URI} --hub {hub} --node {} --advertise {} --root {ROOT} \
+         --namespace kubegrid-system --token-file /var/tmp/fanout-token --lease-duration 6",
+        host.name, host.address
+    );
+    lab.ssh_ok(host, &cmd);
+}
+
+fn kill(lab: &LabGuard, host: &Host) {
+    lab.ssh_ok(
+        host,
+        &format!("systemctl kill -s KILL {UNIT}; systemctl reset-failed {UNIT} 2>/dev/null; true"),
+    );
+}
+
+fn push(lab: &LabGuard, host: &Host, path: &str, bytes: &[u8]) {
+    let mut c = lab
+        .ssh_command_as("root", host)
+        .arg(format!(
+            "cat > {path}.new && chmod 0755 {path}.new && mv {path}.new {path}"
+        ))
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("push");
+    assert!(
+        c.wait().expect("wait").success(),
+        "push {path} to {}",
+        host.name
+    );
+}
+
+/// The holder (host name) and epoch of the model's Lease.
+fn holder(fake: &FakeCluster) -> Option<(String, i64)> {
+    let key = kubegrid_serving::names::cache_key(URI);
+    let lease = fake.get_object(
+        "coordination.k8s.io/v1",
+        "Lease",
+        "kubegrid-system",
+        &format!("kubegrid-model-{key}"),
+    )?;
+    let h = lease["spec"]["holderIdentity"]
+        .as_str()?
+        .split('@')
+        .next()?
+        .to_string();
+    (!h.is_empty()).then(|| (h, lease["spec"]["leaseTransitions"].as_i64().unwrap_or(0)))
+}
+
+#[test]
+fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordinator() {
+    eprintln!(
+        "NOTE: the hub and the API server here are TEST STAND-INS (e2e/hub-standin, \
+         e2e/fake-apiserver); the daemons, their links and the transfers are real"
+    );
+    let mut lab = LabGuard::reserve();
+    lab.bring_up(5);
+    // The binary goes out before the links are limited: it is large in a debug build.
+    let binary = std::fs::read(kubegrid_bin()).expect("read kubegrid");
+    thread::scope(|s| {
+        for h in &lab.hosts {
+            let (lab, binary) = (&lab, &binary);
+            s.spawn(move || push(lab, h, BIN, binary));
+        }
+    });
+    drop(binary);
+    let out = lab.kubegrid(&["shape", "--rate", RATE]);
+    assert!(out.status.success(), "lab shape: {}", describe(&out));
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let bridge: IpAddr = rt
+        .block_on(kubegrid_engine::distribute::local_ip_towards(
+            &lab.hosts[0].address,
+            22,
+        ))
+        .expect("bridge address");
+    let fake = FakeCluster::new();
+    let ca = Ca::generate("e2e model cache CA", Duration::from_secs(86_400)).unwrap();
+    let cert = ca
+        .issue(&LeafSpec {
+            common_name: "kube-apiserver".into(),
+            organizations: Vec::new(),
+            dns_names: Vec::new(),
+            ip_addresses: vec![bridge],
+            usage: Usage::Server,
+            validity: Duration::from_secs(86_400),
+        })
+        .unwrap();
+    let (api, _served) = {
+        let _enter = rt.enter();
+        serve_tls(
+            &fake,
+            SocketAddr::new(bridge, 0),
+            &cert.cert_pem,
+            &cert.key_pem,
+        )
+        .expect("serve the stand-in API")
+    };
+    let hub = rt
+        .block_on(async {
+            Hub::serve(tokio::net::TcpListener::bind(SocketAddr::new(bridge, 0)).await?)
+        })
+        .expect("hub stand-in");
+    hub.limit_rate(Some(HUB_RATE));
+
+    let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let mut files: Vec<(String, std::path::PathBuf, String)> = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in 1..=SHARDS {
+        let bytes: Vec<u8> = (0..SHARD)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let path = dir.path().join(format!("shard{i}"));
+        std::fs::write(&path, &bytes).unwrap();
+        files.push((shard(i), path, hex::encode(sha2::Sha256::digest(&bytes))));
+    }
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, br#"{"model_type":"llama"}"#).unwrap();
+    files.push((
+        "config.json".into(),
+        config.clone(),
+        hex::encode(sha2::Sha256::digest(std::fs::read(&config).unwrap())),
+    ));
+    let refs: Vec<(&str, &std::path::Path)> = files
+        .iter()
+        .map(|(p, d, _)| (p.as_str(), d.as_path()))
+        .collect();
+    hub.add("acme/llama-1g", "main", COMMIT, &refs);
+
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
+    for h in &lab.hosts {
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: m\n  cluster:\n    server: https://{api}\n    certificate-authority-data: {ca_data}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: m\n  context: {{cluster: m, user: u}}\ncurrent-context: m\n",
+            h.name
+        );
+        push(&lab, h, "/var/tmp/kubeconfig", kubeconfig.as_bytes());
+        push(&lab, h, "/var/tmp/fanout-token", b"e2e-model-cache-token\n");
+    }
+    let logs = Arc::new(Logs::default());
+    let mut followers: Vec<Child> = lab.hosts.iter().map(|h| follow(&lab, h, &logs)).collect();
+    let hub_url = hub.url();
+    for h in &lab.hosts {
+        start(&lab, h, &hub_url);
+    }
+    let wait_hub = |bytes: usize| {
+        rt.block_on(async { tokio::time::timeout(PATIENCE, hub.wait_sent(bytes as u64)).await })
+            .unwrap_or_else(|_| panic!("the hub sent {bytes} bytes in time"));
+    };
+
+    // 1. A follower killed a few seconds into copying shard 2, then started again.
+    wait_hub(2 * SHARD + (36 << 20));
+    let (first, _) = holder(&fake).expect("a coordinator");
+    let victim = lab.hosts.iter().find(|h| h.name != first).unwrap().clone();
+    kill(&lab, &victim);
+    start(&lab, &victim, &hub_url);
+
+    // 2. The coordinator killed mid-way through shard 3, once every follower holds shard 2.
+    let live: Vec<String> = lab
+        .hosts
+        .iter()
+        .filter(|h| h.name != first)
+        .map(|h| h.name.clone())
+        .collect();
+    logs.until("every follower copied shard 2", |l| {
+        live.iter().all(|h| copied(l, h, &shard(2)))
+    });
+    wait_hub(2 * SHARD + SHARD / 2);
+    let coordinator = lab.hosts.iter().find(|h| h.name == first).unwrap().clone();
+    kill(&lab, &coordinator);
+    logs.until("the other four ready", |l| live.iter().all(|h| ready(l, h)));
+    let (second, epoch) = holder(&fake).expect("a new coordinator");
+    assert_ne!(second, first, "another host took the Lease");
+    assert!(epoch >= 1, "at a higher epoch ({epoch})");
+    // The killed coordinator comes back as a follower.
+    start(&lab, &coordinator, &hub_url);
+    logs.until("the old coordinator ready again", |l| ready(l, &first));
+
+    // The restarted follower resumed shard 2 with pieces it had verified before its kill.
+    let resumed = logs
+        .of(&victim.name)
+        .iter()
+        .filter(|v| message(v) == "copied" && v["file"] == shard(2))
+        .map(|v| v["resumed_pieces"].as_u64().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    assert!(resumed > 0, "{} resumed shard 2", victim.name);
+
+    // Every host holds the model, checked on the host.
+    for h in &lab.hosts {
+        let key = kubegrid_serving::names::cache_key(URI);
+        let out = lab.ssh_ok(
+            h,
+            &format!("cd {ROOT}/{key} && cat ready && cd current && sha256sum *"),
+        );
+        assert!(out.starts_with(COMMIT), "{}: {out}", h.name);
+        for (path, _, sha) in &files {
+            assert!(
+                out.contains(&format!("{sha}  {path}")),
+                "{}: {path} in {out}",
+                h.name
+            );
+        }
+    }
+    // The hub sent each shard once, plus at most the range the killed coordinator had got.
+    let log = hub.log();
+    for (path, _, _) in &files {
+        let requests: Vec<_> = log.iter().filter(|a| &a.path == path).collect();
+        let size = std::fs::metadata(&files.iter().find(|f| &f.0 == path).unwrap().1)
+            .unwrap()
+            .len();
+        let sent: u64 = requests.iter().map(|a| a.sent).sum();
+        let interrupted: u64 = requests
+            .iter()
+            .filter(|a| a.start + a.sent < size)
+            .map(|a| a.sent)
+            .sum();
+        assert!(sent <= size + interrupted, "{path}: {requests:?}");
+    }
+    let egress = hub.egress() as f64 / (SHARDS * SHARD) as f64;
+    eprintln!(
+        "hub egress: {egress:.2} × the model (the killed coordinator's partial shard included)"
+    );
+    for c in &mut followers {
+        let _ = c.kill();
+    }
+}
