@@ -150,21 +150,26 @@ fn a_model_uri_it_cannot_cache_is_refused_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "t").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegrid"))
-        .args([
-            "model-cache",
-            "--model",
-            "ftp://host/model",
-            "--node",
-            "n",
-            "--advertise",
-            "127.0.0.1",
-        ])
-        .arg("--token-file")
-        .arg(&token)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ftp://host/model"), "{err}");
+    for (uri, says) in [
+        ("ftp://host/model", "ftp://host/model"),
+        ("s3://models/llama", "only hf:// models are cached so far"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegrid"))
+            .args([
+                "model-cache",
+                "--model",
+                uri,
+                "--node",
+                "n",
+                "--advertise",
+                "127.0.0.1",
+            ])
+            .arg("--token-file")
+            .arg(&token)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{uri}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{uri}: {err}");
+    }
 }

@@ -395,3 +395,35 @@ async fn futures_select<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
     let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
     futures::future::select_all(futures).await;
 }
+
+#[tokio::test]
+async fn joins_without_the_cache_token_are_refused() {
+    let bed = Bed::new().await;
+    let coordinator = bed.daemon("gpu-a").await;
+    assert_eq!(ready(&coordinator, &bed.model()).await, COMMIT);
+    let key = kubegrid_serving::names::cache_key(URI);
+    let identity = coordinator.identity();
+    let control = identity.split_once('@').unwrap().1;
+    let url = format!("http://{control}/v1/models/{key}/join");
+    let body = serde_json::json!({"id": "intruder", "addr": "127.0.0.1:1"});
+    let client = reqwest::Client::new();
+    for auth in [None, Some("Bearer wrong"), Some("t0ken")] {
+        let mut request = client.post(&url).json(&body);
+        if let Some(a) = auth {
+            request = request.header("authorization", a);
+        }
+        let status = request.send().await.unwrap().status();
+        assert_eq!(status, 401, "{auth:?}");
+    }
+    let answer = client
+        .post(&url)
+        .bearer_auth("t0ken")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let published: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(published["commit"], COMMIT);
+    assert_eq!(published["epoch"], 0);
+}

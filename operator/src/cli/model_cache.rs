@@ -74,7 +74,14 @@ fn read_secret(path: &PathBuf, what: &str) -> anyhow::Result<String> {
 pub async fn run(args: &ModelCacheArgs) -> anyhow::Result<u8> {
     let mut models = Vec::new();
     for uri in &args.models {
-        kubegrid_serving::ModelUri::parse(uri).map_err(|e| UsageError(format!("--model {e}")))?;
+        let parsed = kubegrid_serving::ModelUri::parse(uri)
+            .map_err(|e| UsageError(format!("--model {e}")))?;
+        if !matches!(parsed, kubegrid_serving::ModelUri::HuggingFace { .. }) {
+            return Err(UsageError(format!(
+                "--model {uri}: only hf:// models are cached so far; s3://, https:// and pvc:// sources are not built yet"
+            ))
+            .into());
+        }
         models.push(ModelSource {
             uri: uri.clone(),
             files: Vec::new(),

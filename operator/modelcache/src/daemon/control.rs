@@ -6,6 +6,9 @@
 //!   [`LONG_POLL`]) until it lists more than `N` files or is complete, so followers do not
 //!   poll on a timer.
 //!
+//! A join carries the cache's token (`Authorization: Bearer`, the fan-out token every node
+//! shares); others get 401, so nobody outside the cache can add peers or read manifests.
+//!
 //! Every answer carries the coordinator's epoch (the Lease's `leaseTransitions` when it took
 //! it) in its body and in `X-Kubegrid-Epoch`; followers drop answers from an epoch below the
 //! Lease's. A daemon that does not (or no longer) coordinate the model answers 409.
@@ -72,13 +75,35 @@ pub struct Join {
     pub addr: SocketAddr,
 }
 
-/// What the server answers from: per model key, the state it publishes.
-#[derive(Debug, Default)]
+/// What the server answers from: per model key, the state it publishes, and the token a
+/// join must carry (the fan-out's, the same on every node).
+#[derive(Debug)]
 pub(crate) struct Board {
     models: Mutex<HashMap<String, watch::Sender<Option<Published>>>>,
+    token: String,
 }
 
 impl Board {
+    /// A board that answers joins carrying `token`.
+    pub(crate) fn new(token: &str) -> Self {
+        Self {
+            models: Mutex::new(HashMap::new()),
+            token: token.to_string(),
+        }
+    }
+
+    /// Whether `header` is `Bearer <token>`, compared in constant time.
+    fn authorized(&self, header: Option<&hyper::header::HeaderValue>) -> bool {
+        let Some(given) = header
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        let (a, b) = (given.as_bytes(), self.token.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
     /// The publisher of `key`, created empty when missing.
     pub(crate) fn publisher(&self, key: &str) -> watch::Sender<Option<Published>> {
         self.models
@@ -134,6 +159,13 @@ async fn answer(
     board: Arc<Board>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if !board.authorized(request.headers().get(hyper::header::AUTHORIZATION)) {
+        return Ok(reply(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "{\"error\":\"a join must carry the cache's token\"}".into(),
+        ));
+    }
     let path = request.uri().path().to_string();
     let have: usize = request
         .uri()

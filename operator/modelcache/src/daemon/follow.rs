@@ -53,7 +53,12 @@ pub(super) async fn run(
                 id: shared.cfg.node.clone(),
                 addr: shared.fanout.addr(),
             };
-            let request = shared.http.post(&url).json(&join).send();
+            let request = shared
+                .http
+                .post(&url)
+                .bearer_auth(&shared.cfg.token)
+                .json(&join)
+                .send();
             let answer = tokio::select! {
                 answer = request => answer,
                 () = holder_changed(&api, &lease.name, &holder_name, lease.retry_interval) => break,

@@ -163,7 +163,7 @@ impl Daemon {
             what: "control API",
             problem: e.to_string(),
         })?;
-        let board = Arc::new(control::Board::default());
+        let board = Arc::new(control::Board::new(&cfg.token));
         let control_task = tokio::spawn(control::serve(listener, Arc::clone(&board)));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
