@@ -1,0 +1,258 @@
+//! Benchmark: the node model cache on N = 2, 4 and 8 lab hosts whose links tbf limits to
+//! 200 Mbit/s (`lab shape`), against the link bound M/B and against every host downloading
+//! the model from the hub itself.
+//!
+//! The hub is the TEST STAND-IN (e2e/hub-standin) on this machine's bridge address, unpaced:
+//! its link is the lab's bridge, limited like a host's (200 Mbit/s), as a nearby mirror would
+//! be. The coordinators' Leases are on the TEST STAND-IN API server (e2e/fake-apiserver) over
+//! HTTPS. The daemons are `kubegrid model-cache` (KUBEGRID_BIN, a release build for
+//! meaningful numbers: a debug build's sha256 is CPU-bound) started with systemd-run on
+//! each host. Each run caches a fresh repository (a new cache key and Lease).
+//!
+//! Rows, each the median of KUBEGRID_BENCH_RUNS runs (default 3):
+//! - the link bound M/B, with B one TCP stream's measured throughput to one host;
+//! - `cache, N hosts`: time from starting the N daemons until the last says the model is
+//!   ready on its node, and the hub's egress as a multiple of M (target 1.0);
+//! - `each from hub, N hosts`: the same daemons, each with its own Lease namespace, so each
+//!   host is its own coordinator and downloads the whole model (egress N × M).
+//!
+//! Run as root, offline: `KUBEGRID_BIN=target/release/kubegrid cargo bench -p kubegrid-e2e
+//! --bench model_cache`. KUBEGRID_BENCH_MODEL_MIB sets the model size (512, in four shards).
+
+#[expect(dead_code, reason = "this benchmark uses only the ssh and link helpers")]
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{IpAddr, SocketAddr},
+    process::Stdio,
+    thread,
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use common::{env_usize, ssh_command, stream_to_host};
+use kubegrid_e2e::{Host, LabGuard, describe, kubegrid_bin, median};
+use kubegrid_fake_apiserver::serve_tls;
+use kubegrid_hub_standin::Hub;
+use kubegrid_pki::{Ca, LeafSpec, Usage};
+
+const RATE: &str = "200mbit";
+const BIN: &str = "/var/tmp/kubegrid";
+const UNIT: &str = "kubegrid-model-cache";
+const COMMIT: &str = "be7c4be7c4be7c4be7c4be7c4be7c4be7c4be7c4";
+
+fn push(lab: &LabGuard, host: &Host, path: &str, bytes: &[u8]) {
+    let mut c = ssh_command(lab, host)
+        .arg(format!(
+            "cat > {path}.new && chmod 0755 {path}.new && mv {path}.new {path}"
+        ))
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("push");
+    assert!(
+        c.wait().expect("wait").success(),
+        "push {path} to {}",
+        host.name
+    );
+}
+
+/// Starts the daemon for `uri` on each of `hosts` (Leases in `namespace(host)`) and returns
+/// the seconds until the last one said the model is ready on its node.
+fn cache_on(
+    lab: &LabGuard,
+    hosts: &[Host],
+    hub: &str,
+    uri: &str,
+    namespace: &dyn Fn(&Host) -> String,
+) -> f64 {
+    let started = Instant::now();
+    let waits: Vec<_> = hosts
+        .iter()
+        .map(|h| {
+            // The journal follower starts first, so no line is missed.
+            let mut follow = ssh_command(lab, h)
+                .arg(format!("exec journalctl -u {UNIT} -o cat -f -n 0"))
+                .stdout(Stdio::piped())
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("ssh journalctl");
+            let out = follow.stdout.take().expect("stdout");
+            let cmd = format!(
+                "systemd-run --unit {UNIT} --collect --setenv KUBECONFIG=/var/tmp/kubeconfig --setenv RUST_LOG=info \
+                 {BIN} model-cache --model {uri} --hub {hub} --node {} --advertise {} \
+                 --namespace {} --token-file /var/tmp/fanout-token",
+                h.name,
+                h.address,
+                namespace(h)
+            );
+            (h.name.clone(), follow, out, cmd)
+        })
+        .collect();
+    let mut threads = Vec::new();
+    for (name, follow, out, cmd) in waits {
+        lab.ssh_ok(hosts.iter().find(|h| h.name == name).unwrap(), &cmd);
+        threads.push(thread::spawn(move || {
+            let mut follow = follow;
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.contains("\"ready on this node\"") {
+                    let _ = follow.kill();
+                    return started.elapsed().as_secs_f64();
+                }
+            }
+            panic!("{name}: the journal ended before the model was ready");
+        }));
+    }
+    let done = threads
+        .into_iter()
+        .map(|t| t.join().expect("waiter"))
+        .fold(0.0, f64::max);
+    for h in hosts {
+        lab.ssh_ok(
+            h,
+            &format!("systemctl stop {UNIT}; rm -rf /var/lib/kubegrid/models"),
+        );
+    }
+    done
+}
+
+fn main() {
+    let runs = env_usize("KUBEGRID_BENCH_RUNS").unwrap_or(3).max(1);
+    let mib = env_usize("KUBEGRID_BENCH_MODEL_MIB").unwrap_or(512).max(4);
+    let size = (mib as u64) << 20;
+    let mut lab = LabGuard::reserve();
+    lab.bring_up(8);
+    let binary = std::fs::read(kubegrid_bin()).expect("read kubegrid");
+    thread::scope(|s| {
+        for h in &lab.hosts {
+            let (lab, binary) = (&lab, &binary);
+            s.spawn(move || push(lab, h, BIN, binary));
+        }
+    });
+    drop(binary);
+    let out = lab.kubegrid(&["shape", "--rate", RATE]);
+    assert!(out.status.success(), "lab shape: {}", describe(&out));
+    let gateway = lab.list()["gateway"]
+        .as_str()
+        .expect("lab gateway")
+        .to_string();
+    let bridge: IpAddr = gateway.parse().expect("gateway address");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let fake = kubegrid_fake_apiserver::FakeCluster::new();
+    let ca = Ca::generate("bench CA", Duration::from_secs(86_400)).unwrap();
+    let cert = ca
+        .issue(&LeafSpec {
+            common_name: "kube-apiserver".into(),
+            organizations: Vec::new(),
+            dns_names: Vec::new(),
+            ip_addresses: vec![bridge],
+            usage: Usage::Server,
+            validity: Duration::from_secs(86_400),
+        })
+        .unwrap();
+    let (api, _served) = {
+        let _enter = rt.enter();
+        serve_tls(
+            &fake,
+            SocketAddr::new(bridge, 0),
+            &cert.cert_pem,
+            &cert.key_pem,
+        )
+        .expect("API")
+    };
+    let hub = rt
+        .block_on(async {
+            Hub::serve(tokio::net::TcpListener::bind(SocketAddr::new(bridge, 0)).await?)
+        })
+        .expect("hub");
+    let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let mut shards = Vec::new();
+    for i in 1..=4 {
+        let path = dir.path().join(format!("shard{i}"));
+        kubegrid_e2e::sh(&format!(
+            "head -c {} /dev/urandom > {}",
+            size / 4,
+            path.display()
+        ));
+        shards.push((format!("model-0000{i}-of-00004.safetensors"), path));
+    }
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
+    for h in &lab.hosts {
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: m\n  cluster:\n    server: https://{api}\n    certificate-authority-data: {ca_data}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: m\n  context: {{cluster: m, user: u}}\ncurrent-context: m\n",
+            h.name
+        );
+        push(&lab, h, "/var/tmp/kubeconfig", kubeconfig.as_bytes());
+        push(
+            &lab,
+            h,
+            "/var/tmp/fanout-token",
+            b"bench-model-cache-token\n",
+        );
+    }
+
+    let link: Vec<f64> = (0..runs)
+        .map(|_| stream_to_host(&lab, &lab.hosts[0], &gateway, size))
+        .collect();
+    let bound = size as f64 / median(link);
+    println!("link: one TCP stream at {RATE}; M/B = {bound:.2} s for {mib} MiB");
+
+    let mut rows: Vec<(String, Vec<f64>, f64)> = Vec::new();
+    let mut repo = 0;
+    for mode in ["cache", "each from hub"] {
+        for n in [2usize, 4, 8] {
+            let (mut times, mut egress) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                repo += 1;
+                let name = format!("acme/bench-{repo}");
+                let refs: Vec<(&str, &std::path::Path)> = shards
+                    .iter()
+                    .map(|(p, d)| (p.as_str(), d.as_path()))
+                    .collect();
+                hub.add(&name, "main", COMMIT, &refs);
+                let before = hub.egress();
+                let uri = format!("hf://{name}@main");
+                let solo = mode == "each from hub";
+                let t = cache_on(&lab, &lab.hosts[..n], &hub.url(), &uri, &|h: &Host| {
+                    if solo {
+                        format!("solo-{}", h.name)
+                    } else {
+                        "kubegrid-system".into()
+                    }
+                });
+                times.push(t);
+                egress.push((hub.egress() - before) as f64 / size as f64);
+                eprintln!(
+                    "{mode}, {n} hosts: {t:.2} s, hub egress {:.2} × M",
+                    egress[egress.len() - 1]
+                );
+            }
+            rows.push((format!("{mode}, {n} hosts"), times, median(egress)));
+        }
+    }
+    println!("\n{mib} MiB model (4 shards) to lab hosts at {RATE}, median of {runs} run(s)");
+    println!(
+        "{:<24} {:>9} {:>9} {:>9} {:>9} {:>14}",
+        "method", "median", "min", "max", "vs M/B", "hub egress (M)"
+    );
+    println!(
+        "{:<24} {:>8.2}s {:>9} {:>9} {:>8.2}x {:>14}",
+        "link bound M/B", bound, "-", "-", 1.0, "-"
+    );
+    for (name, times, egress) in &rows {
+        let med = median(times.clone());
+        let min = times.iter().copied().fold(f64::MAX, f64::min);
+        let max = times.iter().copied().fold(0.0, f64::max);
+        println!(
+            "{name:<24} {med:>8.2}s {min:>8.2}s {max:>8.2}s {:>8.2}x {egress:>14.2}",
+            med / bound
+        );
+    }
+    println!("targets: cache within 1.5x of M/B, hub egress 1.0 x M");
+}
