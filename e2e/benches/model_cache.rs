@@ -19,7 +19,10 @@
 //! Run as root, offline: `KUBEGRID_BIN=target/release/kubegrid cargo bench -p kubegrid-e2e
 //! --bench model_cache`. KUBEGRID_BENCH_MODEL_MIB sets the model size (512, in four shards).
 
-#[expect(dead_code, reason = "this benchmark uses only the ssh and link helpers")]
+#[expect(
+    dead_code,
+    reason = "this benchmark uses only the ssh and link helpers"
+)]
 mod common;
 
 use std::{

@@ -12,6 +12,7 @@
 //! refusal is checked on the render, where `helm install` and `helm template` hit it too.
 
 mod crds;
+mod dashboard;
 mod image;
 mod render;
 

@@ -58,7 +58,8 @@ fn iproduct<'a>(
         .collect()
 }
 
-fn chart_dir() -> PathBuf {
+/// The chart's folder in this checkout.
+pub fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/kubegrid")
 }
 

@@ -349,6 +349,17 @@ async fn a_follower_restarted_mid_copy_resumes_with_what_it_had() {
     )
     .await
     .unwrap();
+    // Its progress shows what it holds, short of ready.
+    let text = first.metrics().render();
+    let cached = sample(&text, "kubegrid_model_cache_cached_bytes", "gpu-b").unwrap();
+    assert!(
+        (SHARD as f64..bed.size() as f64).contains(&cached),
+        "{cached}:\n{text}"
+    );
+    assert_eq!(
+        sample(&text, "kubegrid_model_cache_ready", "gpu-b"),
+        Some(0.0)
+    );
     drop(first);
     let second = bed.daemon("gpu-b").await;
     assert_eq!(ready(&second, &model).await, COMMIT);
@@ -426,4 +437,86 @@ async fn joins_without_the_cache_token_are_refused() {
     let published: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(published["commit"], COMMIT);
     assert_eq!(published["epoch"], 0);
+}
+
+/// The value of `name` for `node` in an OpenMetrics text (the model label is always URI).
+fn sample(text: &str, name: &str, node: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            l.contains(&format!("node=\"{node}\"")) && l.contains(&format!("model=\"{URI}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_show_each_nodes_bytes_by_source_progress_epoch_and_readiness() {
+    let bed = Bed::new().await;
+    let (a, b) = (bed.daemon("gpu-a").await, bed.daemon("gpu-b").await);
+    let model = bed.model();
+    tokio::join!(ready(&a, &model), ready(&b, &model));
+    let (coordinator, _) = bed.holder().unwrap();
+    let client = reqwest::Client::new();
+    let size = bed.size() as f64;
+    for (node, daemon) in [("gpu-a", &a), ("gpu-b", &b)] {
+        // No token: Prometheus and the kubelet scrape as they are.
+        let base = format!("http://{}", daemon.control_addr());
+        let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let get = |name: &str| sample(&text, name, node);
+        let leads = node == coordinator;
+        let (source, peers) = if leads { (size, 0.0) } else { (0.0, size) };
+        assert_eq!(
+            get("kubegrid_model_cache_source_bytes_total").unwrap_or(0.0),
+            source,
+            "{node}:\n{text}"
+        );
+        assert_eq!(
+            get("kubegrid_model_cache_peer_bytes_total").unwrap_or(0.0),
+            peers,
+            "{node}"
+        );
+        assert_eq!(
+            get("kubegrid_model_cache_model_size_bytes"),
+            Some(size),
+            "{node}"
+        );
+        assert_eq!(
+            get("kubegrid_model_cache_cached_bytes"),
+            Some(size),
+            "{node}"
+        );
+        assert_eq!(get("kubegrid_model_cache_ready"), Some(1.0), "{node}");
+        assert_eq!(
+            get("kubegrid_model_cache_coordinator_epoch"),
+            Some(0.0),
+            "{node}"
+        );
+        assert_eq!(
+            get("kubegrid_model_cache_coordinating"),
+            Some(f64::from(u8::from(leads))),
+            "{node}"
+        );
+        assert!(
+            get("kubegrid_model_cache_time_to_ready_seconds").is_some_and(|s| s > 0.0),
+            "{node}"
+        );
+    }
+    // Every name the dashboard may use is exported, the counters from 0.
+    let text = a.metrics().render();
+    for name in kubegrid_modelcache::daemon::METRIC_NAMES {
+        let family = name.trim_end_matches("_total");
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{name} missing:\n{text}"
+        );
+    }
 }

@@ -26,6 +26,7 @@ pub mod render;
 mod rules;
 mod service;
 mod validate;
+pub mod vllm;
 
 pub use crd::{crd, crd_yaml};
 pub use error::{Error, FieldError, Result};

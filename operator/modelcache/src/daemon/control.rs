@@ -6,6 +6,8 @@
 //!   [`LONG_POLL`]) until it lists more than `N` files or is complete, so followers do not
 //!   poll on a timer.
 //!
+//! - `GET /metrics` (Prometheus, OpenMetrics text) and `GET /healthz`, without a token.
+//!
 //! A join carries the cache's token (`Authorization: Bearer`, the fan-out token every node
 //! shares); others get 401, so nobody outside the cache can add peers or read manifests.
 //!
@@ -31,6 +33,8 @@ use kubegrid_fanout::{PeerAddr, PieceManifest};
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, sync::watch};
 
+use super::metrics::Metrics;
+
 /// The header every coordinator answer carries its epoch in.
 pub const EPOCH_HEADER: &str = "x-kubegrid-epoch";
 /// The longest a join waits for news before answering what there is.
@@ -52,6 +56,9 @@ pub struct Published {
     pub files: Vec<PublishedFile>,
     /// Whether every file of the commit is listed.
     pub complete: bool,
+    /// The whole model's size in bytes, once resolved (0 before), for followers' progress.
+    #[serde(default)]
+    pub size: u64,
     /// The peers fetching it, the coordinator first, in one order for every peer.
     pub peers: Vec<PeerAddr>,
 }
@@ -124,15 +131,18 @@ impl Board {
 
 /// Serves the control API on `listener` until the task is dropped; open connections (and
 /// the joins waiting on them) end with it, as they would when the process dies.
-pub(crate) async fn serve(listener: TcpListener, board: Arc<Board>) {
+pub(crate) async fn serve(listener: TcpListener, board: Arc<Board>, metrics: Arc<Metrics>) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let board = Arc::clone(&board);
+                let metrics = Arc::clone(&metrics);
                 connections.spawn(async move {
-                    let service = service_fn(move |request| answer(Arc::clone(&board), request));
+                    let service = service_fn(move |request| {
+                        answer(Arc::clone(&board), Arc::clone(&metrics), request)
+                    });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -157,8 +167,30 @@ fn reply(status: StatusCode, epoch: Option<i32>, body: String) -> Response<Full<
 
 async fn answer(
     board: Arc<Board>,
+    metrics: Arc<Metrics>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    // Prometheus and the kubelet carry no token: these two tell counts, never manifests.
+    if request.method() == Method::GET {
+        let (content_type, body) = match request.uri().path() {
+            "/metrics" => (
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                metrics.render(),
+            ),
+            "/healthz" => ("text/plain", "ok\n".to_string()),
+            _ => ("text/plain", String::new()),
+        };
+        let status = if body.is_empty() {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        return Ok(Response::builder()
+            .status(status)
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))));
+    }
     if !board.authorized(request.headers().get(hyper::header::AUTHORIZATION)) {
         return Ok(reply(
             StatusCode::UNAUTHORIZED,

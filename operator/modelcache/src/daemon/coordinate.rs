@@ -39,6 +39,9 @@ pub(super) async fn run(
         for f in &files {
             seed(shared, &f.manifest, &dir.file(&commit, &f.path))?;
         }
+        let size = files.iter().map(|f| f.manifest.size).sum();
+        shared.metrics.size(&model.uri, size);
+        shared.metrics.cached(&model.uri, size);
         publisher.send_replace(Some(Published {
             epoch,
             coordinator: shared.identity(),
@@ -46,11 +49,13 @@ pub(super) async fn run(
             seed: me.addr,
             files,
             complete: true,
+            size,
             peers: vec![me],
         }));
         return std::future::pending().await;
     }
     let resolved = resolve(shared, model).await?;
+    shared.metrics.size(&model.uri, resolved.size());
     publisher.send_replace(Some(Published {
         epoch,
         coordinator: shared.identity(),
@@ -58,10 +63,13 @@ pub(super) async fn run(
         seed: me.addr,
         files: Vec::new(),
         complete: false,
+        size: resolved.size(),
         peers: vec![me],
     }));
     tracing::info!(model = %model.uri, commit = %resolved.commit, epoch, files = resolved.files.len(), "coordinating");
     let mut published = Vec::new();
+    // Bytes of the files before the one under way, all verified.
+    let mut done = 0;
     for file in &resolved.files {
         let dest = dir.file(&resolved.commit, &file.path);
         if !dest.exists() {
@@ -70,16 +78,22 @@ pub(super) async fn run(
                 Check::GitSha1(_) => false,
             };
             if !from_store {
-                let done = shared
+                let progress = |bytes| shared.metrics.cached(&model.uri, done + bytes);
+                let downloaded = shared
                     .cfg
                     .hub
-                    .download(&resolved, file, &dest, &|_| {})
+                    .download(&resolved, file, &dest, &progress)
                     .await?;
                 shared
                     .counters
-                    .add(&shared.counters.from_source, done.fetched);
+                    .add(&shared.counters.from_source, downloaded.fetched);
+                shared
+                    .metrics
+                    .add_source_bytes(&model.uri, downloaded.fetched);
             }
         }
+        done += file.size;
+        shared.metrics.cached(&model.uri, done);
         let path = dest.clone();
         let size = file.size;
         let manifest = tokio::task::spawn_blocking(move || {
@@ -107,7 +121,7 @@ pub(super) async fn run(
             p.complete = true;
         }
     });
-    ready.send_replace(Some(resolved.commit.clone()));
+    shared.made_ready(model, ready, &resolved.commit);
     tracing::info!(model = %model.uri, commit = %resolved.commit, epoch, "ready; seeding");
     std::future::pending().await
 }

@@ -6,7 +6,7 @@ use std::{path::Path, sync::Arc};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use kubegrid_fanout::{FetchOptions, Swarm};
+use kubegrid_fanout::{FetchEvent, FetchOptions, Swarm};
 use kubegrid_lease::LeaseConfig;
 use kubegrid_serving::ModelSource;
 use serde::{Deserialize, Serialize};
@@ -80,6 +80,7 @@ pub(super) async fn run(
             })?;
             if published.epoch < epoch {
                 shared.counters.add(&shared.counters.stale_answers, 1);
+                shared.metrics.stale_answer(&model.uri);
                 tracing::warn!(
                     model = %model.uri,
                     coordinator = %published.coordinator,
@@ -89,11 +90,19 @@ pub(super) async fn run(
                 );
                 break;
             }
+            shared.metrics.epoch(&model.uri, published.epoch, false);
+            shared.metrics.size(&model.uri, published.size);
             // A fetch from a coordinator that died waits on its seed; the Lease moving on
             // ends it (its verified pieces stay on disk for the next try).
             let fetches = async {
-                for file in published.files.iter().skip(have) {
-                    fetch(shared, dir, &published, file).await?;
+                // Bytes of the files before the one under way, all verified.
+                let mut done = 0;
+                for (i, file) in published.files.iter().enumerate() {
+                    if i >= have {
+                        fetch(shared, model, dir, &published, file, done).await?;
+                    }
+                    done += file.manifest.size;
+                    shared.metrics.cached(&model.uri, done);
                 }
                 Ok::<_, Error>(())
             };
@@ -108,7 +117,7 @@ pub(super) async fn run(
             if published.complete {
                 save_local_copy(dir, &published.commit, &published.files)?;
                 dir.mark_ready(&published.commit)?;
-                ready.send_replace(Some(published.commit.clone()));
+                shared.made_ready(model, ready, &published.commit);
                 tracing::info!(model = %model.uri, commit = %published.commit, epoch = published.epoch, "ready");
                 return Ok(());
             }
@@ -142,11 +151,14 @@ async fn holder_changed(api: &Api<Lease>, name: &str, holder: &str, every: std::
     }
 }
 
+/// Copies `file` through the fan-out; `done` bytes of the model are verified before it.
 async fn fetch(
     shared: &Shared,
+    model: &ModelSource,
     dir: &ModelDir,
     published: &Published,
     file: &PublishedFile,
+    done: u64,
 ) -> Result<()> {
     let dest = dir.file(&published.commit, &file.path);
     if dest.exists() {
@@ -165,14 +177,17 @@ async fn fetch(
             &swarm,
             &store,
             &FetchOptions::default(),
-            &|_| {},
+            &|event| {
+                if let FetchEvent::Progress { bytes, .. } = event {
+                    shared.metrics.cached(&model.uri, done + bytes);
+                }
+            },
         )
         .await
         .map_err(|e| Error::Fanout(e.to_string()))?;
-    shared.counters.add(
-        &shared.counters.from_peers,
-        report.from_seed + report.from_peers,
-    );
+    let copied = report.from_seed + report.from_peers;
+    shared.counters.add(&shared.counters.from_peers, copied);
+    shared.metrics.add_peer_bytes(&model.uri, copied);
     link(&report.path, &dest)?;
     tracing::info!(
         file = %file.path,

@@ -17,6 +17,7 @@
 mod control;
 mod coordinate;
 mod follow;
+mod metrics;
 
 use std::{
     collections::HashMap,
@@ -32,6 +33,7 @@ use std::{
 pub use control::{EPOCH_HEADER, Join, LONG_POLL, Published, PublishedFile};
 use kubegrid_lease::LeaseConfig;
 use kubegrid_serving::ModelSource;
+pub use metrics::{METRIC_NAMES, Metrics};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
@@ -129,10 +131,22 @@ pub(crate) struct Shared {
     pub control: SocketAddr,
     pub board: Arc<control::Board>,
     pub counters: Counters,
+    pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
 }
 
 impl Shared {
+    /// Marks `model` ready at `commit` on this node: to the model's waiters and the metrics.
+    pub(crate) fn made_ready(
+        &self,
+        model: &ModelSource,
+        ready: &watch::Sender<Option<String>>,
+        commit: &str,
+    ) {
+        self.metrics.made_ready(&model.uri);
+        ready.send_replace(Some(commit.to_string()));
+    }
+
     /// This daemon's identity in a Lease: `node@control-address`.
     pub(crate) fn identity(&self) -> String {
         format!("{}@{}", self.cfg.node, self.control)
@@ -164,7 +178,12 @@ impl Daemon {
             problem: e.to_string(),
         })?;
         let board = Arc::new(control::Board::new(&cfg.token));
-        let control_task = tokio::spawn(control::serve(listener, Arc::clone(&board)));
+        let metrics = Arc::new(Metrics::new(&cfg.node));
+        let control_task = tokio::spawn(control::serve(
+            listener,
+            Arc::clone(&board),
+            Arc::clone(&metrics),
+        ));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(LONG_POLL + Duration::from_secs(10))
@@ -178,6 +197,7 @@ impl Daemon {
                 control,
                 board,
                 counters: Counters::default(),
+                metrics,
                 http,
             }),
             tasks: Mutex::new(HashMap::new()),
@@ -188,6 +208,16 @@ impl Daemon {
     /// The counters.
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
+    }
+
+    /// The metrics (also served on `GET /metrics` of the control port).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The control API's address, where `/metrics` and `/healthz` are served too.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.shared.control
     }
 
     /// The fan-out node's address.
@@ -246,6 +276,11 @@ async fn run(
     ready: watch::Sender<Option<String>>,
 ) {
     let key = kubegrid_serving::names::cache_key(&model.uri);
+    let held =
+        follow::local_copy(&dir).map(|(_, files)| files.iter().map(|f| f.manifest.size).sum());
+    shared
+        .metrics
+        .started(&model.uri, ready.borrow().is_some(), held);
     let lease = LeaseConfig {
         lease_duration: shared.cfg.lease_duration,
         renew_interval: shared.cfg.lease_duration / 3,
@@ -266,11 +301,13 @@ async fn run(
         let leading = *epoch.borrow_and_update();
         let result = match leading {
             Some(e) => {
+                shared.metrics.epoch(&model.uri, e, true);
                 let result = tokio::select! {
                     result = coordinate::run(&shared, &model, &dir, e, &ready) => result,
                     _ = epoch.changed() => Ok(()),
                 };
                 shared.board.withdraw(&key);
+                shared.metrics.not_leading(&model.uri);
                 result
             }
             None => tokio::select! {
@@ -281,6 +318,7 @@ async fn run(
         if let Err(err) = result {
             failures = failures.saturating_add(1);
             shared.counters.add(&shared.counters.failures, 1);
+            shared.metrics.failure(&model.uri);
             let wait = lease
                 .retry_interval
                 .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
