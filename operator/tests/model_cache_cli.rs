@@ -1,6 +1,7 @@
 //! `kubegrid model-cache` as processes: two nodes on loopback, their Leases on the TEST
 //! STAND-IN API server (e2e/fake-apiserver, over HTTPS), the model on the TEST STAND-IN hub
-//! (e2e/hub-standin). Both end with the model verified and the hub sent each file once.
+//! (e2e/hub-standin). Both end with the model verified and the hub sent each file once, and,
+//! following LLMServices, report their copies in the LLMService's status.
 
 use std::{net::Ipv4Addr, path::Path, process::Stdio, time::Duration};
 
@@ -39,6 +40,14 @@ async fn two_nodes_cache_a_model_with_one_download_per_file() {
         &[("model.safetensors", &weights), ("config.json", &config)],
     );
     let fake = FakeCluster::new();
+    fake.enable_status_subresource("serving.kubegrid.io", "llmservices");
+    fake.put(serde_json::json!({
+        "apiVersion": "serving.kubegrid.io/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {"name": "llama", "namespace": "ml", "uid": "u1"},
+        "spec": {"model": {"uri": "hf://acme/llama@main"},
+                 "engine": {"image": "vllm/vllm-openai:v0.11.0"}},
+    }));
     let ca = Ca::generate("test CA", Duration::from_secs(3600)).unwrap();
     let server = ca
         .issue(&LeafSpec {
@@ -90,6 +99,11 @@ async fn two_nodes_cache_a_model_with_one_download_per_file() {
                 "0",
                 "--lease-duration",
                 "3",
+                "--follow-llmservices",
+                "--llmservice-namespace",
+                "ml",
+                "--report-every",
+                "1",
             ])
             .args(["--log-format", "text"])
             .env("KUBECONFIG", &kc)
@@ -134,6 +148,20 @@ async fn two_nodes_cache_a_model_with_one_download_per_file() {
         "one hub request per file: {:?}",
         hub.log()
     );
+    let status = tokio::time::timeout(
+        PATIENCE,
+        fake.wait_for(|f| {
+            let svc = f.get_object("serving.kubegrid.io/v1alpha1", "LLMService", "ml", "llama")?;
+            let cache = svc["status"]["cache"].as_array()?;
+            (cache.len() == 2 && cache.iter().all(|c| c["ready"] == true))
+                .then(|| svc["status"].clone())
+        }),
+    )
+    .await
+    .expect("both nodes report their copies in the LLMService's status");
+    assert_eq!(status["modelCommit"], COMMIT);
+    assert_eq!(status["cache"][0]["node"], "gpu-a");
+    assert_eq!(status["cache"][1]["bytes"], (3 << 20) + 2);
     for mut child in children {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -172,4 +200,14 @@ fn a_model_uri_it_cannot_cache_is_refused_with_exit_code_2() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{uri}: {err}");
     }
+    // Nothing to cache: neither a model nor LLMServices to follow.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegrid"))
+        .args(["model-cache", "--node", "n", "--advertise", "127.0.0.1"])
+        .arg("--token-file")
+        .arg(&token)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--model"), "{err}");
 }

@@ -113,6 +113,19 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The watch of LLMServices ended for good.
+    #[error("watch LLMServices: {0}")]
+    WatchServices(String),
+    /// A status write lost the race to other writers every time it was tried.
+    #[error(
+        "write the status of LLMService {service}: another writer changed it first, {attempts} times in a row\n  hint: the next report tries again"
+    )]
+    Contended {
+        /// `namespace/name`.
+        service: String,
+        /// Attempts made.
+        attempts: usize,
+    },
     /// A local file operation failed.
     #[error("{op} {path}: {source}")]
     Io {

@@ -6,11 +6,14 @@
 //! - [`layout`]: a model's directory on a node, its `current` link and `ready` marker, the
 //!   contract with the serving pods that mount it.
 //! - [`daemon`]: the per-node daemon, with one Lease-fenced coordinator per model and the
-//!   copy to the other nodes through `kubegrid-fanout`.
+//!   copy to the other nodes through `kubegrid-fanout`;
+//! - [`services`]: the daemon following LLMServices, caching their models and writing each
+//!   node's progress into their status.
 
 pub mod daemon;
 mod error;
 pub mod hub;
 pub mod layout;
+pub mod services;
 
 pub use error::{Error, Result};

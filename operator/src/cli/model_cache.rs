@@ -1,14 +1,16 @@
 //! `kubegrid model-cache`: the node model cache daemon (docs/serving.md, "The model cache").
-//! It caches the models named on the command line on this node, with one coordinator per
-//! model across the nodes that run it, and serves its copies to the others until stopped.
+//! It caches the models named on the command line, and with `--follow-llmservices` the model
+//! of every LLMService, on this node, with one coordinator per model across the nodes that
+//! run it, and serves its copies to the others until stopped.
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::Args;
 use kubegrid_modelcache::{
     daemon::{Config, Daemon},
     hub::{Hub, Retry},
+    services::{FollowConfig, follow},
 };
 use kubegrid_serving::ModelSource;
 
@@ -22,8 +24,22 @@ use crate::exit;
 #[derive(Debug, Args)]
 pub struct ModelCacheArgs {
     /// A model to cache on this node (repeatable), `hf://ORG/NAME[@REVISION]`.
-    #[arg(long = "model", value_name = "URI", required = true)]
+    #[arg(
+        long = "model",
+        value_name = "URI",
+        required_unless_present = "follow_llmservices"
+    )]
     pub models: Vec<String>,
+    /// Also cache the model of every LLMService this node can see, and report this node's
+    /// copy in each one's `status.cache`.
+    #[arg(long)]
+    pub follow_llmservices: bool,
+    /// With --follow-llmservices: only LLMServices in this namespace (default: all).
+    #[arg(long, value_name = "NS", requires = "follow_llmservices")]
+    pub llmservice_namespace: Option<String>,
+    /// With --follow-llmservices: the least seconds between two progress reports.
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub report_every: u64,
     /// The model hub (Hugging Face, or a mirror of its API).
     #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
     pub hub: String,
@@ -97,23 +113,25 @@ pub async fn run(args: &ModelCacheArgs) -> anyhow::Result<u8> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
-    let daemon = Daemon::start(
-        Config {
-            node: args.node.clone(),
-            advertise: args.advertise,
-            fanout_port: args.fanout_port,
-            control_port: args.control_port,
-            root: args.root.clone(),
-            namespace: args.namespace.clone(),
-            token,
-            lease_duration: Duration::from_secs(args.lease_duration),
-            hub,
-            upload_limit: None,
-            download_limit: None,
-        },
-        client,
-    )
-    .await?;
+    let daemon = Arc::new(
+        Daemon::start(
+            Config {
+                node: args.node.clone(),
+                advertise: args.advertise,
+                fanout_port: args.fanout_port,
+                control_port: args.control_port,
+                root: args.root.clone(),
+                namespace: args.namespace.clone(),
+                token,
+                lease_duration: Duration::from_secs(args.lease_duration),
+                hub,
+                upload_limit: None,
+                download_limit: None,
+            },
+            client.clone(),
+        )
+        .await?,
+    );
     tracing::info!(node = %args.node, identity = %daemon.identity(), fanout = %daemon.fanout_addr(), "model cache started");
     let all_ready = async {
         for model in &models {
@@ -122,10 +140,25 @@ pub async fn run(args: &ModelCacheArgs) -> anyhow::Result<u8> {
         }
         anyhow::Ok(())
     };
+    // The LLMServices' models, for as long as the daemon runs; it ends only on an error.
+    let following = async {
+        if args.follow_llmservices {
+            let cfg = FollowConfig {
+                namespace: args.llmservice_namespace.clone(),
+                report_every: Duration::from_secs(args.report_every),
+            };
+            follow(Arc::clone(&daemon), client, cfg).await?;
+        }
+        std::future::pending::<anyhow::Result<()>>().await
+    };
+    tokio::pin!(following);
     tokio::select! {
         () = shutdown_signal() => return Ok(exit::OK),
+        ended = &mut following => return ended.map(|()| exit::OK),
         ready = all_ready => ready?,
     }
-    shutdown_signal().await;
-    Ok(exit::OK)
+    tokio::select! {
+        () = shutdown_signal() => Ok(exit::OK),
+        ended = following => ended.map(|()| exit::OK),
+    }
 }

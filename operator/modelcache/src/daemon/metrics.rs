@@ -224,6 +224,22 @@ impl Metrics {
         self.stale.get_or_create(&self.labels(model)).inc();
     }
 
+    /// What this node holds of `model` now: verified bytes, the model's size (0 until
+    /// resolved) and whether it is ready.
+    pub fn progress(&self, model: &str) -> (u64, u64, bool) {
+        let labels = self.labels(model);
+        let read = |family: &Family<Labels, Gauge>| {
+            family
+                .get(&labels)
+                .map_or(0, |g| u64::try_from(g.get()).unwrap_or(0))
+        };
+        (
+            read(&self.cached),
+            read(&self.model_size),
+            read(&self.ready) == 1,
+        )
+    }
+
     /// The OpenMetrics text of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

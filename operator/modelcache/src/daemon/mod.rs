@@ -113,6 +113,17 @@ impl Counters {
     }
 }
 
+/// How far a node's copy of a model is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Verified bytes on this node.
+    pub bytes: u64,
+    /// The model's size; 0 until its coordinator has resolved it.
+    pub size: u64,
+    /// The commit, once ready here.
+    pub commit: Option<String>,
+}
+
 /// A running daemon. Dropping it stops every model task and both servers.
 pub struct Daemon {
     shared: Arc<Shared>,
@@ -225,6 +236,11 @@ impl Daemon {
         self.shared.fanout.addr()
     }
 
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.shared.cfg.node
+    }
+
     /// This daemon's identity in the coordinators' Leases.
     pub fn identity(&self) -> String {
         self.shared.identity()
@@ -244,6 +260,25 @@ impl Daemon {
             (rx, task)
         });
         entry.0.clone()
+    }
+
+    /// This node's copy of `model`, when the daemon was asked for it.
+    pub fn progress(&self, model: &ModelSource) -> Option<Progress> {
+        let key = kubegrid_serving::names::cache_key(&model.uri);
+        let commit = self
+            .tasks
+            .lock()
+            .expect("tasks lock")
+            .get(&key)?
+            .0
+            .borrow()
+            .clone();
+        let (bytes, size, _) = self.shared.metrics.progress(&model.uri);
+        Some(Progress {
+            bytes,
+            size,
+            commit,
+        })
     }
 
     /// [`Daemon::want`], then waits until the model is ready here and returns its commit.

@@ -1,0 +1,176 @@
+//! The daemon following LLMServices: two daemons in one process, their Leases and the
+//! LLMServices on the TEST STAND-IN API server (e2e/fake-apiserver), the model on the TEST
+//! STAND-IN hub (e2e/hub-standin).
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
+
+use kubegrid_fake_apiserver::FakeCluster;
+use kubegrid_hub_standin::Hub as StandIn;
+use kubegrid_modelcache::{
+    daemon::{Config, Daemon},
+    hub::{Hub, Retry},
+    services::{FollowConfig, follow},
+};
+use serde_json::{Value, json};
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn llmservice(name: &str, uri: &str, args: &[&str]) -> Value {
+    json!({
+        "apiVersion": "serving.kubegrid.io/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {"name": name, "namespace": "ml", "uid": format!("uid-{name}")},
+        "spec": {
+            "model": {"uri": uri},
+            "engine": {"image": "vllm/vllm-openai:v0.11.0", "args": args},
+        },
+    })
+}
+
+#[tokio::test]
+async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_status() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let src = tempfile::tempdir().unwrap();
+    let shard: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let files = [
+        ("model.safetensors", shard.as_slice()),
+        ("config.json", br#"{"model_type":"llama"}"#.as_slice()),
+    ];
+    let mut refs = Vec::new();
+    for (i, (path, bytes)) in files.iter().enumerate() {
+        let on_disk = src.path().join(format!("f{i}"));
+        std::fs::write(&on_disk, bytes).unwrap();
+        refs.push((*path, on_disk));
+    }
+    let size: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+    let hub = StandIn::start().await.unwrap();
+    let refs: Vec<(&str, &Path)> = refs.iter().map(|(p, d)| (*p, d.as_path())).collect();
+    hub.add("acme/llama", "main", COMMIT, &refs);
+    hub.add("acme/other", "main", COMMIT, &refs);
+
+    let fake = FakeCluster::new();
+    fake.enable_status_subresource("serving.kubegrid.io", "llmservices");
+    // The serving controller's fields, which the cache must keep.
+    let mut served = llmservice("llama", "hf://acme/llama@main", &[]);
+    served["status"] = json!({"replicas": 2, "selector": "app=llama"});
+    fake.put(served);
+    // A spec the serving controller refuses (it sets a flag kubegrid manages): its model
+    // is not cached, whatever it names.
+    fake.put(llmservice(
+        "refused",
+        "hf://acme/other@main",
+        &["--port", "9000"],
+    ));
+    // Writers race: the first two status writes lose, as to another node.
+    let status_path = "/apis/serving.kubegrid.io/v1alpha1/namespaces/ml/llmservices/llama/status";
+    fake.fail_next("PUT", status_path, 409, 2);
+
+    let roots = tempfile::tempdir().unwrap();
+    let mut running = Vec::new();
+    for node in ["gpu-a", "gpu-b"] {
+        let cfg = Config {
+            node: node.into(),
+            advertise: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            fanout_port: 0,
+            control_port: 0,
+            root: roots.path().join(node),
+            namespace: "kubegrid-system".into(),
+            token: "t0ken".into(),
+            lease_duration: Duration::from_millis(1500),
+            hub: Hub::new(&hub.url(), Retry::default()).unwrap(),
+            upload_limit: None,
+            download_limit: Some(2 << 20),
+        };
+        let daemon = Arc::new(Daemon::start(cfg, fake.client_as(node)).await.unwrap());
+        let follow_cfg = FollowConfig {
+            namespace: None,
+            report_every: Duration::from_millis(100),
+        };
+        running.push(tokio::spawn(follow(
+            Arc::clone(&daemon),
+            fake.client_as(node),
+            follow_cfg,
+        )));
+    }
+
+    // While copying (2 MiB/s into each node's fan-out), a node reports part of the model,
+    // its rate and an ETA.
+    let partial = tokio::time::timeout(
+        PATIENCE,
+        fake.wait_for(|f| {
+            let svc = f.get_object("serving.kubegrid.io/v1alpha1", "LLMService", "ml", "llama")?;
+            svc["status"]["cache"]
+                .as_array()?
+                .iter()
+                .find(|c| {
+                    let bytes = c["bytes"].as_u64().unwrap_or(0);
+                    c["ready"] == false
+                        && bytes > 0
+                        && bytes < size
+                        && c["size"] == size
+                        && c["bytesPerSecond"].as_u64() > Some(0)
+                })
+                .cloned()
+        }),
+    )
+    .await
+    .expect("a node reported progress");
+    assert!(partial["etaSeconds"].as_u64().is_some(), "{partial}");
+
+    let status = tokio::time::timeout(
+        PATIENCE,
+        fake.wait_for(|f| {
+            let svc = f.get_object("serving.kubegrid.io/v1alpha1", "LLMService", "ml", "llama")?;
+            let cache = svc["status"]["cache"].as_array()?;
+            (cache.len() == 2 && cache.iter().all(|c| c["ready"] == true))
+                .then(|| svc["status"].clone())
+        }),
+    )
+    .await
+    .expect("both nodes report a ready copy");
+    let nodes: Vec<&str> = status["cache"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["gpu-a", "gpu-b"]);
+    for c in status["cache"].as_array().unwrap() {
+        assert_eq!(c["bytes"], size, "{c}");
+        assert_eq!(c["size"], size, "{c}");
+        assert!(c.get("etaSeconds").is_none(), "{c}");
+    }
+    assert_eq!(status["modelCommit"], COMMIT);
+    assert_eq!(status["replicas"], 2, "the controller's fields are kept");
+    assert_eq!(status["selector"], "app=llama");
+
+    let refused = fake
+        .get_object(
+            "serving.kubegrid.io/v1alpha1",
+            "LLMService",
+            "ml",
+            "refused",
+        )
+        .unwrap();
+    assert!(refused["status"]["cache"].is_null(), "{refused}");
+    let log = hub.log();
+    assert!(
+        log.iter()
+            .all(|line| !format!("{line:?}").contains("acme/other")),
+        "the refused spec's model was fetched: {log:?}"
+    );
+    assert_eq!(hub.egress(), size, "one download for both nodes");
+    for task in running {
+        assert!(!task.is_finished(), "the follow task ended");
+        task.abort();
+    }
+}
