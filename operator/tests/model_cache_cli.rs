@@ -171,6 +171,21 @@ async fn two_nodes_cache_a_model_with_one_download_per_file() {
             .unwrap();
         assert!(status.success(), "{status}");
     }
+    // The coordinator handed its Lease back on SIGTERM rather than leaving it to expire.
+    let lease = fake
+        .get_object(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "kubegrid-system",
+            &kubegrid_modelcache::daemon::lease_name(&key),
+        )
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .is_none_or(str::is_empty),
+        "{lease}"
+    );
 }
 
 #[test]

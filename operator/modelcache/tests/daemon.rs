@@ -520,3 +520,33 @@ async fn metrics_show_each_nodes_bytes_by_source_progress_epoch_and_readiness() 
         );
     }
 }
+
+#[tokio::test]
+async fn a_coordinator_shut_down_hands_its_lease_back_at_once() {
+    let bed = Bed::new().await;
+    let coordinator = bed.daemon("gpu-a").await;
+    assert_eq!(ready(&coordinator, &bed.model()).await, COMMIT);
+    assert_eq!(bed.holder().map(|(h, _)| h).as_deref(), Some("gpu-a"));
+    coordinator.shutdown().await;
+    // Released, not left to expire: the Lease names nobody the moment shutdown returns.
+    let key = kubegrid_serving::names::cache_key(URI);
+    let lease = bed
+        .fake
+        .get_object(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "kubegrid-system",
+            &kubegrid_modelcache::daemon::lease_name(&key),
+        )
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .is_none_or(str::is_empty),
+        "{lease}"
+    );
+    // The next node takes it at the next epoch and finishes on its own.
+    let next = bed.daemon("gpu-b").await;
+    assert_eq!(ready(&next, &bed.model()).await, COMMIT);
+    assert_eq!(bed.holder(), Some(("gpu-b".to_string(), 1)));
+}

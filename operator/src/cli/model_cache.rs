@@ -152,13 +152,19 @@ pub async fn run(args: &ModelCacheArgs) -> anyhow::Result<u8> {
         std::future::pending::<anyhow::Result<()>>().await
     };
     tokio::pin!(following);
+    let stopped = async {
+        shutdown_signal().await;
+        // Hand the coordinator Leases back, so other nodes take over at once.
+        daemon.shutdown().await;
+    };
+    tokio::pin!(stopped);
     tokio::select! {
-        () = shutdown_signal() => return Ok(exit::OK),
+        () = &mut stopped => return Ok(exit::OK),
         ended = &mut following => return ended.map(|()| exit::OK),
         ready = all_ready => ready?,
     }
     tokio::select! {
-        () = shutdown_signal() => Ok(exit::OK),
+        () = stopped => Ok(exit::OK),
         ended = following => ended.map(|()| exit::OK),
     }
 }

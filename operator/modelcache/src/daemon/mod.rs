@@ -281,6 +281,25 @@ impl Daemon {
         })
     }
 
+    /// Stops every model task and hands back the coordinator Leases this node holds, so
+    /// that another node takes over at once rather than when the Lease expires. The
+    /// servers stop when the daemon is dropped.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<(String, ModelTask)> =
+            self.tasks.lock().expect("tasks lock").drain().collect();
+        for (_, (_, task)) in &tasks {
+            task.abort();
+        }
+        for (key, (_, task)) in tasks {
+            // Dropped with the task: its election, so it cannot take the Lease again.
+            let _ = task.await;
+            let lease = lease_config(&self.shared, &key);
+            if let Err(e) = kubegrid_lease::release(&self.shared.client, &lease).await {
+                tracing::warn!(lease = %lease.name, "{e}");
+            }
+        }
+    }
+
     /// [`Daemon::want`], then waits until the model is ready here and returns its commit.
     pub async fn cache(&self, model: &ModelSource) -> Result<String> {
         let mut ready = self.want(model);
@@ -303,6 +322,16 @@ impl Drop for Daemon {
     }
 }
 
+/// The election of the coordinator of the model `key`.
+fn lease_config(shared: &Shared, key: &str) -> LeaseConfig {
+    LeaseConfig {
+        lease_duration: shared.cfg.lease_duration,
+        renew_interval: shared.cfg.lease_duration / 3,
+        retry_interval: (shared.cfg.lease_duration / 5).max(Duration::from_millis(100)),
+        ..LeaseConfig::new(&shared.cfg.namespace, lease_name(key), shared.identity())
+    }
+}
+
 /// One model's task: elect, then coordinate or follow, again after every change of leader.
 async fn run(
     shared: Arc<Shared>,
@@ -316,12 +345,7 @@ async fn run(
     shared
         .metrics
         .started(&model.uri, ready.borrow().is_some(), held);
-    let lease = LeaseConfig {
-        lease_duration: shared.cfg.lease_duration,
-        renew_interval: shared.cfg.lease_duration / 3,
-        retry_interval: (shared.cfg.lease_duration / 5).max(Duration::from_millis(100)),
-        ..LeaseConfig::new(&shared.cfg.namespace, lease_name(&key), shared.identity())
-    };
+    let lease = lease_config(&shared, &key);
     let (tx, mut epoch) = watch::channel::<Option<i32>>(None);
     // Aborted with this task: a killed daemon must stop renewing its Lease.
     let election = AbortOnDrop(tokio::spawn(kubegrid_lease::elect(
