@@ -215,6 +215,26 @@ fn a_model_uri_it_cannot_cache_is_refused_with_exit_code_2() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{uri}: {err}");
     }
+    // A capacity that is not a size.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegrid"))
+        .args([
+            "model-cache",
+            "--model",
+            "hf://acme/llama",
+            "--capacity",
+            "lots",
+        ])
+        .args(["--node", "n", "--advertise", "127.0.0.1"])
+        .arg("--token-file")
+        .arg(&token)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"lots\" is not a size such as 500Gi"),
+        "{err}"
+    );
     // Nothing to cache: neither a model nor LLMServices to follow.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegrid"))
         .args(["model-cache", "--node", "n", "--advertise", "127.0.0.1"])

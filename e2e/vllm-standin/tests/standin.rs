@@ -58,6 +58,7 @@ async fn cached_model() -> (tempfile::TempDir, PathBuf) {
             hub: Hub::new(&hub.url(), Retry::default()).unwrap(),
             upload_limit: None,
             download_limit: None,
+            capacity: None,
         },
         fake.client(),
     )

@@ -113,6 +113,20 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A model does not fit in the cache beside the models in use.
+    #[error(
+        "model {key} ({size} bytes) does not fit in the cache's capacity of {capacity} bytes beside {in_use} bytes of models in use\n  hint: raise --capacity, or delete the LLMServices whose models this node need not keep"
+    )]
+    NoRoom {
+        /// The model's key.
+        key: String,
+        /// Its size.
+        size: u64,
+        /// The cache's capacity.
+        capacity: u64,
+        /// Bytes held by models that may not be evicted.
+        in_use: u64,
+    },
     /// The watch of LLMServices ended for good.
     #[error("watch LLMServices: {0}")]
     WatchServices(String),

@@ -7,11 +7,14 @@
 //!   contract with the serving pods that mount it.
 //! - [`daemon`]: the per-node daemon, with one Lease-fenced coordinator per model and the
 //!   copy to the other nodes through `kubegrid-fanout`;
+//! - [`evict`]: keeping the node's models within the cache's capacity, least recently used
+//!   first, never a model in use;
 //! - [`services`]: the daemon following LLMServices, caching their models and writing each
 //!   node's progress into their status.
 
 pub mod daemon;
 mod error;
+pub mod evict;
 pub mod hub;
 pub mod layout;
 pub mod services;

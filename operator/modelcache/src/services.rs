@@ -20,7 +20,7 @@ use kube::{
     api::PostParams,
     runtime::{WatchStreamExt as _, reflector, watcher},
 };
-use kubegrid_serving::{LLMService, NodeCache};
+use kubegrid_serving::{LLMService, ModelSource, NodeCache};
 
 use crate::{
     daemon::{Daemon, Progress},
@@ -34,6 +34,8 @@ pub struct FollowConfig {
     pub namespace: Option<String>,
     /// The least time between two reports of one LLMService's entry while copying.
     pub report_every: Duration,
+    /// Models (URIs) cached whatever the LLMServices say (`--model`): never forgotten.
+    pub keep: Vec<String>,
 }
 
 /// Caches the model of every valid LLMService and reports progress, until the watch ends
@@ -56,8 +58,23 @@ pub async fn follow(daemon: Arc<Daemon>, client: kube::Client, cfg: FollowConfig
         let mut rates = Rates::default();
         let mut tick = tokio::time::interval(cfg.report_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The models asked for because an LLMService named them.
+        let mut followed: HashMap<String, ModelSource> = HashMap::new();
         loop {
             tick.tick().await;
+            let named: HashMap<String, ModelSource> = reader
+                .state()
+                .iter()
+                .filter(|svc| svc.spec.validate().is_empty())
+                .map(|svc| (svc.spec.model.uri.clone(), svc.spec.model.clone()))
+                .collect();
+            // A model no LLMService names any more is no longer in use here: it stays on
+            // disk until the capacity needs its room.
+            for (uri, model) in std::mem::replace(&mut followed, named.clone()) {
+                if !named.contains_key(&uri) && !cfg.keep.contains(&uri) {
+                    daemon.forget(&model).await;
+                }
+            }
             for svc in reader.state() {
                 if let Err(e) = report(&daemon, &client, &svc, &mut rates).await {
                     tracing::warn!(llmservice = %key(&svc), "{e}");

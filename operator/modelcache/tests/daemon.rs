@@ -105,6 +105,7 @@ impl Bed {
             hub,
             upload_limit: None,
             download_limit,
+            capacity: None,
         };
         Daemon::start(cfg, self.fake.client_as(node)).await.unwrap()
     }

@@ -89,9 +89,11 @@ async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_stat
             hub: Hub::new(&hub.url(), Retry::default()).unwrap(),
             upload_limit: None,
             download_limit: Some(2 << 20),
+            capacity: None,
         };
         let daemon = Arc::new(Daemon::start(cfg, fake.client_as(node)).await.unwrap());
         let follow_cfg = FollowConfig {
+            keep: Vec::new(),
             namespace: None,
             report_every: Duration::from_millis(100),
         };
@@ -169,6 +171,34 @@ async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_stat
         "the refused spec's model was fetched: {log:?}"
     );
     assert_eq!(hub.egress(), size, "one download for both nodes");
+    // The LLMService deleted: nothing wants the model here any more, so the nodes stop
+    // coordinating it (the Lease is handed back) and keep the copy until evicted.
+    fake.delete_object("serving.kubegrid.io/v1alpha1", "LLMService", "ml", "llama");
+    let key = kubegrid_serving::names::cache_key("hf://acme/llama@main");
+    let lease = kubegrid_modelcache::daemon::lease_name(&key);
+    tokio::time::timeout(
+        PATIENCE,
+        fake.wait_for(|f| {
+            let l = f.get_object("coordination.k8s.io/v1", "Lease", "kubegrid-system", &lease)?;
+            l["spec"]["holderIdentity"]
+                .as_str()
+                .is_none_or(str::is_empty)
+                .then_some(())
+        }),
+    )
+    .await
+    .expect("the coordinator Lease handed back once no LLMService names the model");
+    for node in ["gpu-a", "gpu-b"] {
+        let dir = kubegrid_modelcache::layout::ModelDir::new(
+            &roots.path().join(node),
+            "hf://acme/llama@main",
+        );
+        assert_eq!(
+            dir.ready_commit().as_deref(),
+            Some(COMMIT),
+            "{node} keeps its copy"
+        );
+    }
     for task in running {
         assert!(!task.is_finished(), "the follow task ended");
         task.abort();

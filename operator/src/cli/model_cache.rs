@@ -67,12 +67,23 @@ pub struct ModelCacheArgs {
     /// The control API's port.
     #[arg(long, default_value_t = 9462)]
     pub control_port: u16,
+    /// The most bytes of models kept on this node (a quantity such as `500Gi`): models that
+    /// nothing wants any more are evicted, least recently used first, to make room; a model
+    /// that does not fit beside the ones in use is refused. Default: no limit.
+    #[arg(long, value_name = "QUANTITY", value_parser = parse_capacity)]
+    pub capacity: Option<u64>,
     /// Seconds a coordinator's Lease lasts without renewal.
     #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
     pub lease_duration: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+}
+
+fn parse_capacity(text: &str) -> Result<u64, String> {
+    kubegrid_modelcache::evict::parse_quantity(text)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size such as 500Gi, 800G or 1Ti"))
 }
 
 fn read_secret(path: &PathBuf, what: &str) -> anyhow::Result<String> {
@@ -127,6 +138,7 @@ pub async fn run(args: &ModelCacheArgs) -> anyhow::Result<u8> {
                 hub,
                 upload_limit: None,
                 download_limit: None,
+                capacity: args.capacity,
             },
             client.clone(),
         )
@@ -144,6 +156,7 @@ pub async fn run(args: &ModelCacheArgs) -> anyhow::Result<u8> {
     let following = async {
         if args.follow_llmservices {
             let cfg = FollowConfig {
+                keep: args.models.clone(),
                 namespace: args.llmservice_namespace.clone(),
                 report_every: Duration::from_secs(args.report_every),
             };

@@ -55,6 +55,7 @@ pub(super) async fn run(
         return std::future::pending().await;
     }
     let resolved = resolve(shared, model).await?;
+    shared.make_room(&key, resolved.size())?;
     shared.metrics.size(&model.uri, resolved.size());
     publisher.send_replace(Some(Published {
         epoch,
@@ -156,7 +157,10 @@ async fn resolve(shared: &Shared, model: &ModelSource) -> Result<Resolved> {
         .hub
         .resolve(&org, &name, &revision, &model.files)
         .await?;
-    if let Some(limit) = model.size_limit.as_deref().and_then(parse_quantity)
+    if let Some(limit) = model
+        .size_limit
+        .as_deref()
+        .and_then(crate::evict::parse_quantity)
         && resolved.size() > limit
     {
         return Err(Error::TooLarge {
@@ -167,30 +171,4 @@ async fn resolve(shared: &Shared, model: &ModelSource) -> Result<Resolved> {
         });
     }
     Ok(resolved)
-}
-
-/// Bytes of a quantity such as `20Gi`, `512M` or `1000000` (validated by the spec already).
-pub(crate) fn parse_quantity(text: &str) -> Option<u64> {
-    const UNITS: &[(&str, f64)] = &[
-        ("Ki", 1024.0),
-        ("Mi", 1_048_576.0),
-        ("Gi", 1_073_741_824.0),
-        ("Ti", 1_099_511_627_776.0),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-    ];
-    let (number, factor) = UNITS
-        .iter()
-        .find_map(|(suffix, f)| text.strip_suffix(suffix).map(|n| (n, *f)))
-        .unwrap_or((text, 1.0));
-    let value: f64 = number.parse().ok()?;
-    // Float to integer: the spec bounds these to sane sizes; `as` saturates.
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "bytes from a validated, positive quantity"
-    )]
-    Some((value * factor) as u64)
 }

@@ -92,6 +92,9 @@ pub(super) async fn run(
             }
             shared.metrics.epoch(&model.uri, published.epoch, false);
             shared.metrics.size(&model.uri, published.size);
+            if published.size > 0 {
+                shared.make_room(&key, published.size)?;
+            }
             // A fetch from a coordinator that died waits on its seed; the Lease moving on
             // ends it (its verified pieces stay on disk for the next try).
             let fetches = async {

@@ -20,7 +20,7 @@ mod follow;
 mod metrics;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::{
@@ -67,6 +67,9 @@ pub struct Config {
     pub upload_limit: Option<u64>,
     /// See `upload_limit`.
     pub download_limit: Option<u64>,
+    /// The most bytes of models kept on this node; models nothing wants are evicted, least
+    /// recently used first, to make room (None: no limit).
+    pub capacity: Option<u64>,
 }
 
 /// Counters a test or the metrics endpoint reads.
@@ -144,9 +147,20 @@ pub(crate) struct Shared {
     pub counters: Counters,
     pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
+    /// The keys of the models this daemon is asked for: in use, never evicted.
+    pub wanted: Mutex<HashSet<String>>,
 }
 
 impl Shared {
+    /// Makes room for model `key` of `size` bytes within the capacity, when there is one.
+    pub(crate) fn make_room(&self, key: &str, size: u64) -> Result<()> {
+        let Some(capacity) = self.cfg.capacity else {
+            return Ok(());
+        };
+        let in_use = self.wanted.lock().expect("wanted lock").clone();
+        crate::evict::make_room(&self.cfg.root, capacity, key, size, &in_use).map(|_| ())
+    }
+
     /// Marks `model` ready at `commit` on this node: to the model's waiters and the metrics.
     pub(crate) fn made_ready(
         &self,
@@ -210,6 +224,7 @@ impl Daemon {
                 counters: Counters::default(),
                 metrics,
                 http,
+                wanted: Mutex::new(HashSet::new()),
             }),
             tasks: Mutex::new(HashMap::new()),
             control_task,
@@ -253,8 +268,14 @@ impl Daemon {
     pub fn want(&self, model: &ModelSource) -> watch::Receiver<Option<String>> {
         let dir = ModelDir::new(&self.shared.cfg.root, &model.uri);
         let key = kubegrid_serving::names::cache_key(&model.uri);
+        self.shared
+            .wanted
+            .lock()
+            .expect("wanted lock")
+            .insert(key.clone());
         let mut tasks = self.tasks.lock().expect("tasks lock");
         let entry = tasks.entry(key).or_insert_with(|| {
+            crate::evict::touch(dir.path());
             let (tx, rx) = watch::channel(dir.ready_commit());
             let task = tokio::spawn(run(Arc::clone(&self.shared), model.clone(), dir, tx));
             (rx, task)
@@ -281,6 +302,30 @@ impl Daemon {
         })
     }
 
+    /// Stops caching `model` on this node: its task ends, its coordinator Lease (if held)
+    /// is handed back, and its copy stays on disk, now evictable, with now as its last use.
+    pub async fn forget(&self, model: &ModelSource) {
+        let key = kubegrid_serving::names::cache_key(&model.uri);
+        self.shared.wanted.lock().expect("wanted lock").remove(&key);
+        let task = self.tasks.lock().expect("tasks lock").remove(&key);
+        if let Some((_, task)) = task {
+            self.stop(key, task).await;
+        }
+        crate::evict::touch(ModelDir::new(&self.shared.cfg.root, &model.uri).path());
+        tracing::info!(model = %model.uri, "no longer wanted here; kept until evicted");
+    }
+
+    /// Ends a model's task and hands back its Lease.
+    async fn stop(&self, key: String, task: tokio::task::JoinHandle<()>) {
+        task.abort();
+        // Dropped with the task: its election, so it cannot take the Lease again.
+        let _ = task.await;
+        let lease = lease_config(&self.shared, &key);
+        if let Err(e) = kubegrid_lease::release(&self.shared.client, &lease).await {
+            tracing::warn!(lease = %lease.name, "{e}");
+        }
+    }
+
     /// Stops every model task and hands back the coordinator Leases this node holds, so
     /// that another node takes over at once rather than when the Lease expires. The
     /// servers stop when the daemon is dropped.
@@ -291,12 +336,7 @@ impl Daemon {
             task.abort();
         }
         for (key, (_, task)) in tasks {
-            // Dropped with the task: its election, so it cannot take the Lease again.
-            let _ = task.await;
-            let lease = lease_config(&self.shared, &key);
-            if let Err(e) = kubegrid_lease::release(&self.shared.client, &lease).await {
-                tracing::warn!(lease = %lease.name, "{e}");
-            }
+            self.stop(key, task).await;
         }
     }
 
