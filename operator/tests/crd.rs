@@ -133,11 +133,30 @@ fn the_crds_carry_the_printer_columns_and_the_status_subresource() {
 }
 
 #[test]
-fn crd_serving_prints_the_llmservice_crd_alone() {
+fn crd_serving_prints_the_serving_crds_alone() {
     let out = kubegrid(&["crd", "--serving"]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text, kubegrid_serving::crd_yaml().unwrap());
+    assert_eq!(
+        text,
+        format!(
+            "{}---\n{}",
+            kubegrid_serving::crd_yaml().unwrap(),
+            kubegrid_serving::prewarm_crd_yaml().unwrap()
+        )
+    );
     let out = kubegrid(&["--output", "json", "crd", "--serving"]);
-    let crd: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(crd["metadata"]["name"], "llmservices.serving.kubegrid.io");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "llmservices.serving.kubegrid.io",
+            "modelprewarms.serving.kubegrid.io"
+        ]
+    );
 }

@@ -132,10 +132,10 @@ pub enum Error {
     WatchServices(String),
     /// A status write lost the race to other writers every time it was tried.
     #[error(
-        "write the status of LLMService {service}: another writer changed it first, {attempts} times in a row\n  hint: the next report tries again"
+        "write the status of {service}: another writer changed it first, {attempts} times in a row\n  hint: the next report tries again"
     )]
     Contended {
-        /// `namespace/name`.
+        /// `Kind namespace/name`.
         service: String,
         /// Attempts made.
         attempts: usize,

@@ -33,8 +33,9 @@ fn llmservice(name: &str, uri: &str, args: &[&str]) -> Value {
     })
 }
 
-#[tokio::test]
-async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_status() {
+/// The hub stand-in with acme/llama and acme/other (the same files): the source folder, the
+/// hub and the model's size.
+async fn hub() -> (tempfile::TempDir, StandIn, u64) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -56,25 +57,16 @@ async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_stat
     let refs: Vec<(&str, &Path)> = refs.iter().map(|(p, d)| (*p, d.as_path())).collect();
     hub.add("acme/llama", "main", COMMIT, &refs);
     hub.add("acme/other", "main", COMMIT, &refs);
+    (src, hub, size)
+}
 
-    let fake = FakeCluster::new();
-    fake.enable_status_subresource("serving.kubegrid.io", "llmservices");
-    // The serving controller's fields, which the cache must keep.
-    let mut served = llmservice("llama", "hf://acme/llama@main", &[]);
-    served["status"] = json!({"replicas": 2, "selector": "app=llama"});
-    fake.put(served);
-    // A spec the serving controller refuses (it sets a flag kubegrid manages): its model
-    // is not cached, whatever it names.
-    fake.put(llmservice(
-        "refused",
-        "hf://acme/other@main",
-        &["--port", "9000"],
-    ));
-    // Writers race: the first two status writes lose, as to another node.
-    let status_path = "/apis/serving.kubegrid.io/v1alpha1/namespaces/ml/llmservices/llama/status";
-    fake.fail_next("PUT", status_path, 409, 2);
-
-    let roots = tempfile::tempdir().unwrap();
+/// Daemons on nodes gpu-a and gpu-b following the resources on `fake` (each copies at most
+/// 2 MiB/s from the fan-out), reporting every 100 ms.
+async fn nodes(
+    fake: &FakeCluster,
+    hub: &StandIn,
+    roots: &Path,
+) -> Vec<tokio::task::JoinHandle<kubegrid_modelcache::Result<()>>> {
     let mut running = Vec::new();
     for node in ["gpu-a", "gpu-b"] {
         let cfg = Config {
@@ -82,7 +74,7 @@ async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_stat
             advertise: IpAddr::V4(Ipv4Addr::LOCALHOST),
             fanout_port: 0,
             control_port: 0,
-            root: roots.path().join(node),
+            root: roots.join(node),
             namespace: "kubegrid-system".into(),
             token: "t0ken".into(),
             lease_duration: Duration::from_millis(1500),
@@ -103,6 +95,31 @@ async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_stat
             follow_cfg,
         )));
     }
+    running
+}
+
+#[tokio::test]
+async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_status() {
+    let (_src, hub, size) = hub().await;
+    let fake = FakeCluster::new();
+    fake.enable_status_subresource("serving.kubegrid.io", "llmservices");
+    // The serving controller's fields, which the cache must keep.
+    let mut served = llmservice("llama", "hf://acme/llama@main", &[]);
+    served["status"] = json!({"replicas": 2, "selector": "app=llama"});
+    fake.put(served);
+    // A spec the serving controller refuses (it sets a flag kubegrid manages): its model
+    // is not cached, whatever it names.
+    fake.put(llmservice(
+        "refused",
+        "hf://acme/other@main",
+        &["--port", "9000"],
+    ));
+    // Writers race: the first two status writes lose, as to another node.
+    let status_path = "/apis/serving.kubegrid.io/v1alpha1/namespaces/ml/llmservices/llama/status";
+    fake.fail_next("PUT", status_path, 409, 2);
+
+    let roots = tempfile::tempdir().unwrap();
+    let running = nodes(&fake, &hub, roots.path()).await;
 
     // While copying (2 MiB/s into each node's fan-out), a node reports part of the model,
     // its rate and an ETA.
@@ -201,6 +218,58 @@ async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_stat
     }
     for task in running {
         assert!(!task.is_finished(), "the follow task ended");
+        task.abort();
+    }
+}
+
+fn node(name: &str, labels: &Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}})
+}
+
+/// The ModelPrewarm's status once `check` holds for its cache entries.
+async fn prewarm_status(fake: &FakeCluster, check: impl Fn(&[Value]) -> bool) -> Value {
+    tokio::time::timeout(
+        PATIENCE,
+        fake.wait_for(|f| {
+            let p = f.get_object("serving.kubegrid.io/v1alpha1", "ModelPrewarm", "ml", "warm")?;
+            check(p["status"]["cache"].as_array()?).then(|| p["status"].clone())
+        }),
+    )
+    .await
+    .expect("the prewarm's status in time")
+}
+
+#[tokio::test]
+async fn a_prewarm_caches_the_model_on_the_nodes_its_selector_picks() {
+    let (_src, hub, size) = hub().await;
+    let fake = FakeCluster::new();
+    fake.enable_status_subresource("serving.kubegrid.io", "modelprewarms");
+    fake.put(node("gpu-a", &json!({"gpu": "h100"})));
+    fake.put(node("gpu-b", &json!({"gpu": "l4"})));
+    fake.put(json!({
+        "apiVersion": "serving.kubegrid.io/v1alpha1",
+        "kind": "ModelPrewarm",
+        "metadata": {"name": "warm", "namespace": "ml", "uid": "uid-warm"},
+        "spec": {"model": {"uri": "hf://acme/llama@main"}, "nodeSelector": {"gpu": "h100"}},
+    }));
+    let roots = tempfile::tempdir().unwrap();
+    let running = nodes(&fake, &hub, roots.path()).await;
+    let one = |c: &[Value]| c.len() == 1 && c[0]["ready"] == true;
+    let status = prewarm_status(&fake, one).await;
+    assert_eq!(status["cache"][0]["node"], "gpu-a");
+    assert_eq!(status["cache"][0]["bytes"], size);
+    assert_eq!(status["readyNodes"], 1);
+    assert_eq!(status["modelCommit"], COMMIT);
+    // gpu-b is not an h100: it holds nothing of the model.
+    let key = kubegrid_serving::names::cache_key("hf://acme/llama@main");
+    assert!(!roots.path().join("gpu-b").join(&key).join("ready").exists());
+    // Labelled h100, it caches the model too (copied in-cluster, the hub asked once).
+    fake.put(node("gpu-b", &json!({"gpu": "h100"})));
+    let both = |c: &[Value]| c.len() == 2 && c.iter().all(|e| e["ready"] == true);
+    let status = prewarm_status(&fake, both).await;
+    assert_eq!(status["readyNodes"], 2);
+    assert_eq!(hub.egress(), size, "one download for both nodes");
+    for task in running {
         task.abort();
     }
 }

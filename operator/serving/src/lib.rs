@@ -22,15 +22,17 @@ pub mod drain;
 mod error;
 mod model;
 pub mod names;
+mod prewarm;
 pub mod render;
 mod rules;
 mod service;
 mod validate;
 pub mod vllm;
 
-pub use crd::{crd, crd_yaml};
+pub use crd::{crd, crd_yaml, prewarm_crd, prewarm_crd_yaml};
 pub use error::{Error, FieldError, Result};
 pub use model::{ModelFile, ModelSource, ModelUri, is_relative_path};
+pub use prewarm::{ModelPrewarm, ModelPrewarmSpec, ModelPrewarmStatus};
 pub use service::{
     DEFAULT_DRAIN_SECONDS, DEFAULT_METRIC, DEFAULT_PORT, DEFAULT_RUNTIME_CLASS, EngineSpec,
     Fallback, KedaScaling, LLMService, LlmServiceSpec, LlmServiceStatus, NodeCache,

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::{
+    ModelSource,
     error::FieldError,
     model::{MAX_FILES, MAX_PATH_LEN, ModelUri, is_dns_subdomain, is_relative_path},
     service::{EngineSpec, LlmServiceSpec, Scaling},
@@ -20,55 +21,7 @@ impl LlmServiceSpec {
                 message,
             });
         };
-        let m = &self.model;
-        match ModelUri::parse(&m.uri) {
-            Ok(uri) if !uri.lists_hashes() && m.files.is_empty() => bad(
-                "model.files",
-                "is required for s3://, https:// and pvc:// sources: only Hugging Face metadata lists each file's sha256".into(),
-            ),
-            Ok(_) => {}
-            Err(e) => bad("model.uri", e.to_string()),
-        }
-        if m.files.len() > MAX_FILES {
-            bad(
-                "model.files",
-                format!("lists {} files; at most {MAX_FILES}", m.files.len()),
-            );
-        }
-        let mut seen = BTreeSet::new();
-        for (i, f) in m.files.iter().enumerate() {
-            if f.path.len() > MAX_PATH_LEN || !is_relative_path(&f.path) {
-                bad(
-                    &format!("model.files[{i}].path"),
-                    format!(
-                        "{:?} must be a relative path of at most {MAX_PATH_LEN} bytes without empty, '.' or '..' segments",
-                        f.path
-                    ),
-                );
-            } else if !seen.insert(f.path.as_str()) {
-                bad(
-                    &format!("model.files[{i}].path"),
-                    format!("{:?} is listed twice", f.path),
-                );
-            }
-            if !(f.sha256.len() == 64
-                && f.sha256
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            {
-                bad(
-                    &format!("model.files[{i}].sha256"),
-                    format!("{:?} must be a sha256: 64 lowercase hex digits", f.sha256),
-                );
-            }
-            if f.size.is_some_and(|s| s < 0) {
-                bad(
-                    &format!("model.files[{i}].size"),
-                    "must not be negative".into(),
-                );
-            }
-        }
-        check_quantity(&mut bad, "model.sizeLimit", m.size_limit.as_deref());
+        model(&mut bad, &self.model);
         if !(0..=1000).contains(&self.replicas) {
             bad(
                 "replicas",
@@ -90,6 +43,58 @@ impl LlmServiceSpec {
         }
         out
     }
+}
+
+/// The checks of `spec.model`, shared by LLMService and ModelPrewarm.
+pub(crate) fn model(bad: &mut impl FnMut(&str, String), m: &ModelSource) {
+    match ModelUri::parse(&m.uri) {
+        Ok(uri) if !uri.lists_hashes() && m.files.is_empty() => bad(
+            "model.files",
+            "is required for s3://, https:// and pvc:// sources: only Hugging Face metadata lists each file's sha256".into(),
+        ),
+        Ok(_) => {}
+        Err(e) => bad("model.uri", e.to_string()),
+    }
+    if m.files.len() > MAX_FILES {
+        bad(
+            "model.files",
+            format!("lists {} files; at most {MAX_FILES}", m.files.len()),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, f) in m.files.iter().enumerate() {
+        if f.path.len() > MAX_PATH_LEN || !is_relative_path(&f.path) {
+            bad(
+                &format!("model.files[{i}].path"),
+                format!(
+                    "{:?} must be a relative path of at most {MAX_PATH_LEN} bytes without empty, '.' or '..' segments",
+                    f.path
+                ),
+            );
+        } else if !seen.insert(f.path.as_str()) {
+            bad(
+                &format!("model.files[{i}].path"),
+                format!("{:?} is listed twice", f.path),
+            );
+        }
+        if !(f.sha256.len() == 64
+            && f.sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        {
+            bad(
+                &format!("model.files[{i}].sha256"),
+                format!("{:?} must be a sha256: 64 lowercase hex digits", f.sha256),
+            );
+        }
+        if f.size.is_some_and(|s| s < 0) {
+            bad(
+                &format!("model.files[{i}].size"),
+                "must not be negative".into(),
+            );
+        }
+    }
+    check_quantity(bad, "model.sizeLimit", m.size_limit.as_deref());
 }
 
 /// `vllm serve` flags the controller sets from the spec; a second copy in `args` would

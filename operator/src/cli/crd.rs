@@ -20,8 +20,9 @@ pub struct CrdArgs {
     /// crds/ directory holds these) instead of printing both CRDs to stdout.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Print the serving layer's CRD (LLMService, serving.kubegrid.io) instead, for
-    /// `kubegrid serving-controller`; the chart does not install it yet.
+    /// Print the serving layer's CRDs (LLMService and ModelPrewarm, serving.kubegrid.io)
+    /// instead, for `kubegrid serving-controller` and `kubegrid model-cache`; the chart does
+    /// not install them yet.
     #[arg(long, conflicts_with = "output_dir")]
     pub serving: bool,
 }
@@ -31,11 +32,16 @@ pub struct CrdArgs {
 pub fn run(args: &CrdArgs, output: Output) -> anyhow::Result<()> {
     if args.serving {
         match output {
-            Output::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&kubegrid_serving::crd())?
+            Output::Json => {
+                let items = [kubegrid_serving::crd(), kubegrid_serving::prewarm_crd()];
+                let list = json!({ "apiVersion": "v1", "kind": "List", "items": items });
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            }
+            Output::Text => print!(
+                "{}---\n{}",
+                kubegrid_serving::crd_yaml()?,
+                kubegrid_serving::prewarm_crd_yaml()?
             ),
-            Output::Text => print!("{}", kubegrid_serving::crd_yaml()?),
         }
         return Ok(());
     }

@@ -1,12 +1,14 @@
 //! The LLMService API: its CRD (golden file, scale subresource, printer columns), the model
 //! URI grammar, the code validation, and the same examples on a real API server; the
-//! objects it renders (golden files), the controller's scenarios, and the drain hook.
+//! objects it renders (golden files), the controller's scenarios, and the drain hook; the
+//! ModelPrewarm resource.
 
 mod bed;
 mod controller;
 mod crd;
 mod drain;
 mod examples;
+mod prewarm;
 mod real_server;
 mod render;
 mod uri;
