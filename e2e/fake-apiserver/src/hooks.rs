@@ -107,7 +107,8 @@ impl FakeCluster {
     }
 
     /// Waits until `check` returns `Some`, calling it now and after every write to the
-    /// object store (and every partition change). Wrap it in `tokio::time::timeout`.
+    /// object store (and every partition change and Node patch). Wrap it in
+    /// `tokio::time::timeout`.
     pub async fn wait_for<T>(&self, mut check: impl FnMut(&FakeCluster) -> Option<T>) -> T {
         let mut changes = self.state().store.subscribe();
         loop {

@@ -182,6 +182,9 @@ fn route(state: &mut State, request: &Request<'_>, segments: &[&str]) -> Option<
                         node: name.to_string(),
                         body: body.clone(),
                     });
+                    // Nodes live outside the object store; a test waiting on a label must
+                    // still wake.
+                    state.store.notify();
                     reply
                 }
                 None => not_found("nodes", name),

@@ -103,6 +103,8 @@ async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_stat
     let (_src, hub, size) = hub().await;
     let fake = FakeCluster::new();
     fake.enable_status_subresource("serving.kubegrid.io", "llmservices");
+    fake.put(node("gpu-a", &json!({"gpu": "h100"})));
+    fake.put(node("gpu-b", &json!({"gpu": "h100"})));
     // The serving controller's fields, which the cache must keep.
     let mut served = llmservice("llama", "hf://acme/llama@main", &[]);
     served["status"] = json!({"replicas": 2, "selector": "app=llama"});
@@ -188,10 +190,24 @@ async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_stat
         "the refused spec's model was fetched: {log:?}"
     );
     assert_eq!(hub.egress(), size, "one download for both nodes");
+    // Both nodes carry the label serving pods prefer.
+    let key = kubegrid_serving::names::cache_key("hf://acme/llama@main");
+    let label = format!("{}{key}", kubegrid_serving::names::CACHED_LABEL_PREFIX);
+    let labelled = |f: &FakeCluster, n: &str| {
+        f.state()
+            .nodes
+            .get(n)
+            .is_some_and(|o| o["metadata"]["labels"][&label] == "ready")
+    };
+    tokio::time::timeout(
+        PATIENCE,
+        fake.wait_for(|f| (labelled(f, "gpu-a") && labelled(f, "gpu-b")).then_some(())),
+    )
+    .await
+    .expect("both nodes labelled as holding the model");
     // The LLMService deleted: nothing wants the model here any more, so the nodes stop
     // coordinating it (the Lease is handed back) and keep the copy until evicted.
     fake.delete_object("serving.kubegrid.io/v1alpha1", "LLMService", "ml", "llama");
-    let key = kubegrid_serving::names::cache_key("hf://acme/llama@main");
     let lease = kubegrid_modelcache::daemon::lease_name(&key);
     tokio::time::timeout(
         PATIENCE,
@@ -205,6 +221,13 @@ async fn nodes_cache_the_models_llmservices_name_and_report_their_copies_in_stat
     )
     .await
     .expect("the coordinator Lease handed back once no LLMService names the model");
+    // And the label goes: the copy may be evicted at any time now.
+    tokio::time::timeout(
+        PATIENCE,
+        fake.wait_for(|f| (!labelled(f, "gpu-a") && !labelled(f, "gpu-b")).then_some(())),
+    )
+    .await
+    .expect("the nodes' labels removed");
     for node in ["gpu-a", "gpu-b"] {
         let dir = kubegrid_modelcache::layout::ModelDir::new(
             &roots.path().join(node),

@@ -302,6 +302,17 @@ impl Daemon {
         })
     }
 
+    /// The keys of the models this daemon is asked for and holds ready.
+    pub fn ready_keys(&self) -> Vec<String> {
+        self.tasks
+            .lock()
+            .expect("tasks lock")
+            .iter()
+            .filter(|(_, (ready, _))| ready.borrow().is_some())
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// Stops caching `model` on this node: its task ends, its coordinator Lease (if held)
     /// is handed back, and its copy stays on disk, now evictable, with now as its last use.
     pub async fn forget(&self, model: &ModelSource) {

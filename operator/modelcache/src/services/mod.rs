@@ -4,7 +4,8 @@
 //! rate, ETA, ready), and `status.modelCommit` once the model is ready here (see
 //! [`status`]). A spec the serving layer would refuse is not cached: its fields are hostile
 //! until checked. A model nothing names any more is forgotten: its task ends and its copy
-//! stays, evictable.
+//! stays, evictable. The node carries `cache.serving.kubegrid.io/<key>=ready` for each model
+//! it holds ready and is asked for, which serving pods prefer.
 
 mod status;
 
@@ -19,9 +20,10 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Node;
 use kube::{
     Api, ResourceExt as _,
+    api::{Patch, PatchParams},
     runtime::{WatchStreamExt as _, reflector, watcher},
 };
-use kubegrid_serving::{LLMService, ModelPrewarm, ModelSource};
+use kubegrid_serving::{LLMService, ModelPrewarm, ModelSource, names::CACHED_LABEL_PREFIX};
 use serde::de::DeserializeOwned;
 
 use crate::{daemon::Daemon, error::Result};
@@ -83,6 +85,39 @@ async fn node_labels(client: &kube::Client, node: &str) -> BTreeMap<String, Stri
     }
 }
 
+/// Labels this node `cache.serving.kubegrid.io/<key>=ready` for each model it holds ready
+/// and is asked for (serving pods prefer such nodes), and drops the label of any other model
+/// (forgotten, so it may be evicted at any time).
+async fn label_node(client: &kube::Client, daemon: &Daemon, labels: &BTreeMap<String, String>) {
+    let ready: BTreeMap<String, String> = daemon
+        .ready_keys()
+        .into_iter()
+        .map(|key| (format!("{CACHED_LABEL_PREFIX}{key}"), "ready".to_string()))
+        .collect();
+    let mut patch = serde_json::Map::new();
+    for (k, v) in &ready {
+        if labels.get(k) != Some(v) {
+            patch.insert(k.clone(), v.clone().into());
+        }
+    }
+    for k in labels.keys() {
+        if k.starts_with(CACHED_LABEL_PREFIX) && !ready.contains_key(k) {
+            patch.insert(k.clone(), serde_json::Value::Null);
+        }
+    }
+    if patch.is_empty() {
+        return;
+    }
+    let body = serde_json::json!({"metadata": {"labels": patch}});
+    let api = Api::<Node>::all(client.clone());
+    if let Err(e) = api
+        .patch(daemon.node(), &PatchParams::default(), &Patch::Merge(&body))
+        .await
+    {
+        tracing::warn!(node = %daemon.node(), "label the node with its cached models: {e}");
+    }
+}
+
 /// Caches the model of every valid LLMService and every valid ModelPrewarm that selects this
 /// node, and reports progress in their status, until the task is dropped.
 pub async fn follow(daemon: Arc<Daemon>, client: kube::Client, cfg: FollowConfig) -> Result<()> {
@@ -120,6 +155,7 @@ pub async fn follow(daemon: Arc<Daemon>, client: kube::Client, cfg: FollowConfig
                     daemon.forget(&model).await;
                 }
             }
+            label_node(&client, &daemon, &labels).await;
             for svc in &services {
                 if let Err(e) = report(&daemon, &client, svc.as_ref(), &mut rates).await {
                     tracing::warn!(llmservice = %svc.name_any(), "{e}");
