@@ -20,6 +20,7 @@ pub mod controller;
 mod crd;
 pub mod drain;
 mod error;
+pub mod layer;
 mod model;
 pub mod names;
 mod prewarm;

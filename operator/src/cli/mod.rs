@@ -16,6 +16,7 @@ mod packed;
 mod progress;
 mod reset;
 mod serving;
+mod serving_manifests;
 mod spec_bundle;
 mod upgrade;
 mod version;
@@ -89,6 +90,10 @@ pub enum Command {
     /// Run the LLMService controller (docs/serving.md): vLLM workloads, drain on scale-down,
     /// disruption budgets, KEDA ScaledObjects and status, one acting replica per Lease.
     ServingController(serving::ServingArgs),
+    /// Print the serving layer's manifests to apply into a cluster: the LLMService and
+    /// ModelPrewarm CRDs, the controller, the node model cache on GPU nodes, their RBAC and
+    /// the cache's token, the image pinned by digest (docs/serving.md).
+    ServingManifests(serving_manifests::ManifestsArgs),
     /// Reset every host of a spec (kubeadm reset, kubegrid's etcd and registry), after
     /// confirmation: type the cluster's name, or pass --yes.
     Reset(reset::ResetArgs),
@@ -129,6 +134,9 @@ pub fn main() -> ExitCode {
         Command::Lab(args) => lab::run(args, cli.output).map(|()| exit::OK),
         Command::Bundle(args) => bundle::run(args, cli.output),
         Command::Crd(args) => crd::run(args, cli.output).map(|()| exit::OK),
+        Command::ServingManifests(args) => {
+            serving_manifests::run(args, cli.output).map(|()| exit::OK)
+        }
         Command::Image(args) => image::run(args, cli.output).map(|()| exit::OK),
         Command::Operator(args) => block_on(operator::run(args)),
         Command::ServingController(args) => block_on(serving::run(args)),

@@ -8,6 +8,7 @@ mod controller;
 mod crd;
 mod drain;
 mod examples;
+mod layer;
 mod prewarm;
 mod real_server;
 mod render;

@@ -50,7 +50,8 @@ fn documents() -> Vec<(&'static str, Vec<Value>)> {
     ]
 }
 
-fn yaml(docs: &[Value]) -> String {
+/// Documents as one YAML stream.
+pub fn yaml(docs: &[Value]) -> String {
     docs.iter()
         .map(|d| serde_yaml::to_string(d).unwrap())
         .collect::<Vec<_>>()
@@ -66,6 +67,18 @@ fn rendered_objects_match_their_golden_files() {
 
 #[test]
 fn core_objects_pass_kubernetes_validate_strict() {
+    // KEDA's ScaledObject has no schema there; its fields are asserted in the controller's
+    // scenarios.
+    let docs = documents()
+        .into_iter()
+        .flat_map(|(_, docs)| docs)
+        .filter(|d| d["kind"] != "ScaledObject")
+        .collect();
+    validate_strict(docs);
+}
+
+/// Checks every object in `docs` with `kubernetes-validate --strict` for [`KUBERNETES`].
+pub fn validate_strict(docs: Vec<Value>) {
     let venv = PathBuf::from(
         std::env::var_os("KUBEGRID_VALIDATE_VENV")
             .unwrap_or_else(|| "/var/cache/kubegrid/validate-venv".into()),
@@ -85,18 +98,14 @@ fn core_objects_pass_kubernetes_validate_strict() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
-    for (_, docs) in documents() {
-        // KEDA's ScaledObject has no schema there; its fields are asserted in the
-        // controller's scenarios.
-        for doc in docs.into_iter().filter(|d| d["kind"] != "ScaledObject") {
-            let path = dir.path().join(format!(
-                "{}-{}.yaml",
-                doc["kind"].as_str().unwrap(),
-                files.len()
-            ));
-            std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
-            files.push(path);
-        }
+    for doc in docs {
+        let path = dir.path().join(format!(
+            "{}-{}.yaml",
+            doc["kind"].as_str().unwrap(),
+            files.len()
+        ));
+        std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
+        files.push(path);
     }
     let out = std::process::Command::new(&tool)
         .args(["--strict", "-k", KUBERNETES])
