@@ -24,46 +24,27 @@
     reason = "this benchmark uses only the ssh and link helpers"
 )]
 mod common;
+#[expect(
+    dead_code,
+    reason = "the benchmark keeps the stand-ins' runtime and state alive without reading them"
+)]
+#[path = "../tests/e2e/model_cache_bed.rs"]
+mod model_cache_bed;
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    net::{IpAddr, SocketAddr},
+    io::{BufRead, BufReader},
     process::Stdio,
     thread,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
-use base64::Engine as _;
 use common::{env_usize, ssh_command, stream_to_host};
-use kubegrid_e2e::{Host, LabGuard, describe, kubegrid_bin, median};
-use kubegrid_fake_apiserver::serve_tls;
-use kubegrid_hub_standin::Hub;
-use kubegrid_pki::{Ca, LeafSpec, Usage};
+use kubegrid_e2e::{Host, LabGuard, describe, median};
+use model_cache_bed::{BIN, CacheBed, push_binary};
 
 const RATE: &str = "200mbit";
-const BIN: &str = "/var/tmp/kubegrid";
 const UNIT: &str = "kubegrid-model-cache";
 const COMMIT: &str = "be7c4be7c4be7c4be7c4be7c4be7c4be7c4be7c4";
-
-fn push(lab: &LabGuard, host: &Host, path: &str, bytes: &[u8]) {
-    let mut c = ssh_command(lab, host)
-        .arg(format!(
-            "cat > {path}.new && chmod 0755 {path}.new && mv {path}.new {path}"
-        ))
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("ssh");
-    c.stdin
-        .take()
-        .expect("stdin")
-        .write_all(bytes)
-        .expect("push");
-    assert!(
-        c.wait().expect("wait").success(),
-        "push {path} to {}",
-        host.name
-    );
-}
 
 /// Starts the daemon for `uri` on each of `hosts` (Leases in `namespace(host)`) and returns
 /// the seconds until the last one said the model is ready on its node.
@@ -130,50 +111,15 @@ fn main() {
     let size = (mib as u64) << 20;
     let mut lab = LabGuard::reserve();
     lab.bring_up(8);
-    let binary = std::fs::read(kubegrid_bin()).expect("read kubegrid");
-    thread::scope(|s| {
-        for h in &lab.hosts {
-            let (lab, binary) = (&lab, &binary);
-            s.spawn(move || push(lab, h, BIN, binary));
-        }
-    });
-    drop(binary);
+    push_binary(&lab);
     let out = lab.kubegrid(&["shape", "--rate", RATE]);
     assert!(out.status.success(), "lab shape: {}", describe(&out));
     let gateway = lab.list()["gateway"]
         .as_str()
         .expect("lab gateway")
         .to_string();
-    let bridge: IpAddr = gateway.parse().expect("gateway address");
-
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let fake = kubegrid_fake_apiserver::FakeCluster::new();
-    let ca = Ca::generate("bench CA", Duration::from_secs(86_400)).unwrap();
-    let cert = ca
-        .issue(&LeafSpec {
-            common_name: "kube-apiserver".into(),
-            organizations: Vec::new(),
-            dns_names: Vec::new(),
-            ip_addresses: vec![bridge],
-            usage: Usage::Server,
-            validity: Duration::from_secs(86_400),
-        })
-        .unwrap();
-    let (api, _served) = {
-        let _enter = rt.enter();
-        serve_tls(
-            &fake,
-            SocketAddr::new(bridge, 0),
-            &cert.cert_pem,
-            &cert.key_pem,
-        )
-        .expect("API")
-    };
-    let hub = rt
-        .block_on(async {
-            Hub::serve(tokio::net::TcpListener::bind(SocketAddr::new(bridge, 0)).await?)
-        })
-        .expect("hub");
+    let bed = CacheBed::start(gateway.parse().expect("gateway address"));
+    let hub = &bed.hub;
     let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
     let mut shards = Vec::new();
     for i in 1..=4 {
@@ -185,20 +131,7 @@ fn main() {
         ));
         shards.push((format!("model-0000{i}-of-00004.safetensors"), path));
     }
-    let ca_data = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
-    for h in &lab.hosts {
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: m\n  cluster:\n    server: https://{api}\n    certificate-authority-data: {ca_data}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: m\n  context: {{cluster: m, user: u}}\ncurrent-context: m\n",
-            h.name
-        );
-        push(&lab, h, "/var/tmp/kubeconfig", kubeconfig.as_bytes());
-        push(
-            &lab,
-            h,
-            "/var/tmp/fanout-token",
-            b"bench-model-cache-token\n",
-        );
-    }
+    bed.configure_hosts(&lab, "bench-model-cache-token");
 
     let link: Vec<f64> = (0..runs)
         .map(|_| stream_to_host(&lab, &lab.hosts[0], &gateway, size))

@@ -20,6 +20,7 @@ mod lab_shape;
 mod measure;
 mod membership;
 mod model_cache;
+mod model_cache_bed;
 mod operator;
 mod operator_image;
 mod reboot;

@@ -11,20 +11,19 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
-    net::{IpAddr, SocketAddr},
+    io::{BufRead, BufReader},
+    net::IpAddr,
     process::{Child, Stdio},
     sync::{Arc, Condvar, Mutex},
     thread,
     time::Duration,
 };
 
-use base64::Engine as _;
-use kubegrid_e2e::{Host, LabGuard, describe, kubegrid_bin};
-use kubegrid_fake_apiserver::{FakeCluster, serve_tls};
-use kubegrid_hub_standin::Hub;
-use kubegrid_pki::{Ca, LeafSpec, Usage};
+use kubegrid_e2e::{Host, LabGuard, describe};
+use kubegrid_fake_apiserver::FakeCluster;
 use serde_json::Value;
+
+use crate::model_cache_bed::{BIN, CacheBed, push_binary};
 use sha2::Digest as _;
 
 const RATE: &str = "200mbit";
@@ -36,7 +35,6 @@ const SHARD: usize = 256 << 20;
 const SHARDS: usize = 4;
 const COMMIT: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
 const URI: &str = "hf://acme/llama-1g@main";
-const BIN: &str = "/var/tmp/kubegrid";
 const UNIT: &str = "kubegrid-model-cache";
 const ROOT: &str = "/var/lib/kubegrid/models";
 const PATIENCE: Duration = Duration::from_secs(300);
@@ -148,27 +146,6 @@ fn kill(lab: &LabGuard, host: &Host) {
     );
 }
 
-fn push(lab: &LabGuard, host: &Host, path: &str, bytes: &[u8]) {
-    let mut c = lab
-        .ssh_command_as("root", host)
-        .arg(format!(
-            "cat > {path}.new && chmod 0755 {path}.new && mv {path}.new {path}"
-        ))
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("ssh");
-    c.stdin
-        .take()
-        .expect("stdin")
-        .write_all(bytes)
-        .expect("push");
-    assert!(
-        c.wait().expect("wait").success(),
-        "push {path} to {}",
-        host.name
-    );
-}
-
 /// The holder (host name) and epoch of the model's Lease.
 fn holder(fake: &FakeCluster) -> Option<(String, i64)> {
     let key = kubegrid_serving::names::cache_key(URI);
@@ -194,52 +171,16 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
     );
     let mut lab = LabGuard::reserve();
     lab.bring_up(5);
-    // The binary goes out before the links are limited: it is large in a debug build.
-    let binary = std::fs::read(kubegrid_bin()).expect("read kubegrid");
-    thread::scope(|s| {
-        for h in &lab.hosts {
-            let (lab, binary) = (&lab, &binary);
-            s.spawn(move || push(lab, h, BIN, binary));
-        }
-    });
-    drop(binary);
+    push_binary(&lab);
     let out = lab.kubegrid(&["shape", "--rate", RATE]);
     assert!(out.status.success(), "lab shape: {}", describe(&out));
-
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let bridge: IpAddr = rt
-        .block_on(kubegrid_engine::distribute::local_ip_towards(
-            &lab.hosts[0].address,
-            22,
-        ))
-        .expect("bridge address");
-    let fake = FakeCluster::new();
-    let ca = Ca::generate("e2e model cache CA", Duration::from_secs(86_400)).unwrap();
-    let cert = ca
-        .issue(&LeafSpec {
-            common_name: "kube-apiserver".into(),
-            organizations: Vec::new(),
-            dns_names: Vec::new(),
-            ip_addresses: vec![bridge],
-            usage: Usage::Server,
-            validity: Duration::from_secs(86_400),
-        })
-        .unwrap();
-    let (api, _served) = {
-        let _enter = rt.enter();
-        serve_tls(
-            &fake,
-            SocketAddr::new(bridge, 0),
-            &cert.cert_pem,
-            &cert.key_pem,
-        )
-        .expect("serve the stand-in API")
-    };
-    let hub = rt
-        .block_on(async {
-            Hub::serve(tokio::net::TcpListener::bind(SocketAddr::new(bridge, 0)).await?)
-        })
-        .expect("hub stand-in");
+    let bridge: IpAddr = lab.list()["gateway"]
+        .as_str()
+        .expect("lab gateway")
+        .parse()
+        .expect("gateway address");
+    let bed = CacheBed::start(bridge);
+    let (rt, fake, hub) = (&bed.rt, &bed.fake, &bed.hub);
     hub.limit_rate(Some(HUB_RATE));
 
     let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
@@ -271,15 +212,7 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
         .collect();
     hub.add("acme/llama-1g", "main", COMMIT, &refs);
 
-    let ca_data = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
-    for h in &lab.hosts {
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: m\n  cluster:\n    server: https://{api}\n    certificate-authority-data: {ca_data}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: m\n  context: {{cluster: m, user: u}}\ncurrent-context: m\n",
-            h.name
-        );
-        push(&lab, h, "/var/tmp/kubeconfig", kubeconfig.as_bytes());
-        push(&lab, h, "/var/tmp/fanout-token", b"e2e-model-cache-token\n");
-    }
+    bed.configure_hosts(&lab, "e2e-model-cache-token");
     let logs = Arc::new(Logs::default());
     let mut followers: Vec<Child> = lab.hosts.iter().map(|h| follow(&lab, h, &logs)).collect();
     let hub_url = hub.url();
@@ -293,7 +226,7 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
 
     // 1. A follower killed a few seconds into copying shard 2, then started again.
     wait_hub(2 * SHARD + (36 << 20));
-    let (first, _) = holder(&fake).expect("a coordinator");
+    let (first, _) = holder(fake).expect("a coordinator");
     let victim = lab.hosts.iter().find(|h| h.name != first).unwrap().clone();
     kill(&lab, &victim);
     start(&lab, &victim, &hub_url);
@@ -312,7 +245,7 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
     let coordinator = lab.hosts.iter().find(|h| h.name == first).unwrap().clone();
     kill(&lab, &coordinator);
     logs.until("the other four ready", |l| live.iter().all(|h| ready(l, h)));
-    let (second, epoch) = holder(&fake).expect("a new coordinator");
+    let (second, epoch) = holder(fake).expect("a new coordinator");
     assert_ne!(second, first, "another host took the Lease");
     assert!(epoch >= 1, "at a higher epoch ({epoch})");
     // The killed coordinator comes back as a follower.

@@ -49,19 +49,27 @@ fn put(cache: &mut Vec<NodeCache>, mine: NodeCache) {
     cache.sort_by(|a, b| a.node.cmp(&b.node));
 }
 
+/// The four reads both resources answer alike (their `spec.model`, `validate()` and
+/// status fields have the same names).
+macro_rules! names_reads {
+    () => {
+        fn model(&self) -> &ModelSource {
+            &self.spec.model
+        }
+        fn valid(&self) -> bool {
+            self.spec.validate().is_empty()
+        }
+        fn cache(&self) -> &[NodeCache] {
+            self.status.as_ref().map_or(&[], |s| s.cache.as_slice())
+        }
+        fn model_commit(&self) -> Option<&str> {
+            self.status.as_ref()?.model_commit.as_deref()
+        }
+    };
+}
+
 impl Names for LLMService {
-    fn model(&self) -> &ModelSource {
-        &self.spec.model
-    }
-    fn valid(&self) -> bool {
-        self.spec.validate().is_empty()
-    }
-    fn cache(&self) -> &[NodeCache] {
-        self.status.as_ref().map_or(&[], |s| s.cache.as_slice())
-    }
-    fn model_commit(&self) -> Option<&str> {
-        self.status.as_ref()?.model_commit.as_deref()
-    }
+    names_reads!();
     fn record(&mut self, mine: NodeCache, commit: Option<&str>) {
         let status = self.status.get_or_insert_with(Default::default);
         put(&mut status.cache, mine);
@@ -72,18 +80,7 @@ impl Names for LLMService {
 }
 
 impl Names for ModelPrewarm {
-    fn model(&self) -> &ModelSource {
-        &self.spec.model
-    }
-    fn valid(&self) -> bool {
-        self.spec.validate().is_empty()
-    }
-    fn cache(&self) -> &[NodeCache] {
-        self.status.as_ref().map_or(&[], |s| s.cache.as_slice())
-    }
-    fn model_commit(&self) -> Option<&str> {
-        self.status.as_ref()?.model_commit.as_deref()
-    }
+    names_reads!();
     fn record(&mut self, mine: NodeCache, commit: Option<&str>) {
         let status = self.status.get_or_insert_with(Default::default);
         put(&mut status.cache, mine);
