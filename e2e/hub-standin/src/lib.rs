@@ -8,7 +8,7 @@
 //! Every file request is logged ([`Hub::log`]) with the range asked and the bytes sent, so a
 //! test can prove one download per file. Faults: [`Hub::corrupt`] serves a file with one byte
 //! flipped (its metadata unchanged), [`Hub::cut_after`] closes the next download of a file
-//! after some bytes. It speaks just enough HTTP/1.1 for reqwest: one request per connection.
+//! after some bytes, [`Hub::hold`] stalls every download until [`Hub::release`]. It speaks just enough HTTP/1.1 for reqwest: one request per connection.
 //! Never used by the product.
 
 use std::{
@@ -57,6 +57,8 @@ struct Model {
 struct State {
     /// Body bytes per second per download, when limited.
     rate: Option<u64>,
+    /// While true, every download waits before its next chunk ([`Hub::hold`]).
+    held: tokio::sync::watch::Sender<bool>,
     /// `org/name` → revision → model.
     models: BTreeMap<String, BTreeMap<String, Model>>,
     log: Vec<Access>,
@@ -149,6 +151,25 @@ impl Hub {
             .expect("hub state")
             .cuts
             .insert(path.into(), bytes);
+    }
+
+    /// Holds every download, running or new, before its next chunk until
+    /// [`Hub::release`], as a stalled uplink would; pacing resumes where it stopped.
+    pub fn hold(&self) {
+        self.state
+            .lock()
+            .expect("hub state")
+            .held
+            .send_replace(true);
+    }
+
+    /// Lets held downloads go on.
+    pub fn release(&self) {
+        self.state
+            .lock()
+            .expect("hub state")
+            .held
+            .send_replace(false);
     }
 
     /// Paces every download to `bytes_per_second`, like a slow uplink (`None`: no limit).
@@ -345,6 +366,7 @@ async fn file(
     let mut sent = 0u64;
     let mut buf = vec![0u8; 64 << 10];
     let started = tokio::time::Instant::now();
+    let mut stalled = std::time::Duration::ZERO;
     let result = async {
         while sent < limit {
             let want = usize::try_from((limit - sent).min(buf.len() as u64)).unwrap_or(buf.len());
@@ -362,10 +384,17 @@ async fn file(
             stream.write_all(&buf[..n]).await?;
             sent += n as u64;
             counter.send_modify(|c| *c += n as u64);
+            let mut held = state.lock().expect("hub state").held.subscribe();
+            if *held.borrow_and_update() {
+                let since = tokio::time::Instant::now();
+                let _ = held.wait_for(|h| !h).await;
+                stalled += since.elapsed();
+            }
             if let Some(rate) = rate.filter(|r| *r > 0) {
-                // Pacing, as a slow link would: the body may be `sent` bytes along by now.
+                // Pacing, as a slow link would: the body may be `sent` bytes along by now
+                // (time held not counted, so a release is no burst).
                 let due = std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
-                tokio::time::sleep_until(started + due).await;
+                tokio::time::sleep_until(started + stalled + due).await;
             }
         }
         std::io::Result::Ok(())

@@ -224,8 +224,13 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
             .unwrap_or_else(|_| panic!("the hub sent {bytes} bytes in time"));
     };
 
-    // 1. A follower killed a few seconds into copying shard 2, then started again.
+    // 1. A follower killed a few seconds into copying shard 2, then started again. The hub
+    // stalls (mid-way through shard 3) until every follower holds shard 2, so that the
+    // coordinator is killed mid-download however long the followers take: a coordinator
+    // that finished shard 3 before its kill would leave the next one to fetch it again (the
+    // known gap in docs/serving.md), which is not what this test is about.
     wait_hub(2 * SHARD + (36 << 20));
+    hub.hold();
     let (first, _) = holder(fake).expect("a coordinator");
     let victim = lab.hosts.iter().find(|h| h.name != first).unwrap().clone();
     kill(&lab, &victim);
@@ -241,6 +246,7 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
     logs.until("every follower copied shard 2", |l| {
         live.iter().all(|h| copied(l, h, &shard(2)))
     });
+    hub.release();
     wait_hub(2 * SHARD + SHARD / 2);
     let coordinator = lab.hosts.iter().find(|h| h.name == first).unwrap().clone();
     kill(&lab, &coordinator);
