@@ -352,3 +352,38 @@ fn an_artifact_that_is_a_symlink_out_of_the_bundle_is_refused_by_verify_and_appl
         "{err}"
     );
 }
+
+#[test]
+fn a_serving_layer_the_bundle_cannot_run_is_refused_before_any_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = bundle(dir.path(), "amd64", ALL);
+    // The NVIDIA toolkit spec.gpu needs, so that the serving layer is what is missing.
+    let toolkit = "deb nvidia-container-toolkit 1.17.8";
+    fs::write(root.join("files/nvidia-container-toolkit"), toolkit).unwrap();
+    let mut manifest = fs::read_to_string(root.join("manifest.yaml"))
+        .unwrap()
+        .replacen("version: 1\n", "version: 2\n", 1);
+    manifest.push_str(&format!(
+        "  - {{path: files/nvidia-container-toolkit, sha256: {}, size: {}, arch: amd64, kind: deb, name: nvidia-container-toolkit, version: \"1.17.8-1\", component: nvidia-container-toolkit}}\n",
+        hex::encode(Sha256::digest(toolkit.as_bytes())),
+        toolkit.len()
+    ));
+    fs::write(root.join("manifest.yaml"), manifest).unwrap();
+    let path = spec(dir.path(), "v1.31.4", "", KEY, 0o600);
+    let text = fs::read_to_string(&path).unwrap().replace(
+        "  containerRuntime: {containerd: {version: \"1.7\"}}\n",
+        "  containerRuntime: {containerd: {version: \"1.7\"}, runtimes: [runc, nvidia]}\n  gpu: {driver: {source: preinstalled}}\n  serving: {cacheCapacity: 500Gi}\n",
+    );
+    assert!(text.contains("serving:"), "{text}");
+    fs::write(&path, text).unwrap();
+    for verb in ["apply", "plan"] {
+        let (code, err) = run(dir.path(), verb, &path, &[]);
+        assert_eq!(code, Some(2), "{verb}: {err}");
+        assert!(
+            err.contains("spec.serving: the bundle has no kubegrid image; expected the kubegrid image of this kubegrid"),
+            "{verb}: {err}"
+        );
+        assert!(err.contains("kubegrid image build"), "{err}");
+    }
+    assert!(!dir.path().join("journal.db").exists(), "nothing journaled");
+}

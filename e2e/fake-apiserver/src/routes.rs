@@ -208,6 +208,13 @@ fn route(state: &mut State, request: &Request<'_>, segments: &[&str]) -> Option<
             }
             (StatusCode::CREATED, body.to_string())
         }
+        // Server-side apply of a Namespace creates it when missing; the fake keeps names only.
+        ("PATCH", ["api", "v1", "namespaces", name])
+            if content_type == "application/apply-patch+yaml" =>
+        {
+            state.namespaces.insert((*name).to_owned());
+            ok(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } }))
+        }
         ("GET", ["api", "v1", "namespaces", name]) => {
             if state.namespaces.contains(*name) {
                 ok(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } }))

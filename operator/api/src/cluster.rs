@@ -72,7 +72,10 @@ pub const DEFAULT_CA_VALIDITY: &str = "87600h";
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = crate::validate::gpu::gpu_needs_nvidia_runtime_rule())]
+#[x_kube(
+    validation = crate::validate::gpu::gpu_needs_nvidia_runtime_rule(),
+    validation = crate::validate::serving::serving_needs_gpu_rule()
+)]
 pub struct ClusterSpec {
     /// Kubernetes version, e.g. `v1.31.4`.
     #[schemars(length(max = crate::version::MAX_KUBERNETES_VERSION_LEN))]
@@ -105,6 +108,9 @@ pub struct ClusterSpec {
     /// The NVIDIA stack for GPU Nodes; without it kubegrid installs no GPU software.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<crate::gpu::GpuSpec>,
+    /// The vLLM serving layer kubegrid deploys once the cluster is installed; needs `gpu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<crate::serving::ServingSpec>,
     /// What the operator does to the hosts when the Cluster is deleted: `Orphan` (the
     /// default) leaves them as they are, `Reset` runs the reset playbook on every host. The
     /// CLI ignores it.

@@ -30,6 +30,7 @@ mod manifest;
 mod node;
 mod parse;
 mod rules;
+pub mod serving;
 mod ssh;
 mod status;
 mod status_gpu;
@@ -60,6 +61,7 @@ pub use hosts::{BastionTarget, HostTarget};
 pub use manifest::Manifest;
 pub use node::{Arch, Node, NodeSpec, Role, Taint, TaintEffect};
 pub use parse::{Documents, load, load_installed, parse, parse_all};
+pub use serving::{DEFAULT_SERVING_NAMESPACE, ServingSpec, ServingStatus};
 pub use ssh::{
     BastionSpec, ConfigMapKeyRef, DEFAULT_PASSWORD_KEY, DEFAULT_SECRET_KEY, DEFAULT_SSH_PORT,
     DEFAULT_SSH_USER, LocalObjectRef, NodeSshSpec, SecretKeyRef, SshSpec,

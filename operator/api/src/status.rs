@@ -37,6 +37,9 @@ pub struct ClusterStatus {
     /// progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<crate::CertificatesStatus>,
+    /// The serving layer (`spec.serving`), as the last operation left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<crate::serving::ServingStatus>,
 }
 
 /// Where a Cluster is in its life.

@@ -9,6 +9,7 @@ mod network;
 mod nodes;
 mod registry;
 pub(crate) mod runtime;
+pub(crate) mod serving;
 mod update;
 mod upgrade;
 
@@ -135,6 +136,7 @@ impl Checker<'_> {
         self.etcd_and_upgrade(&at);
         self.default_runtime(&at);
         self.gpu(&at);
+        self.serving(&at);
         self.bundle(&at);
         self.bundle_registry(&at);
         self.ssh(&at, &spec.ssh);

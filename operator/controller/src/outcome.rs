@@ -344,6 +344,9 @@ pub async fn finished(
         "operation": operation_status(ctx, JobKind::Apply, result.operation).await?,
         "conditions": status::merge(conditions_of(cluster), conditions, &status::now()),
     });
+    if let Some(serving) = &result.serving {
+        patch["serving"] = json!(serving);
+    }
     if ok {
         immutable::remember_cluster(clusters, cluster).await?;
         patch["observedGeneration"] = json!(gen_);

@@ -267,6 +267,9 @@ pub struct RunResult {
     pub upgrade: Option<UpgradeSummary>,
     /// What a certificates operation found and did; `None` for the other kinds.
     pub certs: Option<kubegrid_engine::certs::CertsReport>,
+    /// `status.serving` from the operation's checks; None without `spec.serving` or when it
+    /// was not reached.
+    pub serving: Option<kubegrid_api::ServingStatus>,
 }
 
 /// What an upgrade operation did, as status reports it.
@@ -465,6 +468,7 @@ impl EngineRunner {
             cluster: job.cluster.clone(),
             reason: e.to_string(),
         })?;
+        let serving = context.serving.clone();
         let req = operation::Request {
             mode: Mode::Apply,
             cluster: job.cluster.clone(),
@@ -543,6 +547,10 @@ impl EngineRunner {
             host_keys,
             upgrade: report.upgrade.as_ref().map(UpgradeSummary::of),
             certs: report.certs.clone(),
+            serving: kubegrid_engine::kubernetes::serving::status(
+                serving.as_ref(),
+                &report.kubernetes.checks,
+            ),
         })
     }
 }

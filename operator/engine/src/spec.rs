@@ -145,7 +145,30 @@ pub fn cluster_context_for_bundle(
     if let Some(gpu) = ctx.gpu.as_mut() {
         gpu_pins(gpu, bundle)?;
     }
+    ctx.serving = match &manifest.cluster().spec.serving {
+        Some(serving) => Some(serving_context(serving, &ctx, bundle)?),
+        None => None,
+    };
     Ok(ctx)
+}
+
+/// `spec.serving` with the kubegrid image of this release from the bundle: a bundle without
+/// it fails here, before any host is contacted.
+fn serving_context(
+    serving: &kubegrid_api::ServingSpec,
+    ctx: &ClusterContext,
+    bundle: &kubegrid_plan::Bundle,
+) -> Result<kubegrid_plan::ServingContext, kubegrid_plan::Error> {
+    Ok(kubegrid_plan::ServingContext {
+        namespace: serving.namespace().to_string(),
+        cache_capacity: serving.cache_capacity.clone(),
+        pod_monitors: serving.pod_monitors,
+        image: kubegrid_plan::ServingContext::image_from_bundle(
+            bundle.manifest(),
+            env!("CARGO_PKG_VERSION"),
+            ctx.bundle_registry.is_some(),
+        )?,
+    })
 }
 
 /// The releases of a bundle component (`nvidia-driver`), without Debian revisions.

@@ -83,6 +83,7 @@ fn cluster(group: &str, first: &HostRecord, private_key: &Path) -> Cluster {
             },
             certificates: None,
             gpu: None,
+            serving: None,
             deletion_policy: kubegrid_api::DeletionPolicy::default(),
         },
     )

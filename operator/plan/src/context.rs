@@ -77,6 +77,8 @@ pub struct ClusterContext {
     pub etcd_version: Option<Version>,
     /// `Cluster.spec.gpu`; None: the cluster installs no GPU stack.
     pub gpu: Option<crate::gpu::GpuContext>,
+    /// `Cluster.spec.serving`; None: kubegrid deploys no serving layer.
+    pub serving: Option<crate::serving::ServingContext>,
 }
 
 impl ClusterContext {
@@ -95,6 +97,7 @@ impl ClusterContext {
             kubernetes: None,
             etcd_version: None,
             gpu: None,
+            serving: None,
         })
     }
 

@@ -28,6 +28,7 @@ mod predicate;
 mod reboot;
 mod registry;
 mod runtimes;
+mod serving;
 mod templates;
 
 pub use bundle::{
@@ -83,6 +84,7 @@ pub use runtimes::{
     CRUN_BINARY, KATA_SHIM_BINARY, NVIDIA_RUNTIME_BINARY, RUNSC_BINARY, RUNSC_WRAPPER, SkipReason,
     SkippedRuntime, describe_kvm, host_runtimes, runtime_binary, runtime_probe_paths, vm_capable,
 };
+pub use serving::{KUBEGRID_IMAGE_COMPONENT, ServingContext};
 pub use templates::{
     CILIUM_IMAGE, CILIUM_OPERATOR_IMAGE, TEMPLATES, Template, kubelet_may_set_label, render,
     template,

@@ -143,6 +143,7 @@ fn the_cel_crate_parses_every_rule_and_only_properties_carry_them() {
         rules,
         [
             "Cluster:spec",
+            "Cluster:spec",
             "Cluster:spec.bundle",
             "Cluster:spec.bundle.source",
             "Cluster:spec.containerRuntime",
@@ -159,6 +160,8 @@ fn the_cel_crate_parses_every_rule_and_only_properties_carry_them() {
             "Cluster:spec.network",
             "Cluster:spec.network.podCIDR",
             "Cluster:spec.network.serviceCIDR",
+            "Cluster:spec.serving.cacheCapacity",
+            "Cluster:spec.serving.namespace",
             "Cluster:spec.ssh",
             "Cluster:spec.ssh",
             "Cluster:spec.ssh.bastion",
@@ -429,6 +432,43 @@ pub(crate) const CREATE_CASES: &[(&str, &str, &str, &str)] = &[
         "runtimes: [runc, gvisor, crun]\n    defaultRuntime: gvisor",
         "Cluster/gpu-prod",
         "spec.containerRuntime.defaultRuntime",
+    ),
+    // spec.serving: the layer needs the GPU stack; a namespace and a size the cache reads.
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"550\"}}\n  serving: {namespace: llm-serving, cacheCapacity: 1.5Ti, podMonitors: true}\n  bundle:\n",
+        "",
+        "",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"550\"}}\n  serving: {}\n  bundle:\n",
+        "",
+        "",
+    ),
+    (
+        "  bundle:\n",
+        "  serving: {}\n  bundle:\n",
+        "Cluster/gpu-prod",
+        "spec.serving",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"550\"}}\n  serving: {namespace: LLM_serving}\n  bundle:\n",
+        "Cluster/gpu-prod",
+        "spec.serving.namespace",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"550\"}}\n  serving: {cacheCapacity: 0Gi}\n  bundle:\n",
+        "Cluster/gpu-prod",
+        "spec.serving.cacheCapacity",
+    ),
+    (
+        "  bundle:\n",
+        "  gpu: {driver: {branch: \"550\"}}\n  serving: {cacheCapacity: 2PB}\n  bundle:\n",
+        "Cluster/gpu-prod",
+        "spec.serving.cacheCapacity",
     ),
 ];
 

@@ -24,6 +24,7 @@ fn result(outcome: RunOutcome, hosts: Vec<HostOutcome>, summary: UpgradeSummary)
         host_keys: BTreeMap::new(),
         upgrade: Some(summary),
         certs: None,
+        serving: None,
     }
 }
 

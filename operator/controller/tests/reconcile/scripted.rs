@@ -15,6 +15,9 @@ use kubegrid_journal::{
 };
 use tokio::sync::watch;
 
+/// The image the scripted runner reports for `spec.serving`.
+pub const SCRIPTED_SERVING_IMAGE: &str = "ghcr.io/kubegrid/kubegrid@sha256:5c41b7ed5c41b7ed5c41b7ed5c41b7ed5c41b7ed5c41b7ed5c41b7ed5c41b7ed";
+
 /// One call of the scripted runner, as it happened.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -295,6 +298,21 @@ impl ScriptedRunner {
                 .then(|| "apiVersion: v1\nkind: Config\n".to_string()),
             upgrade: None,
             certs: None,
+            // As the engine reports an applied layer (SCRIPTED: nothing is applied here).
+            serving: job
+                .manifest
+                .cluster()
+                .spec
+                .serving
+                .as_ref()
+                .filter(|_| ok && job.kind == JobKind::Apply)
+                .map(|s| kubegrid_api::ServingStatus {
+                    namespace: s.namespace().to_string(),
+                    image: SCRIPTED_SERVING_IMAGE.into(),
+                    deployed: true,
+                    ready: true,
+                    message: "scripted: the runner applied nothing".into(),
+                }),
             host_keys: nodes
                 .iter()
                 .map(|n| (n.clone(), "ssh-ed25519 SHA256:stand-in".to_string()))

@@ -175,6 +175,7 @@ impl ScriptedRunner {
             host_keys: Default::default(),
             upgrade: None,
             certs: Some(scripted.report),
+            serving: None,
         })
     }
 }

@@ -228,6 +228,7 @@ impl ScriptedRunner {
             host_keys: BTreeMap::new(),
             upgrade: Some(summary),
             certs: None,
+            serving: None,
         })
     }
 }

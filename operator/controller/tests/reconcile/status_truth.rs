@@ -15,6 +15,7 @@ on_both!(
     removal_shows_absent_and_removing_and_deletion_shows_deleting_while_they_run,
     a_cluster_with_a_missing_secret_stays_pending,
     a_failed_reset_reports_a_reset_operation,
+    status_shows_the_serving_layer_the_operation_reported,
 );
 
 fn never_fails() -> Arc<Plan> {
@@ -247,4 +248,39 @@ async fn a_failed_reset_reports_a_reset_operation(backend: Backend) {
         cluster(f).is_null().then_some(())
     })
     .await;
+}
+
+async fn status_shows_the_serving_layer_the_operation_reported(backend: Backend) {
+    let fake = fake(true, "Orphan");
+    let mut spec = fake
+        .get_object(API, "Cluster", NS, "gpu")
+        .expect("the Cluster")["spec"]
+        .clone();
+    spec["containerRuntime"]["runtimes"] = json!(["runc", "nvidia"]);
+    spec["gpu"] = json!({"driver": {"source": "preinstalled"}});
+    spec["serving"] = json!({"namespace": "llm", "cacheCapacity": "500Gi"});
+    fake.put(json!({
+        "apiVersion": API, "kind": "Cluster",
+        "metadata": {"name": "gpu", "namespace": NS},
+        "spec": spec,
+    }));
+    let bed = Bed::on(backend, fake, true, never_fails()).await;
+    let (_stop, _task, _) = bed.start("op-a", Duration::from_secs(2)).await;
+    let api = &bed;
+    eventually(api, "Ready=True", |f| {
+        condition(f, "Ready").filter(|c| c["status"] == "True")
+    })
+    .await;
+    let c = cluster(api);
+    assert_eq!(
+        c["status"]["serving"],
+        json!({
+            "namespace": "llm",
+            "image": crate::scripted::SCRIPTED_SERVING_IMAGE,
+            "deployed": true,
+            "ready": true,
+            "message": "scripted: the runner applied nothing",
+        }),
+        "{c:#}"
+    );
 }

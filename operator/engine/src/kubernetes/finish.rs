@@ -180,7 +180,14 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
         }
     }
     let absent = remove::absent(run).await?;
-    let client = if run.req.options.cluster_checks || !absent.is_empty() {
+    // A partial apply (`--until`) leaves the serving layer alone, as it leaves membership.
+    let serving = run
+        .req
+        .context
+        .serving
+        .clone()
+        .filter(|_| run.req.options.until.is_none());
+    let client = if run.req.options.cluster_checks || !absent.is_empty() || serving.is_some() {
         Some(kubegrid_cluster::connect(&kubeconfig).await)
     } else {
         None
@@ -190,9 +197,21 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
     out.removed.extend(workers);
     // From the facts alone, so it runs also where the API checks are skipped.
     let runtime_classes = super::runtime_classes::check(run);
+    // Deployed whether or not the checks run: it is part of what the spec asks for.
+    let deployed = match (&serving, &client) {
+        (Some(s), Some(Ok(c))) => Some(super::serving::deploy(c, s).await),
+        (Some(_), Some(Err(e))) => Some(CheckResult {
+            name: super::serving::SERVING_LAYER.into(),
+            ok: false,
+            detail: format!("cannot build a client for {server}: {e}"),
+            duration_ms: 0,
+        }),
+        _ => None,
+    };
     if !run.req.options.cluster_checks {
         out.skipped = Some("--skip-check cluster-api".into());
         out.checks.extend(runtime_classes);
+        out.checks.extend(deployed);
         record_checks(run, &out.checks).await?;
         return Ok(out);
     }
@@ -227,11 +246,11 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
         gpu_image: gpu_image(run),
         ..run.req.options.check_options.clone()
     };
-    out.checks = match client {
+    out.checks = match &client {
         Some(Ok(client)) => {
             // The checks still run: nodes-ready then shows which labels are missing.
-            let labelled = kubegrid_cluster::label_nodes(&client, &expected).await;
-            let mut results = kubegrid_cluster::run_checks(&client, &options, &expected).await;
+            let labelled = kubegrid_cluster::label_nodes(client, &expected).await;
+            let mut results = kubegrid_cluster::run_checks(client, &options, &expected).await;
             if let Err(e) = labelled {
                 results.insert(
                     0,
@@ -254,6 +273,14 @@ pub async fn finish(run: &mut Run) -> Result<ClusterChecks, Error> {
         None => Vec::new(),
     };
     out.checks.extend(runtime_classes);
+    // The layer's health is waited for only once it was applied.
+    let applied = deployed.as_ref().is_some_and(|d| d.ok);
+    out.checks.extend(deployed);
+    if let (true, Some(s), Some(Ok(c))) = (applied, &serving, &client) {
+        out.checks.push(
+            super::serving::ready(c, s, options.system_pods_timeout, options.poll_interval).await,
+        );
+    }
     record_checks(run, &out.checks).await?;
     run.observer.event(&Progress::PhaseFinished {
         phase: CLUSTER_CHECKS.into(),

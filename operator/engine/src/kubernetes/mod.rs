@@ -13,6 +13,7 @@ pub(crate) mod pki;
 mod remove;
 mod runtime_classes;
 mod secrets;
+pub mod serving;
 
 pub use context::{init_failed, kubernetes_context, prepare};
 pub(crate) use finish::server_url;

@@ -1,0 +1,451 @@
+//! `spec.serving` once the cluster answers: the serving layer applied through the API (the
+//! `LLMService` and `ModelPrewarm` CRDs, the serving controller, the model-cache DaemonSet on
+//! the GPU Nodes, their RBAC), then a wait until the controller is available and the cache is
+//! ready on every GPU Node. Both steps are reported as cluster checks, so the CLI's report and
+//! the operator's conditions say what was deployed and whether it is healthy.
+//!
+//! Server-side apply with kubegrid's field manager makes a re-run change only what differs.
+//! The cache's token Secret is the exception: it is created once with a fresh random token and
+//! never replaced, because replacing it would cut every running cache off from its peers.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{DaemonSet, Deployment},
+        core::v1::Secret,
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+};
+use kubegrid_cluster::CheckResult;
+use kubegrid_plan::ServingContext;
+use kubegrid_serving::layer::{self, LayerOptions};
+use serde_json::Value;
+
+/// The check that reports the apply.
+pub const SERVING_LAYER: &str = "serving-layer";
+/// The check that reports the layer's health.
+pub const SERVING_READY: &str = "serving-ready";
+/// The field manager of kubegrid's server-side applies.
+const FIELD_MANAGER: &str = "kubegrid";
+
+/// The layer's options from the spec.
+fn options(ctx: &ServingContext) -> LayerOptions {
+    LayerOptions {
+        namespace: ctx.namespace.clone(),
+        cache_capacity: ctx.cache_capacity.clone(),
+        pod_monitors: ctx.pod_monitors,
+        ..LayerOptions::new(&ctx.image.reference())
+    }
+}
+
+/// Every object the engine applies, in order: the CRDs, then the layer (namespace first).
+pub fn objects(ctx: &ServingContext) -> Vec<Value> {
+    let crds = [kubegrid_serving::crd(), kubegrid_serving::prewarm_crd()];
+    let mut out: Vec<Value> = crds
+        .iter()
+        .map(|c| serde_json::to_value(c).unwrap_or_default())
+        .collect();
+    out.extend(layer::objects(&options(ctx)));
+    out
+}
+
+/// The REST plural of each kind the layer has; another kind is a bug the tests catch.
+fn plural(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "CustomResourceDefinition" => "customresourcedefinitions",
+        "Namespace" => "namespaces",
+        "ServiceAccount" => "serviceaccounts",
+        "ClusterRole" => "clusterroles",
+        "ClusterRoleBinding" => "clusterrolebindings",
+        "Role" => "roles",
+        "RoleBinding" => "rolebindings",
+        "Deployment" => "deployments",
+        "DaemonSet" => "daemonsets",
+        "PodMonitor" => "podmonitors",
+        _ => return None,
+    })
+}
+
+/// `Kind/name`, or `Kind/namespace/name`, as errors name an object.
+fn describe(object: &Value) -> String {
+    let kind = object["kind"].as_str().unwrap_or("?");
+    let name = object["metadata"]["name"].as_str().unwrap_or("?");
+    match object["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+/// Server-side applies one object.
+async fn apply(client: &Client, object: &Value) -> Result<(), String> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let plural = plural(kind).ok_or_else(|| format!("kubegrid cannot apply kind {kind}"))?;
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(name, &params, &Patch::Apply(object))
+        .await
+        .map(drop)
+        .map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 404 && kind == "PodMonitor" => format!(
+                "the cluster has no PodMonitor kind ({}); expected the Prometheus Operator's CRDs; hint: install them first, or set spec.serving.podMonitors false",
+                s.message
+            ),
+            other => other.to_string(),
+        })
+}
+
+/// Creates the token Secret unless it exists; true when it was created.
+async fn ensure_token(client: &Client, namespace: &str) -> Result<bool, String> {
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let secret: Secret = serde_json::from_value(layer::token_secret(namespace, &token))
+        .map_err(|e| e.to_string())?;
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn elapsed_ms(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Applies the layer; the check fails naming the object that could not be applied.
+pub async fn deploy(client: &Client, ctx: &ServingContext) -> CheckResult {
+    let start = Instant::now();
+    let objects = objects(ctx);
+    let failed = |detail: String| CheckResult {
+        name: SERVING_LAYER.into(),
+        ok: false,
+        detail,
+        duration_ms: elapsed_ms(start),
+    };
+    for (i, object) in objects.iter().enumerate() {
+        if let Err(e) = apply(client, object).await {
+            return failed(format!(
+                "applied {i} of {} objects; {}: {e}",
+                objects.len(),
+                describe(object)
+            ));
+        }
+    }
+    let token = match ensure_token(client, &ctx.namespace).await {
+        Ok(true) => "created",
+        Ok(false) => "kept",
+        Err(e) => {
+            return failed(format!(
+                "applied {n} of {n} objects; Secret {}/{}: {e}",
+                ctx.namespace,
+                layer::TOKEN_SECRET,
+                n = objects.len()
+            ));
+        }
+    };
+    CheckResult {
+        name: SERVING_LAYER.into(),
+        ok: true,
+        detail: format!(
+            "applied {} objects into namespace {} (CRDs llmservices and modelprewarms.serving.kubegrid.io, controller, model cache, image {}); cache token Secret {token}",
+            objects.len(),
+            ctx.namespace,
+            ctx.image.reference()
+        ),
+        duration_ms: elapsed_ms(start),
+    }
+}
+
+/// What the layer looks like now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Health {
+    /// CRDs not yet Established.
+    crds_pending: Vec<String>,
+    /// The controller's available and wanted replicas; None while the Deployment's status
+    /// describes an older generation.
+    controller: Option<(i32, i32)>,
+    /// The cache's ready, up-to-date and desired Nodes; None as for the controller.
+    cache: Option<(i32, i32, i32)>,
+}
+
+impl Health {
+    fn ok(&self) -> bool {
+        self.crds_pending.is_empty()
+            && self.controller.is_some_and(|(available, _)| available >= 1)
+            && self.cache.is_some_and(|(ready, updated, desired)| {
+                desired > 0 && ready == desired && updated == desired
+            })
+    }
+
+    fn describe(&self, ns: &str) -> String {
+        let mut parts = Vec::new();
+        if !self.crds_pending.is_empty() {
+            parts.push(format!(
+                "CRDs not established: {}",
+                self.crds_pending.join(", ")
+            ));
+        }
+        parts.push(match self.controller {
+            Some((available, wanted)) => format!(
+                "controller Deployment {ns}/{}: {available} of {wanted} replicas available",
+                layer::CONTROLLER
+            ),
+            None => format!(
+                "controller Deployment {ns}/{}: not rolled out yet",
+                layer::CONTROLLER
+            ),
+        });
+        parts.push(match self.cache {
+            Some((_, _, 0)) => format!(
+                "model cache DaemonSet {ns}/{}: no Node is labelled nvidia.com/gpu.present=true, so it runs nowhere",
+                layer::CACHE
+            ),
+            Some((ready, updated, desired)) => format!(
+                "model cache DaemonSet {ns}/{}: ready on {ready} of {desired} GPU Nodes ({updated} up to date)",
+                layer::CACHE
+            ),
+            None => format!("model cache DaemonSet {ns}/{}: not rolled out yet", layer::CACHE),
+        });
+        parts.join("; ")
+    }
+}
+
+/// Reads the layer's state.
+async fn health(client: &Client, ns: &str) -> Result<Health, kube::Error> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut out = Health::default();
+    for name in [
+        kubegrid_serving::crd().metadata.name,
+        kubegrid_serving::prewarm_crd().metadata.name,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let established = crds.get_opt(&name).await?.is_some_and(|crd| {
+            crd.status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+        if !established {
+            out.crds_pending.push(name);
+        }
+    }
+    let deployment = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_opt(layer::CONTROLLER)
+        .await?;
+    out.controller = deployment.and_then(|d| {
+        let status = d.status?;
+        (status.observed_generation >= d.metadata.generation).then(|| {
+            (
+                status.available_replicas.unwrap_or(0),
+                d.spec.and_then(|s| s.replicas).unwrap_or(1),
+            )
+        })
+    });
+    let daemon_set = Api::<DaemonSet>::namespaced(client.clone(), ns)
+        .get_opt(layer::CACHE)
+        .await?;
+    out.cache = daemon_set.and_then(|d| {
+        let status = d.status?;
+        (status.observed_generation >= d.metadata.generation).then(|| {
+            (
+                status.number_ready,
+                status.updated_number_scheduled.unwrap_or(0),
+                status.desired_number_scheduled,
+            )
+        })
+    });
+    Ok(out)
+}
+
+/// Waits up to `timeout` for the CRDs to be established, the controller to be available and
+/// the cache to be ready on every GPU Node, looking every `poll`.
+pub async fn ready(
+    client: &Client,
+    ctx: &ServingContext,
+    timeout: Duration,
+    poll: Duration,
+) -> CheckResult {
+    let start = Instant::now();
+    loop {
+        let last = match health(client, &ctx.namespace).await {
+            Ok(h) if h.ok() => {
+                return CheckResult {
+                    name: SERVING_READY.into(),
+                    ok: true,
+                    detail: h.describe(&ctx.namespace),
+                    duration_ms: elapsed_ms(start),
+                };
+            }
+            Ok(h) => h.describe(&ctx.namespace),
+            Err(e) => format!("cannot read the serving layer: {e}"),
+        };
+        if start.elapsed() >= timeout {
+            return CheckResult {
+                name: SERVING_READY.into(),
+                ok: false,
+                detail: format!(
+                    "after {}s: {last}; expected the CRDs established, the controller available and the cache ready on every GPU Node; hint: kubectl -n {} get pods,events (the image is {})",
+                    timeout.as_secs(),
+                    ctx.namespace,
+                    ctx.image.reference()
+                ),
+                duration_ms: elapsed_ms(start),
+            };
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// `status.serving` from an operation's cluster checks: None when the spec has no serving
+/// layer or the operation never got as far as applying it.
+pub fn status(
+    ctx: Option<&ServingContext>,
+    checks: &[CheckResult],
+) -> Option<kubegrid_api::ServingStatus> {
+    let ctx = ctx?;
+    let layer = checks.iter().find(|c| c.name == SERVING_LAYER)?;
+    let ready = checks.iter().find(|c| c.name == SERVING_READY);
+    Some(kubegrid_api::ServingStatus {
+        namespace: ctx.namespace.clone(),
+        image: ctx.image.reference(),
+        deployed: layer.ok,
+        ready: ready.is_some_and(|r| r.ok),
+        message: ready.unwrap_or(layer).detail.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(pod_monitors: bool) -> ServingContext {
+        ServingContext {
+            namespace: "llm".into(),
+            cache_capacity: Some("1Ti".into()),
+            pod_monitors,
+            image: kubegrid_plan::ImageRef::new(
+                "ghcr.io/kubegrid/kubegrid",
+                "0.1.0",
+                &format!("sha256:{}", "b".repeat(64)),
+            )
+            .unwrap(),
+        }
+    }
+
+    #[test]
+    fn every_object_has_a_known_plural_and_the_pinned_image() {
+        let all = objects(&ctx(true));
+        for o in &all {
+            assert!(plural(o["kind"].as_str().unwrap()).is_some(), "{o}");
+        }
+        assert_eq!(all[0]["kind"], "CustomResourceDefinition");
+        assert_eq!(all[2]["kind"], "Namespace");
+        assert_eq!(all[2]["metadata"]["name"], "llm");
+        let images: Vec<&str> = all
+            .iter()
+            .filter(|o| matches!(o["kind"].as_str(), Some("Deployment" | "DaemonSet")))
+            .map(|o| {
+                o["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        let pinned = format!("ghcr.io/kubegrid/kubegrid@sha256:{}", "b".repeat(64));
+        assert_eq!(images, [pinned.as_str(), pinned.as_str()]);
+        assert_eq!(all.iter().filter(|o| o["kind"] == "PodMonitor").count(), 2);
+        assert_eq!(
+            objects(&ctx(false))
+                .iter()
+                .filter(|o| o["kind"] == "PodMonitor")
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn status_tells_only_what_the_checks_saw() {
+        let check = |name: &str, ok: bool, detail: &str| CheckResult {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+            duration_ms: 0,
+        };
+        assert_eq!(status(None, &[check(SERVING_LAYER, true, "x")]), None);
+        assert_eq!(status(Some(&ctx(false)), &[]), None);
+        let applied_only =
+            status(Some(&ctx(false)), &[check(SERVING_LAYER, true, "applied")]).unwrap();
+        assert!(applied_only.deployed && !applied_only.ready);
+        assert_eq!(applied_only.message, "applied");
+        let both = status(
+            Some(&ctx(false)),
+            &[
+                check(SERVING_LAYER, true, "applied"),
+                check(SERVING_READY, false, "1 of 3"),
+            ],
+        )
+        .unwrap();
+        assert!(both.deployed && !both.ready);
+        assert_eq!(both.message, "1 of 3");
+        assert_eq!(both.namespace, "llm");
+        assert!(both.image.ends_with(&"b".repeat(64)));
+    }
+
+    #[test]
+    fn health_needs_every_part() {
+        let good = Health {
+            crds_pending: Vec::new(),
+            controller: Some((1, 2)),
+            cache: Some((3, 3, 3)),
+        };
+        assert!(good.ok());
+        let nowhere = Health {
+            cache: Some((0, 0, 0)),
+            ..good.clone()
+        };
+        for bad in [
+            Health {
+                crds_pending: vec!["x".into()],
+                ..good.clone()
+            },
+            Health {
+                controller: Some((0, 2)),
+                ..good.clone()
+            },
+            Health {
+                controller: None,
+                ..good.clone()
+            },
+            Health {
+                cache: Some((2, 3, 3)),
+                ..good.clone()
+            },
+            Health {
+                cache: Some((3, 2, 3)),
+                ..good.clone()
+            },
+            nowhere.clone(),
+        ] {
+            assert!(!bad.ok(), "{bad:?}");
+        }
+        assert!(
+            nowhere
+                .describe("llm")
+                .contains("no Node is labelled nvidia.com/gpu.present=true")
+        );
+    }
+}
