@@ -3,7 +3,11 @@
 //! - `GET /api/models/ORG/NAME/revision/REV` → `{"id", "sha": COMMIT, "siblings": [...]}`,
 //!   each sibling with `rfilename`, `size`, `blobId` (git's blob sha1) and, for large files,
 //!   `lfs: {sha256, size}`, as the hub's `?blobs=true` answer has them;
-//! - `GET /ORG/NAME/resolve/COMMIT/PATH` → the file, with `Range: bytes=N-` answered 206.
+//! - `GET /ORG/NAME/resolve/COMMIT/PATH` → the file, with `Range: bytes=N-` answered 206;
+//!   `HEAD` of it → its `Content-Length`, as a plain web server answers.
+//!
+//! [`Hub::serve_tls`] serves the same over TLS, for `https://` model sources, which the
+//! cache fetches as `https://HOST/PATH/FILE`.
 //!
 //! Every file request is logged ([`Hub::log`]) with the range asked and the bytes sent, so a
 //! test can prove one download per file. Faults: [`Hub::corrupt`] serves a file with one byte
@@ -21,7 +25,7 @@ use std::{
 use sha2::Digest as _;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
 };
 
 /// Files this large or larger are LFS files, whose metadata carries a sha256; smaller ones
@@ -37,6 +41,8 @@ pub struct Access {
     pub start: u64,
     /// The bytes of the body actually written.
     pub sent: u64,
+    /// The request carried an `Authorization` header.
+    pub authorized: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -65,11 +71,18 @@ struct State {
     corrupt: Vec<String>,
     cuts: BTreeMap<String, u64>,
     metadata_requests: usize,
+    head_requests: usize,
 }
+
+/// A connection, plain or TLS.
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+type Stream = Box<dyn Conn>;
 
 /// A running hub stand-in; dropping it stops the listener.
 pub struct Hub {
     addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<Mutex<State>>,
     sent: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -84,26 +97,75 @@ impl Hub {
 
     /// Starts the hub on `listener` (e.g. on a lab bridge's address).
     pub fn serve(listener: TcpListener) -> std::io::Result<Self> {
+        Self::serve_with(listener, None)
+    }
+
+    /// Starts the hub over TLS on a free loopback port, with the certificate chain and key
+    /// in PEM (the certificate must name 127.0.0.1).
+    pub async fn serve_tls(cert_pem: &str, key_pem: &str) -> std::io::Result<Self> {
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| invalid(e.to_string()))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| invalid(e.to_string()))?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve_with(
+            listener,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+    }
+
+    fn serve_with(
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Self> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
         let sent = tokio::sync::watch::channel(0).0;
         let (shared, counter) = (Arc::clone(&state), sent.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, Arc::clone(&shared), counter.clone()));
+                let (shared, counter) = (Arc::clone(&shared), counter.clone());
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let stream: Stream = match tls {
+                        None => Box::new(stream),
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => Box::new(s),
+                            Err(_) => return,
+                        },
+                    };
+                    answer(stream, shared, counter).await;
+                });
             }
         });
         Ok(Self {
             addr,
+            scheme,
             state,
             sent,
             task,
         })
     }
 
-    /// The hub's base URL, `http://ADDR`.
+    /// The hub's base URL, `http://ADDR` (`https://ADDR` over TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// `HEAD` requests answered.
+    pub fn head_requests(&self) -> usize {
+        self.state.lock().expect("hub state").head_requests
     }
 
     /// Publishes repository `repo` (`org/name`) at `revision` as `commit`, with each
@@ -207,7 +269,7 @@ impl Drop for Hub {
 }
 
 async fn answer(
-    stream: TcpStream,
+    stream: Stream,
     state: Arc<Mutex<State>>,
     counter: tokio::sync::watch::Sender<u64>,
 ) {
@@ -216,8 +278,10 @@ async fn answer(
     if reader.read_line(&mut line).await.is_err() {
         return;
     }
+    let head_only = line.starts_with("HEAD ");
     let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let mut start = 0u64;
+    let mut authorized = false;
     loop {
         let mut header = String::new();
         match reader.read_line(&mut header).await {
@@ -225,6 +289,7 @@ async fn answer(
             Ok(_) if header.trim().is_empty() => break,
             Ok(_) => {
                 let lower = header.to_ascii_lowercase();
+                authorized |= lower.starts_with("authorization:");
                 if let Some(v) = lower.strip_prefix("range: bytes=") {
                     start = v.trim().trim_end_matches('-').parse().unwrap_or(0);
                 }
@@ -239,16 +304,15 @@ async fn answer(
             metadata(&mut stream, &state, &format!("{org}/{name}"), rev).await
         }
         [org, name, "resolve", commit, rest @ ..] => {
-            file(
-                &mut stream,
-                &state,
-                &counter,
-                &format!("{org}/{name}"),
-                commit,
-                &rest.join("/"),
+            let asked = Asked {
+                repo: format!("{org}/{name}"),
+                commit: (*commit).to_string(),
+                path: rest.join("/"),
                 start,
-            )
-            .await
+                authorized,
+                head_only,
+            };
+            file(&mut stream, &state, &counter, &asked).await
         }
         _ => {
             reply(
@@ -262,12 +326,7 @@ async fn answer(
     };
 }
 
-async fn reply(
-    stream: &mut TcpStream,
-    status: &str,
-    kind: &str,
-    body: &[u8],
-) -> std::io::Result<()> {
+async fn reply(stream: &mut Stream, status: &str, kind: &str, body: &[u8]) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -278,7 +337,7 @@ async fn reply(
 }
 
 async fn metadata(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     state: &Mutex<State>,
     repo: &str,
     rev: &str,
@@ -317,15 +376,28 @@ async fn metadata(
     .await
 }
 
+/// A file request.
+struct Asked {
+    repo: String,
+    commit: String,
+    path: String,
+    start: u64,
+    authorized: bool,
+    head_only: bool,
+}
+
 async fn file(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     state: &Mutex<State>,
     counter: &tokio::sync::watch::Sender<u64>,
-    repo: &str,
-    commit: &str,
-    path: &str,
-    start: u64,
+    asked: &Asked,
 ) -> std::io::Result<()> {
+    let (repo, commit, path, start) = (
+        asked.repo.as_str(),
+        asked.commit.as_str(),
+        asked.path.as_str(),
+        asked.start,
+    );
     let (found, corrupt, cut, rate) = {
         let mut s = state.lock().expect("hub state");
         let found = s
@@ -348,6 +420,15 @@ async fn file(
         )
         .await;
     };
+    if asked.head_only {
+        state.lock().expect("hub state").head_requests += 1;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            f.size
+        );
+        stream.write_all(head.as_bytes()).await?;
+        return stream.shutdown().await;
+    }
     let start = start.min(f.size);
     let length = f.size - start;
     let head = if start > 0 {
@@ -404,6 +485,7 @@ async fn file(
         path: path.into(),
         start,
         sent,
+        authorized: asked.authorized,
     });
     result?;
     stream.shutdown().await

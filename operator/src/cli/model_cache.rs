@@ -46,6 +46,10 @@ pub struct ModelCacheArgs {
     /// A file holding the hub token, for gated or private repositories.
     #[arg(long, value_name = "FILE")]
     pub hub_token_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for the hub and for `https://` sources, e.g. a
+    /// private mirror's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// This node's name, unique among the nodes that run the cache.
     #[arg(long, env = "NODE_NAME")]
     pub node: String,
@@ -120,7 +124,13 @@ pub async fn run(args: &ModelCacheArgs) -> anyhow::Result<u8> {
         Some(path) => Some(read_secret(path, "hub token")?),
         None => None,
     };
-    let hub = Hub::new(&args.hub, Retry::default())?.with_token(hub_token);
+    let mut hub = Hub::new(&args.hub, Retry::default())?.with_token(hub_token);
+    if let Some(path) = &args.ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("--ca-file {}", path.display()))?;
+        hub = hub
+            .with_root_ca(&pem)
+            .with_context(|| format!("--ca-file {}", path.display()))?;
+    }
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;

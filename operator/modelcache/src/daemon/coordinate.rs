@@ -139,24 +139,23 @@ async fn resolve(shared: &Shared, model: &ModelSource) -> Result<Resolved> {
         uri: model.uri.clone(),
         problem: e.to_string(),
     })?;
-    let ModelUri::HuggingFace {
-        org,
-        name,
-        revision,
-    } = uri
-    else {
-        return Err(Error::Source {
-            uri: model.uri.clone(),
-            problem:
-                "only hf:// sources are cached so far; s3://, https:// and pvc:// are not built yet"
-                    .into(),
-        });
+    let hub = &shared.cfg.hub;
+    let resolved = match uri {
+        ModelUri::HuggingFace {
+            org,
+            name,
+            revision,
+        } => hub.resolve(&org, &name, &revision, &model.files).await?,
+        ModelUri::Https { url } => hub.resolve_url(&url, &model.files).await?,
+        ModelUri::S3 { .. } | ModelUri::Pvc { .. } => {
+            return Err(Error::Source {
+                uri: model.uri.clone(),
+                problem:
+                    "hf:// and https:// sources are cached; s3:// and pvc:// are not built yet"
+                        .into(),
+            });
+        }
     };
-    let resolved = shared
-        .cfg
-        .hub
-        .resolve(&org, &name, &revision, &model.files)
-        .await?;
     if let Some(limit) = model
         .size_limit
         .as_deref()

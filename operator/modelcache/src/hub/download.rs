@@ -30,7 +30,10 @@ impl Hub {
                 attempts: 0,
             });
         }
-        let url = self.file_url(&model.repo, &model.commit, &file.path);
+        let url = match &model.base {
+            Some(base) => Self::join(base, &file.path),
+            None => self.file_url(&model.repo, &model.commit, &file.path),
+        };
         let partial = part_path(dest);
         if let Some(dir) = partial.parent() {
             tokio::fs::create_dir_all(dir)

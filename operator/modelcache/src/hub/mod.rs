@@ -16,8 +16,10 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 mod download;
+mod https;
 
 pub use download::{hash, part_path};
+pub use https::content_commit;
 
 /// How downloads retry.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +71,8 @@ pub struct Resolved {
     pub commit: String,
     /// The files to fetch.
     pub files: Vec<RemoteFile>,
+    /// For an `https://` source, the URL the files are under; None for the hub's layout.
+    pub base: Option<Url>,
 }
 
 impl Resolved {
@@ -132,10 +136,7 @@ impl Hub {
         // reqwest is built without a bundled crypto provider; installing ring fails only when
         // one is installed already, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("kubegrid-modelcache/", env!("CARGO_PKG_VERSION")))
+        let client = Self::builder()
             .build()
             .map_err(|e| Error::HttpClient(e.to_string()))?;
         Ok(Self {
@@ -163,12 +164,46 @@ impl Hub {
         url
     }
 
-    fn get(&self, url: Url) -> reqwest::RequestBuilder {
-        let request = self.client.get(url);
+    /// A request; the token goes only to the hub's own origin, never to an `https://`
+    /// source on another server.
+    fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
+        let same_origin = url.origin() == self.base.origin();
+        let request = self.client.request(method, url);
         match &self.token {
-            Some(t) => request.bearer_auth(t),
-            None => request,
+            Some(t) if same_origin => request.bearer_auth(t),
+            _ => request,
         }
+    }
+
+    fn get(&self, url: Url) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, url)
+    }
+
+    /// Also trusts the CA certificates in `pem` for HTTPS (a private mirror's, or an
+    /// `https://` source's).
+    pub fn with_root_ca(mut self, pem: &[u8]) -> Result<Self> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| Error::HttpClient(format!("CA certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(Error::HttpClient(
+                "CA certificates: no PEM certificate in the file".into(),
+            ));
+        }
+        let mut builder = Self::builder();
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+        self.client = builder
+            .build()
+            .map_err(|e| Error::HttpClient(e.to_string()))?;
+        Ok(self)
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("kubegrid-modelcache/", env!("CARGO_PKG_VERSION")))
     }
 
     /// The URL of `path` at `commit` in `repo`.
@@ -302,6 +337,7 @@ impl Hub {
             repo,
             commit,
             files,
+            base: None,
         })
     }
 }
