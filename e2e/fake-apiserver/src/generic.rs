@@ -206,6 +206,7 @@ fn patch(store: &mut Store, request: &Request<'_>, target: &Target, name: &str) 
              required for apply patch",
         ));
     }
+    let manager = param(request.query, "fieldManager").unwrap_or_default();
     let Some(mut document) = store.get(&key).cloned() else {
         if apply && !target.status {
             // Server-side apply creates what does not exist yet.
@@ -214,16 +215,26 @@ fn patch(store: &mut Store, request: &Request<'_>, target: &Target, name: &str) 
             body["metadata"]["name"] = json!(name);
             fill_type(&mut body, target);
             let created = store.create(&target.resource, &key.namespace, body)?;
+            store.applied.insert((key, manager), request.body.clone());
             return Ok((StatusCode::CREATED, created));
         }
         return Err(Failure::not_found(&key));
     };
     match content_type {
-        // The fake does not track field managers or list merge keys: apply and strategic
-        // merge patches are merged like JSON merge patches.
-        "application/merge-patch+json"
-        | "application/strategic-merge-patch+json"
-        | "application/apply-patch+yaml" => merge_patch(&mut document, &request.body),
+        // The fake does not track list merge keys: strategic merge patches are merged like
+        // JSON merge patches, and so is an apply, after removing the map keys the manager's
+        // previous apply set and this one does not (field ownership, for one manager).
+        "application/apply-patch+yaml" => {
+            let record = (key.clone(), manager);
+            if let Some(before) = store.applied.get(&record) {
+                drop_unset(&mut document, before, &request.body);
+            }
+            merge_patch(&mut document, &request.body);
+            store.applied.insert(record, request.body.clone());
+        }
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            merge_patch(&mut document, &request.body)
+        }
         "application/json-patch+json" => json_patch(&mut document, &request.body)?,
         other => {
             return Err(Failure::new(
@@ -241,6 +252,27 @@ fn patch(store: &mut Store, request: &Request<'_>, target: &Target, name: &str) 
         Part::Main
     };
     Ok((StatusCode::OK, store.update(&key, document, part)?))
+}
+
+/// Removes from `document` the map keys that `before` (a manager's previous apply) set and
+/// `now` (its new apply) does not, recursing where both set a map.
+fn drop_unset(document: &mut Value, before: &Value, now: &Value) {
+    let (Some(doc), Some(before)) = (document.as_object_mut(), before.as_object()) else {
+        return;
+    };
+    for (k, old) in before {
+        match now.get(k) {
+            None => {
+                doc.remove(k);
+            }
+            Some(new) if old.is_object() && new.is_object() => {
+                if let Some(child) = doc.get_mut(k) {
+                    drop_unset(child, old, new);
+                }
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// RFC 6902, with the apiserver's reading of `test`: a `null` value matches a missing path

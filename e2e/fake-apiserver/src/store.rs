@@ -117,6 +117,9 @@ pub(crate) struct Store {
     status_subresources: BTreeSet<Resource>,
     /// Bumped on every change (and on partition changes), so watches and waiting tests wake.
     changes: watch::Sender<u64>,
+    /// The last server-side apply of each field manager, per object: what a later apply by
+    /// the same manager no longer sets is removed, as the API server's field ownership does.
+    pub(crate) applied: BTreeMap<(ObjectKey, String), Value>,
 }
 
 impl Default for Store {
@@ -132,6 +135,7 @@ impl Default for Store {
             ]
             .into(),
             changes: watch::channel(0).0,
+            applied: BTreeMap::new(),
         }
     }
 }

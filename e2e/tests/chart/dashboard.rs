@@ -106,7 +106,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
-/// Every sample name kubegrid's model cache and vLLM export.
+/// Every sample name kubegrid's model cache, its router and vLLM export.
 fn exported() -> BTreeSet<String> {
     let mut known: BTreeSet<String> = kubegrid_serving::vllm::sample_names().into_iter().collect();
     known.extend(
@@ -114,6 +114,15 @@ fn exported() -> BTreeSet<String> {
             .iter()
             .map(|n| (*n).to_string()),
     );
+    // The router's; its wait histogram also as the series a histogram has.
+    for name in kubegrid_router::METRIC_NAMES {
+        known.insert((*name).to_string());
+        if name.ends_with("_seconds") {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                known.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
     known
 }
 

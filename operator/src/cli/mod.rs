@@ -17,6 +17,7 @@ mod progress;
 mod reset;
 mod serving;
 mod serving_manifests;
+mod serving_router;
 mod spec_bundle;
 mod upgrade;
 mod version;
@@ -94,6 +95,9 @@ pub enum Command {
     /// ModelPrewarm CRDs, the controller, the node model cache on GPU nodes, their RBAC and
     /// the cache's token, the image pinned by digest (docs/serving.md).
     ServingManifests(serving_manifests::ManifestsArgs),
+    /// Run the router in front of an LLMService that scales to zero: it holds requests while
+    /// no replica runs and exports the demand KEDA wakes the service on (docs/serving.md).
+    ServingRouter(serving_router::RouterArgs),
     /// Reset every host of a spec (kubeadm reset, kubegrid's etcd and registry), after
     /// confirmation: type the cluster's name, or pass --yes.
     Reset(reset::ResetArgs),
@@ -128,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Operator(args) => init_operator_logging(args.log_format),
         Command::ServingController(args) => init_operator_logging(args.log_format),
         Command::ModelCache(args) => init_operator_logging(args.log_format),
+        Command::ServingRouter(args) => init_operator_logging(args.log_format),
         _ => init_logging(cli.verbose),
     }
     let result = match &cli.command {
@@ -141,6 +146,7 @@ pub fn main() -> ExitCode {
         Command::Operator(args) => block_on(operator::run(args)),
         Command::ServingController(args) => block_on(serving::run(args)),
         Command::ModelCache(args) => block_on(model_cache::run(args)),
+        Command::ServingRouter(args) => block_on(serving_router::run(args)),
         Command::Apply(a) => block_on(apply::run(a, Mode::Apply, cli.output)),
         Command::Plan(a) => block_on(apply::run(a, Mode::Plan, cli.output)),
         Command::Reset(a) => block_on(reset::run(a, cli.output)),
@@ -187,8 +193,10 @@ fn init_logging(verbose: u8) {
 fn init_operator_logging(format: operator::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a terminal: a pod's log or a pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         operator::LogFormat::Json => builder

@@ -26,6 +26,10 @@ pub struct ServingArgs {
     /// This replica's name in the Lease and in Events (default: the host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// The kubegrid image (pinned by digest, `REPOSITORY@sha256:…`) the routers of
+    /// LLMServices that scale to zero run; without it such services stay at minReplicas.
+    #[arg(long, value_name = "IMAGE")]
+    pub router_image: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -33,6 +37,14 @@ pub struct ServingArgs {
 
 /// Runs the controller until SIGTERM or SIGINT.
 pub async fn run(args: &ServingArgs) -> anyhow::Result<u8> {
+    if let Some(image) = &args.router_image
+        && !super::serving_manifests::pinned(image)
+    {
+        return Err(super::UsageError(format!(
+            "--router-image {image:?} is not pinned by digest; expected REPOSITORY@sha256:<64 hex digits>"
+        ))
+        .into());
+    }
     let identity = match &args.identity {
         Some(id) => id.clone(),
         None => host_name()?,
@@ -40,7 +52,9 @@ pub async fn run(args: &ServingArgs) -> anyhow::Result<u8> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
-    let ctx = Arc::new(controller::Context::new(client.clone(), &identity));
+    let mut ctx = controller::Context::new(client.clone(), &identity);
+    ctx.router_image = args.router_image.clone();
+    let ctx = Arc::new(ctx);
     let lease = LeaseConfig {
         renew_interval: Duration::from_secs(5),
         ..LeaseConfig::new(&args.lease_namespace, &args.lease_name, identity)

@@ -39,7 +39,7 @@ pub struct ManifestsArgs {
     pub no_token: bool,
 }
 
-fn pinned(image: &str) -> bool {
+pub(super) fn pinned(image: &str) -> bool {
     image.split_once("@sha256:").is_some_and(|(repo, digest)| {
         !repo.is_empty()
             && !repo.contains(char::is_whitespace)

@@ -244,11 +244,24 @@ async fn apply_creates_and_merges_and_json_patch_tests_hold() {
         .expect("apply creates");
     assert_eq!(created.data["spec"]["a"], 1);
     let more = json!({ "apiVersion": "kubegrid.io/v1alpha1", "kind": "Cluster", "metadata": { "name": "c1" }, "spec": { "b": 2 } });
+    // Another manager's apply adds to what the first one set.
     let merged = api
-        .patch("c1", &apply, &Patch::Apply(&more))
+        .patch(
+            "c1",
+            &PatchParams::apply("another-manager").force(),
+            &Patch::Apply(&more),
+        )
         .await
         .expect("apply merges");
     assert_eq!(merged.data["spec"], json!({ "a": 1, "b": 2 }));
+    // The first manager applying without `a` gives it up, as field ownership does on the
+    // API server; `b` is the other manager's and stays.
+    let less = json!({ "apiVersion": "kubegrid.io/v1alpha1", "kind": "Cluster", "metadata": { "name": "c1" }, "spec": { "c": 3 } });
+    let dropped = api
+        .patch("c1", &apply, &Patch::Apply(&less))
+        .await
+        .expect("apply drops what it no longer sets");
+    assert_eq!(dropped.data["spec"], json!({ "b": 2, "c": 3 }));
     let unnamed_manager = api
         .patch("c1", &PatchParams::default(), &Patch::Apply(&more))
         .await;
@@ -266,7 +279,7 @@ async fn apply_creates_and_merges_and_json_patch_tests_hold() {
     assert_eq!(api.get("c1").await.unwrap().data["spec"]["b"], 2);
 
     let passing: json_patch::Patch = serde_json::from_value(json!([
-        { "op": "test", "path": "/spec/a", "value": 1 },
+        { "op": "test", "path": "/spec/c", "value": 3 },
         { "op": "replace", "path": "/spec/b", "value": 3 },
     ]))
     .unwrap();
@@ -275,7 +288,7 @@ async fn apply_creates_and_merges_and_json_patch_tests_hold() {
         .await
         .unwrap();
     assert_eq!(patched.data["spec"]["b"], 3);
-    assert_eq!(patched.metadata.generation, Some(3));
+    assert_eq!(patched.metadata.generation, Some(4));
 }
 
 /// kube-runtime's `finalizer` helper adds its finalizer with a JSON patch, runs cleanup

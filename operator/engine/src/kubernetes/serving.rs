@@ -367,7 +367,7 @@ mod tests {
             .collect();
         let pinned = format!("ghcr.io/kubegrid/kubegrid@sha256:{}", "b".repeat(64));
         assert_eq!(images, [pinned.as_str(), pinned.as_str()]);
-        assert_eq!(all.iter().filter(|o| o["kind"] == "PodMonitor").count(), 2);
+        assert_eq!(all.iter().filter(|o| o["kind"] == "PodMonitor").count(), 3);
         assert_eq!(
             objects(&ctx(false))
                 .iter()

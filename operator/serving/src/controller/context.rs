@@ -17,6 +17,9 @@ pub struct Context {
     pub resync: Duration,
     /// How long after a failed reconcile it is tried again.
     pub retry: Duration,
+    /// The kubegrid image (pinned by digest) the routers of services that scale to zero run;
+    /// without it such services are kept at `minReplicas` (see `controller::router`).
+    pub router_image: Option<String>,
 }
 
 impl Context {
@@ -34,6 +37,7 @@ impl Context {
             recorder,
             resync: Duration::from_secs(300),
             retry: Duration::from_secs(10),
+            router_image: None,
         }
     }
 }

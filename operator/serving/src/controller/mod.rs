@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! LLMService ─► validate ─► apply Service, PDB, ScaledObject ─► pod mode: Deployment
+//!      │        (idleReplicaCount 0: the router's Deployment, `<name>` → router → `<name>-backend`)
 //!      ▲                                                  └───► service mode: StatefulSet +
 //!      │                                                         Service per replica; excess
 //!      │                                                         replicas drained highest first
@@ -13,6 +14,7 @@
 mod context;
 mod reconcile;
 mod replicas;
+mod router;
 mod status;
 
 use std::{future::Future, sync::Arc};

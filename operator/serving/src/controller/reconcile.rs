@@ -16,7 +16,7 @@ use kube::{
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
-use super::{Context, replicas, status};
+use super::{Context, replicas, router, status};
 use crate::{
     LLMService,
     error::{Error, Result},
@@ -46,9 +46,10 @@ pub async fn reconcile(svc: Arc<LLMService>, ctx: Arc<Context>) -> Result<Action
         }
         return Ok(Action::await_change());
     }
-    apply(&ctx, &svc, &render::service(&svc)).await?;
+    let route = router::route(&ctx, &svc).await?;
+    apply(&ctx, &svc, &router::front_service(&svc, route)).await?;
     apply(&ctx, &svc, &render::disruption_budget(&svc)).await?;
-    let autoscaling = autoscale(&ctx, &svc).await?;
+    let autoscaling = autoscale(&ctx, &svc, route).await?;
     let observed = replicas::converge(&ctx, &svc, svc.spec.replicas).await?;
     status::write(&api, &svc, &observed, autoscaling).await?;
     Ok(Action::requeue(ctx.resync))
@@ -78,14 +79,24 @@ fn problems(svc: &LLMService) -> Vec<String> {
 }
 
 /// Applies or removes the KEDA ScaledObject; `Some((ok, reason, message))` for the
-/// `Autoscaling` condition when the spec asks for KEDA.
-async fn autoscale(ctx: &Context, svc: &LLMService) -> Result<Option<(bool, String, String)>> {
+/// `Autoscaling` condition when the spec asks for KEDA. Without a router for a service that
+/// asks to scale to zero, the object keeps `minReplicas` instead (no `idleReplicaCount`).
+async fn autoscale(
+    ctx: &Context,
+    svc: &LLMService,
+    route: router::Route,
+) -> Result<Option<(bool, String, String)>> {
     let api = scaled_objects(ctx, svc);
     let name = svc.name_any();
-    let Some(object) = render::scaled_object(svc) else {
+    let Some(mut object) = render::scaled_object(svc) else {
         delete_if_present(&api, "ScaledObject", &name).await?;
         return Ok(None);
     };
+    if route == router::Route::NoRouterImage
+        && let Some(spec) = object["spec"].as_object_mut()
+    {
+        spec.remove("idleReplicaCount");
+    }
     let answer = api
         .patch(
             &name,
@@ -94,6 +105,18 @@ async fn autoscale(ctx: &Context, svc: &LLMService) -> Result<Option<(bool, Stri
         )
         .await;
     match answer {
+        Ok(_) if route == router::Route::NoRouterImage => {
+            let message = router::NO_ROUTER_IMAGE.to_string();
+            publish(
+                ctx,
+                svc,
+                EventType::Warning,
+                "RouterImageMissing",
+                message.clone(),
+            )
+            .await;
+            Ok(Some((false, "RouterImageMissing".into(), message)))
+        }
         Ok(_) => Ok(Some((
             true,
             "ScaledObjectApplied".into(),
@@ -107,7 +130,7 @@ async fn autoscale(ctx: &Context, svc: &LLMService) -> Result<Option<(bool, Stri
         // KEDA's CRD is not installed: serving works, scaling is manual until it is.
         Err(kube::Error::Api(s)) if s.code == 404 => {
             let message = format!(
-                "spec.scaling.keda is set but this cluster has no KEDA (keda.sh/v1alpha1 ScaledObject is not served): install KEDA (Cluster.spec.serving.keda) or remove spec.scaling.keda; replicas stay at spec.replicas ({})",
+                "spec.scaling.keda is set but this cluster has no KEDA (keda.sh/v1alpha1 ScaledObject is not served): install KEDA in the cluster or remove spec.scaling.keda; replicas stay at spec.replicas ({})",
                 svc.spec.replicas
             );
             publish(ctx, svc, EventType::Warning, "KedaMissing", message.clone()).await;
@@ -161,6 +184,7 @@ async fn finalize(svc: &LLMService, ctx: &Context, api: &Api<LLMService>) -> Res
     .await?;
     // 404 also when KEDA is not installed: nothing to remove then either.
     delete_if_present(&scaled_objects(ctx, svc), "ScaledObject", &name).await?;
+    router::remove(ctx, svc).await?;
     let finalizers = svc
         .finalizers()
         .iter()

@@ -93,9 +93,9 @@ pub fn token_secret(namespace: &str, token: &str) -> Value {
     })
 }
 
-/// PodMonitors for the cache daemons (port `control`) and for every LLMService's vLLM pods
-/// (port `http`, in any namespace), keeping Prometheus' `namespace` label that the KEDA
-/// query and the dashboard select on.
+/// PodMonitors for the cache daemons (port `control`), for every LLMService's vLLM pods and
+/// for the routers of those that scale to zero (port `http`, in any namespace), keeping
+/// Prometheus' `namespace` label that the KEDA query and the dashboard select on.
 fn pod_monitors(namespace: &str) -> Vec<Value> {
     vec![
         json!({
@@ -115,6 +115,19 @@ fn pod_monitors(namespace: &str) -> Vec<Value> {
                 "namespaceSelector": {"any": true},
                 "selector": {"matchExpressions": [{
                     "key": crate::names::SERVICE_LABEL,
+                    "operator": "Exists",
+                }]},
+                "podMetricsEndpoints": [{"port": "http", "path": "/metrics"}],
+            },
+        }),
+        json!({
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": {"name": "kubegrid-router", "namespace": namespace, "labels": labels("kubegrid-router")},
+            "spec": {
+                "namespaceSelector": {"any": true},
+                "selector": {"matchExpressions": [{
+                    "key": crate::render::ROUTER_LABEL,
                     "operator": "Exists",
                 }]},
                 "podMetricsEndpoints": [{"port": "http", "path": "/metrics"}],

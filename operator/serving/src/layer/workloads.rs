@@ -37,6 +37,8 @@ pub fn controller_deployment(opts: &LayerOptions) -> Value {
                         "args": [
                             "serving-controller",
                             format!("--lease-name={CONTROLLER}"),
+                            // Routers of services that scale to zero run the same image.
+                            format!("--router-image={}", opts.image),
                             "--log-format=json",
                         ],
                         "env": [

@@ -49,7 +49,8 @@ pub fn stateful_set(svc: &LLMService, index: i32, replicas: i32) -> Value {
     })
 }
 
-/// The Service in front of every replica, what `status.endpoint` names.
+/// The Service in front of every replica, what `status.endpoint` names (unless a router
+/// takes the name: [`super::router::router_service`]).
 pub fn service(svc: &LLMService) -> Value {
     let name = svc.name_any();
     service_object(svc, &name, &[], names::selector_labels(&name))
@@ -64,7 +65,7 @@ pub fn replica_service(svc: &LLMService, index: i32) -> Value {
     service_object(svc, &names::replica(&name, index), &extra, selector)
 }
 
-fn service_object(
+pub(super) fn service_object(
     svc: &LLMService,
     name: &str,
     extra: &[(&str, String)],

@@ -27,15 +27,24 @@ pub struct Bed {
     controller: tokio::task::JoinHandle<()>,
 }
 
+/// The image the controller gives the routers in these scenarios.
+pub const ROUTER_IMAGE: &str = "ghcr.io/kubegrid/kubegrid@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
 impl Bed {
     /// A bed with the controller running; `None` (SKIPPED) outside CI without the harness.
     pub async fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, Some(ROUTER_IMAGE)).await
+    }
+
+    /// [`Bed::start`] with the controller's `--router-image` as given.
+    pub async fn start_with(test: &str, router_image: Option<&str>) -> Option<Self> {
         let real = RealApiServer::for_test(test).await?;
         real.apply_crds(&[kubegrid_serving::crd()]).await.unwrap();
         let fake = FakeCluster::new();
         let client = real.routed_client(&fake, Some("kubegrid-serving"));
         let mut ctx = controller::Context::new(client.clone(), "test");
         ctx.retry = Duration::from_millis(200);
+        ctx.router_image = router_image.map(String::from);
         let controller = tokio::spawn(controller::run(Arc::new(ctx), Some(NS)));
         Some(Self {
             api: Api::namespaced(real.client(), NS),

@@ -300,6 +300,44 @@ async fn keda_gets_a_scaled_object_on_the_scale_subresource_selected_by_model_na
             .contains(query)
     );
 
+    // idleReplicaCount 0: the router takes the Service's name, the replicas get their own,
+    // and the ScaledObject adds the router's waiting requests to the demand and keeps the
+    // service active while requests run.
+    assert!(
+        query.contains("kubegrid_router_pending_requests{model_name=\"mistral\",namespace=\"ml\"}"),
+        "{query}"
+    );
+    let activity = &so["spec"]["triggers"][1];
+    assert_eq!(activity["name"], "activity");
+    assert!(
+        activity["metadata"]["query"]
+            .as_str()
+            .unwrap()
+            .contains("vllm:num_requests_running{model_name=\"mistral\",namespace=\"ml\"}")
+    );
+    let router = bed
+        .wait_object("Deployment", "mistral-router", "exists", |_| true)
+        .await;
+    let c = container(&router["spec"]["template"]);
+    assert_eq!(c["image"], crate::bed::ROUTER_IMAGE);
+    assert!(
+        c["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--backend=mistral-backend:8000")),
+        "{c}"
+    );
+    let front = bed
+        .wait_object("Service", "mistral", "selects the router", |s| {
+            s["spec"]["selector"] == json!({"serving.kubegrid.io/router": "mistral"})
+        })
+        .await;
+    assert_eq!(front["spec"]["ports"][0]["targetPort"], "http");
+    bed.wait_object("Service", "mistral-backend", "selects the replicas", |s| {
+        s["spec"]["selector"] == json!({"serving.kubegrid.io/llmservice": "mistral"})
+    })
+    .await;
+
     // KEDA's scale, as its HPA writes it: the scale subresource, which the real server maps
     // to spec.replicas and which the controller follows.
     bed.scale("mistral", 3).await;
@@ -319,6 +357,62 @@ async fn keda_gets_a_scaled_object_on_the_scale_subresource_selected_by_model_na
         .await
         .unwrap();
     bed.wait_absent("ScaledObject", "mistral").await;
+    // ... and the router: `mistral` selects the replicas again.
+    bed.wait_absent("Deployment", "mistral-router").await;
+    bed.wait_absent("Service", "mistral-backend").await;
+    bed.wait_object("Service", "mistral", "selects the replicas", |s| {
+        s["spec"]["selector"] == json!({"serving.kubegrid.io/llmservice": "mistral"})
+    })
+    .await;
+    bed.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_router_image_a_service_is_kept_from_scaling_to_zero() {
+    let Some(bed) = Bed::start_with("without_a_router_image", None).await else {
+        return;
+    };
+    let mut spec = pod_spec(1);
+    spec["scaling"] = json!({
+        "mode": "pod", "minReplicas": 1, "maxReplicas": 2,
+        "keda": {
+            "trigger": {"prometheus": {"serverAddress": "http://prometheus.monitoring:9090"}},
+            "threshold": "5",
+            "idleReplicaCount": 0,
+        },
+    });
+    bed.create("gemma", spec).await;
+    let svc = bed
+        .wait_llm("gemma", "Autoscaling False", |s| {
+            condition(s, "Autoscaling").is_some_and(|c| c.status == "False")
+        })
+        .await;
+    let c = condition(&svc, "Autoscaling").unwrap();
+    assert_eq!(c.reason, "RouterImageMissing");
+    assert!(c.message.contains("--router-image"), "{}", c.message);
+    let so = bed
+        .wait_object("ScaledObject", "gemma", "exists", |_| true)
+        .await;
+    assert!(
+        so["spec"].get("idleReplicaCount").is_none(),
+        "KEDA must not go to zero with nothing holding requests: {so:#}"
+    );
+    assert!(
+        bed.fake
+            .get_object("apps/v1", "Deployment", "ml", "gemma-router")
+            .is_none()
+    );
+    let front = bed
+        .wait_object("Service", "gemma", "exists", |_| true)
+        .await;
+    assert_eq!(
+        front["spec"]["selector"],
+        json!({"serving.kubegrid.io/llmservice": "gemma"})
+    );
+    assert!(
+        bed.event_reasons("gemma")
+            .contains(&"RouterImageMissing".to_string())
+    );
     bed.stop().await;
 }
 

@@ -35,7 +35,7 @@ fn the_layer_matches_its_golden_file_and_kubernetes_schemas() {
             .filter(|o| o["kind"] != "PodMonitor")
             .collect(),
     );
-    assert_eq!(kind(&objects, "PodMonitor").len(), 2);
+    assert_eq!(kind(&objects, "PodMonitor").len(), 3);
     let plain = layer::objects(&LayerOptions::new(IMAGE));
     assert!(
         kind(&plain, "PodMonitor").is_empty(),
@@ -60,6 +60,14 @@ fn the_workloads_run_the_pinned_image_with_flags_the_binaries_take() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(args.contains(&"--follow-llmservices"));
+    let controller_args = &controller["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        controller_args
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(format!("--router-image={IMAGE}"))),
+        "the routers run the layer's image: {controller_args}"
+    );
     assert!(args.contains(&"--capacity=500Gi"));
     let spec = &cache["spec"]["template"]["spec"];
     assert_eq!(spec["hostNetwork"], true);
@@ -102,6 +110,8 @@ fn rbac_covers_what_the_controller_and_the_cache_touch() {
         "update llmservices/finalizers",
         "patch deployments",
         "delete statefulsets",
+        "delete deployments",
+        "delete services",
         "patch services",
         "patch poddisruptionbudgets",
         "patch scaledobjects",

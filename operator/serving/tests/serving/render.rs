@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 
 use crate::examples::base;
 
+/// The kubegrid image the router objects name.
+const ROUTER_IMAGE: &str = "ghcr.io/kubegrid/kubegrid@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
 /// The Kubernetes version the objects are validated for: the oldest kubegrid installs.
 const KUBERNETES: &str = "1.31.0";
 
@@ -24,7 +27,7 @@ fn service(spec: Value) -> LLMService {
 }
 
 /// Pod mode: Deployment, Service, PDB, ScaledObject; service mode: replica 1's StatefulSet
-/// and Service.
+/// and Service; the router of a service that scales to zero.
 fn documents() -> Vec<(&'static str, Vec<Value>)> {
     let mut pod = base();
     pod["scaling"]["mode"] = json!("pod");
@@ -45,6 +48,16 @@ fn documents() -> Vec<(&'static str, Vec<Value>)> {
             vec![
                 render::stateful_set(&svc, 1, 1),
                 render::replica_service(&svc, 1),
+            ],
+        ),
+        // idleReplicaCount 0: the router, `<name>` in front of it, `<name>-backend` in front
+        // of the replicas.
+        (
+            "render-scale-to-zero.yaml",
+            vec![
+                render::router_deployment(&svc, ROUTER_IMAGE),
+                render::router_service(&svc),
+                render::backend_service(&svc),
             ],
         ),
     ]

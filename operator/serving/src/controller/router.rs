@@ -1,0 +1,72 @@
+//! The router of an LLMService that scales to zero (see `render::router`): its Deployment and
+//! the replicas' `<name>-backend` Service exist exactly while the spec asks for
+//! `idleReplicaCount: 0` and the controller knows the router's image.
+
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+use kube::{Api, ResourceExt};
+
+use super::{
+    Context,
+    reconcile::{apply, delete_if_present},
+};
+use crate::{LLMService, error::Result, render};
+
+/// Where an LLMService's requests go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    /// Straight to the replicas: the spec does not scale to zero.
+    Direct,
+    /// Through the router.
+    Routed,
+    /// Straight to the replicas although the spec scales to zero: the controller runs
+    /// without `--router-image`, so it must not let KEDA go to zero.
+    NoRouterImage,
+}
+
+/// Applies the router and the backend Service, or removes them; returns the route, by which
+/// the caller points `<name>` at the router or at the replicas.
+pub(super) async fn route(ctx: &Context, svc: &LLMService) -> Result<Route> {
+    let ns = svc.namespace().unwrap_or_default();
+    let wanted = render::scales_to_zero(svc);
+    match (&ctx.router_image, wanted) {
+        (Some(image), true) => {
+            // The backend first: the router forwards to it as soon as it runs.
+            apply(ctx, svc, &render::backend_service(svc)).await?;
+            apply(ctx, svc, &render::router_deployment(svc, image)).await?;
+            Ok(Route::Routed)
+        }
+        (image, _) => {
+            let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+            delete_if_present(&deployments, "Deployment", &render::router_name(svc)).await?;
+            let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+            delete_if_present(&services, "Service", &render::backend_name(svc)).await?;
+            Ok(if wanted && image.is_none() {
+                Route::NoRouterImage
+            } else {
+                Route::Direct
+            })
+        }
+    }
+}
+
+/// The `<name>` Service for `route`.
+pub(super) fn front_service(svc: &LLMService, route: Route) -> serde_json::Value {
+    if route == Route::Routed {
+        render::router_service(svc)
+    } else {
+        render::service(svc)
+    }
+}
+
+/// Removes the router's objects of a deleted LLMService.
+pub(super) async fn remove(ctx: &Context, svc: &LLMService) -> Result<()> {
+    let ns = svc.namespace().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    delete_if_present(&deployments, "Deployment", &render::router_name(svc)).await?;
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    delete_if_present(&services, "Service", &render::backend_name(svc)).await
+}
+
+/// `route`'s word for the Autoscaling condition when it keeps the service from scaling to
+/// zero.
+pub(super) const NO_ROUTER_IMAGE: &str = "spec.scaling.keda.idleReplicaCount is 0, but the serving controller runs without --router-image, so nothing would hold requests while no replica runs: KEDA keeps at least minReplicas; deploy the controller with --router-image (kubegrid serving-manifests and Cluster.spec.serving set it)";
