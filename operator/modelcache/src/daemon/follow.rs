@@ -47,6 +47,9 @@ pub(super) async fn run(
             continue;
         };
         let mut have = 0;
+        // The size room was last made for: each answer of a join repeats it, and making room
+        // walks the model root.
+        let mut room_for = 0;
         loop {
             let url = format!("http://{control}/v1/models/{key}/join?have={have}");
             let join = Join {
@@ -92,8 +95,9 @@ pub(super) async fn run(
             }
             shared.metrics.epoch(&model.uri, published.epoch, false);
             shared.metrics.size(&model.uri, published.size);
-            if published.size > 0 {
+            if published.size > 0 && published.size != room_for {
                 shared.make_room(&key, published.size)?;
+                room_for = published.size;
             }
             // A fetch from a coordinator that died waits on its seed; the Lease moving on
             // ends it (its verified pieces stay on disk for the next try).
