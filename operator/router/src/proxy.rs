@@ -31,8 +31,8 @@ const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// The longest wait between attempts: a replica that became ready is used within this.
 const MAX_RETRY: Duration = Duration::from_secs(1);
 
-/// Headers that describe one connection, not the request (RFC 9110 section 7.6.1), and the
-/// framing hyper sets itself.
+/// Headers that describe one connection, not the request (RFC 9110 section 7.6.1), the
+/// framing hyper sets itself, and `Expect`.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -44,6 +44,9 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
     "content-length",
+    // The router answered it already (it read the whole body); the replica gets the body at
+    // once, without waiting for a 100 Continue of its own.
+    "expect",
 ];
 
 /// What every connection shares.

@@ -1,8 +1,8 @@
-//! The router of an LLMService that scales to zero (see `render::router`): its Deployment and
-//! the replicas' `<name>-backend` Service exist exactly while the spec asks for
+//! The router of an LLMService that scales to zero (see `render::router`): its Deployment, its
+//! disruption budget and the replicas' `<name>-backend` Service exist exactly while the spec asks for
 //! `idleReplicaCount: 0` and the controller knows the router's image.
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service, policy::v1::PodDisruptionBudget};
 use kube::{Api, ResourceExt};
 
 use super::{
@@ -26,20 +26,17 @@ pub(super) enum Route {
 /// Applies the router and the backend Service, or removes them; returns the route, by which
 /// the caller points `<name>` at the router or at the replicas.
 pub(super) async fn route(ctx: &Context, svc: &LLMService) -> Result<Route> {
-    let ns = svc.namespace().unwrap_or_default();
     let wanted = render::scales_to_zero(svc);
     match (&ctx.router_image, wanted) {
         (Some(image), true) => {
             // The backend first: the router forwards to it as soon as it runs.
             apply(ctx, svc, &render::backend_service(svc)).await?;
             apply(ctx, svc, &render::router_deployment(svc, image)).await?;
+            apply(ctx, svc, &render::router_disruption_budget(svc)).await?;
             Ok(Route::Routed)
         }
         (image, _) => {
-            let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-            delete_if_present(&deployments, "Deployment", &render::router_name(svc)).await?;
-            let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-            delete_if_present(&services, "Service", &render::backend_name(svc)).await?;
+            remove(ctx, svc).await?;
             Ok(if wanted && image.is_none() {
                 Route::NoRouterImage
             } else {
@@ -58,11 +55,14 @@ pub(super) fn front_service(svc: &LLMService, route: Route) -> serde_json::Value
     }
 }
 
-/// Removes the router's objects of a deleted LLMService.
+/// Removes the router's objects (of a deleted LLMService, or one that no longer scales to
+/// zero).
 pub(super) async fn remove(ctx: &Context, svc: &LLMService) -> Result<()> {
     let ns = svc.namespace().unwrap_or_default();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     delete_if_present(&deployments, "Deployment", &render::router_name(svc)).await?;
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
+    delete_if_present(&budgets, "PodDisruptionBudget", &render::router_name(svc)).await?;
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     delete_if_present(&services, "Service", &render::backend_name(svc)).await
 }

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 pub use keda::{ROUTER_PENDING, activity_query, query, scaled_object};
 pub use pod::{DEFAULT_SHM, GPU_RESOURCE, template};
 pub use router::{
-    ROUTER_LABEL, backend_name, backend_service, router_deployment, router_labels, router_name,
-    router_service, scales_to_zero,
+    ROUTER_LABEL, backend_name, backend_service, router_deployment, router_disruption_budget,
+    router_labels, router_name, router_service, scales_to_zero,
 };
 pub use workloads::{deployment, disruption_budget, replica_service, service, stateful_set};
 

@@ -103,6 +103,19 @@ pub fn router_deployment(svc: &LLMService, image: &str) -> Value {
     })
 }
 
+/// At most one of the two router pods down at a time for voluntary disruptions, so a node
+/// drain never leaves a service that is scaled to zero without its request path.
+pub fn router_disruption_budget(svc: &LLMService) -> Value {
+    let mut meta = metadata(svc, &router_name(svc), &[]);
+    meta["labels"] = json!(router_labels(svc));
+    json!({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta,
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": router_selector(svc)}},
+    })
+}
+
 /// The Service in front of every replica when a router takes `<name>`: what the router
 /// forwards to.
 pub fn backend_service(svc: &LLMService) -> Value {

@@ -337,6 +337,10 @@ async fn keda_gets_a_scaled_object_on_the_scale_subresource_selected_by_model_na
         s["spec"]["selector"] == json!({"serving.kubegrid.io/llmservice": "mistral"})
     })
     .await;
+    bed.wait_object("PodDisruptionBudget", "mistral-router", "exists", |b| {
+        b["spec"]["selector"]["matchLabels"] == json!({"serving.kubegrid.io/router": "mistral"})
+    })
+    .await;
 
     // KEDA's scale, as its HPA writes it: the scale subresource, which the real server maps
     // to spec.replicas and which the controller follows.
@@ -360,6 +364,8 @@ async fn keda_gets_a_scaled_object_on_the_scale_subresource_selected_by_model_na
     // ... and the router: `mistral` selects the replicas again.
     bed.wait_absent("Deployment", "mistral-router").await;
     bed.wait_absent("Service", "mistral-backend").await;
+    bed.wait_absent("PodDisruptionBudget", "mistral-router")
+        .await;
     bed.wait_object("Service", "mistral", "selects the replicas", |s| {
         s["spec"]["selector"] == json!({"serving.kubegrid.io/llmservice": "mistral"})
     })

@@ -56,6 +56,7 @@ fn documents() -> Vec<(&'static str, Vec<Value>)> {
             "render-scale-to-zero.yaml",
             vec![
                 render::router_deployment(&svc, ROUTER_IMAGE),
+                render::router_disruption_budget(&svc),
                 render::router_service(&svc),
                 render::backend_service(&svc),
             ],
