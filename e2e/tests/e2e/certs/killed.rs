@@ -83,13 +83,25 @@ fn a_rotation_killed_in_trust_both_resumes_and_clients_never_lose_the_cluster() 
     child.wait().unwrap();
     eprintln!("killed the engine with the journal at {state}");
 
-    // Old credentials still reach every member; some members trust both CAs by now.
+    // Old credentials still reach every member; some members trust both CAs by now. `endpoint
+    // status` is answered by the member itself once it took the client's certificate (unlike
+    // `endpoint health`, which also needs a committed raft proposal, and so fails while the
+    // member the killed engine was restarting catches up). A member still starting is waited
+    // for; a refused certificate stays refused.
     for (m, address) in MEMBERS.iter().zip(bed.members()) {
-        let ok = old_client
-            .command(std::slice::from_ref(&address), Duration::from_secs(5))
-            .args(["endpoint", "health"])
-            .status()
-            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ok = loop {
+            let ok = old_client
+                .command(std::slice::from_ref(&address), Duration::from_secs(5))
+                .args(["endpoint", "status"])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok || Instant::now() > deadline {
+                break ok;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert!(
             ok,
             "{m} refused the credentials clients held before the rotation"

@@ -1,6 +1,6 @@
 //! The router of an LLMService that scales to zero (see `render::router`): its Deployment, its
-//! disruption budget and the replicas' `<name>-backend` Service exist exactly while the spec asks for
-//! `idleReplicaCount: 0` and the controller knows the router's image.
+//! disruption budget and the replicas' `<name>-backend` Service exist exactly while the spec
+//! asks for `idleReplicaCount: 0` and the controller knows the router's image.
 
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service, policy::v1::PodDisruptionBudget};
 use kube::{Api, ResourceExt};
