@@ -222,18 +222,23 @@ impl Health {
     }
 }
 
-/// Reads the layer's state.
-async fn health(client: &Client, ns: &str) -> Result<Health, kube::Error> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut out = Health::default();
-    for name in [
+/// The serving CRDs' names (rendering them builds their schemas: done once per wait).
+fn crd_names() -> Vec<String> {
+    [
         kubegrid_serving::crd().metadata.name,
         kubegrid_serving::prewarm_crd().metadata.name,
     ]
     .into_iter()
     .flatten()
-    {
-        let established = crds.get_opt(&name).await?.is_some_and(|crd| {
+    .collect()
+}
+
+/// Reads the layer's state.
+async fn health(client: &Client, ns: &str, crd_names: &[String]) -> Result<Health, kube::Error> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut out = Health::default();
+    for name in crd_names {
+        let established = crds.get_opt(name).await?.is_some_and(|crd| {
             crd.status
                 .and_then(|s| s.conditions)
                 .unwrap_or_default()
@@ -241,7 +246,7 @@ async fn health(client: &Client, ns: &str) -> Result<Health, kube::Error> {
                 .any(|c| c.type_ == "Established" && c.status == "True")
         });
         if !established {
-            out.crds_pending.push(name);
+            out.crds_pending.push(name.clone());
         }
     }
     let deployment = Api::<Deployment>::namespaced(client.clone(), ns)
@@ -281,8 +286,9 @@ pub async fn ready(
     poll: Duration,
 ) -> CheckResult {
     let start = Instant::now();
+    let crds = crd_names();
     loop {
-        let last = match health(client, &ctx.namespace).await {
+        let last = match health(client, &ctx.namespace, &crds).await {
             Ok(h) if h.ok() => {
                 return CheckResult {
                     name: SERVING_READY.into(),
