@@ -16,7 +16,7 @@ use std::{
     process::{Child, Stdio},
     sync::{Arc, Condvar, Mutex},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use kubegrid_e2e::{Host, LabGuard, describe};
@@ -169,8 +169,12 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
         "NOTE: the hub and the API server here are TEST STAND-INS (e2e/hub-standin, \
          e2e/fake-apiserver); the daemons, their links and the transfers are real"
     );
+    // Each phase's time since the start, so a slow run shows where it went.
+    let t0 = Instant::now();
+    let phase = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
     let mut lab = LabGuard::reserve();
     lab.bring_up(5);
+    phase("five lab hosts up");
     push_binary(&lab);
     let out = lab.kubegrid(&["shape", "--rate", RATE]);
     assert!(out.status.success(), "lab shape: {}", describe(&out));
@@ -211,6 +215,7 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
         .map(|(p, d, _)| (p.as_str(), d.as_path()))
         .collect();
     hub.add("acme/llama-1g", "main", COMMIT, &refs);
+    phase("binary pushed, links shaped, model on the hub");
 
     bed.configure_hosts(&lab, "e2e-model-cache-token");
     let logs = Arc::new(Logs::default());
@@ -231,6 +236,7 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
     // known gap in docs/serving.md), which is not what this test is about.
     wait_hub(2 * SHARD + (36 << 20));
     hub.hold();
+    phase("the hub sent two shards and holds");
     let (first, _) = holder(fake).expect("a coordinator");
     let victim = lab.hosts.iter().find(|h| h.name != first).unwrap().clone();
     kill(&lab, &victim);
@@ -246,17 +252,21 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
     logs.until("every follower copied shard 2", |l| {
         live.iter().all(|h| copied(l, h, &shard(2)))
     });
+    phase("every follower holds shard 2");
     hub.release();
     wait_hub(2 * SHARD + SHARD / 2);
+    phase("coordinator half-way through shard 3: killed");
     let coordinator = lab.hosts.iter().find(|h| h.name == first).unwrap().clone();
     kill(&lab, &coordinator);
     logs.until("the other four ready", |l| live.iter().all(|h| ready(l, h)));
+    phase("the other four ready");
     let (second, epoch) = holder(fake).expect("a new coordinator");
     assert_ne!(second, first, "another host took the Lease");
     assert!(epoch >= 1, "at a higher epoch ({epoch})");
     // The killed coordinator comes back as a follower.
     start(&lab, &coordinator, &hub_url);
     logs.until("the old coordinator ready again", |l| ready(l, &first));
+    phase("the old coordinator ready again");
 
     // The restarted follower resumed shard 2 with pieces it had verified before its kill.
     let resumed = logs
@@ -299,6 +309,7 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
             .sum();
         assert!(sent <= size + interrupted, "{path}: {requests:?}");
     }
+    phase("every host checked");
     let egress = hub.egress() as f64 / (SHARDS * SHARD) as f64;
     eprintln!(
         "hub egress: {egress:.2} × the model (the killed coordinator's partial shard included)"
