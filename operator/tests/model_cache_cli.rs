@@ -195,7 +195,12 @@ fn a_model_uri_it_cannot_cache_is_refused_with_exit_code_2() {
     std::fs::write(&token, "t").unwrap();
     for (uri, says) in [
         ("ftp://host/model", "ftp://host/model"),
-        ("s3://models/llama", "only hf:// models are cached so far"),
+        ("s3://models/llama", "needs its file list with sha256"),
+        (
+            "https://models.example/llama",
+            "needs its file list with sha256",
+        ),
+        ("pvc://weights/llama", "never cached on nodes"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegrid"))
             .args([
@@ -233,6 +238,22 @@ fn a_model_uri_it_cannot_cache_is_refused_with_exit_code_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("\"lots\" is not a size such as 500Gi"),
+        "{err}"
+    );
+    // An S3 endpoint that is not an http(s) URL, before anything connects.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegrid"))
+        .args(["model-cache", "--model", "hf://acme/llama"])
+        .args(["--s3-endpoint", "ftp://minio.storage"])
+        .args(["--node", "n", "--advertise", "127.0.0.1"])
+        .arg("--token-file")
+        .arg(&token)
+        .env("KUBECONFIG", dir.path().join("none"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--s3-endpoint") && err.contains("\"ftp://minio.storage\""),
         "{err}"
     );
     // Nothing to cache: neither a model nor LLMServices to follow.

@@ -28,6 +28,7 @@ pub mod render;
 mod rules;
 mod service;
 mod validate;
+pub mod verify;
 pub mod vllm;
 
 pub use crd::{crd, crd_yaml, prewarm_crd, prewarm_crd_yaml};

@@ -31,6 +31,7 @@ use crate::{error::FieldError, model::ModelSource, service::NodeCache};
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = crate::rules::prewarm_not_pvc())]
 pub struct ModelPrewarmSpec {
     /// The model, as an LLMService names it (the same URI shares the same node copy).
     pub model: ModelSource,
@@ -65,6 +66,9 @@ impl ModelPrewarmSpec {
             });
         };
         crate::validate::model(&mut bad, &self.model);
+        if self.model.uri.starts_with("pvc://") {
+            bad("model.uri", crate::rules::PREWARM_PVC.into());
+        }
         for (key, value) in &self.node_selector {
             let field = format!("nodeSelector[{key:?}]");
             if key.is_empty() || key.len() > 317 {

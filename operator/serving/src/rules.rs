@@ -39,6 +39,19 @@ pub(crate) fn files_unless_hf() -> Rule {
     )
 }
 
+/// A ModelPrewarm's `spec`: not a `pvc://` model, which each pod mounts from its claim and
+/// no node caches.
+pub(crate) fn prewarm_not_pvc() -> Rule {
+    rule(
+        "!self.model.uri.startsWith('pvc://')",
+        PREWARM_PVC,
+        Some(".model.uri"),
+    )
+}
+
+/// What [`prewarm_not_pvc`] and the code say.
+pub(crate) const PREWARM_PVC: &str = "a pvc:// model is mounted from its claim by each serving pod; nodes never cache it, so there is nothing to prewarm";
+
 /// `spec.model.files[].path`: relative, without empty, `.` or `..` segments.
 pub(crate) fn relative_path() -> Rule {
     rule(

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use kubegrid_modelcache::{
     daemon::{Config, Daemon},
-    hub::{Hub, Retry},
+    hub::{Hub, Retry, S3Config},
     services::{FollowConfig, follow},
 };
 use kubegrid_serving::ModelSource;
@@ -23,7 +23,8 @@ use crate::exit;
 /// Arguments of `model-cache`.
 #[derive(Debug, Args)]
 pub struct ModelCacheArgs {
-    /// A model to cache on this node (repeatable), `hf://ORG/NAME[@REVISION]`.
+    /// A model to cache on this node (repeatable), `hf://ORG/NAME[@REVISION]`; `https://`
+    /// and `s3://` models need a file list, which only an LLMService or ModelPrewarm gives.
     #[arg(
         long = "model",
         value_name = "URI",
@@ -50,6 +51,19 @@ pub struct ModelCacheArgs {
     /// private mirror's.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// The S3 endpoint for `s3://` models: an S3-compatible store's URL (e.g.
+    /// `https://minio.storage:9000`); default AWS's for --s3-region. Credentials come from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; without them requests
+    /// are anonymous.
+    #[arg(long, env = "AWS_ENDPOINT_URL_S3", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The S3 region, which every signature names.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// Path-style S3 URLs (`ENDPOINT/BUCKET/KEY`), as most S3-compatible stores need;
+    /// default virtual-hosted (`BUCKET.ENDPOINT/KEY`), as AWS prefers.
+    #[arg(long, env = "KUBEGRID_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
     /// This node's name, unique among the nodes that run the cache.
     #[arg(long, env = "NODE_NAME")]
     pub node: String,
@@ -107,11 +121,20 @@ pub async fn run(args: &ModelCacheArgs) -> anyhow::Result<u8> {
     for uri in &args.models {
         let parsed = kubegrid_serving::ModelUri::parse(uri)
             .map_err(|e| UsageError(format!("--model {e}")))?;
-        if !matches!(parsed, kubegrid_serving::ModelUri::HuggingFace { .. }) {
-            return Err(UsageError(format!(
-                "--model {uri}: only hf:// models are cached so far; s3://, https:// and pvc:// sources are not built yet"
-            ))
-            .into());
+        let refused = match parsed {
+            kubegrid_serving::ModelUri::HuggingFace { .. } => None,
+            kubegrid_serving::ModelUri::Https { .. } => Some(
+                "an https:// model needs its file list with sha256, which only an LLMService or ModelPrewarm gives (--follow-llmservices)",
+            ),
+            kubegrid_serving::ModelUri::S3 { .. } => Some(
+                "an s3:// model needs its file list with sha256, which only an LLMService or ModelPrewarm gives (--follow-llmservices)",
+            ),
+            kubegrid_serving::ModelUri::Pvc { .. } => Some(
+                "a pvc:// model is mounted from its claim by each serving pod and never cached on nodes",
+            ),
+        };
+        if let Some(why) = refused {
+            return Err(UsageError(format!("--model {uri}: {why}")).into());
         }
         models.push(ModelSource {
             uri: uri.clone(),
@@ -124,7 +147,16 @@ pub async fn run(args: &ModelCacheArgs) -> anyhow::Result<u8> {
         Some(path) => Some(read_secret(path, "hub token")?),
         None => None,
     };
-    let mut hub = Hub::new(&args.hub, Retry::default())?.with_token(hub_token);
+    let s3 = S3Config::new(
+        args.s3_endpoint.as_deref(),
+        &args.s3_region,
+        args.s3_path_style,
+    )
+    .map_err(|e| UsageError(format!("--s3-endpoint/--s3-region: {e}")))?
+    .credentials_from_env();
+    let mut hub = Hub::new(&args.hub, Retry::default())?
+        .with_token(hub_token)
+        .with_s3(s3);
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read(path).with_context(|| format!("--ca-file {}", path.display()))?;
         hub = hub

@@ -147,12 +147,11 @@ async fn resolve(shared: &Shared, model: &ModelSource) -> Result<Resolved> {
             revision,
         } => hub.resolve(&org, &name, &revision, &model.files).await?,
         ModelUri::Https { url } => hub.resolve_url(&url, &model.files).await?,
-        ModelUri::S3 { .. } | ModelUri::Pvc { .. } => {
+        ModelUri::S3 { bucket, prefix } => hub.resolve_s3(&bucket, &prefix, &model.files).await?,
+        ModelUri::Pvc { .. } => {
             return Err(Error::Source {
                 uri: model.uri.clone(),
-                problem:
-                    "hf:// and https:// sources are cached; s3:// and pvc:// are not built yet"
-                        .into(),
+                problem: "a pvc:// model is mounted from its claim by each serving pod and never cached on nodes".into(),
             });
         }
     };

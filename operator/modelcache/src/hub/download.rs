@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use reqwest::{StatusCode, Url, header};
+use reqwest::{Method, StatusCode, Url, header};
 use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{Check, Downloaded, Hub, RemoteFile, Resolved};
+use super::{Check, Downloaded, Hub, RemoteFile, Resolved, Source};
 use crate::error::{Error, Result};
 
 impl Hub {
@@ -30,10 +30,9 @@ impl Hub {
                 attempts: 0,
             });
         }
-        let url = match &model.base {
-            Some(base) => Self::join(base, &file.path),
-            None => self.file_url(&model.repo, &model.commit, &file.path),
-        };
+        let (_, shown) = self.locate(model, &file.path, Method::GET)?;
+        // A signed S3 URL carries its own authentication; the hub's token is for the hub.
+        let authorize = !matches!(model.source, Source::S3 { .. });
         let partial = part_path(dest);
         if let Some(dir) = partial.parent() {
             tokio::fs::create_dir_all(dir)
@@ -46,7 +45,14 @@ impl Hub {
         let mut wait = self.retry.backoff;
         loop {
             attempts += 1;
-            match self.attempt(&url, file.size, &partial, progress).await {
+            // Signed afresh per attempt, so a retried download never outlives its signature.
+            let (url, _) = self.locate(model, &file.path, Method::GET)?;
+            let to = Target {
+                url,
+                shown: &shown,
+                authorize,
+            };
+            match self.attempt(&to, file.size, &partial, progress).await {
                 Ok(n) => {
                     fetched += n;
                     break;
@@ -56,18 +62,18 @@ impl Hub {
                     fetched += n;
                     if attempts >= self.retry.attempts {
                         return Err(Error::Download {
-                            url: url.to_string(),
+                            url: shown,
                             attempts,
                             problem,
                         });
                     }
-                    tracing::info!(%url, attempts, %problem, "download interrupted; resuming after {wait:?}");
+                    tracing::info!(url = %shown, attempts, %problem, "download interrupted; resuming after {wait:?}");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(self.retry.max_backoff);
                 }
             }
         }
-        verify(&url, &partial, file).await?;
+        verify(&shown, &partial, file).await?;
         tokio::fs::rename(&partial, dest)
             .await
             .map_err(Error::io("rename", &partial))?;
@@ -81,7 +87,7 @@ impl Hub {
     /// One request: appends what the hub sends to `partial`; the bytes received.
     async fn attempt(
         &self,
-        url: &Url,
+        to: &Target<'_>,
         size: u64,
         partial: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
@@ -93,14 +99,18 @@ impl Hub {
         if offset == size {
             return Ok(0);
         }
-        let mut request = self.get(url.clone());
+        let mut request = if to.authorize {
+            self.get(to.url.clone())
+        } else {
+            self.unauthenticated(Method::GET, to.url.clone())
+        };
         if offset > 0 {
             request = request.header(header::RANGE, format!("bytes={offset}-"));
         }
         let mut response = request
             .send()
             .await
-            .map_err(|e| Attempt::Transient(e.to_string(), 0))?;
+            .map_err(|e| Attempt::Transient(super::without_url(e), 0))?;
         let status = response.status();
         let append = match status {
             StatusCode::PARTIAL_CONTENT => true,
@@ -113,7 +123,7 @@ impl Hub {
             }
             s => {
                 return Err(Attempt::Fatal(Error::Download {
-                    url: url.to_string(),
+                    url: to.shown.to_string(),
                     attempts: 1,
                     problem: format!("HTTP {s}"),
                 }));
@@ -142,7 +152,7 @@ impl Hub {
                 Ok(None) => break,
                 Err(e) => {
                     let _ = out.flush().await;
-                    return Err(Attempt::Transient(e.to_string(), received));
+                    return Err(Attempt::Transient(super::without_url(e), received));
                 }
             }
         }
@@ -157,6 +167,14 @@ impl Hub {
         }
         Ok(received)
     }
+}
+
+/// One attempt's request: its URL, the name messages give it, and whether the hub's token
+/// goes with it.
+struct Target<'a> {
+    url: Url,
+    shown: &'a str,
+    authorize: bool,
 }
 
 enum Attempt {
@@ -176,7 +194,7 @@ async fn on_disk(path: &Path) -> u64 {
 }
 
 /// Hashes `partial` as `file.check` says; a mismatch deletes it.
-async fn verify(url: &Url, partial: &Path, file: &RemoteFile) -> Result<()> {
+async fn verify(shown: &str, partial: &Path, file: &RemoteFile) -> Result<()> {
     let path = partial.to_path_buf();
     let check = file.check.clone();
     let seen = tokio::task::spawn_blocking(move || hash(&path, &check))
@@ -192,7 +210,7 @@ async fn verify(url: &Url, partial: &Path, file: &RemoteFile) -> Result<()> {
     }
     let _ = tokio::fs::remove_file(partial).await;
     Err(Error::Checksum {
-        url: url.to_string(),
+        url: shown.to_string(),
         algorithm,
         seen,
         expected: expected.clone(),

@@ -10,7 +10,7 @@
 use reqwest::{StatusCode, Url, header};
 use sha2::Digest as _;
 
-use super::{Check, Hub, RemoteFile, Resolved};
+use super::{Check, Hub, RemoteFile, Resolved, Source};
 use crate::error::{Error, Result};
 
 /// The commit of an `https://` model: its file list's digest.
@@ -80,7 +80,7 @@ impl Hub {
             repo: base.trim_end_matches('/').to_string(),
             commit,
             files,
-            base: Some(url),
+            source: Source::Url(url),
         })
     }
 

@@ -10,16 +10,18 @@
 use std::time::Duration;
 
 use kubegrid_serving::{ModelFile, is_relative_path};
-use reqwest::{StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
 mod download;
 mod https;
+mod s3;
 
 pub use download::{hash, part_path};
 pub use https::content_commit;
+pub use s3::S3Config;
 
 /// How downloads retry.
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +73,24 @@ pub struct Resolved {
     pub commit: String,
     /// The files to fetch.
     pub files: Vec<RemoteFile>,
-    /// For an `https://` source, the URL the files are under; None for the hub's layout.
-    pub base: Option<Url>,
+    /// Where the files are fetched from.
+    pub source: Source,
+}
+
+/// Where a resolved model's files are fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The hub's own layout at the model's commit.
+    Hub,
+    /// `https://` files under this URL.
+    Url(Url),
+    /// `s3://` objects under a key prefix of a bucket.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix, possibly empty.
+        prefix: String,
+    },
 }
 
 impl Resolved {
@@ -100,6 +118,7 @@ pub struct Hub {
     client: reqwest::Client,
     token: Option<String>,
     retry: Retry,
+    s3: Option<S3Config>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +163,7 @@ impl Hub {
             client,
             token: None,
             retry,
+            s3: None,
         })
     }
 
@@ -177,6 +197,29 @@ impl Hub {
 
     fn get(&self, url: Url) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::GET, url)
+    }
+
+    /// A request that carries no token: a signed S3 URL authenticates itself, and S3 refuses
+    /// a second authentication in the Authorization header.
+    fn unauthenticated(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// The URL of `path` of `model` for `method`, and the name messages give it (for S3, the
+    /// object's `s3://` name: a signed URL never reaches a log).
+    pub(super) fn locate(
+        &self,
+        model: &Resolved,
+        path: &str,
+        method: Method,
+    ) -> Result<(Url, String)> {
+        let url = match &model.source {
+            Source::Hub => self.file_url(&model.repo, &model.commit, path),
+            Source::Url(base) => Self::join(base, path),
+            Source::S3 { .. } => return self.locate_s3(&model.source, path, method),
+        };
+        let shown = url.to_string();
+        Ok((url, shown))
     }
 
     /// Also trusts the CA certificates in `pem` for HTTPS (a private mirror's, or an
@@ -337,7 +380,21 @@ impl Hub {
             repo,
             commit,
             files,
-            base: None,
+            source: Source::Hub,
         })
     }
+}
+
+/// A reqwest error's message with its causes but without the URL it names: a signed S3
+/// URL is a credential for its lifetime and must not reach a log or a status.
+pub(crate) fn without_url(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

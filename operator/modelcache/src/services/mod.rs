@@ -133,7 +133,12 @@ pub async fn follow(daemon: Arc<Daemon>, client: kube::Client, cfg: FollowConfig
         loop {
             tick.tick().await;
             let labels = node_labels(&client, daemon.node()).await;
-            let services: Vec<_> = services.state().into_iter().filter(|s| s.valid()).collect();
+            // A pvc:// model is mounted from its claim by each pod and never cached here.
+            let services: Vec<_> = services
+                .state()
+                .into_iter()
+                .filter(|s| s.valid() && !s.model().uri.starts_with("pvc://"))
+                .collect();
             let prewarms: Vec<_> = prewarms
                 .state()
                 .into_iter()

@@ -17,6 +17,10 @@ pub use workloads::{cache_daemon_set, controller_deployment};
 
 /// The Secret holding the cache's fan-out token (key `token`).
 pub const TOKEN_SECRET: &str = "kubegrid-model-cache-token";
+/// The optional Secret whose keys become the cache's environment: `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL_S3` and
+/// `KUBEGRID_S3_PATH_STYLE` for `s3://` models. The layer never writes it.
+pub const S3_SECRET: &str = "kubegrid-model-cache-s3";
 /// The serving controller's name (Deployment, ServiceAccount, Lease).
 pub const CONTROLLER: &str = "kubegrid-serving-controller";
 /// The node model cache's name (DaemonSet, ServiceAccount).

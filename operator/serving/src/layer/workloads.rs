@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use super::{CACHE, CONTROL_PORT, CONTROLLER, FANOUT_PORT, LayerOptions, TOKEN_SECRET, labels};
+use super::{
+    CACHE, CONTROL_PORT, CONTROLLER, FANOUT_PORT, LayerOptions, S3_SECRET, TOKEN_SECRET, labels,
+};
 use crate::names::MODEL_ROOT;
 
 fn field_env(name: &str, path: &str) -> Value {
@@ -63,7 +65,8 @@ pub fn controller_deployment(opts: &LayerOptions) -> Value {
 
 /// The node model cache on every GPU node: host networking (other nodes reach its fan-out
 /// and control ports at the node's address), the model root from the host, the token from
-/// its Secret, readiness and liveness on `/healthz`.
+/// its Secret, S3 settings from the optional [`S3_SECRET`], readiness and liveness on
+/// `/healthz`.
 pub fn cache_daemon_set(opts: &LayerOptions) -> Value {
     let mut args = vec![
         "model-cache".to_string(),
@@ -106,6 +109,9 @@ pub fn cache_daemon_set(opts: &LayerOptions) -> Value {
                             field_env("POD_IP", "status.podIP"),
                             field_env("POD_NAMESPACE", "metadata.namespace"),
                         ],
+                        // S3 settings and credentials for s3:// models, when the cluster's
+                        // admin creates the Secret; `env` above wins over any clash.
+                        "envFrom": [{"secretRef": {"name": S3_SECRET, "optional": true}}],
                         "ports": [
                             {"name": "fanout", "containerPort": FANOUT_PORT, "protocol": "TCP"},
                             {"name": "control", "containerPort": CONTROL_PORT, "protocol": "TCP"},

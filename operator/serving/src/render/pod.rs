@@ -3,8 +3,9 @@
 use serde_json::{Value, json};
 
 use crate::{
-    LLMService, drain,
+    LLMService, ModelUri, drain,
     names::{self, CACHED_LABEL_PREFIX, CURRENT_LINK, MODEL_MOUNT, MODEL_ROOT, READY_MARKER},
+    verify,
 };
 
 /// `/dev/shm`'s size unless the spec sets `engine.shmSize`: NCCL and vLLM's workers put
@@ -27,7 +28,6 @@ pub fn template(svc: &LLMService, name: &str, extra: &[(&str, String)]) -> Value
     for (k, v) in extra {
         labels.insert((*k).into(), v.clone());
     }
-    let key = names::cache_key(&spec.model.uri);
     let gpus = engine.gpus().to_string();
     let mut requests = serde_json::Map::new();
     let mut limits = serde_json::Map::new();
@@ -39,8 +39,9 @@ pub fn template(svc: &LLMService, name: &str, extra: &[(&str, String)]) -> Value
     // object reads the same as the scheduler sees it.
     requests.insert(GPU_RESOURCE.into(), json!(gpus));
     limits.insert(GPU_RESOURCE.into(), json!(gpus));
+    let model = Model::of(svc);
     let mut args = vec![
-        format!("{MODEL_MOUNT}/{CURRENT_LINK}"),
+        model.path.clone(),
         "--served-model-name".into(),
         name.into(),
         "--tensor-parallel-size".into(),
@@ -61,7 +62,7 @@ pub fn template(svc: &LLMService, name: &str, extra: &[(&str, String)]) -> Value
             "timeoutSeconds": 5,
         })
     };
-    json!({
+    let mut template = json!({
         "metadata": {"labels": labels},
         "spec": {
             "runtimeClassName": engine.runtime_class_name,
@@ -72,24 +73,7 @@ pub fn template(svc: &LLMService, name: &str, extra: &[(&str, String)]) -> Value
             "automountServiceAccountToken": false,
             "terminationGracePeriodSeconds": engine.drain_timeout_seconds + SHUTDOWN_SECONDS,
             "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
-            "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-                "weight": 100,
-                "preference": {"matchExpressions": [{
-                    "key": format!("{CACHED_LABEL_PREFIX}{key}"),
-                    "operator": "In",
-                    "values": ["ready"],
-                }]},
-            }]}},
-            "initContainers": [{
-                "name": "wait-for-model",
-                "image": engine.image,
-                // The node cache writes the marker only after every file verified.
-                "command": ["sh", "-c", format!(
-                    "until [ -f {MODEL_MOUNT}/{READY_MARKER} ]; do sleep 5; done; \
-                     echo model ready: commit $(cat {MODEL_MOUNT}/{READY_MARKER})"
-                )],
-                "volumeMounts": [{"name": "model", "mountPath": MODEL_MOUNT, "readOnly": true}],
-            }],
+            "initContainers": [model.init],
             "containers": [{
                 "name": "vllm",
                 "image": engine.image,
@@ -103,21 +87,92 @@ pub fn template(svc: &LLMService, name: &str, extra: &[(&str, String)]) -> Value
                 "lifecycle": {"preStop": {"exec": {
                     "command": drain::command(engine.port, engine.drain_timeout_seconds),
                 }}},
-                "volumeMounts": [
-                    {"name": "model", "mountPath": MODEL_MOUNT, "readOnly": true},
-                    {"name": "shm", "mountPath": "/dev/shm"},
-                ],
+                "volumeMounts": [model.mount, {"name": "shm", "mountPath": "/dev/shm"}],
             }],
             "volumes": [
-                {"name": "model", "hostPath": {
-                    "path": format!("{MODEL_ROOT}/{key}"),
-                    "type": "DirectoryOrCreate",
-                }},
+                model.volume,
                 {"name": "shm", "emptyDir": {
                     "medium": "Memory",
                     "sizeLimit": engine.shm_size.as_deref().unwrap_or(DEFAULT_SHM),
                 }},
             ],
         },
-    })
+    });
+    if let Some(affinity) = model.affinity {
+        template["spec"]["affinity"] = affinity;
+    }
+    template
+}
+
+/// Where a pod's model comes from, and what holds vLLM until it is there.
+struct Model {
+    /// The directory vLLM serves.
+    path: String,
+    volume: Value,
+    mount: Value,
+    init: Value,
+    /// None where no node is better than another.
+    affinity: Option<Value>,
+}
+
+impl Model {
+    /// A `pvc://` model is the claim itself, mounted read-only and checked file by file by
+    /// `verify-model`; any other is the node cache's directory, with an init container that
+    /// waits for its ready marker and a preference for nodes that already hold it.
+    fn of(svc: &LLMService) -> Self {
+        let spec = &svc.spec;
+        let image = &spec.engine.image;
+        if let Ok(ModelUri::Pvc { claim, path }) = ModelUri::parse(&spec.model.uri) {
+            let mut mount = json!({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": true});
+            if !path.is_empty() {
+                mount["subPath"] = json!(path);
+            }
+            return Self {
+                path: MODEL_MOUNT.into(),
+                volume: json!({"name": "model", "persistentVolumeClaim": {
+                    "claimName": claim,
+                    "readOnly": true,
+                }}),
+                init: json!({
+                    "name": "verify-model",
+                    "image": image,
+                    "workingDir": MODEL_MOUNT,
+                    "command": verify::command(&spec.model.files),
+                    "volumeMounts": [mount.clone()],
+                }),
+                mount,
+                affinity: None,
+            };
+        }
+        let key = names::cache_key(&spec.model.uri);
+        let mount = json!({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": true});
+        Self {
+            path: format!("{MODEL_MOUNT}/{CURRENT_LINK}"),
+            volume: json!({"name": "model", "hostPath": {
+                "path": format!("{MODEL_ROOT}/{key}"),
+                "type": "DirectoryOrCreate",
+            }}),
+            init: json!({
+                "name": "wait-for-model",
+                "image": image,
+                // The node cache writes the marker only after every file verified.
+                "command": ["sh", "-c", format!(
+                    "until [ -f {MODEL_MOUNT}/{READY_MARKER} ]; do sleep 5; done; \
+                     echo model ready: commit $(cat {MODEL_MOUNT}/{READY_MARKER})"
+                )],
+                "volumeMounts": [mount.clone()],
+            }),
+            mount,
+            affinity: Some(
+                json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                    "weight": 100,
+                    "preference": {"matchExpressions": [{
+                        "key": format!("{CACHED_LABEL_PREFIX}{key}"),
+                        "operator": "In",
+                        "values": ["ready"],
+                    }]},
+                }]}}),
+            ),
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The LLMService API: its CRD (golden file, scale subresource, printer columns), the model
 //! URI grammar, the code validation, and the same examples on a real API server; the
 //! objects it renders (golden files), the controller's scenarios, and the drain hook; the
-//! ModelPrewarm resource.
+//! ModelPrewarm resource; the check of a `pvc://` model.
 
 mod bed;
 mod controller;
@@ -13,3 +13,4 @@ mod prewarm;
 mod real_server;
 mod render;
 mod uri;
+mod verify;

@@ -48,6 +48,11 @@ fn examples() -> Vec<(&'static str, serde_json::Value, Option<&'static str>)> {
             Some("spec.model.uri"),
         ),
         (
+            "a claim, which no node caches",
+            json!({"model": {"uri": "pvc://weights/llama", "files": [{"path": "config.json", "sha256": "ab".repeat(32)}]}}),
+            Some("spec.model.uri"),
+        ),
+        (
             "s3 without files",
             json!({"model": {"uri": "s3://models/llama"}}),
             Some("spec.model.files"),

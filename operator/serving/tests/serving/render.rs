@@ -50,6 +50,8 @@ fn documents() -> Vec<(&'static str, Vec<Value>)> {
                 render::replica_service(&svc, 1),
             ],
         ),
+        // A model on a claim: mounted read-only, checked by `verify-model`.
+        ("render-pvc.yaml", vec![render::deployment(&pvc_service())]),
         // idleReplicaCount 0: the router, `<name>` in front of it, `<name>-backend` in front
         // of the replicas.
         (
@@ -62,6 +64,20 @@ fn documents() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
     ]
+}
+
+/// A pod-mode LLMService whose model is `pvc://weights/llama-8b` with two files.
+pub fn pvc_service() -> LLMService {
+    let mut spec = base();
+    spec["scaling"]["mode"] = json!("pod");
+    spec["model"] = json!({
+        "uri": "pvc://weights/llama-8b",
+        "files": [
+            {"path": "config.json", "sha256": "1c".repeat(32)},
+            {"path": "model.safetensors", "sha256": "5e".repeat(32), "size": 16_060_522_392_i64},
+        ],
+    });
+    service(spec)
 }
 
 /// Documents as one YAML stream.
