@@ -4,6 +4,8 @@
 //! that list, sizes asked with HEAD when not given, a corrupt file refused, and the hub token
 //! never sent to the source's server.
 
+mod listed;
+
 use std::{net::IpAddr, path::Path, time::Duration};
 
 use kubegrid_hub_standin::Hub as StandIn;
@@ -148,54 +150,21 @@ async fn a_corrupt_file_an_unlisted_model_and_an_untrusted_server_are_refused() 
 
 #[tokio::test]
 async fn two_daemons_cache_an_https_model_with_one_download_per_file() {
-    use kubegrid_modelcache::{
-        daemon::{Config, Daemon},
-        layout::ModelDir,
-    };
     use kubegrid_serving::ModelSource;
     let src = tempfile::tempdir().unwrap();
     let (source, ca, files) = tls_source(src.path()).await;
-    let fake = kubegrid_fake_apiserver::FakeCluster::new();
-    let roots = tempfile::tempdir().unwrap();
-    let mut daemons = Vec::new();
-    for node in ["gpu-a", "gpu-b"] {
-        let hub = Hub::new("https://hub.invalid", retry())
-            .unwrap()
-            .with_root_ca(ca.as_bytes())
-            .unwrap();
-        let cfg = Config {
-            node: node.into(),
-            advertise: IpAddr::from([127, 0, 0, 1]),
-            fanout_port: 0,
-            control_port: 0,
-            root: roots.path().join(node),
-            namespace: "kubegrid-system".into(),
-            token: "t0ken".into(),
-            lease_duration: Duration::from_millis(1500),
-            hub,
-            upload_limit: None,
-            download_limit: None,
-            capacity: None,
-        };
-        daemons.push(Daemon::start(cfg, fake.client_as(node)).await.unwrap());
-    }
     let model = ModelSource {
         uri: uri(&source),
         files: files.clone(),
         size_limit: Some("1Gi".into()),
     };
-    let patience = Duration::from_secs(60);
-    let (a, b) = tokio::join!(
-        tokio::time::timeout(patience, daemons[0].cache(&model)),
-        tokio::time::timeout(patience, daemons[1].cache(&model)),
-    );
-    let commit = content_commit(&files);
-    assert_eq!(a.expect("in time").unwrap(), commit);
-    assert_eq!(b.expect("in time").unwrap(), commit);
-    for node in ["gpu-a", "gpu-b"] {
-        let dir = ModelDir::new(&roots.path().join(node), &model.uri);
-        assert_eq!(dir.ready_commit().as_deref(), Some(commit.as_str()));
-        let weights = std::fs::read(dir.path().join("current/model.safetensors")).unwrap();
+    let hub = || {
+        Hub::new("https://hub.invalid", retry())
+            .unwrap()
+            .with_root_ca(ca.as_bytes())
+            .unwrap()
+    };
+    for weights in listed::two_daemons_cache(&model, hub, "model.safetensors").await {
         assert_eq!(hex::encode(sha2::Sha256::digest(&weights)), files[0].sha256);
     }
     let log = source.log();

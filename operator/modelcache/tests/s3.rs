@@ -9,9 +9,10 @@
 //! wrong secret and anonymous requests refused without a signed URL in the error, a corrupt
 //! object refused and never renamed, and two daemons caching an `s3://` model.
 
+mod listed;
+
 use std::{
     io::{BufRead as _, BufReader},
-    net::IpAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -252,50 +253,15 @@ async fn a_corrupt_object_is_refused_and_never_takes_its_name() {
 
 #[tokio::test]
 async fn two_daemons_cache_an_s3_model() {
-    use kubegrid_modelcache::{
-        daemon::{Config, Daemon},
-        layout::ModelDir,
-    };
-    use kubegrid_serving::ModelSource;
     let Some(s3) = S3Server::start() else { return };
     let (weights, files) = objects(&s3);
-    let fake = kubegrid_fake_apiserver::FakeCluster::new();
-    let roots = tempfile::tempdir().unwrap();
-    let mut daemons = Vec::new();
-    for node in ["gpu-a", "gpu-b"] {
-        let cfg = Config {
-            node: node.into(),
-            advertise: IpAddr::from([127, 0, 0, 1]),
-            fanout_port: 0,
-            control_port: 0,
-            root: roots.path().join(node),
-            namespace: "kubegrid-system".into(),
-            token: "t0ken".into(),
-            lease_duration: Duration::from_millis(1500),
-            hub: signed(&s3, SECRET),
-            upload_limit: None,
-            download_limit: None,
-            capacity: None,
-        };
-        daemons.push(Daemon::start(cfg, fake.client_as(node)).await.unwrap());
-    }
-    let model = ModelSource {
+    let model = kubegrid_serving::ModelSource {
         uri: format!("s3://{BUCKET}/{PREFIX}"),
-        files: files.clone(),
+        files,
         size_limit: Some("1Gi".into()),
     };
-    let patience = Duration::from_secs(60);
-    let (a, b) = tokio::join!(
-        tokio::time::timeout(patience, daemons[0].cache(&model)),
-        tokio::time::timeout(patience, daemons[1].cache(&model)),
-    );
-    let commit = content_commit(&files);
-    assert_eq!(a.expect("in time").unwrap(), commit);
-    assert_eq!(b.expect("in time").unwrap(), commit);
-    for node in ["gpu-a", "gpu-b"] {
-        let dir = ModelDir::new(&roots.path().join(node), &model.uri);
-        assert_eq!(dir.ready_commit().as_deref(), Some(commit.as_str()));
-        let cached = std::fs::read(dir.path().join("current/model.safetensors")).unwrap();
+    let hub = || signed(&s3, SECRET);
+    for cached in listed::two_daemons_cache(&model, hub, "model.safetensors").await {
         assert_eq!(cached, weights);
     }
 }
