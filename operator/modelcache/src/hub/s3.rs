@@ -19,8 +19,8 @@ use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 use super::{Check, Hub, RemoteFile, Resolved, Source};
 use crate::error::{Error, Result};
 
-/// How long a signed URL is valid: one attempt of one file, which a stalled transfer ends
-/// long before (the client's read timeout is a minute).
+/// How long a signed URL is valid. S3 checks it when a request arrives, not while the body
+/// streams, and every attempt signs afresh, so this only needs to cover the request's start.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
 
 /// Where `s3://` models are fetched from, and as whom.
