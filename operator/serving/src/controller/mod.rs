@@ -32,7 +32,8 @@ pub use reconcile::{error_policy, reconcile};
 use crate::LLMService;
 
 /// Runs the controller over LLMServices in `namespace` (every namespace when `None`) until
-/// the stream ends, reconciling an LLMService again whenever one of its workloads changes.
+/// the stream ends, reconciling an LLMService again whenever one of its workloads (or its
+/// router's Deployment) changes.
 pub fn run(ctx: Arc<Context>, namespace: Option<&str>) -> impl Future<Output = ()> + Send {
     let client: Client = ctx.client.clone();
     let (services, deployments, sets): (Api<LLMService>, Api<Deployment>, Api<StatefulSet>) =
@@ -49,8 +50,12 @@ pub fn run(ctx: Arc<Context>, namespace: Option<&str>) -> impl Future<Output = (
             ),
         };
     let owned = watcher::Config::default().labels(crate::names::SERVICE_LABEL);
+    // The routers' Deployments carry the router label instead: their availability decides
+    // when `<name>` moves to the router.
+    let routers = watcher::Config::default().labels(crate::render::ROUTER_LABEL);
     Controller::new(services, watcher::Config::default())
-        .owns(deployments, owned.clone())
+        .owns(deployments.clone(), owned.clone())
+        .owns(deployments, routers)
         .owns(sets, owned)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

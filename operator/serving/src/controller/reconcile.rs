@@ -79,8 +79,9 @@ fn problems(svc: &LLMService) -> Vec<String> {
 }
 
 /// Applies or removes the KEDA ScaledObject; `Some((ok, reason, message))` for the
-/// `Autoscaling` condition when the spec asks for KEDA. Without a router for a service that
-/// asks to scale to zero, the object keeps `minReplicas` instead (no `idleReplicaCount`).
+/// `Autoscaling` condition when the spec asks for KEDA. Without a router, or while it has no
+/// available pod, for a service that asks to scale to zero, the object keeps `minReplicas`
+/// instead (no `idleReplicaCount`).
 async fn autoscale(
     ctx: &Context,
     svc: &LLMService,
@@ -92,8 +93,11 @@ async fn autoscale(
         delete_if_present(&api, "ScaledObject", &name).await?;
         return Ok(None);
     };
-    if route == router::Route::NoRouterImage
-        && let Some(spec) = object["spec"].as_object_mut()
+    // Nothing can hold requests yet: no idleReplicaCount, so KEDA stops at minReplicas.
+    if matches!(
+        route,
+        router::Route::NoRouterImage | router::Route::RouterStarting
+    ) && let Some(spec) = object["spec"].as_object_mut()
     {
         spec.remove("idleReplicaCount");
     }
@@ -117,6 +121,11 @@ async fn autoscale(
             .await;
             Ok(Some((false, "RouterImageMissing".into(), message)))
         }
+        Ok(_) if route == router::Route::RouterStarting => Ok(Some((
+            false,
+            "RouterStarting".into(),
+            router::router_starting(svc),
+        ))),
         Ok(_) => Ok(Some((
             true,
             "ScaledObjectApplied".into(),

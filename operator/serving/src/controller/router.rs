@@ -18,6 +18,9 @@ pub(super) enum Route {
     Direct,
     /// Through the router.
     Routed,
+    /// Straight to the replicas while the router, just deployed, has no available pod: until
+    /// one can hold requests, KEDA must not go to zero either.
+    RouterStarting,
     /// Straight to the replicas although the spec scales to zero: the controller runs
     /// without `--router-image`, so it must not let KEDA go to zero.
     NoRouterImage,
@@ -33,7 +36,11 @@ pub(super) async fn route(ctx: &Context, svc: &LLMService) -> Result<Route> {
             apply(ctx, svc, &render::backend_service(svc)).await?;
             apply(ctx, svc, &render::router_deployment(svc, image)).await?;
             apply(ctx, svc, &render::router_disruption_budget(svc)).await?;
-            Ok(Route::Routed)
+            Ok(if router_available(ctx, svc).await? {
+                Route::Routed
+            } else {
+                Route::RouterStarting
+            })
         }
         (image, _) => {
             // Most services never had a router: one read instead of three deletes each pass.
@@ -60,6 +67,24 @@ pub(super) async fn route(ctx: &Context, svc: &LLMService) -> Result<Route> {
     }
 }
 
+/// Whether the router's Deployment has an available pod.
+async fn router_available(ctx: &Context, svc: &LLMService) -> Result<bool> {
+    let deployments: Api<Deployment> =
+        Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
+    let router = deployments
+        .get_opt(&render::router_name(svc))
+        .await
+        .map_err(|source| crate::error::Error::ReadObjects {
+            kind: "Deployment",
+            source,
+        })?;
+    Ok(router
+        .and_then(|d| d.status)
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0)
+        > 0)
+}
+
 /// The `<name>` Service for `route`.
 pub(super) fn front_service(svc: &LLMService, route: Route) -> serde_json::Value {
     if route == Route::Routed {
@@ -79,6 +104,14 @@ pub(super) async fn remove(ctx: &Context, svc: &LLMService) -> Result<()> {
     delete_if_present(&services, "Service", &render::backend_name(svc)).await?;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     delete_if_present(&deployments, "Deployment", &render::router_name(svc)).await
+}
+
+/// The Autoscaling condition's message while the router starts.
+pub(super) fn router_starting(svc: &LLMService) -> String {
+    format!(
+        "waiting for a pod of the router Deployment {} to be available: until then requests go straight to the replicas and KEDA keeps minReplicas",
+        render::router_name(svc)
+    )
 }
 
 /// `route`'s word for the Autoscaling condition when it keeps the service from scaling to

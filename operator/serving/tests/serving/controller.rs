@@ -266,8 +266,35 @@ async fn keda_gets_a_scaled_object_on_the_scale_subresource_selected_by_model_na
         },
     });
     bed.create("mistral", spec).await;
+    // The router comes first; until one of its pods is available, `mistral` keeps selecting
+    // the replicas and KEDA may not go to zero (nothing would hold the requests).
+    bed.wait_object("Deployment", "mistral-router", "exists", |_| true)
+        .await;
+    let svc = bed
+        .wait_llm("mistral", "router starting", |s| {
+            condition(s, "Autoscaling").is_some_and(|c| c.reason == "RouterStarting")
+        })
+        .await;
+    let starting = condition(&svc, "Autoscaling").unwrap();
+    assert_eq!(starting.status, "False");
+    assert!(
+        starting.message.contains("mistral-router"),
+        "{}",
+        starting.message
+    );
     let so = bed
         .wait_object("ScaledObject", "mistral", "exists", |_| true)
+        .await;
+    assert!(so["spec"].get("idleReplicaCount").is_none(), "{so}");
+    bed.wait_object("Service", "mistral", "selects the replicas", |s| {
+        s["spec"]["selector"] == json!({"serving.kubegrid.io/llmservice": "mistral"})
+    })
+    .await;
+    bed.set_pods("Deployment", "mistral-router", 2, 1);
+    let so = bed
+        .wait_object("ScaledObject", "mistral", "may go to zero", |o| {
+            o["spec"]["idleReplicaCount"] == 0
+        })
         .await;
     assert_eq!(
         so["spec"]["scaleTargetRef"],
