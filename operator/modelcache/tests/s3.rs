@@ -5,9 +5,9 @@
 //! loudly; in CI a missing binary fails them.
 //!
 //! What is shown: the listed files fetched and verified, sizes asked with a signed HEAD,
-//! an interrupted download resumed with a signed Range request, the hub token never sent, a
-//! wrong secret and anonymous requests refused without a signed URL in the error, a corrupt
-//! object refused and never renamed, and two daemons caching an `s3://` model.
+//! an interrupted download resumed with a signed Range request, a wrong secret and anonymous
+//! requests refused without a signed URL in the error, a corrupt object refused and never
+//! renamed, and two daemons caching an `s3://` model.
 
 mod listed;
 
