@@ -336,7 +336,11 @@ fn apply_with_p2p_seeds_about_one_copy_and_every_host_stores_its_files() {
         swarm["blobBytes"].as_u64().expect("blobBytes"),
     );
     eprintln!("seed sent {seed} bytes for {blobs} bytes of blobs");
-    assert!(blobs > 0 && seed <= blobs + blobs / 10, "{swarm}");
+    // About one copy. The engine sends each piece once and repeats one only while its link
+    // would otherwise be idle (the repeat rule, docs/distribution.md), in whole 4 MiB pieces:
+    // with these 11 pieces a single repeat is 10.5 %, which fast hashing made peers ask for
+    // now and then. 1.25 copies is what the simulation's largest swarm stays under.
+    assert!(blobs > 0 && seed <= blobs + blobs / 4, "{swarm}");
     // `--progress json`: stderr is one engine event per line; each host's swarm events carry
     // its bytes and pieces as they grow, and end with every byte stored.
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
