@@ -7,7 +7,7 @@
 //! give is asked with `HEAD` (Content-Length). The hub token is never sent to such a URL:
 //! [`Hub::get`] sends it only to the hub's own origin.
 
-use reqwest::{StatusCode, Url, header};
+use reqwest::{Method, StatusCode, Url, header};
 use sha2::Digest as _;
 
 use super::{Check, Hub, RemoteFile, Resolved, Source};
@@ -63,25 +63,43 @@ impl Hub {
                 "list every file with its sha256: an https:// server publishes no checksums kubegrid trusts",
             ));
         }
-        let commit = content_commit(given);
-        let mut files = Vec::new();
+        self.listed(
+            base.trim_end_matches('/').to_string(),
+            Source::Url(url),
+            given,
+        )
+        .await
+    }
+
+    /// A model of the files `given` lists where `source` keeps them, each checked against its
+    /// sha256, at their [`content_commit`]; a size not given is asked with a `HEAD`.
+    pub(super) async fn listed(
+        &self,
+        repo: String,
+        source: Source,
+        given: &[kubegrid_serving::ModelFile],
+    ) -> Result<Resolved> {
+        let mut model = Resolved {
+            repo,
+            commit: content_commit(given),
+            files: Vec::new(),
+            source,
+        };
         for g in given {
             let size = match g.size.map(u64::try_from) {
                 Some(Ok(size)) => size,
-                _ => self.content_length(&Self::join(&url, &g.path)).await?,
+                _ => {
+                    let (url, shown) = self.locate(&model, &g.path, Method::HEAD)?;
+                    self.head_size(&model.source, url, &shown).await?
+                }
             };
-            files.push(RemoteFile {
+            model.files.push(RemoteFile {
                 path: g.path.clone(),
                 size,
                 check: Check::Sha256(g.sha256.clone()),
             });
         }
-        Ok(Resolved {
-            repo: base.trim_end_matches('/').to_string(),
-            commit,
-            files,
-            source: Source::Url(url),
-        })
+        Ok(model)
     }
 
     /// `base/path`, each segment of `path` escaped.
@@ -96,26 +114,40 @@ impl Hub {
         url
     }
 
-    /// A file's size from a `HEAD` request.
-    async fn content_length(&self, url: &Url) -> Result<u64> {
-        let failed = |problem: String| Error::Download {
-            url: url.to_string(),
+    /// A file's size from a `HEAD` request: signed and without the hub token for S3.
+    async fn head_size(&self, source: &Source, url: Url, shown: &str) -> Result<u64> {
+        let s3 = matches!(source, Source::S3 { .. });
+        let failed = |problem: String, hint: &str| Error::Download {
+            url: shown.to_string(),
             attempts: 1,
-            problem: format!("{problem}; hint: give the file's size in spec.model.files"),
+            problem: format!("{problem}; hint: {hint}"),
         };
-        let response = self
-            .request(reqwest::Method::HEAD, url.clone())
+        let size_hint = "give the file's size in spec.model.files";
+        let request = if s3 {
+            self.unauthenticated(Method::HEAD, url)
+        } else {
+            self.request(Method::HEAD, url)
+        };
+        let response = request
             .send()
             .await
-            .map_err(|e| failed(e.to_string()))?;
-        if response.status() != StatusCode::OK {
-            return Err(failed(format!("HEAD answered HTTP {}", response.status())));
+            .map_err(|e| failed(super::without_url(e), size_hint))?;
+        match response.status() {
+            StatusCode::OK => response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| failed("HEAD gave no Content-Length".into(), size_hint)),
+            s @ (StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED) if s3 => Err(failed(
+                format!("HEAD answered HTTP {s}"),
+                "check the cache's AWS credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), its region and the bucket's policy",
+            )),
+            StatusCode::NOT_FOUND if s3 => Err(failed(
+                "HEAD answered HTTP 404 Not Found".into(),
+                "check the bucket, the prefix and the file's path",
+            )),
+            s => Err(failed(format!("HEAD answered HTTP {s}"), size_hint)),
         }
-        response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| failed("HEAD gave no Content-Length".into()))
     }
 }

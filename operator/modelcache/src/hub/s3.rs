@@ -13,10 +13,10 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode, Url, header};
+use reqwest::{Method, Url};
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 
-use super::{Check, Hub, RemoteFile, Resolved, Source};
+use super::{Hub, Resolved, Source};
 use crate::error::{Error, Result};
 
 /// How long a signed URL is valid. S3 checks it when a request arrives, not while the body
@@ -151,27 +151,8 @@ impl Hub {
             bucket: bucket.into(),
             prefix: prefix.into(),
         };
-        let mut files = Vec::new();
-        for g in given {
-            let size = match g.size.map(u64::try_from) {
-                Some(Ok(size)) => size,
-                _ => {
-                    let (url, shown) = self.locate_s3(&source, &g.path, Method::HEAD)?;
-                    self.object_size(url, &shown).await?
-                }
-            };
-            files.push(RemoteFile {
-                path: g.path.clone(),
-                size,
-                check: Check::Sha256(g.sha256.clone()),
-            });
-        }
-        Ok(Resolved {
-            repo: shown.trim_end_matches('/').to_string(),
-            commit: super::content_commit(given),
-            files,
-            source,
-        })
+        self.listed(shown.trim_end_matches('/').to_string(), source, given)
+            .await
     }
 
     /// The signed URL of `path` in an `s3://` source for `method`, and its `s3://` name.
@@ -195,37 +176,5 @@ impl Hub {
             b.get_object(creds, &key).sign(SIGNED_FOR)
         };
         Ok((url, format!("s3://{bucket}/{key}")))
-    }
-
-    /// An object's size from a signed `HEAD`.
-    async fn object_size(&self, url: Url, shown: &str) -> Result<u64> {
-        let failed = |problem: String, hint: &str| Error::Download {
-            url: shown.to_string(),
-            attempts: 1,
-            problem: format!("{problem}; hint: {hint}"),
-        };
-        let size_hint = "give the file's size in spec.model.files";
-        let response = self
-            .unauthenticated(Method::HEAD, url)
-            .send()
-            .await
-            .map_err(|e| failed(super::without_url(e), "check the S3 endpoint and region"))?;
-        match response.status() {
-            StatusCode::OK => response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| failed("HEAD gave no Content-Length".into(), size_hint)),
-            s @ (StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED) => Err(failed(
-                format!("HEAD answered HTTP {s}"),
-                "check the cache's AWS credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), its region and the bucket's policy",
-            )),
-            StatusCode::NOT_FOUND => Err(failed(
-                "HEAD answered HTTP 404 Not Found".into(),
-                "check the bucket, the prefix and the file's path",
-            )),
-            s => Err(failed(format!("HEAD answered HTTP {s}"), size_hint)),
-        }
     }
 }

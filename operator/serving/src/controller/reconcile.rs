@@ -240,32 +240,41 @@ pub(super) async fn apply(ctx: &Context, svc: &LLMService, object: &Value) -> Re
     let (kind, result) = match kind {
         "Service" => (
             "Service",
-            patch::<Service>(ctx, &ns, &name, &params, object).await,
+            patch::<Service>(ctx, &ns, &name, &params, object)
+                .await
+                .map(drop),
         ),
         "PodDisruptionBudget" => (
             "PodDisruptionBudget",
-            patch::<PodDisruptionBudget>(ctx, &ns, &name, &params, object).await,
+            patch::<PodDisruptionBudget>(ctx, &ns, &name, &params, object)
+                .await
+                .map(drop),
         ),
         "Deployment" => (
             "Deployment",
-            patch::<Deployment>(ctx, &ns, &name, &params, object).await,
+            patch::<Deployment>(ctx, &ns, &name, &params, object)
+                .await
+                .map(drop),
         ),
         "StatefulSet" => (
             "StatefulSet",
-            patch::<StatefulSet>(ctx, &ns, &name, &params, object).await,
+            patch::<StatefulSet>(ctx, &ns, &name, &params, object)
+                .await
+                .map(drop),
         ),
         other => unreachable!("the renderer makes no {other}"),
     };
     result.map_err(|source| Error::ApplyObject { kind, name, source })
 }
 
-async fn patch<K>(
+/// Server-side applies `object` as `K`; the answer is the object as stored, status included.
+pub(super) async fn patch<K>(
     ctx: &Context,
     ns: &str,
     name: &str,
     params: &PatchParams,
     object: &Value,
-) -> kube::Result<()>
+) -> kube::Result<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -276,7 +285,6 @@ where
     Api::<K>::namespaced(ctx.client.clone(), ns)
         .patch(name, params, &Patch::Apply(object))
         .await
-        .map(drop)
 }
 
 /// Deletes `name` unless it is already gone.

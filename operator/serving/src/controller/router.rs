@@ -3,11 +3,11 @@
 //! asks for `idleReplicaCount: 0` and the controller knows the router's image.
 
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service, policy::v1::PodDisruptionBudget};
-use kube::{Api, ResourceExt};
+use kube::{Api, ResourceExt, api::PatchParams};
 
 use super::{
     Context,
-    reconcile::{apply, delete_if_present},
+    reconcile::{apply, delete_if_present, patch},
 };
 use crate::{LLMService, error::Result, render};
 
@@ -34,9 +34,28 @@ pub(super) async fn route(ctx: &Context, svc: &LLMService) -> Result<Route> {
         (Some(image), true) => {
             // The backend first: the router forwards to it as soon as it runs.
             apply(ctx, svc, &render::backend_service(svc)).await?;
-            apply(ctx, svc, &render::router_deployment(svc, image)).await?;
+            // The apply's answer is the stored Deployment, whose status says whether a
+            // router pod is available.
+            let name = render::router_name(svc);
+            let router: Deployment = patch(
+                ctx,
+                &svc.namespace().unwrap_or_default(),
+                &name,
+                &PatchParams::apply(crate::names::MANAGER).force(),
+                &render::router_deployment(svc, image),
+            )
+            .await
+            .map_err(|source| crate::error::Error::ApplyObject {
+                kind: "Deployment",
+                name,
+                source,
+            })?;
             apply(ctx, svc, &render::router_disruption_budget(svc)).await?;
-            Ok(if router_available(ctx, svc).await? {
+            let available = router
+                .status
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0);
+            Ok(if available > 0 {
                 Route::Routed
             } else {
                 Route::RouterStarting
@@ -65,24 +84,6 @@ pub(super) async fn route(ctx: &Context, svc: &LLMService) -> Result<Route> {
             })
         }
     }
-}
-
-/// Whether the router's Deployment has an available pod.
-async fn router_available(ctx: &Context, svc: &LLMService) -> Result<bool> {
-    let deployments: Api<Deployment> =
-        Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
-    let router = deployments
-        .get_opt(&render::router_name(svc))
-        .await
-        .map_err(|source| crate::error::Error::ReadObjects {
-            kind: "Deployment",
-            source,
-        })?;
-    Ok(router
-        .and_then(|d| d.status)
-        .and_then(|s| s.available_replicas)
-        .unwrap_or(0)
-        > 0)
 }
 
 /// The `<name>` Service for `route`.
