@@ -12,12 +12,17 @@
 //! Rows, each the median of KUBEGRID_BENCH_RUNS runs (default 3):
 //! - the link bound M/B, with B one TCP stream's measured throughput to one host;
 //! - `cache, N hosts`: time from starting the N daemons until the last says the model is
-//!   ready on its node, and the hub's egress as a multiple of M (target 1.0);
+//!   ready on its node, and the hub's egress as a multiple of M (target 1.0); files are
+//!   published piece by piece as the coordinator downloads them (the default);
+//! - `cache, whole files, N hosts`: the same with `--publish-whole-files`, each file
+//!   published once it has verified whole;
 //! - `each from hub, N hosts`: the same daemons, each with its own Lease namespace, so each
 //!   host is its own coordinator and downloads the whole model (egress N × M).
 //!
 //! Run as root, offline: `KUBEGRID_BIN=target/release/kubegrid cargo bench -p kubegrid-e2e
-//! --bench model_cache`. KUBEGRID_BENCH_MODEL_MIB sets the model size (512, in four shards).
+//! --bench model_cache`. KUBEGRID_BENCH_MODEL_MIB sets the model size (512, in four shards),
+//! KUBEGRID_BENCH_HOSTS the host counts (`2,4,8`), and KUBEGRID_BENCH_MODES=cache leaves out
+//! the every-host-from-the-hub rows.
 
 #[expect(
     dead_code,
@@ -47,14 +52,16 @@ const UNIT: &str = "kubegrid-model-cache";
 const COMMIT: &str = "be7c4be7c4be7c4be7c4be7c4be7c4be7c4be7c4";
 
 /// Starts the daemon for `uri` on each of `hosts` (Leases in `namespace(host)`) and returns
-/// the seconds until the last one said the model is ready on its node.
+/// the seconds until the first and the last said the model is ready on their node (with one
+/// Lease, the first is the coordinator, which downloads).
 fn cache_on(
     lab: &LabGuard,
     hosts: &[Host],
     hub: &str,
     uri: &str,
     namespace: &dyn Fn(&Host) -> String,
-) -> f64 {
+    extra: &str,
+) -> (f64, f64) {
     let started = Instant::now();
     let waits: Vec<_> = hosts
         .iter()
@@ -70,7 +77,7 @@ fn cache_on(
             let cmd = format!(
                 "systemd-run --unit {UNIT} --collect --setenv KUBECONFIG=/var/tmp/kubeconfig --setenv RUST_LOG=info \
                  {BIN} model-cache --model {uri} --hub {hub} --node {} --advertise {} \
-                 --namespace {} --token-file /var/tmp/fanout-token",
+                 --namespace {} --token-file /var/tmp/fanout-token {extra}",
                 h.name,
                 h.address,
                 namespace(h)
@@ -92,25 +99,42 @@ fn cache_on(
             panic!("{name}: the journal ended before the model was ready");
         }));
     }
-    let done = threads
+    let times: Vec<f64> = threads
         .into_iter()
         .map(|t| t.join().expect("waiter"))
-        .fold(0.0, f64::max);
+        .collect();
+    let first = times.iter().copied().fold(f64::MAX, f64::min);
+    let last = times.iter().copied().fold(0.0, f64::max);
     for h in hosts {
         lab.ssh_ok(
             h,
             &format!("systemctl stop {UNIT}; rm -rf /var/lib/kubegrid/models"),
         );
     }
-    done
+    (first, last)
 }
 
 fn main() {
     let runs = env_usize("KUBEGRID_BENCH_RUNS").unwrap_or(3).max(1);
+    let counts: Vec<usize> = std::env::var("KUBEGRID_BENCH_HOSTS")
+        .unwrap_or_else(|_| "2,4,8".into())
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=8).contains(n))
+                .expect("KUBEGRID_BENCH_HOSTS: host counts from 1 to 8, comma-separated")
+        })
+        .collect();
+    let modes: Vec<&str> = match std::env::var("KUBEGRID_BENCH_MODES").as_deref() {
+        Ok("cache") => vec!["cache", "cache, whole files"],
+        _ => vec!["cache", "cache, whole files", "each from hub"],
+    };
     let mib = env_usize("KUBEGRID_BENCH_MODEL_MIB").unwrap_or(512).max(4);
     let size = (mib as u64) << 20;
     let mut lab = LabGuard::reserve();
-    lab.bring_up(8);
+    lab.bring_up(counts.iter().copied().max().unwrap_or(8));
     push_binary(&lab);
     let out = lab.kubegrid(&["shape", "--rate", RATE]);
     assert!(out.status.success(), "lab shape: {}", describe(&out));
@@ -141,8 +165,8 @@ fn main() {
 
     let mut rows: Vec<(String, Vec<f64>, f64)> = Vec::new();
     let mut repo = 0;
-    for mode in ["cache", "each from hub"] {
-        for n in [2usize, 4, 8] {
+    for mode in modes {
+        for &n in &counts {
             let (mut times, mut egress) = (Vec::new(), Vec::new());
             for _ in 0..runs {
                 repo += 1;
@@ -155,17 +179,24 @@ fn main() {
                 let before = hub.egress();
                 let uri = format!("hf://{name}@main");
                 let solo = mode == "each from hub";
-                let t = cache_on(&lab, &lab.hosts[..n], &hub.url(), &uri, &|h: &Host| {
+                let extra = if mode == "cache, whole files" {
+                    "--publish-whole-files"
+                } else {
+                    ""
+                };
+                let namespace = |h: &Host| {
                     if solo {
                         format!("solo-{}", h.name)
                     } else {
                         "kubegrid-system".into()
                     }
-                });
+                };
+                let (first, t) =
+                    cache_on(&lab, &lab.hosts[..n], &hub.url(), &uri, &namespace, extra);
                 times.push(t);
                 egress.push((hub.egress() - before) as f64 / size as f64);
                 eprintln!(
-                    "{mode}, {n} hosts: {t:.2} s, hub egress {:.2} × M",
+                    "{mode}, {n} hosts: {t:.2} s (first ready at {first:.2} s), hub egress {:.2} × M",
                     egress[egress.len() - 1]
                 );
             }
@@ -174,11 +205,11 @@ fn main() {
     }
     println!("\n{mib} MiB model (4 shards) to lab hosts at {RATE}, median of {runs} run(s)");
     println!(
-        "{:<24} {:>9} {:>9} {:>9} {:>9} {:>14}",
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>14}",
         "method", "median", "min", "max", "vs M/B", "hub egress (M)"
     );
     println!(
-        "{:<24} {:>8.2}s {:>9} {:>9} {:>8.2}x {:>14}",
+        "{:<28} {:>8.2}s {:>9} {:>9} {:>8.2}x {:>14}",
         "link bound M/B", bound, "-", "-", 1.0, "-"
     );
     for (name, times, egress) in &rows {
@@ -186,7 +217,7 @@ fn main() {
         let min = times.iter().copied().fold(f64::MAX, f64::min);
         let max = times.iter().copied().fold(0.0, f64::max);
         println!(
-            "{name:<24} {med:>8.2}s {min:>8.2}s {max:>8.2}s {:>8.2}x {egress:>14.2}",
+            "{name:<28} {med:>8.2}s {min:>8.2}s {max:>8.2}s {:>8.2}x {egress:>14.2}",
             med / bound
         );
     }

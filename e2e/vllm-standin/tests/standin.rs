@@ -59,6 +59,7 @@ async fn cached_model() -> (tempfile::TempDir, PathBuf) {
             upload_limit: None,
             download_limit: None,
             capacity: None,
+            whole_files: false,
         },
         fake.client(),
     )

@@ -31,7 +31,7 @@ mod wire;
 
 pub use fetch::{FetchEvent, FetchReport};
 pub use limit::RateLimit;
-pub use node::{Node, NodeConfig};
+pub use node::{GrowingSeed, Node, NodeConfig};
 pub use options::{FetchOptions, PeerAddr, Swarm};
 pub use schedule::Bounds;
 pub use server::ServeStats;

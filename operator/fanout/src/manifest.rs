@@ -80,9 +80,50 @@ impl PieceManifest {
         Ok(manifest)
     }
 
+    /// A manifest of a blob whose piece hashes are not known yet (a *growing* manifest):
+    /// the seed publishes each piece's hash once it holds the piece, so peers copy the blob
+    /// while the seed still receives it. `sha256` is the name the blob will have.
+    pub fn growing(sha256: &str, size: u64, piece_size: u64) -> Self {
+        Self {
+            sha256: sha256.to_string(),
+            size,
+            piece_size,
+            pieces: Vec::new(),
+        }
+    }
+
+    /// Whether every piece's hash is known.
+    pub fn is_complete(&self) -> bool {
+        self.pieces.len() as u64 == self.size.div_ceil(self.piece_size.max(1))
+    }
+
+    /// The pieces whose hashes are known: `0..known_pieces()`.
+    pub fn known_pieces(&self) -> u32 {
+        self.pieces.len() as u32
+    }
+
+    /// Whether this manifest is `earlier` with more piece hashes known: the same blob, size
+    /// and piece size, and `earlier`'s hashes as its first ones.
+    pub fn extends(&self, earlier: &PieceManifest) -> bool {
+        self.sha256 == earlier.sha256
+            && self.size == earlier.size
+            && self.piece_size == earlier.piece_size
+            && self.pieces.starts_with(&earlier.pieces)
+    }
+
+    /// Checks a growing manifest: as [`PieceManifest::validate`], except that it may know
+    /// fewer piece hashes than the size needs.
+    pub fn validate_growing(&self) -> Result<()> {
+        self.check(false)
+    }
+
     /// Checks the manifest is consistent: hex names, a piece size in range, and exactly as
     /// many pieces as the size needs.
     pub fn validate(&self) -> Result<()> {
+        self.check(true)
+    }
+
+    fn check(&self, complete: bool) -> Result<()> {
         let bad = |reason: String| Error::BadManifest {
             blob: self.sha256.clone(),
             reason,
@@ -97,7 +138,8 @@ impl PieceManifest {
             )));
         }
         let want = self.size.div_ceil(self.piece_size);
-        if self.pieces.len() as u64 != want {
+        let known = self.pieces.len() as u64;
+        if (complete && known != want) || known > want {
             return Err(bad(format!(
                 "{} piece hashes for {} bytes in pieces of {}; expected {want}",
                 self.pieces.len(),
@@ -116,9 +158,10 @@ impl PieceManifest {
         Ok(())
     }
 
-    /// The number of pieces.
+    /// The number of pieces the blob's size needs (in a growing manifest, more than the
+    /// hashes known so far).
     pub fn piece_count(&self) -> u32 {
-        self.pieces.len() as u32
+        self.size.div_ceil(self.piece_size.max(1)) as u32
     }
 
     /// Piece `i`'s first byte and length.

@@ -94,6 +94,22 @@ impl Node {
         Ok(())
     }
 
+    /// Seeds the blob of a growing `manifest` (see [`PieceManifest::growing`]) from `file`
+    /// while the caller still writes it: a piece is served once the returned handle
+    /// announces it. The caller announces a piece only after it holds the piece's bytes and
+    /// has published its hash, and the last piece only after the whole blob verifies, so no
+    /// peer can complete a blob the seed did not verify.
+    pub fn seed_growing(&self, manifest: Arc<PieceManifest>, file: File) -> GrowingSeed {
+        let pieces = manifest.piece_count();
+        let entry = self.shared.insert(Entry {
+            manifest,
+            file: Arc::new(file),
+            have: watch::channel((0, Bitfield::new(pieces))).0,
+            sent: Some(Mutex::new(Bitfield::new(pieces))),
+        });
+        GrowingSeed { entry }
+    }
+
     /// Serves a blob held whole, as a seed or as a peer that already had it.
     pub(crate) fn serve_whole(&self, manifest: Arc<PieceManifest>, file: File, seed: bool) {
         let full = Bitfield::full(manifest.piece_count());
@@ -109,6 +125,19 @@ impl Node {
     /// What the server has sent so far.
     pub fn stats(&self) -> ServeStats {
         self.shared.stats()
+    }
+}
+
+/// The seed's side of a growing blob: announces pieces as the caller comes to hold them.
+#[derive(Debug, Clone)]
+pub struct GrowingSeed {
+    entry: Arc<Entry>,
+}
+
+impl GrowingSeed {
+    /// Serves piece `i` from now on and tells the peers waiting on the seed's have-set.
+    pub fn announce(&self, i: u32) {
+        self.entry.announce(i);
     }
 }
 

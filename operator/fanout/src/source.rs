@@ -19,7 +19,7 @@ pub(crate) struct Src {
     pub(crate) id: String,
     /// Where its node listens.
     pub(crate) addr: SocketAddr,
-    /// Whether it is the seed (whose have-set is always full).
+    /// Whether it is the seed (whose have-set is full unless the blob is still growing).
     pub(crate) seed: bool,
     /// The pieces it last said it holds.
     pub(crate) have: Bitfield,
@@ -48,6 +48,8 @@ pub(crate) enum Ev {
     Down(usize, String),
     /// A request to source `.0` for piece `.1` ended.
     Piece(usize, u32, Fetched),
+    /// Piece `.0`, whose hash came after the start, was checked on disk: whether it held.
+    OnDisk(u32, bool),
 }
 
 impl Src {
@@ -79,7 +81,8 @@ impl Src {
     }
 
     pub(crate) fn up(&mut self, have: Bitfield) {
-        if !self.seed {
+        // A seed of a whole blob keeps its full set; a growing seed's set is what it says.
+        if !(self.seed && self.have.is_full()) {
             self.have = have;
         }
         self.down_since = None;

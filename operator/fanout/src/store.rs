@@ -46,6 +46,8 @@ pub struct Opened {
     pub blob: PartialBlob,
     /// The pieces already on disk that verified.
     pub have: Bitfield,
+    /// Whether a partial file of the blob's size was there already (a resumed download).
+    pub existed: bool,
 }
 
 impl PartialBlob {
@@ -75,7 +77,8 @@ impl PartialBlob {
             })?
             .len();
         let mut have = Bitfield::new(manifest.piece_count());
-        if existed && len == manifest.size {
+        let resumed = existed && len == manifest.size;
+        if resumed {
             have = verify_pieces(&file, &path, &manifest)?;
         } else if len != manifest.size {
             file.set_len(0).map_err(write_err("truncate", &path))?;
@@ -90,6 +93,7 @@ impl PartialBlob {
                 store: store.to_path_buf(),
             },
             have,
+            existed: resumed,
         })
     }
 
@@ -138,7 +142,8 @@ impl PartialBlob {
 fn verify_pieces(file: &File, path: &Path, manifest: &PieceManifest) -> Result<Bitfield> {
     let mut have = Bitfield::new(manifest.piece_count());
     let mut buf = vec![0u8; manifest.piece_size as usize];
-    for i in 0..manifest.piece_count() {
+    // Only pieces whose hash is known can verify (a growing manifest knows a prefix).
+    for i in 0..manifest.known_pieces().min(manifest.piece_count()) {
         let (start, len) = manifest.piece_span(i);
         let buf = &mut buf[..len as usize];
         file.read_exact_at(buf, start)

@@ -1,11 +1,14 @@
 //! The node daemon's coordination: one download per file, failover at a higher epoch,
-//! stale answers refused, a follower's resume, a corrupt source (setup in `common`).
+//! stale answers refused, a follower's resume, a corrupt source, a file copied while it
+//! downloads (setup in `common`).
 
 mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{Bed, COMMIT, PATIENCE, SHARD, URI, ready, sample};
+use sha2::Digest as _;
+
+use common::{Bed, COMMIT, PATIENCE, SHARD, URI, ready, sample, until_metric};
 use kubegrid_modelcache::{daemon::Daemon, layout::ModelDir};
 
 #[tokio::test]
@@ -224,7 +227,17 @@ async fn a_follower_restarted_mid_copy_resumes_with_what_it_had() {
 
 #[tokio::test]
 async fn a_corrupt_file_at_the_source_is_refused_and_no_node_marks_the_model_ready() {
-    let bed = Bed::new().await;
+    corrupt_shard_refused(SHARD).await;
+}
+
+#[tokio::test]
+async fn a_corrupt_file_published_piece_by_piece_is_completed_by_no_node() {
+    // 12 MiB: published piece by piece, the last piece's hash withheld until it verifies.
+    corrupt_shard_refused(12 << 20).await;
+}
+
+async fn corrupt_shard_refused(shard: usize) {
+    let bed = Bed::with_shards(shard).await;
     bed.hub.corrupt("model-00001-of-00003.safetensors");
     let nodes = ["gpu-a", "gpu-b", "gpu-c"];
     let mut daemons = Vec::new();
@@ -245,8 +258,12 @@ async fn a_corrupt_file_at_the_source_is_refused_and_no_node_marks_the_model_rea
         let dir = ModelDir::new(&bed.root(n), URI);
         assert_eq!(dir.ready_commit(), None, "{n} marked nothing ready");
         assert!(!dir.path().join("current").exists());
-        let shard = dir.file(COMMIT, "model-00001-of-00003.safetensors");
-        assert!(!shard.exists(), "{n}: the corrupt shard got no name");
+        let path = dir.file(COMMIT, "model-00001-of-00003.safetensors");
+        assert!(!path.exists(), "{n}: the corrupt shard got no name");
+        // Nor does any node's fan-out store hold a blob under the shard's sha256.
+        let listed = hex::encode(sha2::Sha256::digest(&bed.files[1].1));
+        let stored = dir.path().join(".blobs").join(&listed);
+        assert!(!stored.exists(), "{n}: {} exists", stored.display());
     }
 }
 
@@ -254,4 +271,41 @@ async fn a_corrupt_file_at_the_source_is_refused_and_no_node_marks_the_model_rea
 async fn futures_select<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
     let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
     futures::future::select_all(futures).await;
+}
+
+#[tokio::test]
+async fn followers_copy_a_file_while_the_coordinator_still_downloads_it() {
+    // 12 MiB shards: three 4 MiB pieces each, so each is published piece by piece.
+    let shard = 12 << 20;
+    let bed = Bed::with_shards(shard).await;
+    let coordinator = bed.daemon("gpu-a").await;
+    let model = bed.model();
+    coordinator.want(&model);
+    // The hub stops two pieces into the first shard: the coordinator cannot finish it.
+    tokio::time::timeout(PATIENCE, bed.hub.wait_sent(9 << 20))
+        .await
+        .unwrap();
+    bed.hub.hold();
+    let follower = bed.daemon("gpu-b").await;
+    follower.want(&model);
+    until_metric(
+        &follower,
+        "kubegrid_model_cache_cached_bytes",
+        "gpu-b",
+        (8 << 20) as f64,
+    )
+    .await;
+    let text = follower.metrics().render();
+    let cached = sample(&text, "kubegrid_model_cache_cached_bytes", "gpu-b").unwrap();
+    assert!(
+        bed.hub.egress() < shard as u64 && cached < shard as f64,
+        "the follower holds {cached} bytes of a shard the hub sent {} bytes of",
+        bed.hub.egress()
+    );
+    bed.hub.release();
+    assert_eq!(ready(&follower, &model).await, COMMIT);
+    assert_eq!(ready(&coordinator, &model).await, COMMIT);
+    bed.assert_copy("gpu-a");
+    bed.assert_copy("gpu-b");
+    assert_eq!(bed.hub.egress(), bed.size(), "the hub sent the model once");
 }

@@ -60,6 +60,7 @@ async fn unused_models_make_room_and_a_model_that_cannot_fit_is_refused() {
             download_limit: None,
             // Two models and a half.
             capacity: Some((SIZE * 5 / 2) as u64),
+            whole_files: false,
         },
         fake.client(),
     )

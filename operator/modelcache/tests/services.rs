@@ -82,6 +82,7 @@ async fn nodes(
             upload_limit: None,
             download_limit: Some(2 << 20),
             capacity: None,
+            whole_files: false,
         };
         let daemon = Arc::new(Daemon::start(cfg, fake.client_as(node)).await.unwrap());
         let follow_cfg = FollowConfig {

@@ -90,6 +90,12 @@ pub struct ModelCacheArgs {
     /// that does not fit beside the ones in use is refused. Default: no limit.
     #[arg(long, value_name = "QUANTITY", value_parser = parse_capacity)]
     pub capacity: Option<u64>,
+    /// As coordinator, publish each file to the other nodes only once it has downloaded and
+    /// verified whole. By default a file of more than one fan-out piece is published piece
+    /// by piece as it downloads (its last piece once it verifies), so the other nodes copy it
+    /// a few pieces behind the download.
+    #[arg(long)]
+    pub publish_whole_files: bool,
     /// Seconds a coordinator's Lease lasts without renewal.
     #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
     pub lease_duration: u64,
@@ -181,6 +187,7 @@ pub async fn run(args: &ModelCacheArgs) -> anyhow::Result<u8> {
                 upload_limit: None,
                 download_limit: None,
                 capacity: args.capacity,
+                whole_files: args.publish_whole_files,
             },
             client.clone(),
         )

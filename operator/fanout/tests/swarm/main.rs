@@ -1,6 +1,7 @@
 //! Real nodes on loopback with limited links: the blob reaches every peer, the seed sends
 //! about one copy, and each fault the issue lists is handled.
 
+mod growing;
 mod harness;
 
 use std::sync::Arc;

@@ -1,10 +1,12 @@
 //! The coordinator's control API, served by every daemon but answered only for the models
 //! it coordinates:
 //!
-//! - `POST /v1/models/<key>/join?have=N` with `{"id", "addr"}` (the follower's fan-out
-//!   address): registers the follower and answers the [`Published`] state, waiting (up to
-//!   [`LONG_POLL`]) until it lists more than `N` files or is complete, so followers do not
-//!   poll on a timer.
+//! - `POST /v1/models/<key>/join?have=N&since=V` with `{"id", "addr"}` (the follower's
+//!   fan-out address): registers the follower and answers the [`Published`] state, waiting
+//!   (up to [`LONG_POLL`]) until its version is above `V` (a file added, a piece hash
+//!   published, the model complete), so followers do not poll on a timer. A join without
+//!   `since` (a follower that predates growing files) waits until more than `N` whole files
+//!   are listed or the model is complete, and is told only of whole files.
 //!
 //! - `GET /metrics` (Prometheus, OpenMetrics text) and `GET /healthz`, without a token.
 //!
@@ -19,7 +21,10 @@ use std::{
     collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -61,9 +66,60 @@ pub struct Published {
     pub size: u64,
     /// The peers fetching it, the coordinator first, in one order for every peer.
     pub peers: Vec<PeerAddr>,
+    /// Bumped on every change, so a join can wait for news (`since=`); 0 from a coordinator
+    /// that predates it.
+    #[serde(default)]
+    pub version: u64,
+    /// In an answer, the index of the first file listed: a join's `have=N` says it knows the
+    /// first `N` files whole, so they are not sent again (piece hashes of a large model
+    /// would otherwise go out with every piece published).
+    #[serde(default)]
+    pub files_from: usize,
 }
 
-/// One verified file.
+impl Published {
+    /// What a follower that predates growing files is told: the files whose every piece
+    /// hash is known (the one under way is left out).
+    fn whole_files_only(mut self) -> Self {
+        self.files.retain(|f| f.manifest.is_complete());
+        self
+    }
+
+    /// The answer to a follower that knows the first `have` files whole.
+    fn after(mut self, have: usize) -> Self {
+        let skip = self
+            .files
+            .iter()
+            .take(have)
+            .take_while(|f| f.manifest.is_complete())
+            .count();
+        self.files.drain(..skip);
+        self.files_from = skip;
+        self
+    }
+
+    /// The first files whose manifests are complete: what a join's `have` counts.
+    pub(crate) fn whole_prefix(&self) -> usize {
+        self.files
+            .iter()
+            .take_while(|f| f.manifest.is_complete())
+            .count()
+    }
+
+    /// This answer merged onto `known`, the state before it (files before `files_from` are
+    /// taken from there); `None` when `known` lacks them.
+    pub(crate) fn merged_onto(mut self, known: Option<&Published>) -> Option<Self> {
+        if self.files_from > 0 {
+            let earlier = known?.files.get(..self.files_from)?;
+            self.files.splice(0..0, earlier.iter().cloned());
+            self.files_from = 0;
+        }
+        Some(self)
+    }
+}
+
+/// One file: verified whole once its manifest is complete; the last file may still be
+/// under way, its manifest growing (see `grow`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishedFile {
@@ -88,6 +144,9 @@ pub struct Join {
 pub(crate) struct Board {
     models: Mutex<HashMap<String, watch::Sender<Option<Published>>>>,
     token: String,
+    /// The last version handed out: one counter for every model, so a version never goes
+    /// back when a model's state is replaced.
+    versions: AtomicU64,
 }
 
 impl Board {
@@ -96,7 +155,13 @@ impl Board {
         Self {
             models: Mutex::new(HashMap::new()),
             token: token.to_string(),
+            versions: AtomicU64::new(0),
         }
+    }
+
+    /// A version above every one handed out before.
+    pub(crate) fn next_version(&self) -> u64 {
+        self.versions.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Whether `header` is `Bearer <token>`, compared in constant time.
@@ -199,12 +264,17 @@ async fn answer(
         ));
     }
     let path = request.uri().path().to_string();
-    let have: usize = request
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("have=")))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let query = |name: &str| {
+        request
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix(name)))
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let have = query("have=").unwrap_or(0) as usize;
+    // A follower that sends `since` copies files as they grow; one that does not is told
+    // only of whole files.
+    let since = query("since=");
     let key = match (
         request.method(),
         path.strip_prefix("/v1/models/")
@@ -238,27 +308,33 @@ async fn answer(
     tx.send_if_modified(|p| {
         let Some(p) = p else { return false };
         match p.peers.iter_mut().find(|peer| peer.id == join.id) {
-            Some(peer) if peer.addr == join.addr => false,
-            Some(peer) => {
-                peer.addr = join.addr;
-                true
-            }
-            None => {
-                p.peers.push(PeerAddr {
-                    id: join.id.clone(),
-                    addr: join.addr,
-                });
-                true
-            }
+            Some(peer) if peer.addr == join.addr => return false,
+            Some(peer) => peer.addr = join.addr,
+            None => p.peers.push(PeerAddr {
+                id: join.id.clone(),
+                addr: join.addr,
+            }),
         }
+        p.version = board.next_version();
+        true
     });
     let mut rx = tx.subscribe();
     let news = |p: &Option<Published>| {
-        p.as_ref()
-            .is_none_or(|p| p.complete || p.files.len() > have)
+        p.as_ref().is_none_or(|p| match since {
+            Some(since) => p.version > since,
+            None => {
+                p.complete || p.files.iter().filter(|f| f.manifest.is_complete()).count() > have
+            }
+        })
     };
     let _ = tokio::time::timeout(LONG_POLL, rx.wait_for(news)).await;
-    let now = rx.borrow().clone();
+    let now = rx.borrow().clone().map(|p| {
+        if since.is_some() {
+            p.after(have)
+        } else {
+            p.whole_files_only()
+        }
+    });
     Ok(match now {
         Some(p) => reply(
             StatusCode::OK,
@@ -271,4 +347,63 @@ async fn answer(
             format!("{{\"error\":\"not the coordinator of model {key}\"}}"),
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use kubegrid_fanout::PieceManifest;
+
+    use super::{Published, PublishedFile};
+
+    fn file(path: &str, known: usize) -> PublishedFile {
+        let mut manifest = PieceManifest::growing(&"a".repeat(64), 3 << 22, 4 << 20);
+        manifest.pieces = vec!["b".repeat(64); known];
+        PublishedFile {
+            path: path.into(),
+            manifest,
+        }
+    }
+
+    fn state() -> Published {
+        Published {
+            epoch: 1,
+            coordinator: "gpu-a@10.0.0.1:9462".into(),
+            commit: "c".repeat(40),
+            seed: "10.0.0.1:9461".parse().unwrap(),
+            files: vec![file("a", 3), file("b", 3), file("c", 1)],
+            complete: false,
+            size: 9 << 22,
+            peers: Vec::new(),
+            version: 7,
+            files_from: 0,
+        }
+    }
+
+    #[test]
+    fn an_answer_leaves_out_the_whole_files_the_follower_knows_and_merges_back() {
+        let known = state();
+        let mut now = state();
+        now.files[2] = file("c", 2);
+        let answer = now.clone().after(2);
+        assert_eq!(answer.files_from, 2);
+        assert_eq!(answer.files.len(), 1, "only the file under way is sent");
+        assert_eq!(answer.clone().merged_onto(Some(&known)), Some(now.clone()));
+        // A follower that was told of nothing cannot take an answer that starts later.
+        assert_eq!(answer.merged_onto(None), None);
+        // The file under way is never left out, whatever `have` says.
+        assert_eq!(now.clone().after(3).files_from, 2);
+        assert_eq!(now.whole_prefix(), 2);
+    }
+
+    #[test]
+    fn a_follower_without_since_is_told_only_of_whole_files() {
+        let old = state().whole_files_only();
+        assert_eq!(
+            old.files
+                .iter()
+                .map(|f| f.path.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
 }

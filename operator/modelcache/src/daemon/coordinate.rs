@@ -1,6 +1,7 @@
 //! The coordinator's part: resolve the model, download each file the node lacks from the
-//! source, verify it, seed it, and publish it at once, so followers copy file `n` while the
-//! coordinator downloads file `n + 1`.
+//! source, verify it and seed it. A file of more than one piece is published piece by piece
+//! while it downloads (`grow`), so followers copy it a few pieces behind the coordinator;
+//! a smaller one is published once verified.
 
 use std::sync::Arc;
 
@@ -51,6 +52,8 @@ pub(super) async fn run(
             complete: true,
             size,
             peers: vec![me],
+            version: shared.board.next_version(),
+            files_from: 0,
         }));
         return std::future::pending().await;
     }
@@ -66,6 +69,8 @@ pub(super) async fn run(
         complete: false,
         size: resolved.size(),
         peers: vec![me],
+        version: shared.board.next_version(),
+        files_from: 0,
     }));
     tracing::info!(model = %model.uri, commit = %resolved.commit, epoch, files = resolved.files.len(), "coordinating");
     let mut published = Vec::new();
@@ -73,18 +78,34 @@ pub(super) async fn run(
     let mut done = 0;
     for file in &resolved.files {
         let dest = dir.file(&resolved.commit, &file.path);
+        let mut grown = None;
         if !dest.exists() {
             let from_store = match &file.check {
                 Check::Sha256(sha) => super::follow::link_from_store(dir, sha, &dest)?,
                 Check::GitSha1(_) => false,
             };
             if !from_store {
-                let progress = |bytes| shared.metrics.cached(&model.uri, done + bytes);
-                let downloaded = shared
-                    .cfg
-                    .hub
-                    .download(&resolved, file, &dest, &progress)
-                    .await?;
+                let downloaded = match &file.check {
+                    // More than one piece: followers copy it while it downloads.
+                    Check::Sha256(sha)
+                        if !shared.cfg.whole_files && file.size > default_piece_size(file.size) =>
+                    {
+                        let (downloaded, manifest) = super::grow::download(
+                            shared, model, &resolved, file, sha, &dest, done, &publisher,
+                        )
+                        .await?;
+                        grown = Some(manifest);
+                        downloaded
+                    }
+                    _ => {
+                        let progress = |bytes| shared.metrics.cached(&model.uri, done + bytes);
+                        shared
+                            .cfg
+                            .hub
+                            .download(&resolved, file, &dest, &progress)
+                            .await?
+                    }
+                };
                 shared
                     .counters
                     .add(&shared.counters.from_source, downloaded.fetched);
@@ -95,31 +116,45 @@ pub(super) async fn run(
         }
         done += file.size;
         shared.metrics.cached(&model.uri, done);
-        let path = dest.clone();
-        let size = file.size;
-        let manifest = tokio::task::spawn_blocking(move || {
-            PieceManifest::build(&path, default_piece_size(size))
-        })
-        .await
-        .map_err(|e| Error::Fanout(e.to_string()))?
-        .map_err(|e| Error::Fanout(e.to_string()))?;
-        seed(shared, &manifest, &dest)?;
-        let entry = PublishedFile {
+        let manifest = match grown {
+            // Published and seeded piece by piece already.
+            Some(manifest) => manifest,
+            None => {
+                let path = dest.clone();
+                let size = file.size;
+                let manifest = tokio::task::spawn_blocking(move || {
+                    PieceManifest::build(&path, default_piece_size(size))
+                })
+                .await
+                .map_err(|e| Error::Fanout(e.to_string()))?
+                .map_err(|e| Error::Fanout(e.to_string()))?;
+                seed(shared, &manifest, &dest)?;
+                let entry = PublishedFile {
+                    path: file.path.clone(),
+                    manifest: manifest.clone(),
+                };
+                let version = shared.board.next_version();
+                publisher.send_modify(|p| {
+                    if let Some(p) = p {
+                        p.files.push(entry);
+                        p.version = version;
+                    }
+                });
+                manifest
+            }
+        };
+        published.push(PublishedFile {
             path: file.path.clone(),
             manifest,
-        };
-        published.push(entry.clone());
-        publisher.send_modify(|p| {
-            if let Some(p) = p {
-                p.files.push(entry);
-            }
         });
     }
     super::follow::save_local_copy(dir, &resolved.commit, &published)?;
     dir.mark_ready(&resolved.commit)?;
+    let version = shared.board.next_version();
     publisher.send_modify(|p| {
         if let Some(p) = p {
             p.complete = true;
+            p.version = version;
         }
     });
     shared.made_ready(model, ready, &resolved.commit);

@@ -1,8 +1,14 @@
 //! The follower's part: find the coordinator through the Lease, refuse its answers when
-//! their epoch is below the Lease's, copy each published file through the fan-out, link it
-//! into the commit's directory, and write the ready marker when all are there.
+//! their epoch is below the Lease's, copy each published file through the fan-out (the
+//! file under way while its piece hashes arrive), link it into the commit's directory, and
+//! write the ready marker when all are there.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use futures::{StreamExt as _, stream::FuturesUnordered};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -46,91 +52,176 @@ pub(super) async fn run(
             tokio::time::sleep(lease.retry_interval).await;
             continue;
         };
-        let mut have = 0;
-        // The size room was last made for: each answer of a join repeats it, and making room
-        // walks the model root.
+        // The coordinator's answers feed the copy as they come; the copy keeps going from
+        // peers while the coordinator is unreachable, and ends when the Lease moves on (its
+        // verified pieces stay on disk for the next try).
+        let (news, answers) = watch::channel(None);
+        let poll = Poll {
+            shared,
+            model,
+            key: &key,
+            control: &control,
+            epoch,
+            retry: lease.retry_interval,
+        };
+        tokio::select! {
+            polled = poll.run(&news) => polled?,
+            copied = copy(shared, model, dir, answers) => {
+                let commit = copied?;
+                shared.made_ready(model, ready, &commit);
+                tracing::info!(model = %model.uri, %commit, epoch, "ready");
+                return Ok(());
+            }
+            () = holder_changed(&api, &lease.name, &holder_name, lease.retry_interval) => {
+                tracing::info!(model = %model.uri, old = %holder_name, "the coordinator changed; following the new one");
+            }
+        }
+        tokio::time::sleep(lease.retry_interval).await;
+    }
+}
+
+/// The long poll of one coordinator's control API.
+struct Poll<'a> {
+    shared: &'a Shared,
+    model: &'a ModelSource,
+    key: &'a str,
+    control: &'a str,
+    /// The Lease's epoch when the coordinator was looked up: answers below it are refused.
+    epoch: i32,
+    retry: std::time::Duration,
+}
+
+impl Poll<'_> {
+    /// Passes each answer of the coordinator to `news`; returns when the coordinator says
+    /// it does not coordinate the model, or answers from an older epoch than the Lease's.
+    async fn run(&self, news: &watch::Sender<Option<Published>>) -> Result<()> {
+        let (shared, model, control) = (self.shared, self.model, self.control);
+        let (mut have, mut since) = (0, 0);
+        // The size room was last made for: each answer repeats it, and making room walks
+        // the model root.
         let mut room_for = 0;
         loop {
-            let url = format!("http://{control}/v1/models/{key}/join?have={have}");
+            // `have` for a coordinator that predates `since` (it then publishes whole files).
+            let url = format!(
+                "http://{control}/v1/models/{}/join?have={have}&since={since}",
+                self.key
+            );
             let join = Join {
                 id: shared.cfg.node.clone(),
                 addr: shared.fanout.addr(),
             };
-            let request = shared
+            let answer = shared
                 .http
                 .post(&url)
                 .bearer_auth(&shared.cfg.token)
                 .json(&join)
-                .send();
-            let answer = tokio::select! {
-                answer = request => answer,
-                () = holder_changed(&api, &lease.name, &holder_name, lease.retry_interval) => break,
-            };
+                .send()
+                .await;
             let answer = match answer {
                 Ok(a) if a.status().is_success() => a,
                 Ok(a) => {
                     tracing::info!(model = %model.uri, %control, status = %a.status(), "the coordinator does not answer for the model");
-                    break;
+                    return Ok(());
                 }
                 Err(e) => {
                     tracing::debug!(model = %model.uri, %control, "the coordinator is unreachable: {e}");
-                    break;
+                    tokio::time::sleep(self.retry).await;
+                    continue;
                 }
             };
-            let published: Published = answer.json().await.map_err(|e| Error::Coordinator {
-                addr: control.clone(),
+            let answer: Published = answer.json().await.map_err(|e| Error::Coordinator {
+                addr: control.to_string(),
                 problem: e.to_string(),
             })?;
-            if published.epoch < epoch {
+            let from = answer.files_from;
+            let Some(published) = answer.merged_onto(news.borrow().as_ref()) else {
+                return Err(Error::Coordinator {
+                    addr: control.to_string(),
+                    problem: format!(
+                        "its answer starts at file {from}, after files this node was not told of"
+                    ),
+                });
+            };
+            if published.epoch < self.epoch {
                 shared.counters.add(&shared.counters.stale_answers, 1);
                 shared.metrics.stale_answer(&model.uri);
                 tracing::warn!(
                     model = %model.uri,
                     coordinator = %published.coordinator,
                     answer_epoch = published.epoch,
-                    lease_epoch = epoch,
+                    lease_epoch = self.epoch,
                     "refused a coordinator answer from an older epoch"
                 );
-                break;
+                return Ok(());
             }
             shared.metrics.epoch(&model.uri, published.epoch, false);
             shared.metrics.size(&model.uri, published.size);
             if published.size > 0 && published.size != room_for {
-                shared.make_room(&key, published.size)?;
+                shared.make_room(self.key, published.size)?;
                 room_for = published.size;
             }
-            // A fetch from a coordinator that died waits on its seed; the Lease moving on
-            // ends it (its verified pieces stay on disk for the next try).
-            let fetches = async {
-                // Bytes of the files before the one under way, all verified.
-                let mut done = 0;
-                for (i, file) in published.files.iter().enumerate() {
-                    if i >= have {
-                        fetch(shared, model, dir, &published, file, done).await?;
-                    }
-                    done += file.manifest.size;
-                    shared.metrics.cached(&model.uri, done);
-                }
-                Ok::<_, Error>(())
-            };
-            tokio::select! {
-                done = fetches => done?,
-                () = holder_changed(&api, &lease.name, &holder_name, lease.retry_interval) => {
-                    tracing::info!(model = %model.uri, old = %published.coordinator, "the coordinator changed; following the new one");
-                    break;
-                }
+            have = published.whole_prefix();
+            since = published.version;
+            news.send_replace(Some(published));
+        }
+    }
+}
+
+/// Copies every published file as soon as it is published, while its manifest grows, and
+/// marks the commit ready once the coordinator says every file is published; the commit.
+/// Files copy side by side: a file waiting for its last piece (the coordinator publishes
+/// its hash once the whole file verifies) does not hold up the next one's pieces.
+async fn copy(
+    shared: &Shared,
+    model: &ModelSource,
+    dir: &ModelDir,
+    mut answers: watch::Receiver<Option<Published>>,
+) -> Result<String> {
+    // Verified bytes of each file, for the model's progress.
+    let held = Mutex::new(Vec::new());
+    let mut copies = FuturesUnordered::new();
+    let (mut started, mut finished) = (0, 0);
+    loop {
+        let now = answers.borrow_and_update().clone();
+        if let Some(p) = now {
+            while started < p.files.len() {
+                let copy = fetch(
+                    shared,
+                    model,
+                    dir,
+                    p.clone(),
+                    started,
+                    answers.clone(),
+                    &held,
+                );
+                copies.push(copy);
+                started += 1;
             }
-            have = published.files.len();
-            if published.complete {
-                save_local_copy(dir, &published.commit, &published.files)?;
-                dir.mark_ready(&published.commit)?;
-                shared.made_ready(model, ready, &published.commit);
-                tracing::info!(model = %model.uri, commit = %published.commit, epoch = published.epoch, "ready");
-                return Ok(());
+            if p.complete && finished == p.files.len() {
+                save_local_copy(dir, &p.commit, &p.files)?;
+                dir.mark_ready(&p.commit)?;
+                return Ok(p.commit);
             }
         }
-        tokio::time::sleep(lease.retry_interval).await;
+        tokio::select! {
+            Some(copied) = copies.next(), if !copies.is_empty() => {
+                copied?;
+                finished += 1;
+            }
+            changed = answers.changed() => changed
+                .map_err(|_| Error::Fanout("the coordinator's answers ended".into()))?,
+        }
     }
+}
+
+/// Records that file `i` holds `bytes` verified bytes, and the model's sum in the metrics.
+fn progress(shared: &Shared, model: &ModelSource, held: &Mutex<Vec<u64>>, i: usize, bytes: u64) {
+    let mut held = held.lock().expect("progress lock");
+    if held.len() <= i {
+        held.resize(i + 1, 0);
+    }
+    held[i] = bytes;
+    shared.metrics.cached(&model.uri, held.iter().sum());
 }
 
 /// The Lease's holder and epoch.
@@ -158,44 +249,75 @@ async fn holder_changed(api: &Api<Lease>, name: &str, holder: &str, every: std::
     }
 }
 
-/// Copies `file` through the fan-out; `done` bytes of the model are verified before it.
+/// Copies file `i` of `published` through the fan-out, its manifest following later
+/// answers while it grows; `held` tracks each file's verified bytes.
 async fn fetch(
     shared: &Shared,
     model: &ModelSource,
     dir: &ModelDir,
-    published: &Published,
-    file: &PublishedFile,
-    done: u64,
+    published: Published,
+    i: usize,
+    mut answers: watch::Receiver<Option<Published>>,
+    held: &Mutex<Vec<u64>>,
 ) -> Result<()> {
+    let file = &published.files[i];
     let dest = dir.file(&published.commit, &file.path);
     if dest.exists() {
+        progress(shared, model, held, i, file.manifest.size);
         return Ok(());
     }
+    // The coordinator is the seed, not one of the peers: listed as a peer too, it would hold
+    // every new piece alone, so every follower would ask it for the same piece at once
+    // instead of each taking its strip of the pieces from the seed and passing it on.
     let swarm = Swarm {
-        peers: published.peers.clone(),
+        peers: published
+            .peers
+            .iter()
+            .filter(|p| p.addr != published.seed)
+            .cloned()
+            .collect(),
         me: shared.cfg.node.clone(),
         seed: Some(published.seed),
     };
     let store = dir.path().join(STORE);
-    let report = shared
+    let (manifests, feed) = watch::channel(Arc::new(file.manifest.clone()));
+    let follow_manifest = async {
+        while answers.changed().await.is_ok() {
+            let next = answers
+                .borrow_and_update()
+                .as_ref()
+                .and_then(|p| p.files.get(i))
+                .map(|f| f.manifest.clone());
+            if let Some(next) = next {
+                manifests.send_if_modified(|m| {
+                    let changed = **m != next;
+                    if changed {
+                        *m = Arc::new(next);
+                    }
+                    changed
+                });
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    let options = FetchOptions::default();
+    let events = |event| {
+        if let FetchEvent::Progress { bytes, .. } = event {
+            progress(shared, model, held, i, bytes);
+        }
+    };
+    let copying = shared
         .fanout
-        .fetch(
-            Arc::new(file.manifest.clone()),
-            &swarm,
-            &store,
-            &FetchOptions::default(),
-            &|event| {
-                if let FetchEvent::Progress { bytes, .. } = event {
-                    shared.metrics.cached(&model.uri, done + bytes);
-                }
-            },
-        )
-        .await
-        .map_err(|e| Error::Fanout(e.to_string()))?;
+        .fetch_growing(feed, &swarm, &store, &options, &events);
+    let report = tokio::select! {
+        report = copying => report.map_err(|e| Error::Fanout(e.to_string()))?,
+        () = follow_manifest => unreachable!("follows until the copy ends"),
+    };
     let copied = report.from_seed + report.from_peers;
     shared.counters.add(&shared.counters.from_peers, copied);
     shared.metrics.add_peer_bytes(&model.uri, copied);
     link(&report.path, &dest)?;
+    progress(shared, model, held, i, file.manifest.size);
     tracing::info!(
         file = %file.path,
         resumed_pieces = report.resumed_pieces,

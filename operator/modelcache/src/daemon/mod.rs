@@ -17,6 +17,7 @@
 mod control;
 mod coordinate;
 mod follow;
+mod grow;
 mod metrics;
 
 use std::{
@@ -70,6 +71,10 @@ pub struct Config {
     /// The most bytes of models kept on this node; models nothing wants are evicted, least
     /// recently used first, to make room (None: no limit).
     pub capacity: Option<u64>,
+    /// Publish each file to followers only once it has verified whole, instead of piece by
+    /// piece as it downloads (see `grow`): followers then start a file only once the
+    /// coordinator has it.
+    pub whole_files: bool,
 }
 
 /// Counters a test or the metrics endpoint reads.

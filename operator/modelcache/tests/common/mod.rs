@@ -21,7 +21,7 @@ use kubegrid_serving::ModelSource;
 pub const COMMIT: &str = "fedcba9876543210fedcba9876543210fedcba98";
 pub const URI: &str = "hf://acme/llama@main";
 pub const PATIENCE: Duration = Duration::from_secs(60);
-/// Three 2 MiB weight shards and a config.
+/// Three 2 MiB weight shards and a config (one fan-out piece each: published whole).
 pub const SHARD: usize = 2 << 20;
 
 pub struct Bed {
@@ -34,6 +34,11 @@ pub struct Bed {
 
 impl Bed {
     pub async fn new() -> Self {
+        Self::with_shards(SHARD).await
+    }
+
+    /// A bed whose three weight shards are `shard` bytes each.
+    pub async fn with_shards(shard: usize) -> Self {
         // RUST_LOG=info shows the daemons' decisions (epochs, refusals, takeovers).
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -42,7 +47,7 @@ impl Bed {
         let src = tempfile::tempdir().unwrap();
         let mut files = Vec::new();
         for i in 0..3u8 {
-            let bytes: Vec<u8> = (0..SHARD)
+            let bytes: Vec<u8> = (0..shard)
                 .map(|j| (j as u8).wrapping_mul(31).wrapping_add(i))
                 .collect();
             files.push((format!("model-0000{i}-of-00003.safetensors"), bytes));
@@ -106,6 +111,7 @@ impl Bed {
             upload_limit: None,
             download_limit,
             capacity: None,
+            whole_files: false,
         };
         Daemon::start(cfg, self.fake.client_as(node)).await.unwrap()
     }
@@ -168,4 +174,17 @@ pub fn sample(text: &str, name: &str, node: &str) -> Option<f64> {
             l.contains(&format!("node=\"{node}\"")) && l.contains(&format!("model=\"{URI}\""))
         })
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Waits until `node`'s metric `name` reaches `at_least`; the metrics have no change signal,
+/// so they are read every 20 ms, up to [`PATIENCE`].
+pub async fn until_metric(daemon: &Daemon, name: &str, node: &str, at_least: f64) {
+    let reached = async {
+        while sample(&daemon.metrics().render(), name, node).unwrap_or(0.0) < at_least {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, reached)
+        .await
+        .unwrap_or_else(|_| panic!("{node}: {name} did not reach {at_least}"));
 }

@@ -34,6 +34,7 @@ pub async fn two_daemons_cache(
             upload_limit: None,
             download_limit: None,
             capacity: None,
+            whole_files: false,
         };
         daemons.push(Daemon::start(cfg, fake.client_as(node)).await.unwrap());
     }

@@ -1,5 +1,7 @@
 //! Filling one blob from the swarm while serving what has arrived.
 
+mod grow;
+
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -72,7 +74,8 @@ pub struct FetchReport {
     pub blob: String,
     /// Where it is stored.
     pub path: PathBuf,
-    /// Pieces found verified on disk at the start.
+    /// Pieces found verified on disk: at the start, or (for a growing blob) when their
+    /// hashes came.
     pub resumed_pieces: u32,
     /// Bytes received from the seed.
     pub from_seed: u64,
@@ -96,7 +99,28 @@ impl Node {
         opts: &FetchOptions,
         events: &(dyn Fn(FetchEvent) + Send + Sync),
     ) -> Result<FetchReport> {
+        let (_keep, feed) = watch::channel(manifest);
+        self.fetch_growing(feed, swarm, store, opts, events).await
+    }
+
+    /// As [`Node::fetch`], for a blob whose seed still receives it: `feed` carries its
+    /// manifest, which may start without piece hashes ([`PieceManifest::growing`]) and
+    /// gains them as the seed publishes them. Only pieces whose hash is known are asked
+    /// for, so the blob is complete, and stored, once the last hash has come and its piece
+    /// verified. A manifest on `feed` that does not extend the one before (another blob,
+    /// size or piece size, or changed hashes) ends the fetch with an error; the pieces
+    /// verified so far stay on disk for the next try.
+    pub async fn fetch_growing(
+        &self,
+        mut feed: watch::Receiver<Arc<PieceManifest>>,
+        swarm: &Swarm,
+        store: &Path,
+        opts: &FetchOptions,
+        events: &(dyn Fn(FetchEvent) + Send + Sync),
+    ) -> Result<FetchReport> {
         let started = Instant::now();
+        let manifest = feed.borrow_and_update().clone();
+        manifest.validate_growing()?;
         let blob = manifest.sha256.clone();
         let stored = stored_path(store, &blob);
         if let Ok(file) = std::fs::File::open(&stored) {
@@ -128,9 +152,19 @@ impl Node {
             have: watch::channel((0, have.clone())).0,
             sent: None,
         });
-        let run = Run::new(self, manifest.clone(), swarm, opts, partial.clone(), entry);
+        let recheck = opened.existed && !manifest.is_complete();
+        let run = Run::new(
+            self,
+            manifest.clone(),
+            swarm,
+            opts,
+            partial.clone(),
+            entry,
+            recheck,
+        );
         let flusher = Flusher::start(partial.file());
-        let (from_seed, from_peers, banned) = run.drive(&mut have, &flusher, events).await?;
+        let (from_seed, from_peers, banned, resumed_late) =
+            run.drive(&mut have, &mut feed, &flusher, events).await?;
         flusher.finish().await.map_err(|source| Error::WriteBlob {
             op: "sync",
             path: partial.path().to_path_buf(),
@@ -152,7 +186,7 @@ impl Node {
         Ok(FetchReport {
             blob: manifest.sha256.clone(),
             path,
-            resumed_pieces: resumed,
+            resumed_pieces: resumed + resumed_late,
             from_seed,
             from_peers,
             banned,
@@ -171,6 +205,13 @@ struct Run<'a> {
     entry: Arc<Entry>,
     picker: Picker,
     srcs: Vec<Src>,
+    /// Whether the partial file was there at the start: pieces whose hashes come later may
+    /// be on disk already, and are checked there before they are asked for.
+    recheck: bool,
+    /// Pieces being checked on disk, not asked for meanwhile.
+    checking: Bitfield,
+    /// Pieces found on disk after the start.
+    resumed_late: u32,
 }
 
 impl<'a> Run<'a> {
@@ -181,6 +222,7 @@ impl<'a> Run<'a> {
         opts: &'a FetchOptions,
         partial: Arc<PartialBlob>,
         entry: Arc<Entry>,
+        recheck: bool,
     ) -> Self {
         let n = swarm.peers.len() as u32;
         let index = swarm
@@ -196,7 +238,13 @@ impl<'a> Run<'a> {
             .map(|p| Src::new(&p.id, p.addr, false, Bitfield::new(pieces)))
             .collect();
         if let Some(seed) = swarm.seed {
-            srcs.push(Src::new("seed", seed, true, Bitfield::full(pieces)));
+            // A seed holding the whole blob has every piece; a growing one says what it holds.
+            let have = if manifest.is_complete() {
+                Bitfield::full(pieces)
+            } else {
+                Bitfield::new(pieces)
+            };
+            srcs.push(Src::new("seed", seed, true, have));
         }
         Self {
             node,
@@ -208,6 +256,9 @@ impl<'a> Run<'a> {
                 salt ^ splitmix(u64::from(index)),
                 opts.bounds,
             ),
+            checking: Bitfield::new(pieces),
+            recheck,
+            resumed_late: 0,
             manifest,
             opts,
             partial,
@@ -216,14 +267,16 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Runs until every piece is held; returns bytes from the seed and from peers, and the
-    /// banned sources.
+    /// Runs until every piece is held; returns bytes from the seed and from peers, the
+    /// banned sources, and the pieces found on disk once their hashes came.
     async fn drive(
         mut self,
         have: &mut Bitfield,
+        feed: &mut watch::Receiver<Arc<PieceManifest>>,
         flusher: &Flusher,
         events: &(dyn Fn(FetchEvent) + Send + Sync),
-    ) -> Result<(u64, u64, Vec<String>)> {
+    ) -> Result<(u64, u64, Vec<String>, u32)> {
+        let mut feed_open = true;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut pollers = JoinSet::new();
         for (i, s) in self.srcs.iter().enumerate() {
@@ -257,6 +310,7 @@ impl<'a> Run<'a> {
             tokio::select! {
                 Some(ev) = rx.recv() => match ev {
                     Ev::Have(i, bits) => self.srcs[i].up(bits),
+                    Ev::OnDisk(p, verified) => self.found_on_disk(p, verified, have),
                     Ev::Down(i, error) => {
                         if self.srcs[i].down(now, &error) {
                             events(FetchEvent::SourceDown {
@@ -294,6 +348,14 @@ impl<'a> Run<'a> {
                             }
                         }
                     }
+                },
+                changed = feed.changed(), if feed_open => match changed {
+                    Ok(()) => {
+                        let next = feed.borrow_and_update().clone();
+                        self.grow(next, have, &tx)?;
+                    }
+                    // The sender is gone: the manifest stays as it is.
+                    Err(_) => feed_open = false,
                 },
                 _ = tick.tick() => {}
             }
@@ -341,7 +403,7 @@ impl<'a> Run<'a> {
             .filter(|s| s.banned)
             .map(|s| s.id.clone())
             .collect();
-        Ok((from_seed, from_peers, banned))
+        Ok((from_seed, from_peers, banned, self.resumed_late))
     }
 
     /// Starts the requests the picker chooses.
@@ -357,17 +419,30 @@ impl<'a> Run<'a> {
         let to_peers: u32 = self.srcs.iter().filter(|s| !s.seed).map(|s| s.busy).sum();
         let slots = self.opts.slots.saturating_sub(to_peers);
         let fallback = stalled_since.is_some_and(|t| now.duration_since(t) >= self.opts.seed_grace);
+        // Pieces whose hash is not known yet are never asked for: nothing could verify them.
+        let known = self.manifest.known_pieces();
+        let mut blocked = have.clone();
+        for p in self.checking.ones() {
+            blocked.set(p);
+        }
+        for p in known..self.manifest.piece_count() {
+            blocked.set(p);
+        }
         let picks = {
             let views: Vec<SourceView<'_>> = self.srcs.iter().map(|s| s.view(now)).collect();
-            self.picker.pick(have, inflight, &views, fallback, slots)
+            self.picker
+                .pick(&blocked, inflight, &views, fallback, slots)
         };
         for (i, p) in picks {
+            let Some(want) = self.manifest.pieces.get(p as usize).cloned() else {
+                continue;
+            };
             inflight.set(p);
             let s = &mut self.srcs[i];
             s.busy += 1;
             let span = self.manifest.piece_span(p);
             let (addr, token, blob) = (s.addr, self.token.clone(), self.manifest.sha256.clone());
-            let (manifest, partial, tx) = (self.manifest.clone(), self.partial.clone(), tx.clone());
+            let (partial, tx) = (self.partial.clone(), tx.clone());
             let download: Option<Arc<RateLimit>> = self.node.download.clone();
             tasks.spawn(async move {
                 // The piece goes to its place in the partial file as it arrives, hashed on
@@ -385,9 +460,7 @@ impl<'a> Run<'a> {
                 let got =
                     client::piece(addr, &token, &blob, span, download.as_deref(), &mut sink).await;
                 let outcome = match got {
-                    Fetched::Bytes(n)
-                        if hex::encode(hasher.finalize()) != manifest.pieces[p as usize] =>
-                    {
+                    Fetched::Bytes(n) if hex::encode(hasher.finalize()) != want => {
                         let _ = n;
                         Fetched::Failed(format!("{BAD_PIECE} {p}"))
                     }
@@ -396,57 +469,6 @@ impl<'a> Run<'a> {
                 let _ = tx.send(Ev::Piece(i, p, outcome));
             });
         }
-    }
-
-    /// Fails when nothing is in flight, no usable source offers a missing piece, and the
-    /// seed has been gone (or absent) for longer than `give_up_after`.
-    fn check_lost(&self, have: &Bitfield, since: Instant, now: Instant) -> Result<()> {
-        let waited = now.duration_since(since) >= self.opts.give_up_after;
-        let seed_gone = self.srcs.iter().filter(|s| s.seed).all(|s| {
-            s.banned
-                || s.down_since
-                    .is_some_and(|t| now.duration_since(t) >= self.opts.give_up_after)
-        });
-        if !(waited && seed_gone) {
-            return Ok(());
-        }
-        let missing = Bitfield::full(self.manifest.piece_count()).and_not(have);
-        let offered = self
-            .srcs
-            .iter()
-            .filter(|s| !s.banned && s.down_since.is_none())
-            .any(|s| {
-                let mut m = missing.clone();
-                m.intersect(&s.have);
-                m.count() > 0
-            });
-        if offered {
-            return Ok(());
-        }
-        let piece = missing.ones().next().unwrap_or(0);
-        let (start, len) = self.manifest.piece_span(piece);
-        let sources = self
-            .srcs
-            .iter()
-            .map(|s| {
-                let state = if s.banned {
-                    "banned".to_string()
-                } else if let Some(e) = &s.error {
-                    format!("down: {e}")
-                } else {
-                    "lacks it".to_string()
-                };
-                format!("{} {state}", s.id)
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        Err(Error::FetchPiece {
-            blob: self.manifest.sha256.clone(),
-            piece,
-            start,
-            end: start + len.max(1) - 1,
-            sources,
-        })
     }
 
     fn held_bytes(&self, have: &Bitfield) -> u64 {
