@@ -2,7 +2,6 @@
 
 use std::{os::unix::fs::FileExt as _, sync::Arc, time::Instant};
 
-use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::Run;
@@ -54,9 +53,8 @@ impl Run<'_> {
             for p in new {
                 let (start, len) = manifest.piece_span(p);
                 buf.resize(len as usize, 0);
-                let held = file.read_exact_at(&mut buf, start).is_ok()
-                    && manifest.pieces.get(p as usize).map(String::as_str)
-                        == Some(hex::encode(Sha256::digest(&buf)).as_str());
+                let held =
+                    file.read_exact_at(&mut buf, start).is_ok() && manifest.check_piece(p, &buf);
                 if tx.send(Ev::OnDisk(p, held)).is_err() {
                     return;
                 }

@@ -8,8 +8,8 @@
 //!
 //! The last piece's hash is published only after the whole file has verified against its
 //! sha256, so a follower can never complete (and store under that sha256) a file the
-//! coordinator did not verify: a corrupt file at the source leaves every follower one piece
-//! short, and no node marks the model ready.
+//! coordinator did not verify: a corrupt file at the source leaves every follower at least
+//! one piece short, and no node marks the model ready.
 
 use std::{
     fs::File,
