@@ -78,24 +78,32 @@ pub struct Published {
 }
 
 impl Published {
-    /// What a follower that predates growing files is told: the files whose every piece
-    /// hash is known (the one under way is left out).
-    fn whole_files_only(mut self) -> Self {
-        self.files.retain(|f| f.manifest.is_complete());
-        self
-    }
-
-    /// The answer to a follower that knows the first `have` files whole.
-    fn after(mut self, have: usize) -> Self {
-        let skip = self
-            .files
-            .iter()
-            .take(have)
-            .take_while(|f| f.manifest.is_complete())
-            .count();
-        self.files.drain(..skip);
-        self.files_from = skip;
-        self
+    /// The answer to a join, built from the published state without copying the files it
+    /// leaves out (every piece published wakes every follower's join, and a large model's
+    /// earlier files hold most of the piece hashes). A follower that sends `since` and knows
+    /// the first `have` files whole gets the files after those; one that predates growing
+    /// files (no `since`) gets the files whose every piece hash is known.
+    fn answer(&self, since: Option<u64>, have: usize) -> Self {
+        let whole = |f: &&PublishedFile| f.manifest.is_complete();
+        let (files_from, files) = match since {
+            Some(_) => {
+                let skip = self.files.iter().take(have).take_while(whole).count();
+                (skip, self.files[skip..].to_vec())
+            }
+            None => (0, self.files.iter().filter(whole).cloned().collect()),
+        };
+        Self {
+            epoch: self.epoch,
+            coordinator: self.coordinator.clone(),
+            commit: self.commit.clone(),
+            seed: self.seed,
+            files,
+            complete: self.complete,
+            size: self.size,
+            peers: self.peers.clone(),
+            version: self.version,
+            files_from,
+        }
     }
 
     /// The first files whose manifests are complete: what a join's `have` counts.
@@ -328,13 +336,7 @@ async fn answer(
         })
     };
     let _ = tokio::time::timeout(LONG_POLL, rx.wait_for(news)).await;
-    let now = rx.borrow().clone().map(|p| {
-        if since.is_some() {
-            p.after(have)
-        } else {
-            p.whole_files_only()
-        }
-    });
+    let now = rx.borrow().as_ref().map(|p| p.answer(since, have));
     Ok(match now {
         Some(p) => reply(
             StatusCode::OK,
@@ -384,20 +386,20 @@ mod tests {
         let known = state();
         let mut now = state();
         now.files[2] = file("c", 2);
-        let answer = now.clone().after(2);
+        let answer = now.answer(Some(6), 2);
         assert_eq!(answer.files_from, 2);
         assert_eq!(answer.files.len(), 1, "only the file under way is sent");
         assert_eq!(answer.clone().merged_onto(Some(&known)), Some(now.clone()));
         // A follower that was told of nothing cannot take an answer that starts later.
         assert_eq!(answer.merged_onto(None), None);
         // The file under way is never left out, whatever `have` says.
-        assert_eq!(now.clone().after(3).files_from, 2);
+        assert_eq!(now.answer(Some(6), 3).files_from, 2);
         assert_eq!(now.whole_prefix(), 2);
     }
 
     #[test]
     fn a_follower_without_since_is_told_only_of_whole_files() {
-        let old = state().whole_files_only();
+        let old = state().answer(None, 0);
         assert_eq!(
             old.files
                 .iter()
