@@ -11,8 +11,8 @@
 //!
 //! Rows, each the median of KUBEGRID_BENCH_RUNS runs (default 3):
 //! - the link bound M/B, with B one TCP stream's measured throughput to one host;
-//! - `cache, N hosts`: time from starting the N daemons until the last says the model is
-//!   ready on its node, and the hub's egress as a multiple of M (target 1.0); files are
+//! - `cache, N hosts`: time from starting the N daemons (all at once, each over its own
+//!   ssh, as a DaemonSet's pods start) until the last says the model is ready on its node, and the hub's egress as a multiple of M (target 1.0); files are
 //!   published piece by piece as the coordinator downloads them (the default);
 //! - `cache, whole files, N hosts`: the same with `--publish-whole-files`, each file
 //!   published once it has verified whole;
@@ -51,67 +51,94 @@ const RATE: &str = "200mbit";
 const UNIT: &str = "kubegrid-model-cache";
 const COMMIT: &str = "be7c4be7c4be7c4be7c4be7c4be7c4be7c4be7c4";
 
-/// Starts the daemon for `uri` on each of `hosts` (Leases in `namespace(host)`) and returns
-/// the seconds until the first and the last said the model is ready on their node (with one
-/// Lease, the first is the coordinator, which downloads).
+/// When one host's daemon was started and when it said the model is ready, in seconds
+/// from the start of the run.
+struct HostTimes {
+    started: f64,
+    ready: f64,
+}
+
+/// Starts the daemon for `uri` on each of `hosts` (Leases in `namespace(host)`), all at
+/// once as a DaemonSet's pods would start, and returns each host's start and ready times
+/// (with one Lease, the first ready is the coordinator, which downloads).
 fn cache_on(
     lab: &LabGuard,
     hosts: &[Host],
     hub: &str,
     uri: &str,
-    namespace: &dyn Fn(&Host) -> String,
+    namespace: &(dyn Fn(&Host) -> String + Sync),
     extra: &str,
-) -> (f64, f64) {
+) -> Vec<HostTimes> {
     let started = Instant::now();
-    let waits: Vec<_> = hosts
-        .iter()
-        .map(|h| {
-            // The journal follower starts first, so no line is missed.
-            let mut follow = ssh_command(lab, h)
-                .arg(format!("exec journalctl -u {UNIT} -o cat -f -n 0"))
-                .stdout(Stdio::piped())
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("ssh journalctl");
-            let out = follow.stdout.take().expect("stdout");
-            let cmd = format!(
-                "systemd-run --unit {UNIT} --collect --setenv KUBECONFIG=/var/tmp/kubeconfig --setenv RUST_LOG=info \
-                 {BIN} model-cache --model {uri} --hub {hub} --node {} --advertise {} \
-                 --namespace {} --token-file /var/tmp/fanout-token {extra}",
-                h.name,
-                h.address,
-                namespace(h)
-            );
-            (h.name.clone(), follow, out, cmd)
-        })
-        .collect();
-    let mut threads = Vec::new();
-    for (name, follow, out, cmd) in waits {
-        lab.ssh_ok(hosts.iter().find(|h| h.name == name).unwrap(), &cmd);
-        threads.push(thread::spawn(move || {
-            let mut follow = follow;
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if line.contains("\"ready on this node\"") {
-                    let _ = follow.kill();
-                    return started.elapsed().as_secs_f64();
-                }
-            }
-            panic!("{name}: the journal ended before the model was ready");
-        }));
-    }
-    let times: Vec<f64> = threads
-        .into_iter()
-        .map(|t| t.join().expect("waiter"))
-        .collect();
-    let first = times.iter().copied().fold(f64::MAX, f64::min);
-    let last = times.iter().copied().fold(0.0, f64::max);
+    let times = thread::scope(|scope| {
+        let waits: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                scope.spawn(move || {
+                    let cmd = format!(
+                        "systemd-run --unit {UNIT} --collect --setenv KUBECONFIG=/var/tmp/kubeconfig --setenv RUST_LOG=info \
+                         {BIN} model-cache --model {uri} --hub {hub} --node {} --advertise {} \
+                         --namespace {} --token-file /var/tmp/fanout-token {extra}",
+                        h.name,
+                        h.address,
+                        namespace(h)
+                    );
+                    lab.ssh_ok(h, &cmd);
+                    let up = started.elapsed().as_secs_f64();
+                    // This run's lines from the first one: a `-f -n 0` follower started
+                    // before the unit once never saw a coordinator's ready line, and the run
+                    // hung. Ten minutes at most, so a run that never gets ready fails.
+                    let invocation = lab.ssh_ok(h, &format!("systemctl show -p InvocationID --value {UNIT}"));
+                    let mut follow = ssh_command(lab, h)
+                        .arg(format!(
+                            "exec timeout 600 journalctl _SYSTEMD_INVOCATION_ID={} -o cat -f -n all",
+                            invocation.trim()
+                        ))
+                        .stdout(Stdio::piped())
+                        .stdin(Stdio::null())
+                        .spawn()
+                        .expect("ssh journalctl");
+                    let out = follow.stdout.take().expect("stdout");
+                    for line in BufReader::new(out).lines().map_while(Result::ok) {
+                        if line.contains("\"ready on this node\"") {
+                            let _ = follow.kill();
+                            let _ = follow.wait();
+                            return HostTimes {
+                                started: up,
+                                ready: started.elapsed().as_secs_f64(),
+                            };
+                        }
+                    }
+                    let _ = follow.wait();
+                    panic!("{}: the journal ended before the model was ready", h.name);
+                })
+            })
+            .collect();
+        waits
+            .into_iter()
+            .map(|t| t.join().expect("waiter"))
+            .collect::<Vec<_>>()
+    });
+    // KUBEGRID_BENCH_JOURNALS=<dir> keeps each run's daemon logs there, to see where time went.
+    let keep = std::env::var("KUBEGRID_BENCH_JOURNALS").ok().map(|d| {
+        let dir = std::path::Path::new(&d).join(uri.replace(['/', ':', '@'], "_"));
+        std::fs::create_dir_all(&dir).expect("journal directory");
+        dir
+    });
     for h in hosts {
+        if let Some(dir) = &keep {
+            let log = lab.ssh_ok(
+                h,
+                &format!("journalctl -u {UNIT} -o short-precise --no-pager"),
+            );
+            std::fs::write(dir.join(format!("{}.log", h.name)), log).expect("write journal");
+        }
         lab.ssh_ok(
             h,
             &format!("systemctl stop {UNIT}; rm -rf /var/lib/kubegrid/models"),
         );
     }
-    (first, last)
+    times
 }
 
 fn main() {
@@ -184,19 +211,25 @@ fn main() {
                 } else {
                     ""
                 };
-                let namespace = |h: &Host| {
+                let namespace = move |h: &Host| {
                     if solo {
                         format!("solo-{}", h.name)
                     } else {
                         "kubegrid-system".into()
                     }
                 };
-                let (first, t) =
-                    cache_on(&lab, &lab.hosts[..n], &hub.url(), &uri, &namespace, extra);
+                let hosts = cache_on(&lab, &lab.hosts[..n], &hub.url(), &uri, &namespace, extra);
+                let t = hosts.iter().map(|h| h.ready).fold(0.0, f64::max);
+                let first = hosts.iter().map(|h| h.ready).fold(f64::MAX, f64::min);
+                let all_up = hosts.iter().map(|h| h.started).fold(0.0, f64::max);
                 times.push(t);
                 egress.push((hub.egress() - before) as f64 / size as f64);
+                let mut ready: Vec<f64> = hosts.iter().map(|h| h.ready).collect();
+                ready.sort_by(f64::total_cmp);
+                let ready: Vec<String> = ready.iter().map(|r| format!("{r:.1}")).collect();
                 eprintln!(
-                    "{mode}, {n} hosts: {t:.2} s (first ready at {first:.2} s), hub egress {:.2} × M",
+                    "{mode}, {n} hosts: {t:.2} s (first ready at {first:.2} s, all started by {all_up:.2} s; ready at {}), hub egress {:.2} × M",
+                    ready.join(" "),
                     egress[egress.len() - 1]
                 );
             }

@@ -1,18 +1,63 @@
-//! What a download does as its manifest grows, and how it decides a piece is lost.
+//! What a download does as its manifest or its swarm grows, and how it decides a piece is
+//! lost.
 
 use std::{os::unix::fs::FileExt as _, sync::Arc, time::Instant};
 
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, task::JoinSet};
 
 use super::Run;
 use crate::{
     bitfield::Bitfield,
     error::{Error, Result},
     manifest::PieceManifest,
-    source::Ev,
+    options::Swarm,
+    schedule::{Picker, neighbours, splitmix},
+    source::{Ev, Src, poll_have},
 };
 
 impl Run<'_> {
+    /// Takes `swarm` in: cuts the strips over it and adds its peers this peer fetches from
+    /// that are not sources yet; their indices, for their have-polls.
+    pub(super) fn join(&mut self, swarm: &Swarm) -> Vec<usize> {
+        let index = swarm
+            .peers
+            .iter()
+            .position(|p| p.id == swarm.me)
+            .unwrap_or(0) as u32;
+        let n = swarm.peers.len() as u32;
+        let salt = u64::from_str_radix(&self.manifest.sha256[..16], 16).unwrap_or(0);
+        let pieces = self.manifest.piece_count();
+        self.picker = Picker::new(
+            pieces,
+            index,
+            n,
+            salt ^ splitmix(u64::from(index)),
+            self.opts.bounds,
+        );
+        let mut added = Vec::new();
+        for j in neighbours(index, n, self.opts.neighbours, salt) {
+            let p = &swarm.peers[j as usize];
+            if !self.srcs.iter().any(|s| !s.seed && s.id == p.id) {
+                self.srcs
+                    .push(Src::new(&p.id, p.addr, false, Bitfield::new(pieces)));
+                added.push(self.srcs.len() - 1);
+            }
+        }
+        added
+    }
+
+    /// Starts source `i`'s have long-poll.
+    pub(super) fn poll(&self, i: usize, pollers: &mut JoinSet<()>, tx: &mpsc::UnboundedSender<Ev>) {
+        pollers.spawn(poll_have(
+            self.srcs[i].addr,
+            self.token.clone(),
+            self.manifest.sha256.clone(),
+            self.manifest.piece_count(),
+            i,
+            tx.clone(),
+        ));
+    }
+
     /// Takes `next` as the blob's manifest when it extends the current one. On a resumed
     /// download, the pieces whose hashes just came are checked on disk first (a blocking
     /// task reports each as [`Ev::OnDisk`]), so a restarted peer does not fetch again what

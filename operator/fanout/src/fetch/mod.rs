@@ -21,9 +21,9 @@ use crate::{
     manifest::PieceManifest,
     node::Node,
     options::{FetchOptions, Swarm},
-    schedule::{Picker, SourceView, neighbours, splitmix},
+    schedule::{Picker, SourceView},
     server::Entry,
-    source::{Ev, Src, poll_have},
+    source::{Ev, Src},
     store::{PartialBlob, stored_path},
 };
 
@@ -100,7 +100,8 @@ impl Node {
         events: &(dyn Fn(FetchEvent) + Send + Sync),
     ) -> Result<FetchReport> {
         let (_keep, feed) = watch::channel(manifest);
-        self.fetch_growing(feed, swarm, store, opts, events).await
+        let (_keep_swarm, swarms) = watch::channel(swarm.clone());
+        self.fetch_growing(feed, swarms, store, opts, events).await
     }
 
     /// As [`Node::fetch`], for a blob whose seed still receives it: `feed` carries its
@@ -110,10 +111,15 @@ impl Node {
     /// verified. A manifest on `feed` that does not extend the one before (another blob,
     /// size or piece size, or changed hashes) ends the fetch with an error; the pieces
     /// verified so far stay on disk for the next try.
+    ///
+    /// `swarms` carries the swarm, which may grow while the blob downloads (peers that
+    /// start later join it): each peer sent is added as a source, and the strips are cut
+    /// again over the larger swarm, so that every peer's strip matches what the others
+    /// now think it is. Peers are never dropped from a running fetch.
     pub async fn fetch_growing(
         &self,
         mut feed: watch::Receiver<Arc<PieceManifest>>,
-        swarm: &Swarm,
+        mut swarms: watch::Receiver<Swarm>,
         store: &Path,
         opts: &FetchOptions,
         events: &(dyn Fn(FetchEvent) + Send + Sync),
@@ -153,18 +159,20 @@ impl Node {
             sent: None,
         });
         let recheck = opened.existed && !manifest.is_complete();
+        let swarm = swarms.borrow_and_update().clone();
         let run = Run::new(
             self,
             manifest.clone(),
-            swarm,
+            &swarm,
             opts,
             partial.clone(),
             entry,
             recheck,
         );
         let flusher = Flusher::start(partial.file());
-        let (from_seed, from_peers, banned, resumed_late) =
-            run.drive(&mut have, &mut feed, &flusher, events).await?;
+        let (from_seed, from_peers, banned, resumed_late) = run
+            .drive(&mut have, &mut feed, &mut swarms, &flusher, events)
+            .await?;
         flusher.finish().await.map_err(|source| Error::WriteBlob {
             op: "sync",
             path: partial.path().to_path_buf(),
@@ -224,19 +232,8 @@ impl<'a> Run<'a> {
         entry: Arc<Entry>,
         recheck: bool,
     ) -> Self {
-        let n = swarm.peers.len() as u32;
-        let index = swarm
-            .peers
-            .iter()
-            .position(|p| p.id == swarm.me)
-            .unwrap_or(0) as u32;
-        let salt = u64::from_str_radix(&manifest.sha256[..16], 16).unwrap_or(0);
         let pieces = manifest.piece_count();
-        let mut srcs: Vec<Src> = neighbours(index, n, opts.neighbours, salt)
-            .into_iter()
-            .map(|j| &swarm.peers[j as usize])
-            .map(|p| Src::new(&p.id, p.addr, false, Bitfield::new(pieces)))
-            .collect();
+        let mut srcs = Vec::new();
         if let Some(seed) = swarm.seed {
             // A seed holding the whole blob has every piece; a growing one says what it holds.
             let have = if manifest.is_complete() {
@@ -246,16 +243,10 @@ impl<'a> Run<'a> {
             };
             srcs.push(Src::new("seed", seed, true, have));
         }
-        Self {
+        let mut run = Self {
             node,
             token: node.shared.token.clone(),
-            picker: Picker::new(
-                pieces,
-                index,
-                n,
-                salt ^ splitmix(u64::from(index)),
-                opts.bounds,
-            ),
+            picker: Picker::new(pieces, 0, 1, 0, opts.bounds),
             checking: Bitfield::new(pieces),
             recheck,
             resumed_late: 0,
@@ -264,7 +255,9 @@ impl<'a> Run<'a> {
             partial,
             entry,
             srcs,
-        }
+        };
+        run.join(swarm);
+        run
     }
 
     /// Runs until every piece is held; returns bytes from the seed and from peers, the
@@ -273,21 +266,15 @@ impl<'a> Run<'a> {
         mut self,
         have: &mut Bitfield,
         feed: &mut watch::Receiver<Arc<PieceManifest>>,
+        swarms: &mut watch::Receiver<Swarm>,
         flusher: &Flusher,
         events: &(dyn Fn(FetchEvent) + Send + Sync),
     ) -> Result<(u64, u64, Vec<String>, u32)> {
-        let mut feed_open = true;
+        let (mut feed_open, mut swarms_open) = (true, true);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut pollers = JoinSet::new();
-        for (i, s) in self.srcs.iter().enumerate() {
-            pollers.spawn(poll_have(
-                s.addr,
-                self.token.clone(),
-                self.manifest.sha256.clone(),
-                self.manifest.piece_count(),
-                i,
-                tx.clone(),
-            ));
+        for i in 0..self.srcs.len() {
+            self.poll(i, &mut pollers, &tx);
         }
         for i in have.ones() {
             self.entry.announce(i);
@@ -356,6 +343,15 @@ impl<'a> Run<'a> {
                     }
                     // The sender is gone: the manifest stays as it is.
                     Err(_) => feed_open = false,
+                },
+                changed = swarms.changed(), if swarms_open => match changed {
+                    Ok(()) => {
+                        let swarm = swarms.borrow_and_update().clone();
+                        for i in self.join(&swarm) {
+                            self.poll(i, &mut pollers, &tx);
+                        }
+                    }
+                    Err(_) => swarms_open = false,
                 },
                 _ = tick.tick() => {}
             }

@@ -18,15 +18,29 @@ fn fetch_growing(
     watch: Arc<Watch>,
     store: Arc<tempfile::TempDir>,
 ) -> Running {
+    let (keep, swarms) = watch::channel(Swarm {
+        peers,
+        me: id.clone(),
+        seed: Some(seed),
+    });
+    // Sent once: the swarm stays as it is.
+    drop(keep);
+    fetch_in(id, node, feed, swarms, watch, store)
+}
+
+/// Starts `node`'s download of the blob `feed` describes from the swarm `swarms` carries.
+fn fetch_in(
+    id: String,
+    node: Node,
+    feed: watch::Receiver<Arc<PieceManifest>>,
+    swarms: watch::Receiver<Swarm>,
+    watch: Arc<Watch>,
+    store: Arc<tempfile::TempDir>,
+) -> Running {
     tokio::spawn(async move {
-        let swarm = Swarm {
-            peers,
-            me: id.clone(),
-            seed: Some(seed),
-        };
         let w = watch.clone();
         let report = node
-            .fetch_growing(feed, &swarm, store.path(), &options(), &move |ev| {
+            .fetch_growing(feed, swarms, store.path(), &options(), &move |ev| {
                 w.record(&id, ev)
             })
             .await;
@@ -206,5 +220,68 @@ async fn a_restarted_peer_takes_the_pieces_it_held_once_their_hashes_come_again(
     assert!(
         fetched <= whole.size - u64::from(half) * whole.piece_size,
         "fetched {fetched} bytes again: {report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_takes_in_peers_that_join_its_swarm_after_it_started() {
+    let b = blob(8 << 20);
+    let whole = b.manifest.clone();
+    let seed = Node::start(config(RATE)).await.expect("seed");
+    seed.seed(whole.clone(), &b.path).expect("seed the blob");
+    let (_feed, rx) = watch::channel(whole.clone());
+    let watch = Arc::new(Watch::default());
+    let ps = peers(3, RATE).await;
+    let mut nodes = ps.nodes.into_iter();
+    // The first peer starts alone: its swarm is itself, so its strip is every piece.
+    let (first, node) = nodes.next().expect("a peer");
+    let (swarm, swarms) = watch::channel(Swarm {
+        peers: ps.swarm[..1].to_vec(),
+        me: first.clone(),
+        seed: Some(seed.addr()),
+    });
+    let mut running = vec![fetch_in(
+        first.clone(),
+        node,
+        rx.clone(),
+        swarms,
+        watch.clone(),
+        store(),
+    )];
+    watch
+        .until("the first peer to hold a few pieces", |w| {
+            w.held(&first) >= 2
+        })
+        .await;
+    // The others join: the first peer hears of them while it still downloads.
+    swarm.send_replace(Swarm {
+        peers: ps.swarm.clone(),
+        me: first.clone(),
+        seed: Some(seed.addr()),
+    });
+    for (id, node) in nodes {
+        running.push(fetch_growing(
+            id,
+            node,
+            rx.clone(),
+            ps.swarm.clone(),
+            seed.addr(),
+            watch.clone(),
+            store(),
+        ));
+    }
+    let mut reports = Vec::new();
+    for r in running {
+        let (_, report, _store) = r.await.expect("join");
+        let report = report.expect("fetch");
+        assert_eq!(sha256_file(&report.path), whole.sha256);
+        reports.push(report);
+    }
+    // Its strip shrank to a third and it took the rest from the peers that joined, which it
+    // could not have done with its first swarm (no peers in it).
+    assert!(
+        reports[0].from_peers > 0,
+        "the first peer never fetched from the peers that joined: {:?}",
+        reports[0]
     );
 }

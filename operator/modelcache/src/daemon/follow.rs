@@ -30,6 +30,9 @@ use crate::{
 /// Where a node's fan-out keeps a model's blobs (the commit directories hard-link them).
 const STORE: &str = ".blobs";
 
+/// The first wait before the Lease is read again when it names no holder.
+const NO_HOLDER_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Follows until this node's copy is ready; then stays idle (the fan-out keeps serving it).
 pub(super) async fn run(
     shared: &Shared,
@@ -43,15 +46,21 @@ pub(super) async fn run(
     }
     let key = kubegrid_serving::names::cache_key(&model.uri);
     let api: Api<Lease> = Api::namespaced(shared.client.clone(), &lease.namespace);
+    // With no holder yet, the Lease is asked again soon, then less often: daemons that start
+    // together find the first coordinator within moments of its taking the Lease, and a
+    // model with no coordinator for long costs a read per retry interval.
+    let mut no_holder = NO_HOLDER_FIRST;
     loop {
         let (holder, epoch) = current(&api, &lease.name).await?;
         let Some((holder_name, control)) = holder.and_then(|h| {
             let control = h.split_once('@').map(|(_, a)| a.to_string())?;
             Some((h, control))
         }) else {
-            tokio::time::sleep(lease.retry_interval).await;
+            tokio::time::sleep(no_holder).await;
+            no_holder = (no_holder * 2).min(lease.retry_interval);
             continue;
         };
+        no_holder = NO_HOLDER_FIRST;
         // The coordinator's answers feed the copy as they come; the copy keeps going from
         // peers while the coordinator is unreachable, and ends when the Lease moves on (its
         // verified pieces stay on disk for the next try).
@@ -266,37 +275,34 @@ async fn fetch(
         progress(shared, model, held, i, file.manifest.size);
         return Ok(());
     }
-    // The coordinator is the seed, not one of the peers: listed as a peer too, it would hold
-    // every new piece alone, so every follower would ask it for the same piece at once
-    // instead of each taking its strip of the pieces from the seed and passing it on.
-    let swarm = Swarm {
-        peers: published
-            .peers
-            .iter()
-            .filter(|p| p.addr != published.seed)
-            .cloned()
-            .collect(),
-        me: shared.cfg.node.clone(),
-        seed: Some(published.seed),
-    };
     let store = dir.path().join(STORE);
     let (manifests, feed) = watch::channel(Arc::new(file.manifest.clone()));
-    let follow_manifest = async {
+    // Followers that join later are in later answers: the copy takes them in as they come,
+    // or the strips each follower takes from the seed would be cut over different swarms
+    // and leave pieces nobody takes until the end.
+    let (swarms, swarm) = watch::channel(swarm_of(shared, &published));
+    let follow_answers = async {
         while answers.changed().await.is_ok() {
-            let next = answers
-                .borrow_and_update()
-                .as_ref()
-                .and_then(|p| p.files.get(i))
-                .map(|f| f.manifest.clone());
-            if let Some(next) = next {
+            let Some(next) = answers.borrow_and_update().clone() else {
+                continue;
+            };
+            if let Some(f) = next.files.get(i) {
                 manifests.send_if_modified(|m| {
-                    let changed = **m != next;
+                    let changed = **m != f.manifest;
                     if changed {
-                        *m = Arc::new(next);
+                        *m = Arc::new(f.manifest.clone());
                     }
                     changed
                 });
             }
+            let grown = swarm_of(shared, &next);
+            swarms.send_if_modified(|s| {
+                let changed = *s != grown;
+                if changed {
+                    *s = grown;
+                }
+                changed
+            });
         }
         std::future::pending::<()>().await;
     };
@@ -308,10 +314,10 @@ async fn fetch(
     };
     let copying = shared
         .fanout
-        .fetch_growing(feed, &swarm, &store, &options, &events);
+        .fetch_growing(feed, swarm, &store, &options, &events);
     let report = tokio::select! {
         report = copying => report.map_err(|e| Error::Fanout(e.to_string()))?,
-        () = follow_manifest => unreachable!("follows until the copy ends"),
+        () = follow_answers => unreachable!("follows until the copy ends"),
     };
     let copied = report.from_seed + report.from_peers;
     shared.counters.add(&shared.counters.from_peers, copied);
@@ -327,6 +333,23 @@ async fn fetch(
         "copied"
     );
     Ok(())
+}
+
+/// The swarm a published model spreads through.
+fn swarm_of(shared: &Shared, published: &Published) -> Swarm {
+    // The coordinator is the seed, not one of the peers: listed as a peer too, it would hold
+    // every new piece alone, so every follower would ask it for the same piece at once
+    // instead of each taking its strip of the pieces from the seed and passing it on.
+    Swarm {
+        peers: published
+            .peers
+            .iter()
+            .filter(|p| p.addr != published.seed)
+            .cloned()
+            .collect(),
+        me: shared.cfg.node.clone(),
+        seed: Some(published.seed),
+    }
 }
 
 /// Links the blob `sha256` from the node's fan-out store to `dest`, when the store has it
