@@ -5,8 +5,10 @@
 //! STAND-IN API server (e2e/fake-apiserver) served over HTTPS on the bridge.
 //!
 //! A follower is killed mid-copy and restarted (it resumes with its verified pieces), the
-//! coordinator is killed mid-download (another host takes the Lease at a higher epoch and
-//! finishes; no shard is fetched from the hub twice beyond the interrupted range), and every
+//! coordinator is killed mid-download (another host takes the Lease at a higher epoch), that
+//! second coordinator is cut off the network with `lab cut` mid-download and healed (it says
+//! it lost the Lease before a third host takes it at epoch 2 and finishes; the healed host
+//! follows), no shard is fetched from the hub twice beyond the interrupted ranges, and every
 //! host ends with every file checked by sha256sum on the host.
 
 use std::{
@@ -72,6 +74,10 @@ impl Logs {
         }
     }
 
+    fn lines(&self) -> BTreeMap<String, Vec<Value>> {
+        self.lines.lock().expect("lines").clone()
+    }
+
     fn of(&self, host: &str) -> Vec<Value> {
         self.lines
             .lock()
@@ -92,6 +98,25 @@ fn said<'a>(lines: &'a BTreeMap<String, Vec<Value>>, host: &str, text: &str) -> 
         .get(host)
         .map(|l| l.iter().filter(|v| message(v) == text).collect())
         .unwrap_or_default()
+}
+
+/// A host other than `not` that said it leads at `epoch` or later, and when.
+fn leader_since(
+    lines: &BTreeMap<String, Vec<Value>>,
+    epoch: i64,
+    not: &[&str],
+) -> Option<(String, String)> {
+    lines
+        .iter()
+        .filter(|(host, _)| !not.contains(&host.as_str()))
+        .find_map(|(host, l)| {
+            l.iter()
+                .find(|v| message(v) == "leading" && v["epoch"].as_i64() >= Some(epoch))
+                .map(|v| {
+                    let at = v["timestamp"].as_str().unwrap_or_default();
+                    (host.clone(), at.to_string())
+                })
+        })
 }
 
 fn ready(lines: &BTreeMap<String, Vec<Value>>, host: &str) -> bool {
@@ -164,7 +189,7 @@ fn holder(fake: &FakeCluster) -> Option<(String, i64)> {
 }
 
 #[test]
-fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordinator() {
+fn five_hosts_cache_a_1gib_model_through_a_killed_follower_a_killed_and_a_cut_coordinator() {
     eprintln!(
         "NOTE: the hub and the API server here are TEST STAND-INS (e2e/hub-standin, \
          e2e/fake-apiserver); the daemons, their links and the transfers are real"
@@ -261,11 +286,71 @@ fn five_hosts_cache_a_1gib_model_through_a_killed_follower_and_a_killed_coordina
     phase("coordinator half-way through shard 3: killed");
     let coordinator = lab.hosts.iter().find(|h| h.name == first).unwrap().clone();
     kill(&lab, &coordinator);
+    logs.until("another host leading at epoch 1", |l| {
+        leader_since(l, 1, &[&first]).is_some()
+    });
+    let second = leader_since(&logs.lines(), 1, &[&first])
+        .expect("the second coordinator")
+        .0;
+    phase(&format!("{second} leads at epoch 1"));
+
+    // 3. The second coordinator cut off the network half-way through shard 4 (it downloads
+    // shard 3 again, whole: the known gap), then healed. Its renewals fail, so it stops
+    // coordinating before its Lease can expire for anyone else; a third host takes the Lease
+    // at epoch 2 and finishes, and the healed host follows it.
+    wait_hub(4 * SHARD);
+    let cut = lab.hosts.iter().find(|h| h.name == second).unwrap().clone();
+    let out = lab.kubegrid(&["cut", &cut.name]);
+    assert!(out.status.success(), "lab cut: {}", describe(&out));
+    phase(&format!("{second} half-way through shard 4: cut off"));
+    logs.until("a third host leading at epoch 2", |l| {
+        leader_since(l, 2, &[&first, &second]).is_some()
+    });
+    let (third, led_at) =
+        leader_since(&logs.lines(), 2, &[&first, &second]).expect("the third coordinator");
+    let out = lab.kubegrid(&["heal", &cut.name]);
+    assert!(out.status.success(), "lab heal: {}", describe(&out));
+    phase(&format!("{third} leads at epoch 2; {second} healed"));
     logs.until("the other four ready", |l| live.iter().all(|h| ready(l, h)));
     phase("the other four ready");
-    let (second, epoch) = holder(fake).expect("a new coordinator");
-    assert_ne!(second, first, "another host took the Lease");
-    assert!(epoch >= 1, "at a higher epoch ({epoch})");
+    let (holder_now, epoch) = holder(fake).expect("a coordinator");
+    assert_eq!(
+        holder_now, third,
+        "the third coordinator still holds the Lease"
+    );
+    assert!(epoch >= 2, "at epoch 2 or later ({epoch})");
+    // The partitioned coordinator knew it had lost the Lease before the next one took it:
+    // two coordinators never acted at once (the hosts share this machine's clock).
+    let lost = logs
+        .of(&second)
+        .iter()
+        .find(|v| message(v) == "lost leadership: renewal failed")
+        .and_then(|v| v["timestamp"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("{second} never said it lost leadership"));
+    assert_eq!(
+        lost.len(),
+        led_at.len(),
+        "{lost} and {led_at}: one timestamp format"
+    );
+    assert!(
+        lost < led_at,
+        "{second} stopped coordinating at {lost}, after {third} took the Lease at {led_at}"
+    );
+    let stale: usize = lab
+        .hosts
+        .iter()
+        .map(|h| {
+            said(
+                &logs.lines(),
+                &h.name,
+                "refused a coordinator answer from an older epoch",
+            )
+            .len()
+        })
+        .sum();
+    eprintln!(
+        "{second} stopped at {lost}, {third} led from {led_at}; coordinator answers refused for an older epoch: {stale}"
+    );
     // The killed coordinator comes back as a follower.
     start(&lab, &coordinator, &hub_url);
     logs.until("the old coordinator ready again", |l| ready(l, &first));
