@@ -65,6 +65,8 @@ struct State {
     rate: Option<u64>,
     /// While true, every download waits before its next chunk ([`Hub::hold`]).
     held: tokio::sync::watch::Sender<bool>,
+    /// Hold once this many body bytes are sent in all ([`Hub::hold_after`]).
+    hold_at: Option<u64>,
     /// `org/name` → revision → model.
     models: BTreeMap<String, BTreeMap<String, Model>>,
     log: Vec<Access>,
@@ -223,6 +225,13 @@ impl Hub {
             .expect("hub state")
             .held
             .send_replace(true);
+    }
+
+    /// Holds every download (as [`Hub::hold`]) once the hub has sent `bytes` of file bodies
+    /// in all, counting downloads still running: at the chunk that reaches it, so however
+    /// fast the hub sends, no download gets more than a chunk (64 KiB) past that point.
+    pub fn hold_after(&self, bytes: u64) {
+        self.state.lock().expect("hub state").hold_at = Some(bytes);
     }
 
     /// Lets held downloads go on.
@@ -465,7 +474,15 @@ async fn file(
             stream.write_all(&buf[..n]).await?;
             sent += n as u64;
             counter.send_modify(|c| *c += n as u64);
-            let mut held = state.lock().expect("hub state").held.subscribe();
+            let total = *counter.borrow();
+            let mut held = {
+                let mut s = state.lock().expect("hub state");
+                if s.hold_at.is_some_and(|at| total >= at) {
+                    s.hold_at = None;
+                    s.held.send_replace(true);
+                }
+                s.held.subscribe()
+            };
             if *held.borrow_and_update() {
                 let since = tokio::time::Instant::now();
                 let _ = held.wait_for(|h| !h).await;

@@ -10,6 +10,7 @@ use sha2::Digest as _;
 
 use common::{Bed, COMMIT, PATIENCE, SHARD, URI, ready, sample, until_metric};
 use kubegrid_modelcache::{daemon::Daemon, layout::ModelDir};
+use kubegrid_serving::ModelSource;
 
 #[tokio::test]
 async fn one_coordinator_downloads_each_file_once_and_every_node_ends_verified() {
@@ -273,19 +274,21 @@ async fn futures_select<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
     futures::future::select_all(futures).await;
 }
 
-#[tokio::test]
-async fn followers_copy_a_file_while_the_coordinator_still_downloads_it() {
-    // 12 MiB shards: three 4 MiB pieces each, so each is published piece by piece.
-    let shard = 12 << 20;
-    let bed = Bed::with_shards(shard).await;
+/// Shards of three 4 MiB pieces, so each is published piece by piece.
+const PIECED_SHARD: usize = 12 << 20;
+
+/// A coordinator `gpu-a` whose download the hub holds two pieces into the first shard, and
+/// a follower `gpu-b` that has copied those two pieces.
+async fn a_follower_two_pieces_into_a_held_download() -> (Bed, Daemon, Daemon, ModelSource) {
+    let bed = Bed::with_shards(PIECED_SHARD).await;
+    // The hub stops two pieces into the first shard: the coordinator cannot finish it.
+    bed.hub.hold_after(9 << 20);
     let coordinator = bed.daemon("gpu-a").await;
     let model = bed.model();
     coordinator.want(&model);
-    // The hub stops two pieces into the first shard: the coordinator cannot finish it.
     tokio::time::timeout(PATIENCE, bed.hub.wait_sent(9 << 20))
         .await
         .unwrap();
-    bed.hub.hold();
     let follower = bed.daemon("gpu-b").await;
     follower.want(&model);
     until_metric(
@@ -295,6 +298,13 @@ async fn followers_copy_a_file_while_the_coordinator_still_downloads_it() {
         (8 << 20) as f64,
     )
     .await;
+    (bed, coordinator, follower, model)
+}
+
+#[tokio::test]
+async fn followers_copy_a_file_while_the_coordinator_still_downloads_it() {
+    let (bed, coordinator, follower, model) = a_follower_two_pieces_into_a_held_download().await;
+    let shard = PIECED_SHARD;
     let text = follower.metrics().render();
     let cached = sample(&text, "kubegrid_model_cache_cached_bytes", "gpu-b").unwrap();
     assert!(
@@ -308,4 +318,35 @@ async fn followers_copy_a_file_while_the_coordinator_still_downloads_it() {
     bed.assert_copy("gpu-a");
     bed.assert_copy("gpu-b");
     assert_eq!(bed.hub.egress(), bed.size(), "the hub sent the model once");
+}
+
+#[tokio::test]
+async fn a_follower_that_takes_over_resumes_the_file_under_way_from_the_pieces_it_copied() {
+    let (bed, coordinator, follower, model) = a_follower_two_pieces_into_a_held_download().await;
+    // The coordinator goes mid-download; the follower takes the Lease and the hub goes on.
+    drop(coordinator);
+    bed.hub.release();
+    assert_eq!(ready(&follower, &model).await, COMMIT);
+    assert_eq!(bed.holder(), Some(("gpu-b".to_string(), 1)));
+    bed.assert_copy("gpu-b");
+    // The new coordinator asked the hub for the first shard from the end of the two pieces
+    // it held, not from its first byte (the log's order is the order requests ended).
+    let first = &bed.files[0].0;
+    let requests: Vec<_> = bed
+        .hub
+        .log()
+        .into_iter()
+        .filter(|a| &a.path == first)
+        .collect();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let resumed = requests
+        .iter()
+        .find(|a| a.start > 0)
+        .unwrap_or_else(|| panic!("no request resumed the shard: {requests:?}"));
+    assert_eq!(resumed.start, 8 << 20, "{requests:?}");
+    assert_eq!(
+        resumed.sent,
+        (PIECED_SHARD - (8 << 20)) as u64,
+        "{requests:?}"
+    );
 }

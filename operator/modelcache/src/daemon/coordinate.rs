@@ -85,6 +85,17 @@ pub(super) async fn run(
                 Check::GitSha1(_) => false,
             };
             if !from_store {
+                let copied = match &file.check {
+                    Check::Sha256(sha) => {
+                        super::resume::head_start(shared, dir, sha, &dest).await?
+                    }
+                    Check::GitSha1(_) => 0,
+                };
+                // Where the source is asked from: the `.part` a download left, or the
+                // pieces copied as a follower.
+                let from_byte =
+                    std::fs::metadata(crate::hub::part_path(&dest)).map_or(0, |m| m.len());
+                tracing::info!(model = %model.uri, file = %file.path, from_byte, copied_as_follower = copied, "downloading");
                 let downloaded = match &file.check {
                     // More than one piece: followers copy it while it downloads.
                     Check::Sha256(sha)

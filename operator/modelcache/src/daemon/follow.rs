@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// Where a node's fan-out keeps a model's blobs (the commit directories hard-link them).
-const STORE: &str = ".blobs";
+pub(super) const STORE: &str = ".blobs";
 
 /// The first wait before the Lease is read again when it names no holder.
 const NO_HOLDER_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
@@ -277,25 +277,31 @@ async fn fetch(
     }
     let store = dir.path().join(STORE);
     let (manifests, feed) = watch::channel(Arc::new(file.manifest.clone()));
+    super::resume::copying(shared, &manifests.borrow());
     // Followers that join later are in later answers: the copy takes them in as they come,
     // or the strips each follower takes from the seed would be cut over different swarms
     // and leave pieces nobody takes until the end.
     let (swarms, swarm) = watch::channel(swarm_of(shared, &published));
     let follow_answers = async {
         while answers.changed().await.is_ok() {
-            let Some(next) = answers.borrow_and_update().clone() else {
-                continue;
+            // Only this file's manifest, and only when it changed, is copied out of the
+            // answer: every published piece brings one, and the answer holds every file's.
+            let (manifest, grown) = {
+                let next = answers.borrow_and_update();
+                let Some(next) = next.as_ref() else {
+                    continue;
+                };
+                let manifest = next
+                    .files
+                    .get(i)
+                    .filter(|f| **manifests.borrow() != f.manifest)
+                    .map(|f| Arc::new(f.manifest.clone()));
+                (manifest, swarm_of(shared, next))
             };
-            if let Some(f) = next.files.get(i) {
-                manifests.send_if_modified(|m| {
-                    let changed = **m != f.manifest;
-                    if changed {
-                        *m = Arc::new(f.manifest.clone());
-                    }
-                    changed
-                });
+            if let Some(m) = manifest {
+                super::resume::copying(shared, &m);
+                manifests.send_replace(m);
             }
-            let grown = swarm_of(shared, &next);
             swarms.send_if_modified(|s| {
                 let changed = *s != grown;
                 if changed {
@@ -319,6 +325,7 @@ async fn fetch(
         report = copying => report.map_err(|e| Error::Fanout(e.to_string()))?,
         () = follow_answers => unreachable!("follows until the copy ends"),
     };
+    super::resume::copied(shared, &file.manifest.sha256);
     let copied = report.from_seed + report.from_peers;
     shared.counters.add(&shared.counters.from_peers, copied);
     shared.metrics.add_peer_bytes(&model.uri, copied);

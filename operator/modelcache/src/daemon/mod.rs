@@ -19,6 +19,7 @@ mod coordinate;
 mod follow;
 mod grow;
 mod metrics;
+mod resume;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -154,6 +155,9 @@ pub(crate) struct Shared {
     pub http: reqwest::Client,
     /// The keys of the models this daemon is asked for: in use, never evicted.
     pub wanted: Mutex<HashSet<String>>,
+    /// The latest manifest of each blob this node copies as a follower, by sha256: a head
+    /// start on the file under way if it becomes the coordinator (see `resume`).
+    pub copying: Mutex<HashMap<String, Arc<kubegrid_fanout::PieceManifest>>>,
 }
 
 impl Shared {
@@ -230,6 +234,7 @@ impl Daemon {
                 metrics,
                 http,
                 wanted: Mutex::new(HashSet::new()),
+                copying: Mutex::new(HashMap::new()),
             }),
             tasks: Mutex::new(HashMap::new()),
             control_task,
