@@ -30,6 +30,11 @@ pub fn stored_path(store: &Path, sha256: &str) -> PathBuf {
     store.join(sha256)
 }
 
+/// Where blob `sha256`'s partial file lives while it is filled.
+pub fn partial_path(store: &Path, sha256: &str) -> PathBuf {
+    store.join(PARTIAL_DIR).join(sha256)
+}
+
 /// A blob being filled.
 #[derive(Debug)]
 pub struct PartialBlob {
@@ -60,7 +65,7 @@ impl PartialBlob {
             move |source| Error::WriteBlob { op, path, source }
         };
         fs::create_dir_all(&dir).map_err(write_err("create directory", &dir))?;
-        let path = dir.join(&manifest.sha256);
+        let path = partial_path(store, &manifest.sha256);
         let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)

@@ -16,8 +16,7 @@ use std::{
     sync::Arc,
 };
 
-use kubegrid_fanout::{PieceManifest, store::PARTIAL_DIR};
-use sha2::{Digest as _, Sha256};
+use kubegrid_fanout::{PieceManifest, store::partial_path};
 
 use super::Shared;
 use crate::{
@@ -54,11 +53,7 @@ pub(super) async fn head_start(
     let Some(manifest) = shared.copying.lock().expect("copying lock").remove(sha256) else {
         return Ok(0);
     };
-    let copy = dir
-        .path()
-        .join(super::follow::STORE)
-        .join(PARTIAL_DIR)
-        .join(sha256);
+    let copy = partial_path(&dir.path().join(super::follow::STORE), sha256);
     if !copy.exists() {
         return Ok(0);
     }
@@ -75,12 +70,10 @@ fn start_from(copy: &Path, manifest: &PieceManifest, part: &Path) -> Result<u64>
     let file = File::open(copy).map_err(read_err)?;
     let mut buf = Vec::new();
     let mut end = 0;
-    for (i, want) in manifest.pieces.iter().enumerate() {
-        let (start, len) = manifest.piece_span(i as u32);
+    for i in 0..manifest.known_pieces() {
+        let (start, len) = manifest.piece_span(i);
         buf.resize(len as usize, 0);
-        if file.read_exact_at(&mut buf, start).is_err()
-            || hex::encode(Sha256::digest(&buf)) != *want
-        {
+        if file.read_exact_at(&mut buf, start).is_err() || !manifest.check_piece(i, &buf) {
             break;
         }
         end = start + len;
