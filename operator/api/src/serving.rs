@@ -34,6 +34,11 @@ pub struct ServingSpec {
     /// cluster needs the Prometheus Operator's CRDs for them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pod_monitors: bool,
+    /// Also deploy KEDA, from the bundle's rendered chart with its images pinned by digest,
+    /// so that LLMServices with `scaling.keda` scale. Leave it off when the cluster runs KEDA
+    /// already.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keda: bool,
 }
 
 impl ServingSpec {
@@ -59,6 +64,9 @@ pub struct ServingStatus {
     /// The controller was available and the cache ready on every GPU Node when last checked
     /// (false also when the check did not run).
     pub ready: bool,
+    /// The KEDA release applied with the layer (`spec.serving.keda`); unset when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keda: Option<String>,
     /// What the last step reported.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,

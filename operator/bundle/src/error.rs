@@ -377,6 +377,15 @@ pub enum Error {
         problem: String,
     },
 
+    /// A chart could not be rendered into the bundle's manifests.
+    #[error("failed to render chart {what} with the bundle's helm: {problem}")]
+    RenderChart {
+        /// Component, version and URL of the chart.
+        what: String,
+        /// What was seen, what was expected, and a hint.
+        problem: String,
+    },
+
     /// A root file system could not be made of a Debian package's files.
     #[error("failed to make the root file system `{name}` of Debian package {}: {problem}", deb.display())]
     Rootfs {

@@ -42,8 +42,9 @@ pub use signature::{
     verify_images,
 };
 pub use sources::{
-    ArtifactKind, ArtifactSource, Checksum, ChecksumFormat, Component, DEFAULT_SOURCES, DebPackage,
-    DebRepo, DebRootfs, DebSource, Extract, Release, SOURCES_VERSION, SourceImage, Sources, expand,
+    ArtifactKind, ArtifactSource, ChartRender, Checksum, ChecksumFormat, Component,
+    DEFAULT_SOURCES, DebPackage, DebRepo, DebRootfs, DebSource, Extract, Release, SOURCES_VERSION,
+    SourceImage, Sources, expand,
 };
 pub use sources_plan::{
     BuildPlan, ExpectedChecksum, KUBERNETES_COMPONENT, PlannedDeb, PlannedDebs, PlannedFile,

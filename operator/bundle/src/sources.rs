@@ -69,6 +69,23 @@ pub struct ArtifactSource {
     /// `amd64: x86_64`, `arm64: aarch64`); an arch not listed is spelt as kubegrid does.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub arch_names: BTreeMap<Arch, String>,
+    /// A `chart` only, and required there: how the build renders it into the bundle's
+    /// `manifests` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render: Option<ChartRender>,
+}
+
+/// How `kubegrid bundle build` renders a chart: `helm template <release> <chart> --namespace
+/// <namespace> --include-crds --skip-tests --kube-version <kubernetes>`, with the helm the
+/// release puts into the bundle and the chart's own default values. Rendering at build time
+/// keeps helm out of the operator and puts the exact objects under the bundle's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChartRender {
+    /// The release name, which the chart's templates build object names from (`keda`).
+    pub release: String,
+    /// The namespace the objects are rendered into (`keda`).
+    pub namespace: String,
 }
 
 /// The kinds of URL-fetched artifacts; each maps onto the manifest's `FileKind`.
@@ -85,6 +102,9 @@ pub enum ArtifactKind {
     Deb,
     /// A root file system tarball, unpacked on hosts as a container's rootfs.
     Rootfs,
+    /// A Helm chart (`.tgz`) for every arch at once: the URL has no `{arch}` and its pin is
+    /// under `all`. It is rendered at build time (see [`ChartRender`]).
+    Chart,
 }
 
 impl ArtifactKind {
@@ -96,6 +116,7 @@ impl ArtifactKind {
             ArtifactKind::Archive => FileKind::Archive,
             ArtifactKind::Deb => FileKind::Deb,
             ArtifactKind::Rootfs => FileKind::Rootfs,
+            ArtifactKind::Chart => FileKind::Chart,
         }
     }
 
@@ -106,6 +127,7 @@ impl ArtifactKind {
             ArtifactKind::Archive => "archive",
             ArtifactKind::Deb => "deb",
             ArtifactKind::Rootfs => "rootfs",
+            ArtifactKind::Chart => "chart",
         }
     }
 }

@@ -250,5 +250,65 @@ pub(crate) fn check_arch_names(
     Ok(())
 }
 
+/// A `chart` is one file for every arch, rendered at build time: it needs a `name`, a
+/// `render`, a URL without `{arch}` and pins under `all`; `render` belongs to charts alone.
+pub(crate) fn check_chart(
+    a: &crate::sources::ArtifactSource,
+    at: &str,
+) -> std::result::Result<(), String> {
+    use crate::sources::ArtifactKind;
+    if a.kind != ArtifactKind::Chart {
+        return match a.render {
+            Some(_) => Err(format!("{at}: only a `chart` can have `render`")),
+            None => Ok(()),
+        };
+    }
+    let Some(render) = &a.render else {
+        return Err(format!(
+            "{at}: a `chart` needs `render: {{release, namespace}}`, how the build renders it"
+        ));
+    };
+    if a.name.is_none() {
+        return Err(format!(
+            "{at}: a `chart` needs a `name` (the rendered manifests are found by it)"
+        ));
+    }
+    if a.url.contains("{arch}") || !a.arch_names.is_empty() {
+        return Err(format!(
+            "{at}: a `chart` serves every arch, so its URL takes no `{{arch}}` and it has no archNames"
+        ));
+    }
+    if let Some((version, arch)) = a.checksum.sha256.iter().find_map(|(v, arches)| {
+        arches
+            .keys()
+            .find(|k| **k != kubegrid_plan::Arch::All)
+            .map(|k| (v, k))
+    }) {
+        return Err(format!(
+            "{at}: the pin for {version} is under `{}`; a chart's pin goes under `all`",
+            arch.as_str()
+        ));
+    }
+    for (what, value, max) in [
+        ("release", &render.release, 53),
+        ("namespace", &render.namespace, 63),
+    ] {
+        let label = !value.is_empty()
+            && value.len() <= max
+            && !value.starts_with('-')
+            && !value.ends_with('-')
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !label {
+            return Err(format!(
+                "{at}: render.{what} `{}` must be a DNS label of at most {max} lower-case letters, digits and '-'",
+                short(value)
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -47,6 +47,8 @@ pub struct PlannedFile {
     pub checksum: ExpectedChecksum,
     /// (member path, bundle name) pairs taken out of the archive as executables.
     pub extract: Vec<(String, String)>,
+    /// A chart's rendering.
+    pub render: Option<crate::sources::ChartRender>,
 }
 
 /// What a download must hash to.
@@ -137,6 +139,7 @@ impl Sources {
                 let at = format!("{at} artifact {} ({})", i + 1, a.url);
                 check_pattern(&a.url, &at, false)?;
                 check_whole_file(a, &at)?;
+                crate::sources_check::check_chart(a, &at)?;
                 if a.name.is_none() && a.extract.is_empty() {
                     return Err(format!(
                         "{at} has no `name` and no `extract`, so nothing of it would go into the bundle"
@@ -233,8 +236,13 @@ impl Sources {
                 continue;
             }
             let component = &self.components[name];
+            // A chart is one file for every arch.
+            for a in component.artifacts.iter().filter(|a| a.render.is_some()) {
+                plan.files
+                    .push(planned_file(name, version, Arch::All, a.clone())?);
+            }
             for &arch in arches {
-                for a in &component.artifacts {
+                for a in component.artifacts.iter().filter(|a| a.render.is_none()) {
                     plan.files
                         .push(planned_file(name, version, arch, a.clone())?);
                 }
@@ -345,6 +353,7 @@ fn planned_file(
             .iter()
             .map(|e| (expand(&e.member, version, arch), e.name.clone()))
             .collect(),
+        render: a.render.clone(),
     })
 }
 

@@ -168,6 +168,13 @@ fn serving_context(
             env!("CARGO_PKG_VERSION"),
             ctx.bundle_registry.is_some(),
         )?,
+        keda: match serving.keda {
+            true => Some(kubegrid_plan::KedaContext::from_bundle(
+                bundle,
+                ctx.bundle_registry.is_some(),
+            )?),
+            false => None,
+        },
     })
 }
 

@@ -23,6 +23,7 @@ fn ctx(pod_monitors: bool) -> ServingContext {
             &format!("sha256:{}", "c".repeat(64)),
         )
         .unwrap(),
+        keda: None,
     }
 }
 
@@ -208,4 +209,167 @@ async fn ready_waits_for_the_controller_and_every_gpu_node() {
         "{}",
         done.detail
     );
+}
+
+/// A rendered KEDA chart in a bundle, as `kubegrid bundle build` stores it: a fixture shaped
+/// like `helm template` output (not KEDA's own files), with its two images pinned.
+fn keda_bundle(dir: &std::path::Path) -> kubegrid_plan::Bundle {
+    use sha2::Digest as _;
+    let rendered = "\
+# Source: keda/templates/crds/crd-scaledobjects.yaml
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: scaledobjects.keda.sh}
+spec:
+  group: keda.sh
+  names: {kind: ScaledObject, plural: scaledobjects}
+  scope: Namespaced
+  versions: [{name: v1alpha1, served: true, storage: true}]
+---
+# Source: keda/templates/manager/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: keda-operator, namespace: keda}
+spec:
+  replicas: 1
+  template:
+    spec:
+      containers: [{name: keda-operator, image: ghcr.io/kedacore/keda:2.19.0}]
+---
+# Source: keda/templates/metrics-server/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: keda-operator-metrics-apiserver, namespace: keda}
+spec:
+  template:
+    spec:
+      containers:
+        - {name: keda-operator-metrics-apiserver, image: ghcr.io/kedacore/keda-metrics-apiserver:2.19.0}
+---
+# Source: keda/templates/metrics-server/apiservice.yaml
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.external.metrics.k8s.io}
+spec: {service: {name: keda-operator-metrics-apiserver, namespace: keda}}
+";
+    let path = "kedacore.github.io/charts/keda-2.19.0.yaml";
+    std::fs::create_dir_all(dir.join("kedacore.github.io/charts")).unwrap();
+    std::fs::write(dir.join(path), rendered).unwrap();
+    let image = |name: &str, c: char| {
+        format!(
+            "  - {{name: {name}, tag: 2.19.0, digest: 'sha256:{}', arches: [amd64], component: keda}}\n",
+            c.to_string().repeat(64)
+        )
+    };
+    let manifest = format!(
+        "version: 2\nfiles:\n  - {{path: {path}, sha256: {}, size: {}, arch: all, kind: manifests, name: keda, version: 2.19.0, component: keda}}\nimages:\n{}{}",
+        hex::encode(sha2::Sha256::digest(rendered.as_bytes())),
+        rendered.len(),
+        image("ghcr.io/kedacore/keda", 'd'),
+        image("ghcr.io/kedacore/keda-metrics-apiserver", 'e'),
+    );
+    std::fs::write(dir.join("manifest.yaml"), manifest).unwrap();
+    kubegrid_plan::Bundle::open(dir).unwrap()
+}
+
+#[tokio::test]
+async fn keda_is_applied_from_the_bundle_pinned_and_counts_toward_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = keda_bundle(dir.path());
+    let ctx = ServingContext {
+        keda: Some(kubegrid_plan::KedaContext::from_bundle(&bundle, true).unwrap()),
+        ..ctx(false)
+    };
+    let fake = FakeCluster::new();
+    let client = fake.client();
+    let applied = deploy(&client, &ctx).await;
+    assert!(applied.ok, "{}", applied.detail);
+    assert!(
+        applied
+            .detail
+            .contains("KEDA 2.19.0 into namespace keda, 5 objects"),
+        "{}",
+        applied.detail
+    );
+    assert!(fake.state().namespaces.contains("keda"));
+    let operator = fake
+        .get_object("apps/v1", "Deployment", "keda", "keda-operator")
+        .expect("KEDA's operator applied");
+    assert_eq!(
+        operator["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("ghcr.io/kedacore/keda@sha256:{}", "d".repeat(64)).as_str()
+    );
+    assert!(
+        fake.get_object(
+            "apiregistration.k8s.io/v1",
+            "APIService",
+            "",
+            "v1beta1.external.metrics.k8s.io"
+        )
+        .is_some()
+    );
+
+    // The layer itself rolled out, KEDA not yet: not ready, and the report says why.
+    roll_out(&fake, 3);
+    let waiting = ready(&client, &ctx, Duration::ZERO, Duration::ZERO).await;
+    assert!(!waiting.ok);
+    for part in [
+        "KEDA 2.19.0:",
+        "CRD scaledobjects.keda.sh not established",
+        "Deployment keda/keda-operator not rolled out yet",
+        "APIService v1beta1.external.metrics.k8s.io not Available",
+        "and KEDA available",
+    ] {
+        assert!(waiting.detail.contains(part), "{part}: {}", waiting.detail);
+    }
+
+    // What kube-controller-manager, the apiextensions server and the aggregator would write.
+    let mut crd = fake
+        .get_object(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            "",
+            "scaledobjects.keda.sh",
+        )
+        .unwrap();
+    crd["status"] = serde_json::json!({"conditions": [{"type": "Established", "status": "True"}]});
+    fake.put(crd);
+    for name in ["keda-operator", "keda-operator-metrics-apiserver"] {
+        let mut d = fake
+            .get_object("apps/v1", "Deployment", "keda", name)
+            .unwrap();
+        d["status"] = serde_json::json!({"observedGeneration": d["metadata"]["generation"], "availableReplicas": 1});
+        fake.put(d);
+    }
+    let half = ready(&client, &ctx, Duration::ZERO, Duration::ZERO).await;
+    assert!(!half.ok, "{}", half.detail);
+    assert!(
+        half.detail
+            .contains("KEDA 2.19.0: APIService v1beta1.external.metrics.k8s.io not Available"),
+        "{}",
+        half.detail
+    );
+    let mut api = fake
+        .get_object(
+            "apiregistration.k8s.io/v1",
+            "APIService",
+            "",
+            "v1beta1.external.metrics.k8s.io",
+        )
+        .unwrap();
+    api["status"] = serde_json::json!({"conditions": [{"type": "Available", "status": "True"}]});
+    fake.put(api);
+    let done = ready(&client, &ctx, Duration::ZERO, Duration::ZERO).await;
+    assert!(done.ok, "{}", done.detail);
+    assert!(
+        done.detail.contains(
+            "KEDA 2.19.0 in namespace keda: 2 Deployments available, APIService v1beta1.external.metrics.k8s.io Available"
+        ),
+        "{}",
+        done.detail
+    );
+    let status =
+        kubegrid_engine::kubernetes::serving::status(Some(&ctx), &[applied, done]).unwrap();
+    assert_eq!(status.keda.as_deref(), Some("2.19.0"));
+    assert!(status.deployed && status.ready);
 }

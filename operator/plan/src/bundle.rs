@@ -159,6 +159,11 @@ pub enum FileKind {
     Archive,
     /// A container image archive (OCI layout or docker-archive tar).
     Image,
+    /// A Helm chart (`.tgz`), kept for audit beside the manifests rendered from it.
+    Chart,
+    /// Kubernetes objects as YAML documents (a chart rendered at build time), applied
+    /// through the API rather than installed on hosts.
+    Manifests,
 }
 
 impl FileKind {
@@ -172,6 +177,8 @@ impl FileKind {
             FileKind::Binary => "binary",
             FileKind::Archive => "archive",
             FileKind::Image => "image",
+            FileKind::Chart => "chart",
+            FileKind::Manifests => "manifests",
         }
     }
 

@@ -20,6 +20,7 @@ mod context;
 mod error;
 mod gpu;
 mod gpu_host;
+mod keda;
 mod kube_modules;
 mod kubernetes;
 pub mod needs;
@@ -62,6 +63,7 @@ pub use gpu_host::{
     CDI_SPEC, DriverSource, FABRIC_MANAGER_UNIT, NOUVEAU_BLACKLIST, NvidiaRunfileSpec,
     PERSISTENCED_UNIT, fabric_manager_required,
 };
+pub use keda::{KEDA_COMPONENT, KEDA_KINDS, KedaContext};
 pub use kubernetes::{
     ADMIN_CONF, API_SERVER_BIND_PORT, CLUSTER_CA_CERT, ETCD_CA_CERT, ETCD_CLIENT_PORT,
     ETCD_PEER_PORT, ETCD_UNIT, EtcdContext, EtcdMember, INIT_DONE, JOIN_DONE, JoinSecrets,

@@ -23,6 +23,8 @@ pub struct ServingContext {
     pub pod_monitors: bool,
     /// The kubegrid image both run, pinned by digest.
     pub image: ImageRef,
+    /// KEDA from the bundle, when the spec asks for it.
+    pub keda: Option<crate::keda::KedaContext>,
 }
 
 impl ServingContext {

@@ -15,6 +15,7 @@ mod extract;
 mod fetch;
 mod images;
 mod mirror;
+mod render;
 mod rootfs;
 
 use std::{
@@ -182,7 +183,8 @@ pub async fn prepare(sources: &Sources, opts: &BuildOptions, out: &Path) -> Resu
     let fetcher = fetch::Fetcher::new(mirrors, opts.jobs, opts.retries, opts.backoff, bar.clone())?;
     let assembled = assemble::assemble(&plan, &fetcher, &work, &dir).await;
     bar.finish_and_clear();
-    let assembled = assembled?;
+    let mut assembled = assembled?;
+    render::render_charts(&plan, &dir, &work, &mut assembled.files)?;
     let name = opts.name.clone().unwrap_or_else(|| {
         let arches: Vec<&str> = plan.arches.iter().map(|a| a.as_str()).collect();
         format!("kubernetes-{}-{}", plan.kubernetes, arches.join("-"))

@@ -5,6 +5,7 @@
 #[path = "../server/mod.rs"]
 mod server;
 
+mod charts;
 mod debs;
 mod fetching;
 mod fixtures;

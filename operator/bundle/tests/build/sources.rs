@@ -33,6 +33,7 @@ fn the_builtin_sources_cover_every_component_the_playbooks_install() {
             ("etcdctl", FileKind::Binary),
             ("helm", FileKind::Binary),
             ("kata", FileKind::Archive),
+            ("keda", FileKind::Chart),
             ("kubeadm", FileKind::Binary),
             ("kubectl", FileKind::Binary),
             ("kubelet", FileKind::Binary),
@@ -41,12 +42,15 @@ fn the_builtin_sources_cover_every_component_the_playbooks_install() {
             ("runc", FileKind::Binary),
         ]
     );
-    // Only kata and NVIDIA's runfile are pinned here (their upstreams publish no checksum);
-    // everything else is checked against upstream's checksums.
+    // Only kata, NVIDIA's runfile and KEDA's chart are pinned here (their upstreams publish
+    // no checksum file); everything else is checked against upstream's checksums.
     for f in &plan.files {
         assert_eq!(
             matches!(f.checksum, ExpectedChecksum::Pinned(_)),
-            f.component == "kata" || f.component == "nvidia-driver-runfile",
+            matches!(
+                f.component.as_str(),
+                "kata" | "nvidia-driver-runfile" | "keda"
+            ),
             "{}",
             f.url
         );

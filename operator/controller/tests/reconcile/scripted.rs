@@ -311,6 +311,7 @@ impl ScriptedRunner {
                     image: SCRIPTED_SERVING_IMAGE.into(),
                     deployed: true,
                     ready: true,
+                    keda: None,
                     message: "scripted: the runner applied nothing".into(),
                 }),
             host_keys: nodes

@@ -9,6 +9,7 @@
 
 mod context;
 mod finish;
+mod keda;
 pub(crate) mod pki;
 mod remove;
 mod runtime_classes;

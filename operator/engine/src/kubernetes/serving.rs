@@ -43,20 +43,32 @@ fn options(ctx: &ServingContext) -> LayerOptions {
     }
 }
 
-/// Every object the engine applies, in order: the CRDs, then the layer (namespace first).
+/// Every object the engine applies, in order: the CRDs, KEDA when asked (its CRDs exist
+/// before the controller makes ScaledObjects), then the layer (namespace first).
 pub fn objects(ctx: &ServingContext) -> Vec<Value> {
     let crds = [kubegrid_serving::crd(), kubegrid_serving::prewarm_crd()];
     let mut out: Vec<Value> = crds
         .iter()
         .map(|c| serde_json::to_value(c).unwrap_or_default())
         .collect();
+    if let Some(keda) = &ctx.keda {
+        out.extend(keda.objects.iter().cloned());
+    }
     out.extend(layer::objects(&options(ctx)));
     out
 }
 
-/// The REST plural of each kind the layer has; another kind is a bug the tests catch.
+/// The REST plural of each kind the layer and KEDA ([`kubegrid_plan::KEDA_KINDS`]) have;
+/// another kind is a bug the tests catch.
 fn plural(kind: &str) -> Option<&'static str> {
     Some(match kind {
+        "ConfigMap" => "configmaps",
+        "Secret" => "secrets",
+        "Service" => "services",
+        "PodDisruptionBudget" => "poddisruptionbudgets",
+        "APIService" => "apiservices",
+        "ValidatingWebhookConfiguration" => "validatingwebhookconfigurations",
+        "MutatingWebhookConfiguration" => "mutatingwebhookconfigurations",
         "CustomResourceDefinition" => "customresourcedefinitions",
         "Namespace" => "namespaces",
         "ServiceAccount" => "serviceaccounts",
@@ -159,10 +171,24 @@ pub async fn deploy(client: &Client, ctx: &ServingContext) -> CheckResult {
         name: SERVING_LAYER.into(),
         ok: true,
         detail: format!(
-            "applied {} objects into namespace {} (CRDs llmservices and modelprewarms.serving.kubegrid.io, controller, model cache, image {}); cache token Secret {token}",
+            "applied {} objects into namespace {} (CRDs llmservices and modelprewarms.serving.kubegrid.io, controller, model cache, image {}{}); cache token Secret {token}",
             objects.len(),
             ctx.namespace,
-            ctx.image.reference()
+            ctx.image.reference(),
+            match &ctx.keda {
+                Some(k) => format!(
+                    "; KEDA {} into namespace {}, {} objects, images {}",
+                    k.version,
+                    k.namespace,
+                    k.objects.len(),
+                    k.images
+                        .iter()
+                        .map(|i| i.reference())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => String::new(),
+            }
         ),
         duration_ms: elapsed_ms(start),
     }
@@ -178,6 +204,8 @@ struct Health {
     controller: Option<(i32, i32)>,
     /// The cache's ready, up-to-date and desired Nodes; None as for the controller.
     cache: Option<(i32, i32, i32)>,
+    /// What is wrong with KEDA, and its line in the report; None when not asked for.
+    keda: Option<(Vec<String>, String)>,
 }
 
 impl Health {
@@ -187,6 +215,10 @@ impl Health {
             && self.cache.is_some_and(|(ready, updated, desired)| {
                 desired > 0 && ready == desired && updated == desired
             })
+            && self
+                .keda
+                .as_ref()
+                .is_none_or(|(problems, _)| problems.is_empty())
     }
 
     fn describe(&self, ns: &str) -> String {
@@ -218,6 +250,9 @@ impl Health {
             ),
             None => format!("model cache DaemonSet {ns}/{}: not rolled out yet", layer::CACHE),
         });
+        if let Some((_, line)) = &self.keda {
+            parts.push(line.clone());
+        }
         parts.join("; ")
     }
 }
@@ -234,7 +269,12 @@ fn crd_names() -> Vec<String> {
 }
 
 /// Reads the layer's state.
-async fn health(client: &Client, ns: &str, crd_names: &[String]) -> Result<Health, kube::Error> {
+async fn health(
+    client: &Client,
+    ctx: &ServingContext,
+    crd_names: &[String],
+) -> Result<Health, kube::Error> {
+    let ns = ctx.namespace.as_str();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut out = Health::default();
     for name in crd_names {
@@ -274,6 +314,11 @@ async fn health(client: &Client, ns: &str, crd_names: &[String]) -> Result<Healt
             )
         })
     });
+    if let Some(keda) = &ctx.keda {
+        let problems = super::keda::problems(client, keda).await?;
+        let line = super::keda::describe(keda, &problems);
+        out.keda = Some((problems, line));
+    }
     Ok(out)
 }
 
@@ -288,7 +333,7 @@ pub async fn ready(
     let start = Instant::now();
     let crds = crd_names();
     loop {
-        let last = match health(client, &ctx.namespace, &crds).await {
+        let last = match health(client, ctx, &crds).await {
             Ok(h) if h.ok() => {
                 return CheckResult {
                     name: SERVING_READY.into(),
@@ -305,8 +350,13 @@ pub async fn ready(
                 name: SERVING_READY.into(),
                 ok: false,
                 detail: format!(
-                    "after {}s: {last}; expected the CRDs established, the controller available and the cache ready on every GPU Node; hint: kubectl -n {} get pods,events (the image is {})",
+                    "after {}s: {last}; expected the CRDs established, the controller available, the cache ready on every GPU Node{}; hint: kubectl -n {} get pods,events (the image is {})",
                     timeout.as_secs(),
+                    if ctx.keda.is_some() {
+                        " and KEDA available"
+                    } else {
+                        ""
+                    },
                     ctx.namespace,
                     ctx.image.reference()
                 ),
@@ -331,6 +381,11 @@ pub fn status(
         image: ctx.image.reference(),
         deployed: layer.ok,
         ready: ready.is_some_and(|r| r.ok),
+        keda: ctx
+            .keda
+            .as_ref()
+            .filter(|_| layer.ok)
+            .map(|k| k.version.clone()),
         message: ready.unwrap_or(layer).detail.clone(),
     })
 }
@@ -350,6 +405,7 @@ mod tests {
                 &format!("sha256:{}", "b".repeat(64)),
             )
             .unwrap(),
+            keda: None,
         }
     }
 
@@ -417,6 +473,7 @@ mod tests {
             crds_pending: Vec::new(),
             controller: Some((1, 2)),
             cache: Some((3, 3, 3)),
+            keda: None,
         };
         assert!(good.ok());
         let nowhere = Health {
