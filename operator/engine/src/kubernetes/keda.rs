@@ -2,10 +2,7 @@
 //! every Deployment of its rendered chart available, and its external metrics APIService
 //! Available, since the HPAs KEDA makes read that API and a missing one scales nothing.
 
-use k8s_openapi::{
-    api::apps::v1::Deployment,
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject, GroupVersionKind},
@@ -19,16 +16,8 @@ pub(super) async fn problems(
     keda: &KedaContext,
 ) -> Result<Vec<String>, kube::Error> {
     let mut out = Vec::new();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for name in keda.crds() {
-        let established = crds.get_opt(&name).await?.is_some_and(|crd| {
-            crd.status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        });
-        if !established {
+        if !super::serving::established(client, &name).await? {
             out.push(format!("CRD {name} not established"));
         }
     }
