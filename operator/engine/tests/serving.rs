@@ -319,6 +319,7 @@ async fn keda_is_applied_from_the_bundle_pinned_and_counts_toward_ready() {
         "Deployment keda/keda-operator not rolled out yet",
         "APIService v1beta1.external.metrics.k8s.io not Available",
         "and KEDA available",
+        "for KEDA, kubectl -n keda get pods,events",
     ] {
         assert!(waiting.detail.contains(part), "{part}: {}", waiting.detail);
     }

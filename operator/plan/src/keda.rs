@@ -79,24 +79,7 @@ impl KedaContext {
                 objects.push(checked(value, i + 1)?);
             }
         }
-        let namespaces: std::collections::BTreeSet<&str> = objects
-            .iter()
-            .filter_map(|o| o["metadata"]["namespace"].as_str())
-            .collect();
-        let namespace = match namespaces.into_iter().collect::<Vec<_>>()[..] {
-            [one] => one.to_string(),
-            [] => {
-                return Err(
-                    "no object names a namespace; expected KEDA's Deployments in one".into(),
-                );
-            }
-            ref several => {
-                return Err(format!(
-                    "objects are in namespaces {}; expected one",
-                    several.join(", ")
-                ));
-            }
-        };
+        let namespace = keda_namespace(&objects)?;
         let mut images = Vec::new();
         for object in &mut objects {
             pin_images(object, manifest, via_bundle_registry, &mut images)?;
@@ -178,6 +161,45 @@ fn newest_manifests(manifest: &Manifest) -> Result<&BundleFile> {
                 "spec.serving.keda: the bundle has no KEDA manifests (kind manifests, component {KEDA_COMPONENT}); hint: build the bundle with `kubegrid bundle build` and a release that lists keda, or set spec.serving.keda false"
             ),
         })
+}
+
+/// The namespace KEDA runs in: its Deployments' one namespace. Every other namespaced object
+/// must be there too, except a RoleBinding in `kube-system`: an aggregated API server such as
+/// KEDA's metrics server reads the `extension-apiserver-authentication` ConfigMap there.
+fn keda_namespace(objects: &[Value]) -> std::result::Result<String, String> {
+    let of = |o: &Value| o["metadata"]["namespace"].as_str().map(str::to_string);
+    let mut deployments: Vec<String> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .filter_map(of)
+        .collect();
+    deployments.sort();
+    deployments.dedup();
+    let namespace = match &deployments[..] {
+        [one] => one.clone(),
+        [] => {
+            return Err(
+                "no Deployment names a namespace; expected KEDA's Deployments in one".into(),
+            );
+        }
+        several => {
+            return Err(format!(
+                "KEDA's Deployments are in namespaces {}; expected one",
+                several.join(", ")
+            ));
+        }
+    };
+    for o in objects {
+        let Some(ns) = of(o) else { continue };
+        let kind = o["kind"].as_str().unwrap_or_default();
+        if ns != namespace && !(ns == "kube-system" && kind == "RoleBinding") {
+            return Err(format!(
+                "{kind} {ns}/{} is outside KEDA's namespace {namespace}; expected only a RoleBinding in kube-system there",
+                o["metadata"]["name"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(namespace)
 }
 
 /// The object if it has a kind KEDA may have, an apiVersion and a name.

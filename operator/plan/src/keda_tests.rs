@@ -165,12 +165,29 @@ fn kinds_outside_the_list_namespaces_and_non_objects_are_refused() {
         err.contains("document 7 (Pod x) has a kind kubegrid does not apply"),
         "{err}"
     );
-    let two = format!(
+    let elsewhere = format!(
         "{RENDERED}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x, namespace: other}}\n"
     );
-    let err = KedaContext::from_text(&two, "2.19.0", &pins(), true).unwrap_err();
+    let err = KedaContext::from_text(&elsewhere, "2.19.0", &pins(), true).unwrap_err();
     assert!(
-        err.contains("namespaces keda, other; expected one"),
+        err.contains("ConfigMap other/x is outside KEDA's namespace keda"),
+        "{err}"
+    );
+    // The metrics server's reader binding lives in kube-system, as in KEDA's chart.
+    let reader = format!(
+        "{RENDERED}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: keda-operator-auth-reader, namespace: kube-system}}\n"
+    );
+    let keda = KedaContext::from_text(&reader, "2.19.0", &pins(), true).unwrap();
+    assert_eq!(keda.namespace, "keda");
+    let split = RENDERED.replacen(
+        "name: keda-operator-metrics-apiserver\n  namespace: keda",
+        "name: keda-operator-metrics-apiserver\n  namespace: other",
+        1,
+    );
+    assert_ne!(split, RENDERED);
+    let err = KedaContext::from_text(&split, "2.19.0", &pins(), true).unwrap_err();
+    assert!(
+        err.contains("KEDA's Deployments are in namespaces keda, other; expected one"),
         "{err}"
     );
     let err = KedaContext::from_text("- just\n- a list\n", "2.19.0", &pins(), true).unwrap_err();

@@ -354,7 +354,7 @@ pub async fn ready(
                 name: SERVING_READY.into(),
                 ok: false,
                 detail: format!(
-                    "after {}s: {last}; expected the CRDs established, the controller available, the cache ready on every GPU Node{}; hint: kubectl -n {} get pods,events (the image is {})",
+                    "after {}s: {last}; expected the CRDs established, the controller available, the cache ready on every GPU Node{}; hint: kubectl -n {} get pods,events (the image is {}){}",
                     timeout.as_secs(),
                     if ctx.keda.is_some() {
                         " and KEDA available"
@@ -362,7 +362,12 @@ pub async fn ready(
                         ""
                     },
                     ctx.namespace,
-                    ctx.image.reference()
+                    ctx.image.reference(),
+                    match &ctx.keda {
+                        Some(k) =>
+                            format!("; for KEDA, kubectl -n {} get pods,events", k.namespace),
+                        None => String::new(),
+                    }
                 ),
                 duration_ms: elapsed_ms(start),
             };
