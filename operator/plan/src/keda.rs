@@ -44,7 +44,8 @@ pub const KEDA_KINDS: [&str; 15] = [
 pub struct KedaContext {
     /// The release, as the bundle records it (`2.19.0`).
     pub version: String,
-    /// The namespace its namespaced objects are in.
+    /// The namespace its Deployments run in, which every namespaced object but a RoleBinding
+    /// in `kube-system` shares.
     pub namespace: String,
     /// Every object in apply order: CRDs, the Namespace, then the rest as rendered.
     pub objects: Vec<Value>,
@@ -111,11 +112,7 @@ impl KedaContext {
 
     /// The names of KEDA's Deployments, whose availability is KEDA's health.
     pub fn deployments(&self) -> Vec<String> {
-        self.objects
-            .iter()
-            .filter(|o| o["kind"] == "Deployment")
-            .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
-            .collect()
+        self.of_kind("Deployment")
     }
 
     /// The names of the APIServices KEDA registers (its external metrics API).
@@ -190,12 +187,17 @@ fn keda_namespace(objects: &[Value]) -> std::result::Result<String, String> {
         }
     };
     for o in objects {
-        let Some(ns) = of(o) else { continue };
         let kind = o["kind"].as_str().unwrap_or_default();
+        let name = o["metadata"]["name"].as_str().unwrap_or_default();
+        if kind == "Namespace" && name != namespace {
+            return Err(format!(
+                "it creates Namespace {name}; expected none but KEDA's own, {namespace}"
+            ));
+        }
+        let Some(ns) = of(o) else { continue };
         if ns != namespace && !(ns == "kube-system" && kind == "RoleBinding") {
             return Err(format!(
-                "{kind} {ns}/{} is outside KEDA's namespace {namespace}; expected only a RoleBinding in kube-system there",
-                o["metadata"]["name"].as_str().unwrap_or_default()
+                "{kind} {ns}/{name} is outside KEDA's namespace {namespace}; expected only a RoleBinding in kube-system there"
             ));
         }
     }

@@ -179,6 +179,13 @@ fn kinds_outside_the_list_namespaces_and_non_objects_are_refused() {
     );
     let keda = KedaContext::from_text(&reader, "2.19.0", &pins(), true).unwrap();
     assert_eq!(keda.namespace, "keda");
+    let other =
+        format!("{RENDERED}---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: other}}\n");
+    let err = KedaContext::from_text(&other, "2.19.0", &pins(), true).unwrap_err();
+    assert!(
+        err.contains("it creates Namespace other; expected none but KEDA's own, keda"),
+        "{err}"
+    );
     let split = RENDERED.replacen(
         "name: keda-operator-metrics-apiserver\n  namespace: keda",
         "name: keda-operator-metrics-apiserver\n  namespace: other",

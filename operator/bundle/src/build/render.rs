@@ -15,7 +15,7 @@ use super::{fetch::hash_file, mirror::bundle_path};
 use crate::{Error, Result, sources_plan::BuildPlan};
 
 /// The helm binary's name in the bundle (sources.yaml's `helm` component extracts it).
-pub const HELM: &str = "helm";
+const HELM: &str = "helm";
 
 /// The arch of the machine the build runs on, as bundles spell it.
 fn this_arch() -> Option<Arch> {

@@ -116,3 +116,10 @@ fn health_needs_every_part() {
             .contains("no Node is labelled nvidia.com/gpu.present=true")
     );
 }
+
+#[test]
+fn every_kind_keda_may_have_has_a_plural() {
+    for kind in kubegrid_plan::KEDA_KINDS {
+        assert!(plural(kind).is_some(), "{kind}");
+    }
+}
