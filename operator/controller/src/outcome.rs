@@ -344,8 +344,13 @@ pub async fn finished(
         "operation": operation_status(ctx, JobKind::Apply, result.operation).await?,
         "conditions": status::merge(conditions_of(cluster), conditions, &status::now()),
     });
-    if let Some(serving) = &result.serving {
-        patch["serving"] = json!(serving);
+    match (&result.serving, &cluster.spec.serving) {
+        (Some(serving), _) => patch["serving"] = json!(serving),
+        // The spec no longer asks for the layer: kubegrid leaves it running but neither
+        // applies nor checks it, so an earlier report of it would be stale.
+        (None, None) => patch["serving"] = Value::Null,
+        // The operation stopped before the layer: the last report of it stands.
+        (None, Some(_)) => {}
     }
     if ok {
         immutable::remember_cluster(clusters, cluster).await?;

@@ -283,4 +283,18 @@ async fn status_shows_the_serving_layer_the_operation_reported(backend: Backend)
         }),
         "{c:#}"
     );
+    // Without spec.serving the next apply neither applies nor checks the layer, so its old
+    // report goes.
+    let mut c = cluster(api);
+    let generation = c["metadata"]["generation"].clone();
+    c["spec"].as_object_mut().unwrap().remove("serving");
+    api.put(c).await;
+    let c = eventually(api, "the apply of the new generation", |f| {
+        let c = cluster(f);
+        (c["status"]["observedGeneration"] != generation
+            && c["status"]["observedGeneration"].is_number())
+        .then_some(c)
+    })
+    .await;
+    assert!(c["status"]["serving"].is_null(), "{c:#}");
 }
