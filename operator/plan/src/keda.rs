@@ -288,11 +288,7 @@ fn pin(
                 }
             )
         })?;
-    let digest = if via_bundle_registry {
-        &image.digest
-    } else {
-        image.upstream_digest.as_ref().unwrap_or(&image.digest)
-    };
+    let digest = image.pull_digest(via_bundle_registry);
     if let Some((_, asked)) = reference.split_once('@')
         && asked != image.digest
         && Some(asked) != image.upstream_digest.as_deref()

@@ -58,11 +58,7 @@ impl ServingContext {
                 ),
             });
         };
-        let digest = if via_bundle_registry {
-            &image.digest
-        } else {
-            image.upstream_digest.as_ref().unwrap_or(&image.digest)
-        };
+        let digest = image.pull_digest(via_bundle_registry);
         ImageRef::new(&image.name, &image.tag, digest)
     }
 }

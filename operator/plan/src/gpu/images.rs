@@ -1,7 +1,7 @@
 //! The images the GPU objects run, by the digest the bundle recorded when it was built.
 
 use crate::{
-    bundle::{Manifest, is_sha256_digest},
+    bundle::{Manifest, ManifestImage, is_sha256_digest},
     error::{Error, Result},
 };
 
@@ -9,6 +9,19 @@ use crate::{
 pub const DEVICE_PLUGIN_IMAGE: &str = "nvcr.io/nvidia/k8s-device-plugin";
 /// The DCGM exporter's repository (offline-bundle/sources.yaml pins its tag and digest).
 pub const DCGM_EXPORTER_IMAGE: &str = "nvcr.io/nvidia/k8s/dcgm-exporter";
+
+impl ManifestImage {
+    /// The digest hosts pull it by. `via_bundle_registry`: the bundle registry serves the
+    /// image as the bundle stored it (`digest`, which differs from upstream's when platforms
+    /// were filtered out); otherwise hosts pull upstream, by the digest it was pinned to there.
+    pub fn pull_digest(&self, via_bundle_registry: bool) -> &str {
+        if via_bundle_registry {
+            &self.digest
+        } else {
+            self.upstream_digest.as_deref().unwrap_or(&self.digest)
+        }
+    }
+}
 
 /// One image, pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,11 +79,7 @@ impl ImageRef {
                     }
                 ),
             })?;
-        let digest = if via_bundle_registry {
-            &image.digest
-        } else {
-            image.upstream_digest.as_ref().unwrap_or(&image.digest)
-        };
+        let digest = image.pull_digest(via_bundle_registry);
         ImageRef::new(&image.name, &image.tag, digest)
     }
 
