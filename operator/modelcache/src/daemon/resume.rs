@@ -64,10 +64,18 @@ pub(super) async fn head_start(
 }
 
 /// Writes the verified leading pieces of `copy` to `part` when they are more than `part`
-/// holds; the bytes written. Blocking.
+/// holds; the bytes written. Each piece is read once, checked and written. Blocking.
 fn start_from(copy: &Path, manifest: &PieceManifest, part: &Path) -> Result<u64> {
     let read_err = |e| Error::io("read", copy)(e);
     let file = File::open(copy).map_err(read_err)?;
+    let held = std::fs::metadata(part).map_or(0, |m| m.len());
+    // Written beside and renamed, so a crash leaves the old `.part` or the new one whole.
+    let staged = staged_path(part);
+    let write_err = |e| Error::io("write", &staged)(e);
+    if let Some(dir) = staged.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+    }
+    let mut out = File::create(&staged).map_err(write_err)?;
     let mut buf = Vec::new();
     let mut end = 0;
     for i in 0..manifest.known_pieces() {
@@ -76,34 +84,18 @@ fn start_from(copy: &Path, manifest: &PieceManifest, part: &Path) -> Result<u64>
         if file.read_exact_at(&mut buf, start).is_err() || !manifest.check_piece(i, &buf) {
             break;
         }
+        out.write_all(&buf).map_err(write_err)?;
         end = start + len;
     }
-    let held = std::fs::metadata(part).map_or(0, |m| m.len());
     if end <= held {
+        drop(out);
+        std::fs::remove_file(&staged).map_err(Error::io("remove", &staged))?;
         return Ok(0);
-    }
-    // Written beside and renamed, so a crash leaves the old `.part` or the new one whole.
-    let staged = staged_path(part);
-    let write_err = |e| Error::io("write", &staged)(e);
-    if let Some(dir) = staged.parent() {
-        std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
-    }
-    let mut out = File::create(&staged).map_err(write_err)?;
-    let mut at = 0;
-    while at < end {
-        let n = (end - at).min(CHUNK) as usize;
-        buf.resize(n, 0);
-        file.read_exact_at(&mut buf, at).map_err(read_err)?;
-        out.write_all(&buf).map_err(write_err)?;
-        at += n as u64;
     }
     out.sync_all().map_err(write_err)?;
     std::fs::rename(&staged, part).map_err(Error::io("rename", &staged))?;
     Ok(end)
 }
-
-/// How much is copied at a time.
-const CHUNK: u64 = 4 << 20;
 
 fn staged_path(part: &Path) -> PathBuf {
     let mut name = part.file_name().unwrap_or_default().to_os_string();
