@@ -17,15 +17,6 @@ use crate::{Error, Result, sources_plan::BuildPlan};
 /// The helm binary's name in the bundle (sources.yaml's `helm` component extracts it).
 const HELM: &str = "helm";
 
-/// The arch of the machine the build runs on, as bundles spell it.
-fn this_arch() -> Option<Arch> {
-    match std::env::consts::ARCH {
-        "x86_64" => Some(Arch::Amd64),
-        "aarch64" => Some(Arch::Arm64),
-        _ => None,
-    }
-}
-
 /// Where a chart's rendered objects go: beside the chart, `.tgz` replaced by `.yaml`.
 fn rendered_path(chart: &Path) -> PathBuf {
     let name = chart.file_name().unwrap_or_default().to_string_lossy();
@@ -48,20 +39,15 @@ pub(super) fn render_charts(
             what: what.clone(),
             problem,
         };
-        let arch = this_arch().ok_or_else(|| {
-            fail(format!(
-                "this machine is {}; expected amd64 or arm64, the arches helm is bundled for",
-                std::env::consts::ARCH
-            ))
-        })?;
+        let arch = kubegrid_agent::facts::kube_arch(std::env::consts::ARCH);
         let helm = files
             .iter()
-            .find(|b| b.kind == FileKind::Binary && b.name.as_deref() == Some(HELM) && b.arch == arch)
+            .find(|b| {
+                b.kind == FileKind::Binary && b.name.as_deref() == Some(HELM) && b.arch.serves(arch)
+            })
             .ok_or_else(|| {
                 fail(format!(
-                    "the bundle has no helm for this machine's arch ({}); expected the release's `helm` component; hint: build with --arch {} too, and without `--without helm`",
-                    arch.as_str(),
-                    arch.as_str()
+                    "the bundle has no helm for this machine's arch ({arch}); expected the release's `helm` component; hint: build with --arch {arch} too, and without `--without helm`"
                 ))
             })?;
         let helm = dir.join(&helm.path);
