@@ -11,7 +11,7 @@
 //! the air-gap test. Components that cannot be had here (kata, helm,
 //! nvidia-container-toolkit) keep their shipped versions in the release and are left out with
 //! `--without`; KEDA's chart, rendered by the bundled helm, is not in the test release
-//! (operator/bundle/tests/build/charts.rs builds one with a helm stand-in).
+//! (operator/bundle/tests/build/charts.rs builds one with a stand-in helm CLI).
 //!
 //! Then `bundle verify`, `plan` (the bundle check accepts the two containerd entries for a
 //! `source: archive` spec), `apply` on 2 lab hosts with the bundle registry on lab-1, and:

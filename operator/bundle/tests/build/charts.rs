@@ -1,8 +1,9 @@
 //! Artifacts of kind `chart`: fetched once for every arch, verified by a pin under `all`, and
 //! rendered at build time by the helm the release puts into the bundle. Here that helm is
-//! e2e/helm-standin/helm, a TEST STAND-IN (no registry here provides helm) that implements
-//! `helm template` for charts without template logic; what is checked is kubegrid's part: the
-//! helm it picks, the flags, where the output goes and how the manifest lists it.
+//! e2e/helm-standin/helm.py, a TEST STAND-IN for the helm CLI (no registry here provides it)
+//! whose `helm template` renders with Helm's own Go SDK (helm-python-sdk in the validate
+//! virtualenv .ci/setup makes); what is checked is kubegrid's part: the helm it picks, the
+//! flags, where the output goes, how the manifest lists it and how failures are reported.
 
 use kubegrid_bundle::{Error, Sources};
 use kubegrid_plan::{Arch, Bundle, FileKind, KedaContext};
@@ -12,7 +13,27 @@ use crate::{
     server::Server,
 };
 
-const STANDIN_HELM: &[u8] = include_bytes!("../../../../e2e/helm-standin/helm");
+const STANDIN_HELM: &str = include_str!("../../../../e2e/helm-standin/helm.py");
+/// Where .ci/setup creates the virtualenv with helm-python-sdk; KUBEGRID_VALIDATE_VENV
+/// overrides it (as for the chart tests).
+const DEFAULT_VENV: &str = "/var/cache/kubegrid/validate-venv";
+
+/// The stand-in helm as an executable: the script behind the validate virtualenv's Python.
+/// Panics (never skips) with a hint when that Python cannot import helm_python.
+fn standin_helm() -> Vec<u8> {
+    let venv = std::env::var("KUBEGRID_VALIDATE_VENV").unwrap_or_else(|_| DEFAULT_VENV.into());
+    let python = format!("{venv}/bin/python");
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import helm_python"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{python} cannot import helm_python; hint: run .ci/setup (as root), which makes the \
+         validate virtualenv, or point KUBEGRID_VALIDATE_VENV at one with helm-python-sdk"
+    );
+    format!("#!{python}\n{STANDIN_HELM}").into_bytes()
+}
 const CHART: &str = "/kedacore.github.io/charts/keda-2.0.0.tgz";
 
 /// The machine's own arch: the build runs the helm bundled for it.
@@ -27,7 +48,18 @@ fn helm_archive() -> String {
     format!("/get.helm.sh/helm-v3.0.0-linux-{}.tar.gz", arch().as_str())
 }
 
-fn chart(with_templates: bool) -> Vec<u8> {
+/// What the test chart's templates are.
+#[derive(Clone, Copy)]
+enum Templates {
+    /// A Deployment built from the release, the namespace and the values.
+    Deployment,
+    /// None: helm renders nothing.
+    None,
+    /// One that does not parse: helm fails.
+    Broken,
+}
+
+fn chart(templates: Templates) -> Vec<u8> {
     let deployment = b"apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -36,7 +68,9 @@ metadata:
 spec:
   template:
     spec:
-      containers: [{name: operator, image: ghcr.io/kedacore/keda:2.0.0}]
+      containers:
+        - name: operator
+          image: \"{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}\"
 ";
     let crd = b"apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -45,16 +79,28 @@ metadata: {name: scaledobjects.keda.sh}
     let mut entries: Vec<(&str, &[u8], u32)> = vec![
         (
             "keda/Chart.yaml",
-            b"apiVersion: v2\nname: keda\nversion: 2.0.0\n",
+            b"apiVersion: v2\nname: keda\nversion: 2.0.0\nappVersion: 2.0.0\n",
             0o644,
         ),
-        ("keda/crds/scaledobjects.yaml", crd, 0o644),
+        (
+            "keda/values.yaml",
+            b"image: {repository: ghcr.io/kedacore/keda, tag: \"\"}\n",
+            0o644,
+        ),
     ];
-    if with_templates {
-        entries.push(("keda/templates/deployment.yaml", deployment, 0o644));
-    } else {
-        entries.clear();
-        entries.push(("keda/Chart.yaml", b"apiVersion: v2\nname: keda\n", 0o644));
+    match templates {
+        Templates::Deployment => {
+            entries.push(("keda/crds/scaledobjects.yaml", crd, 0o644));
+            entries.push(("keda/templates/deployment.yaml", deployment, 0o644));
+        }
+        Templates::None => {}
+        Templates::Broken => {
+            entries.push((
+                "keda/templates/broken.yaml",
+                b"name: {{ .Release.Name",
+                0o644,
+            ));
+        }
     }
     tar_gz(&entries)
 }
@@ -94,7 +140,7 @@ releases:
     )
 }
 
-fn upstream(with_templates: bool) -> (Server, Sources) {
+fn upstream(templates: Templates) -> (Server, Sources) {
     let server = Server::start();
     server.put(
         &format!(
@@ -105,7 +151,7 @@ fn upstream(with_templates: bool) -> (Server, Sources) {
     );
     let helm = tar_gz(&[(
         &format!("linux-{}/helm", arch().as_str()),
-        STANDIN_HELM,
+        &standin_helm(),
         0o755,
     )]);
     server.put(
@@ -117,7 +163,7 @@ fn upstream(with_templates: bool) -> (Server, Sources) {
         ),
     );
     server.put(&helm_archive(), helm);
-    let chart = chart(with_templates);
+    let chart = chart(templates);
     let text = sources(&sha(&chart));
     server.put(CHART, chart);
     (server, Sources::parse(&text, "test").unwrap())
@@ -132,7 +178,7 @@ fn options(server: &Server) -> kubegrid_bundle::BuildOptions {
 
 #[test]
 fn a_chart_plans_once_for_every_arch_with_its_pin_under_all() {
-    let (_server, sources) = upstream(true);
+    let (_server, sources) = upstream(Templates::Deployment);
     let plan = sources
         .plan("1.0.0", &[Arch::Amd64, Arch::Arm64], None, &[])
         .unwrap();
@@ -153,8 +199,10 @@ fn a_chart_plans_once_for_every_arch_with_its_pin_under_all() {
 
 #[tokio::test]
 async fn a_chart_is_rendered_by_the_bundled_helm_into_manifests_the_engine_reads() {
-    eprintln!("helm here is e2e/helm-standin/helm, a TEST STAND-IN for the helm CLI");
-    let (server, sources) = upstream(true);
+    eprintln!(
+        "helm here is e2e/helm-standin/helm.py, a TEST STAND-IN for the helm CLI rendering with Helm's Go SDK"
+    );
+    let (server, sources) = upstream(Templates::Deployment);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("bundle.tar.zst");
     let mut build = kubegrid_bundle::prepare(&sources, &options(&server), &out)
@@ -223,22 +271,30 @@ async fn a_chart_is_rendered_by_the_bundled_helm_into_manifests_the_engine_reads
 
 #[tokio::test]
 async fn a_chart_helm_cannot_render_or_a_bundle_without_helm_fails_the_build() {
-    let (server, sources) = upstream(false);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("bad.tar.zst");
-    let err = kubegrid_bundle::build(&sources, &options(&server), &out)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::RenderChart { .. }), "{err}");
-    let text = err.to_string();
-    assert!(
-        text.contains("chart keda 2.0.0 (https://kedacore.github.io/charts/keda-2.0.0.tgz)"),
-        "{text}"
-    );
-    assert!(text.contains("has no crds/ or templates/ files"), "{text}");
-    assert!(!out.exists());
+    for (templates, want) in [
+        (
+            Templates::Broken,
+            "`helm template` exited with exit status: 1: Error: ",
+        ),
+        (Templates::None, "`helm template` printed no objects"),
+    ] {
+        let (server, sources) = upstream(templates);
+        let err = kubegrid_bundle::build(&sources, &options(&server), &out)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::RenderChart { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("chart keda 2.0.0 (https://kedacore.github.io/charts/keda-2.0.0.tgz)"),
+            "{text}"
+        );
+        assert!(text.contains(want), "{want}: {text}");
+        assert!(!out.exists());
+    }
 
-    let (server, sources) = upstream(true);
+    let (server, sources) = upstream(Templates::Deployment);
     let mut opts = options(&server);
     opts.without = vec!["helm".into()];
     let err = kubegrid_bundle::build(&sources, &opts, &out)
