@@ -1,6 +1,6 @@
 //! `kubegrid serving-router` as a process on loopback: it logs where it listens, holds a
-//! request while nothing answers at its backend, forwards it once something does, and exits
-//! 0 on SIGTERM; and `serving-controller` refuses a router image not pinned by digest.
+//! request while nothing answers at its backend, forwards it once something does, and on
+//! SIGTERM drains, answers a request still held 503 and exits 0; and `serving-controller` refuses a router image not pinned by digest.
 
 use std::time::Duration;
 
@@ -34,7 +34,8 @@ async fn the_router_process_holds_a_request_until_its_backend_answers() {
         .args(["serving-router", "--listen", "127.0.0.1:0"])
         .args(["--backend", &backend.to_string()])
         .args(["--model-name", "llama", "--namespace", "ml"])
-        .args(["--shutdown-delay", "0", "--log-format", "text"])
+        .args(["--shutdown-delay", "0", "--drain-timeout", "1"])
+        .args(["--log-format", "text"])
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -82,6 +83,8 @@ async fn the_router_process_holds_a_request_until_its_backend_answers() {
     let listener = TcpListener::bind(backend).await.unwrap();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
+        // Closed before answering: once the answer is in, the backend refuses again.
+        drop(listener);
         let mut buf = vec![0u8; 4096];
         let _ = stream.read(&mut buf).await.unwrap();
         let body = "{\"data\":[{\"id\":\"llama\"}]}";
@@ -98,8 +101,41 @@ async fn the_router_process_holds_a_request_until_its_backend_answers() {
         "{answer}"
     );
 
+    // The replica is gone again (it answered once): the next request is held, and SIGTERM
+    // drains for one second before the router answers it 503 and exits 0.
+    let held = {
+        let addr = addr.clone();
+        tokio::spawn(async move { request(&addr, "/v1/models").await })
+    };
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let line = lines.next_line().await.unwrap().unwrap();
+            if line.contains("holding the request") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the router holds the second request");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let answer = tokio::time::timeout(PATIENCE, held).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("this router is stopping"), "{answer}");
+    let rest = tokio::time::timeout(PATIENCE, async {
+        let mut rest = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            rest.push(line);
+        }
+        rest
+    })
+    .await
+    .expect("the router exits");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("the drain time ran out") && l.contains("held=1")),
+        "{rest:#?}"
+    );
     let status = tokio::time::timeout(PATIENCE, child.wait())
         .await
         .unwrap()

@@ -15,13 +15,22 @@
 //! there. A request held longer than the queue timeout gets 503 with `Retry-After`. The
 //! router serves its own `/metrics` and `/healthz`; everything else is forwarded, responses
 //! streamed (server-sent events included).
+//!
+//! Stopping ([`Router::stop`]) drains: the listener closes at once, every request in flight
+//! finishes (a held one keeps waiting for a replica), idle keep-alive connections close, and
+//! only when the drain time runs out are the requests still held answered 503 with
+//! `Retry-After` (the client retries on the other router) and what still streams cut.
 
 mod metrics;
 mod proxy;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    sync::{oneshot, watch},
+    task::JoinHandle,
+};
 
 pub use metrics::METRIC_NAMES;
 
@@ -77,15 +86,39 @@ impl Config {
     }
 }
 
-/// A running router; dropping it stops accepting.
+/// Where a router is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepting connections and forwarding.
+    Serving,
+    /// Stopped accepting (new connections are refused); the requests in flight finish.
+    Draining,
+    /// The drain time ran out: held requests are answered 503, what still streams is cut.
+    GivingUp,
+}
+
+/// What a stop left undone when its drain time ran out (all zero when everything finished).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Requests still waiting for a replica (or still connecting to one), answered 503
+    /// with `Retry-After`.
+    pub held: usize,
+    /// Connections still open after that (an answer still streaming, a body still being
+    /// read), closed.
+    pub cut: usize,
+}
+
+/// A running router; dropping it stops it at once, cutting whatever is in flight.
 pub struct Router {
     addr: SocketAddr,
     pending: watch::Receiver<usize>,
-    task: JoinHandle<()>,
+    phase: watch::Receiver<Phase>,
+    stop: Option<oneshot::Sender<Duration>>,
+    task: Option<JoinHandle<Drained>>,
 }
 
 impl Router {
-    /// Binds `cfg.listen` and serves until dropped.
+    /// Binds `cfg.listen` and serves until stopped or dropped.
     pub async fn start(cfg: Config) -> Result<Self, Error> {
         let listener = TcpListener::bind(cfg.listen)
             .await
@@ -98,13 +131,17 @@ impl Router {
             source,
         })?;
         let (tx, pending) = watch::channel(0);
-        let shared = Arc::new(proxy::Shared::new(cfg, tx));
-        let task = tokio::spawn(proxy::serve(listener, shared));
+        let (phase_tx, phase) = watch::channel(Phase::Serving);
+        let (stop, stopped) = oneshot::channel();
+        let shared = Arc::new(proxy::Shared::new(cfg, tx, phase_tx));
+        let task = tokio::spawn(proxy::serve(listener, shared, stopped));
         tracing::info!(%addr, "serving");
         Ok(Self {
             addr,
             pending,
-            task,
+            phase,
+            stop: Some(stop),
+            task: Some(task),
         })
     }
 
@@ -118,14 +155,39 @@ impl Router {
         self.pending.clone()
     }
 
-    /// Runs until the listener fails (it does not, short of the process ending).
-    pub async fn wait(&mut self) {
-        let _ = (&mut self.task).await;
+    /// Where the router is in its life, as it changes.
+    pub fn phase(&self) -> watch::Receiver<Phase> {
+        self.phase.clone()
+    }
+
+    /// Starts stopping: no new connections, and the requests in flight get up to `drain`
+    /// to finish (see the crate's documentation). [`Router::wait`] tells when it is done.
+    /// A second call changes nothing.
+    pub fn stop(&mut self, drain: Duration) {
+        if let Some(stop) = self.stop.take() {
+            // The serve task ends only after a stop or a drop, so it still listens.
+            let _ = stop.send(drain);
+        }
+    }
+
+    /// Waits until the router has stopped (it does not before [`Router::stop`], short of the
+    /// process ending); what the drain left undone. Later calls return at once.
+    pub async fn wait(&mut self) -> Drained {
+        match self.task.take() {
+            // The task is aborted only by the drop, so an error is its panic: passed on.
+            Some(task) => match task.await {
+                Ok(drained) => drained,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            },
+            None => Drained::default(),
+        }
     }
 }
 
 impl Drop for Router {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }

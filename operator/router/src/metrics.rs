@@ -34,6 +34,8 @@ pub(crate) enum Outcome {
     Rejected,
     /// The replica's connection failed after the request was sent.
     Failed,
+    /// The router stopped before a replica came (its drain time ran out).
+    Stopped,
 }
 
 impl Outcome {
@@ -43,6 +45,7 @@ impl Outcome {
             Outcome::TimedOut => "timed_out",
             Outcome::Rejected => "rejected",
             Outcome::Failed => "failed",
+            Outcome::Stopped => "stopped",
         }
     }
 }
@@ -81,7 +84,7 @@ impl Metrics {
         );
         registry.register(
             "requests",
-            "Requests by outcome: forwarded, timed_out, rejected, failed",
+            "Requests by outcome: forwarded, timed_out, rejected, failed, stopped",
             metrics.requests.clone(),
         );
         registry.register(

@@ -1,7 +1,14 @@
 //! Forwarding: read the request, connect to the replicas' Service (holding the request while
 //! no replica answers), send it once, stream the answer back.
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
@@ -15,12 +22,13 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::watch,
+    sync::{oneshot, watch},
+    task::JoinSet,
     time::Instant,
 };
 
 use crate::{
-    Config,
+    Config, Drained, Phase,
     metrics::{Metrics, Outcome},
 };
 
@@ -30,6 +38,9 @@ type Body = BoxBody<Bytes, hyper::Error>;
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// The longest wait between attempts: a replica that became ready is used within this.
 const MAX_RETRY: Duration = Duration::from_secs(1);
+/// Once the drain time ran out, how long the 503s to held requests get to be written before
+/// every connection still open is closed.
+const FLUSH: Duration = Duration::from_secs(2);
 
 /// Headers that describe one connection, not the request (RFC 9110 section 7.6.1), the
 /// framing hyper sets itself, and `Expect`.
@@ -54,15 +65,24 @@ pub(crate) struct Shared {
     cfg: Config,
     metrics: Metrics,
     pending: watch::Sender<usize>,
+    phase: watch::Sender<Phase>,
+    /// Requests answered 503 because the drain time ran out.
+    stopped: AtomicUsize,
 }
 
 impl Shared {
-    pub(crate) fn new(cfg: Config, pending: watch::Sender<usize>) -> Self {
+    pub(crate) fn new(
+        cfg: Config,
+        pending: watch::Sender<usize>,
+        phase: watch::Sender<Phase>,
+    ) -> Self {
         let metrics = Metrics::new(&cfg.model_name, &cfg.namespace);
         Self {
             cfg,
             metrics,
             pending,
+            phase,
+            stopped: AtomicUsize::new(0),
         }
     }
 }
@@ -85,27 +105,76 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Accepts connections until the task is dropped.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
+/// Accepts connections until `stop` says how long to drain, then drains (see the crate's
+/// documentation); what the drain left undone.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<Duration>,
+) -> Drained {
+    let mut connections = JoinSet::new();
+    let drain = loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let shared = Arc::clone(&shared);
-                connections.spawn(async move {
-                    let service = service_fn(move |request| {
-                        let shared = Arc::clone(&shared);
-                        async move { Ok::<_, Infallible>(answer(&shared, request).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                connections.spawn(connection(stream, Arc::clone(&shared)));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            drain = &mut stop => break drain.unwrap_or_default(),
         }
+    };
+    // Closed before anything else: a client connecting from now on is refused at once and
+    // retries, reaching the other router, instead of waiting in a queue nobody reads.
+    drop(listener);
+    shared.phase.send_replace(Phase::Draining);
+    tracing::info!(
+        connections = connections.len(),
+        held = *shared.pending.borrow(),
+        drain_secs = drain.as_secs_f64(),
+        "stopping: new connections are refused; the requests in flight may finish"
+    );
+    if tokio::time::timeout(drain, join_all(&mut connections))
+        .await
+        .is_ok()
+    {
+        tracing::info!("stopped: every request finished");
+        return Drained::default();
     }
+    shared.phase.send_replace(Phase::GivingUp);
+    let _ = tokio::time::timeout(FLUSH, join_all(&mut connections)).await;
+    let drained = Drained {
+        held: shared.stopped.load(Ordering::Relaxed),
+        cut: connections.len(),
+    };
+    tracing::warn!(
+        held = drained.held,
+        cut = drained.cut,
+        "stopped: the drain time ran out; held requests were answered 503, open connections closed"
+    );
+    connections.abort_all();
+    drained
+}
+
+async fn join_all(connections: &mut JoinSet<()>) {
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serves one client connection; once the router stops accepting, the request under way
+/// finishes and the connection closes (at once when idle).
+async fn connection(stream: TcpStream, shared: Arc<Shared>) {
+    let mut phase = shared.phase.subscribe();
+    let service = service_fn(move |request| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(answer(&shared, request).await) }
+    });
+    let served = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(served);
+    tokio::select! {
+        _ = served.as_mut() => return,
+        _ = phase.wait_for(|p| *p != Phase::Serving) => {}
+    }
+    served.as_mut().graceful_shutdown();
+    let _ = served.await;
 }
 
 fn local(status: StatusCode, text: String) -> Response<Body> {
@@ -223,24 +292,14 @@ async fn connect(
     let deadline = Instant::now() + cfg.queue_timeout;
     let mut waiting: Option<Waiting<'_>> = None;
     let mut wait = FIRST_RETRY;
+    let mut phase = shared.phase.subscribe();
     loop {
-        let attempt =
-            tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.backend)).await;
-        let problem = match attempt {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-                    Ok((sender, connection)) => {
-                        tokio::spawn(async move {
-                            let _ = connection.await;
-                        });
-                        return Ok(sender);
-                    }
-                    Err(e) => e.to_string(),
-                }
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no connection within {:?}", cfg.connect_timeout),
+        let problem = tokio::select! {
+            attempt = attempt(cfg) => match attempt {
+                Ok(sender) => return Ok(sender),
+                Err(problem) => problem,
+            },
+            _ = phase.wait_for(|p| *p == Phase::GivingUp) => return Err(stopping(shared)),
         };
         if waiting.is_none() {
             if *shared.pending.borrow() >= cfg.max_pending {
@@ -271,7 +330,48 @@ async fn connect(
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             return Err(response);
         }
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = phase.wait_for(|p| *p == Phase::GivingUp) => return Err(stopping(shared)),
+        }
         wait = (wait * 2).min(MAX_RETRY);
     }
+}
+
+/// One connection attempt to the replicas' Service, bounded by the connect timeout.
+async fn attempt(
+    cfg: &Config,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    let stream =
+        match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.backend)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err(format!("no connection within {:?}", cfg.connect_timeout)),
+        };
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// The answer to a request still held when the router's drain time ran out: 503, to be
+/// retried at once (the router's Service no longer lists this pod).
+fn stopping(shared: &Shared) -> Response<Body> {
+    shared.metrics.ended(Outcome::Stopped);
+    shared.stopped.fetch_add(1, Ordering::Relaxed);
+    let mut response = local(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "kubegrid router: this router is stopping and no replica of {} answered at {} before it did; retry\n",
+            shared.cfg.model_name, shared.cfg.backend
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }

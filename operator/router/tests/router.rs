@@ -1,6 +1,8 @@
 //! The router on loopback, in front of a small HTTP server standing for the replicas'
 //! Service: requests and answers pass through (streamed), a request made while no replica
-//! listens is held and counted until one starts, and the limits answer as documented.
+//! listens is held and counted until one starts, the limits answer as documented, and a
+//! stopping router drains: no new connections, what is in flight finishes, and what is left
+//! when the drain time runs out is answered 503 (held) or cut (streaming).
 
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
@@ -13,7 +15,7 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
-use kubegrid_router::{Config, METRIC_NAMES, Router};
+use kubegrid_router::{Config, Drained, METRIC_NAMES, Phase, Router};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -299,4 +301,104 @@ async fn the_limits_answer_503_413_and_time_out_with_retry_after() {
         sample(&m, "kubegrid_router_requests_total", "outcome=\"rejected\""),
         Some(2.0)
     );
+}
+
+#[tokio::test]
+async fn a_stopping_router_refuses_new_connections_and_lets_requests_in_flight_finish() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (release, released) = oneshot::channel();
+    tokio::spawn(replica(listener, Some(released)));
+    let mut router = router(backend, |_| {}).await;
+    let addr = router.addr();
+
+    // An answer under way (its second chunk waits for `release`)...
+    let streaming = send(addr, "GET", "/stream", "").await;
+    assert_eq!(streaming.status(), StatusCode::OK);
+    let mut body = streaming.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "one\n");
+    // ...and a keep-alive connection, idle after one request.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: llama-8b.ml:8000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"ok\n") {
+        let mut buf = [0u8; 512];
+        let n = idle.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the idle connection closed before its answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+
+    let mut phase = router.phase();
+    router.stop(Duration::from_secs(600));
+    phase.wait_for(|p| *p == Phase::Draining).await.unwrap();
+    let refused = TcpStream::connect(addr).await;
+    assert!(
+        refused.is_err(),
+        "a new connection while draining: {refused:?}"
+    );
+    // The idle connection is closed by the router (end of stream, not an error).
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        idle.read(&mut buf).await.unwrap(),
+        0,
+        "the idle connection closed"
+    );
+
+    // The answer under way finishes whole, and with it the drain, long before its 600 s.
+    release.send(()).unwrap();
+    let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(second, "two\n");
+    assert!(body.frame().await.is_none(), "the answer ends cleanly");
+    assert_eq!(router.wait().await, Drained::default());
+    assert_eq!(*phase.borrow(), Phase::Draining, "it never had to give up");
+}
+
+#[tokio::test]
+async fn a_request_still_held_when_the_drain_runs_out_gets_503_with_retry_after() {
+    let backend = free_addr().await;
+    let mut router = router(backend, |_| {}).await;
+    let addr = router.addr();
+    let mut pending = router.pending();
+    let held = tokio::spawn(async move {
+        let r = send(addr, "POST", "/v1/completions", "{}").await;
+        let retry = r.headers().get("retry-after").cloned();
+        (r.status(), retry, text(r).await)
+    });
+    pending.wait_for(|n| *n == 1).await.unwrap();
+
+    router.stop(Duration::from_millis(100));
+    assert_eq!(router.wait().await, Drained { held: 1, cut: 0 });
+    let (status, retry, why) = held.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry.unwrap(), "1");
+    assert!(
+        why.contains(&format!(
+            "this router is stopping and no replica of llama-8b answered at {backend}"
+        )),
+        "{why}"
+    );
+    assert_eq!(*pending.borrow(), 0, "no longer counted as waiting");
+}
+
+#[tokio::test]
+async fn an_answer_still_streaming_when_the_drain_runs_out_is_cut_and_counted() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    // Never released: the replica's answer stops after its first chunk.
+    let (_release, released) = oneshot::channel();
+    tokio::spawn(replica(listener, Some(released)));
+    let mut router = router(backend, |_| {}).await;
+    let streaming = send(router.addr(), "GET", "/stream", "").await;
+    let mut body = streaming.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "one\n");
+
+    router.stop(Duration::from_millis(100));
+    assert_eq!(router.wait().await, Drained { held: 0, cut: 1 });
+    // The client sees a broken answer, not a clean end it could take for the whole of it.
+    let rest = body.collect().await;
+    assert!(rest.is_err(), "the cut answer ended cleanly: {rest:?}");
 }

@@ -37,12 +37,18 @@ pub struct RouterArgs {
     /// every proxy before the router stops.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub shutdown_delay: u64,
+    /// Then how long (seconds) the requests in flight, held ones included, get to finish
+    /// while new connections are refused; those still held after it are answered 503 with
+    /// Retry-After, and answers still streaming are cut. The serving controller passes the
+    /// LLMService's `engine.drainTimeoutSeconds`.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub drain_timeout: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 }
 
-/// Runs the router until SIGTERM or SIGINT (and the shutdown delay after it).
+/// Runs the router until SIGTERM or SIGINT, then the shutdown delay and the drain.
 pub async fn run(args: &RouterArgs) -> anyhow::Result<u8> {
     let cfg = Config {
         queue_timeout: Duration::from_secs(args.queue_timeout),
@@ -55,13 +61,16 @@ pub async fn run(args: &RouterArgs) -> anyhow::Result<u8> {
             &args.namespace,
         )
     };
-    let router = Router::start(cfg).await?;
+    let mut router = Router::start(cfg).await?;
     shutdown_signal().await;
     tracing::info!(
         delay_secs = args.shutdown_delay,
         "stopping after the shutdown delay"
     );
     tokio::time::sleep(Duration::from_secs(args.shutdown_delay)).await;
-    drop(router);
+    router.stop(Duration::from_secs(args.drain_timeout));
+    // The router logs what the drain left undone; a drain that ran out is not a failure of
+    // the process.
+    router.wait().await;
     Ok(exit::OK)
 }

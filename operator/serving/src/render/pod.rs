@@ -16,8 +16,9 @@ pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 /// How long the startup probe lets vLLM load a model before the kubelet restarts it: large
 /// models take many minutes to read and compile (10 s × 180 = 30 min).
 const STARTUP_FAILURES: i32 = 180;
-/// Seconds of grace beyond the drain, for vLLM's own shutdown after SIGTERM.
-const SHUTDOWN_SECONDS: i32 = 30;
+/// Seconds of grace beyond the drain, for vLLM's own shutdown after SIGTERM (and for the
+/// router's shutdown delay before its drain).
+pub(super) const SHUTDOWN_SECONDS: i32 = 30;
 
 /// The pod template of `svc`'s replicas, with `extra` labels (a service-mode replica's
 /// index) on top of the LLMService's own.

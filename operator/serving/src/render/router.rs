@@ -53,10 +53,13 @@ fn router_selector(svc: &LLMService) -> BTreeMap<String, String> {
 }
 
 /// The router's Deployment: two replicas of the kubegrid `image` (pinned by digest), no API
-/// access, non-root, read-only root filesystem, ready when `/healthz` answers.
+/// access, non-root, read-only root filesystem, ready when `/healthz` answers; a stopping
+/// router drains its requests for the engine's drain timeout.
 pub fn router_deployment(svc: &LLMService, image: &str) -> Value {
     let name = svc.name_any();
     let port = svc.spec.engine.port;
+    // The requests a stopping router still carries get as long as a stopping replica's.
+    let drain = svc.spec.engine.drain_timeout_seconds;
     let mut meta = metadata(svc, &router_name(svc), &[]);
     meta["labels"] = json!(router_labels(svc));
     json!({
@@ -71,6 +74,8 @@ pub fn router_deployment(svc: &LLMService, image: &str) -> Value {
                 "spec": {
                     "automountServiceAccountToken": false,
                     "enableServiceLinks": false,
+                    // The 5 s shutdown delay, the drain, and the last 503s written.
+                    "terminationGracePeriodSeconds": drain + super::pod::SHUTDOWN_SECONDS,
                     "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "router",
@@ -81,6 +86,7 @@ pub fn router_deployment(svc: &LLMService, image: &str) -> Value {
                             format!("--listen=0.0.0.0:{port}"),
                             format!("--backend={}:{port}", backend_name(svc)),
                             format!("--model-name={name}"),
+                            format!("--drain-timeout={drain}"),
                             "--log-format=json",
                         ],
                         "env": [{"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],

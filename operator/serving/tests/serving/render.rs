@@ -96,6 +96,25 @@ fn rendered_objects_match_their_golden_files() {
 }
 
 #[test]
+fn a_stopping_router_drains_as_long_as_a_stopping_replica() {
+    let mut spec = base();
+    spec["engine"]["drainTimeoutSeconds"] = json!(600);
+    let svc = service(spec);
+    let router = render::router_deployment(&svc, ROUTER_IMAGE);
+    let replica = render::stateful_set(&svc, 0, 1);
+    let pod = &router["spec"]["template"]["spec"];
+    let args = pod["containers"][0]["args"].as_array().unwrap();
+    assert!(args.contains(&json!("--drain-timeout=600")), "{args:?}");
+    // The shutdown delay (5 s), the drain and the last answers fit in the grace period, which
+    // is the replicas' own.
+    assert_eq!(pod["terminationGracePeriodSeconds"], 630);
+    assert_eq!(
+        pod["terminationGracePeriodSeconds"],
+        replica["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    );
+}
+
+#[test]
 fn core_objects_pass_kubernetes_validate_strict() {
     // KEDA's ScaledObject has no schema there; its fields are asserted in the controller's
     // scenarios.
