@@ -143,6 +143,53 @@ async fn the_router_process_holds_a_request_until_its_backend_answers() {
     assert!(status.success(), "{status}");
 }
 
+#[tokio::test]
+async fn a_second_signal_stops_the_router_without_waiting_out_its_delay_and_drain() {
+    let backend = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubegrid"))
+        .args(["serving-router", "--listen", "127.0.0.1:0"])
+        .args(["--backend", &backend.to_string()])
+        .args(["--model-name", "llama", "--namespace", "ml"])
+        .args(["--shutdown-delay", "3600", "--drain-timeout", "3600"])
+        .args(["--log-format", "text"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut wait_for = async |what: &str| {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("it logs before exiting");
+                if line.contains(what) {
+                    break;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the router never logged {what:?}"));
+    };
+    wait_for("serving").await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_for("stopping after the shutdown delay").await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    wait_for("a second signal: stopping now").await;
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("the router exits at the second signal, not after an hour")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
 #[test]
 fn the_controller_refuses_a_router_image_not_pinned_by_digest() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubegrid"))

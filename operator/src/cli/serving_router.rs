@@ -6,7 +6,9 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Args;
 use kubegrid_router::{Config, Router};
 
-use super::operator::{LogFormat, shutdown_signal};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::operator::LogFormat;
 use crate::exit;
 
 /// Arguments of `serving-router`.
@@ -40,7 +42,7 @@ pub struct RouterArgs {
     /// Then how long (seconds) the requests in flight, held ones included, get to finish
     /// while new connections are refused; those still held after it are answered 503 with
     /// Retry-After, and answers still streaming are cut. The serving controller passes the
-    /// LLMService's `engine.drainTimeoutSeconds`.
+    /// LLMService's `engine.drainTimeoutSeconds`. A second SIGTERM or SIGINT stops at once.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub drain_timeout: u64,
     /// Log format.
@@ -61,16 +63,35 @@ pub async fn run(args: &RouterArgs) -> anyhow::Result<u8> {
             &args.namespace,
         )
     };
+    // Listening from the start, so that a second signal is never missed however soon it
+    // follows the first.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut signalled = async || {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    };
     let mut router = Router::start(cfg).await?;
-    shutdown_signal().await;
+    signalled().await;
     tracing::info!(
         delay_secs = args.shutdown_delay,
         "stopping after the shutdown delay"
     );
-    tokio::time::sleep(Duration::from_secs(args.shutdown_delay)).await;
-    router.stop(Duration::from_secs(args.drain_timeout));
-    // The router logs what the drain left undone; a drain that ran out is not a failure of
-    // the process.
-    router.wait().await;
+    let stopping = async {
+        tokio::time::sleep(Duration::from_secs(args.shutdown_delay)).await;
+        router.stop(Duration::from_secs(args.drain_timeout));
+        // The router logs what the drain left undone; a drain that ran out is not a failure
+        // of the process.
+        router.wait().await;
+    };
+    tokio::select! {
+        () = stopping => {}
+        // Someone at a terminal pressing Ctrl-C again does not want to wait out the drain.
+        () = signalled() => {
+            tracing::warn!("a second signal: stopping now, cutting what is in flight");
+        }
+    }
     Ok(exit::OK)
 }
