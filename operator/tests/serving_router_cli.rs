@@ -1,13 +1,15 @@
 //! `kubegrid serving-router` as a process on loopback: it logs where it listens, holds a
 //! request while nothing answers at its backend, forwards it once something does, and on
-//! SIGTERM drains, answers a request still held 503 and exits 0; and `serving-controller` refuses a router image not pinned by digest.
+//! SIGTERM drains, answers a request still held 503 and exits 0 (a second signal ends it at
+//! once); and `serving-controller` refuses a router image not pinned by digest.
 
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines},
     net::{TcpListener, TcpStream},
-    process::Command,
+    process::{Child, ChildStderr, Command},
 };
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -22,39 +24,87 @@ async fn request(addr: &str, path: &str) -> String {
     answer
 }
 
+/// A port nothing listens on yet: the replicas' Service while the service is at zero.
+async fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// `kubegrid serving-router` in front of `backend`, with text logs on a pipe.
+struct RouterProcess {
+    child: Child,
+    lines: Lines<BufReader<ChildStderr>>,
+    /// Where it listens, from its log.
+    addr: String,
+}
+
+impl RouterProcess {
+    /// Starts it with `--shutdown-delay delay --drain-timeout drain`; returns once it logs
+    /// where it listens.
+    async fn start(backend: &str, delay: u32, drain: u32) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kubegrid"))
+            .args(["serving-router", "--listen", "127.0.0.1:0"])
+            .args(["--backend", backend])
+            .args(["--model-name", "llama", "--namespace", "ml"])
+            .args(["--shutdown-delay", &delay.to_string()])
+            .args(["--drain-timeout", &drain.to_string()])
+            .args(["--log-format", "text"])
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut router = Self {
+            child,
+            lines,
+            addr: String::new(),
+        };
+        let line = router.until("addr=").await;
+        let rest = line.split("addr=").nth(1).unwrap();
+        router.addr = rest.split_whitespace().next().unwrap().to_string();
+        router
+    }
+
+    /// Reads its log up to the first line that contains `what`; that line.
+    async fn until(&mut self, what: &str) -> String {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let line = self.lines.next_line().await.unwrap();
+                let line = line.unwrap_or_else(|| panic!("it exited before logging {what:?}"));
+                if line.contains(what) {
+                    break line;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the router never logged {what:?}"))
+    }
+
+    /// Sends it `signal`.
+    fn signal(&self, signal: Signal) {
+        let pid = i32::try_from(self.child.id().unwrap()).unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
+    }
+
+    /// Waits for it to exit; its exit status and every line it logged until then.
+    async fn exit(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        tokio::time::timeout(PATIENCE, async {
+            let mut rest = Vec::new();
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                rest.push(line);
+            }
+            (self.child.wait().await.unwrap(), rest)
+        })
+        .await
+        .expect("the router exits")
+    }
+}
+
 #[tokio::test]
 async fn the_router_process_holds_a_request_until_its_backend_answers() {
-    // A port nothing listens on yet: the replicas' Service while the service is at zero.
-    let backend = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubegrid"))
-        .args(["serving-router", "--listen", "127.0.0.1:0"])
-        .args(["--backend", &backend.to_string()])
-        .args(["--model-name", "llama", "--namespace", "ml"])
-        .args(["--shutdown-delay", "0", "--drain-timeout", "1"])
-        .args(["--log-format", "text"])
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("it logs before exiting");
-            if let Some(rest) = line.split("addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        }
-    })
-    .await
-    .expect("the router logs its address");
+    let backend = free_addr().await;
+    let mut router = RouterProcess::start(&backend, 0, 1).await;
+    let addr = router.addr.clone();
     assert!(request(&addr, "/healthz").await.starts_with("HTTP/1.1 200"));
 
     let held = {
@@ -62,16 +112,7 @@ async fn the_router_process_holds_a_request_until_its_backend_answers() {
         tokio::spawn(async move { request(&addr, "/v1/models").await })
     };
     // The request is held: the router says so in its log.
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let line = lines.next_line().await.unwrap().unwrap();
-            if line.contains("holding the request") {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the router holds the request");
+    router.until("holding the request").await;
     let metrics = request(&addr, "/metrics").await;
     assert!(
         metrics
@@ -80,7 +121,7 @@ async fn the_router_process_holds_a_request_until_its_backend_answers() {
     );
 
     // A replica starts answering.
-    let listener = TcpListener::bind(backend).await.unwrap();
+    let listener = TcpListener::bind(&backend).await.unwrap();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         // Closed before answering: once the answer is in, the backend refuses again.
@@ -103,90 +144,30 @@ async fn the_router_process_holds_a_request_until_its_backend_answers() {
 
     // The replica is gone again (it answered once): the next request is held, and SIGTERM
     // drains for one second before the router answers it 503 and exits 0.
-    let held = {
-        let addr = addr.clone();
-        tokio::spawn(async move { request(&addr, "/v1/models").await })
-    };
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let line = lines.next_line().await.unwrap().unwrap();
-            if line.contains("holding the request") {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the router holds the second request");
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let held = tokio::spawn(async move { request(&addr, "/v1/models").await });
+    router.until("holding the request").await;
+    router.signal(Signal::SIGTERM);
     let answer = tokio::time::timeout(PATIENCE, held).await.unwrap().unwrap();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("this router is stopping"), "{answer}");
-    let rest = tokio::time::timeout(PATIENCE, async {
-        let mut rest = Vec::new();
-        while let Some(line) = lines.next_line().await.unwrap() {
-            rest.push(line);
-        }
-        rest
-    })
-    .await
-    .expect("the router exits");
+    let (status, rest) = router.exit().await;
     assert!(
         rest.iter()
             .any(|l| l.contains("the drain time ran out") && l.contains("held=1")),
         "{rest:#?}"
     );
-    let status = tokio::time::timeout(PATIENCE, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
     assert!(status.success(), "{status}");
 }
 
 #[tokio::test]
 async fn a_second_signal_stops_the_router_without_waiting_out_its_delay_and_drain() {
-    let backend = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubegrid"))
-        .args(["serving-router", "--listen", "127.0.0.1:0"])
-        .args(["--backend", &backend.to_string()])
-        .args(["--model-name", "llama", "--namespace", "ml"])
-        .args(["--shutdown-delay", "3600", "--drain-timeout", "3600"])
-        .args(["--log-format", "text"])
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut wait_for = async |what: &str| {
-        tokio::time::timeout(PATIENCE, async {
-            loop {
-                let line = lines
-                    .next_line()
-                    .await
-                    .unwrap()
-                    .expect("it logs before exiting");
-                if line.contains(what) {
-                    break;
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("the router never logged {what:?}"));
-    };
-    wait_for("serving").await;
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    wait_for("stopping after the shutdown delay").await;
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    wait_for("a second signal: stopping now").await;
-    let status = tokio::time::timeout(PATIENCE, child.wait())
-        .await
-        .expect("the router exits at the second signal, not after an hour")
-        .unwrap();
+    let backend = free_addr().await;
+    let mut router = RouterProcess::start(&backend, 3600, 3600).await;
+    router.signal(Signal::SIGTERM);
+    router.until("stopping after the shutdown delay").await;
+    router.signal(Signal::SIGINT);
+    router.until("a second signal: stopping now").await;
+    let (status, _) = router.exit().await;
     assert!(status.success(), "{status}");
 }
 
