@@ -154,21 +154,27 @@ async fn metrics(addr: SocketAddr) -> String {
     text(send(addr, "GET", "/metrics", "").await).await
 }
 
-#[tokio::test]
-async fn requests_and_streamed_answers_pass_through() {
+/// A router in front of a replica (at the address returned) whose `/stream` answer is under
+/// way: its first chunk read, its second waiting for the sender returned.
+async fn streaming() -> (Router, SocketAddr, oneshot::Sender<()>, Incoming) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend = listener.local_addr().unwrap();
     let (release, released) = oneshot::channel();
     tokio::spawn(replica(listener, Some(released)));
     let router = router(backend, |_| {}).await;
-
-    let r = send(router.addr(), "GET", "/stream", "").await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let mut body = r.into_body();
-    // The first chunk arrives while the replica still holds the second: streamed, not
-    // buffered.
+    let streaming = send(router.addr(), "GET", "/stream", "").await;
+    assert_eq!(streaming.status(), StatusCode::OK);
+    let mut body = streaming.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(first, "one\n");
+    (router, backend, release, body)
+}
+
+#[tokio::test]
+async fn requests_and_streamed_answers_pass_through() {
+    // The first chunk arrives while the replica still holds the second: streamed, not
+    // buffered.
+    let (router, backend, release, body) = streaming().await;
     release.send(()).unwrap();
     let rest = body.collect().await.unwrap().to_bytes();
     assert_eq!(rest, "two\n");
@@ -305,19 +311,9 @@ async fn the_limits_answer_503_413_and_time_out_with_retry_after() {
 
 #[tokio::test]
 async fn a_stopping_router_refuses_new_connections_and_lets_requests_in_flight_finish() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let backend = listener.local_addr().unwrap();
-    let (release, released) = oneshot::channel();
-    tokio::spawn(replica(listener, Some(released)));
-    let mut router = router(backend, |_| {}).await;
+    // An answer under way...
+    let (mut router, _, release, mut body) = streaming().await;
     let addr = router.addr();
-
-    // An answer under way (its second chunk waits for `release`)...
-    let streaming = send(addr, "GET", "/stream", "").await;
-    assert_eq!(streaming.status(), StatusCode::OK);
-    let mut body = streaming.into_body();
-    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-    assert_eq!(first, "one\n");
     // ...and a keep-alive connection, idle after one request.
     let mut idle = TcpStream::connect(addr).await.unwrap();
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: llama-8b.ml:8000\r\n\r\n")
@@ -385,16 +381,8 @@ async fn a_request_still_held_when_the_drain_runs_out_gets_503_with_retry_after(
 
 #[tokio::test]
 async fn an_answer_still_streaming_when_the_drain_runs_out_is_cut_and_counted() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let backend = listener.local_addr().unwrap();
     // Never released: the replica's answer stops after its first chunk.
-    let (_release, released) = oneshot::channel();
-    tokio::spawn(replica(listener, Some(released)));
-    let mut router = router(backend, |_| {}).await;
-    let streaming = send(router.addr(), "GET", "/stream", "").await;
-    let mut body = streaming.into_body();
-    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-    assert_eq!(first, "one\n");
+    let (mut router, _, _release, body) = streaming().await;
 
     router.stop(Duration::from_millis(100));
     assert_eq!(router.wait().await, Drained { held: 0, cut: 1 });
