@@ -57,6 +57,24 @@ async fn one_coordinator_downloads_each_file_once_and_every_node_ends_verified()
             assert_eq!(peers, bed.size(), "{n} copied everything in-cluster");
         }
     }
+    // Each follower learnt its coordinator from a watch on the model's Lease, by name; it
+    // did not read the Lease again and again (its election still reads it, as candidates do).
+    let lease = kubegrid_modelcache::daemon::lease_name(&kubegrid_serving::names::cache_key(URI));
+    let requests = bed.fake.state().client_requests.clone();
+    for n in nodes.iter().filter(|n| **n != coordinator) {
+        let watches = requests
+            .iter()
+            .filter(|(client, r)| {
+                client == n
+                    && r.starts_with(
+                        "GET /apis/coordination.k8s.io/v1/namespaces/kubegrid-system/leases?",
+                    )
+                    && r.contains("watch=true")
+                    && r.contains(&lease)
+            })
+            .count();
+        assert!(watches >= 1, "{n} watches {lease}: {requests:#?}");
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
-//! The follower's part: find the coordinator through the Lease, refuse its answers when
-//! their epoch is below the Lease's, copy each published file through the fan-out (the
-//! file under way while its piece hashes arrive), link it into the commit's directory, and
-//! write the ready marker when all are there.
+//! The follower's part: find the coordinator through the Lease (watched, not read again and
+//! again), refuse its answers when their epoch is below the Lease's, copy each published file
+//! through the fan-out (the file under way while its piece hashes arrive), link it into the
+//! commit's directory, and write the ready marker when all are there.
 
 use std::{
     path::Path,
@@ -11,7 +11,10 @@ use std::{
 use futures::{StreamExt as _, stream::FuturesUnordered};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::Api;
+use kube::{
+    Api,
+    runtime::{WatchStreamExt as _, watcher},
+};
 use kubegrid_fanout::{FetchEvent, FetchOptions, Swarm};
 use kubegrid_lease::LeaseConfig;
 use kubegrid_serving::ModelSource;
@@ -30,8 +33,8 @@ use crate::{
 /// Where a node's fan-out keeps a model's blobs (the commit directories hard-link them).
 pub(super) const STORE: &str = ".blobs";
 
-/// The first wait before the Lease is read again when it names no holder.
-const NO_HOLDER_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+/// The Lease's holder (when it names one) and epoch, once the watch has listed it.
+type Seen = Option<(Option<String>, i32)>;
 
 /// Follows until this node's copy is ready; then stays idle (the fan-out keeps serving it).
 pub(super) async fn run(
@@ -46,21 +49,29 @@ pub(super) async fn run(
     }
     let key = kubegrid_serving::names::cache_key(&model.uri);
     let api: Api<Lease> = Api::namespaced(shared.client.clone(), &lease.namespace);
-    // With no holder yet, the Lease is asked again soon, then less often: daemons that start
-    // together find the first coordinator within moments of its taking the Lease, and a
-    // model with no coordinator for long costs a read per retry interval.
-    let mut no_holder = NO_HOLDER_FIRST;
+    // A watch, not a read every retry interval: every follower of every model would cost
+    // the API server a read each interval, and a new holder is seen as soon as it writes.
+    let (seen_tx, mut seen) = watch::channel(None);
+    let _watch = super::AbortOnDrop(tokio::spawn(watch_lease(api, lease.name.clone(), seen_tx)));
     loop {
-        let (holder, epoch) = current(&api, &lease.name).await?;
-        let Some((holder_name, control)) = holder.and_then(|h| {
-            let control = h.split_once('@').map(|(_, a)| a.to_string())?;
-            Some((h, control))
-        }) else {
-            tokio::time::sleep(no_holder).await;
-            no_holder = (no_holder * 2).min(lease.retry_interval);
+        let (holder_name, epoch) = {
+            let now = seen
+                .wait_for(|s| matches!(s, Some((Some(_), _))))
+                .await
+                .map_err(|_| Error::Kube {
+                    action: format!("watch Lease {}", lease.name),
+                    source: kube::Error::Service("the Lease's watch ended".into()),
+                })?;
+            match now.as_ref() {
+                Some((Some(holder), epoch)) => (holder.clone(), *epoch),
+                _ => unreachable!("waited for a holder"),
+            }
+        };
+        let Some(control) = holder_name.split_once('@').map(|(_, a)| a.to_string()) else {
+            tracing::warn!(model = %model.uri, holder = %holder_name, "the Lease's holder names no control address; waiting for another");
+            holder_changed(&mut seen, &holder_name).await;
             continue;
         };
-        no_holder = NO_HOLDER_FIRST;
         // The coordinator's answers feed the copy as they come; the copy keeps going from
         // peers while the coordinator is unreachable, and ends when the Lease moves on (its
         // verified pieces stay on disk for the next try).
@@ -71,6 +82,7 @@ pub(super) async fn run(
             key: &key,
             control: &control,
             epoch,
+            seen: seen.clone(),
             retry: lease.retry_interval,
         };
         tokio::select! {
@@ -81,7 +93,7 @@ pub(super) async fn run(
                 tracing::info!(model = %model.uri, %commit, epoch, "ready");
                 return Ok(());
             }
-            () = holder_changed(&api, &lease.name, &holder_name, lease.retry_interval) => {
+            () = holder_changed(&mut seen, &holder_name) => {
                 tracing::info!(model = %model.uri, old = %holder_name, "the coordinator changed; following the new one");
             }
         }
@@ -97,6 +109,8 @@ struct Poll<'a> {
     control: &'a str,
     /// The Lease's epoch when the coordinator was looked up: answers below it are refused.
     epoch: i32,
+    /// The Lease as watched since: answers below a newer epoch seen there are refused too.
+    seen: watch::Receiver<Seen>,
     retry: std::time::Duration,
 }
 
@@ -151,14 +165,18 @@ impl Poll<'_> {
                     ),
                 });
             };
-            if published.epoch < self.epoch {
+            let lease_epoch = match self.seen.borrow().as_ref() {
+                Some((_, seen)) => self.epoch.max(*seen),
+                None => self.epoch,
+            };
+            if published.epoch < lease_epoch {
                 shared.counters.add(&shared.counters.stale_answers, 1);
                 shared.metrics.stale_answer(&model.uri);
                 tracing::warn!(
                     model = %model.uri,
                     coordinator = %published.coordinator,
                     answer_epoch = published.epoch,
-                    lease_epoch = self.epoch,
+                    lease_epoch,
                     "refused a coordinator answer from an older epoch"
                 );
                 return Ok(());
@@ -233,29 +251,53 @@ fn progress(shared: &Shared, model: &ModelSource, held: &Mutex<Vec<u64>>, i: usi
     shared.metrics.cached(&model.uri, held.iter().sum());
 }
 
-/// The Lease's holder and epoch.
-async fn current(api: &Api<Lease>, name: &str) -> Result<(Option<String>, i32)> {
-    let lease = api.get_opt(name).await.map_err(|source| Error::Kube {
-        action: format!("read Lease {name}"),
-        source,
-    })?;
-    let spec = lease.and_then(|l| l.spec).unwrap_or_default();
-    Ok((
-        spec.holder_identity.filter(|h| !h.is_empty()),
-        spec.lease_transitions.unwrap_or(0),
-    ))
+/// Keeps `seen` at the holder and epoch of the Lease `name`, from a watch on it. While the
+/// API server is unreachable the watch retries with backoff and `seen` keeps what it last
+/// showed, as a follower keeps its coordinator until it learns of another.
+async fn watch_lease(api: Api<Lease>, name: String, seen: watch::Sender<Seen>) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+    // Whether the listing under way has shown the Lease: a listing without it means none.
+    let mut listed = false;
+    while let Some(event) = events.next().await {
+        let lease = match event {
+            Ok(watcher::Event::Init) => {
+                listed = false;
+                continue;
+            }
+            Ok(watcher::Event::InitApply(lease)) => {
+                listed = true;
+                Some(lease)
+            }
+            Ok(watcher::Event::InitDone) if listed => continue,
+            Ok(watcher::Event::InitDone | watcher::Event::Delete(_)) => None,
+            Ok(watcher::Event::Apply(lease)) => Some(lease),
+            Err(e) => {
+                tracing::debug!(lease = %name, "watching the Lease: {e}");
+                continue;
+            }
+        };
+        let spec = lease.and_then(|l| l.spec).unwrap_or_default();
+        let now = (
+            spec.holder_identity.filter(|h| !h.is_empty()),
+            spec.lease_transitions.unwrap_or(0),
+        );
+        // Renewals change only the renew time: no wake-up for them.
+        seen.send_if_modified(|s| {
+            let changed = s.as_ref() != Some(&now);
+            if changed {
+                *s = Some(now);
+            }
+            changed
+        });
+    }
 }
 
-/// Completes once the Lease names another holder than `holder` (read every `every`).
-async fn holder_changed(api: &Api<Lease>, name: &str, holder: &str, every: std::time::Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        if let Ok((now, _)) = current(api, name).await
-            && now.as_deref() != Some(holder)
-        {
-            return;
-        }
-    }
+/// Completes once the Lease names another holder than `holder` (or none), or its watch ends.
+async fn holder_changed(seen: &mut watch::Receiver<Seen>, holder: &str) {
+    let _ = seen
+        .wait_for(|s| !matches!(s, Some((Some(h), _)) if h == holder))
+        .await;
 }
 
 /// Copies file `i` of `published` through the fan-out, its manifest following later

@@ -93,28 +93,25 @@ pub fn rbac(namespace: &str) -> Vec<Value> {
         ),
         rule(&[""], &["nodes"], &["get", "patch"]),
     ];
-    let lease = |name: &str| {
+    let lease = |name: &str, verbs: &[&str]| {
         role(
             "Role",
             name,
             namespace,
-            vec![rule(
-                &["coordination.k8s.io"],
-                &["leases"],
-                &["get", "create", "update"],
-            )],
+            vec![rule(&["coordination.k8s.io"], &["leases"], verbs)],
         )
     };
     vec![
         account(CONTROLLER, namespace),
         role("ClusterRole", CONTROLLER, namespace, controller),
         bind("ClusterRole", CONTROLLER, namespace),
-        lease(CONTROLLER),
+        lease(CONTROLLER, &["get", "create", "update"]),
         bind("Role", CONTROLLER, namespace),
         account(CACHE, namespace),
         role("ClusterRole", CACHE, namespace, cache),
         bind("ClusterRole", CACHE, namespace),
-        lease(CACHE),
+        // A follower watches its model's Lease instead of reading it again and again.
+        lease(CACHE, &["get", "list", "watch", "create", "update"]),
         bind("Role", CACHE, namespace),
     ]
 }
