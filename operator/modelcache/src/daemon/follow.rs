@@ -54,18 +54,15 @@ pub(super) async fn run(
     let (seen_tx, mut seen) = watch::channel(None);
     let _watch = super::AbortOnDrop(tokio::spawn(watch_lease(api, lease.name.clone(), seen_tx)));
     loop {
-        let (holder_name, epoch) = {
-            let now = seen
-                .wait_for(|s| matches!(s, Some((Some(_), _))))
-                .await
-                .map_err(|_| Error::Kube {
-                    action: format!("watch Lease {}", lease.name),
-                    source: kube::Error::Service("the Lease's watch ended".into()),
-                })?;
-            match now.as_ref() {
-                Some((Some(holder), epoch)) => (holder.clone(), *epoch),
-                _ => unreachable!("waited for a holder"),
+        // The holder, once the Lease names one.
+        let (holder_name, epoch) = loop {
+            if let Some((Some(holder), epoch)) = seen.borrow_and_update().as_ref() {
+                break (holder.clone(), *epoch);
             }
+            seen.changed().await.map_err(|_| Error::Kube {
+                action: format!("watch Lease {}", lease.name),
+                source: kube::Error::Service("the Lease's watch ended".into()),
+            })?;
         };
         let Some(control) = holder_name.split_once('@').map(|(_, a)| a.to_string()) else {
             tracing::warn!(model = %model.uri, holder = %holder_name, "the Lease's holder names no control address; waiting for another");
